@@ -1,0 +1,32 @@
+//! Builds decoder inputs z = (z_tech ‖ z_bio ‖ z_pert): output row `r` takes, for each of the
+//! three latent groups, a slice of one row of that group's source matrix. The sources may be the
+//! same matrix (the encoder's technical and biological latents share one), so reference ×
+//! perturbation batches need no copies.
+
+/// Where one latent group comes from.
+#[derive(Clone, Copy, Debug)]
+pub struct Part<'a> {
+    pub source: &'a [f32],
+    /// Columns of `source`.
+    pub cols: usize,
+    /// First column of this group in `source`.
+    pub offset: usize,
+    /// Width of this group.
+    pub width: usize,
+}
+
+/// CPU twin. `index` is `[rows, 3]`: the source row of each group for each output row; `out`
+/// is `[rows, Σ widths]`.
+pub fn cpu(parts: [Part<'_>; 3], index: &[u32], out: &mut [f32]) {
+    let width: usize = parts.iter().map(|p| p.width).sum();
+    let rows = index.len() / 3;
+    assert_eq!(out.len(), rows * width, "assemble output");
+    for r in 0..rows {
+        let mut col = 0;
+        for (g, p) in parts.iter().enumerate() {
+            let src = index[r * 3 + g] as usize * p.cols + p.offset;
+            out[r * width + col..r * width + col + p.width].copy_from_slice(&p.source[src..src + p.width]);
+            col += p.width;
+        }
+    }
+}

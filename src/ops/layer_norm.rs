@@ -1,0 +1,14 @@
+//! Layer normalisation over the last dimension, with affine weight and bias.
+
+/// CPU twin. `x` and `out` are `[rows, cols]`; `weight`, `bias` are `[cols]`.
+pub fn cpu(x: &[f32], cols: usize, weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len(), "layer norm output");
+    for (xr, or) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+        let mean = xr.iter().sum::<f32>() / cols as f32;
+        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / cols as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((o, v), w), b) in or.iter_mut().zip(xr).zip(weight).zip(bias) {
+            *o = (v - mean) * inv * w + b;
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The model's operations. Each op is one file here with its CPU twin (plain Rust, the oracle
+//! for tests and the fallback backend) and, beside it, the Rust type that drives its WGSL kernel
+//! in `shaders/<op>.wgsl`.
+//!
+//! All activations are row-major f32 `[rows, cols]` matrices.
+
+pub mod activation;
+pub mod add;
+pub mod assemble;
+pub mod bias;
+pub mod layer_norm;
+pub mod linear;
+pub mod output;
+pub mod prior_embed;
+pub mod reparameterize;
+
+pub use activation::Activation;
+pub use reparameterize::{Noise, Philox};

@@ -1,0 +1,24 @@
+//! Output transforms of a prediction `[rows, genes]` of log-CPM, each row tied to one reference:
+//! log fold change against the reference's log-CPM, and counts at the reference's library size.
+
+/// CPU twin of the log fold change: `out[r, g] = pred[r, g] − reference[index[r], g]`.
+pub fn log_fold_change_cpu(pred: &[f32], reference: &[f32], index: &[u32], out: &mut [f32]) {
+    let genes = pred.len() / index.len().max(1);
+    for (r, &i) in index.iter().enumerate() {
+        let i = i as usize;
+        for g in 0..genes {
+            out[r * genes + g] = pred[r * genes + g] - reference[i * genes + g];
+        }
+    }
+}
+
+/// CPU twin of counts: `out[r, g] = expm1(pred[r, g]) · library_size[index[r]] / 10⁶`.
+pub fn counts_cpu(pred: &[f32], library_size: &[f32], index: &[u32], out: &mut [f32]) {
+    let genes = pred.len() / index.len().max(1);
+    for (r, &i) in index.iter().enumerate() {
+        let scale = library_size[i as usize] * 1e-6;
+        for g in 0..genes {
+            out[r * genes + g] = pred[r * genes + g].exp_m1() * scale;
+        }
+    }
+}
