@@ -4,8 +4,18 @@
 //! [`backend`] (CPU twin and wgpu/WGSL) → front ends (the Rust API in [`session`], the CLI, wasm).
 
 pub mod backend;
+pub mod format;
+pub mod metadata;
+pub mod model;
 pub mod error;
 pub mod ops;
 pub mod quant;
+pub mod sample;
 
 pub use error::{Error, Result};
+pub mod session;
+
+pub use backend::{Backend, BackendKind, CpuBackend};
+pub use format::{Group, Metadata, ModelConfig, ModelFile, Value};
+pub use sample::{Reference, SampleTable, ValueKind};
+pub use session::{Prediction, Request, Sampling, ScreenHit, Session, Signature};

@@ -1,0 +1,247 @@
+//! The `refcast` metadata document of a model file (docs/FORMAT.md), as Rust types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ops::Activation;
+use crate::quant::DType;
+
+/// The format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub format_version: u32,
+    #[serde(default)]
+    pub name: String,
+    pub architecture: Architecture,
+    pub genes: Vec<Gene>,
+    pub priors: Priors,
+    #[serde(default)]
+    pub perturbations: Vec<Named>,
+    #[serde(default)]
+    pub contexts: Vec<Named>,
+    pub normalisation: Normalisation,
+    #[serde(default)]
+    pub provenance: serde_json::Value,
+    /// Logical dtype and shape of tensors stored as raw bytes (quantized ones must be here).
+    #[serde(default)]
+    pub tensors: BTreeMap<String, TensorSpec>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Architecture {
+    pub genes: usize,
+    pub latent: Latent,
+    pub activation: Activation,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f32,
+    pub encoder: Trunk,
+    pub decoder: Trunk,
+    pub prior: Trunk,
+}
+
+fn default_eps() -> f32 {
+    1e-5
+}
+
+/// Widths of the three latent groups.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Latent {
+    pub technical: usize,
+    pub biological: usize,
+    pub perturbation: usize,
+}
+
+impl Latent {
+    pub fn of(&self, group: Group) -> usize {
+        match group {
+            Group::Technical => self.technical,
+            Group::Biological => self.biological,
+            Group::Perturbation => self.perturbation,
+        }
+    }
+    pub fn total(&self) -> usize {
+        self.technical + self.biological + self.perturbation
+    }
+}
+
+/// Shape of a residual MLP trunk.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Trunk {
+    pub hidden: usize,
+    pub ff: usize,
+    pub blocks: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Gene {
+    pub symbol: String,
+    #[serde(default)]
+    pub ensembl: Option<String>,
+}
+
+/// The three latent groups, in decoder-input order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    Technical,
+    Biological,
+    Perturbation,
+}
+
+impl Group {
+    pub const ALL: [Group; 3] = [Group::Technical, Group::Biological, Group::Perturbation];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Technical => "technical",
+            Group::Biological => "biological",
+            Group::Perturbation => "perturbation",
+        }
+    }
+
+    /// Noise stream of this group (ops::reparameterize).
+    pub fn stream(self) -> u32 {
+        self as u32
+    }
+}
+
+impl std::str::FromStr for Group {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Group::ALL
+            .into_iter()
+            .find(|g| g.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown latent group '{s}' (expected technical, biological or perturbation)"))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Priors {
+    pub technical: PriorSpec,
+    pub biological: PriorSpec,
+    pub perturbation: PriorSpec,
+}
+
+impl Priors {
+    pub fn of(&self, group: Group) -> &PriorSpec {
+        match group {
+            Group::Technical => &self.technical,
+            Group::Biological => &self.biological,
+            Group::Perturbation => &self.perturbation,
+        }
+    }
+}
+
+/// Metadata fields of one prior network, in the order of its embedding rows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PriorSpec {
+    #[serde(default)]
+    pub categorical: Vec<CategoricalField>,
+    #[serde(default)]
+    pub numeric: Vec<NumericField>,
+}
+
+impl PriorSpec {
+    /// Rows of the embedding table that are one-hot rows.
+    pub fn one_hot_rows(&self) -> usize {
+        self.categorical.iter().map(|f| f.values.len()).sum()
+    }
+    pub fn table_rows(&self) -> usize {
+        self.one_hot_rows() + self.numeric.len()
+    }
+    pub fn has_field(&self, name: &str) -> bool {
+        self.categorical.iter().any(|f| f.name == name) || self.numeric.iter().any(|f| f.name == name)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CategoricalField {
+    pub name: String,
+    /// Vocabulary; entry 0 is "unknown".
+    pub values: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NumericField {
+    pub name: String,
+    pub transform: NumericTransform,
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+    #[serde(default)]
+    pub unit: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NumericTransform {
+    Zscore,
+    Log1pZscore,
+}
+
+impl NumericField {
+    /// The value the prior network sees.
+    pub fn transform(&self, v: f64) -> f32 {
+        let x = match self.transform {
+            NumericTransform::Zscore => v,
+            NumericTransform::Log1pZscore => v.ln_1p(),
+        };
+        ((x - self.mean) / self.std) as f32
+    }
+}
+
+/// A metadata value: a vocabulary entry or a number.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Value {
+    Number(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Number(v) => write!(f, "{v}"),
+            Value::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Metadata fields by name.
+pub type Metadata = BTreeMap<String, Value>;
+
+/// A named metadata combination: a known perturbation, or a known context.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Named {
+    pub name: String,
+    pub metadata: Metadata,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Normalisation {
+    pub input: String,
+    pub cpm_scale: f64,
+    pub log: String,
+    pub missing_genes: String,
+}
+
+impl Default for Normalisation {
+    fn default() -> Self {
+        Normalisation {
+            input: "log1p_cpm".into(),
+            cpm_scale: 1e6,
+            log: "natural".into(),
+            missing_genes: "gene_mean".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}

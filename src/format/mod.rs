@@ -1,0 +1,296 @@
+//! Model files: safetensors with a `refcast` metadata document (docs/FORMAT.md). Reading checks
+//! everything before allocating tensors: header size, offsets, dtypes, shapes against the
+//! architecture, vocabularies.
+
+pub mod config;
+pub mod synthetic;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use safetensors::{Dtype, SafeTensors, View};
+
+pub use config::*;
+
+use crate::error::{Error, Result};
+use crate::quant::{DType, Matrix};
+
+/// Largest JSON header refcast accepts. Real headers are well under 1 MiB (the gene list
+/// dominates); the limit stops a hostile length from driving an allocation.
+pub const MAX_HEADER_BYTES: usize = 16 << 20;
+
+/// Key of the refcast document in the safetensors `__metadata__`.
+pub const METADATA_KEY: &str = "refcast";
+
+/// A parsed, validated model: its document and its tensors (1-D tensors are `[1, n]`).
+#[derive(Clone, Debug)]
+pub struct ModelFile {
+    pub config: ModelConfig,
+    pub tensors: HashMap<String, Matrix>,
+}
+
+impl ModelFile {
+    /// Parses and validates a model from the bytes of a file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<ModelFile> {
+        check_header_length(bytes)?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| Error::format(e.to_string()))?;
+        let doc = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(METADATA_KEY))
+            .ok_or_else(|| Error::format(format!("no '{METADATA_KEY}' entry in the safetensors __metadata__ (is this a refcast model?)")))?;
+        let version: serde_json::Value =
+            serde_json::from_str(doc).map_err(|e| Error::format(format!("the '{METADATA_KEY}' metadata is not JSON: {e}")))?;
+        match version.get("format_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == FORMAT_VERSION as u64 => {}
+            Some(v) => return Err(Error::format(format!("format version {v} is not supported (this refcast reads version {FORMAT_VERSION})"))),
+            None => return Err(Error::format("the refcast metadata has no format_version")),
+        }
+        let config: ModelConfig =
+            serde_json::from_value(version).map_err(|e| Error::format(format!("refcast metadata: {e}")))?;
+        validate_config(&config)?;
+
+        let expected = expected_tensors(&config);
+        let mut tensors = HashMap::with_capacity(expected.len());
+        for (name, view) in st.iter() {
+            let Some(&(rows, cols)) = expected.get(name) else {
+                return Err(Error::format(format!("unexpected tensor '{name}' (not part of the architecture)")));
+            };
+            let (dtype, shape) = logical(&config, name, view.dtype(), view.shape())?;
+            let logical_shape = match shape.as_slice() {
+                [n] => (1, *n),
+                [r, c] => (*r, *c),
+                other => return Err(Error::format(format!("tensor '{name}' has shape {other:?}; refcast uses 1-D and 2-D tensors"))),
+            };
+            let want = if rows == 1 { (1, cols) } else { (rows, cols) };
+            if logical_shape != want {
+                return Err(Error::format(format!(
+                    "tensor '{name}' has shape {shape:?} but the architecture needs {}",
+                    if rows == 1 { format!("[{cols}]") } else { format!("[{rows}, {cols}]") }
+                )));
+            }
+            let size = dtype.byte_size(want.0, want.1).ok_or_else(|| {
+                Error::format(format!("tensor '{name}': {dtype} needs a column count divisible by 32, got {}", want.1))
+            })?;
+            if view.data().len() != size {
+                return Err(Error::format(format!("tensor '{name}' holds {} bytes, {dtype} {shape:?} needs {size}", view.data().len())));
+            }
+            tensors.insert(name.to_string(), Matrix { rows: want.0, cols: want.1, dtype, bytes: view.data().to_vec() });
+        }
+        if let Some(missing) = expected.keys().find(|k| !tensors.contains_key(*k)) {
+            return Err(Error::format(format!("tensor '{missing}' is missing")));
+        }
+        Ok(ModelFile { config, tensors })
+    }
+
+    /// Serialises a model (the inverse of [`ModelFile::from_bytes`]).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut config = self.config.clone();
+        config.tensors = self
+            .tensors
+            .iter()
+            .filter(|(_, m)| m.dtype.is_quantized())
+            .map(|(k, m)| (k.clone(), TensorSpec { dtype: m.dtype, shape: vec![m.rows, m.cols] }))
+            .collect();
+        let doc = serde_json::to_string(&config).map_err(|e| Error::format(e.to_string()))?;
+        let meta = HashMap::from([(METADATA_KEY.to_string(), doc)]);
+        let expected = expected_tensors(&config);
+        let views: BTreeMap<&str, StoredView<'_>> = self
+            .tensors
+            .iter()
+            .map(|(k, m)| {
+                let shape = if m.dtype.is_quantized() {
+                    vec![m.bytes.len()]
+                } else if expected.get(k.as_str()).is_some_and(|s| s.0 == 1) {
+                    vec![m.cols]
+                } else {
+                    vec![m.rows, m.cols]
+                };
+                (k.as_str(), StoredView { matrix: m, shape })
+            })
+            .collect();
+        safetensors::serialize(views, Some(meta)).map_err(|e| Error::format(e.to_string()))
+    }
+
+    /// A tensor by name (present after validation).
+    pub fn tensor(&self, name: &str) -> &Matrix {
+        &self.tensors[name]
+    }
+
+    /// An f32 copy of a (small) tensor.
+    pub fn vector(&self, name: &str) -> Vec<f32> {
+        self.tensors[name].to_f32()
+    }
+}
+
+fn check_header_length(bytes: &[u8]) -> Result<()> {
+    let Some(len) = bytes.get(..8) else {
+        return Err(Error::format(format!("file is {} bytes, too short for a safetensors header", bytes.len())));
+    };
+    let n = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+    if n > MAX_HEADER_BYTES as u64 {
+        return Err(Error::format(format!("header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")));
+    }
+    if 8 + n > bytes.len() as u64 {
+        return Err(Error::format(format!("header length {n} runs past the end of the {}-byte file (truncated?)", bytes.len())));
+    }
+    Ok(())
+}
+
+/// The logical dtype and shape of a stored tensor.
+fn logical(config: &ModelConfig, name: &str, dtype: Dtype, shape: &[usize]) -> Result<(DType, Vec<usize>)> {
+    let spec = config.tensors.get(name);
+    match (dtype, spec) {
+        (Dtype::U8, Some(spec)) => {
+            if shape.len() != 1 {
+                return Err(Error::format(format!("quantized tensor '{name}' must be stored as a 1-D U8 tensor")));
+            }
+            Ok((spec.dtype, spec.shape.clone()))
+        }
+        (Dtype::U8, None) => Err(Error::format(format!("U8 tensor '{name}' has no entry in the metadata 'tensors' table"))),
+        (Dtype::F32 | Dtype::F16, spec) => {
+            let d = if dtype == Dtype::F32 { DType::F32 } else { DType::F16 };
+            if let Some(spec) = spec.filter(|s| s.dtype != d || s.shape != shape) {
+                return Err(Error::format(format!(
+                    "tensor '{name}' is stored as {d} {shape:?} but the metadata says {} {:?}",
+                    spec.dtype, spec.shape
+                )));
+            }
+            Ok((d, shape.to_vec()))
+        }
+        (other, _) => Err(Error::format(format!("tensor '{name}' has dtype {other:?}; refcast reads F32, F16 and U8 (quantized)"))),
+    }
+}
+
+fn validate_config(c: &ModelConfig) -> Result<()> {
+    let a = &c.architecture;
+    let positive = [
+        ("genes", a.genes),
+        ("latent.technical", a.latent.technical),
+        ("latent.biological", a.latent.biological),
+        ("latent.perturbation", a.latent.perturbation),
+        ("encoder.hidden", a.encoder.hidden),
+        ("encoder.ff", a.encoder.ff),
+        ("decoder.hidden", a.decoder.hidden),
+        ("decoder.ff", a.decoder.ff),
+        ("prior.hidden", a.prior.hidden),
+        ("prior.ff", a.prior.ff),
+    ];
+    for (what, v) in positive {
+        if v == 0 || v > 1 << 20 {
+            return Err(Error::format(format!("architecture.{what} = {v} is outside 1..={}", 1 << 20)));
+        }
+    }
+    for (what, t) in [("encoder", a.encoder), ("decoder", a.decoder), ("prior", a.prior)] {
+        if t.blocks > 64 {
+            return Err(Error::format(format!("architecture.{what}.blocks = {} exceeds 64", t.blocks)));
+        }
+    }
+    if !(a.layer_norm_eps > 0.0 && a.layer_norm_eps < 1.0) {
+        return Err(Error::format(format!("layer_norm_eps = {} must be in (0, 1)", a.layer_norm_eps)));
+    }
+    if c.genes.len() != a.genes {
+        return Err(Error::format(format!("the gene list has {} entries but architecture.genes is {}", c.genes.len(), a.genes)));
+    }
+    if let Some((i, _)) = c.genes.iter().enumerate().find(|(_, g)| g.symbol.trim().is_empty()) {
+        return Err(Error::format(format!("gene {i} has an empty symbol")));
+    }
+    let mut field_names = HashSet::new();
+    for g in Group::ALL {
+        let p = c.priors.of(g);
+        for f in &p.categorical {
+            if f.values.first().map(String::as_str) != Some("unknown") {
+                return Err(Error::format(format!("{} prior field '{}': the vocabulary must start with \"unknown\"", g.name(), f.name)));
+            }
+            let mut seen = HashSet::new();
+            if let Some(dup) = f.values.iter().find(|v| !seen.insert(v.as_str())) {
+                return Err(Error::format(format!("{} prior field '{}': '{dup}' appears twice", g.name(), f.name)));
+            }
+            if !field_names.insert(f.name.as_str()) {
+                return Err(Error::format(format!("metadata field '{}' is defined twice", f.name)));
+            }
+        }
+        for f in &p.numeric {
+            if !(f.std > 0.0 && f.std.is_finite() && f.mean.is_finite() && f.min <= f.max) {
+                return Err(Error::format(format!(
+                    "{} prior field '{}': needs finite mean, std > 0 and min ≤ max",
+                    g.name(),
+                    f.name
+                )));
+            }
+            if !field_names.insert(f.name.as_str()) {
+                return Err(Error::format(format!("metadata field '{}' is defined twice", f.name)));
+            }
+        }
+    }
+    for named in c.perturbations.iter().chain(&c.contexts) {
+        for key in named.metadata.keys() {
+            if !Group::ALL.iter().any(|g| c.priors.of(*g).has_field(key)) {
+                return Err(Error::format(format!("'{}' uses metadata field '{key}' that no prior defines", named.name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every tensor the architecture needs, with its logical `(rows, cols)`; 1-D tensors have
+/// `rows == 1`.
+pub fn expected_tensors(c: &ModelConfig) -> BTreeMap<String, (usize, usize)> {
+    let a = &c.architecture;
+    let mut t = BTreeMap::new();
+    let linear = |t: &mut BTreeMap<String, (usize, usize)>, name: &str, out: usize, inp: usize| {
+        t.insert(format!("{name}.weight"), (out, inp));
+        t.insert(format!("{name}.bias"), (1, out));
+    };
+    let trunk = |t: &mut BTreeMap<String, (usize, usize)>, net: &str, s: Trunk, head: usize| {
+        for i in 0..s.blocks {
+            let b = format!("{net}.blocks.{i}");
+            t.insert(format!("{b}.norm.weight"), (1, s.hidden));
+            t.insert(format!("{b}.norm.bias"), (1, s.hidden));
+            linear(t, &format!("{b}.fc1"), s.ff, s.hidden);
+            linear(t, &format!("{b}.fc2"), s.hidden, s.ff);
+        }
+        t.insert(format!("{net}.norm.weight"), (1, s.hidden));
+        t.insert(format!("{net}.norm.bias"), (1, s.hidden));
+        linear(t, &format!("{net}.head"), head, s.hidden);
+    };
+    let enc_latent = a.latent.technical + a.latent.biological;
+    linear(&mut t, "encoder.input", a.encoder.hidden, a.genes);
+    trunk(&mut t, "encoder", a.encoder, 2 * enc_latent);
+    linear(&mut t, "decoder.input", a.decoder.hidden, a.latent.total());
+    trunk(&mut t, "decoder", a.decoder, a.genes);
+    for g in Group::ALL {
+        let net = format!("prior.{}", g.name());
+        t.insert(format!("{net}.embedding"), (c.priors.of(g).table_rows(), a.prior.hidden));
+        t.insert(format!("{net}.input.bias"), (1, a.prior.hidden));
+        trunk(&mut t, &net, a.prior, 2 * a.latent.of(g));
+    }
+    t.insert("decoder.logvar".into(), (1, a.genes));
+    t.insert("input.gene_mean".into(), (1, a.genes));
+    t
+}
+
+/// A stored matrix as a safetensors view: f32/f16 natively, quantized as 1-D U8.
+struct StoredView<'a> {
+    matrix: &'a Matrix,
+    shape: Vec<usize>,
+}
+
+impl View for StoredView<'_> {
+    fn dtype(&self) -> Dtype {
+        match self.matrix.dtype {
+            DType::F32 => Dtype::F32,
+            DType::F16 => Dtype::F16,
+            DType::Q8_0 | DType::Q4_0 => Dtype::U8,
+        }
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.matrix.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.matrix.bytes.len()
+    }
+}

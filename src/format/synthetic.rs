@@ -1,0 +1,122 @@
+//! Synthetic models with random weights, of any size: for tests (before and beside the trained
+//! model) and for benchmarks at gene counts the shipped model does not have.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::*;
+use crate::ops::{Activation, Philox};
+
+/// Sizes of a synthetic model.
+#[derive(Clone, Copy, Debug)]
+pub struct SyntheticSpec {
+    pub genes: usize,
+    pub hidden: usize,
+    pub ff: usize,
+    pub blocks: usize,
+    pub latent: Latent,
+    /// Encoding of the large linear weights (those with a multiple-of-32 input width).
+    pub dtype: DType,
+    pub seed: u64,
+}
+
+impl SyntheticSpec {
+    /// A small model that runs quickly everywhere (odd sizes on purpose).
+    pub fn tiny(dtype: DType) -> SyntheticSpec {
+        SyntheticSpec {
+            genes: 160,
+            hidden: 96,
+            ff: 128,
+            blocks: 1,
+            latent: Latent { technical: 3, biological: 5, perturbation: 4 },
+            dtype,
+            seed: 1,
+        }
+    }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+/// Builds a synthetic model: valid config, random weights scaled like a trained network's.
+pub fn random_model(spec: SyntheticSpec) -> ModelFile {
+    let cat = |name: &str, values: &[&str]| CategoricalField {
+        name: name.into(),
+        values: std::iter::once("unknown").chain(values.iter().copied()).map(String::from).collect(),
+    };
+    let priors = Priors {
+        technical: PriorSpec { categorical: vec![cat("platform", &["rnaseq", "microarray", "10x"])], numeric: vec![] },
+        biological: PriorSpec { categorical: vec![cat("cell_type", &["B", "T", "Mono"]), cat("tissue", &["blood", "airway"])], numeric: vec![] },
+        perturbation: PriorSpec {
+            categorical: vec![cat("perturbation", &["none", "drug_a", "drug_b", "cytokine_c"])],
+            numeric: vec![NumericField {
+                name: "time_hours".into(),
+                transform: NumericTransform::Log1pZscore,
+                mean: 1.5,
+                std: 1.0,
+                min: 0.0,
+                max: 168.0,
+                unit: Some("h".into()),
+            }],
+        },
+    };
+    let pert = |name: &str, p: &str, t: f64| Named {
+        name: name.into(),
+        metadata: BTreeMap::from([("perturbation".into(), text(p)), ("time_hours".into(), Value::Number(t))]),
+    };
+    let config = ModelConfig {
+        format_version: FORMAT_VERSION,
+        name: format!("synthetic-{}genes", spec.genes),
+        architecture: Architecture {
+            genes: spec.genes,
+            latent: spec.latent,
+            activation: Activation::GeluTanh,
+            layer_norm_eps: 1e-5,
+            encoder: Trunk { hidden: spec.hidden, ff: spec.ff, blocks: spec.blocks },
+            decoder: Trunk { hidden: spec.hidden, ff: spec.ff, blocks: spec.blocks },
+            prior: Trunk { hidden: 32, ff: 64, blocks: 1 },
+        },
+        genes: (0..spec.genes)
+            .map(|i| Gene { symbol: format!("GENE{i}"), ensembl: Some(format!("ENSG{:011}", 100_000 + i)) })
+            .collect(),
+        priors,
+        perturbations: vec![
+            pert("drug_a 6 h", "drug_a", 6.0),
+            pert("drug_a 24 h", "drug_a", 24.0),
+            pert("drug_b 6 h", "drug_b", 6.0),
+            pert("cytokine_c 6 h", "cytokine_c", 6.0),
+        ],
+        contexts: vec![Named {
+            name: "T cells (10x)".into(),
+            metadata: BTreeMap::from([("platform".into(), text("10x")), ("cell_type".into(), text("T"))]),
+        }],
+        normalisation: Normalisation::default(),
+        provenance: serde_json::json!({ "data": "random weights", "seed": spec.seed }),
+        tensors: BTreeMap::new(),
+    };
+
+    let philox = Philox::new(spec.seed);
+    let mut tensors = HashMap::new();
+    for (i, (name, (rows, cols))) in expected_tensors(&config).into_iter().enumerate() {
+        let n = rows * cols;
+        let scale = if name.ends_with(".weight") && rows > 1 || name.ends_with(".embedding") {
+            1.0 / (cols.max(rows.min(cols)) as f32).sqrt()
+        } else {
+            0.1
+        };
+        let mut values: Vec<f32> = (0..n).map(|j| scale * philox.normal(0, j as u32, i as u32, 0)).collect();
+        if name.ends_with("norm.weight") {
+            values.iter_mut().for_each(|v| *v += 1.0);
+        }
+        if name == "input.gene_mean" {
+            values.iter_mut().for_each(|v| *v = 2.0 + 10.0 * v.abs());
+        }
+        if name == "decoder.logvar" {
+            values.iter_mut().for_each(|v| *v = -2.0 + *v);
+        }
+        let quantize = name.ends_with(".weight") && rows > 1 && cols % crate::quant::BLOCK == 0;
+        let dtype = if quantize { spec.dtype } else { DType::F32 };
+        tensors.insert(name, Matrix::encode(rows, cols, &values, dtype));
+    }
+    ModelFile { config, tensors }
+}

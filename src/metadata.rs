@@ -1,0 +1,130 @@
+//! Turns user metadata (`{"cell_type": "CD14 Mono", "perturbation": "IFN-beta", …}`) into the
+//! inputs of a prior network: one-hot table rows and transformed numeric values. Unknown values
+//! are errors that suggest the nearest known names; a field left out means "unknown".
+
+use crate::error::{Error, Result};
+use crate::format::{Group, Metadata, ModelConfig, PriorSpec, Value};
+
+/// Prior-network inputs for a batch of rows of one group.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PriorInputs {
+    /// `[rows, categorical fields]` rows of the embedding table.
+    pub index: Vec<u32>,
+    /// `[rows, numeric fields]` transformed values.
+    pub numeric: Vec<f32>,
+    pub rows: usize,
+}
+
+/// Checks that every key of `metadata` is a field of some prior of the model.
+pub fn check_fields(config: &ModelConfig, metadata: &Metadata) -> Result<()> {
+    for key in metadata.keys() {
+        if !Group::ALL.iter().any(|g| config.priors.of(*g).has_field(key)) {
+            let known: Vec<&str> = Group::ALL
+                .iter()
+                .flat_map(|g| {
+                    let p = config.priors.of(*g);
+                    p.categorical.iter().map(|f| f.name.as_str()).chain(p.numeric.iter().map(|f| f.name.as_str()))
+                })
+                .collect();
+            return Err(Error::Metadata(format!(
+                "unknown metadata field '{key}'{} (the model knows: {})",
+                suggest(key, known.iter().copied()),
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Encodes one row per metadata map for the prior of `group`.
+pub fn encode(spec: &PriorSpec, group: Group, rows: &[&Metadata]) -> Result<PriorInputs> {
+    let mut out = PriorInputs { rows: rows.len(), ..Default::default() };
+    for md in rows {
+        let mut offset = 0u32;
+        for field in &spec.categorical {
+            let idx = match md.get(&field.name) {
+                None => 0,
+                Some(Value::Text(v)) => field
+                    .values
+                    .iter()
+                    .position(|known| known.eq_ignore_ascii_case(v.trim()))
+                    .ok_or_else(|| {
+                        Error::Metadata(format!(
+                            "{} '{v}' is not known to the model{}; known values: {}",
+                            field.name,
+                            suggest(v, field.values.iter().map(String::as_str)),
+                            field.values.join(", ")
+                        ))
+                    })?,
+                Some(Value::Number(n)) => {
+                    return Err(Error::Metadata(format!("{} ({} field) must be a name, got the number {n}", field.name, group.name())));
+                }
+            };
+            out.index.push(offset + idx as u32);
+            offset += field.values.len() as u32;
+        }
+        for field in &spec.numeric {
+            let v = match md.get(&field.name) {
+                None => 0.0,
+                Some(Value::Number(n)) => {
+                    if !n.is_finite() || *n < field.min || *n > field.max {
+                        return Err(Error::Metadata(format!(
+                            "{} = {n} is outside the range the model was trained on, [{}, {}]{}",
+                            field.name,
+                            field.min,
+                            field.max,
+                            field.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default()
+                        )));
+                    }
+                    field.transform(*n)
+                }
+                Some(Value::Text(t)) => {
+                    let n: f64 = t.trim().parse().map_err(|_| Error::Metadata(format!("{} must be a number, got '{t}'", field.name)))?;
+                    let mut md = Metadata::new();
+                    md.insert(field.name.clone(), Value::Number(n));
+                    let spec = PriorSpec { categorical: vec![], numeric: vec![field.clone()] };
+                    encode(&spec, group, &[&md])?.numeric[0]
+                }
+            };
+            out.numeric.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// " (did you mean 'X'?)" for the closest name by edit distance, when one is close.
+pub fn suggest<'a>(wanted: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let w = wanted.to_lowercase();
+    known
+        .map(|k| (edit_distance(&w, &k.to_lowercase()), k))
+        .filter(|(d, k)| *d <= (k.chars().count().max(w.chars().count()) / 2).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let known = ["IFN-beta", "dexamethasone", "none"];
+        assert_eq!(suggest("IFN-b", known.iter().copied()), " (did you mean 'IFN-beta'?)");
+        assert_eq!(suggest("dexamethazone", known.iter().copied()), " (did you mean 'dexamethasone'?)");
+        assert_eq!(suggest("completely different", known.iter().copied()), "");
+    }
+}

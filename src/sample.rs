@@ -1,0 +1,318 @@
+//! Samples: expression tables (TSV/CSV: a gene column, then one value column per sample) read
+//! strictly, and matched to a model's gene vocabulary. Every error names the line, column, gene
+//! or limit; nothing is dropped without being counted.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::format::Gene;
+
+/// Largest sample file refcast reads (a genome-wide matrix of a few hundred samples fits).
+pub const MAX_SAMPLE_BYTES: usize = 256 << 20;
+/// A reference must match at least this fraction of the model's genes to be meaningful.
+pub const MIN_MATCHED_FRACTION: f64 = 0.2;
+
+/// What the values of a table are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ValueKind {
+    /// Decide from the header (`count`/`counts` vs `log_cpm`/`logcpm`) or, without one, from the
+    /// values (all non-negative integers → counts).
+    #[default]
+    Auto,
+    Counts,
+    LogCpm,
+}
+
+impl std::str::FromStr for ValueKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "auto" => Ok(ValueKind::Auto),
+            "counts" | "count" => Ok(ValueKind::Counts),
+            "logcpm" => Ok(ValueKind::LogCpm),
+            _ => Err(format!("unknown value kind '{s}' (expected auto, counts or log-cpm)")),
+        }
+    }
+}
+
+/// A parsed expression table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleTable {
+    pub genes: Vec<String>,
+    /// One name per value column (from the header, or `sample1`, …).
+    pub samples: Vec<String>,
+    /// `values[s][g]`.
+    pub values: Vec<Vec<f64>>,
+    /// Counts or log-CPM, resolved.
+    pub kind: ValueKind,
+}
+
+impl SampleTable {
+    /// Parses a table from a file's bytes. `kind` says what the values are.
+    pub fn parse(bytes: &[u8], kind: ValueKind) -> Result<SampleTable> {
+        if bytes.len() > MAX_SAMPLE_BYTES {
+            return Err(Error::Sample(format!("the file is {} bytes, over the {MAX_SAMPLE_BYTES}-byte limit", bytes.len())));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            Error::Sample(format!("line {line}: the file is not UTF-8 text"))
+        })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+        let Some((first_no, first)) = lines.next() else {
+            return Err(Error::Sample("the file is empty".into()));
+        };
+        let delim = if first.contains('\t') {
+            '\t'
+        } else if first.contains(',') {
+            ','
+        } else {
+            return Err(Error::Sample(format!(
+                "line {}: no tab or comma found; expected a gene column and a value column separated by tabs (TSV) or commas (CSV)",
+                first_no + 1
+            )));
+        };
+        let split = |l: &str| -> Vec<String> { l.split(delim).map(|f| f.trim().trim_matches('"').to_string()).collect() };
+        let head = split(first);
+        let has_header = head[1..].iter().any(|f| f.parse::<f64>().is_err());
+        let columns = head.len() - 1;
+        if columns == 0 {
+            return Err(Error::Sample(format!("line {}: only one column; expected gene and value columns", first_no + 1)));
+        }
+        let samples: Vec<String> =
+            if has_header { head[1..].to_vec() } else { (1..=columns).map(|i| format!("sample{i}")).collect() };
+        let mut genes = Vec::new();
+        let mut values = vec![Vec::new(); columns];
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let body = if has_header { None } else { Some((first_no, first)) };
+        for (no, line) in body.into_iter().chain(lines) {
+            let fields = split(line);
+            if fields.len() != columns + 1 {
+                return Err(Error::Sample(format!(
+                    "line {}: {} fields, expected {} (gene + {columns} value column{})",
+                    no + 1,
+                    fields.len(),
+                    columns + 1,
+                    if columns == 1 { "" } else { "s" }
+                )));
+            }
+            let gene = &fields[0];
+            if gene.is_empty() {
+                return Err(Error::Sample(format!("line {}: empty gene name", no + 1)));
+            }
+            if let Some(prev) = seen.insert(normalise_id(gene), no + 1) {
+                return Err(Error::Sample(format!("line {}: gene '{gene}' appears twice (first on line {prev})", no + 1)));
+            }
+            for (c, f) in fields[1..].iter().enumerate() {
+                let v: f64 = f.parse().map_err(|_| {
+                    Error::Sample(format!("line {}, column {} (gene '{gene}'): '{f}' is not a number", no + 1, c + 2))
+                })?;
+                if !v.is_finite() {
+                    return Err(Error::Sample(format!("line {}, column {} (gene '{gene}'): {f} is not a finite number", no + 1, c + 2)));
+                }
+                values[c].push(v);
+            }
+            genes.push(gene.clone());
+        }
+        if genes.is_empty() {
+            return Err(Error::Sample("the file has a header but no gene rows".into()));
+        }
+        let kind = resolve_kind(kind, has_header.then_some(&head[1..]), &values);
+        if kind == ValueKind::Counts {
+            for (c, col) in values.iter().enumerate() {
+                if let Some(g) = col.iter().position(|&v| v < 0.0) {
+                    return Err(Error::Sample(format!(
+                        "gene '{}' in sample '{}' has a negative count ({})",
+                        genes[g], samples[c], col[g]
+                    )));
+                }
+                if col.iter().sum::<f64>() <= 0.0 {
+                    return Err(Error::Sample(format!("sample '{}' has no counts (library size 0)", samples[c])));
+                }
+            }
+        }
+        Ok(SampleTable { genes, samples, values, kind })
+    }
+}
+
+fn resolve_kind(kind: ValueKind, header: Option<&[String]>, values: &[Vec<f64>]) -> ValueKind {
+    if kind != ValueKind::Auto {
+        return kind;
+    }
+    if let Some(h) = header {
+        let h: Vec<String> = h.iter().map(|s| s.to_ascii_lowercase().replace(['-', '_', ' '], "")).collect();
+        if h.iter().all(|s| s.contains("logcpm")) {
+            return ValueKind::LogCpm;
+        }
+        if h.iter().all(|s| s.contains("count")) {
+            return ValueKind::Counts;
+        }
+    }
+    let integral = values.iter().flatten().all(|&v| v >= 0.0 && v.fract() == 0.0);
+    if integral { ValueKind::Counts } else { ValueKind::LogCpm }
+}
+
+/// Gene identifiers compare case-insensitively, with an Ensembl version suffix removed
+/// (`ENSG00000187608.10` → `ensg00000187608`).
+pub fn normalise_id(id: &str) -> String {
+    let id = id.trim();
+    let lower = id.to_ascii_lowercase();
+    if lower.starts_with("ens") {
+        if let Some((base, version)) = lower.split_once('.') {
+            if version.chars().all(|c| c.is_ascii_digit()) {
+                return base.to_string();
+            }
+        }
+    }
+    lower
+}
+
+/// Looks up model gene positions by symbol or Ensembl id.
+#[derive(Clone, Debug)]
+pub struct GeneIndex {
+    by_id: HashMap<String, usize>,
+    genes: usize,
+}
+
+impl GeneIndex {
+    pub fn new(genes: &[Gene]) -> GeneIndex {
+        let mut by_id = HashMap::with_capacity(genes.len() * 2);
+        // Ensembl ids first, then symbols; a symbol never overrides an earlier entry.
+        for (i, g) in genes.iter().enumerate() {
+            if let Some(e) = &g.ensembl {
+                by_id.entry(normalise_id(e)).or_insert(i);
+            }
+        }
+        for (i, g) in genes.iter().enumerate() {
+            by_id.entry(normalise_id(&g.symbol)).or_insert(i);
+        }
+        GeneIndex { by_id, genes: genes.len() }
+    }
+
+    pub fn get(&self, id: &str) -> Option<usize> {
+        self.by_id.get(&normalise_id(id)).copied()
+    }
+}
+
+/// A sample ready for the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reference {
+    pub name: String,
+    /// log-CPM in model gene order; genes the sample lacks hold the model's gene mean.
+    pub log_cpm: Vec<f32>,
+    /// Sum of counts (for log-CPM input: 10⁶, so counts come out as CPM).
+    pub library_size: f32,
+    /// Whether the sample measured each model gene.
+    pub measured: Vec<bool>,
+    pub report: MatchReport,
+}
+
+/// How a sample's genes met the model's vocabulary.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MatchReport {
+    /// Model genes found in the sample.
+    pub matched: usize,
+    /// Model genes the sample lacks (filled with the gene mean).
+    pub missing: usize,
+    /// Sample genes the model does not know (count, and the first few names).
+    pub unknown: usize,
+    pub unknown_examples: Vec<String>,
+}
+
+impl std::fmt::Display for MatchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of {} model genes matched; {} filled with the model's gene mean", self.matched, self.matched + self.missing, self.missing)?;
+        if self.unknown > 0 {
+            write!(f, "; {} sample genes not in the model (e.g. {})", self.unknown, self.unknown_examples.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl Reference {
+    /// Column `s` of a table as a reference for a model with `index` and `gene_mean`.
+    pub fn from_table(table: &SampleTable, s: usize, index: &GeneIndex, gene_mean: &[f32]) -> Result<Reference> {
+        let values = &table.values[s];
+        let mut log_cpm = gene_mean.to_vec();
+        let mut measured = vec![false; index.genes];
+        let mut report = MatchReport::default();
+        let library_size = match table.kind {
+            ValueKind::Counts => values.iter().sum::<f64>(),
+            _ => 1e6,
+        };
+        for (gene, &v) in table.genes.iter().zip(values) {
+            match index.get(gene) {
+                Some(i) if measured[i] => {
+                    return Err(Error::Sample(format!("gene '{gene}' maps to model gene {i}, which another row of the sample already gave")));
+                }
+                Some(i) => {
+                    measured[i] = true;
+                    log_cpm[i] = match table.kind {
+                        ValueKind::Counts => (v / library_size * 1e6).ln_1p() as f32,
+                        _ => v as f32,
+                    };
+                }
+                None => {
+                    report.unknown += 1;
+                    if report.unknown_examples.len() < 5 {
+                        report.unknown_examples.push(gene.clone());
+                    }
+                }
+            }
+        }
+        report.matched = measured.iter().filter(|&&m| m).count();
+        report.missing = index.genes - report.matched;
+        let needed = (MIN_MATCHED_FRACTION * index.genes as f64).ceil() as usize;
+        if report.matched == 0 {
+            return Err(Error::Sample(format!(
+                "no gene of sample '{}' is in the model's vocabulary (first genes: {}); use gene symbols or Ensembl ids",
+                table.samples[s],
+                table.genes.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if report.matched < needed {
+            return Err(Error::Sample(format!(
+                "sample '{}' matches only {} of the model's {} genes; at least {needed} ({:.0}%) are needed for a meaningful prediction",
+                table.samples[s],
+                report.matched,
+                index.genes,
+                MIN_MATCHED_FRACTION * 100.0
+            )));
+        }
+        Ok(Reference { name: table.samples[s].clone(), log_cpm, library_size: library_size as f32, measured, report })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_tsv_with_header_and_detects_counts() {
+        let t = SampleTable::parse(b"gene\tcount\nISG15\t10\nENSG00000000003.14\t0\n", ValueKind::Auto).unwrap();
+        assert_eq!(t.kind, ValueKind::Counts);
+        assert_eq!(t.genes, ["ISG15", "ENSG00000000003.14"]);
+        assert_eq!(t.values, vec![vec![10.0, 0.0]]);
+    }
+
+    #[test]
+    fn reads_headerless_csv_as_log_cpm() {
+        let t = SampleTable::parse(b"A,1.5\nB,2.25\n", ValueKind::Auto).unwrap();
+        assert_eq!(t.kind, ValueKind::LogCpm);
+        assert_eq!(t.samples, ["sample1"]);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_gene() {
+        let e = SampleTable::parse(b"gene\tcount\nA\t1\nB\tx\n", ValueKind::Auto).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("'B'") && e.contains("'x'"), "{e}");
+        let e = SampleTable::parse(b"gene\tcount\nA\t1\na\t2\n", ValueKind::Auto).unwrap_err().to_string();
+        assert!(e.contains("appears twice") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn version_suffixes_and_case_are_ignored() {
+        assert_eq!(normalise_id("ENSG00000187608.10"), "ensg00000187608");
+        assert_eq!(normalise_id("Isg15"), "isg15");
+    }
+}

@@ -1,0 +1,414 @@
+//! The Rust API: a model loaded on a backend, answering `predict` and `screen`.
+//!
+//! ```no_run
+//! # async fn run() -> refcast::Result<()> {
+//! use refcast::{ModelFile, Session, Request, SampleTable, ValueKind};
+//! let file = ModelFile::from_bytes(&std::fs::read("models/refcast-q8_0.safetensors").unwrap())?;
+//! let mut session = Session::cpu(&file)?;
+//! let table = SampleTable::parse(&std::fs::read("examples/sample.tsv").unwrap(), ValueKind::Auto)?;
+//! let reference = session.reference(&table, 0)?;
+//! let perturbation = refcast::metadata! { "perturbation" => "IFN-beta" };
+//! let prediction = session.predict(&Request::conditioned(vec![reference], vec![perturbation])).await?;
+//! # Ok(()) }
+//! ```
+
+use crate::backend::{Backend, CpuBackend};
+use crate::error::{Error, Result};
+use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
+use crate::metadata;
+use crate::model::Model;
+use crate::ops::{Noise, reparameterize::Streams};
+use crate::sample::{GeneIndex, Reference, SampleTable};
+
+/// Mean estimation or seeded sample generation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sampling {
+    /// Latent means: deterministic.
+    #[default]
+    Mean,
+    /// `num_samples` draws of the latents from the stream of `seed`.
+    Samples { num_samples: usize, seed: u64 },
+}
+
+impl Sampling {
+    fn count(self) -> usize {
+        match self {
+            Sampling::Mean => 1,
+            Sampling::Samples { num_samples, .. } => num_samples,
+        }
+    }
+    fn noise(self) -> Option<Noise> {
+        match self {
+            Sampling::Mean => None,
+            Sampling::Samples { seed, .. } => Some(Noise { seed, first_sample: 0 }),
+        }
+    }
+}
+
+/// A prediction request: references (or none, for prompt-only generation) × perturbations.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Reference samples; empty for prompt-only generation.
+    pub references: Vec<Reference>,
+    /// Technical and biological metadata: one per reference, or one for all. Used by the prior
+    /// of every group that is not conditioned on; for prompt-only generation one prediction
+    /// context per entry.
+    pub contexts: Vec<Metadata>,
+    pub perturbations: Vec<Metadata>,
+    /// Groups taken from the encoder of the reference (technical and/or biological).
+    pub condition_on: Vec<Group>,
+    pub sampling: Sampling,
+    /// Library size for counts of prompt-only predictions.
+    pub library_size: f32,
+}
+
+impl Request {
+    /// Reference conditioning on the technical and biological latents, mean estimation.
+    pub fn conditioned(references: Vec<Reference>, perturbations: Vec<Metadata>) -> Request {
+        Request {
+            references,
+            contexts: vec![],
+            perturbations,
+            condition_on: vec![Group::Technical, Group::Biological],
+            sampling: Sampling::Mean,
+            library_size: 1e6,
+        }
+    }
+
+    /// Prompt-only generation: every latent from its prior.
+    pub fn prompt(contexts: Vec<Metadata>, perturbations: Vec<Metadata>) -> Request {
+        Request { references: vec![], contexts, perturbations, condition_on: vec![], sampling: Sampling::Mean, library_size: 1e6 }
+    }
+
+    fn bases(&self) -> usize {
+        if self.references.is_empty() { self.contexts.len().max(1) } else { self.references.len() }
+    }
+}
+
+/// Which reference, perturbation and sample a prediction row is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Index into `references` (or `contexts` for prompt-only).
+    pub reference: usize,
+    pub perturbation: usize,
+    pub sample: usize,
+}
+
+/// Predicted profiles, one row per (sample, reference, perturbation), in that nesting order.
+#[derive(Clone, Debug, Default)]
+pub struct Prediction {
+    pub genes: usize,
+    pub rows: Vec<Row>,
+    /// `[rows, genes]` predicted log-CPM (natural log of CPM + 1).
+    pub log_cpm: Vec<f32>,
+    /// `[rows, genes]` expected counts at the reference's library size.
+    pub counts: Vec<f32>,
+    /// `[rows, genes]` predicted − reference log-CPM; absent for prompt-only generation.
+    pub log_fold_change: Option<Vec<f32>>,
+    /// `[rows, technical + biological + perturbation]` latents fed to the decoder.
+    pub latents: Vec<f32>,
+    /// `[genes]` σ of the model's Normal likelihood on log-CPM.
+    pub sigma: Vec<f32>,
+}
+
+impl Prediction {
+    pub fn row(values: &[f32], genes: usize, r: usize) -> &[f32] {
+        &values[r * genes..(r + 1) * genes]
+    }
+}
+
+/// A gene signature to reverse: weights > 0 for genes up in the disease state, < 0 for down.
+#[derive(Clone, Debug, Default)]
+pub struct Signature {
+    pub genes: Vec<(String, f32)>,
+}
+
+/// One perturbation's place in a screen.
+#[derive(Clone, Debug)]
+pub struct ScreenHit {
+    pub name: String,
+    pub metadata: Metadata,
+    /// What the ranking sorts by (descending): effect size, or reversal of the signature.
+    pub score: f32,
+    /// Root mean square of the predicted log fold change over the measured genes.
+    pub effect_size: f32,
+    /// −Pearson(predicted log fold change, signature) over the signature's genes.
+    pub reversal: Option<f32>,
+    /// Genes with the largest predicted increase and decrease (gene index, log fold change).
+    pub top_up: Vec<(usize, f32)>,
+    pub top_down: Vec<(usize, f32)>,
+}
+
+/// A model loaded on a backend.
+pub struct Session<B: Backend> {
+    backend: B,
+    model: Model<B>,
+    genes: GeneIndex,
+}
+
+/// Largest decoder output handled in one pass, in values; keeps device buffers bounded for
+/// screens of thousands of perturbations.
+const MAX_DECODE_VALUES: usize = 16 << 20;
+
+impl Session<CpuBackend> {
+    /// A session on the CPU backend.
+    pub fn cpu(file: &ModelFile) -> Result<Self> {
+        Session::new(CpuBackend::new(), file)
+    }
+}
+
+impl<B: Backend> Session<B> {
+    /// Uploads the model to `backend`.
+    pub fn new(mut backend: B, file: &ModelFile) -> Result<Self> {
+        let model = Model::load(&mut backend, file)?;
+        Ok(Session { genes: GeneIndex::new(&file.config.genes), backend, model })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+
+    /// Backend and adapter, for people.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// Column `s` of a sample table, matched to the model's genes.
+    pub fn reference(&self, table: &SampleTable, s: usize) -> Result<Reference> {
+        Reference::from_table(table, s, &self.genes, &self.model.gene_mean)
+    }
+
+    /// Position of a gene (symbol or Ensembl id) in the model.
+    pub fn gene(&self, id: &str) -> Option<usize> {
+        self.genes.get(id)
+    }
+
+    /// Predicts every (sample, reference, perturbation) combination of the request.
+    pub async fn predict(&mut self, req: &Request) -> Result<Prediction> {
+        let cfg = self.model.config().clone();
+        let genes = cfg.architecture.genes;
+        let lat = cfg.architecture.latent;
+        let (b_n, p_n, s_n) = (req.bases(), req.perturbations.len(), req.sampling.count());
+        if p_n == 0 {
+            return Err(Error::request("no perturbation given"));
+        }
+        if s_n == 0 {
+            return Err(Error::request("num_samples must be at least 1"));
+        }
+        if !req.contexts.is_empty() && req.contexts.len() != 1 && req.contexts.len() != b_n {
+            return Err(Error::request(format!("{} contexts for {b_n} references: give one, or one per reference", req.contexts.len())));
+        }
+        if req.condition_on.contains(&Group::Perturbation) {
+            return Err(Error::request("the perturbation latent always comes from its prior; condition on technical and/or biological"));
+        }
+        if !req.condition_on.is_empty() && req.references.is_empty() {
+            return Err(Error::request("conditioning on the reference needs a reference sample"));
+        }
+        for r in &req.references {
+            if r.log_cpm.len() != genes {
+                return Err(Error::request(format!("reference '{}' has {} values, the model has {genes} genes", r.name, r.log_cpm.len())));
+            }
+        }
+        for m in req.contexts.iter().chain(&req.perturbations) {
+            metadata::check_fields(&cfg, m)?;
+        }
+        let empty = Metadata::new();
+        let context = |b: usize| req.contexts.get(if req.contexts.len() == 1 { 0 } else { b }).unwrap_or(&empty);
+        let noise = req.sampling.noise();
+        let be = &mut self.backend;
+
+        // Technical and biological latents: from the encoder or from their priors, [S·B, ·].
+        let enc_z = if req.condition_on.is_empty() {
+            None
+        } else {
+            let x: Vec<f32> = req.references.iter().flat_map(|r| r.log_cpm.iter().copied()).collect();
+            let x = be.tensor(&x, b_n, genes)?;
+            let head = self.model.encode(be, &x)?;
+            let streams = Streams { latent: lat.technical + lat.biological, split: lat.technical, lo: 0, hi: 1 };
+            Some(be.reparameterize(&head, streams, noise, s_n)?)
+        };
+        let prior_z = |be: &mut B, g: Group, rows: Vec<&Metadata>| -> Result<B::Tensor> {
+            let inputs = metadata::encode(cfg.priors.of(g), g, &rows)?;
+            let head = self.model.prior(be, g, &inputs)?;
+            be.reparameterize(&head, Streams::single(lat.of(g), g.stream()), noise, s_n)
+        };
+        let mut own = Vec::new();
+        for g in [Group::Technical, Group::Biological] {
+            if !req.condition_on.contains(&g) {
+                own.push((g, prior_z(be, g, (0..b_n).map(context).collect())?));
+            }
+        }
+        let pert_z = prior_z(be, Group::Perturbation, req.perturbations.iter().collect())?;
+        let source = |g: Group| -> (&B::Tensor, usize, usize) {
+            match own.iter().find(|(h, _)| *h == g) {
+                Some((_, t)) => (t, 0, lat.of(g)),
+                None => {
+                    let z = enc_z.as_ref().expect("conditioned groups have encoder latents");
+                    (z, if g == Group::Technical { 0 } else { lat.technical }, lat.of(g))
+                }
+            }
+        };
+        let parts = [source(Group::Technical), source(Group::Biological), (&pert_z, 0, lat.perturbation)];
+
+        let reference = if req.references.is_empty() {
+            None
+        } else {
+            let x: Vec<f32> = req.references.iter().flat_map(|r| r.log_cpm.iter().copied()).collect();
+            Some(be.tensor(&x, b_n, genes)?)
+        };
+        let library: Vec<f32> = if req.references.is_empty() {
+            vec![req.library_size; b_n]
+        } else {
+            req.references.iter().map(|r| r.library_size).collect()
+        };
+
+        let total = s_n * b_n * p_n;
+        let chunk = (MAX_DECODE_VALUES / genes).clamp(1, 4096);
+        let mut out = Prediction {
+            genes,
+            rows: Vec::with_capacity(total),
+            log_fold_change: reference.as_ref().map(|_| Vec::with_capacity(total * genes)),
+            sigma: self.model.sigma.clone(),
+            ..Default::default()
+        };
+        let mut start = 0;
+        while start < total {
+            let end = (start + chunk).min(total);
+            let mut index = Vec::with_capacity((end - start) * 3);
+            let mut base = Vec::with_capacity(end - start);
+            for r in start..end {
+                let (s, b, p) = (r / (b_n * p_n), r / p_n % b_n, r % p_n);
+                let enc_row = (s * b_n + b) as u32;
+                index.extend([enc_row, enc_row, (s * p_n + p) as u32]);
+                base.push(b as u32);
+                out.rows.push(Row { reference: b, perturbation: p, sample: s });
+            }
+            let z = be.assemble(parts, &index)?;
+            let pred = self.model.decode(be, &z)?;
+            let counts = be.counts(&pred, &library, &base)?;
+            let lfc = match &reference {
+                Some(x) => Some(be.log_fold_change(&pred, x, &base)?),
+                None => None,
+            };
+            let mut wanted = vec![&pred, &counts, &z];
+            wanted.extend(lfc.as_ref());
+            let mut read = be.read(&wanted).await?.into_iter();
+            out.log_cpm.extend(read.next().unwrap());
+            out.counts.extend(read.next().unwrap());
+            out.latents.extend(read.next().unwrap());
+            if let (Some(all), Some(v)) = (out.log_fold_change.as_mut(), read.next()) {
+                all.extend(v);
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Runs one reference against every perturbation the model knows (or the ones given) and
+    /// ranks them: by effect size, or by how well each reverses `signature`.
+    pub async fn screen(
+        &mut self,
+        reference: &Reference,
+        context: &Metadata,
+        perturbations: Option<&[Named]>,
+        signature: Option<&Signature>,
+    ) -> Result<Vec<ScreenHit>> {
+        let known = self.model.config().perturbations.clone();
+        let list = perturbations.unwrap_or(&known);
+        if list.is_empty() {
+            return Err(Error::request("the model lists no perturbations to screen"));
+        }
+        let sig: Option<Vec<(usize, f32)>> = match signature {
+            None => None,
+            Some(s) => {
+                let found: Vec<(usize, f32)> = s.genes.iter().filter_map(|(g, w)| self.genes.get(g).map(|i| (i, *w))).collect();
+                if found.len() < 3 {
+                    return Err(Error::request(format!(
+                        "only {} of the signature's {} genes are in the model; at least 3 are needed",
+                        found.len(),
+                        s.genes.len()
+                    )));
+                }
+                Some(found)
+            }
+        };
+        let mut req = Request::conditioned(vec![reference.clone()], list.iter().map(|n| n.metadata.clone()).collect());
+        req.contexts = vec![context.clone()];
+        let pred = self.predict(&req).await?;
+        let lfc = pred.log_fold_change.expect("screens have a reference");
+        let genes = pred.genes;
+        let mut hits: Vec<ScreenHit> = list
+            .iter()
+            .enumerate()
+            .map(|(p, named)| {
+                let row = Prediction::row(&lfc, genes, p);
+                let measured: Vec<f32> = row.iter().zip(&reference.measured).filter(|(_, m)| **m).map(|(v, _)| *v).collect();
+                let effect_size = (measured.iter().map(|v| v * v).sum::<f32>() / measured.len().max(1) as f32).sqrt();
+                let reversal = sig.as_ref().map(|s| {
+                    let x: Vec<f32> = s.iter().map(|(i, _)| row[*i]).collect();
+                    let y: Vec<f32> = s.iter().map(|(_, w)| *w).collect();
+                    -pearson(&x, &y)
+                });
+                let mut order: Vec<usize> = (0..genes).filter(|&g| reference.measured[g]).collect();
+                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+                let top_up = order.iter().take(10).map(|&g| (g, row[g])).collect();
+                let top_down = order.iter().rev().take(10).map(|&g| (g, row[g])).collect();
+                ScreenHit {
+                    name: named.name.clone(),
+                    metadata: named.metadata.clone(),
+                    score: reversal.unwrap_or(effect_size),
+                    effect_size,
+                    reversal,
+                    top_up,
+                    top_down,
+                }
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+}
+
+/// Pearson correlation; 0 when either side is constant.
+pub fn pearson(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().map(|&v| v as f64).sum::<f64>() / n, y.iter().map(|&v| v as f64).sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (&a, &b) in x.iter().zip(y) {
+        let (dx, dy) = (a as f64 - mx, b as f64 - my);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    if sxx == 0.0 || syy == 0.0 { 0.0 } else { (sxy / (sxx * syy).sqrt()) as f32 }
+}
+
+/// Builds a [`Metadata`] map: `metadata! { "cell_type" => "B", "time_hours" => 6.0 }`.
+#[macro_export]
+macro_rules! metadata {
+    ($($k:expr => $v:expr),* $(,)?) => {{
+        let mut m = $crate::format::Metadata::new();
+        $( m.insert($k.to_string(), $crate::session::IntoValue::into_value($v)); )*
+        m
+    }};
+}
+
+/// Conversion used by [`metadata!`].
+pub trait IntoValue {
+    fn into_value(self) -> crate::format::Value;
+}
+impl IntoValue for &str {
+    fn into_value(self) -> crate::format::Value {
+        crate::format::Value::Text(self.to_string())
+    }
+}
+impl IntoValue for String {
+    fn into_value(self) -> crate::format::Value {
+        crate::format::Value::Text(self)
+    }
+}
+impl IntoValue for f64 {
+    fn into_value(self) -> crate::format::Value {
+        crate::format::Value::Number(self)
+    }
+}
