@@ -1,0 +1,1 @@
+"""refcast training pipeline: fetch -> prepare -> train -> evaluate -> export."""

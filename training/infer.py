@@ -1,0 +1,126 @@
+"""Inference exactly as refcast runs a model file: folded input normalisation, optional
+dequantized weights, reference conditioning / prompt-only, mean or sampled latents."""
+import copy
+
+import numpy as np
+import torch
+
+from . import philox
+from .model import GROUPS
+from .quantize import QUANT
+
+
+def folded(model):
+    """Copy of `model` with the encoder input standardisation folded into encoder.input."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        W, b = m.encoder.input.weight, m.encoder.input.bias
+        Wf = W / m.in_std[None, :]
+        b.copy_(b - Wf @ m.in_mean)
+        W.copy_(Wf)
+        m.in_mean.zero_()
+        m.in_std.fill_(1.0)
+        m.decoder_logvar.copy_(m.logvar())
+    return m
+
+
+def file_tensors(model_f, kind):
+    """FORMAT.md tensors of a folded model: name -> (logical dtype, shape, numpy array or bytes)."""
+    out = {}
+    for name, t in model_f.state_dict().items():
+        a = t.detach().cpu().numpy().astype(np.float32)
+        if name in ("in_mean", "in_std"):
+            continue
+        if name == "decoder_logvar":
+            out["decoder.logvar"] = ("f32", list(a.shape), a)
+            continue
+        if name == "gene_mean":
+            out["input.gene_mean"] = ("f32", list(a.shape), a)
+            continue
+        if name.startswith("prior.") and ".input." in name:
+            g = name.split(".")[1]
+            if name.endswith("weight"):
+                out[f"prior.{g}.embedding"] = ("f32", [a.shape[1], a.shape[0]], np.ascontiguousarray(a.T))
+            else:
+                out[f"prior.{g}.input.bias"] = ("f32", list(a.shape), a)
+            continue
+        if kind != "f32" and name.endswith(".weight") and a.ndim == 2 and a.shape[1] % 32 == 0:
+            out[name] = (kind, list(a.shape), QUANT[kind][0](a))
+        else:
+            out[name] = ("f32", list(a.shape), a)
+    return out
+
+
+def dequantized(model_f, kind):
+    """The folded model with every quantized weight replaced by its dequantized value."""
+    if kind == "f32":
+        return model_f
+    m = copy.deepcopy(model_f)
+    sd = m.state_dict()
+    with torch.no_grad():
+        for name, t in sd.items():
+            if name.startswith("prior.") and ".input." in name:
+                continue
+            if name.endswith(".weight") and t.ndim == 2 and t.shape[1] % 32 == 0:
+                q, dq = QUANT[kind]
+                t.copy_(torch.from_numpy(dq(q(t.numpy()), tuple(t.shape))))
+    return m
+
+
+@torch.no_grad()
+def prior_params(model, group, metadata_rows):
+    inp = torch.from_numpy(model.specs[group].encode(metadata_rows))
+    return model.prior_params(group, inp)
+
+
+@torch.no_grad()
+def predict_mean(model, ref_filled, pert_rows, tech_rows=None, bio_rows=None,
+                 condition_on=("technical", "biological")):
+    """Batch reference conditioning with latent means. ref_filled [n, G] (missing genes = gene_mean)."""
+    Dt = model.latent["technical"]
+    zs = []
+    mu_enc = None
+    if ref_filled is not None:
+        mu_enc, _ = model.encode(torch.from_numpy(np.asarray(ref_filled, dtype=np.float32)))
+    n = len(pert_rows)
+    for g, rows in (("technical", tech_rows), ("biological", bio_rows)):
+        if g in condition_on:
+            zs.append(mu_enc[:, :Dt] if g == "technical" else mu_enc[:, Dt:])
+        else:
+            zs.append(prior_params(model, g, rows or [{}] * n)[0])
+    zs.append(prior_params(model, "perturbation", pert_rows)[0])
+    return model.decode(torch.cat(zs, 1)).numpy()
+
+
+@torch.no_grad()
+def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode, seed=0, sample_index=0):
+    """One case with every intermediate, as the runtime computes it (float32)."""
+    Dt, Db = model.latent["technical"], model.latent["biological"]
+    out = {}
+    mu = {}
+    lv = {}
+    if ref_log_cpm is not None:
+        m_enc, l_enc = model.encode(torch.from_numpy(np.asarray(ref_log_cpm, dtype=np.float32)[None]))
+        out["latent_mu_enc"] = m_enc[0].tolist()
+        out["latent_logvar_enc"] = l_enc[0].tolist()
+    for g in GROUPS:
+        if g in condition_on:
+            sl = slice(0, Dt) if g == "technical" else slice(Dt, Dt + Db)
+            mu[g], lv[g] = m_enc[0, sl], l_enc[0, sl]
+        else:
+            md = {"technical": tech_md, "biological": bio_md, "perturbation": pert_md}[g] or {}
+            p_mu, p_lv = prior_params(model, g, [md])
+            mu[g], lv[g] = p_mu[0], p_lv[0]
+    eps = {}
+    z = []
+    for g in GROUPS:
+        if mode == "sample":
+            e = philox.eps(seed, g, model.latent[g], row=0, sample=sample_index)
+            eps[g] = e.tolist()
+            z.append(mu[g] + torch.exp(0.5 * lv[g]) * torch.from_numpy(e))
+        else:
+            z.append(mu[g])
+    z = torch.cat(z)
+    out["z"] = z.tolist()
+    out["log_cpm"] = model.decode(z[None])[0].tolist()
+    return out, eps

@@ -1,0 +1,107 @@
+"""The refcast network (docs/FORMAT.md) in PyTorch."""
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+GROUPS = ["technical", "biological", "perturbation"]
+
+
+class Block(nn.Module):
+    def __init__(self, hidden, ff):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden, eps=1e-5)
+        self.fc1 = nn.Linear(hidden, ff)
+        self.fc2 = nn.Linear(ff, hidden)
+
+    def forward(self, h):
+        return h + self.fc2(F.gelu(self.fc1(self.norm(h)), approximate="tanh"))
+
+
+class Trunk(nn.Module):
+    """input linear -> residual pre-LN blocks -> LayerNorm -> head."""
+
+    def __init__(self, d_in, hidden, ff, blocks, d_out):
+        super().__init__()
+        self.input = nn.Linear(d_in, hidden)
+        self.blocks = nn.ModuleList([Block(hidden, ff) for _ in range(blocks)])
+        self.norm = nn.LayerNorm(hidden, eps=1e-5)
+        self.head = nn.Linear(hidden, d_out)
+
+    def forward(self, x):
+        h = self.input(x)
+        for b in self.blocks:
+            h = b(h)
+        return self.head(self.norm(h))
+
+
+class PriorSpec:
+    """Metadata fields of one prior group -> the prior's input vector [one-hot ‖ numeric]."""
+
+    def __init__(self, categorical, numeric):
+        self.categorical = categorical      # list of {"name", "values"}
+        self.numeric = numeric              # list of {"name", "transform", "mean", "std", ...}
+        self.dim = sum(len(c["values"]) for c in categorical) + len(numeric)
+
+    def encode(self, rows):
+        """rows: list of dicts field -> value. Unknown/missing -> index 0 / 0.0."""
+        out = np.zeros((len(rows), self.dim), dtype=np.float32)
+        for r, md in enumerate(rows):
+            off = 0
+            for c in self.categorical:
+                v = md.get(c["name"], "unknown")
+                idx = c["values"].index(v) if v in c["values"] else 0
+                out[r, off + idx] = 1.0
+                off += len(c["values"])
+            for k, n in enumerate(self.numeric):
+                v = md.get(n["name"])
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    t = 0.0
+                elif n["transform"] == "log1p_zscore":
+                    t = (math.log1p(float(v)) - n["mean"]) / n["std"]
+                else:
+                    t = (float(v) - n["mean"]) / n["std"]
+                out[r, off + k] = t
+        return out
+
+    def to_json(self):
+        return {"categorical": self.categorical, "numeric": self.numeric}
+
+
+class RefcastVAE(nn.Module):
+    def __init__(self, G, latent, enc, dec, prior, prior_specs):
+        super().__init__()
+        self.G, self.latent = G, dict(latent)
+        self.specs = prior_specs
+        Dt, Db, Dp = latent["technical"], latent["biological"], latent["perturbation"]
+        self.encoder = Trunk(G, enc["hidden"], enc["ff"], enc["blocks"], 2 * (Dt + Db))
+        self.prior = nn.ModuleDict({g: Trunk(prior_specs[g].dim, prior["hidden"], prior["ff"], prior["blocks"],
+                                             2 * latent[g]) for g in GROUPS})
+        self.decoder = Trunk(Dt + Db + Dp, dec["hidden"], dec["ff"], dec["blocks"], G)
+        self.decoder_logvar = nn.Parameter(torch.zeros(G))
+        # input standardisation, folded into encoder.input at export
+        self.register_buffer("in_mean", torch.zeros(G))
+        self.register_buffer("in_std", torch.ones(G))
+        self.register_buffer("gene_mean", torch.zeros(G))
+
+    def encode(self, x):
+        out = self.encoder((x - self.in_mean) / self.in_std)
+        D = out.shape[1] // 2
+        return out[:, :D], out[:, D:]
+
+    def prior_params(self, g, inp):
+        out = self.prior[g](inp)
+        D = self.latent[g]
+        return out[:, :D], out[:, D:]
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def logvar(self):
+        return self.decoder_logvar.clamp(-7.0, 3.0)
+
+
+def kl_normal(mu_q, lv_q, mu_p, lv_p):
+    return 0.5 * (lv_p - lv_q + (lv_q.exp() + (mu_q - mu_p) ** 2) / lv_p.exp() - 1.0).sum(1)

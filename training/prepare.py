@@ -1,0 +1,414 @@
+"""Stage `prepare`: the four datasets -> one table of expression units over a unified gene list.
+
+Output (in $REFCAST_CACHE/prepared):
+  units.npz   X [N, G] float32 expression (log1p CPM, natural log, for count data; log2 as given
+              for microarrays), dataset index per unit, per-dataset gene masks [D, G]
+  units.csv   metadata per unit
+  genes.json  model gene list (symbol, ensembl)
+  kang.json   cell-type labelling report, markers, label counts, per-type Wilcoxon DEGs
+  examples/   raw counts for the bundled examples
+"""
+import json
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import config as C
+
+# Marker genes used to label Kang clusters. None of them is an interferon-stimulated gene, so the
+# labels do not depend on the condition.
+MARKERS = {
+    "CD14 Mono": ["CD14", "LYZ", "S100A8", "S100A9", "FCN1", "VCAN"],
+    "CD16 Mono": ["FCGR3A", "MS4A7", "CDKN1C", "HES4"],
+    "B": ["MS4A1", "CD79A", "CD79B", "CD19", "BANK1"],
+    "T": ["CD3D", "CD3E", "CD3G", "CD2"],
+    "NK": ["GNLY", "NKG7", "KLRD1", "KLRF1", "PRF1"],
+    "DC": ["FCER1A", "CLEC10A", "CD1C"],
+    "pDC": ["LILRA4", "CLEC4C", "IL3RA"],
+    "Mk": ["PPBP", "PF4", "GNG11"],
+    "Eryth": ["HBB", "HBA1", "HBA2"],
+}
+# Second passes inside the monocyte and T/NK compartments.
+# Monocytes: per cell, z-scored within condition (CD14 and HES4 move with interferon, so not used):
+# CD16 Mono when mean z(FCGR3A, CDKN1C) - mean z(LYZ, S100A9, VCAN, FCN1) > MONO_THRESHOLD.
+MONO_MARKERS = {"CD14 Mono": ["LYZ", "S100A9", "VCAN", "FCN1"], "CD16 Mono": ["FCGR3A", "CDKN1C"]}
+MONO_THRESHOLD = 1.0
+TNK_MARKERS = {
+    "CD4 T": ["IL7R", "CCR7", "LEF1", "CD4", "MAL"],
+    "CD8 T": ["CD8A", "CD8B"],
+    "NK": ["GNLY", "NKG7", "KLRF1", "FCGR3A", "KLRD1"],
+}
+
+# Known response genes, always in the vocabulary when some dataset measures them.
+RESPONSE_GENES = (
+    # type I interferon response
+    "ISG15 ISG20 IFI6 IFI27 IFI44 IFI44L IFIT1 IFIT2 IFIT3 IFIT5 IFITM1 IFITM2 IFITM3 MX1 MX2 "
+    "OAS1 OAS2 OAS3 OASL RSAD2 HERC5 HERC6 CMPK2 XAF1 RTP4 SIGLEC1 LY6E EPSTI1 STAT1 STAT2 IRF7 "
+    "IRF9 IRF1 BST2 USP18 PLSCR1 SAMD9L DDX58 IFIH1 DDX60 PARP9 PARP14 TRIM22 GBP1 GBP4 GBP5 "
+    "CXCL10 CXCL11 CCL2 CCL8 TNFSF10 SOCS1 APOBEC3A LAMP3 IDO1 CD38 LGALS3BP SP110 SP100 "
+    # glucocorticoid response (airway)
+    "TSC22D3 FKBP5 PER1 KLF15 DUSP1 ZBTB16 CRISPLD2 KLF9 SAA1 ERRFI1 MT2A CEBPD SGK1 GLUL PDK4 "
+    "ALOX15B SPARCL1 CCDC69 DUSP6 VCAM1 MAOA ADAMTS1 CACNB2 "
+    # vaccine plasmablast / B-cell response
+    "IGJ JCHAIN MZB1 TNFRSF17 TXNDC5 CD27 IGLL1 PRDM1 XBP1 ELL2"
+).split()
+
+KANG_TYPES_MIN_CELLS = 30    # a (type, condition) group needs this many cells to make units
+UNIT_SIZES = (20, 200)       # cells per pseudobulk unit: log-uniform in this range
+
+
+def log1p_cpm(counts, lib):
+    return np.log1p(counts / lib[:, None] * 1e6).astype(np.float32)
+
+
+class Annotation:
+    """Symbol / alias / Ensembl mapping from org.Hs.eg.db."""
+
+    def __init__(self):
+        db = sqlite3.connect(C.ORGHS)
+        info = db.execute("select _id, symbol from gene_info").fetchall()
+        self.id2sym = dict(info)
+        self.sym2id = {s: i for i, s in info}
+        alias = {}
+        for i, a in db.execute("select _id, alias_symbol from alias"):
+            alias.setdefault(a, set()).add(i)
+        self.alias = {a: next(iter(ids)) for a, ids in alias.items() if len(ids) == 1}
+        ens = {}
+        self.ens2id = {}
+        for i, e in db.execute("select _id, ensembl_id from ensembl"):
+            ens.setdefault(i, []).append(e)
+            self.ens2id.setdefault(e, i)
+        self.id2ens = {i: sorted(v)[0] for i, v in ens.items()}
+
+    def canonical(self, symbol):
+        if symbol in self.sym2id:
+            return symbol
+        i = self.alias.get(symbol)
+        return self.id2sym[i] if i is not None else symbol
+
+    def ensembl(self, symbol):
+        i = self.sym2id.get(symbol)
+        return self.id2ens.get(i) if i is not None else None
+
+
+def collapse(matrix, names, how):
+    """Merge columns with the same name (sum for counts, mean for log intensities)."""
+    names = np.asarray(names)
+    uniq, inv = np.unique(names, return_inverse=True)
+    if len(uniq) == len(names):
+        order = np.argsort(names)
+        return matrix[:, order], uniq
+    agg = sp.csr_matrix((np.ones(len(names)), (inv, np.arange(len(names)))), shape=(len(uniq), len(names)))
+    if how == "mean":
+        agg = sp.diags(1.0 / np.asarray(agg.sum(1)).ravel()) @ agg
+    out = matrix @ agg.T
+    return (out.toarray() if sp.issparse(out) else np.asarray(out)), uniq
+
+
+# ---------------------------------------------------------------- Kang: cell types
+def label_kang(adata, rng_seed):
+    import scanpy as sc
+    from sklearn.cluster import KMeans
+
+    a = adata.copy()
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    sc.pp.highly_variable_genes(a, n_top_genes=2000, flavor="seurat")
+    b = a[:, a.var.highly_variable].copy()
+    sc.pp.scale(b, max_value=10)
+    sc.tl.pca(b, n_comps=30, random_state=rng_seed)
+    pcs = b.obsm["X_pca"]
+    clusters = KMeans(n_clusters=30, n_init=4, random_state=rng_seed).fit_predict(pcs)
+
+    def scores(idx_groups, markers):
+        genes = sorted({g for m in markers.values() for g in m if g in a.var_names})
+        X = a[:, genes].X
+        X = X.toarray() if sp.issparse(X) else X
+        means = np.stack([X[idx].mean(0) for idx in idx_groups])      # groups x genes
+        z = (means - means.mean(0)) / (means.std(0) + 1e-6)
+        col = {g: k for k, g in enumerate(genes)}
+        out = {t: z[:, [col[g] for g in m if g in col]].mean(1) for t, m in markers.items()}
+        return pd.DataFrame(out)
+
+    groups = [np.where(clusters == k)[0] for k in range(30)]
+    sc1 = scores(groups, MARKERS)
+    lab1 = sc1.idxmax(axis=1).values
+    labels = np.empty(a.n_obs, dtype=object)
+    for k, idx in enumerate(groups):
+        labels[idx] = lab1[k]
+    # Second pass: sub-cluster the T/NK compartment and split CD4 T / CD8 T / NK.
+    second = {}
+    mono = np.isin(labels, ["CD14 Mono", "CD16 Mono"])
+    for cond in ["ctrl", "stim"]:
+        sel = np.where(mono & (a.obs["condition"].values == cond))[0]
+        zs = {}
+        for t, gs in MONO_MARKERS.items():
+            X = a[sel, gs].X
+            X = np.asarray(X.toarray() if sp.issparse(X) else X)
+            zs[t] = ((X - X.mean(0)) / (X.std(0) + 1e-6)).mean(1)
+        labels[sel] = np.where(zs["CD16 Mono"] - zs["CD14 Mono"] > MONO_THRESHOLD, "CD16 Mono", "CD14 Mono")
+    for name, parents, markers in [("tnk", ["T", "NK"], TNK_MARKERS)]:
+        parent_sel = np.isin(labels, parents)
+        for cond in ["ctrl", "stim"]:
+            # per condition, so the interferon response does not move cells between labels
+            sel = np.where(parent_sel & (a.obs["condition"].values == cond))[0]
+            sub = KMeans(n_clusters=8, n_init=4, random_state=rng_seed).fit_predict(pcs[sel])
+            sgroups = [sel[sub == k] for k in range(8)]
+            sc2 = scores(sgroups, markers)
+            lab2 = sc2.idxmax(axis=1).values
+            for k, idx in enumerate(sgroups):
+                labels[idx] = lab2[k]
+            second[f"{name}_{cond}"] = sc2.round(2).assign(label=lab2, cells=[len(g) for g in sgroups]) \
+                .to_dict(orient="records")
+    report = {
+        "method": "log-normalise (1e4), 2000 HVGs (Seurat flavour), scale, 30 PCs, k-means k=30 on the "
+                  "pooled control+stimulated cells; each cluster gets the label whose markers have the "
+                  "highest mean z-score (cluster means, z-scored across clusters). T/NK clusters are "
+                  "then re-clustered separately per condition (k-means k=8 on the same PCs, so the "
+                  "interferon response cannot move cells between labels) and labelled CD4 T / CD8 T / NK "
+                  "with the second marker set. Monocytes are split per cell, within condition: CD16 Mono "
+                  "when mean z(FCGR3A, CDKN1C) - mean z(LYZ, S100A9, VCAN, FCN1) > 1.0 (CD14 and HES4 "
+                  "change with interferon and are not used).",
+        "markers": MARKERS, "tnk_markers": TNK_MARKERS, "mono_markers": MONO_MARKERS, "mono_threshold": MONO_THRESHOLD,
+        "cluster_scores": sc1.round(2).assign(label=lab1).to_dict(orient="records"),
+        "subcluster_scores": second,
+    }
+    return labels.astype(str), report
+
+
+def kang_degs(adata_norm_log, labels, cond, genes_in_model, types):
+    """Per cell type: Wilcoxon stimulated vs control on the cells (model genes only)."""
+    import scanpy as sc
+
+    out = {}
+    for t in types:
+        sel = labels == t
+        sub = adata_norm_log[sel, genes_in_model].copy()
+        sub.obs["condition"] = pd.Categorical(cond[sel])
+        sc.tl.rank_genes_groups(sub, "condition", groups=["stim"], reference="ctrl", method="wilcoxon",
+                                n_genes=len(genes_in_model))
+        r = sub.uns["rank_genes_groups"]
+        names = [n[0] for n in r["names"]]
+        sco = np.array([s[0] for s in r["scores"]], dtype=float)
+        by_abs = [names[i] for i in np.argsort(-np.abs(sco))[:100]]
+        out[t] = {"top100_abs": by_abs, "top100_up_scgen": names[:100]}
+    return out
+
+
+# ---------------------------------------------------------------- main
+def main():
+    import anndata as ad
+    import pyreadr
+    import rdata
+
+    rng = np.random.default_rng(C.SEED)
+    C.PREPARED.mkdir(parents=True, exist_ok=True)
+    ann = Annotation()
+
+    # ---- Kang
+    ctrl = ad.read_h5ad(C.KANG_CTRL)
+    stim = ad.read_h5ad(C.KANG_STIM)
+    kang = ad.concat([ctrl, stim], index_unique="-")
+    kang.obs["condition"] = ["ctrl"] * ctrl.n_obs + ["stim"] * stim.n_obs
+    kang.X = sp.csr_matrix(kang.X, dtype=np.float32)
+    labels, kreport = label_kang(kang, C.SEED)
+    kang.obs["cell_type"] = labels
+    counts = pd.crosstab(kang.obs.cell_type, kang.obs.condition)
+    kreport["label_counts"] = {t: {"ctrl": int(r.ctrl), "stim": int(r.stim)} for t, r in counts.iterrows()}
+    print("prepare: Kang labels\n", counts, flush=True)
+    kang_lib = np.asarray(kang.X.sum(1)).ravel()
+    kang_sym = [ann.canonical(s) for s in kang.var_names]
+
+    # ---- flu challenge
+    flu = pyreadr.read_r(str(C.FLU))
+    fe, fm = flu["eset.full"], flu["flu.meta"]
+    fe = fe[fm.SampleID.values]
+    flu_X, flu_genes = collapse(fe.values.T.astype(np.float64), [ann.canonical(s) for s in fe.index], "mean")
+
+    # ---- vaccine
+    vac = rdata.conversion.convert(rdata.parser.parse_file(str(C.VACCINE)))["fluVaccine"]
+    vac_parts = []
+    for gse in vac["esets"]:
+        e = vac["esets"][gse]
+        cols = [str(c) for c in e.coords["dim_1"].values]
+        X, g = collapse(np.asarray(e.values, dtype=np.float64).T,
+                        [ann.canonical(str(s)) for s in e.coords["dim_0"].values], "mean")
+        ph = vac["phenoData"][gse]
+        meta = pd.DataFrame({"sample": cols, "subject": ph.subjectId.astype(str).values,
+                             "day": ph.bloodDrawDay.astype(str).values, "study": str(gse)})
+        assert all(c.startswith(s) for c, s in zip(cols, meta.subject))
+        vac_parts.append((X, g, meta))
+    assert all((p[1] == vac_parts[0][1]).all() for p in vac_parts)
+    vac_genes = vac_parts[0][1]
+
+    # ---- airway
+    air = ad.read_h5ad(C.AIRWAY)
+    air_counts = np.asarray(air.X, dtype=np.float64)
+    air_lib = air_counts.sum(1)                       # library over all 64,102 genes
+    ens = list(air.var_names)
+    keep = [i for i, e in enumerate(ens) if e in ann.ens2id]
+    air_sym_all = [ann.id2sym[ann.ens2id[ens[i]]] for i in keep]
+    air_X, air_genes = collapse(air_counts[:, keep], air_sym_all, "sum")
+
+    # ---- gene vocabulary
+    kang_pb_all = np.asarray(kang.X.sum(0)).ravel()
+    kang_cpm = pd.Series(kang_pb_all, index=kang_sym).groupby(level=0).sum() / kang_pb_all.sum() * 1e6
+    kang_detect = pd.Series(np.asarray((kang.X > 0).mean(0)).ravel(), index=kang_sym).groupby(level=0).max()
+    air_cpm = pd.Series((air_X / air_lib[:, None] * 1e6).mean(0), index=air_genes)
+    measured = {
+        "kang": set(kang_detect.index[kang_detect >= 0.005]),
+        "flu": set(flu_genes),
+        "vaccine": set(vac_genes),
+        "airway": set(air_cpm.index[air_cpm >= 1.0]),
+    }
+    n_meas = pd.Series(0, index=sorted(set().union(*measured.values())))
+    for s in measured.values():
+        n_meas[list(s)] += 1
+    import scanpy as sc
+    kn = kang.copy()
+    sc.pp.normalize_total(kn, target_sum=1e4)
+    sc.pp.log1p(kn)
+    kn.var_names = pd.Index(kang_sym)
+    kn.var_names_make_unique()
+    hv = sc.pp.highly_variable_genes(kn, n_top_genes=3000, flavor="seurat", inplace=False)
+    kang_hvg = [g for g, h in zip(kn.var_names, hv.highly_variable) if h and g in n_meas.index]
+    # airway: most variable expressed genes (log CPM variance across the 8 samples)
+    air_lc = np.log1p(air_X / air_lib[:, None] * 1e6)
+    air_var = pd.Series(air_lc.var(0), index=air_genes)[list(measured["airway"])].sort_values(ascending=False)
+
+    chosen = []
+
+    def add(gs):
+        for g in gs:
+            if g in n_meas.index and g not in chosen_set:
+                chosen.append(g)
+                chosen_set.add(g)
+    chosen_set = set()
+    add([g for g in RESPONSE_GENES])
+    add(n_meas.index[n_meas >= 3])
+    add(kang_hvg)
+    add(air_var.index[:1500])
+    two = n_meas.index[n_meas == 2]
+    add(sorted(two, key=lambda g: -(kang_cpm.get(g, 0) + air_cpm.get(g, 0))))
+    add(sorted(measured["kang"], key=lambda g: -kang_cpm.get(g, 0)))
+    add(air_var.index)
+    assert len(chosen) >= C.N_GENES, len(chosen)
+    genes = sorted(chosen[:C.N_GENES])
+    gidx = {g: i for i, g in enumerate(genes)}
+    G = len(genes)
+    gene_list = [{"symbol": g, "ensembl": ann.ensembl(g)} for g in genes]
+    print(f"prepare: G={G}; measured per dataset:",
+          {k: len(set(genes) & v) for k, v in measured.items()},
+          "in >=3 datasets:", int((n_meas[genes] >= 3).sum()), flush=True)
+
+    def to_model(X, names):
+        out = np.zeros((X.shape[0], G), dtype=np.float32)
+        mask = np.zeros(G, dtype=bool)
+        cols = [(j, gidx[n]) for j, n in enumerate(names) if n in gidx]
+        src = np.array([c[0] for c in cols])
+        dst = np.array([c[1] for c in cols])
+        out[:, dst] = X[:, src]
+        mask[dst] = True
+        return out, mask
+
+    rows, metas = [], []
+    datasets = ["kang", "flu", "vaccine", "airway"]
+    masks = {}
+
+    # Kang pseudobulk units
+    agg_names = np.asarray(kang_sym)
+    uniq, inv = np.unique(agg_names, return_inverse=True)
+    agg = sp.csr_matrix((np.ones(len(agg_names), dtype=np.float32), (np.arange(len(agg_names)), inv)),
+                        shape=(len(agg_names), len(uniq)))
+    kx = (kang.X @ agg).tocsr()                                        # cells x unique symbols
+    types = [t for t in counts.index if counts.loc[t].min() >= KANG_TYPES_MIN_CELLS]
+    kang_full = {}
+    for t in types:
+        for cond in ["ctrl", "stim"]:
+            idx = np.where((kang.obs.cell_type.values == t) & (kang.obs.condition.values == cond))[0]
+            n_units = int(np.clip(len(idx) // 25, 6, 60))
+            units = [idx]  # the full pseudobulk first
+            for _ in range(n_units):
+                size = int(np.exp(rng.uniform(np.log(UNIT_SIZES[0]), np.log(min(UNIT_SIZES[1], len(idx))))))
+                units.append(rng.choice(idx, size=size, replace=False))
+            for k, u in enumerate(units):
+                c = np.asarray(kx[u].sum(0)).ravel()
+                lib = kang_lib[u].sum()
+                lc = np.log1p(c / lib * 1e6)
+                x, m = to_model(lc[None, :], uniq)
+                rows.append(x[0])
+                metas.append(dict(dataset="kang", platform="10x_3prime", study="GSE96583", cell_type=t,
+                                  tissue="blood", cell_line="unknown", subject="pool",
+                                  perturbation="IFN-beta" if cond == "stim" else "none",
+                                  time_hours=6.0 if cond == "stim" else 0.0,
+                                  context=f"kang|{t}", unit="full" if k == 0 else "subset", n_cells=len(u),
+                                  library_size=float(lib)))
+                if k == 0:
+                    kang_full[(t, cond)] = c
+            masks["kang"] = m
+    # Kang example: CD14 Mono control full pseudobulk, raw counts per symbol
+    ex = pd.DataFrame({"gene": uniq, "count": kang_full[("CD14 Mono", "ctrl")].astype(np.int64)})
+    (C.PREPARED / "examples").mkdir(exist_ok=True)
+    ex[ex["count"] > 0].to_csv(C.PREPARED / "examples/kang_cd14_mono_ctrl.tsv", sep="\t", index=False)
+
+    # Flu challenge
+    x, m = to_model(flu_X, flu_genes)
+    masks["flu"] = m
+    for i, r in fm.reset_index(drop=True).iterrows():
+        h = float(r["Hours.Numeric"])
+        rows.append(x[i])
+        metas.append(dict(dataset="flu", platform="affymetrix_hg-u133a_2", study="GSE30550",
+                          cell_type="whole blood", tissue="blood", cell_line="unknown", subject=r.Subject,
+                          perturbation="none" if h == 0 else "influenza H3N2 challenge", time_hours=h,
+                          context=f"flu|{r.Subject}", unit="sample", n_cells=0, library_size=0.0,
+                          symptoms=r.Condition))
+    # Vaccine
+    for X, g, meta in vac_parts:
+        x, m = to_model(X, g)
+        masks["vaccine"] = m
+        for i, r in meta.iterrows():
+            rows.append(x[i])
+            d7 = r.day == "d7"
+            metas.append(dict(dataset="vaccine", platform="illumina_humanht-12", study=r.study,
+                              cell_type="PBMC", tissue="blood", cell_line="unknown", subject=r.subject,
+                              perturbation="influenza vaccine" if d7 else "none", time_hours=168.0 if d7 else 0.0,
+                              context=f"vaccine|{r.subject}", unit="sample", n_cells=0, library_size=0.0))
+    # Airway
+    lc = np.log1p(air_X / air_lib[:, None] * 1e6)
+    x, m = to_model(lc, air_genes)
+    masks["airway"] = m
+    for i, (sid, r) in enumerate(air.obs.iterrows()):
+        trt = r.dex == "trt"
+        rows.append(x[i])
+        metas.append(dict(dataset="airway", platform="illumina_rnaseq", study="GSE52778",
+                          cell_type="airway smooth muscle", tissue="airway", cell_line=str(r.cell), subject=str(r.cell),
+                          perturbation="dexamethasone" if trt else "none", time_hours=18.0 if trt else 0.0,
+                          context=f"airway|{r.cell}", unit="sample", n_cells=0, library_size=float(air_lib[i]),
+                          sample_id=str(sid)))
+    # airway example: untreated N61311, all genes, raw counts (Ensembl ids)
+    ex = pd.DataFrame({"gene": air.var_names, "count": air_counts[0].astype(np.int64)})
+    assert air.obs.iloc[0].dex == "untrt"
+    ex[ex["count"] > 0].to_csv(C.PREPARED / "examples/airway_N61311_untreated.tsv", sep="\t", index=False)
+
+    X = np.stack(rows).astype(np.float32)
+    meta = pd.DataFrame(metas)
+    meta["dataset_idx"] = meta.dataset.map({d: i for i, d in enumerate(datasets)})
+    M = np.stack([masks[d] for d in datasets])
+    X[~M[meta.dataset_idx.values]] = 0.0
+    np.savez_compressed(C.PREPARED / "units.npz", X=X, masks=M, datasets=np.array(datasets))
+    meta.to_csv(C.PREPARED / "units.csv", index=False)
+    json.dump(gene_list, open(C.PREPARED / "genes.json", "w"))
+
+    # Kang DEGs per type (Wilcoxon on cells, model genes measured by Kang)
+    model_kang_genes = [g for g in genes if g in set(kn.var_names)]
+    eval_types = [t for t in types if counts.loc[t].min() >= 100]
+    kreport["eval_types"] = eval_types
+    kreport["all_types"] = types
+    kreport["degs"] = kang_degs(kn, kang.obs.cell_type.values, kang.obs.condition.values,
+                                model_kang_genes, eval_types)
+    kreport["pseudobulk_units"] = meta[meta.dataset == "kang"].groupby(["cell_type", "perturbation"]).size() \
+        .reset_index().rename(columns={0: "units"}).to_dict(orient="records")
+    json.dump(kreport, open(C.PREPARED / "kang.json", "w"), indent=1)
+    print("prepare: units", X.shape, meta.groupby("dataset").size().to_dict(), flush=True)

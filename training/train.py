@@ -1,0 +1,221 @@
+"""Stage `train`: one model per evaluation fold (held-out contexts removed) and the final model on all data.
+
+Training is "paired": for a target unit y we draw a source unit x from the same context (same Kang
+cell type, same flu/vaccine subject, same airway cell line; any perturbation state, x = y allowed).
+The encoder sees only x; z_tech, z_bio ~ q(z | x); z_pert is drawn from the perturbation prior of
+y's metadata; the decoder reconstructs y. This is exactly reference conditioning, and because x and
+y differ in perturbation state but share z_bio, the perturbation effect has to be carried by z_pert.
+Loss = masked Normal NLL of y (learned per-gene variance, genes y's platform does not measure are
+left out) + beta * [KL(q(z_tech|x) || p(z_tech|tech(x))) + KL(q(z_bio|x) || p(z_bio|bio(x)))]
++ beta_pert * KL(p(z_pert|pert(y)) || N(0, I)).
+"""
+import json
+import math
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import config as C
+from .model import GROUPS, PriorSpec, RefcastVAE, kl_normal
+
+N_FOLDS = 7
+TECH_FIELDS = ["platform", "study"]
+BIO_FIELDS = ["cell_type", "tissue", "cell_line"]
+PERT_FIELDS = ["perturbation"]
+DATASET_WEIGHTS = {"kang": 0.4, "flu": 0.3, "vaccine": 0.15, "airway": 0.15}
+HP = dict(batch=64, lr=1e-3, weight_decay=1e-4, beta=float(os.environ.get("REFCAST_BETA", 1.0)), beta_pert=0.1, warmup=0.2,
+          steps_final=int(os.environ.get("REFCAST_STEPS_FINAL", 3000)),
+          steps_fold=int(os.environ.get("REFCAST_STEPS_FOLD", 1500)))
+
+
+# ------------------------------------------------------------------ data
+def load():
+    d = np.load(C.PREPARED / "units.npz")
+    meta = pd.read_csv(C.PREPARED / "units.csv", keep_default_na=False)
+    genes = json.load(open(C.PREPARED / "genes.json"))
+    kang = json.load(open(C.PREPARED / "kang.json"))
+    return d["X"], d["masks"], [str(s) for s in d["datasets"]], meta, genes, kang
+
+
+def build_specs(meta):
+    def vocab(col, first=()):
+        vals = [v for v in first if v in set(meta[col])] + sorted(set(meta[col]) - set(first) - {"unknown"})
+        return {"name": col, "values": ["unknown"] + vals}
+    lt = np.log1p(meta.time_hours.values.astype(float))
+    return {
+        "technical": PriorSpec([vocab(c) for c in TECH_FIELDS], []),
+        "biological": PriorSpec([vocab(c) for c in BIO_FIELDS], []),
+        "perturbation": PriorSpec([vocab("perturbation", first=["none"])],
+                                  [{"name": "time_hours", "transform": "log1p_zscore",
+                                    "mean": float(lt.mean()), "std": float(lt.std()),
+                                    "min": 0.0, "max": 168.0, "unit": "h"}]),
+    }
+
+
+def fields(meta_rows, group):
+    names = {"technical": TECH_FIELDS, "biological": BIO_FIELDS, "perturbation": PERT_FIELDS + ["time_hours"]}[group]
+    return [{n: r[n] for n in names} for r in meta_rows]
+
+
+def eval_types(kang):
+    return sorted(kang["eval_types"])
+
+
+def heldout_mask(meta, kang, fold):
+    """Units removed from training in evaluation fold `fold` (fixed before any training).
+
+    Kang (scGen protocol): the stimulated cells of cell type eval_types[fold]; its control cells stay.
+    flu / vaccine: all samples of the subjects with (sorted index % N_FOLDS) == fold.
+    airway: both samples of cell line sorted_lines[fold] (folds 0-3).
+    """
+    if fold is None:
+        return np.zeros(len(meta), dtype=bool)
+    m = np.zeros(len(meta), dtype=bool)
+    types = eval_types(kang)
+    if fold < len(types):
+        m |= (meta.dataset == "kang").values & (meta.cell_type == types[fold]).values & \
+             (meta.perturbation != "none").values
+    for ds in ["flu", "vaccine"]:
+        subs = sorted(set(meta.subject[meta.dataset == ds]))
+        out = {s for i, s in enumerate(subs) if i % N_FOLDS == fold}
+        m |= (meta.dataset == ds).values & meta.subject.isin(out).values
+    lines = sorted(set(meta.cell_line[meta.dataset == "airway"]))
+    if fold < len(lines):
+        m |= (meta.dataset == "airway").values & (meta.cell_line == lines[fold]).values
+    return m
+
+
+def gene_stats(X, masks, ds_idx, datasets, train):
+    """gene_mean: per gene, mean over datasets (count platforms preferred) of the dataset's mean
+    over its training units; in_mean / in_std: standardisation of the encoder input."""
+    G = X.shape[1]
+    means = np.zeros((len(datasets), G))
+    for i in range(len(datasets)):
+        sel = train & (ds_idx == i)
+        means[i] = X[sel].mean(0) if sel.any() else 0
+    count = np.array([d in ("kang", "airway") for d in datasets])
+    gm = np.zeros(G)
+    for g in range(G):
+        meas = masks[:, g]
+        use = meas & count if (meas & count).any() else meas
+        gm[g] = means[use, g].mean() if use.any() else 0.0
+    Xf = fill(X, masks, ds_idx, gm)[train]
+    return gm.astype(np.float32), Xf.mean(0).astype(np.float32), np.maximum(Xf.std(0), 0.1).astype(np.float32)
+
+
+def fill(X, masks, ds_idx, gene_mean):
+    m = masks[ds_idx]
+    return np.where(m, X, gene_mean[None, :]).astype(np.float32)
+
+
+# ------------------------------------------------------------------ training
+def new_model(specs):
+    return RefcastVAE(C.N_GENES, C.LATENT, C.ENC, C.DEC, C.PRIOR, specs)
+
+
+def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=250, tag=""):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    ds_idx = meta.dataset_idx.values
+    gm, mu, sd = gene_stats(X, masks, ds_idx, datasets, train)
+    model = new_model(specs)
+    model.gene_mean.copy_(torch.from_numpy(gm))
+    model.in_mean.copy_(torch.from_numpy(mu))
+    model.in_std.copy_(torch.from_numpy(sd))
+    with torch.no_grad():   # start the decoder at the training mean
+        model.decoder.head.bias.copy_(torch.from_numpy(mu))
+    Xf = torch.from_numpy(fill(X, masks, ds_idx, gm))
+    Xt = torch.from_numpy(X)
+    Mt = torch.from_numpy(masks[ds_idx].astype(np.float32))
+    rows = meta.to_dict(orient="records")
+    pin = {g: torch.from_numpy(specs[g].encode(fields(rows, g))) for g in GROUPS}
+    # sampling tables
+    by_ds = {d: np.where(train & (meta.dataset == d).values)[0] for d in datasets}
+    w = np.array([DATASET_WEIGHTS[d] if len(by_ds[d]) else 0 for d in datasets])
+    w = w / w.sum()
+    ctx = meta.context.values
+    by_ctx = {}
+    for i in np.where(train)[0]:
+        by_ctx.setdefault(ctx[i], []).append(i)
+    by_ctx = {k: np.array(v) for k, v in by_ctx.items()}
+
+    opt = torch.optim.AdamW(model.parameters(), lr=HP["lr"], weight_decay=HP["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    B = HP["batch"]
+    t0 = time.time()
+    model.train()
+    for step in range(steps):
+        dsel = rng.choice(len(datasets), size=B, p=w)
+        y = np.array([rng.choice(by_ds[datasets[d]]) for d in dsel])
+        x = np.array([rng.choice(by_ctx[ctx[i]]) for i in y])
+        xt, yt, mt = Xf[x], Xt[y], Mt[y]
+        mu_q, lv_q = model.encode(xt)
+        Dt = C.LATENT["technical"]
+        mu_t, lv_t = model.prior_params("technical", pin["technical"][x])
+        mu_b, lv_b = model.prior_params("biological", pin["biological"][x])
+        mu_p, lv_p = model.prior_params("perturbation", pin["perturbation"][y])
+        lv_q = lv_q.clamp(-12, 6)
+        z_tb = mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
+        z_p = mu_p + torch.randn_like(mu_p) * (0.5 * lv_p.clamp(-12, 6)).exp()
+        out = model.decode(torch.cat([z_tb, z_p], 1))
+        lv = model.logvar()
+        nll = (0.5 * (lv + (yt - out) ** 2 / lv.exp()) * mt).sum(1)
+        kl = kl_normal(mu_q[:, :Dt], lv_q[:, :Dt], mu_t, lv_t.clamp(-12, 6)) + \
+            kl_normal(mu_q[:, Dt:], lv_q[:, Dt:], mu_b, lv_b.clamp(-12, 6))
+        klp = kl_normal(mu_p, lv_p.clamp(-12, 6), torch.zeros_like(mu_p), torch.zeros_like(lv_p))
+        beta = HP["beta"] * min(1.0, step / max(1, HP["warmup"] * steps))
+        loss = (nll + beta * kl + HP["beta_pert"] * klp).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % log_every == 0 or step == 0:
+            mse = (((yt - out) ** 2) * mt).sum() / mt.sum()
+            print(f"train{tag}: step {step + 1}/{steps} loss {loss.item():.1f} nll {nll.mean().item():.1f} "
+                  f"kl {kl.mean().item():.1f} klp {klp.mean().item():.1f} mse {mse.item():.4f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+    model.eval()
+    return model
+
+
+def save(model, path):
+    torch.save({"state": model.state_dict(), "specs": {g: model.specs[g].to_json() for g in GROUPS}}, path)
+
+
+def load_model(path):
+    ck = torch.load(path, weights_only=False)
+    specs = {g: PriorSpec(**ck["specs"][g]) for g in GROUPS}
+    m = new_model(specs)
+    m.load_state_dict(ck["state"])
+    m.eval()
+    return m
+
+
+def main(folds=None):
+    threads = int(os.environ.get("REFCAST_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    X, masks, datasets, meta, genes, kang = load()
+    specs = build_specs(meta)
+    C.RUNS.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    todo = list(range(N_FOLDS)) + [None] if folds is None else folds
+    for fold in todo:
+        t0 = time.time()
+        name = "final" if fold is None else f"fold{fold}"
+        train = ~heldout_mask(meta, kang, fold)
+        steps = HP["steps_final"] if fold is None else HP["steps_fold"]
+        model = train_model(X, masks, datasets, meta, specs, train, steps, C.SEED + (0 if fold is None else fold + 1),
+                            tag=f"[{name}]")
+        save(model, C.RUNS / f"{name}.pt")
+        timings[name] = round(time.time() - t0, 1)
+        print(f"train: {name} done in {timings[name]} s ({int((~train).sum())} units held out)", flush=True)
+    tf = C.RUNS / "timings.json"
+    old = json.load(open(tf)) if tf.exists() else {}
+    old.update(timings)
+    old["threads"] = threads
+    json.dump(old, open(tf, "w"), indent=1)
