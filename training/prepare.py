@@ -248,9 +248,18 @@ def main():
     air_counts = np.asarray(air.X, dtype=np.float64)
     air_lib = air_counts.sum(1)                       # library over all 64,102 genes
     ens = list(air.var_names)
-    keep = [i for i, e in enumerate(ens) if e in ann.ens2id]
-    air_sym_all = [ann.id2sym[ann.ens2id[ens[i]]] for i in keep]
-    air_X, air_genes = collapse(air_counts[:, keep], air_sym_all, "sum")
+    # Ensembl -> symbol; where several Ensembl ids share a symbol keep the one with the most counts,
+    # and give that id to the model gene list, so a sample matched by Ensembl id gets the same value.
+    tot = air_counts.sum(0)
+    best = {}
+    for i, e in enumerate(ens):
+        if e in ann.ens2id:
+            sym = ann.id2sym[ann.ens2id[e]]
+            if sym not in best or tot[i] > tot[best[sym]]:
+                best[sym] = i
+    air_genes = np.array(sorted(best))
+    air_X = air_counts[:, [best[g] for g in air_genes]]
+    air_ens = {g: ens[best[g]] for g in air_genes}
 
     # ---- gene vocabulary
     kang_pb_all = np.asarray(kang.X.sum(0)).ravel()
@@ -298,7 +307,13 @@ def main():
     genes = sorted(chosen[:C.N_GENES])
     gidx = {g: i for i, g in enumerate(genes)}
     G = len(genes)
-    gene_list = [{"symbol": g, "ensembl": ann.ensembl(g)} for g in genes]
+    gene_list, used = [], set()
+    for g in genes:
+        e = air_ens.get(g) or ann.ensembl(g)
+        if e in used:
+            e = None
+        used.add(e)
+        gene_list.append({"symbol": g, "ensembl": e})
     print(f"prepare: G={G}; measured per dataset:",
           {k: len(set(genes) & v) for k, v in measured.items()},
           "in >=3 datasets:", int((n_meas[genes] >= 3).sum()), flush=True)

@@ -1,0 +1,242 @@
+"""Stage `export`: the final model -> models/refcast-{q8_0,q4_0}.safetensors, SHA256SUMS,
+golden vectors (tests/golden) and the bundled examples (examples/)."""
+import datetime
+import hashlib
+import json
+import shutil
+import struct
+import subprocess
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import config as C
+from . import infer
+from . import reference_numpy
+from . import train as T
+from .model import GROUPS, PriorSpec, RefcastVAE
+from .quantize import QUANT
+
+KINDS = ["q8_0", "q4_0"]
+PERT_NAMES = {"IFN-beta": "IFN-beta", "influenza H3N2 challenge": "influenza H3N2 challenge",
+              "influenza vaccine": "influenza vaccine", "dexamethasone": "dexamethasone"}
+
+
+def sha256(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def perturbations(meta):
+    out = [{"name": "none (control)", "metadata": {"perturbation": "none", "time_hours": 0}}]
+    combos = meta[meta.perturbation != "none"][["perturbation", "time_hours"]].drop_duplicates() \
+        .sort_values(["perturbation", "time_hours"])
+    for p, t in combos.itertuples(index=False):
+        t = float(t)
+        label = f"{p} {t / 24:g} d" if t >= 168 else f"{p} {t:g} h"
+        out.append({"name": label, "metadata": {"perturbation": p, "time_hours": int(t) if t.is_integer() else t}})
+    return out
+
+
+def contexts(meta):
+    out = []
+    cols = T.TECH_FIELDS + T.BIO_FIELDS
+    for key, g in meta.groupby(cols):
+        md = dict(zip(cols, key))
+        md = {k: v for k, v in md.items() if v != "unknown"}
+        ds = g.dataset.iloc[0]
+        if ds == "kang":
+            name = f"PBMC {md['cell_type']} (10x 3', Kang 2018)"
+        elif ds == "flu":
+            name = "Whole blood (Affymetrix HG-U133A 2.0, GSE30550)"
+        elif ds == "vaccine":
+            name = f"PBMC (Illumina HumanHT-12, {md['study']})"
+        else:
+            name = f"Airway smooth muscle {md['cell_line']} (bulk RNA-seq, GSE52778)"
+        out.append({"name": name, "metadata": md})
+    return out
+
+
+def metadata_doc(model, genes, meta, tensors, notes):
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=C.REPO, capture_output=True,
+                            text=True).stdout.strip() or None
+    data = [{"name": s["name"], "package": s["spec"].replace("=", "==", 1) if s["kind"].startswith("pip")
+             else s["spec"], "registry": "PyPI" if s["kind"].startswith("pip") else "Debian",
+             "archive": s["file"], "sha256": s["sha256"]} for s in C.SOURCES.values()]
+    return {
+        "format_version": 1,
+        "name": "refcast-pbmc-flu-airway",
+        "architecture": {"genes": len(genes), "latent": dict(C.LATENT), "activation": "gelu_tanh",
+                         "layer_norm_eps": 1e-5, "encoder": dict(C.ENC), "decoder": dict(C.DEC),
+                         "prior": dict(C.PRIOR)},
+        "genes": genes,
+        "priors": {g: model.specs[g].to_json() for g in GROUPS},
+        "perturbations": perturbations(meta),
+        "contexts": contexts(meta),
+        "normalisation": {"input": "log1p_cpm", "cpm_scale": 1000000, "log": "natural",
+                          "missing_genes": "gene_mean"},
+        "provenance": {"data": data, "training_commit": commit,
+                       "date": datetime.date.today().isoformat(), "notes": notes},
+        "tensors": {n: {"dtype": d, "shape": s} for n, (d, s, _) in tensors.items()},
+    }
+
+
+def write_file(path, tensors, doc):
+    from safetensors.numpy import save_file
+    arrays = {n: (a if d == "f32" else np.asarray(a, dtype=np.uint8)) for n, (d, s, a) in tensors.items()}
+    save_file(arrays, str(path), metadata={"refcast": json.dumps(doc, separators=(",", ":"))})
+
+
+def read_file(path):
+    """Read a refcast file back (safetensors.numpy) -> (doc, {name: f32 array with logical shape})."""
+    from safetensors.numpy import load_file
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    doc = json.loads(header["__metadata__"]["refcast"])
+    arrays = load_file(str(path))
+    out = {}
+    for name, a in arrays.items():
+        info = doc["tensors"][name]
+        if info["dtype"] == "f32":
+            assert a.dtype == np.float32 and list(a.shape) == info["shape"], name
+            out[name] = a
+        else:
+            assert a.dtype == np.uint8, name
+            out[name] = QUANT[info["dtype"]][1](a, tuple(info["shape"]))
+    assert set(doc["tensors"]) == set(arrays)
+    return doc, out
+
+
+def model_from_file(doc, arrays):
+    """A PyTorch model whose weights are the (dequantized) tensors of a refcast file."""
+    specs = {g: PriorSpec(**doc["priors"][g]) for g in GROUPS}
+    a = doc["architecture"]
+    m = RefcastVAE(a["genes"], a["latent"], a["encoder"], a["decoder"], a["prior"], specs)
+    sd = {}
+    for name in m.state_dict():
+        if name in ("in_mean",):
+            sd[name] = torch.zeros(a["genes"])
+        elif name == "in_std":
+            sd[name] = torch.ones(a["genes"])
+        elif name == "decoder_logvar":
+            sd[name] = torch.from_numpy(arrays["decoder.logvar"])
+        elif name == "gene_mean":
+            sd[name] = torch.from_numpy(arrays["input.gene_mean"])
+        elif name.startswith("prior.") and ".input." in name:
+            g = name.split(".")[1]
+            sd[name] = torch.from_numpy(np.ascontiguousarray(arrays[f"prior.{g}.embedding"].T)) \
+                if name.endswith("weight") else torch.from_numpy(arrays[f"prior.{g}.input.bias"])
+        else:
+            sd[name] = torch.from_numpy(arrays[name])
+    m.load_state_dict(sd)
+    m.eval()
+    return m
+
+
+def read_example(path, genes, gene_mean):
+    """What refcast does with a counts TSV: match by Ensembl id then symbol, log1p(CPM), gene_mean."""
+    df = pd.read_csv(path, sep="\t")
+    lib = float(df["count"].sum())
+    idx = {}
+    for i, g in enumerate(genes):
+        if g["ensembl"]:
+            idx.setdefault(g["ensembl"].lower(), i)
+    for i, g in enumerate(genes):
+        idx.setdefault(g["symbol"].lower(), i)
+    x = gene_mean.copy()
+    for gname, c in zip(df.gene, df["count"]):
+        i = idx.get(str(gname).lower())
+        if i is not None:
+            x[i] = np.float32(np.log1p(c / lib * 1e6))
+    return x.astype(np.float32), lib
+
+
+def golden(path, doc, arrays, meta, X, masks, datasets):
+    model = model_from_file(doc, arrays)
+    genes = doc["genes"]
+    gm = arrays["input.gene_mean"]
+    air_ref, air_lib = read_example(C.EXAMPLES / "airway_N61311_untreated.tsv", genes, gm)
+    kang_ref, kang_lib = read_example(C.EXAMPLES / "kang_cd14_mono_ctrl.tsv", genes, gm)
+    fi = meta.index[(meta.dataset == "flu") & (meta.subject == "flu001") & (meta.time_hours == 0)][0]
+    flu_ref = np.where(masks[datasets.index("flu")], X[fi], gm).astype(np.float32)
+    tech = {"kang": {"platform": "10x_3prime", "study": "GSE96583"},
+            "airway": {"platform": "illumina_rnaseq", "study": "GSE52778"},
+            "flu": {"platform": "affymetrix_hg-u133a_2", "study": "GSE30550"}}
+    bio = {"kang": {"cell_type": "CD14 Mono", "tissue": "blood"},
+           "airway": {"cell_type": "airway smooth muscle", "tissue": "airway", "cell_line": "N61311"},
+           "flu": {"cell_type": "whole blood", "tissue": "blood"}}
+    TB = ["technical", "biological"]
+    cases = [
+        ("airway N61311 untreated (bundled example) + dexamethasone 18 h", "mean", air_ref, air_lib, TB,
+         "airway", {"perturbation": "dexamethasone", "time_hours": 18}, None, 0),
+        ("Kang CD14 Mono control (bundled example) + IFN-beta 6 h", "mean", kang_ref, kang_lib, TB, "kang",
+         {"perturbation": "IFN-beta", "time_hours": 6}, None, 0),
+        ("flu001 0 h (microarray) + influenza H3N2 challenge 69 h", "mean", flu_ref, 1e6, TB, "flu",
+         {"perturbation": "influenza H3N2 challenge", "time_hours": 69}, None, 0),
+        ("prompt-only: PBMC B cells, 10x, IFN-beta 6 h", "mean", None, None, [], "kang",
+         {"perturbation": "IFN-beta", "time_hours": 6}, None, 0),
+        ("condition on technical only: Kang CD14 Mono reference, biological prior NK, IFN-beta 6 h", "mean",
+         kang_ref, kang_lib, ["technical"], "kang", {"perturbation": "IFN-beta", "time_hours": 6}, None, 0),
+        ("sample: airway example + dexamethasone 18 h, seed 42", "sample", air_ref, air_lib, TB, "airway",
+         {"perturbation": "dexamethasone", "time_hours": 18}, 42, 0),
+        ("sample: prompt-only whole blood + influenza vaccine 168 h, seed 7, sample 3", "sample", None, None,
+         [], "flu", {"perturbation": "influenza vaccine", "time_hours": 168}, 7, 3),
+    ]
+    out = []
+    for name, mode, ref, lib, cond, ds, pert, seed, s in cases:
+        b = dict(bio[ds])
+        if name.startswith("prompt-only: PBMC B"):
+            b = {"cell_type": "B", "tissue": "blood"}
+        if "biological prior NK" in name:
+            b = {"cell_type": "NK", "tissue": "blood"}
+        exp, eps = infer.golden_case(model, ref, cond, tech[ds], b, pert, mode,
+                                     seed=seed or 0, sample_index=s)
+        c = {"name": name, "mode": mode,
+             "reference": None if ref is None else {"log_cpm": ref.tolist(), "library_size": float(lib)},
+             "condition_on": cond, "technical": tech[ds], "biological": b, "perturbation": pert}
+        if mode == "sample":
+            c.update(seed=seed, sample_index=s, eps=eps)
+        if ref is None:
+            exp = {"latent_mu_enc": None, "latent_logvar_enc": None, **exp}
+        c["expected"] = exp
+        # independent float64 numpy forward pass from the file's tensors must agree
+        z64, y64 = reference_numpy.run_case(doc, arrays, c)
+        dz = np.abs(z64 - np.asarray(exp["z"])).max()
+        dy = np.abs(y64 - np.asarray(exp["log_cpm"])).max()
+        assert dz < 1e-3 and dy < 1e-3, (name, dz, dy)
+        out.append(c)
+    return {"model": f"models/{path.name}", "model_sha256": sha256(path), "cases": out}
+
+
+def main():
+    import os
+    torch.set_num_threads(int(os.environ.get("REFCAST_THREADS", os.cpu_count() or 1)))
+    X, masks, datasets, meta, genes, kang = T.load()
+    model = infer.folded(T.load_model(C.RUNS / "final.pt"))
+    C.MODELS.mkdir(exist_ok=True)
+    C.EXAMPLES.mkdir(exist_ok=True)
+    for f in ["kang_cd14_mono_ctrl.tsv", "airway_N61311_untreated.tsv"]:
+        shutil.copy(C.PREPARED / "examples" / f, C.EXAMPLES / f)
+    notes = ("Conditional VAE trained on all units of the four datasets (Kang pseudobulks of 20-200 cells "
+             "per cell type and condition plus full pseudobulks; microarray log2 values as given). "
+             "Evaluation on held-out contexts: models/EVALUATION.md.")
+    sums = []
+    for kind in KINDS:
+        tensors = infer.file_tensors(model, kind)
+        doc = metadata_doc(model, genes, meta, tensors, notes)
+        path = C.MODELS / f"refcast-{kind}.safetensors"
+        write_file(path, tensors, doc)
+        doc2, arrays = read_file(path)
+        # round-trip check: the file's dequantized weights == numpy dequantization of our quantization
+        for n, (d, s, a) in tensors.items():
+            want = a if d == "f32" else QUANT[d][1](a, tuple(s))
+            assert np.array_equal(arrays[n], want), n
+        g = golden(path, doc2, arrays, meta, X, masks, datasets)
+        C.GOLDEN.mkdir(parents=True, exist_ok=True)
+        json.dump(g, open(C.GOLDEN / f"golden_{kind}.json", "w"))
+        path.chmod(0o644)
+        size = path.stat().st_size
+        print(f"export: {path.name} {size / 1e6:.2f} MB, {len(g['cases'])} golden cases", flush=True)
+        sums.append(f"{sha256(path)}  {path.name}")
+    open(C.MODELS / "SHA256SUMS", "w").write("\n".join(sums) + "\n")

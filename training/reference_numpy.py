@@ -1,0 +1,72 @@
+"""An independent numpy implementation of the FORMAT.md forward pass, used to check golden vectors."""
+import math
+
+import numpy as np
+
+
+def _ln(h, w, b, eps):
+    mu = h.mean(-1, keepdims=True)
+    var = ((h - mu) ** 2).mean(-1, keepdims=True)
+    return (h - mu) / np.sqrt(var + eps) * w + b
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def trunk(t, net, h, blocks, eps):
+    for i in range(blocks):
+        p = f"{net}.blocks.{i}"
+        u = _ln(h, t[f"{p}.norm.weight"], t[f"{p}.norm.bias"], eps)
+        u = _gelu(u @ t[f"{p}.fc1.weight"].T + t[f"{p}.fc1.bias"])
+        h = h + u @ t[f"{p}.fc2.weight"].T + t[f"{p}.fc2.bias"]
+    h = _ln(h, t[f"{net}.norm.weight"], t[f"{net}.norm.bias"], eps)
+    return h @ t[f"{net}.head.weight"].T + t[f"{net}.head.bias"]
+
+
+def prior_input(doc, t, g, md):
+    spec = doc["priors"][g]
+    emb = t[f"prior.{g}.embedding"].astype(np.float64)
+    h = t[f"prior.{g}.input.bias"].astype(np.float64).copy()
+    off = 0
+    for c in spec["categorical"]:
+        v = md.get(c["name"], "unknown")
+        h += emb[off + (c["values"].index(v) if v in c["values"] else 0)]
+        off += len(c["values"])
+    for k, n in enumerate(spec["numeric"]):
+        v = md.get(n["name"])
+        if v is None:
+            x = 0.0
+        elif n["transform"] == "log1p_zscore":
+            x = (math.log1p(v) - n["mean"]) / n["std"]
+        else:
+            x = (v - n["mean"]) / n["std"]
+        h += x * emb[off + k]
+    return h
+
+
+def run_case(doc, tensors, case):
+    t = {k: v.astype(np.float64) for k, v in tensors.items()}
+    a = doc["architecture"]
+    eps = a["layer_norm_eps"]
+    L = a["latent"]
+    Dt, Db = L["technical"], L["biological"]
+    mu, lv = {}, {}
+    if case["reference"] is not None:
+        x = np.asarray(case["reference"]["log_cpm"], dtype=np.float64)
+        o = trunk(t, "encoder", x @ t["encoder.input.weight"].T + t["encoder.input.bias"], a["encoder"]["blocks"], eps)
+        D = Dt + Db
+        mu["technical"], lv["technical"] = o[:Dt], o[D:D + Dt]
+        mu["biological"], lv["biological"] = o[Dt:D], o[D + Dt:]
+    z = []
+    for g in ["technical", "biological", "perturbation"]:
+        if g not in case["condition_on"]:
+            o = trunk(t, f"prior.{g}", prior_input(doc, t, g, case[g] or {}), a["prior"]["blocks"], eps)
+            mu[g], lv[g] = o[:L[g]], o[L[g]:]
+        zg = mu[g]
+        if case["mode"] == "sample":
+            zg = mu[g] + np.exp(0.5 * lv[g]) * np.asarray(case["eps"][g])
+        z.append(zg)
+    z = np.concatenate(z)
+    out = trunk(t, "decoder", z @ t["decoder.input.weight"].T + t["decoder.input.bias"], a["decoder"]["blocks"], eps)
+    return z, out
