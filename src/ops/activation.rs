@@ -27,3 +27,38 @@ pub fn cpu(act: Activation, x: &[f32], out: &mut [f32]) {
         *o = act.apply(v);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// GPU kernel (shaders/activation.wgsl)
+
+use super::kernel::{Kernel, Shader, grid_for, u};
+
+pub const SHADER: Shader = Shader { name: "activation", source: include_str!("../../shaders/activation.wgsl") };
+
+/// One invocation per element. Bindings: x, y.
+#[derive(Clone, Copy, Debug)]
+pub struct ActivationKernel {
+    pub act: Activation,
+    pub n: usize,
+}
+
+impl Kernel for ActivationKernel {
+    fn shader(&self) -> Shader {
+        SHADER
+    }
+    fn entry(&self) -> &'static str {
+        match self.act {
+            Activation::GeluTanh => "gelu_tanh",
+            Activation::Relu => "relu",
+        }
+    }
+    fn inputs(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> Vec<u32> {
+        vec![u(self.n), 0, 0, 0]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        grid_for(self.n)
+    }
+}

@@ -30,3 +30,38 @@ pub fn cpu(parts: [Part<'_>; 3], index: &[u32], out: &mut [f32]) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// GPU kernel (shaders/assemble.wgsl)
+
+use super::kernel::{Kernel, Shader, grid_for, u};
+
+pub const SHADER: Shader = Shader { name: "assemble", source: include_str!("../../shaders/assemble.wgsl") };
+
+/// One invocation per output element. Bindings: source 0, 1, 2, index, y.
+#[derive(Clone, Copy, Debug)]
+pub struct AssembleKernel {
+    pub rows: usize,
+    /// `(cols, offset, width)` of each part's source.
+    pub parts: [(usize, usize, usize); 3],
+}
+
+impl Kernel for AssembleKernel {
+    fn shader(&self) -> Shader {
+        SHADER
+    }
+    fn entry(&self) -> &'static str {
+        "main"
+    }
+    fn inputs(&self) -> u32 {
+        4
+    }
+    fn params(&self) -> Vec<u32> {
+        let [a, b, c] = self.parts;
+        let width = a.2 + b.2 + c.2;
+        vec![u(self.rows), u(width), u(a.2), u(b.2), u(c.2), u(a.0), u(b.0), u(c.0), u(a.1), u(b.1), u(c.1), 0]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        grid_for(self.rows * self.parts.iter().map(|p| p.2).sum::<usize>())
+    }
+}

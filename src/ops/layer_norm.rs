@@ -12,3 +12,36 @@ pub fn cpu(x: &[f32], cols: usize, weight: &[f32], bias: &[f32], eps: f32, out: 
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// GPU kernel (shaders/layer_norm.wgsl)
+
+use super::kernel::{Kernel, Shader, grid, u};
+
+pub const SHADER: Shader = Shader { name: "layer_norm", source: include_str!("../../shaders/layer_norm.wgsl") };
+
+/// One workgroup per row. Bindings: x, weight, bias, y.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerNormKernel {
+    pub rows: usize,
+    pub cols: usize,
+    pub eps: f32,
+}
+
+impl Kernel for LayerNormKernel {
+    fn shader(&self) -> Shader {
+        SHADER
+    }
+    fn entry(&self) -> &'static str {
+        "main"
+    }
+    fn inputs(&self) -> u32 {
+        3
+    }
+    fn params(&self) -> Vec<u32> {
+        vec![u(self.rows), u(self.cols), self.eps.to_bits(), 0]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        grid(u(self.rows))
+    }
+}

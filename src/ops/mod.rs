@@ -8,6 +8,7 @@ pub mod activation;
 pub mod add;
 pub mod assemble;
 pub mod bias;
+pub mod kernel;
 pub mod layer_norm;
 pub mod linear;
 pub mod output;

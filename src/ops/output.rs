@@ -22,3 +22,48 @@ pub fn counts_cpu(pred: &[f32], library_size: &[f32], index: &[u32], out: &mut [
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// GPU kernels (shaders/output.wgsl)
+
+use super::kernel::{Kernel, Shader, grid_for, u};
+
+pub const SHADER: Shader = Shader { name: "output", source: include_str!("../../shaders/output.wgsl") };
+
+/// Which output transform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    /// Bindings: pred, reference log-CPM, index, y.
+    LogFoldChange,
+    /// Bindings: pred, library sizes, index, y.
+    Counts,
+}
+
+/// One invocation per output element.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputKernel {
+    pub transform: Transform,
+    pub rows: usize,
+    pub genes: usize,
+}
+
+impl Kernel for OutputKernel {
+    fn shader(&self) -> Shader {
+        SHADER
+    }
+    fn entry(&self) -> &'static str {
+        match self.transform {
+            Transform::LogFoldChange => "log_fold_change",
+            Transform::Counts => "counts",
+        }
+    }
+    fn inputs(&self) -> u32 {
+        3
+    }
+    fn params(&self) -> Vec<u32> {
+        vec![u(self.rows), u(self.genes), 0, 0]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        grid_for(self.rows * self.genes)
+    }
+}

@@ -35,3 +35,39 @@ pub fn cpu(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// GPU kernel (shaders/prior_embed.wgsl)
+
+use super::kernel::{Kernel, Shader, grid_for, u};
+
+pub const SHADER: Shader = Shader { name: "prior_embed", source: include_str!("../../shaders/prior_embed.wgsl") };
+
+/// One invocation per output element. Bindings: table, bias, index, numeric, y.
+#[derive(Clone, Copy, Debug)]
+pub struct PriorEmbedKernel {
+    pub rows: usize,
+    pub hidden: usize,
+    pub fields: usize,
+    pub numeric_row0: usize,
+    /// Numeric fields per row.
+    pub numeric: usize,
+}
+
+impl Kernel for PriorEmbedKernel {
+    fn shader(&self) -> Shader {
+        SHADER
+    }
+    fn entry(&self) -> &'static str {
+        "main"
+    }
+    fn inputs(&self) -> u32 {
+        4
+    }
+    fn params(&self) -> Vec<u32> {
+        vec![u(self.rows), u(self.hidden), u(self.fields), u(self.numeric_row0), u(self.numeric), 0, 0, 0]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        grid_for(self.rows * self.hidden)
+    }
+}

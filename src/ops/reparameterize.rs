@@ -113,6 +113,84 @@ pub fn cpu(head: &[f32], streams: Streams, noise: Option<Noise>, out: &mut [f32]
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// GPU kernel (shaders/reparameterize.wgsl)
+
+use super::kernel::{Kernel, Shader, grid_for, u};
+
+pub const SHADER: Shader = Shader { name: "reparameterize", source: include_str!("../../shaders/reparameterize.wgsl") };
+
+/// What a [`ReparameterizeKernel`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Draw {
+    /// z = μ. Bindings: head, z.
+    Mean,
+    /// z = μ + σ·ε. Bindings: head, z.
+    Sample(Noise),
+    /// Raw Philox blocks for `blocks` counters (the bit-identity check). Bindings: counters
+    /// (4 words each), words.
+    Words { seed: u64, blocks: usize },
+}
+
+/// One invocation per output element (or per counter for [`Draw::Words`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ReparameterizeKernel {
+    pub rows: usize,
+    pub samples: usize,
+    pub streams: Streams,
+    pub draw: Draw,
+}
+
+impl Kernel for ReparameterizeKernel {
+    fn shader(&self) -> Shader {
+        SHADER
+    }
+    fn entry(&self) -> &'static str {
+        match self.draw {
+            Draw::Mean => "mean",
+            Draw::Sample(_) => "sample",
+            Draw::Words { .. } => "philox_words",
+        }
+    }
+    fn defines(&self) -> Vec<&'static str> {
+        match self.draw {
+            Draw::Words { .. } => vec!["RAW"],
+            _ => Vec::new(),
+        }
+    }
+    fn inputs(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> Vec<u32> {
+        let (seed, first, blocks) = match self.draw {
+            Draw::Mean => (0, 0, 0),
+            Draw::Sample(n) => (n.seed, n.first_sample, 0),
+            Draw::Words { seed, blocks } => (seed, 0, blocks),
+        };
+        let s = self.streams;
+        vec![
+            u(self.rows),
+            u(s.latent),
+            u(self.samples),
+            u(s.split),
+            s.lo,
+            s.hi,
+            seed as u32,
+            (seed >> 32) as u32,
+            first,
+            u(blocks),
+            0,
+            0,
+        ]
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        match self.draw {
+            Draw::Words { blocks, .. } => grid_for(blocks),
+            _ => grid_for(self.samples * self.rows * self.streams.latent),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

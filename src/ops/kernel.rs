@@ -1,0 +1,72 @@
+//! What every WGSL kernel tells the GPU backend: which shader and entry point (plus preprocessor
+//! defines) to compile, how many read-only inputs it binds, its uniform parameters and how many
+//! workgroups to dispatch. The kernel types live next to their CPU twins (`LinearKernel` in
+//! `linear.rs`, …); the backend (`crate::backend::gpu`) caches pipelines by [`PipelineKey`].
+//!
+//! Binding convention shared by all shaders in `shaders/`: `@group(0) @binding(0)` is a uniform
+//! `Params` struct, bindings `1..=inputs` are read-only storage buffers and binding `inputs + 1`
+//! is the read-write output.
+
+/// Invocations per workgroup of every kernel (browsers allow at most 256).
+pub const WORKGROUP: u32 = 256;
+
+/// The most workgroups per dispatch dimension that WebGPU guarantees.
+pub const MAX_GROUPS: u32 = 65_535;
+
+/// A WGSL source file from `shaders/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// What identifies a compiled pipeline: shader, entry point and the (sorted) defines.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub defines: Vec<&'static str>,
+}
+
+/// One dispatch of a WGSL kernel.
+pub trait Kernel {
+    fn shader(&self) -> Shader;
+    fn entry(&self) -> &'static str;
+    /// Preprocessor names that are defined for this variant (`#ifdef NAME` in the shader).
+    fn defines(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// Read-only storage bindings (`1..=inputs`); the output is binding `inputs + 1`.
+    fn inputs(&self) -> u32;
+    /// The uniform `Params` struct as 32-bit words (f32 values via `to_bits`).
+    fn params(&self) -> Vec<u32>;
+    /// Workgroups in x, y, z.
+    fn workgroups(&self) -> [u32; 3];
+
+    fn key(&self) -> PipelineKey {
+        let mut defines = self.defines();
+        defines.sort_unstable();
+        defines.dedup();
+        PipelineKey { shader: self.shader(), entry: self.entry(), defines }
+    }
+}
+
+/// Spreads `groups` workgroups over x and y so neither exceeds [`MAX_GROUPS`]; shaders recover the
+/// flat index as `(wid.y * nwg.x + wid.x)` and skip the few extra groups.
+pub fn grid(groups: u32) -> [u32; 3] {
+    if groups <= MAX_GROUPS {
+        [groups, 1, 1]
+    } else {
+        [MAX_GROUPS, groups.div_ceil(MAX_GROUPS), 1]
+    }
+}
+
+/// Workgroups for one invocation per element of `n`.
+pub fn grid_for(n: usize) -> [u32; 3] {
+    grid((n as u32).div_ceil(WORKGROUP))
+}
+
+/// A `u32` parameter from a size (sizes are validated against buffer limits before dispatch).
+pub fn u(v: usize) -> u32 {
+    v as u32
+}
