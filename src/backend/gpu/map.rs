@@ -34,6 +34,7 @@ impl MapFuture {
     }
 
     /// Whether the callback has run.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn is_done(&self) -> bool {
         self.0.lock().map(|s| s.result.is_some()).unwrap_or(true)
     }

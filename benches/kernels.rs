@@ -1,0 +1,144 @@
+//! Per-kernel timings on each backend: median time per call, GB/s (bytes of weights, inputs and
+//! outputs touched once) and GFLOP/s.
+//!
+//!     cargo bench --bench kernels                       # CPU and GPU, M = 1, 64, 1024
+//!     cargo bench --bench kernels -- --gpu --m 1,64     # GPU only, some batch sizes
+//!     cargo bench --bench kernels -- --budget-ms 500    # time spent per measurement
+//!
+//! GPU times are wall time around recording many calls, submitting them and reading the last
+//! result back, divided by the number of calls (so launch and read-back costs are amortized, not
+//! hidden); the median over several such batches is reported.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use refcast::backend::{Backend, CpuBackend, GpuBackend};
+use refcast::ops::{Activation, Noise, reparameterize::Streams};
+use refcast::quant::{DType, Matrix};
+
+struct Args {
+    ms: Vec<usize>,
+    cpu: bool,
+    gpu: bool,
+    budget: Duration,
+}
+
+fn args() -> Args {
+    let mut a = Args { ms: vec![1, 64, 1024], cpu: true, gpu: true, budget: Duration::from_millis(1500) };
+    let mut it = std::env::args().skip(1);
+    let (mut only_cpu, mut only_gpu) = (false, false);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--cpu" => only_cpu = true,
+            "--gpu" => only_gpu = true,
+            "--m" => a.ms = it.next().expect("--m 1,64").split(',').map(|s| s.parse().expect("--m takes numbers")).collect(),
+            "--budget-ms" => a.budget = Duration::from_millis(it.next().expect("--budget-ms N").parse().expect("a number")),
+            "--bench" => {}
+            other => eprintln!("ignoring argument {other}"),
+        }
+    }
+    if only_cpu != only_gpu {
+        a.cpu = only_cpu;
+        a.gpu = only_gpu;
+    }
+    a
+}
+
+/// Seconds per call of `op` (median over batches), each batch ending in a read of the last output.
+fn measure<B: Backend>(b: &mut B, budget: Duration, op: &mut dyn FnMut(&mut B) -> B::Tensor) -> f64 {
+    let mut batch = |b: &mut B, iters: usize| {
+        let t0 = Instant::now();
+        let mut last = op(b);
+        for _ in 1..iters {
+            last = op(b);
+        }
+        pollster::block_on(b.read(&[&last])).expect("read");
+        t0.elapsed().as_secs_f64() / iters as f64
+    };
+    let first = batch(b, 1); // warm-up: pipelines, buffers
+    let second = batch(b, 1);
+    let per_batch = budget.as_secs_f64() / 5.0;
+    if second > per_batch {
+        return second;
+    }
+    let iters = ((per_batch / second) as usize).clamp(1, 2000);
+    let _ = first;
+    let mut times: Vec<f64> = (0..5).map(|_| batch(b, iters)).collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[2]
+}
+
+fn report(backend: &str, kernel: &str, shape: &str, secs: f64, bytes: f64, flops: f64) {
+    let t = if secs >= 1e-3 { format!("{:9.3} ms", secs * 1e3) } else { format!("{:9.1} µs", secs * 1e6) };
+    println!(
+        "{backend:4} {kernel:22} {shape:22} {t}  {:8.2} GB/s  {:9.2} GFLOP/s",
+        bytes / secs / 1e9,
+        flops / secs / 1e9
+    );
+}
+
+fn random(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+fn run<B: Backend>(b: &mut B, name: &str, a: &Args) {
+    println!("# {name}: {}", b.describe());
+    let mut rng = StdRng::seed_from_u64(7);
+    let budget = a.budget;
+    for (n, k) in [(6144, 512), (512, 6144)] {
+        let values = random(&mut rng, n * k, 0.05);
+        let bias = random(&mut rng, n, 0.1);
+        for dtype in [DType::F32, DType::Q8_0, DType::Q4_0] {
+            let w = Matrix::encode(n, k, &values, dtype);
+            let lin = b.linear_weights(&w, &bias).expect("weights");
+            for &m in &a.ms {
+                let x = b.tensor(&random(&mut rng, m * k, 1.0), m, k).expect("input");
+                let secs = measure(b, budget, &mut |b| b.linear(&x, &lin).expect("linear"));
+                let bytes = w.bytes.len() as f64 + 4.0 * (m * k + m * n + n) as f64;
+                report(name, &format!("linear {dtype}"), &format!("{m}×{k} · {n}×{k}ᵀ"), secs, bytes, 2.0 * (m * n * k) as f64);
+            }
+        }
+    }
+    for &m in &a.ms {
+        let h = 512;
+        let x = b.tensor(&random(&mut rng, m * h, 1.0), m, h).expect("input");
+        let w = b.tensor(&random(&mut rng, h, 1.0), 1, h).expect("weight");
+        let bias = b.tensor(&random(&mut rng, h, 1.0), 1, h).expect("bias");
+        let secs = measure(b, budget, &mut |b| b.layer_norm(&x, &w, &bias, 1e-5).expect("layer norm"));
+        report(name, "layer_norm", &format!("{m}×{h}"), secs, 8.0 * (m * h) as f64, 8.0 * (m * h) as f64);
+        let secs = measure(b, budget, &mut |b| b.add(&x, &x).expect("add"));
+        report(name, "add", &format!("{m}×{h}"), secs, 12.0 * (m * h) as f64, (m * h) as f64);
+        let ff = 1024;
+        let y = b.tensor(&random(&mut rng, m * ff, 3.0), m, ff).expect("input");
+        let secs = measure(b, budget, &mut |b| b.activation(&y, Activation::GeluTanh).expect("gelu"));
+        report(name, "gelu_tanh", &format!("{m}×{ff}"), secs, 8.0 * (m * ff) as f64, 10.0 * (m * ff) as f64);
+        let d = 48;
+        let head = b.tensor(&random(&mut rng, m * 2 * d, 1.0), m, 2 * d).expect("head");
+        let streams = Streams { latent: d, split: 8, lo: 0, hi: 1 };
+        let noise = Noise { seed: 42, first_sample: 0 };
+        let secs = measure(b, budget, &mut |b| b.reparameterize(&head, streams, Some(noise), 1).expect("reparameterize"));
+        report(name, "reparameterize", &format!("{m}×{}", 2 * d), secs, 12.0 * (m * d) as f64, 0.0);
+        let g = 6144;
+        let pred = b.tensor(&random(&mut rng, m * g, 4.0), m, g).expect("pred");
+        let reference = b.tensor(&random(&mut rng, g, 4.0), 1, g).expect("reference");
+        let index = vec![0u32; m];
+        let secs = measure(b, budget, &mut |b| b.log_fold_change(&pred, &reference, &index).expect("lfc"));
+        report(name, "log_fold_change", &format!("{m}×{g}"), secs, 12.0 * (m * g) as f64, (m * g) as f64);
+        let secs = measure(b, budget, &mut |b| b.counts(&pred, &[1e4], &index).expect("counts"));
+        report(name, "counts", &format!("{m}×{g}"), secs, 8.0 * (m * g) as f64, 2.0 * (m * g) as f64);
+    }
+}
+
+fn main() {
+    let a = args();
+    if a.gpu {
+        match pollster::block_on(GpuBackend::new()) {
+            Ok(mut g) => run(&mut g, "gpu", &a),
+            Err(e) => println!("# gpu: skipped ({e})"),
+        }
+    }
+    if a.cpu {
+        run(&mut CpuBackend::new(), "cpu", &a);
+    }
+}
