@@ -52,7 +52,7 @@ def contexts(meta):
         elif ds == "vaccine":
             name = f"PBMC (Illumina HumanHT-12, {md['study']})"
         else:
-            name = f"Airway smooth muscle {md['cell_line']} (bulk RNA-seq, GSE52778)"
+            name = "Airway smooth muscle cells (bulk RNA-seq, GSE52778)"
         out.append({"name": name, "metadata": md})
     return out
 
@@ -164,7 +164,7 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
             "airway": {"platform": "illumina_rnaseq", "study": "GSE52778"},
             "flu": {"platform": "affymetrix_hg-u133a_2", "study": "GSE30550"}}
     bio = {"kang": {"cell_type": "CD14 Mono", "tissue": "blood"},
-           "airway": {"cell_type": "airway smooth muscle", "tissue": "airway", "cell_line": "N61311"},
+           "airway": {"cell_type": "airway smooth muscle", "tissue": "airway"},
            "flu": {"cell_type": "whole blood", "tissue": "blood"}}
     TB = ["technical", "biological"]
     cases = [

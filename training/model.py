@@ -71,7 +71,7 @@ class PriorSpec:
 
 
 class RefcastVAE(nn.Module):
-    def __init__(self, G, latent, enc, dec, prior, prior_specs):
+    def __init__(self, G, latent, enc, dec, prior, prior_specs, n_platform_logvar=0):
         super().__init__()
         self.G, self.latent = G, dict(latent)
         self.specs = prior_specs
@@ -81,6 +81,9 @@ class RefcastVAE(nn.Module):
                                              2 * latent[g]) for g in GROUPS})
         self.decoder = Trunk(Dt + Db + Dp, dec["hidden"], dec["ff"], dec["blocks"], G)
         self.decoder_logvar = nn.Parameter(torch.zeros(G))
+        # training only: per-dataset likelihood variance (pseudobulks of 20 cells and bulk samples
+        # differ by orders of magnitude in noise); the exported decoder.logvar is set from it
+        self.train_logvar = nn.Parameter(torch.zeros(n_platform_logvar, G)) if n_platform_logvar else None
         # input standardisation, folded into encoder.input at export
         self.register_buffer("in_mean", torch.zeros(G))
         self.register_buffer("in_std", torch.ones(G))

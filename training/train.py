@@ -23,7 +23,7 @@ from .model import GROUPS, PriorSpec, RefcastVAE, kl_normal
 
 N_FOLDS = 7
 TECH_FIELDS = ["platform", "study"]
-BIO_FIELDS = ["cell_type", "tissue", "cell_line"]
+BIO_FIELDS = ["cell_type", "tissue"]   # cell line / subject identity is left to the encoder
 PERT_FIELDS = ["perturbation"]
 DATASET_WEIGHTS = {"kang": 0.4, "flu": 0.3, "vaccine": 0.15, "airway": 0.15}
 HP = dict(batch=64, lr=1e-3, weight_decay=1e-4, beta=float(os.environ.get("REFCAST_BETA", 1.0)), beta_pert=0.1, warmup=0.2,
@@ -112,8 +112,8 @@ def fill(X, masks, ds_idx, gene_mean):
 
 
 # ------------------------------------------------------------------ training
-def new_model(specs):
-    return RefcastVAE(C.N_GENES, C.LATENT, C.ENC, C.DEC, C.PRIOR, specs)
+def new_model(specs, n_datasets=0):
+    return RefcastVAE(C.N_GENES, C.LATENT, C.ENC, C.DEC, C.PRIOR, specs, n_datasets)
 
 
 def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=250, tag=""):
@@ -121,7 +121,7 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
     rng = np.random.default_rng(seed)
     ds_idx = meta.dataset_idx.values
     gm, mu, sd = gene_stats(X, masks, ds_idx, datasets, train)
-    model = new_model(specs)
+    model = new_model(specs, len(datasets))
     model.gene_mean.copy_(torch.from_numpy(gm))
     model.in_mean.copy_(torch.from_numpy(mu))
     model.in_std.copy_(torch.from_numpy(sd))
@@ -130,6 +130,7 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
     Xf = torch.from_numpy(fill(X, masks, ds_idx, gm))
     Xt = torch.from_numpy(X)
     Mt = torch.from_numpy(masks[ds_idx].astype(np.float32))
+    dsi = torch.from_numpy(ds_idx.astype(np.int64))
     rows = meta.to_dict(orient="records")
     pin = {g: torch.from_numpy(specs[g].encode(fields(rows, g))) for g in GROUPS}
     # sampling tables
@@ -162,7 +163,7 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
         z_tb = mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
         z_p = mu_p + torch.randn_like(mu_p) * (0.5 * lv_p.clamp(-12, 6)).exp()
         out = model.decode(torch.cat([z_tb, z_p], 1))
-        lv = model.logvar()
+        lv = model.train_logvar.clamp(-7.0, 3.0)[dsi[y]]
         nll = (0.5 * (lv + (yt - out) ** 2 / lv.exp()) * mt).sum(1)
         kl = kl_normal(mu_q[:, :Dt], lv_q[:, :Dt], mu_t, lv_t.clamp(-12, 6)) + \
             kl_normal(mu_q[:, Dt:], lv_q[:, Dt:], mu_b, lv_b.clamp(-12, 6))
@@ -180,11 +181,16 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
                   f"kl {kl.mean().item():.1f} klp {klp.mean().item():.1f} mse {mse.item():.4f} "
                   f"({time.time() - t0:.0f} s)", flush=True)
     model.eval()
+    with torch.no_grad():   # exported per-gene log variance: mean over the datasets measuring the gene
+        M = torch.from_numpy(masks.astype(np.float32))
+        lv = model.train_logvar.clamp(-7.0, 3.0)
+        model.decoder_logvar.copy_((lv * M).sum(0) / M.sum(0).clamp(min=1))
     return model
 
 
 def save(model, path):
-    torch.save({"state": model.state_dict(), "specs": {g: model.specs[g].to_json() for g in GROUPS}}, path)
+    state = {k: v for k, v in model.state_dict().items() if k != "train_logvar"}
+    torch.save({"state": state, "specs": {g: model.specs[g].to_json() for g in GROUPS}}, path)
 
 
 def load_model(path):
