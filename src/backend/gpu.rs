@@ -733,7 +733,7 @@ impl Backend for GpuBackend {
         if numeric.len() != rows * k {
             return Err(Error::request(format!("prior numeric inputs: {} values for {rows} rows × {k} fields", numeric.len())));
         }
-        let fields = if rows == 0 { 0 } else { index.len() / rows };
+        let fields = index.len().checked_div(rows).unwrap_or(0);
         if index.len() != rows * fields {
             return Err(Error::request(format!("prior index of {} values for {rows} rows", index.len())));
         }
@@ -766,7 +766,7 @@ impl Backend for GpuBackend {
     }
 
     fn assemble(&mut self, parts: [(&GpuTensor, usize, usize); 3], index: &[u32]) -> Result<GpuTensor> {
-        if index.len() % 3 != 0 {
+        if !index.len().is_multiple_of(3) {
             return Err(Error::request(format!("assemble index of {} values is not [rows, 3]", index.len())));
         }
         let rows = index.len() / 3;
