@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Sets up what is missing, then runs every test of refcast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo test --locked --all-targets

@@ -1,0 +1,462 @@
+//! `refcast`: predict a sample's response to a perturbation, on this machine.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use refcast::backend::{Backend, BackendKind, CpuBackend, GpuBackend};
+use refcast::format::{Group, Metadata, ModelFile, Named, Value};
+use refcast::sample::{MAX_SAMPLE_BYTES, SampleTable, ValueKind};
+use refcast::session::{Prediction, Request, Sampling, Session, Signature};
+
+/// The model shipped in the repository.
+const DEFAULT_MODEL: &str = "models/refcast-q8_0.safetensors";
+/// The example sample shipped in the repository.
+const DEFAULT_SAMPLE: &str = "examples/kang_cd14_mono_ctrl.tsv";
+
+#[derive(Parser)]
+#[command(name = "refcast", version, about = "Predict how a sample responds to a perturbation, on your own machine.", long_about = "\
+Predict how a sample responds to a perturbation, on your own machine.
+
+refcast encodes your reference sample (RNA-seq counts or log-CPM, genes as symbols or Ensembl
+ids) into the model's technical and biological latents, takes the perturbation's latent from the
+model's prior, and decodes the predicted profile. Nothing leaves this machine.
+
+Examples:
+  refcast info
+  refcast predict --sample my_sample.tsv --perturbation IFN-beta
+  refcast screen --sample my_sample.tsv --top 10")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Describe a model: genes, metadata the priors know, perturbations, provenance.
+    Info {
+        /// Model file (.safetensors).
+        #[arg(default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+    },
+    /// Predict the perturbed expression profile of one or more samples.
+    Predict(PredictArgs),
+    /// Rank every perturbation the model knows by its predicted effect on one sample.
+    Screen(ScreenArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// Model file (.safetensors).
+    #[arg(long, short, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Sample file: TSV or CSV, first column genes (symbols or Ensembl ids), then one column per
+    /// sample (counts or log-CPM). A header line is optional.
+    #[arg(long, short, default_value = DEFAULT_SAMPLE)]
+    sample: PathBuf,
+    /// What the sample's values are: auto (from the header or the values), counts, log-cpm.
+    #[arg(long, default_value = "auto")]
+    values: ValueKind,
+    /// Known context by name (see `refcast info`), used by the priors of groups not conditioned on.
+    #[arg(long)]
+    context: Option<String>,
+    /// Extra metadata for the priors, e.g. --set cell_type="CD14 Mono" --set time_hours=6.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+    /// Latent groups taken from the reference (comma-separated: technical, biological).
+    #[arg(long, value_delimiter = ',', default_value = "technical,biological")]
+    condition_on: Vec<Group>,
+    /// auto (GPU when one is found, else CPU), gpu, or cpu.
+    #[arg(long, default_value = "auto")]
+    backend: BackendKind,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Perturbation: a known name or a value of the perturbation field (see `refcast info`);
+    /// repeat for several. Default: the model's first known perturbation.
+    #[arg(long, short)]
+    perturbation: Vec<String>,
+    /// Draw this many samples instead of estimating the mean.
+    #[arg(long)]
+    num_samples: Option<usize>,
+    /// Seed of the random stream for --num-samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the full prediction as TSV here (default: standard output).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Genes to list in the summary, per direction.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+#[derive(Args)]
+struct ScreenArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Rank by reversal of this signature instead of effect size: TSV/CSV of gene and weight
+    /// (positive = up in the state to reverse).
+    #[arg(long)]
+    signature: Option<PathBuf>,
+    /// Perturbations to show.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = pollster::block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { model } => info(&load_model(&model)?, &model),
+        Command::Predict(args) => {
+            let file = load_model(&args.common.model)?;
+            match open_backend(args.common.backend).await? {
+                Engine::Gpu(b) => predict(Session::new(b, &file)?, &args).await,
+                Engine::Cpu(b) => predict(Session::new(b, &file)?, &args).await,
+            }
+        }
+        Command::Screen(args) => {
+            let file = load_model(&args.common.model)?;
+            match open_backend(args.common.backend).await? {
+                Engine::Gpu(b) => screen(Session::new(b, &file)?, &args).await,
+                Engine::Cpu(b) => screen(Session::new(b, &file)?, &args).await,
+            }
+        }
+    }
+}
+
+enum Engine {
+    Gpu(GpuBackend),
+    Cpu(CpuBackend),
+}
+
+async fn open_backend(kind: BackendKind) -> Result<Engine> {
+    match kind {
+        BackendKind::Cpu => Ok(Engine::Cpu(CpuBackend::new())),
+        BackendKind::Gpu => Ok(Engine::Gpu(GpuBackend::new().await.context("the GPU backend was requested")?)),
+        BackendKind::Auto => match GpuBackend::new().await {
+            Ok(gpu) => Ok(Engine::Gpu(gpu)),
+            Err(e) => {
+                eprintln!("refcast: no usable GPU ({e}); using the CPU backend");
+                Ok(Engine::Cpu(CpuBackend::new()))
+            }
+        },
+    }
+}
+
+/// Resolves a path given relative to the repository when it is not found where the user runs.
+fn locate(path: &Path) -> PathBuf {
+    if path.exists() || path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if shipped.exists() { shipped } else { path.to_path_buf() }
+}
+
+fn load_model(path: &Path) -> Result<ModelFile> {
+    let path = locate(path);
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read the model {}", path.display()))?;
+    ModelFile::from_bytes(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
+    let path = locate(path);
+    let size = std::fs::metadata(&path).with_context(|| format!("cannot read the sample {}", path.display()))?.len();
+    if size > MAX_SAMPLE_BYTES as u64 {
+        bail!("{}: {size} bytes is over the {MAX_SAMPLE_BYTES}-byte limit for a sample file", path.display());
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read the sample {}", path.display()))?;
+    let mut table = SampleTable::parse(&bytes, kind).with_context(|| format!("{}", path.display()))?;
+    // A lone value column with a generic header ("count") is named after the file.
+    if let ([name], Some(stem)) = (table.samples.as_mut_slice(), path.file_stem().and_then(|s| s.to_str())) {
+        let generic = ["count", "counts", "value", "values", "log_cpm", "logcpm", "expression", "sample1"];
+        if generic.contains(&name.to_ascii_lowercase().as_str()) {
+            *name = stem.to_string();
+        }
+    }
+    Ok(table)
+}
+
+fn info(file: &ModelFile, path: &Path) -> Result<()> {
+    let c = &file.config;
+    let a = &c.architecture;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "model         {} ({})", c.name, locate(path).display())?;
+    writeln!(out, "genes         {}", a.genes)?;
+    writeln!(
+        out,
+        "latents       technical {}, biological {}, perturbation {}",
+        a.latent.technical, a.latent.biological, a.latent.perturbation
+    )?;
+    writeln!(
+        out,
+        "networks      encoder {}×{} ({} blocks), decoder {}×{} ({} blocks), priors {}×{} ({} block{}), {:?}",
+        a.encoder.hidden, a.encoder.ff, a.encoder.blocks, a.decoder.hidden, a.decoder.ff, a.decoder.blocks,
+        a.prior.hidden, a.prior.ff, a.prior.blocks, if a.prior.blocks == 1 { "" } else { "s" }, a.activation
+    )?;
+    let mut dtypes = std::collections::BTreeMap::<String, usize>::new();
+    for m in file.tensors.values() {
+        *dtypes.entry(m.dtype.to_string()).or_default() += m.rows * m.cols;
+    }
+    let summary: Vec<String> = dtypes.iter().map(|(d, n)| format!("{d} {n}")).collect();
+    writeln!(out, "parameters    {}", summary.join(", "))?;
+    for g in Group::ALL {
+        let p = c.priors.of(g);
+        writeln!(out, "\n{} metadata", g.name())?;
+        for f in &p.categorical {
+            writeln!(out, "  {:<14}{}", f.name, f.values.join(", "))?;
+        }
+        for f in &p.numeric {
+            let unit = f.unit.as_deref().unwrap_or("");
+            writeln!(out, "  {:<14}number in [{}, {}] {unit}", f.name, f.min, f.max)?;
+        }
+    }
+    writeln!(out, "\nperturbations ({})", c.perturbations.len())?;
+    for p in &c.perturbations {
+        writeln!(out, "  {:<28}{}", p.name, describe(&p.metadata))?;
+    }
+    writeln!(out, "\ncontexts ({})", c.contexts.len())?;
+    for p in &c.contexts {
+        writeln!(out, "  {:<28}{}", p.name, describe(&p.metadata))?;
+    }
+    writeln!(out, "\nprovenance    {}", serde_json::to_string_pretty(&c.provenance)?.replace('\n', "\n              "))?;
+    Ok(())
+}
+
+fn describe(m: &Metadata) -> String {
+    m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+fn parse_set(set: &[String], into: &mut Metadata) -> Result<()> {
+    for s in set {
+        let (k, v) = s.split_once('=').ok_or_else(|| anyhow!("--set {s}: expected FIELD=VALUE"))?;
+        let v = v.trim();
+        let value = v.parse::<f64>().map(Value::Number).unwrap_or_else(|_| Value::Text(v.to_string()));
+        into.insert(k.trim().to_string(), value);
+    }
+    Ok(())
+}
+
+fn find_named<'a>(list: &'a [Named], name: &str) -> Option<&'a Named> {
+    list.iter().find(|n| n.name.eq_ignore_ascii_case(name.trim()))
+}
+
+/// Context metadata from --context and --set (fields of the technical and biological priors).
+fn context_metadata(cfg: &refcast::ModelConfig, common: &Common) -> Result<Metadata> {
+    let mut m = match &common.context {
+        None => Metadata::new(),
+        Some(name) => find_named(&cfg.contexts, name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = cfg.contexts.iter().map(|c| c.name.as_str()).collect();
+                anyhow!("unknown context '{name}'{}; known: {}", refcast::metadata::suggest(name, names.iter().copied()), names.join("; "))
+            })?
+            .metadata
+            .clone(),
+    };
+    let mut set = Metadata::new();
+    parse_set(&common.set, &mut set)?;
+    for (k, v) in set {
+        if !cfg.priors.perturbation.has_field(&k) {
+            m.insert(k, v);
+        }
+    }
+    Ok(m)
+}
+
+/// Perturbation metadata: a known perturbation's name, or a value of the `perturbation` field;
+/// --set fields of the perturbation prior apply on top.
+fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[String]) -> Result<Vec<(String, Metadata)>> {
+    let mut extra = Metadata::new();
+    parse_set(set, &mut extra)?;
+    extra.retain(|k, _| cfg.priors.perturbation.has_field(k));
+    let names: Vec<String> = if names.is_empty() {
+        // The first real perturbation: a control ("none") would predict no change.
+        let is_control = |n: &&Named| n.metadata.values().any(|v| matches!(v, Value::Text(t) if t.eq_ignore_ascii_case("none")));
+        let first = cfg.perturbations.iter().find(|n| !is_control(n)).or(cfg.perturbations.first());
+        let first = first.ok_or_else(|| anyhow!("the model lists no perturbations; pass --perturbation"))?;
+        vec![first.name.clone()]
+    } else {
+        names.to_vec()
+    };
+    names
+        .iter()
+        .map(|name| {
+            let mut m = match find_named(&cfg.perturbations, name) {
+                Some(n) => n.metadata.clone(),
+                None => {
+                    let field = cfg.priors.perturbation.categorical.first().map(|f| f.name.clone()).unwrap_or_default();
+                    let mut m = Metadata::new();
+                    m.insert(field, Value::Text(name.clone()));
+                    m
+                }
+            };
+            m.extend(extra.clone());
+            Ok((name.clone(), m))
+        })
+        .collect()
+}
+
+/// Writes to a temporary name beside `path` and renames, so a failure leaves nothing partial.
+fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("refcast"),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
+        write(&mut f)?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let cfg = session.config().clone();
+    let table = load_sample(&args.common.sample, args.common.values)?;
+    let context = context_metadata(&cfg, &args.common)?;
+    let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
+    let sampling = match args.num_samples {
+        None => Sampling::Mean,
+        Some(n) => Sampling::Samples { num_samples: n, seed: args.seed },
+    };
+    eprintln!("refcast: {} on {}", cfg.name, session.describe());
+    let progress = ProgressBar::new(table.samples.len() as u64).with_style(
+        ProgressStyle::with_template("{spinner} predicting [{bar:30}] {pos}/{len} samples {eta}").expect("template").progress_chars("=> "),
+    );
+    if table.samples.len() < 4 {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut results = Vec::with_capacity(table.samples.len());
+    for s in 0..table.samples.len() {
+        let reference = session.reference(&table, s)?;
+        eprintln!("refcast: sample '{}': {}", reference.name, reference.report);
+        let mut req = Request::conditioned(vec![reference.clone()], perts.iter().map(|p| p.1.clone()).collect());
+        req.contexts = vec![context.clone()];
+        req.condition_on = args.common.condition_on.clone();
+        req.sampling = sampling;
+        let t = Instant::now();
+        let pred = session.predict(&req).await?;
+        results.push((reference, pred, t.elapsed()));
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+
+    let genes = &cfg.genes;
+    let many = results.len() > 1 || perts.len() > 1 || args.num_samples.is_some();
+    let write_tsv = |w: &mut dyn Write| -> Result<()> {
+        if many {
+            write!(w, "sample\tperturbation\tdraw\t")?;
+        }
+        writeln!(w, "gene\treference\tpredicted\tlog_fold_change\tcounts\tsigma\tmeasured")?;
+        for (reference, pred, _) in &results {
+            let lfc = pred.log_fold_change.as_ref().expect("references give fold changes");
+            for (r, row) in pred.rows.iter().enumerate() {
+                for g in 0..pred.genes {
+                    if many {
+                        write!(w, "{}\t{}\t{}\t", reference.name, perts[row.perturbation].0, row.sample)?;
+                    }
+                    let i = r * pred.genes + g;
+                    writeln!(
+                        w,
+                        "{}\t{:.5}\t{:.5}\t{:.5}\t{:.3}\t{:.5}\t{}",
+                        genes[g].symbol,
+                        reference.log_cpm[g],
+                        pred.log_cpm[i],
+                        lfc[i],
+                        pred.counts[i],
+                        pred.sigma[g],
+                        u8::from(reference.measured[g])
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    };
+    match &args.output {
+        Some(path) => write_atomically(path, write_tsv)?,
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            write_tsv(&mut out)?;
+            out.flush()?;
+        }
+    }
+    for (reference, pred, elapsed) in &results {
+        summarise(&cfg, reference, pred, &perts, args.top, *elapsed);
+    }
+    eprintln!("refcast: done in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+/// Top genes per direction for each perturbation, on standard error.
+fn summarise(cfg: &refcast::ModelConfig, reference: &refcast::Reference, pred: &Prediction, perts: &[(String, Metadata)], top: usize, elapsed: std::time::Duration) {
+    let lfc = pred.log_fold_change.as_ref().expect("references give fold changes");
+    for (r, row) in pred.rows.iter().enumerate().filter(|(_, row)| row.sample == 0) {
+        let v = Prediction::row(lfc, pred.genes, r);
+        let mut order: Vec<usize> = (0..pred.genes).filter(|&g| reference.measured[g]).collect();
+        order.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+        let list = |it: &mut dyn Iterator<Item = &usize>| -> String {
+            it.take(top).map(|&g| format!("{} {:+.2}", cfg.genes[g].symbol, v[g])).collect::<Vec<_>>().join(", ")
+        };
+        eprintln!("refcast: {} × {} ({:.1} ms)", reference.name, perts[row.perturbation].0, elapsed.as_secs_f64() * 1e3);
+        eprintln!("  up:   {}", list(&mut order.iter()));
+        eprintln!("  down: {}", list(&mut order.iter().rev()));
+    }
+}
+
+async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Result<()> {
+    let cfg = session.config().clone();
+    let table = load_sample(&args.common.sample, args.common.values)?;
+    if table.samples.len() != 1 {
+        bail!("screen takes one sample; the file has {} columns ({})", table.samples.len(), table.samples.join(", "));
+    }
+    let context = context_metadata(&cfg, &args.common)?;
+    let reference = session.reference(&table, 0)?;
+    eprintln!("refcast: {} on {}", cfg.name, session.describe());
+    eprintln!("refcast: sample '{}': {}", reference.name, reference.report);
+    let signature = match &args.signature {
+        None => None,
+        Some(path) => {
+            let t = load_sample(path, ValueKind::LogCpm)?;
+            Some(Signature { genes: t.genes.iter().cloned().zip(t.values[0].iter().map(|&v| v as f32)).collect() })
+        }
+    };
+    let t = Instant::now();
+    let hits = session.screen(&reference, &context, None, signature.as_ref()).await?;
+    let elapsed = t.elapsed();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "rank\tperturbation\tscore\teffect_size\treversal\ttop_up\ttop_down")?;
+    for (i, h) in hits.iter().take(args.top).enumerate() {
+        let genes = |v: &[(usize, f32)]| v.iter().take(5).map(|(g, l)| format!("{}:{:+.2}", cfg.genes[*g].symbol, l)).collect::<Vec<_>>().join(",");
+        writeln!(
+            out,
+            "{}\t{}\t{:.4}\t{:.4}\t{}\t{}\t{}",
+            i + 1,
+            h.name,
+            h.score,
+            h.effect_size,
+            h.reversal.map_or("-".to_string(), |r| format!("{r:.4}")),
+            genes(&h.top_up),
+            genes(&h.top_down)
+        )?;
+    }
+    eprintln!("refcast: screened {} perturbations in {:.1} ms", hits.len(), elapsed.as_secs_f64() * 1e3);
+    Ok(())
+}
