@@ -216,7 +216,11 @@ fn gpu(msg: impl Into<String>) -> Error {
 impl GpuBackend {
     /// Finds an adapter (the default one, else a fallback/software adapter) and opens a device.
     pub async fn new() -> Result<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        // Vulkan, Metal, DX12 and WebGPU unless WGPU_BACKEND says otherwise: the GL backend has
+        // no compute on most drivers worth using, and probing it prints EGL noise on headless Linux.
+        desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+        let instance = wgpu::Instance::new(desc);
         let adapter = match instance.request_adapter(&wgpu::RequestAdapterOptions::default()).await {
             Ok(a) => a,
             Err(first) => {
