@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use refcast::backend::{Backend, BackendKind, CpuBackend, GpuBackend};
-use refcast::format::{Group, Metadata, ModelFile, Named, Value};
+use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, Named, Value, checksum};
 use refcast::sample::{MAX_SAMPLE_BYTES, SampleTable, ValueKind};
 use refcast::session::{Prediction, Request, Sampling, Session, Signature};
 
@@ -41,6 +41,10 @@ enum Command {
         /// Model file (.safetensors).
         #[arg(default_value = DEFAULT_MODEL)]
         model: PathBuf,
+        /// Expected SHA-256 of the model file (hex); without it, a SHA256SUMS file beside the
+        /// model is used when it lists the model.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
     },
     /// Predict the perturbed expression profile of one or more samples.
     Predict(PredictArgs),
@@ -53,6 +57,10 @@ struct Common {
     /// Model file (.safetensors).
     #[arg(long, short, default_value = DEFAULT_MODEL)]
     model: PathBuf,
+    /// Expected SHA-256 of the model file (hex); without it, a SHA256SUMS file beside the model
+    /// is used when it lists the model.
+    #[arg(long, value_name = "HEX")]
+    sha256: Option<String>,
     /// Sample file: TSV or CSV, first column genes (symbols or Ensembl ids), then one column per
     /// sample (counts or log-CPM). A header line is optional.
     #[arg(long, short, default_value = DEFAULT_SAMPLE)]
@@ -79,7 +87,7 @@ struct PredictArgs {
     #[command(flatten)]
     common: Common,
     /// Perturbation: a known name or a value of the perturbation field (see `refcast info`);
-    /// repeat for several. Default: the model's first known perturbation.
+    /// repeat for several. Default: the first known perturbation that is not a control.
     #[arg(long, short)]
     perturbation: Vec<String>,
     /// Draw this many samples instead of estimating the mean.
@@ -119,16 +127,16 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Info { model } => info(&load_model(&model)?, &model),
+        Command::Info { model, sha256 } => info(&load_model(&model, sha256.as_deref())?, &model),
         Command::Predict(args) => {
-            let file = load_model(&args.common.model)?;
+            let file = load_model(&args.common.model, args.common.sha256.as_deref())?;
             match open_backend(args.common.backend).await? {
                 Engine::Gpu(b) => predict(Session::new(b, &file)?, &args).await,
                 Engine::Cpu(b) => predict(Session::new(b, &file)?, &args).await,
             }
         }
         Command::Screen(args) => {
-            let file = load_model(&args.common.model)?;
+            let file = load_model(&args.common.model, args.common.sha256.as_deref())?;
             match open_backend(args.common.backend).await? {
                 Engine::Gpu(b) => screen(Session::new(b, &file)?, &args).await,
                 Engine::Cpu(b) => screen(Session::new(b, &file)?, &args).await,
@@ -165,10 +173,34 @@ fn locate(path: &Path) -> PathBuf {
     if shipped.exists() { shipped } else { path.to_path_buf() }
 }
 
-fn load_model(path: &Path) -> Result<ModelFile> {
+fn load_model(path: &Path, sha256: Option<&str>) -> Result<ModelFile> {
     let path = locate(path);
+    let size = std::fs::metadata(&path).with_context(|| format!("cannot read the model {}", path.display()))?.len();
+    if size > MAX_MODEL_BYTES {
+        bail!("{}: {size} bytes is over the {MAX_MODEL_BYTES}-byte limit for a model file", path.display());
+    }
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read the model {}", path.display()))?;
+    verify_checksum(&path, &bytes, sha256)?;
     ModelFile::from_bytes(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// Checks a model against `--sha256`, or else against a SHA256SUMS manifest beside it that lists
+/// it. A mismatch is an error; a model no digest is known for is read as it is.
+fn verify_checksum(path: &Path, bytes: &[u8], sha256: Option<&str>) -> Result<()> {
+    let what = path.display().to_string();
+    if let Some(hex) = sha256 {
+        return Ok(checksum::verify(bytes, hex, &what, "--sha256")?);
+    }
+    let manifest = path.with_file_name(checksum::MANIFEST);
+    let Ok(text) = std::fs::read_to_string(&manifest) else { return Ok(()) };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    match checksum::manifest_entry(&text, name).with_context(|| manifest.display().to_string())? {
+        Some(hex) => Ok(checksum::verify(bytes, &hex, &what, &manifest.display().to_string())?),
+        None => {
+            eprintln!("refcast: note: {} does not list {name}; its checksum is not verified", manifest.display());
+            Ok(())
+        }
+    }
 }
 
 fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
@@ -223,13 +255,12 @@ fn info(file: &ModelFile, path: &Path) -> Result<()> {
             writeln!(out, "  {:<14}number in [{}, {}] {unit}", f.name, f.min, f.max)?;
         }
     }
-    writeln!(out, "\nperturbations ({})", c.perturbations.len())?;
-    for p in &c.perturbations {
-        writeln!(out, "  {:<28}{}", p.name, describe(&p.metadata))?;
-    }
-    writeln!(out, "\ncontexts ({})", c.contexts.len())?;
-    for p in &c.contexts {
-        writeln!(out, "  {:<28}{}", p.name, describe(&p.metadata))?;
+    for (title, list) in [("perturbations", &c.perturbations), ("contexts", &c.contexts)] {
+        writeln!(out, "\n{title} ({})", list.len())?;
+        let width = list.iter().map(|n| n.name.chars().count()).max().unwrap_or(0) + 2;
+        for n in list {
+            writeln!(out, "  {:<width$}{}", n.name, describe(&n.metadata))?;
+        }
     }
     writeln!(out, "\nprovenance    {}", serde_json::to_string_pretty(&c.provenance)?.replace('\n', "\n              "))?;
     Ok(())
@@ -293,7 +324,15 @@ fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[St
     names
         .iter()
         .map(|name| {
-            let mut m = match find_named(&cfg.perturbations, name) {
+            // A known name; else the one known perturbation with that field value; else the value.
+            let field = cfg.priors.perturbation.categorical.first().map(|f| f.name.as_str()).unwrap_or_default();
+            let by_value: Vec<&Named> = cfg
+                .perturbations
+                .iter()
+                .filter(|n| matches!(n.metadata.get(field), Some(Value::Text(v)) if v.eq_ignore_ascii_case(name.trim())))
+                .collect();
+            let known = find_named(&cfg.perturbations, name).or(if by_value.len() == 1 { Some(by_value[0]) } else { None });
+            let mut m = match known {
                 Some(n) => n.metadata.clone(),
                 None => {
                     let field = cfg.priors.perturbation.categorical.first().map(|f| f.name.clone()).unwrap_or_default();
