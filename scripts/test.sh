@@ -4,3 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --locked --all-targets
+# Benchmark harness, smoke mode (seconds; peers that are not installed are skipped): bench/run.py.
+python3 bench/run.py --smoke
