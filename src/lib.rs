@@ -14,6 +14,8 @@ pub mod sample;
 
 pub use error::{Error, Result};
 pub mod session;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use backend::{Backend, BackendKind, CpuBackend};
 pub use format::{Group, Metadata, ModelConfig, ModelFile, Value};

@@ -1,0 +1,231 @@
+// Types of the refcast JavaScript package (js/index.js).
+
+/** What went wrong; messages name the line, gene, field or limit and can be shown to people. */
+export type ErrorKind =
+  | 'format' // the model file is not a valid refcast model
+  | 'sample' // the sample file cannot be used (the message names the line or gene)
+  | 'metadata' // a context or perturbation the model does not know
+  | 'request' // an inconsistent request (e.g. conditioning without a sample)
+  | 'gpu' // WebGPU unavailable, device lost, out of memory
+  | 'usage' // the API was called wrongly (unknown option, disposed model, …)
+  | 'network' // the model could not be downloaded
+  | 'checksum' // the model's SHA-256 is not the expected one
+  | 'io'
+  | 'internal';
+
+export class RefcastError extends Error {
+  readonly name: 'RefcastError';
+  readonly kind: ErrorKind;
+}
+
+export type Backend = 'webgpu' | 'cpu';
+
+/** Metadata fields of a prior network, by name: a vocabulary entry or a number. */
+export type Metadata = Record<string, string | number>;
+
+/** A known perturbation or context of the model. */
+export interface Named {
+  name: string;
+  metadata: Metadata;
+}
+
+export interface CategoricalField {
+  name: string;
+  /** Vocabulary; entry 0 is "unknown". */
+  values: string[];
+}
+
+export interface NumericField {
+  name: string;
+  transform: 'zscore' | 'log1p_zscore';
+  mean: number;
+  std: number;
+  min: number;
+  max: number;
+  unit?: string | null;
+}
+
+export interface PriorSpec {
+  categorical: CategoricalField[];
+  numeric: NumericField[];
+}
+
+export type Group = 'technical' | 'biological' | 'perturbation';
+
+export interface ModelInfo {
+  name: string;
+  /** Number of genes; every prediction vector has this length (times its rows). */
+  genes: number;
+  latent: { technical: number; biological: number; perturbation: number };
+  /** The metadata each prior network knows. */
+  metadata: Record<Group, PriorSpec>;
+  perturbations: Named[];
+  contexts: Named[];
+  provenance: unknown;
+}
+
+/**
+ * A sample: TSV/CSV text, a `File`/`Blob` or bytes of such a file (first column genes as symbols
+ * or Ensembl ids, then one value column per sample; header optional), or one profile as arrays.
+ */
+export type SampleInput =
+  | string
+  | Blob
+  | ArrayBuffer
+  | ArrayBufferView
+  | { genes: string[]; values: ArrayLike<number>; kind?: 'counts' | 'log-cpm' };
+
+export interface SampleOptions {
+  /** What the values are; `auto` (default) decides from the header or the values. */
+  values?: 'auto' | 'counts' | 'log-cpm';
+  /** Which value column of the file: position (default 0) or header name. */
+  column?: number | string;
+}
+
+/** A sample matched to the model's genes. */
+export interface ReferenceInfo {
+  name: string;
+  /** Sum of counts; 10⁶ for log-CPM input. */
+  librarySize: number;
+  valueKind: 'counts' | 'log-cpm';
+  /** Names of the file's value columns. */
+  columns: string[];
+  /** Gene rows in the file. */
+  rows: number;
+  /** `[genes]` log-CPM in model gene order (the model's gene mean where unmeasured). */
+  logCpm: Float32Array;
+  /** `[genes]` 1 where the sample measured the gene. */
+  measured: Uint8Array;
+  matched: number;
+  missing: number;
+  unknown: number;
+  unknownExamples: string[];
+  /** The match summary as a sentence. */
+  report: string;
+}
+
+export interface PredictRequest extends SampleOptions {
+  /** The reference sample; leave out for prompt-only generation from `contexts`. */
+  sample?: SampleInput | null;
+  /** Known perturbations by name (see `info().perturbations`), or metadata objects. */
+  perturbations?: string | Metadata | Array<string | Metadata>;
+  /** Same as `perturbations` (one). */
+  perturbation?: string | Metadata;
+  /** Context (known name or metadata) used by the priors of groups not conditioned on. */
+  context?: string | Metadata;
+  /** One context per prompt-only prediction. */
+  contexts?: Array<string | Metadata>;
+  /** Latent groups taken from the sample; default both technical and biological (none without a sample). */
+  conditionOn?: Array<'technical' | 'biological'>;
+  /** Draw this many samples of the latents instead of using their means. */
+  numSamples?: number;
+  /** Seed of the draws (a whole number below 2⁵³); default 0. */
+  seed?: number;
+  /** Library size for the counts of prompt-only predictions (default 10⁶). */
+  librarySize?: number;
+}
+
+/** Mirrors the Rust `Prediction`: one row per (draw, reference, perturbation), in that nesting order. */
+export interface Prediction {
+  genes: number;
+  rows: Array<{ reference: number; perturbation: number; sample: number }>;
+  /** `[rows × genes]` predicted log-CPM (natural log of CPM + 1). */
+  logCpm: Float32Array;
+  /** `[rows × genes]` expected counts at the reference's library size. */
+  counts: Float32Array;
+  /** `[rows × genes]` predicted − reference log-CPM; `null` for prompt-only generation. */
+  logFoldChange: Float32Array | null;
+  /** `[rows × latentWidth]` latents fed to the decoder. */
+  latents: Float32Array;
+  latentWidth: number;
+  /** `[genes]` σ of the model's Normal likelihood on log-CPM. */
+  sigma: Float32Array;
+  /** The perturbations of the request, resolved (indexed by `rows[i].perturbation`). */
+  perturbations: Named[];
+  reference: ReferenceInfo | null;
+  backend: Backend;
+  timings: { predictMs: number };
+}
+
+export interface ScreenRequest extends SampleOptions {
+  sample: SampleInput;
+  context?: string | Metadata;
+  /** Default: every perturbation the model knows. */
+  perturbations?: string | Metadata | Array<string | Metadata>;
+  /** A signature to reverse: gene → weight (> 0 up in the disease state). Ranks by reversal. */
+  signature?: Record<string, number> | Map<string, number>;
+}
+
+export interface GeneEffect {
+  index: number;
+  gene: string;
+  logFoldChange: number;
+}
+
+export interface ScreenHit {
+  name: string;
+  metadata: Metadata;
+  /** What the ranking sorts by (descending): reversal when a signature is given, else effect size. */
+  score: number;
+  /** Root mean square of the predicted log fold change over the measured genes. */
+  effectSize: number;
+  /** −Pearson(predicted log fold change, signature) over the signature's genes. */
+  reversal: number | null;
+  topUp: GeneEffect[];
+  topDown: GeneEffect[];
+}
+
+export interface ScreenResult {
+  /** Best first. */
+  hits: ScreenHit[];
+  reference: ReferenceInfo;
+  backend: Backend;
+  timings: { screenMs: number };
+}
+
+export interface LoadOptions {
+  /** `auto` (default): WebGPU when `navigator.gpu` gives an adapter, else the CPU. */
+  backend?: 'auto' | Backend;
+  /** Expected SHA-256 of the model file (hex); checked with `crypto.subtle`. */
+  sha256?: string;
+  /** Download progress, for URLs. */
+  onProgress?: (loaded: number, total: number) => void;
+  /** Where to get the WebAssembly module, if not beside the JS (see `init`). */
+  wasm?: WasmSource;
+}
+
+export type WasmSource = string | URL | Response | BufferSource | WebAssembly.Module;
+
+/** Loads the WebAssembly module (once); `Refcast.load` calls it. */
+export function init(source?: WasmSource): Promise<void>;
+
+/** A model loaded on a backend. Calls on one model run one after another. */
+export class Refcast {
+  private constructor();
+  /** Loads a model from a URL or the bytes of a `.safetensors` file. */
+  static load(source: string | URL | Blob | ArrayBuffer | ArrayBufferView, options?: LoadOptions): Promise<Refcast>;
+  /** The backend that runs this model. */
+  readonly backend: Backend;
+  /** The adapter, for people. */
+  readonly adapter: string;
+  /** Why this backend was chosen (e.g. why `auto` fell back to the CPU). */
+  readonly backendReason: string;
+  /** Milliseconds from `load` to ready (download, checksum, parse, upload). */
+  readonly loadMs: number;
+  /** Gene symbols in model order. */
+  readonly genes: string[];
+  /** Ensembl ids in model order. */
+  readonly ensembl: Array<string | null>;
+  info(): ModelInfo;
+  /** Parses and matches a sample without predicting (to show file errors early). */
+  inspectSample(sample: SampleInput, options?: SampleOptions): Promise<ReferenceInfo>;
+  predict(request: PredictRequest): Promise<Prediction>;
+  screen(request: ScreenRequest): Promise<ScreenResult>;
+  /** Releases the model and, on WebGPU, its device. Later calls reject. */
+  dispose(): void;
+}
+
+/** The full prediction as TSV, in the columns of `refcast predict`. */
+export function predictionToTsv(prediction: Prediction, genes: string[]): string;
+
+export default Refcast;

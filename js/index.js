@@ -1,0 +1,379 @@
+// refcast for JavaScript: predict how a gene-expression sample responds to a perturbation, in the
+// browser (WebGPU, or the WebAssembly CPU backend) or in Node. Everything runs locally; the sample
+// is never sent anywhere. Types and documentation: index.d.ts; usage: README.md.
+
+import initWasm, { RefcastModel } from '../pkg/refcast.js';
+
+/** An error a front end can show to a person as it is. `kind` says what was wrong. */
+export class RefcastError extends Error {
+  /**
+   * @param {string} kind  format | sample | metadata | request | gpu | usage | network | checksum
+   * @param {string} message
+   */
+  constructor(kind, message, options) {
+    super(message, options);
+    this.name = 'RefcastError';
+    this.kind = kind;
+  }
+}
+
+function wrap(e) {
+  if (e instanceof RefcastError) return e;
+  if (e && typeof e === 'object' && typeof e.kind === 'string') return new RefcastError(e.kind, e.message, { cause: e });
+  if (e instanceof Error) {
+    // A Rust panic ("unreachable") or a JS failure inside the glue.
+    return new RefcastError('internal', `refcast failed unexpectedly: ${e.message}`, { cause: e });
+  }
+  return new RefcastError('internal', `refcast failed unexpectedly: ${String(e)}`);
+}
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
+
+let wasmReady = null;
+
+/**
+ * Loads the WebAssembly module once. Called by `Refcast.load`; call it yourself to pass the
+ * module from elsewhere (a URL, a `Response`, bytes or a compiled `WebAssembly.Module`).
+ */
+export function init(source) {
+  if (!wasmReady) {
+    wasmReady = (async () => {
+      let module_or_path = source;
+      if (module_or_path === undefined && isNode) {
+        const { readFile } = await import('node:fs/promises');
+        module_or_path = await readFile(new URL('../pkg/refcast_bg.wasm', import.meta.url));
+      }
+      await initWasm(module_or_path === undefined ? undefined : { module_or_path });
+    })().catch((e) => {
+      wasmReady = null;
+      throw new RefcastError('usage', `cannot load the refcast WebAssembly module: ${e.message}`, { cause: e });
+    });
+  }
+  return wasmReady;
+}
+
+async function sha256Hex(bytes) {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) {
+    throw new RefcastError('checksum', 'cannot verify the checksum: crypto.subtle is not available (pages must be served over https or from localhost)');
+  }
+  const digest = new Uint8Array(await subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function fetchBytes(url, onProgress) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new RefcastError('network', `cannot download the model from ${url}: ${e.message}`, { cause: e });
+  }
+  if (!response.ok) {
+    throw new RefcastError('network', `cannot download the model from ${url}: HTTP ${response.status} ${response.statusText}`);
+  }
+  const total = Number(response.headers.get('content-length')) || 0;
+  if (!onProgress || !response.body) return new Uint8Array(await response.arrayBuffer());
+  const reader = response.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    onProgress(loaded, total);
+  }
+  const bytes = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  return bytes;
+}
+
+async function toBytes(source, what) {
+  if (source instanceof Uint8Array) return source;
+  if (source instanceof ArrayBuffer) return new Uint8Array(source);
+  if (ArrayBuffer.isView(source)) return new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return new Uint8Array(await source.arrayBuffer());
+  if (typeof source === 'string') return new TextEncoder().encode(source);
+  throw new RefcastError('usage', `${what}: expected text, a File/Blob, an ArrayBuffer or a Uint8Array, got ${source === null ? 'null' : typeof source}`);
+}
+
+/** Sample input → the bytes of a TSV/CSV table (or undefined for prompt-only generation). */
+async function sampleBytes(sample) {
+  if (sample === undefined || sample === null) return undefined;
+  if (typeof sample === 'object' && !ArrayBuffer.isView(sample) && !(sample instanceof ArrayBuffer) && Array.isArray(sample.genes)) {
+    const { genes, values } = sample;
+    if (!values || typeof values.length !== 'number' || values.length !== genes.length) {
+      throw new RefcastError('sample', `invalid sample: ${genes.length} genes but ${values?.length ?? 'no'} values`);
+    }
+    const header = sample.values === undefined ? 'value' : sample.kind === 'counts' ? 'count' : sample.kind === 'log-cpm' ? 'log_cpm' : 'value';
+    const lines = [`gene\t${header}`];
+    for (let i = 0; i < genes.length; i++) {
+      const g = String(genes[i]);
+      if (/[\t\r\n]/.test(g)) throw new RefcastError('sample', `invalid sample: gene ${i + 1} ('${g}') contains a tab or line break`);
+      lines.push(`${g}\t${Number(values[i])}`);
+    }
+    return new TextEncoder().encode(lines.join('\n'));
+  }
+  return toBytes(sample, 'sample');
+}
+
+/** `'auto' | 'webgpu' | 'cpu'` → the backend to try first, and why. */
+async function chooseBackend(requested) {
+  if (requested === 'cpu') return { backend: 'cpu', reason: 'requested' };
+  const gpu = globalThis.navigator?.gpu;
+  let adapter = null;
+  let why = 'navigator.gpu is missing (WebGPU is not available here)';
+  if (gpu) {
+    try {
+      adapter = (await gpu.requestAdapter()) ?? (await gpu.requestAdapter({ forceFallbackAdapter: true }));
+      if (!adapter) why = 'navigator.gpu.requestAdapter() found no adapter';
+    } catch (e) {
+      why = `navigator.gpu.requestAdapter() failed: ${e.message}`;
+    }
+  }
+  if (adapter) return { backend: 'webgpu', reason: requested === 'webgpu' ? 'requested' : 'a WebGPU adapter was found' };
+  if (requested === 'webgpu') throw new RefcastError('gpu', `the WebGPU backend was requested but ${why}`);
+  return { backend: 'cpu', reason: why };
+}
+
+function listOf(v) {
+  if (v === undefined || v === null) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+/** A model loaded on a backend. Create with `Refcast.load`. */
+export class Refcast {
+  #model;
+  #queue = Promise.resolve();
+  #genes = null;
+  #ensembl = null;
+
+  /** @private */
+  constructor(model, backendReason, loadMs) {
+    this.#model = model;
+    /** `'webgpu'` or `'cpu'`: the backend that runs this model. */
+    this.backend = model.backend;
+    /** The adapter, for people (e.g. "WebGPU: SwiftShader Device (Subzero)"). */
+    this.adapter = model.adapter;
+    /** Why this backend (e.g. why `auto` fell back to the CPU). */
+    this.backendReason = backendReason;
+    /** Milliseconds from `load` being called to the model being ready. */
+    this.loadMs = loadMs;
+  }
+
+  /**
+   * Loads a model from its bytes or a URL. `options.backend`: `'auto'` (default: WebGPU when
+   * `navigator.gpu` gives an adapter, else the CPU), `'webgpu'` or `'cpu'`. `options.sha256`:
+   * the expected checksum (hex); a mismatch rejects with a `checksum` error.
+   */
+  static async load(source, options = {}) {
+    const t0 = performance.now();
+    const { backend = 'auto', sha256, onProgress } = options;
+    if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
+      throw new RefcastError('usage', `unknown backend '${backend}' (expected 'auto', 'webgpu' or 'cpu')`);
+    }
+    const wasm = init(options.wasm);
+    let bytes;
+    if (typeof source === 'string' || source instanceof URL) {
+      bytes = await fetchBytes(String(source), onProgress);
+    } else {
+      bytes = await toBytes(source, 'model');
+    }
+    if (sha256 !== undefined) {
+      const got = await sha256Hex(bytes);
+      if (got !== String(sha256).trim().toLowerCase()) {
+        throw new RefcastError('checksum', `the model's SHA-256 is ${got}, expected ${sha256}: the file is damaged or not the one expected`);
+      }
+    }
+    await wasm;
+    let choice = await chooseBackend(backend);
+    let model;
+    try {
+      model = await RefcastModel.load(bytes, choice.backend);
+    } catch (e) {
+      const err = wrap(e);
+      if (backend !== 'auto' || choice.backend !== 'webgpu' || err.kind !== 'gpu') throw err;
+      choice = { backend: 'cpu', reason: `WebGPU failed (${err.message})` };
+      try {
+        model = await RefcastModel.load(bytes, 'cpu');
+      } catch (e2) {
+        throw wrap(e2);
+      }
+    }
+    return new Refcast(model, choice.reason, performance.now() - t0);
+  }
+
+  #run(task) {
+    const next = this.#queue.then(task, task);
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+
+  #live() {
+    if (!this.#model) throw new RefcastError('usage', 'this model was disposed');
+    return this.#model;
+  }
+
+  /** Model name, genes, latent widths, metadata vocabularies, perturbations, contexts. */
+  info() {
+    try {
+      return this.#live().info();
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  /** Gene symbols in model order (index i of every prediction vector is gene i). */
+  get genes() {
+    this.#genes ??= this.#live().geneSymbols();
+    return this.#genes;
+  }
+
+  /** Ensembl ids in model order (`null` where unknown). */
+  get ensembl() {
+    this.#ensembl ??= this.#live().geneEnsembl();
+    return this.#ensembl;
+  }
+
+  /**
+   * Parses a sample and matches it to the model's genes without predicting: use it to show file
+   * errors as soon as a file is chosen. Rejects with a `sample` error naming the line or gene.
+   */
+  async inspectSample(sample, options = {}) {
+    const model = this.#live();
+    return this.#run(async () => {
+      const bytes = await sampleBytes(sample);
+      if (!bytes) throw new RefcastError('usage', 'inspectSample needs a sample');
+      try {
+        return model.inspectSample(bytes, clean({ values: options.values, column: options.column }));
+      } catch (e) {
+        throw wrap(e);
+      }
+    });
+  }
+
+  /**
+   * Predicts the perturbed profile of `request.sample` under each of `request.perturbations`.
+   * Without a sample: prompt-only generation from `contexts`.
+   */
+  async predict(request = {}) {
+    const {
+      sample,
+      perturbations,
+      perturbation,
+      context,
+      contexts,
+      conditionOn,
+      numSamples,
+      seed,
+      values,
+      column,
+      librarySize,
+      ...rest
+    } = request;
+    const unknown = Object.keys(rest);
+    if (unknown.length) throw new RefcastError('usage', `predict: unknown option(s) ${unknown.join(', ')}`);
+    const model = this.#live();
+    const options = clean({
+      perturbations: [...listOf(perturbations), ...listOf(perturbation)],
+      contexts: [...listOf(context), ...listOf(contexts)],
+      conditionOn,
+      numSamples,
+      seed,
+      values,
+      column,
+      librarySize,
+    });
+    return this.#run(async () => {
+      const bytes = await sampleBytes(sample);
+      const t0 = performance.now();
+      try {
+        const out = await model.predict(bytes, options);
+        out.timings = { predictMs: performance.now() - t0 };
+        out.backend = this.backend;
+        return out;
+      } catch (e) {
+        throw wrap(e);
+      }
+    });
+  }
+
+  /**
+   * Runs `request.sample` against every perturbation the model knows (or `request.perturbations`)
+   * and ranks them by effect size, or by how well each reverses `request.signature`.
+   */
+  async screen(request = {}) {
+    const { sample, context, perturbations, signature, values, column, ...rest } = request;
+    const unknown = Object.keys(rest);
+    if (unknown.length) throw new RefcastError('usage', `screen: unknown option(s) ${unknown.join(', ')}`);
+    const model = this.#live();
+    if (sample === undefined || sample === null) throw new RefcastError('usage', 'screen needs a sample');
+    const sig = signature instanceof Map ? Object.fromEntries(signature) : signature;
+    const options = clean({ context, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig, values, column });
+    return this.#run(async () => {
+      const bytes = await sampleBytes(sample);
+      const t0 = performance.now();
+      try {
+        const out = await model.screen(bytes, options);
+        out.timings = { screenMs: performance.now() - t0 };
+        out.backend = this.backend;
+        return out;
+      } catch (e) {
+        throw wrap(e);
+      }
+    });
+  }
+
+  /** Releases the model (on WebGPU: its device and GPU memory). Later calls reject. */
+  dispose() {
+    const model = this.#model;
+    if (!model) return;
+    this.#model = null;
+    this.#queue.then(() => {
+      model.dispose();
+      model.free();
+    });
+  }
+}
+
+function clean(o) {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+/**
+ * The full prediction as TSV, in the columns of the `refcast predict` CLI: `gene, reference,
+ * predicted, log_fold_change, counts, sigma, measured` (with `perturbation` and `draw` first when
+ * there are several rows).
+ */
+export function predictionToTsv(prediction, genes) {
+  const { genes: n, rows, logCpm, logFoldChange, counts, sigma, reference, perturbations } = prediction;
+  const many = rows.length > 1;
+  const out = [];
+  out.push((many ? 'perturbation\tdraw\t' : '') + 'gene\treference\tpredicted\tlog_fold_change\tcounts\tsigma\tmeasured');
+  for (let r = 0; r < rows.length; r++) {
+    const prefix = many ? `${perturbations[rows[r].perturbation].name}\t${rows[r].sample}\t` : '';
+    for (let g = 0; g < n; g++) {
+      const i = r * n + g;
+      out.push(
+        prefix +
+          [
+            genes[g],
+            reference ? reference.logCpm[g].toFixed(5) : '',
+            logCpm[i].toFixed(5),
+            logFoldChange ? logFoldChange[i].toFixed(5) : '',
+            counts[i].toFixed(3),
+            sigma[g].toFixed(5),
+            reference ? reference.measured[g] : '',
+          ].join('\t'),
+      );
+    }
+  }
+  return out.join('\n') + '\n';
+}
+
+export default Refcast;

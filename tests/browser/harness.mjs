@@ -1,0 +1,111 @@
+// Shared set-up of the real-browser tests: the page's own server, Debian's Chromium driven by
+// playwright-core with the flags that expose WebGPU on the software adapter (SwiftShader), a log
+// of every request the page makes, and screenshots under target/browser-artifacts/.
+
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serve } from '../../scripts/serve.mjs';
+
+export const root = fileURLToPath(new URL('../../', import.meta.url));
+export const artifacts = join(root, 'target', 'browser-artifacts');
+export const CI = process.env.CI === 'true' || process.env.CI === '1';
+
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** Starts the server and the browser. Call `close()` when done. */
+export async function start() {
+  await mkdir(artifacts, { recursive: true });
+  const server = await serve({ port: 0 });
+  const profile = await mkdtemp(join(tmpdir(), 'refcast-chromium-'));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--enable-unsafe-webgpu',
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+      `--user-data-dir=${profile}`,
+    ].filter((a) => !a.startsWith('--user-data-dir')), // playwright manages the profile itself
+  });
+  return {
+    url: server.url,
+    origin: new URL(server.url).origin,
+    browser,
+    async close() {
+      await browser.close();
+      await server.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A fresh page (own context, so no cache is shared) that records every request, console message
+ * and page error. `gpu: false` removes `navigator.gpu` before any script runs (a browser without
+ * WebGPU).
+ */
+export async function openPage(env, { gpu = true } = {}) {
+  const context = await env.browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  if (!gpu) {
+    await context.addInitScript(() => {
+      delete Object.getPrototypeOf(navigator).gpu;
+    });
+  }
+  const page = await context.newPage();
+  const log = { requests: [], console: [], errors: [], sockets: [] };
+  const record = (r) =>
+    log.requests.push({
+      url: r.url(),
+      method: r.method(),
+      type: r.resourceType(),
+      body: r.postDataBuffer(),
+      headers: r.headers(),
+      at: Date.now(),
+    });
+  context.on('request', record);
+  page.on('websocket', (ws) => log.sockets.push(ws.url()));
+  page.on('console', (m) => log.console.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log.errors.push(String(e)));
+  return { page, context, log };
+}
+
+/** Whether this Chromium gives a WebGPU adapter; under CI=true its absence fails the caller. */
+export async function webgpuAdapter(page) {
+  return page.evaluate(async () => {
+    if (!navigator.gpu) return null;
+    const a = await navigator.gpu.requestAdapter();
+    if (!a) return null;
+    const info = a.info ?? {};
+    return `${info.vendor ?? ''} ${info.architecture ?? ''} ${info.device ?? ''} ${info.description ?? ''}`.trim() || 'adapter';
+  });
+}
+
+export async function waitReady(page, backend) {
+  await page.waitForFunction(() => document.body.dataset.backend, null, { timeout: 120_000 });
+  const got = await page.evaluate(() => document.body.dataset.backend);
+  if (backend && got !== backend) throw new Error(`the page runs on ${got}, expected ${backend}`);
+  return got;
+}
+
+export function shot(page, name) {
+  return page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+}
+
+/** Parses a prediction TSV (refcast CLI / page download) into columns by header name. */
+export function parseTsv(text) {
+  const lines = text.trim().split('\n');
+  const head = lines[0].split('\t');
+  const cols = Object.fromEntries(head.map((h) => [h, []]));
+  for (const l of lines.slice(1)) {
+    const f = l.split('\t');
+    head.forEach((h, i) => cols[h].push(f[i]));
+  }
+  return cols;
+}

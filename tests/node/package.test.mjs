@@ -1,0 +1,145 @@
+// The npm package's API in Node on the wasm CPU backend: load (bytes, checksum), info, predict
+// against the PyTorch golden vectors, screen, errors, dispose. Needs pkg/ (scripts/build-wasm.sh).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { Refcast, RefcastError, predictionToTsv } from '../../js/index.js';
+
+const root = new URL('../../', import.meta.url);
+const read = (p) => readFile(new URL(p, root));
+const SHA256 = '549c2e689674e003bc3fb0c63d99634864769baeb8c287cc2607a81563b80bcc';
+
+/** The same tolerance as tests/golden.rs: 5e-5 · (1 + |x|). */
+const TOLERANCE = 5e-5;
+function assertClose(what, got, want) {
+  assert.equal(got.length, want.length, `${what}: length`);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]) / (1 + Math.abs(want[i]));
+    assert.ok(err <= TOLERANCE, `${what}[${i}]: refcast ${got[i]}, PyTorch ${want[i]}`);
+    worst = Math.max(worst, err);
+  }
+  return worst;
+}
+
+const modelBytes = await read('models/refcast-q8_0.safetensors');
+const golden = JSON.parse(await read('tests/golden/golden_q8_0.json'));
+const kang = await read('examples/kang_cd14_mono_ctrl.tsv');
+const model = await Refcast.load(modelBytes, { backend: 'auto', sha256: SHA256 });
+
+test('auto picks the CPU in Node (no navigator.gpu) and says why', () => {
+  assert.equal(model.backend, 'cpu');
+  assert.match(model.backendReason, /navigator\.gpu|adapter/);
+  assert.ok(model.loadMs > 0);
+});
+
+test('info lists genes, vocabularies, perturbations and contexts', () => {
+  const info = model.info();
+  assert.equal(info.genes, 8192);
+  assert.equal(model.genes.length, 8192);
+  assert.equal(model.ensembl.length, 8192);
+  assert.deepEqual(Object.keys(info.metadata).sort(), ['biological', 'perturbation', 'technical']);
+  assert.ok(info.perturbations.some((p) => p.name === 'IFN-beta 6 h'));
+  assert.ok(info.contexts.length > 0);
+  assert.equal(info.latent.technical + info.latent.biological + info.latent.perturbation, 48);
+});
+
+test('predict on the bundled example matches PyTorch (golden vectors)', async () => {
+  const c = golden.cases.find((c) => c.name.startsWith('Kang CD14 Mono control (bundled example)'));
+  const p = await model.predict({ sample: kang, perturbations: [c.perturbation], conditionOn: c.condition_on });
+  assert.equal(p.genes, 8192);
+  assert.ok(p.logCpm instanceof Float32Array && p.logFoldChange instanceof Float32Array);
+  assert.equal(p.rows.length, 1);
+  assertClose('z', p.latents, c.expected.z);
+  assertClose('log-CPM', p.logCpm, c.expected.log_cpm);
+  assertClose('reference', p.reference.logCpm, c.reference.log_cpm);
+  for (let g = 0; g < 8192; g++) assert.ok(Math.abs(p.logFoldChange[g] - (p.logCpm[g] - p.reference.logCpm[g])) < 1e-5);
+  assert.equal(p.reference.valueKind, 'counts');
+  assert.ok(p.reference.matched > 5000);
+});
+
+test('prompt-only generation matches PyTorch', async () => {
+  const c = golden.cases.find((c) => c.name.startsWith('prompt-only'));
+  const p = await model.predict({ context: { ...c.technical, ...c.biological }, perturbation: c.perturbation });
+  assert.equal(p.logFoldChange, null);
+  assert.equal(p.reference, null);
+  assertClose('log-CPM', p.logCpm, c.expected.log_cpm);
+});
+
+test('seeded sampling matches PyTorch and is reproducible', async () => {
+  const c = golden.cases.find((c) => c.mode === 'sample' && !c.reference);
+  const req = { context: { ...c.technical, ...c.biological }, perturbation: c.perturbation, numSamples: c.sample_index + 1, seed: c.seed };
+  const p = await model.predict(req);
+  const n = p.genes;
+  assertClose('log-CPM', p.logCpm.subarray(c.sample_index * n, (c.sample_index + 1) * n), c.expected.log_cpm);
+  const again = await model.predict(req);
+  assert.deepEqual(again.logCpm, p.logCpm);
+});
+
+test('several perturbations and the {genes, values} sample form', async () => {
+  const lines = new TextDecoder().decode(kang).trim().split('\n').slice(1).map((l) => l.split('\t'));
+  const sample = { genes: lines.map((l) => l[0]), values: Float64Array.from(lines, (l) => Number(l[1])) };
+  const p = await model.predict({ sample, perturbations: ['IFN-beta 6 h', 'none (control)', 'dexamethasone'] });
+  assert.equal(p.rows.length, 3);
+  assert.deepEqual(p.rows.map((r) => r.perturbation), [0, 1, 2]);
+  assert.equal(p.perturbations[2].metadata.perturbation, 'dexamethasone');
+  const tsv = predictionToTsv(p, model.genes).split('\n');
+  assert.equal(tsv[0], 'perturbation\tdraw\tgene\treference\tpredicted\tlog_fold_change\tcounts\tsigma\tmeasured');
+  assert.equal(tsv.length, 3 * 8192 + 2);
+});
+
+test('screen ranks every perturbation', async () => {
+  const s = await model.screen({ sample: kang });
+  assert.equal(s.hits.length, model.info().perturbations.length);
+  for (let i = 1; i < s.hits.length; i++) assert.ok(s.hits[i - 1].score >= s.hits[i].score);
+  assert.ok(s.hits[0].topUp.length > 0 && typeof s.hits[0].topUp[0].gene === 'string');
+  const sig = await model.screen({ sample: kang, signature: { ISG15: -1, IFI6: -1, MX1: -1, CD14: 1, LYZ: 1 } });
+  assert.ok(sig.hits.every((h) => typeof h.reversal === 'number'));
+});
+
+test('sample errors name the line and gene', async () => {
+  await assert.rejects(model.predict({ sample: 'gene\tcount\nISG15\t3\nMX1\tabc\n', perturbations: ['IFN-beta 6 h'] }), (e) => {
+    assert.ok(e instanceof RefcastError);
+    assert.equal(e.kind, 'sample');
+    assert.match(e.message, /line 3.*MX1.*'abc' is not a number/);
+    return true;
+  });
+  await assert.rejects(model.inspectSample('just one column\n'), { kind: 'sample', message: /line 1/ });
+  await assert.rejects(model.inspectSample(`gene\tcount\n${model.genes[0]}\t3\n`), { kind: 'sample', message: /matches only 1 of the model's 8192 genes/ });
+  await assert.rejects(model.inspectSample('gene\tcount\nNOT_A_GENE\t3\n'), { kind: 'sample', message: /no gene of sample 'count'.*NOT_A_GENE/ });
+});
+
+test('metadata and usage errors are clear', async () => {
+  await assert.rejects(model.predict({ sample: kang, perturbations: ['IFN-betta'] }), { kind: 'metadata', message: /IFN-betta/ });
+  await assert.rejects(model.predict({ sample: kang, perturbations: [] }), { kind: 'usage', message: /no perturbation/ });
+  await assert.rejects(model.predict({ sample: kang, perturbations: ['none'], context: 'nowhere' }), { kind: 'metadata', message: /unknown context 'nowhere'/ });
+  await assert.rejects(model.predict({ sample: kang, perturbation: 'none', conditon: [] }), { kind: 'usage', message: /unknown option.*conditon/ });
+  await assert.rejects(model.predict({ perturbation: 'none', conditionOn: ['technical'] }), { kind: 'request', message: /needs a reference sample/ });
+  await assert.rejects(model.predict({ sample: kang, perturbation: 'none', numSamples: 2, seed: -1 }), { kind: 'usage', message: /seed/ });
+});
+
+test('calls queue instead of failing when not awaited one by one', async () => {
+  const [a, b] = await Promise.all([
+    model.predict({ sample: kang, perturbation: 'IFN-beta 6 h' }),
+    model.predict({ sample: kang, perturbation: 'IFN-beta 6 h' }),
+  ]);
+  assert.deepEqual(a.logCpm, b.logCpm);
+});
+
+test('load rejects a wrong checksum, a damaged file and a bad backend name', async () => {
+  await assert.rejects(Refcast.load(modelBytes, { backend: 'cpu', sha256: '00'.repeat(32) }), { kind: 'checksum', message: /SHA-256/ });
+  await assert.rejects(Refcast.load(modelBytes.subarray(0, 1000), { backend: 'cpu' }), { kind: 'format' });
+  await assert.rejects(Refcast.load(new TextEncoder().encode('hello'), { backend: 'cpu' }), { kind: 'format' });
+  await assert.rejects(Refcast.load(modelBytes, { backend: 'gpu' }), { kind: 'usage', message: /unknown backend/ });
+  await assert.rejects(Refcast.load(modelBytes, { backend: 'webgpu' }), { kind: 'gpu', message: /WebGPU/ });
+});
+
+test('dispose releases the model; later calls reject', async () => {
+  const m = await Refcast.load(modelBytes, { backend: 'cpu' });
+  const pending = m.predict({ sample: kang, perturbation: 'IFN-beta 6 h' });
+  m.dispose();
+  await pending; // a call made before dispose still completes
+  await assert.rejects(m.predict({ sample: kang, perturbation: 'none' }), { kind: 'usage', message: /disposed/ });
+  assert.throws(() => m.info(), { kind: 'usage' });
+});

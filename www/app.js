@@ -1,0 +1,461 @@
+// The refcast page: everything runs in this tab. The only requests are for the page's own files
+// and the model; the sample is read from the user's disk and stays in memory here.
+
+import { Refcast, predictionToTsv } from '/js/index.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+const state = {
+  model: null,
+  modelSource: null,
+  sample: null, // { bytes, name }
+  prediction: null,
+  predictionSample: null,
+  loading: null,
+};
+
+function show(el, text) {
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+function fmt(x, digits = 2) {
+  return Number.isFinite(x) ? x.toFixed(digits) : '–';
+}
+
+function ms(x) {
+  return x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${Math.round(x)} ms`;
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+async function loadModel() {
+  const select = $('model-select');
+  let source;
+  let sha256;
+  let label;
+  if (select.value === 'file') {
+    const f = $('model-file').files[0];
+    if (!f) {
+      $('model-file').click();
+      return;
+    }
+    source = f;
+    label = f.name;
+  } else {
+    source = select.value;
+    sha256 = select.selectedOptions[0].dataset.sha256;
+    label = select.selectedOptions[0].textContent;
+  }
+  const backend = $('backend-select').value;
+  state.model?.dispose();
+  state.model = null;
+  setReady();
+  show($('model-error'), '');
+  show($('model-status'), `Loading ${label}…`);
+  const task = (async () => {
+    const model = await Refcast.load(source, {
+      backend,
+      sha256,
+      onProgress: (loaded, total) => {
+        if (total) show($('model-status'), `Downloading the model: ${Math.round((100 * loaded) / total)}%`);
+      },
+    });
+    return model;
+  })();
+  state.loading = task;
+  try {
+    const model = await task;
+    if (state.loading !== task) return model.dispose();
+    state.model = model;
+    const info = model.info();
+    const where = model.backend === 'webgpu' ? 'GPU' : 'CPU';
+    show(
+      $('model-status'),
+      `Ready: ${info.name}, ${info.genes.toLocaleString('en')} genes, on the ${where} (${model.adapter}); loaded in ${ms(model.loadMs)}.` +
+        (backend === 'auto' && model.backend === 'cpu' ? ` No WebGPU: ${model.backendReason}.` : ''),
+    );
+    document.body.dataset.backend = model.backend;
+    fillConditions(info);
+    if (state.sample) await inspect();
+  } catch (e) {
+    show($('model-status'), '');
+    show($('model-error'), `The model could not be loaded: ${e.message}`);
+  } finally {
+    if (state.loading === task) state.loading = null;
+    setReady();
+  }
+}
+
+function fillConditions(info) {
+  const ctx = $('context-select');
+  const previousContext = ctx.value;
+  ctx.replaceChildren();
+  const none = el('option', 'Not specified (the model’s “unknown”)');
+  none.value = '';
+  ctx.append(none);
+  for (const c of info.contexts) {
+    const o = el('option', c.name);
+    o.value = c.name;
+    ctx.append(o);
+  }
+  ctx.value = [...ctx.options].some((o) => o.value === previousContext) ? previousContext : '';
+
+  const box = $('perturbations');
+  const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
+  box.replaceChildren();
+  const isControl = (p) => Object.values(p.metadata).some((v) => String(v).toLowerCase() === 'none');
+  const firstReal = info.perturbations.find((p) => !isControl(p))?.name;
+  info.perturbations.forEach((p, i) => {
+    const label = el('label');
+    const input = document.createElement('input');
+    input.type = 'checkbox';
+    input.value = p.name;
+    input.id = `pert-${i}`;
+    input.checked = checked.size ? checked.has(p.name) : p.name === firstReal;
+    label.append(input, ` ${p.name}${isControl(p) ? ' (control)' : ''}`);
+    box.append(label);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sample
+
+async function setSample(bytes, name) {
+  state.sample = { bytes, name };
+  $('column-select').replaceChildren();
+  await inspect();
+}
+
+async function inspect() {
+  show($('sample-error'), '');
+  $('drop').classList.remove('bad');
+  if (!state.sample) return;
+  if (!state.model) {
+    show($('sample-status'), `${state.sample.name}: will be checked once the model is loaded.`);
+    setReady();
+    return;
+  }
+  const col = $('column-select');
+  try {
+    const r = await state.model.inspectSample(state.sample.bytes, {
+      values: $('values-select').value,
+      column: col.value ? Number(col.value) : 0,
+    });
+    if (r.columns.length > 1 && col.options.length !== r.columns.length) {
+      col.replaceChildren(...r.columns.map((c, i) => Object.assign(el('option', c), { value: String(i) })));
+    }
+    col.hidden = $('column-label').hidden = r.columns.length < 2;
+    state.sample.ok = true;
+    show(
+      $('sample-status'),
+      `${state.sample.name}: sample “${r.name}”, ${r.rows.toLocaleString('en')} genes read as ${r.valueKind === 'counts' ? `raw counts (library size ${Math.round(r.librarySize).toLocaleString('en')})` : 'log-CPM'}. ${r.report}.`,
+    );
+  } catch (e) {
+    state.sample.ok = false;
+    show($('sample-status'), '');
+    show($('sample-error'), `${state.sample.name}: ${e.message}`);
+    $('drop').classList.add('bad');
+  }
+  setReady();
+}
+
+async function readFile(file) {
+  if (!file) return;
+  await setSample(new Uint8Array(await file.arrayBuffer()), file.name);
+}
+
+async function useExample(path, name) {
+  show($('sample-status'), `Loading the example ${name}…`);
+  const response = await fetch(path);
+  if (!response.ok) {
+    show($('sample-error'), `The example could not be loaded: HTTP ${response.status}`);
+    return;
+  }
+  await setSample(new Uint8Array(await response.arrayBuffer()), name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Predict and screen
+
+function selectedPerturbations() {
+  return [...$('perturbations').querySelectorAll('input:checked')].map((i) => i.value);
+}
+
+function conditionOn() {
+  const groups = [];
+  if ($('cond-technical').checked) groups.push('technical');
+  if ($('cond-biological').checked) groups.push('biological');
+  return groups;
+}
+
+function setReady() {
+  const ready = !!state.model && !!state.sample?.ok && !state.busy;
+  $('run').disabled = !ready || selectedPerturbations().length === 0;
+  $('screen').disabled = !ready;
+  document.body.dataset.ready = ready ? 'yes' : 'no';
+}
+
+function request() {
+  const context = $('context-select').value;
+  return {
+    sample: state.sample.bytes,
+    values: $('values-select').value,
+    column: $('column-select').value ? Number($('column-select').value) : 0,
+    context: context || undefined,
+  };
+}
+
+async function run() {
+  const perturbations = selectedPerturbations();
+  if (!perturbations.length) return;
+  state.busy = true;
+  setReady();
+  show($('run-error'), '');
+  show($('run-status'), 'Predicting…');
+  try {
+    const p = await state.model.predict({ ...request(), perturbations, conditionOn: conditionOn() });
+    state.prediction = p;
+    state.predictionSample = state.sample.name;
+    show($('run-status'), '');
+    renderPrediction();
+    document.body.dataset.result = 'prediction';
+  } catch (e) {
+    show($('run-status'), '');
+    show($('run-error'), e.message);
+    if (e.kind === 'sample') show($('sample-error'), `${state.sample.name}: ${e.message}`);
+  } finally {
+    state.busy = false;
+    setReady();
+  }
+}
+
+async function screen() {
+  state.busy = true;
+  setReady();
+  show($('run-error'), '');
+  show($('run-status'), 'Running every perturbation…');
+  try {
+    const s = await state.model.screen(request());
+    show($('run-status'), '');
+    renderScreen(s);
+    document.body.dataset.screen = 'done';
+  } catch (e) {
+    show($('run-status'), '');
+    show($('run-error'), e.message);
+  } finally {
+    state.busy = false;
+    setReady();
+  }
+}
+
+function renderPrediction() {
+  const p = state.prediction;
+  $('results').hidden = false;
+  const sel = $('result-pert');
+  sel.replaceChildren(
+    ...p.rows.map((r, i) => Object.assign(el('option', p.perturbations[r.perturbation].name), { value: String(i) })),
+  );
+  sel.hidden = $('result-pert-label').hidden = p.rows.length < 2;
+  const where = p.backend === 'webgpu' ? `GPU (${state.model.adapter})` : 'CPU (WebAssembly)';
+  $('timings').textContent =
+    `Sample “${p.reference.name}” from ${state.predictionSample}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
+    `(model loaded in ${ms(state.model.loadMs)}). ${p.reference.report}.`;
+  renderRow(0);
+}
+
+function renderRow(r) {
+  const p = state.prediction;
+  const genes = state.model.genes;
+  const n = p.genes;
+  const lfc = p.logFoldChange.subarray(r * n, (r + 1) * n);
+  const pred = p.logCpm.subarray(r * n, (r + 1) * n);
+  const measured = p.reference.measured;
+  const order = [];
+  for (let g = 0; g < n; g++) if (measured[g]) order.push(g);
+  order.sort((a, b) => lfc[b] - lfc[a]);
+  const top = 15;
+  const fill = (id, list) => {
+    const body = $(id).tBodies[0];
+    body.replaceChildren(
+      ...list.map((g) => {
+        const tr = el('tr');
+        tr.append(
+          el('td', genes[g]),
+          el('td', fmt(lfc[g], 3), lfc[g] >= 0 ? 'up' : 'down'),
+          el('td', fmt(p.sigma[g], 3)),
+          el('td', fmt(p.reference.logCpm[g], 2)),
+          el('td', fmt(pred[g], 2)),
+        );
+        return tr;
+      }),
+    );
+  };
+  fill('top-up', order.slice(0, top));
+  fill('top-down', order.slice(-top).reverse());
+  drawVolcano(lfc, p.sigma, measured, genes, [...order.slice(0, 8), ...order.slice(-8)]);
+}
+
+function drawVolcano(lfc, sigma, measured, genes, labelled) {
+  const canvas = $('volcano');
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 640;
+  const h = Math.round((w * 440) / 640);
+  canvas.width = Math.round(w * ratio);
+  canvas.height = Math.round(h * ratio);
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const pad = { l: 56, r: 16, t: 16, b: 44 };
+  let xmax = 0.5;
+  let ymax = 1;
+  for (let g = 0; g < lfc.length; g++) {
+    if (!measured[g]) continue;
+    xmax = Math.max(xmax, Math.abs(lfc[g]));
+    ymax = Math.max(ymax, Math.abs(lfc[g]) / sigma[g]);
+  }
+  xmax *= 1.05;
+  ymax *= 1.08;
+  const X = (v) => pad.l + ((v + xmax) / (2 * xmax)) * (w - pad.l - pad.r);
+  const Y = (v) => h - pad.b - (v / ymax) * (h - pad.t - pad.b);
+  const style = getComputedStyle(document.body);
+  const ink = style.getPropertyValue('--ink').trim() || '#222';
+  const faint = style.getPropertyValue('--faint').trim() || '#999';
+  ctx.strokeStyle = faint;
+  ctx.fillStyle = ink;
+  ctx.lineWidth = 1;
+  ctx.font = '12px system-ui, sans-serif';
+  // Axes and ticks.
+  ctx.beginPath();
+  ctx.moveTo(pad.l, pad.t);
+  ctx.lineTo(pad.l, h - pad.b);
+  ctx.lineTo(w - pad.r, h - pad.b);
+  ctx.moveTo(X(0), pad.t);
+  ctx.lineTo(X(0), h - pad.b);
+  ctx.stroke();
+  ctx.textAlign = 'center';
+  const step = niceStep(xmax);
+  for (let v = -Math.floor(xmax / step) * step; v <= xmax; v += step) {
+    ctx.fillText(fmt(v, step < 1 ? 1 : 0), X(v), h - pad.b + 16);
+  }
+  ctx.fillText('predicted log fold change', (pad.l + w - pad.r) / 2, h - 8);
+  ctx.textAlign = 'right';
+  const ystep = niceStep(ymax / 2);
+  for (let v = 0; v <= ymax; v += ystep) ctx.fillText(fmt(v, ystep < 1 ? 1 : 0), pad.l - 6, Y(v) + 4);
+  ctx.save();
+  ctx.translate(14, (pad.t + h - pad.b) / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = 'center';
+  ctx.fillText('|log fold change| / σ', 0, 0);
+  ctx.restore();
+  // Points.
+  const up = style.getPropertyValue('--up').trim() || '#c0392b';
+  const down = style.getPropertyValue('--down').trim() || '#2e6fba';
+  for (let g = 0; g < lfc.length; g++) {
+    if (!measured[g]) continue;
+    const z = Math.abs(lfc[g]) / sigma[g];
+    ctx.fillStyle = z < 1 ? faint : lfc[g] > 0 ? up : down;
+    ctx.globalAlpha = z < 1 ? 0.35 : 0.75;
+    ctx.fillRect(X(lfc[g]) - 1.5, Y(z) - 1.5, 3, 3);
+  }
+  ctx.globalAlpha = 1;
+  ctx.fillStyle = ink;
+  for (const g of labelled) {
+    const x = X(lfc[g]);
+    ctx.textAlign = lfc[g] > 0 ? 'right' : 'left';
+    ctx.fillText(genes[g], x + (lfc[g] > 0 ? -5 : 5), Y(Math.abs(lfc[g]) / sigma[g]) + 4);
+  }
+}
+
+function niceStep(range) {
+  const raw = range / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
+}
+
+function renderScreen(s) {
+  $('screen-results').hidden = false;
+  const where = s.backend === 'webgpu' ? 'GPU' : 'CPU';
+  $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${s.reference.name}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
+  const best = Math.max(...s.hits.map((h) => h.effectSize), 1e-9);
+  const body = $('screen-table').tBodies[0];
+  body.replaceChildren(
+    ...s.hits.map((h, i) => {
+      const tr = el('tr');
+      const bar = el('td');
+      const meter = el('span', undefined, 'bar');
+      meter.style.width = `${Math.round((100 * h.effectSize) / best)}%`;
+      bar.append(meter);
+      tr.append(
+        el('td', String(i + 1)),
+        el('td', h.name),
+        el('td', fmt(h.effectSize, 3)),
+        bar,
+        el('td', h.topUp.slice(0, 5).map((g) => g.gene).join(', ')),
+        el('td', h.topDown.slice(0, 5).map((g) => g.gene).join(', ')),
+      );
+      return tr;
+    }),
+  );
+}
+
+function download() {
+  const p = state.prediction;
+  const tsv = predictionToTsv(p, state.model.genes);
+  const url = URL.createObjectURL(new Blob([tsv], { type: 'text/tab-separated-values' }));
+  const a = el('a');
+  a.href = url;
+  const base = (state.predictionSample || 'sample').replace(/\.[^.]*$/, '');
+  a.download = `refcast-${base}.tsv`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring
+
+$('model-select').addEventListener('change', () => {
+  if ($('model-select').value === 'file') $('model-file').click();
+  else loadModel();
+});
+$('model-file').addEventListener('change', () => loadModel());
+$('backend-select').addEventListener('change', () => loadModel());
+$('sample-file').addEventListener('change', (e) => readFile(e.target.files[0]));
+$('values-select').addEventListener('change', () => inspect());
+$('column-select').addEventListener('change', () => inspect());
+$('example-kang').addEventListener('click', () => useExample('examples/kang_cd14_mono_ctrl.tsv', 'kang_cd14_mono_ctrl.tsv'));
+$('example-airway').addEventListener('click', () => useExample('examples/airway_N61311_untreated.tsv', 'airway_N61311_untreated.tsv'));
+$('perturbations').addEventListener('change', () => setReady());
+$('run').addEventListener('click', () => run());
+$('screen').addEventListener('click', () => screen());
+$('download').addEventListener('click', () => download());
+$('result-pert').addEventListener('change', (e) => renderRow(Number(e.target.value)));
+
+const drop = $('drop');
+drop.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  drop.classList.add('over');
+});
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  drop.classList.remove('over');
+  readFile(e.dataTransfer.files[0]);
+});
+drop.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' || e.key === ' ') $('sample-file').click();
+});
+
+if (params.has('backend')) $('backend-select').value = params.get('backend');
+loadModel();
