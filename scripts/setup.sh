@@ -19,3 +19,26 @@ if ! python3 -c "import safetensors.numpy, numpy" 2>/dev/null; then
   echo "setup: pip install -r tests/requirements.txt"
   python3 -m pip install -q -r tests/requirements.txt
 fi
+
+# The browser side (scripts/build-wasm.sh, scripts/test-web.sh): the wasm32 target, wasm-bindgen-cli
+# at exactly Cargo.lock's wasm-bindgen version, Debian's Chromium for the real-browser tests, and
+# the npm devDependencies (playwright-core, binaryen's wasm-opt).
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  echo "setup: rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+wasm_bindgen=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" != "$wasm_bindgen" ]; then
+  echo "setup: cargo install wasm-bindgen-cli --version $wasm_bindgen (a few minutes)"
+  cargo install -q wasm-bindgen-cli --version "$wasm_bindgen"
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: apt-get install chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -6,3 +6,5 @@ bash scripts/setup.sh
 cargo test --locked --all-targets
 # Benchmark harness, smoke mode (seconds; peers that are not installed are skipped): bench/run.py.
 python3 bench/run.py --smoke
+# The wasm build, the npm package (Node) and the www/ page in headless Chromium: scripts/test-web.sh.
+bash scripts/test-web.sh

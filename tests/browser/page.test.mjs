@@ -120,3 +120,116 @@ test('WebGPU turned off: auto falls back to the wasm CPU backend, same numbers',
   assert.deepEqual(log.errors, []);
   await context.close();
 });
+
+/** A user's own file: the example as CSV, its sample column named with a marker to look for. */
+async function userFile(marker) {
+  const text = await readFile(join(root, 'examples/kang_cd14_mono_ctrl.tsv'), 'utf8');
+  const lines = text.trim().split('\n');
+  return Buffer.from([`gene,${marker}`, ...lines.slice(1).map((l) => l.replace('\t', ','))].join('\n'));
+}
+
+test('a user file through the file input; no request after the model load carries it or leaves the origin', async () => {
+  const marker = `patient_${Math.random().toString(36).slice(2, 10)}`;
+  const { page, context, log } = await openPage(env);
+  const response = await page.goto(env.url);
+  assert.match(response.headers()['content-security-policy'], /connect-src 'self'/);
+  await waitReady(page);
+  const loadedAt = Date.now();
+  const atLoad = log.requests.length;
+  await page.setInputFiles('#sample-file', { name: `${marker}.csv`, mimeType: 'text/csv', buffer: await userFile(marker) });
+  await page.waitForFunction(() => document.body.dataset.ready === 'yes', null, { timeout: 60_000 });
+  assert.match(await page.textContent('#sample-status'), new RegExp(`sample “${marker}”.*read as raw counts`));
+  await page.click('#run');
+  await page.waitForFunction(() => document.body.dataset.result === 'prediction', null, { timeout: 180_000 });
+  assert.match(await page.textContent('#timings'), new RegExp(marker));
+  await page.click('#screen');
+  await page.waitForFunction(() => document.body.dataset.screen === 'done', null, { timeout: 180_000 });
+  await download(page);
+  await shot(page, 'user-file');
+
+  const lines = log.requests.map((r) => `${r.method} ${r.url}${r.body ? ` (${r.body.length} bytes of body)` : ''}`);
+  await writeFile(join(artifacts, 'network-user-file.txt'), lines.join('\n') + '\n');
+  for (const r of log.requests) {
+    const url = new URL(r.url);
+    assert.ok(url.protocol === 'blob:' || url.protocol === 'data:' || url.origin === env.origin, `request to another origin: ${r.url}`);
+    assert.equal(r.method, 'GET', `${r.method} ${r.url}`);
+    assert.equal(r.body, null, `a request with a body: ${r.url}`);
+    assert.ok(!JSON.stringify([r.url, r.headers]).includes(marker), `the sample's name left in ${r.url}`);
+  }
+  const after = log.requests.slice(atLoad).filter((r) => r.at >= loadedAt);
+  assert.deepEqual(
+    after.filter((r) => !r.url.startsWith('blob:')).map((r) => r.url),
+    [],
+    'the page made requests after the model was loaded',
+  );
+  assert.deepEqual(log.sockets, []);
+  const loaded = log.requests.slice(0, atLoad).map((r) => new URL(r.url).pathname);
+  assert.ok(loaded.includes('/models/refcast-q8_0.safetensors') && loaded.includes('/pkg/refcast_bg.wasm'), loaded.join(' '));
+  console.log(`# ${log.requests.length} requests in all, ${after.length} after the model load (download blob only)`);
+  assert.deepEqual(log.errors, []);
+  await context.close();
+});
+
+test('a malformed file: the error is shown next to the input, naming the line and gene', async () => {
+  const { page, context } = await openPage(env);
+  await page.goto(env.url);
+  await waitReady(page);
+  const bad = Buffer.from('gene\tcount\nISG15\t12\nMX1\tn/a\nIFI6\t4\n');
+  await page.setInputFiles('#sample-file', { name: 'broken.tsv', mimeType: 'text/tab-separated-values', buffer: bad });
+  await page.waitForSelector('#sample-error:not([hidden])');
+  const message = await page.textContent('#sample-error');
+  assert.match(message, /broken\.tsv: invalid sample: line 3, column 2 \(gene 'MX1'\): 'n\/a' is not a number/);
+  assert.equal(await page.isDisabled('#run'), true);
+  // The error sits in the sample section, beside the drop zone.
+  assert.equal(await page.$eval('#sample-error', (e) => e.closest('section').id), 'sample-section');
+  await page.locator('#sample-section').screenshot({ path: join(artifacts, 'malformed-file.png') });
+
+  const dup = Buffer.from('gene,count\nISG15,1\nMX1,2\nisg15,3\n');
+  await page.setInputFiles('#sample-file', { name: 'dup.csv', mimeType: 'text/csv', buffer: dup });
+  await page.waitForFunction(() => document.getElementById('sample-error').textContent.includes('dup.csv'));
+  assert.match(await page.textContent('#sample-error'), /line 4: gene 'isg15' appears twice \(first on line 2\)/);
+  await context.close();
+});
+
+test('the Content-Security-Policy is enforced: no inline script or handler, no string eval, no other origin', async () => {
+  const { page, context } = await openPage(env);
+  await page.goto(env.url);
+  await waitReady(page);
+  // Another origin that is really there: the same server under "localhost" instead of 127.0.0.1.
+  const other = env.url.replace('127.0.0.1', 'localhost');
+  const result = await page.evaluate(async (other) => {
+    const violations = [];
+    document.addEventListener('securitypolicyviolation', (e) => violations.push(`${e.effectiveDirective} ${e.blockedURI}`));
+    const s = document.createElement('script');
+    s.textContent = 'window.inlineRan = true;';
+    document.head.append(s);
+    const div = document.createElement('div');
+    div.setAttribute('onclick', 'window.handlerRan = true;');
+    document.body.append(div);
+    div.click();
+    div.remove();
+    setTimeout('window.timerStringRan = true;', 0);
+    const tryFetch = (u) => fetch(u).then(() => 'loaded', (e) => `blocked: ${e.message}`);
+    const fetched = await tryFetch(`${other}examples/kang_cd14_mono_ctrl.tsv`);
+    const img = await new Promise((done) => {
+      const i = new Image();
+      i.onload = () => done('loaded');
+      i.onerror = () => done('blocked');
+      i.src = `${other}favicon.png`;
+    });
+    const sent = navigator.sendBeacon?.(`${other}beacon`, 'ISG15\t12') ?? false;
+    await new Promise((r) => setTimeout(r, 200));
+    return { inlineRan: window.inlineRan === true, handlerRan: window.handlerRan === true, timerStringRan: window.timerStringRan === true, fetched, img, sent, violations };
+  }, other);
+  assert.equal(result.inlineRan, false);
+  assert.equal(result.handlerRan, false);
+  assert.equal(result.timerStringRan, false);
+  assert.match(result.fetched, /^blocked/);
+  assert.equal(result.img, 'blocked');
+  // sendBeacon only queues (it may say true); CSP stops the request, which the violation shows.
+  assert.ok(result.violations.some((v) => v.startsWith('connect-src') && v.includes('/beacon')), `beacon not blocked: ${result.violations}`);
+  const directives = result.violations.map((v) => v.split(' ')[0]);
+  for (const d of ['script-src-elem', 'script-src-attr', 'script-src', 'connect-src', 'img-src']) assert.ok(directives.includes(d), `no ${d} violation: ${result.violations}`);
+  console.log(`# violations reported: ${result.violations.join('; ')}`);
+  await context.close();
+});
