@@ -129,13 +129,22 @@ async function chooseBackend(requested) {
   let why = 'navigator.gpu is missing (WebGPU is not available here)';
   if (gpu) {
     try {
-      adapter = (await gpu.requestAdapter()) ?? (await gpu.requestAdapter({ forceFallbackAdapter: true }));
+      adapter = (await gpu.requestAdapter()) ?? (requested === 'webgpu' ? await gpu.requestAdapter({ forceFallbackAdapter: true }) : null);
       if (!adapter) why = 'navigator.gpu.requestAdapter() found no adapter';
     } catch (e) {
       why = `navigator.gpu.requestAdapter() failed: ${e.message}`;
     }
   }
-  if (adapter) return { backend: 'webgpu', reason: requested === 'webgpu' ? 'requested' : 'a WebGPU adapter was found' };
+  if (adapter) {
+    const i = adapter.info ?? {};
+    const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ');
+    if (requested === 'webgpu') return { backend: 'webgpu', reason: 'requested', adapter: name };
+    // A software adapter (SwiftShader) runs these kernels far slower than the wasm CPU backend.
+    if (i.isFallbackAdapter ?? adapter.isFallbackAdapter) {
+      return { backend: 'cpu', reason: `the only WebGPU adapter is a software one (${name || 'fallback'}), slower than the CPU backend` };
+    }
+    return { backend: 'webgpu', reason: 'a WebGPU adapter was found', adapter: name };
+  }
   if (requested === 'webgpu') throw new RefcastError('gpu', `the WebGPU backend was requested but ${why}`);
   return { backend: 'cpu', reason: why };
 }
@@ -204,7 +213,9 @@ export class Refcast {
         throw wrap(e2);
       }
     }
-    return new Refcast(model, choice.reason, performance.now() - t0);
+    const r = new Refcast(model, choice.reason, performance.now() - t0);
+    if (r.backend === 'webgpu' && r.adapter === 'WebGPU' && choice.adapter) r.adapter = `WebGPU: ${choice.adapter}`;
+    return r;
   }
 
   #run(task) {

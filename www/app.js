@@ -82,9 +82,11 @@ async function loadModel() {
     show(
       $('model-status'),
       `Ready: ${info.name}, ${info.genes.toLocaleString('en')} genes, on the ${where} (${model.adapter}); loaded in ${ms(model.loadMs)}.` +
-        (backend === 'auto' && model.backend === 'cpu' ? ` No WebGPU: ${model.backendReason}.` : ''),
+        (backend === 'auto' && model.backend === 'cpu' ? ` Not on the GPU: ${model.backendReason}.` : ''),
     );
     document.body.dataset.backend = model.backend;
+    document.body.dataset.loadMs = String(Math.round(model.loadMs));
+    document.body.dataset.readyAt = String(Math.round(performance.now()));
     fillConditions(info);
     if (state.sample) await inspect();
   } catch (e) {
@@ -122,7 +124,7 @@ function fillConditions(info) {
     input.value = p.name;
     input.id = `pert-${i}`;
     input.checked = checked.size ? checked.has(p.name) : p.name === firstReal;
-    label.append(input, ` ${p.name}${isControl(p) ? ' (control)' : ''}`);
+    label.append(input, ` ${p.name}${isControl(p) && !/control/i.test(p.name) ? ' (control)' : ''}`);
     box.append(label);
   });
 }
@@ -229,6 +231,8 @@ async function run() {
     show($('run-status'), '');
     renderPrediction();
     document.body.dataset.result = 'prediction';
+    document.body.dataset.runs = String(Number(document.body.dataset.runs ?? 0) + 1);
+    document.body.dataset.predictMs = String(Math.round(p.timings.predictMs));
   } catch (e) {
     show($('run-status'), '');
     show($('run-error'), e.message);

@@ -2,8 +2,7 @@
 // playwright-core with the flags that expose WebGPU on the software adapter (SwiftShader), a log
 // of every request the page makes, and screenshots under target/browser-artifacts/.
 
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -19,7 +18,6 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 export async function start() {
   await mkdir(artifacts, { recursive: true });
   const server = await serve({ port: 0 });
-  const profile = await mkdtemp(join(tmpdir(), 'refcast-chromium-'));
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -31,8 +29,8 @@ export async function start() {
       '--disable-sync',
       '--no-first-run',
       '--disable-quic',
-      `--user-data-dir=${profile}`,
-    ].filter((a) => !a.startsWith('--user-data-dir')), // playwright manages the profile itself
+      // playwright-core gives every launch a fresh, temporary profile (--user-data-dir).
+    ],
   });
   return {
     url: server.url,
@@ -41,7 +39,6 @@ export async function start() {
     async close() {
       await browser.close();
       await server.close();
-      await rm(profile, { recursive: true, force: true });
     },
   };
 }

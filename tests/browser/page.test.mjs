@@ -65,6 +65,19 @@ async function runExample(page) {
   assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
 }
 
+/** Logs the cold start (navigation → model ready; first prediction, which compiles the GPU
+ * pipelines on WebGPU) against a warm prediction. */
+async function coldStart(page, name) {
+  const first = await page.evaluate(() => ({ ...document.body.dataset }));
+  await page.click('#run');
+  await page.waitForFunction(() => document.body.dataset.runs === '2', null, { timeout: 180_000 });
+  const second = Number(await page.evaluate(() => document.body.dataset.predictMs));
+  console.log(
+    `# ${name} cold start: page ready with the model ${first.readyAt} ms after navigation (model load ${first.loadMs} ms), ` +
+      `first prediction ${first.predictMs} ms, next one ${second} ms`,
+  );
+}
+
 function checkNumbers(name, tsv) {
   const predicted = tsv.predicted.map(Number);
   const lfc = tsv.log_fold_change.map(Number);
@@ -82,7 +95,8 @@ function checkNumbers(name, tsv) {
 
 test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; screenshots', async (t) => {
   const { page, context, log } = await openPage(env);
-  await page.goto(env.url);
+  // SwiftShader is a fallback adapter, which 'auto' passes over for the CPU: ask for WebGPU.
+  await page.goto(`${env.url}?backend=webgpu`);
   const adapter = await webgpuAdapter(page);
   if (!adapter) {
     if (CI) assert.fail('no WebGPU adapter in Chromium (CI=true: this must not be skipped)');
@@ -96,6 +110,7 @@ test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; sc
   console.log(`# ${await page.textContent('#timings')}`);
   await shot(page, 'webgpu-prediction');
   checkNumbers('WebGPU', await download(page));
+  await coldStart(page, 'WebGPU');
 
   await page.click('#screen');
   await page.waitForFunction(() => document.body.dataset.screen === 'done' || !document.getElementById('run-error').hidden, null, { timeout: 180_000 });
@@ -113,10 +128,11 @@ test('WebGPU turned off: auto falls back to the wasm CPU backend, same numbers',
   await page.goto(env.url);
   assert.equal(await page.evaluate(() => 'gpu' in navigator), false);
   await waitReady(page, 'cpu');
-  assert.match(await page.textContent('#model-status'), /on the CPU.*No WebGPU: navigator\.gpu is missing/);
+  assert.match(await page.textContent('#model-status'), /on the CPU.*Not on the GPU: navigator\.gpu is missing/);
   await runExample(page);
   await shot(page, 'cpu-prediction');
   checkNumbers('CPU', await download(page));
+  await coldStart(page, 'CPU');
   assert.deepEqual(log.errors, []);
   await context.close();
 });
@@ -231,5 +247,14 @@ test('the Content-Security-Policy is enforced: no inline script or handler, no s
   const directives = result.violations.map((v) => v.split(' ')[0]);
   for (const d of ['script-src-elem', 'script-src-attr', 'script-src', 'connect-src', 'img-src']) assert.ok(directives.includes(d), `no ${d} violation: ${result.violations}`);
   console.log(`# violations reported: ${result.violations.join('; ')}`);
+  await context.close();
+});
+
+test('auto passes over a software WebGPU adapter (SwiftShader) for the faster CPU backend, and says so', async () => {
+  const { page, context } = await openPage(env);
+  await page.goto(env.url);
+  if (!(await webgpuAdapter(page))) return context.close(); // covered by the WebGPU-off test
+  await waitReady(page, 'cpu');
+  assert.match(await page.textContent('#model-status'), /Not on the GPU: the only WebGPU adapter is a software one \(google swiftshader\)/);
   await context.close();
 });
