@@ -115,7 +115,6 @@ function fillConditions(info) {
   const box = $('perturbations');
   const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
   box.replaceChildren();
-  const isControl = (p) => Object.values(p.metadata).some((v) => String(v).toLowerCase() === 'none');
   const firstReal = info.perturbations.find((p) => !isControl(p))?.name;
   info.perturbations.forEach((p, i) => {
     const label = el('label');
@@ -189,6 +188,13 @@ async function useExample(path, name) {
 // ---------------------------------------------------------------------------------------------
 // Predict and screen
 
+const isControl = (p) => Object.values(p.metadata).some((v) => String(v).toLowerCase() === 'none');
+
+/** The model's untreated control perturbation, if it has one. */
+function controlName() {
+  return state.model?.info().perturbations.find(isControl)?.name ?? null;
+}
+
 function selectedPerturbations() {
   return [...$('perturbations').querySelectorAll('input:checked')].map((i) => i.value);
 }
@@ -225,8 +231,13 @@ async function run() {
   show($('run-error'), '');
   show($('run-status'), 'Predicting…');
   try {
-    const p = await state.model.predict({ ...request(), perturbations, conditionOn: conditionOn() });
+    // The control rides along so that effects can be shown relative to the predicted control.
+    const control = controlName();
+    const all = control && !perturbations.includes(control) ? [...perturbations, control] : perturbations;
+    const p = await state.model.predict({ ...request(), perturbations: all, conditionOn: conditionOn() });
     state.prediction = p;
+    state.shown = perturbations.length;
+    state.controlRow = control ? all.indexOf(control) : -1;
     state.predictionSample = state.sample.name;
     show($('run-status'), '');
     renderPrediction();
@@ -249,7 +260,7 @@ async function screen() {
   show($('run-error'), '');
   show($('run-status'), 'Running every perturbation…');
   try {
-    const s = await state.model.screen(request());
+    const s = await screenVsControl();
     show($('run-status'), '');
     renderScreen(s);
     document.body.dataset.screen = 'done';
@@ -267,9 +278,12 @@ function renderPrediction() {
   $('results').hidden = false;
   const sel = $('result-pert');
   sel.replaceChildren(
-    ...p.rows.map((r, i) => Object.assign(el('option', p.perturbations[r.perturbation].name), { value: String(i) })),
+    ...p.rows.slice(0, state.shown).map((r, i) => Object.assign(el('option', p.perturbations[r.perturbation].name), { value: String(i) })),
   );
-  sel.hidden = $('result-pert-label').hidden = p.rows.length < 2;
+  sel.hidden = $('result-pert-label').hidden = state.shown < 2;
+  const base = $('baseline-select');
+  base.options[0].disabled = state.controlRow < 0;
+  if (state.controlRow < 0) base.value = 'reference';
   const where = p.backend === 'webgpu' ? `GPU (${state.model.adapter})` : 'CPU (WebAssembly)';
   $('timings').textContent =
     `Sample “${p.reference.name}” from ${state.predictionSample}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
@@ -281,8 +295,15 @@ function renderRow(r) {
   const p = state.prediction;
   const genes = state.model.genes;
   const n = p.genes;
-  const lfc = p.logFoldChange.subarray(r * n, (r + 1) * n);
   const pred = p.logCpm.subarray(r * n, (r + 1) * n);
+  const vsControl = $('baseline-select').value === 'control' && state.controlRow >= 0;
+  let lfc = p.logFoldChange.subarray(r * n, (r + 1) * n);
+  if (vsControl) {
+    const ctl = p.logCpm.subarray(state.controlRow * n, (state.controlRow + 1) * n);
+    lfc = pred.map((v, g) => v - ctl[g]);
+  }
+  const label = vsControl ? 'log FC vs control' : 'log FC vs sample';
+  for (const t of ['top-up', 'top-down']) $(t).tHead.rows[0].cells[1].textContent = label;
   const measured = p.reference.measured;
   const order = [];
   for (let g = 0; g < n; g++) if (measured[g]) order.push(g);
@@ -306,10 +327,10 @@ function renderRow(r) {
   };
   fill('top-up', order.slice(0, top));
   fill('top-down', order.slice(-top).reverse());
-  drawVolcano(lfc, p.sigma, measured, genes, [...order.slice(0, 8), ...order.slice(-8)]);
+  drawVolcano(lfc, p.sigma, measured, genes, [...order.slice(0, 8), ...order.slice(-8)], vsControl ? 'predicted log fold change vs the predicted control' : 'predicted log fold change vs the measured sample');
 }
 
-function drawVolcano(lfc, sigma, measured, genes, labelled) {
+function drawVolcano(lfc, sigma, measured, genes, labelled, xlabel) {
   const canvas = $('volcano');
   const ratio = window.devicePixelRatio || 1;
   const w = canvas.clientWidth || 640;
@@ -351,7 +372,7 @@ function drawVolcano(lfc, sigma, measured, genes, labelled) {
   for (let v = -Math.floor(xmax / step) * step; v <= xmax; v += step) {
     ctx.fillText(fmt(v, step < 1 ? 1 : 0), X(v), h - pad.b + 16);
   }
-  ctx.fillText('predicted log fold change', (pad.l + w - pad.r) / 2, h - 8);
+  ctx.fillText(xlabel, (pad.l + w - pad.r) / 2, h - 8);
   ctx.textAlign = 'right';
   const ystep = niceStep(ymax / 2);
   for (let v = 0; v <= ymax; v += ystep) ctx.fillText(fmt(v, ystep < 1 ? 1 : 0), pad.l - 6, Y(v) + 4);
@@ -384,6 +405,35 @@ function niceStep(range) {
   const raw = range / 4;
   const p = 10 ** Math.floor(Math.log10(raw));
   return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
+}
+
+/**
+ * Every perturbation, ranked by the RMS of its predicted change relative to the predicted control
+ * over the sample's measured genes (the package's `screen` ranks against the measured sample,
+ * which the model's reconstruction error dominates). Without a control: `screen` as it is.
+ */
+async function screenVsControl() {
+  const control = controlName();
+  if (!control) return state.model.screen(request());
+  const names = state.model.info().perturbations.map((p) => p.name);
+  const t0 = performance.now();
+  const p = await state.model.predict({ ...request(), perturbations: names, conditionOn: conditionOn() });
+  const n = p.genes;
+  const c = names.indexOf(control);
+  const ctl = p.logCpm.subarray(c * n, (c + 1) * n);
+  const measured = [];
+  for (let g = 0; g < n; g++) if (p.reference.measured[g]) measured.push(g);
+  const genes = state.model.genes;
+  const hits = names.map((name, r) => {
+    const row = p.logCpm.subarray(r * n, (r + 1) * n);
+    const d = measured.map((g) => [g, row[g] - ctl[g]]);
+    const effectSize = Math.sqrt(d.reduce((a, [, v]) => a + v * v, 0) / Math.max(d.length, 1));
+    d.sort((a, b) => b[1] - a[1]);
+    const gene = ([g, v]) => ({ index: g, gene: genes[g], logFoldChange: v });
+    return { name, effectSize, topUp: d.slice(0, 10).map(gene), topDown: d.slice(-10).reverse().map(gene) };
+  });
+  hits.sort((a, b) => b.effectSize - a.effectSize);
+  return { hits, reference: p.reference, backend: p.backend, timings: { screenMs: performance.now() - t0 } };
 }
 
 function renderScreen(s) {
@@ -445,6 +495,7 @@ $('run').addEventListener('click', () => run());
 $('screen').addEventListener('click', () => screen());
 $('download').addEventListener('click', () => download());
 $('result-pert').addEventListener('change', (e) => renderRow(Number(e.target.value)));
+$('baseline-select').addEventListener('change', () => renderRow(Number($('result-pert').value || 0)));
 
 const drop = $('drop');
 drop.addEventListener('dragover', (e) => {
