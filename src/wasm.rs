@@ -21,8 +21,8 @@ use crate::sample::{Reference, SampleTable, ValueKind};
 use crate::session::{Prediction, Request, Sampling, ScreenHit, Session, Signature};
 
 enum Engine {
-    Gpu { session: Session<GpuBackend>, device: wgpu::Device },
-    Cpu(Session<CpuBackend>),
+    Gpu { session: Box<Session<GpuBackend>>, device: wgpu::Device },
+    Cpu(Box<Session<CpuBackend>>),
 }
 
 impl Engine {
@@ -278,7 +278,7 @@ impl RefcastModel {
         let file = ModelFile::from_bytes(&bytes).map_err(refcast_error)?;
         drop(bytes);
         let (engine, adapter) = match backend.as_str() {
-            "cpu" => (Engine::Cpu(Session::cpu(&file).map_err(refcast_error)?), "CPU (WebAssembly)".to_string()),
+            "cpu" => (Engine::Cpu(Box::new(Session::cpu(&file).map_err(refcast_error)?)), "CPU (WebAssembly)".to_string()),
             "webgpu" => {
                 let gpu = GpuBackend::new().await.map_err(refcast_error)?;
                 let device = gpu.device().clone();
@@ -288,7 +288,7 @@ impl RefcastModel {
                 } else {
                     format!("WebGPU: {}{}", info.name, if info.driver.is_empty() { String::new() } else { format!(" ({})", info.driver) })
                 };
-                (Engine::Gpu { session: Session::new(gpu, &file).map_err(refcast_error)?, device }, adapter)
+                (Engine::Gpu { session: Box::new(Session::new(gpu, &file).map_err(refcast_error)?), device }, adapter)
             }
             other => return Err(usage(format!("unknown backend '{other}' (expected webgpu or cpu)"))),
         };

@@ -159,7 +159,7 @@ async function inspect() {
     state.sample.ok = true;
     show(
       $('sample-status'),
-      `${state.sample.name}: sample “${r.name}”, ${r.rows.toLocaleString('en')} genes read as ${r.valueKind === 'counts' ? `raw counts (library size ${Math.round(r.librarySize).toLocaleString('en')})` : 'log-CPM'}. ${r.report}.`,
+      `${state.sample.name}: sample “${sampleName(r, state.sample.name)}”, ${r.rows.toLocaleString('en')} genes read as ${r.valueKind === 'counts' ? `raw counts (library size ${Math.round(r.librarySize).toLocaleString('en')})` : 'log-CPM'}. ${r.report}.`,
     );
   } catch (e) {
     state.sample.ok = false;
@@ -204,6 +204,11 @@ function conditionOn() {
   if ($('cond-technical').checked) groups.push('technical');
   if ($('cond-biological').checked) groups.push('biological');
   return groups;
+}
+
+/** The sample's name: its column header, or the file's name when the header is generic. */
+function sampleName(r, file) {
+  return r.columns.length === 1 && /^(counts?|values?|log_?cpm|expression|sample1)$/i.test(r.name) ? file.replace(/\.[^.]*$/, '') : r.name;
 }
 
 function setReady() {
@@ -286,7 +291,7 @@ function renderPrediction() {
   if (state.controlRow < 0) base.value = 'reference';
   const where = p.backend === 'webgpu' ? `GPU (${state.model.adapter})` : 'CPU (WebAssembly)';
   $('timings').textContent =
-    `Sample “${p.reference.name}” from ${state.predictionSample}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
+    `Sample “${sampleName(p.reference, state.predictionSample)}” from ${state.predictionSample}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
     `(model loaded in ${ms(state.model.loadMs)}). ${p.reference.report}.`;
   renderRow(0);
 }
@@ -439,7 +444,7 @@ async function screenVsControl() {
 function renderScreen(s) {
   $('screen-results').hidden = false;
   const where = s.backend === 'webgpu' ? 'GPU' : 'CPU';
-  $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${s.reference.name}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
+  $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${sampleName(s.reference, state.sample.name)}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
   const best = Math.max(...s.hits.map((h) => h.effectSize), 1e-9);
   const body = $('screen-table').tBodies[0];
   body.replaceChildren(
