@@ -9,8 +9,13 @@ use crate::format::Gene;
 
 /// Largest sample file refcast reads (a genome-wide matrix of a few hundred samples fits).
 pub const MAX_SAMPLE_BYTES: usize = 256 << 20;
-/// A reference must match at least this fraction of the model's genes to be meaningful.
+/// A reference must match at least this fraction of the model's genes to be meaningful: below it,
+/// the encoder sees mostly the model's gene means and the prediction says little about the sample.
 pub const MIN_MATCHED_FRACTION: f64 = 0.2;
+/// Largest log-CPM a sample can hold: ln(1 + 10⁶), a single gene holding every count, plus
+/// rounding slack. Larger values mean the column is not natural-log CPM (counts with decimals,
+/// TPM, …).
+pub const MAX_LOG_CPM: f64 = 13.9;
 
 /// What the values of a table are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -84,12 +89,19 @@ impl SampleTable {
         let mut genes = Vec::new();
         let mut values = vec![Vec::new(); columns];
         let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut line_of = Vec::new();
+        let other = if delim == '\t' { ("comma", ',') } else { ("tab", '\t') };
         let body = if has_header { None } else { Some((first_no, first)) };
         for (no, line) in body.into_iter().chain(lines) {
             let fields = split(line);
             if fields.len() != columns + 1 {
+                let hint = if line.contains(other.1) {
+                    format!("; the line is separated by {}s but line {} by {}", other.0, first_no + 1, if delim == '\t' { "tabs" } else { "commas" })
+                } else {
+                    String::new()
+                };
                 return Err(Error::Sample(format!(
-                    "line {}: {} fields, expected {} (gene + {columns} value column{})",
+                    "line {}: {} fields, expected {} (gene + {columns} value column{}){hint}",
                     no + 1,
                     fields.len(),
                     columns + 1,
@@ -113,21 +125,26 @@ impl SampleTable {
                 values[c].push(v);
             }
             genes.push(gene.clone());
+            line_of.push(no + 1);
         }
         if genes.is_empty() {
-            return Err(Error::Sample("the file has a header but no gene rows".into()));
+            return Err(Error::Sample(format!("the file has a header (line {}) but no gene rows", first_no + 1)));
         }
         let kind = resolve_kind(kind, has_header.then_some(&head[1..]), &values);
         if kind == ValueKind::Counts {
             for (c, col) in values.iter().enumerate() {
                 if let Some(g) = col.iter().position(|&v| v < 0.0) {
                     return Err(Error::Sample(format!(
-                        "gene '{}' in sample '{}' has a negative count ({})",
-                        genes[g], samples[c], col[g]
+                        "line {}: gene '{}' in sample '{}' has a negative count ({})",
+                        line_of[g], genes[g], samples[c], col[g]
                     )));
                 }
-                if col.iter().sum::<f64>() <= 0.0 {
+                let library = col.iter().sum::<f64>();
+                if library <= 0.0 {
                     return Err(Error::Sample(format!("sample '{}' has no counts (library size 0)", samples[c])));
+                }
+                if !library.is_finite() || library > f32::MAX as f64 {
+                    return Err(Error::Sample(format!("sample '{}': the counts sum to {library}, too large to be a library size", samples[c])));
                 }
             }
         }
@@ -232,7 +249,9 @@ impl std::fmt::Display for MatchReport {
 impl Reference {
     /// Column `s` of a table as a reference for a model with `index` and `gene_mean`.
     pub fn from_table(table: &SampleTable, s: usize, index: &GeneIndex, gene_mean: &[f32]) -> Result<Reference> {
-        let values = &table.values[s];
+        let Some(values) = table.values.get(s) else {
+            return Err(Error::Sample(format!("there is no sample {s}: the table has {} value column(s)", table.values.len())));
+        };
         let mut log_cpm = gene_mean.to_vec();
         let mut measured = vec![false; index.genes];
         let mut report = MatchReport::default();
@@ -241,6 +260,14 @@ impl Reference {
             _ => 1e6,
         };
         for (gene, &v) in table.genes.iter().zip(values) {
+            if table.kind != ValueKind::Counts && !(0.0..=MAX_LOG_CPM).contains(&v) {
+                let why = if v < 0.0 {
+                    "log-CPM is ln(1 + CPM) and never negative".to_string()
+                } else {
+                    format!("above {MAX_LOG_CPM}, the largest possible log-CPM (ln(1 + 10⁶)); if the values are counts, say so (--values counts)")
+                };
+                return Err(Error::Sample(format!("gene '{gene}' in sample '{}' has log-CPM {v}: {why}", table.samples[s])));
+            }
             match index.get(gene) {
                 Some(i) if measured[i] => {
                     return Err(Error::Sample(format!("gene '{gene}' maps to model gene {i}, which another row of the sample already gave")));

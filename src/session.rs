@@ -173,6 +173,16 @@ impl<B: Backend> Session<B> {
         self.backend.describe()
     }
 
+    /// The backend, e.g. to read the GPU buffer pool's size or release its idle buffers.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutably (see [`Session::backend`]).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
     /// Column `s` of a sample table, matched to the model's genes.
     pub fn reference(&self, table: &SampleTable, s: usize) -> Result<Reference> {
         Reference::from_table(table, s, &self.genes, &self.model.gene_mean)

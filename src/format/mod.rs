@@ -2,6 +2,7 @@
 //! everything before allocating tensors: header size, offsets, dtypes, shapes against the
 //! architecture, vocabularies.
 
+pub mod checksum;
 pub mod config;
 pub mod synthetic;
 
@@ -18,6 +19,10 @@ use crate::quant::{DType, Matrix};
 /// dominates); the limit stops a hostile length from driving an allocation.
 pub const MAX_HEADER_BYTES: usize = 16 << 20;
 
+/// Largest model file refcast reads. The shipped models are tens of MiB; the limit keeps a
+/// hostile or mistaken file (a multi-GiB download of something else) from being read whole.
+pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+
 /// Key of the refcast document in the safetensors `__metadata__`.
 pub const METADATA_KEY: &str = "refcast";
 
@@ -31,7 +36,11 @@ pub struct ModelFile {
 impl ModelFile {
     /// Parses and validates a model from the bytes of a file.
     pub fn from_bytes(bytes: &[u8]) -> Result<ModelFile> {
+        if bytes.len() as u64 > MAX_MODEL_BYTES {
+            return Err(Error::format(format!("the file is {} bytes, over the {MAX_MODEL_BYTES}-byte limit for a model", bytes.len())));
+        }
         check_header_length(bytes)?;
+        check_layout(bytes).map_err(|e| Error::format(format!("not a valid safetensors file: {}", inner(&e))))?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
         let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| Error::format(e.to_string()))?;
         let doc = meta
@@ -75,6 +84,7 @@ impl ModelFile {
             if view.data().len() != size {
                 return Err(Error::format(format!("tensor '{name}' holds {} bytes, {dtype} {shape:?} needs {size}", view.data().len())));
             }
+            check_finite(name, dtype, view.data())?;
             tensors.insert(name.to_string(), Matrix { rows: want.0, cols: want.1, dtype, bytes: view.data().to_vec() });
         }
         if let Some(missing) = expected.keys().find(|k| !tensors.contains_key(*k)) {
@@ -133,6 +143,80 @@ fn check_header_length(bytes: &[u8]) -> Result<()> {
     }
     if 8 + n > bytes.len() as u64 {
         return Err(Error::format(format!("header length {n} runs past the end of the {}-byte file (truncated?)", bytes.len())));
+    }
+    Ok(())
+}
+
+/// Checks the safetensors header by hand before the safetensors crate sees it, so that every
+/// problem gets a message naming the tensor, its offsets or the byte: the header is UTF-8 JSON,
+/// every tensor has a dtype refcast reads, a shape and offsets inside the data section that match
+/// each other, and the tensors cover the data section without overlaps or gaps.
+fn check_layout(bytes: &[u8]) -> Result<()> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header = &bytes[8..8 + n];
+    let data_len = (bytes.len() - 8 - n) as u64;
+    let text = std::str::from_utf8(header)
+        .map_err(|e| Error::format(format!("the header is not UTF-8 text (invalid byte at header offset {})", e.valid_up_to())))?;
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::format(format!("the header is not valid JSON: {e}")))?;
+    let Some(entries) = json.as_object() else {
+        return Err(Error::format("the header is not a JSON object of tensors"));
+    };
+    let mut spans: Vec<(u64, u64, &str)> = Vec::with_capacity(entries.len());
+    for (name, t) in entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = t.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| Error::format(format!("tensor '{name}' has no dtype")))?;
+        let width: u64 = match dtype {
+            "F32" => 4,
+            "F16" => 2,
+            "U8" => 1,
+            other => {
+                return Err(Error::format(format!("tensor '{name}' has dtype '{other}'; refcast reads F32, F16 and U8 (quantized)")));
+            }
+        };
+        let shape: Option<Vec<u64>> = t.get("shape").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|d| d.as_u64()).collect());
+        let Some(shape) = shape else {
+            return Err(Error::format(format!("tensor '{name}' has no shape (a list of non-negative integers)")));
+        };
+        let offsets: Option<Vec<u64>> =
+            t.get("data_offsets").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|d| d.as_u64()).collect());
+        let (begin, end) = match offsets.as_deref() {
+            Some(&[b, e]) => (b, e),
+            _ => return Err(Error::format(format!("tensor '{name}' has no data_offsets [begin, end]"))),
+        };
+        if begin > end || end > data_len {
+            return Err(Error::format(format!(
+                "tensor '{name}': data_offsets [{begin}, {end}] lie outside the {data_len}-byte data section (truncated file?)"
+            )));
+        }
+        let size = shape.iter().try_fold(width, |acc, &d| acc.checked_mul(d));
+        if size != Some(end - begin) {
+            return Err(Error::format(format!(
+                "tensor '{name}' spans {} bytes but {dtype} {shape:?} needs {}",
+                end - begin,
+                size.map_or("more than 2^64".to_string(), |s| s.to_string())
+            )));
+        }
+        spans.push((begin, end, name));
+    }
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        let ((_, end_a, a), (begin_b, _, b)) = (w[0], w[1]);
+        if begin_b < end_a {
+            return Err(Error::format(format!("tensors '{a}' and '{b}' overlap (byte {begin_b} of the data section is in both)")));
+        }
+    }
+    let mut pos = 0u64;
+    for &(begin, end, _) in &spans {
+        if begin > pos {
+            return Err(Error::format(format!("bytes {pos}..{begin} of the data section belong to no tensor")));
+        }
+        pos = end;
+    }
+    if pos != data_len {
+        return Err(Error::format(format!("the data section has {data_len} bytes but the tensors end at byte {pos}")));
     }
     Ok(())
 }
@@ -223,14 +307,48 @@ fn validate_config(c: &ModelConfig) -> Result<()> {
             }
         }
     }
-    for named in c.perturbations.iter().chain(&c.contexts) {
+    for (list, named) in c.perturbations.iter().map(|n| ("perturbations", n)).chain(c.contexts.iter().map(|n| ("contexts", n))) {
         for key in named.metadata.keys() {
             if !Group::ALL.iter().any(|g| c.priors.of(*g).has_field(key)) {
                 return Err(Error::format(format!("'{}' uses metadata field '{key}' that no prior defines", named.name)));
             }
         }
+        // Every value must be one the model's own priors accept, or predicting it would fail later
+        // with a message about the user's input.
+        for g in Group::ALL {
+            crate::metadata::encode(c.priors.of(g), g, &[&named.metadata])
+                .map_err(|e| Error::format(format!("{list} entry '{}': {}", named.name, inner(&e))))?;
+        }
     }
     Ok(())
+}
+
+fn inner(e: &Error) -> String {
+    match e {
+        Error::Format(m) | Error::Sample(m) | Error::Metadata(m) | Error::Request(m) | Error::Gpu(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Rejects NaN and infinite weights (f32/f16 values, quantization scales): they would turn every
+/// prediction into NaN without an error.
+fn check_finite(name: &str, dtype: DType, data: &[u8]) -> Result<()> {
+    let bad = match dtype {
+        DType::F32 => data.chunks_exact(4).position(|c| !f32::from_le_bytes(c.try_into().expect("4 bytes")).is_finite()),
+        DType::F16 => data.chunks_exact(2).position(|c| !half::f16::from_le_bytes([c[0], c[1]]).is_finite()),
+        DType::Q8_0 => data
+            .chunks_exact(crate::quant::Q8_0_BLOCK_BYTES)
+            .position(|b| !half::f16::from_le_bytes([b[0], b[1]]).is_finite())
+            .map(|b| b * crate::quant::BLOCK),
+        DType::Q4_0 => data
+            .chunks_exact(crate::quant::Q4_0_BLOCK_BYTES)
+            .position(|b| !half::f16::from_le_bytes([b[0], b[1]]).is_finite())
+            .map(|b| b * crate::quant::BLOCK),
+    };
+    match bad {
+        Some(i) => Err(Error::format(format!("tensor '{name}' holds a non-finite value (NaN or infinity) at element {i}"))),
+        None => Ok(()),
+    }
 }
 
 /// Every tensor the architecture needs, with its logical `(rows, cols)`; 1-D tensors have

@@ -1,0 +1,100 @@
+//! The bodies of the fuzz targets, and valid seed inputs. Shared by the `cargo fuzz` targets
+//! (fuzz/fuzz_targets/) and the deterministic smoke test in tests/bad_input.rs, which includes
+//! this file by path. Each body panics only when refcast breaks a promise: a parser may reject
+//! any input, but must not panic, and what it accepts must be consistent.
+
+use refcast::format::synthetic::{SyntheticSpec, random_model};
+use refcast::format::{Gene, Latent, ModelFile};
+use refcast::quant::DType;
+use refcast::sample::{GeneIndex, Reference, SampleTable, ValueKind};
+
+/// Genes of the vocabulary samples are matched against (GENE0…, with Ensembl ids).
+pub const SAMPLE_VOCABULARY: usize = 40;
+
+/// Small valid model files, one per weight encoding.
+pub fn model_seeds() -> Vec<Vec<u8>> {
+    [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0]
+        .into_iter()
+        .map(|dtype| {
+            let spec = SyntheticSpec {
+                genes: 32,
+                hidden: 32,
+                ff: 32,
+                blocks: 1,
+                latent: Latent { technical: 2, biological: 2, perturbation: 2 },
+                dtype,
+                seed: 7,
+            };
+            random_model(spec).to_bytes().expect("synthetic models serialise")
+        })
+        .collect()
+}
+
+/// Valid and nearly valid sample files in the shapes people export.
+pub fn sample_seeds() -> Vec<Vec<u8>> {
+    let mut tsv = String::from("gene\tcount\n");
+    let mut csv = String::from("\u{feff}gene_id,sample_a,sample_b\n");
+    let mut bare = String::new();
+    let mut logcpm = String::from("# log-CPM\ngene\tlog_cpm\n");
+    for g in 0..SAMPLE_VOCABULARY {
+        tsv += &format!("GENE{g}\t{}\n", g * 13 % 29);
+        csv += &format!("\"ENSG{:011}.{}\",{},{}\r\n", 100_000 + g, g % 3 + 1, g % 7, g * 3 % 11 + 1);
+        bare += &format!("gene{g}\t{}.{}\n", g % 9, g % 10);
+        logcpm += &format!("GENE{g}\t{:.4}\n", (g as f64 * 0.37).sin().abs() * 9.0);
+    }
+    tsv += "NOT_IN_MODEL\t4\n";
+    vec![tsv.into_bytes(), csv.into_bytes(), bare.into_bytes(), logcpm.into_bytes()]
+}
+
+/// Model parser: any input is rejected with an error or parses; what parses writes back and
+/// reads back identically.
+pub fn model_file(data: &[u8]) {
+    let Ok(model) = ModelFile::from_bytes(data) else { return };
+    let bytes = model.to_bytes().expect("an accepted model serialises");
+    let back = ModelFile::from_bytes(&bytes).expect("a re-serialised model parses");
+    assert_eq!(back.tensors.len(), model.tensors.len());
+    for (name, t) in &model.tensors {
+        let b = &back.tensors[name];
+        assert_eq!((b.rows, b.cols, b.dtype), (t.rows, t.cols, t.dtype), "{name}");
+        assert_eq!(b.bytes, t.bytes, "{name}");
+    }
+}
+
+fn vocabulary() -> (GeneIndex, Vec<f32>) {
+    let genes: Vec<Gene> = (0..SAMPLE_VOCABULARY)
+        .map(|i| Gene { symbol: format!("GENE{i}"), ensembl: Some(format!("ENSG{:011}", 100_000 + i)) })
+        .collect();
+    (GeneIndex::new(&genes), (0..SAMPLE_VOCABULARY).map(|i| 1.0 + i as f32 * 0.1).collect())
+}
+
+/// Sample parser and gene matching: the first byte picks the value kind; a parsed table is
+/// rectangular and finite, and every column either matches the vocabulary with finite log-CPM or
+/// is rejected with an error.
+pub fn sample_table(data: &[u8]) {
+    let (kind, text) = match data.split_first() {
+        Some((k, rest)) => ([ValueKind::Auto, ValueKind::Counts, ValueKind::LogCpm][*k as usize % 3], rest),
+        None => (ValueKind::Auto, data),
+    };
+    let Ok(table) = SampleTable::parse(text, kind) else { return };
+    assert!(!table.genes.is_empty());
+    assert_eq!(table.samples.len(), table.values.len());
+    assert_ne!(table.kind, ValueKind::Auto);
+    for column in &table.values {
+        assert_eq!(column.len(), table.genes.len());
+        assert!(column.iter().all(|v| v.is_finite()));
+        if table.kind == ValueKind::Counts {
+            assert!(column.iter().all(|&v| v >= 0.0));
+        }
+    }
+    let (index, gene_mean) = vocabulary();
+    for s in 0..table.samples.len().min(8) {
+        if let Ok(r) = Reference::from_table(&table, s, &index, &gene_mean) {
+            assert_eq!(r.log_cpm.len(), SAMPLE_VOCABULARY);
+            assert!(r.log_cpm.iter().all(|v| v.is_finite() && *v >= 0.0), "{:?}", r.log_cpm);
+            assert!(r.library_size.is_finite() && r.library_size > 0.0);
+            assert_eq!(r.report.matched + r.report.missing, SAMPLE_VOCABULARY);
+            assert_eq!(r.measured.iter().filter(|&&m| m).count(), r.report.matched);
+        }
+    }
+    let _ = Reference::from_table(&table, table.samples.len(), &index, &gene_mean).expect_err("a column past the end is an error");
+}

@@ -1,0 +1,98 @@
+//! SHA-256 checksums of model files: a model can be checked against a digest given by the user
+//! or against a `SHA256SUMS` manifest (the format `sha256sum` writes: `HEX  NAME` or `HEX *NAME`
+//! per line) published beside it.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// File name of the checksum manifest looked for beside a model.
+pub const MANIFEST: &str = "SHA256SUMS";
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks that `expected` is 64 hex digits (either case) and returns it in lower case.
+pub fn parse_hex(expected: &str) -> Result<String> {
+    let e = expected.trim();
+    if e.len() != 64 || !e.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::format(format!(
+            "'{e}' is not a SHA-256 digest (expected 64 hexadecimal digits, got {} characters)",
+            e.chars().count()
+        )));
+    }
+    Ok(e.to_ascii_lowercase())
+}
+
+/// Checks `bytes` against an expected digest; `what` names the file and `source` where the
+/// expected value came from (for the message).
+pub fn verify(bytes: &[u8], expected: &str, what: &str, source: &str) -> Result<()> {
+    let expected = parse_hex(expected)?;
+    let actual = sha256_hex(bytes);
+    if actual != expected {
+        return Err(Error::format(format!(
+            "{what}: checksum mismatch: SHA-256 is {actual} but {source} says {expected} \
+             (the file is damaged, incomplete or not the published one)"
+        )));
+    }
+    Ok(())
+}
+
+/// The digest a `SHA256SUMS` manifest lists for `file_name`, if any. Malformed lines are errors
+/// that name the line; blank lines and `#` comments are skipped.
+pub fn manifest_entry(manifest: &str, file_name: &str) -> Result<Option<String>> {
+    let mut found = None;
+    for (no, line) in manifest.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((hex, name)) = line.split_once(char::is_whitespace) else {
+            return Err(Error::format(format!("{MANIFEST} line {}: expected 'SHA256  FILE', got '{line}'", no + 1)));
+        };
+        let hex = parse_hex(hex).map_err(|e| Error::format(format!("{MANIFEST} line {}: {}", no + 1, strip(&e))))?;
+        let name = name.trim_start();
+        let name = name.strip_prefix('*').unwrap_or(name);
+        if name.is_empty() {
+            return Err(Error::format(format!("{MANIFEST} line {}: no file name after the digest", no + 1)));
+        }
+        if name == file_name {
+            if found.as_ref().is_some_and(|f| f != &hex) {
+                return Err(Error::format(format!("{MANIFEST} lists '{file_name}' twice with different digests (line {})", no + 1)));
+            }
+            found = Some(hex);
+        }
+    }
+    Ok(found)
+}
+
+fn strip(e: &Error) -> String {
+    match e {
+        Error::Format(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn manifest_lines() {
+        let m = "# refcast models\nba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  a.safetensors\n\
+                 BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD *b.safetensors\n";
+        assert_eq!(manifest_entry(m, "a.safetensors").unwrap().unwrap().len(), 64);
+        assert!(manifest_entry(m, "b.safetensors").unwrap().unwrap().starts_with("ba78"));
+        assert_eq!(manifest_entry(m, "c.safetensors").unwrap(), None);
+        let e = manifest_entry("nothex  a.safetensors\n", "a.safetensors").unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("64 hexadecimal"), "{e}");
+    }
+}

@@ -1,0 +1,596 @@
+//! Every kind of bad input refcast can be given, one test per row of a table, each asserting the
+//! words of the error: the line, gene, field, tensor or limit it names. Model files, sample files
+//! and metadata through the library; checksums, size limits, backend fallback and atomic output
+//! through the `refcast` command line. (tests/format.rs and tests/predict.rs keep a few older
+//! checks of the same kind; this file is the complete list.)
+//!
+//! The last tests run the bodies of the fuzz targets (fuzz/src/bodies.rs) over deterministic
+//! mutations of valid files: a quick stand-in for `cargo fuzz` that needs no extra tools.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use refcast::format::synthetic::{SyntheticSpec, random_model};
+use refcast::format::{MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelFile};
+use refcast::quant::DType;
+use refcast::sample::{MAX_SAMPLE_BYTES, SampleTable, ValueKind};
+use refcast::session::{Request, Session};
+use refcast::{Metadata, metadata};
+
+#[path = "../fuzz/src/bodies.rs"]
+mod bodies;
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+/// A valid tiny model file (160 genes, Q8_0).
+fn good() -> &'static [u8] {
+    static GOOD: OnceLock<Vec<u8>> = OnceLock::new();
+    GOOD.get_or_init(|| random_model(SyntheticSpec::tiny(DType::Q8_0)).to_bytes().unwrap())
+}
+
+fn header_len(bytes: &[u8]) -> usize {
+    u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize
+}
+
+/// Rewrites the JSON header of a file (keeping the data section).
+fn with_header(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let n = header_len(bytes);
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(&mut header);
+    let mut h = serde_json::to_vec(&header).unwrap();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend(&bytes[8 + n..]);
+    out
+}
+
+/// Rewrites the refcast document inside the header.
+fn with_doc(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    with_header(bytes, |h| {
+        let mut doc: serde_json::Value = serde_json::from_str(h["__metadata__"]["refcast"].as_str().unwrap()).unwrap();
+        edit(&mut doc);
+        h["__metadata__"]["refcast"] = serde_json::Value::String(doc.to_string());
+    })
+}
+
+/// Replaces the header bytes with `text` (padded with spaces to the same length).
+fn with_raw_header(bytes: &[u8], text: &[u8]) -> Vec<u8> {
+    let n = header_len(bytes);
+    let mut out = bytes.to_vec();
+    let mut h = text.to_vec();
+    h.resize(n, b' ');
+    out[8..8 + n].copy_from_slice(&h);
+    out
+}
+
+/// `(begin, end)` of a tensor's bytes in the file.
+fn span_of(bytes: &[u8], name: &str) -> (usize, usize) {
+    let n = header_len(bytes);
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let o = &header[name]["data_offsets"];
+    (8 + n + o[0].as_u64().unwrap() as usize, 8 + n + o[1].as_u64().unwrap() as usize)
+}
+
+fn model_error(bytes: &[u8]) -> String {
+    ModelFile::from_bytes(bytes).expect_err("the model must be rejected").to_string()
+}
+
+fn sample_error(text: &[u8]) -> String {
+    SampleTable::parse(text, ValueKind::Auto).expect_err("the sample must be rejected").to_string()
+}
+
+fn session() -> Session<refcast::CpuBackend> {
+    Session::cpu(&ModelFile::from_bytes(good()).unwrap()).unwrap()
+}
+
+/// A counts table over the model's genes `0..n` (TSV with a header).
+fn counts_table(n: usize) -> String {
+    let mut t = String::from("gene\tcount\n");
+    for g in 0..n {
+        t += &format!("GENE{g}\t{}\n", 1 + g % 17);
+    }
+    t
+}
+
+/// The error of matching a (parseable) sample to the model.
+fn reference_error(text: &str, kind: ValueKind) -> String {
+    let table = SampleTable::parse(text.as_bytes(), kind).expect("the table itself parses");
+    session().reference(&table, 0).expect_err("the sample must be rejected").to_string()
+}
+
+/// The error of a request with the given contexts and perturbations (prompt-only, so that the
+/// technical and biological priors see the context).
+fn metadata_error(context: Metadata, perturbation: Metadata) -> String {
+    let req = Request::prompt(vec![context], vec![perturbation]);
+    pollster::block_on(session().predict(&req)).expect_err("the metadata must be rejected").to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line
+
+fn refcast(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_refcast"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run refcast");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A directory with the tiny model and a matching counts sample.
+struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    fn new() -> Workdir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), good()).unwrap();
+        std::fs::write(dir.path().join("sample.tsv"), counts_table(160)).unwrap();
+        Workdir { dir }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn arg(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+    /// Runs `refcast predict` on the CPU with the model and the given extra arguments.
+    fn predict(&self, extra: &[&str]) -> (bool, String, String) {
+        let (model, sample) = (self.arg("model.safetensors"), self.arg("sample.tsv"));
+        let mut args = vec!["predict", "--backend", "cpu", "--model", &model, "--sample", &sample];
+        args.extend(extra);
+        refcast(&args, &[])
+    }
+    /// The names of the files in the directory, sorted.
+    fn listing(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+}
+
+/// The error `refcast` prints (and checks that it failed).
+fn cli_error(w: &Workdir, args: &[&str]) -> String {
+    let owned: Vec<String> = args.iter().map(|a| a.replace("{dir}", &w.dir.path().display().to_string())).collect();
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let (ok, _, stderr) = refcast(&args, &[]);
+    assert!(!ok, "refcast {args:?} must fail; stderr: {stderr}");
+    stderr
+}
+
+/// A sparse file of `len` bytes (no disk space used) for the size limits.
+fn sparse(path: &Path, len: u64) {
+    std::fs::File::create(path).unwrap().set_len(len).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+macro_rules! bad_inputs {
+    ($($name:ident: $error:expr => [$($want:expr),+ $(,)?];)+) => {
+        $(
+            #[test]
+            fn $name() {
+                let error: String = $error;
+                for want in [$($want.to_string()),+] {
+                    assert!(error.contains(&want), "{}: expected {want:?} in the error:\n  {error}", stringify!($name));
+                }
+            }
+        )+
+        /// Names of every case in the table.
+        const CASES: &[&str] = &[$(stringify!($name)),+];
+    };
+}
+
+bad_inputs! {
+    // ---- model files ----------------------------------------------------------------------
+    model_shorter_than_the_header_length:
+        model_error(&good()[..5]) => ["5 bytes", "too short for a safetensors header"];
+    model_truncated_in_the_data:
+        model_error(&good()[..good().len() - 10]) => ["data_offsets", "outside the", "data section", "truncated"];
+    model_header_length_over_the_limit:
+        model_error(&{ let mut b = good().to_vec(); b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes()); b })
+            => ["header length 1099511627776", format!("{MAX_HEADER_BYTES}-byte limit")];
+    model_header_length_past_the_end:
+        model_error(&{ let mut b = good().to_vec(); b[..8].copy_from_slice(&(good().len() as u64).to_le_bytes()); b })
+            => ["runs past the end", format!("{}-byte file", good().len())];
+    model_header_not_json:
+        model_error(&with_raw_header(good(), b"{\"decoder.logvar\": {\"dtype\": F32}")) => ["header is not valid JSON", "line 1 column"];
+    model_header_not_utf8:
+        model_error(&with_raw_header(good(), b"{\"\xff\": 1}")) => ["header is not UTF-8", "offset 2"];
+    model_offsets_outside_the_file:
+        model_error(&with_header(good(), |h| h["input.gene_mean"]["data_offsets"][1] = (1u64 << 40).into()))
+            => ["input.gene_mean", "1099511627776", "outside the"];
+    model_overlapping_tensors:
+        model_error(&with_header(good(), |h| {
+            // Two 160-value f32 vectors at the same bytes.
+            h["decoder.logvar"]["data_offsets"] = h["input.gene_mean"]["data_offsets"].clone();
+        })) => ["'decoder.logvar' and 'input.gene_mean' overlap", "data section is in both"];
+    model_offsets_disagree_with_shape:
+        model_error(&with_header(good(), |h| h["decoder.logvar"]["shape"] = serde_json::json!([161])))
+            => ["'decoder.logvar' spans 640 bytes", "F32 [161] needs 644"];
+    model_shape_disagrees_with_the_architecture:
+        model_error(&with_header(good(), |h| h["decoder.logvar"]["shape"] = serde_json::json!([16, 10])))
+            => ["tensor 'decoder.logvar' has shape [16, 10]", "architecture needs [160]"];
+    model_unknown_dtype:
+        model_error(&with_header(good(), |h| h["decoder.logvar"]["dtype"] = "Q3_K".into()))
+            => ["tensor 'decoder.logvar' has dtype 'Q3_K'", "refcast reads F32, F16 and U8"];
+    model_unexpected_tensor:
+        model_error(&with_header(good(), |h| {
+            let end = (good().len() - 8 - header_len(good())) as u64;
+            h["payload.code"] = serde_json::json!({ "dtype": "F32", "shape": [0], "data_offsets": [end, end] });
+        })) => ["unexpected tensor 'payload.code'", "not part of the architecture"];
+    model_unknown_format_version:
+        model_error(&with_doc(good(), |d| d["format_version"] = 2.into())) => ["format version 2 is not supported", "reads version 1"];
+    model_not_a_refcast_model:
+        model_error(&with_header(good(), |h| h["__metadata__"] = serde_json::json!({ "format": "pt" })))
+            => ["no 'refcast' entry", "is this a refcast model?"];
+    model_gene_vocabulary_size_mismatch:
+        model_error(&with_doc(good(), |d| d["genes"].as_array_mut().unwrap().truncate(150)))
+            => ["gene list has 150 entries", "architecture.genes is 160"];
+    model_prior_vocabulary_size_mismatch:
+        model_error(&with_doc(good(), |d| d["priors"]["biological"]["categorical"][0]["values"].as_array_mut().unwrap().push("NK".into())))
+            => ["tensor 'prior.biological.embedding'", "has shape [7, 32]", "architecture needs [8, 32]"];
+    model_quantized_tensor_size_mismatch:
+        model_error(&with_doc(good(), |d| d["tensors"]["decoder.head.weight"]["dtype"] = "q4_0".into()))
+            => ["tensor 'decoder.head.weight' holds", "q4_0 [160, 96] needs"];
+    model_architecture_out_of_range:
+        model_error(&with_doc(good(), |d| d["architecture"]["encoder"]["hidden"] = 0.into())) => ["architecture.encoder.hidden = 0", "outside 1..="];
+    model_known_perturbation_outside_its_vocabulary:
+        model_error(&with_doc(good(), |d| d["perturbations"][0]["metadata"]["perturbation"] = "drug_z".into()))
+            => ["perturbations entry 'drug_a 6 h'", "perturbation 'drug_z' is not known"];
+    model_known_perturbation_time_out_of_range:
+        model_error(&with_doc(good(), |d| d["perturbations"][1]["metadata"]["time_hours"] = 1000.into()))
+            => ["perturbations entry 'drug_a 24 h'", "time_hours = 1000", "[0, 168]"];
+    model_nan_weight:
+        model_error(&{
+            let mut b = good().to_vec();
+            let (begin, _) = span_of(&b, "decoder.logvar");
+            b[begin + 12..begin + 16].copy_from_slice(&f32::NAN.to_le_bytes());
+            b
+        }) => ["tensor 'decoder.logvar'", "non-finite value", "element 3"];
+    model_infinite_quantization_scale:
+        model_error(&{
+            let mut b = good().to_vec();
+            let (begin, _) = span_of(&b, "decoder.head.weight");
+            b[begin + 34..begin + 36].copy_from_slice(&[0x00, 0x7c]); // f16 +infinity
+            b
+        }) => ["tensor 'decoder.head.weight'", "non-finite value", "element 32"];
+    model_wrong_checksum_in_the_manifest: {
+        let w = Workdir::new();
+        std::fs::write(w.path("SHA256SUMS"), format!("{}  model.safetensors\n", "ab".repeat(32))).unwrap();
+        cli_error(&w, &["info", "{dir}/model.safetensors"])
+    } => ["model.safetensors: checksum mismatch", "SHA256SUMS says abab", "damaged"];
+    model_wrong_checksum_on_the_command_line: {
+        let w = Workdir::new();
+        cli_error(&w, &["info", "{dir}/model.safetensors", "--sha256", &"0".repeat(64)])
+    } => ["checksum mismatch", "--sha256 says 0000"];
+    model_malformed_checksum_manifest: {
+        let w = Workdir::new();
+        std::fs::write(w.path("SHA256SUMS"), "# models\nnot-a-digest  model.safetensors\n").unwrap();
+        cli_error(&w, &["info", "{dir}/model.safetensors"])
+    } => ["SHA256SUMS line 2", "not a SHA-256 digest"];
+    model_file_over_the_size_limit: {
+        let w = Workdir::new();
+        sparse(&w.path("huge.safetensors"), MAX_MODEL_BYTES + 1);
+        cli_error(&w, &["info", "{dir}/huge.safetensors"])
+    } => [format!("{} bytes is over the {MAX_MODEL_BYTES}-byte limit for a model file", MAX_MODEL_BYTES + 1)];
+
+    // ---- sample files ---------------------------------------------------------------------
+    sample_empty:
+        sample_error(b"") => ["the file is empty"];
+    sample_only_comments_and_blank_lines:
+        sample_error(b"# exported by a tool\n\n   \n") => ["the file is empty"];
+    sample_header_only:
+        sample_error(b"gene\tcount\n") => ["header (line 1)", "no gene rows"];
+    sample_wrong_delimiter:
+        sample_error(b"gene;count\nGENE0;5\n") => ["line 1", "no tab or comma found"];
+    sample_mixed_delimiters:
+        sample_error(b"gene\tcount\nGENE0\t5\nGENE1,7\n") => ["line 3", "1 fields, expected 2", "separated by commas", "line 1 by tabs"];
+    sample_ragged_row:
+        sample_error(b"gene,a,b\nGENE0,1,2\nGENE1,3\n") => ["line 3", "2 fields, expected 3"];
+    sample_not_utf8:
+        sample_error(b"gene\tcount\nGENE0\t1\nGEN\xe9\t2\n") => ["line 3", "not UTF-8"];
+    sample_non_numeric:
+        sample_error(b"gene\tcount\nGENE0\t1\nGENE1\tseven\n") => ["line 3, column 2", "gene 'GENE1'", "'seven' is not a number"];
+    sample_nan:
+        sample_error(b"gene\tcount\nGENE0\t1\nGENE1\tNaN\n") => ["line 3, column 2", "'GENE1'", "NaN is not a finite number"];
+    sample_infinity:
+        sample_error(b"gene,a,b\nGENE0,1,inf\n") => ["line 2, column 3", "'GENE0'", "inf is not a finite number"];
+    sample_negative_count:
+        sample_error(b"gene\tcount\nGENE0\t1\nGENE1\t-3\n") => ["line 3", "gene 'GENE1'", "negative count (-3)"];
+    sample_counts_summing_to_zero:
+        sample_error(b"gene\tcount\nGENE0\t0\nGENE1\t0\n") => ["sample 'count'", "library size 0"];
+    sample_counts_overflowing_the_library_size:
+        sample_error(b"gene\tcount\nGENE0\t1e308\nGENE1\t1e308\n") => ["sample 'count'", "too large to be a library size"];
+    sample_negative_log_cpm:
+        reference_error("gene\tlog_cpm\nGENE0\t2.5\nGENE1\t-1.5\n", ValueKind::Auto) => ["gene 'GENE1'", "log-CPM -1.5", "never negative"];
+    sample_log_cpm_above_the_maximum:
+        reference_error("gene\tvalue\nGENE0\t2.5\nGENE1\t5000.5\n", ValueKind::Auto) => ["gene 'GENE1'", "log-CPM 5000.5", "above 13.9", "--values counts"];
+    sample_duplicate_gene:
+        sample_error(b"gene\tcount\nGENE0\t1\nGENE1\t2\ngene0\t3\n") => ["line 4", "gene 'gene0' appears twice", "first on line 2"];
+    sample_duplicate_gene_by_symbol_and_ensembl_id:
+        reference_error(&format!("{}ENSG00000100000\t4\n", counts_table(160)), ValueKind::Auto)
+            => ["gene 'ENSG00000100000' maps to model gene 0", "already gave"];
+    sample_no_gene_in_common:
+        reference_error("gene\tcount\nTP53\t10\nMYC\t3\n", ValueKind::Auto) => ["no gene of sample 'count'", "first genes: TP53, MYC"];
+    sample_too_few_genes:
+        reference_error(&counts_table(31), ValueKind::Auto) => ["matches only 31 of the model's 160 genes", "at least 32 (20%)"];
+    sample_column_that_does_not_exist: {
+        let table = SampleTable::parse(counts_table(160).as_bytes(), ValueKind::Auto).unwrap();
+        session().reference(&table, 3).unwrap_err().to_string()
+    } => ["no sample 3", "1 value column"];
+    sample_file_over_the_size_limit: {
+        let w = Workdir::new();
+        sparse(&w.path("huge.tsv"), MAX_SAMPLE_BYTES as u64 + 1);
+        cli_error(&w, &["predict", "--backend", "cpu", "--model", "{dir}/model.safetensors", "--sample", "{dir}/huge.tsv"])
+    } => [format!("{} bytes is over the {MAX_SAMPLE_BYTES}-byte limit for a sample file", MAX_SAMPLE_BYTES + 1)];
+
+    // ---- metadata -------------------------------------------------------------------------
+    metadata_unknown_cell_type_suggests_the_nearest:
+        metadata_error(metadata! { "cell_type" => "Monoo" }, metadata! { "perturbation" => "drug_a" })
+            => ["cell_type 'Monoo' is not known", "did you mean 'Mono'?", "known values: unknown, B, T, Mono"];
+    metadata_unknown_perturbation_suggests_the_nearest:
+        metadata_error(Metadata::new(), metadata! { "perturbation" => "drug-b" }) => ["perturbation 'drug-b'", "did you mean 'drug_b'?"];
+    metadata_unknown_field_suggests_the_nearest:
+        metadata_error(metadata! { "celltype" => "B" }, metadata! { "perturbation" => "drug_a" })
+            => ["unknown metadata field 'celltype'", "did you mean 'cell_type'?"];
+    metadata_time_out_of_range:
+        metadata_error(Metadata::new(), metadata! { "perturbation" => "drug_a", "time_hours" => 500.0 })
+            => ["time_hours = 500", "outside the range", "[0, 168] h"];
+    metadata_time_negative:
+        metadata_error(Metadata::new(), metadata! { "perturbation" => "drug_a", "time_hours" => -1.0 }) => ["time_hours = -1", "[0, 168]"];
+    metadata_time_not_a_number:
+        metadata_error(Metadata::new(), metadata! { "perturbation" => "drug_a", "time_hours" => "soon" })
+            => ["time_hours must be a number", "'soon'"];
+    metadata_name_where_a_number_is_expected:
+        metadata_error(metadata! { "cell_type" => 3.0 }, metadata! { "perturbation" => "drug_a" })
+            => ["cell_type (biological field) must be a name", "number 3"];
+    metadata_unknown_perturbation_on_the_command_line: {
+        let w = Workdir::new();
+        let (ok, _, stderr) = w.predict(&["--perturbation", "drug_aa"]);
+        assert!(!ok);
+        stderr
+    } => ["perturbation 'drug_aa' is not known", "did you mean 'drug_a'?"];
+    metadata_time_out_of_range_on_the_command_line: {
+        let w = Workdir::new();
+        let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--set", "time_hours=inf"]);
+        assert!(!ok);
+        stderr
+    } => ["time_hours = inf", "[0, 168] h"];
+}
+
+#[test]
+fn the_table_has_at_least_twenty_cases_of_each_kind_in_all() {
+    assert!(CASES.len() >= 20, "{} cases", CASES.len());
+    for kind in ["model_", "sample_", "metadata_"] {
+        assert!(CASES.iter().filter(|c| c.starts_with(kind)).count() >= 5, "too few {kind} cases");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structural promises (SECURITY.md)
+
+#[test]
+fn no_networking_crate_in_the_dependency_tree() {
+    // The sample must never leave the process: nothing refcast links can open a connection.
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
+    let names: Vec<&str> = lock.lines().filter_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"')).collect();
+    assert!(names.contains(&"wgpu") && names.contains(&"sha2"), "Cargo.lock was read");
+    let networking = ["hyper", "reqwest", "ureq", "curl", "isahc", "surf", "mio", "socket2", "h2", "rustls", "openssl", "native-tls", "tungstenite"];
+    for n in networking {
+        assert!(!names.contains(&n), "Cargo.lock contains the networking crate '{n}'");
+    }
+}
+
+#[test]
+fn no_unsafe_code_in_the_parsers() {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, found);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                for (i, line) in std::fs::read_to_string(&p).unwrap().lines().enumerate() {
+                    let code = line.split("//").next().unwrap();
+                    if code.contains("unsafe ") || code.contains("unsafe{") {
+                        found.push(format!("{}:{}", p.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    walk(&src.join("format"), &mut found);
+    for file in ["sample.rs", "metadata.rs", "quant.rs", "main.rs"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(src.join(file), dir.path().join(file)).unwrap();
+        walk(dir.path(), &mut found);
+    }
+    assert!(found.is_empty(), "unsafe code in: {found:?} (update SECURITY.md if this is intended)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checksums that match, and output files
+
+#[test]
+fn a_matching_checksum_passes_and_the_shipped_manifest_matches_the_shipped_models() {
+    let w = Workdir::new();
+    let digest = refcast::format::checksum::sha256_hex(good());
+    std::fs::write(w.path("SHA256SUMS"), format!("{digest} *model.safetensors\n")).unwrap();
+    let (ok, _, stderr) = refcast(&["info", &w.arg("model.safetensors")], &[]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = refcast(&["info", &w.arg("model.safetensors"), "--sha256", &digest.to_uppercase()], &[]);
+    assert!(ok, "{stderr}");
+    // The manifest in models/ is checked on every run of the shipped models: it must be current.
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let manifest = std::fs::read_to_string(models.join("SHA256SUMS")).unwrap();
+    for entry in std::fs::read_dir(&models).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            let listed = refcast::format::checksum::manifest_entry(&manifest, name).unwrap();
+            let listed = listed.unwrap_or_else(|| panic!("models/SHA256SUMS does not list {name}"));
+            assert_eq!(refcast::format::checksum::sha256_hex(&std::fs::read(&path).unwrap()), listed, "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_successful_run_writes_the_output_and_leaves_no_temporary_file() {
+    let w = Workdir::new();
+    let out = w.arg("out.tsv");
+    let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--output", &out]);
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), 161, "a header and one line per gene");
+    assert_eq!(w.listing(), ["model.safetensors", "out.tsv", "sample.tsv"]);
+}
+
+#[test]
+fn a_failing_run_leaves_no_partial_output_and_keeps_an_existing_file() {
+    let w = Workdir::new();
+    let out = w.arg("out.tsv");
+    std::fs::write(&out, "previous results\n").unwrap();
+    // Fails after the model loads: a bad perturbation, then a bad sample.
+    let (ok, _, stderr) = w.predict(&["--perturbation", "no_such_thing", "--output", &out]);
+    assert!(!ok && stderr.contains("no_such_thing"), "{stderr}");
+    std::fs::write(w.path("bad.tsv"), "gene\tcount\nGENE0\t-1\n").unwrap();
+    let (ok, _, stderr) = refcast(
+        &["predict", "--backend", "cpu", "--model", &w.arg("model.safetensors"), "--sample", &w.arg("bad.tsv"), "--output", &out],
+        &[],
+    );
+    assert!(!ok && stderr.contains("negative count"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous results\n");
+    assert_eq!(w.listing(), ["bad.tsv", "model.safetensors", "out.tsv", "sample.tsv"]);
+}
+
+#[test]
+fn a_run_that_fails_while_writing_removes_its_temporary_file() {
+    let w = Workdir::new();
+    // The output path is a directory that is not empty: writing succeeds, the rename fails.
+    let out = w.path("results");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "x").unwrap();
+    let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--output", &out.display().to_string()]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("cannot write") && stderr.contains("results"), "{stderr}");
+    assert_eq!(w.listing(), ["model.safetensors", "results", "sample.tsv"]);
+    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "x");
+}
+
+#[test]
+fn without_a_gpu_adapter_auto_falls_back_to_the_cpu_with_a_message() {
+    let w = Workdir::new();
+    // A wgpu backend this platform does not have: no adapter can be found.
+    let absent = if cfg!(target_os = "macos") { "dx12" } else { "metal" };
+    let args = ["predict", "--backend", "auto", "--perturbation", "drug_a", "--model", &w.arg("model.safetensors"), "--sample", &w.arg("sample.tsv")];
+    let (ok, stdout, stderr) = refcast(&args, &[("WGPU_BACKEND", absent)]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("no usable GPU") && stderr.contains("using the CPU backend"), "{stderr}");
+    assert_eq!(stdout.lines().count(), 161);
+    let cpu = refcast(&["predict", "--backend", "cpu", "--perturbation", "drug_a", "--model", &w.arg("model.safetensors"), "--sample", &w.arg("sample.tsv")], &[]);
+    assert_eq!(stdout, cpu.1, "the fallback gives the CPU backend's numbers");
+    // Asking for the GPU explicitly is an error that says so.
+    let mut args = args.to_vec();
+    args[2] = "gpu";
+    let (ok, _, stderr) = refcast(&args, &[("WGPU_BACKEND", absent)]);
+    assert!(!ok && stderr.contains("GPU backend was requested") && stderr.contains("no GPU adapter"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz smoke: the fuzz target bodies over deterministic mutations of valid inputs
+
+/// xorshift64*: a small deterministic generator, so a failure names a reproducible iteration.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// One to four byte-level mutations: flips, interesting bytes, insertions, deletions, splices of
+/// the input's own bytes, truncation.
+fn mutate(rng: &mut Rng, seed: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(seed);
+    for _ in 0..1 + rng.below(4) {
+        let len = out.len();
+        match rng.below(7) {
+            0 if len > 0 => {
+                let i = rng.below(len);
+                out[i] ^= 1 << rng.below(8);
+            }
+            1 if len > 0 => {
+                let i = rng.below(len);
+                out[i] = *[0u8, 0xff, b'"', b',', b'\t', b'\n', b'-', b'9', b'[', b'}', b'e', b'.'].get(rng.below(12)).unwrap();
+            }
+            2 => {
+                let i = rng.below(len + 1);
+                let bytes: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.next() as u8).collect();
+                out.splice(i..i, bytes);
+            }
+            3 if len > 0 => {
+                let i = rng.below(len);
+                let n = (1 + rng.below(16)).min(len - i);
+                out.drain(i..i + n);
+            }
+            4 if len > 0 => {
+                let (from, to) = (rng.below(len), rng.below(len));
+                let n = (1 + rng.below(32)).min(len - from);
+                let piece = out[from..from + n].to_vec();
+                out.splice(to..to, piece);
+            }
+            5 if len > 8 => {
+                // A header-length word: small changes and extremes.
+                let v = u64::from_le_bytes(out[..8].try_into().unwrap());
+                let w = [v.wrapping_add(1), v.wrapping_sub(1), 0, u64::MAX, v.wrapping_mul(2), v / 2][rng.below(6)];
+                out[..8].copy_from_slice(&w.to_le_bytes());
+            }
+            _ => {
+                let cut = rng.below(len + 1);
+                out.truncate(cut);
+            }
+        }
+    }
+}
+
+fn smoke(seeds: &[Vec<u8>], iterations: usize, body: fn(&[u8])) {
+    let mut rng = Rng(0x5eed_f00d);
+    let mut buf = Vec::new();
+    for i in 0..iterations {
+        let seed = &seeds[i % seeds.len()];
+        mutate(&mut rng, seed, &mut buf);
+        let caught = std::panic::catch_unwind(|| body(&buf));
+        assert!(caught.is_ok(), "iteration {i} panicked on input {:?}", String::from_utf8_lossy(&buf[..buf.len().min(400)]));
+    }
+}
+
+#[test]
+fn fuzz_smoke_model_parser() {
+    let seeds: Vec<Vec<u8>> = bodies::model_seeds();
+    for s in &seeds {
+        ModelFile::from_bytes(s).expect("the seeds are valid models");
+    }
+    smoke(&seeds, 3000, bodies::model_file);
+}
+
+#[test]
+fn fuzz_smoke_sample_parser() {
+    let seeds = bodies::sample_seeds();
+    smoke(&seeds, 20000, bodies::sample_table);
+}
