@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use refcast::backend::{Backend, BackendKind, CpuBackend, GpuBackend};
-use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, Named, Value, checksum};
+use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, Value, checksum};
 use refcast::sample::{MAX_SAMPLE_BYTES, SampleTable, ValueKind};
 use refcast::session::{Prediction, Request, Sampling, Session, Signature};
 
@@ -280,15 +280,12 @@ fn parse_set(set: &[String], into: &mut Metadata) -> Result<()> {
     Ok(())
 }
 
-fn find_named<'a>(list: &'a [Named], name: &str) -> Option<&'a Named> {
-    list.iter().find(|n| n.name.eq_ignore_ascii_case(name.trim()))
-}
-
 /// Context metadata from --context and --set (fields of the technical and biological priors).
 fn context_metadata(cfg: &refcast::ModelConfig, common: &Common) -> Result<Metadata> {
     let mut m = match &common.context {
         None => Metadata::new(),
-        Some(name) => find_named(&cfg.contexts, name)
+        Some(name) => cfg
+            .context(name)
             .ok_or_else(|| {
                 let names: Vec<&str> = cfg.contexts.iter().map(|c| c.name.as_str()).collect();
                 anyhow!("unknown context '{name}'{}; known: {}", refcast::metadata::suggest(name, names.iter().copied()), names.join("; "))
@@ -314,8 +311,7 @@ fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[St
     extra.retain(|k, _| cfg.priors.perturbation.has_field(k));
     let names: Vec<String> = if names.is_empty() {
         // The first real perturbation: a control ("none") would predict no change.
-        let is_control = |n: &&Named| n.metadata.values().any(|v| matches!(v, Value::Text(t) if t.eq_ignore_ascii_case("none")));
-        let first = cfg.perturbations.iter().find(|n| !is_control(n)).or(cfg.perturbations.first());
+        let first = cfg.perturbations.iter().find(|n| !refcast::ModelConfig::is_control(n)).or(cfg.perturbations.first());
         let first = first.ok_or_else(|| anyhow!("the model lists no perturbations; pass --perturbation"))?;
         vec![first.name.clone()]
     } else {
@@ -324,23 +320,7 @@ fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[St
     names
         .iter()
         .map(|name| {
-            // A known name; else the one known perturbation with that field value; else the value.
-            let field = cfg.priors.perturbation.categorical.first().map(|f| f.name.as_str()).unwrap_or_default();
-            let by_value: Vec<&Named> = cfg
-                .perturbations
-                .iter()
-                .filter(|n| matches!(n.metadata.get(field), Some(Value::Text(v)) if v.eq_ignore_ascii_case(name.trim())))
-                .collect();
-            let known = find_named(&cfg.perturbations, name).or(if by_value.len() == 1 { Some(by_value[0]) } else { None });
-            let mut m = match known {
-                Some(n) => n.metadata.clone(),
-                None => {
-                    let field = cfg.priors.perturbation.categorical.first().map(|f| f.name.clone()).unwrap_or_default();
-                    let mut m = Metadata::new();
-                    m.insert(field, Value::Text(name.clone()));
-                    m
-                }
-            };
+            let mut m = cfg.perturbation(name).metadata;
             m.extend(extra.clone());
             Ok((name.clone(), m))
         })

@@ -16,7 +16,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::backend::{CpuBackend, GpuBackend};
 use crate::error::Error;
-use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named, Value};
+use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
 use crate::sample::{Reference, SampleTable, ValueKind};
 use crate::session::{Prediction, Request, Sampling, ScreenHit, Session, Signature};
 
@@ -145,29 +145,18 @@ fn describe(m: &Metadata) -> String {
     m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
-fn find<'a>(list: &'a [Named], name: &str) -> Option<&'a Named> {
-    list.iter().find(|n| n.name.eq_ignore_ascii_case(name.trim()))
-}
-
-/// A perturbation by name (a known one, else a value of the perturbation prior's first field,
-/// checked against its vocabulary when predicting) or by its fields.
+/// A perturbation by name (see `ModelConfig::perturbation`) or by its fields.
 fn perturbation(cfg: &ModelConfig, p: NameOrMetadata) -> Named {
     match p {
         NameOrMetadata::Metadata(metadata) => Named { name: describe(&metadata), metadata },
-        NameOrMetadata::Name(name) => match find(&cfg.perturbations, &name) {
-            Some(n) => n.clone(),
-            None => {
-                let field = cfg.priors.perturbation.categorical.first().map(|f| f.name.clone()).unwrap_or_default();
-                Named { metadata: Metadata::from([(field, Value::Text(name.clone()))]), name }
-            }
-        },
+        NameOrMetadata::Name(name) => cfg.perturbation(&name),
     }
 }
 
 fn context(cfg: &ModelConfig, c: NameOrMetadata) -> Result<Metadata, JsValue> {
     match c {
         NameOrMetadata::Metadata(m) => Ok(m),
-        NameOrMetadata::Name(name) => find(&cfg.contexts, &name).map(|n| n.metadata.clone()).ok_or_else(|| {
+        NameOrMetadata::Name(name) => cfg.context(&name).map(|n| n.metadata.clone()).ok_or_else(|| {
             let names: Vec<&str> = cfg.contexts.iter().map(|c| c.name.as_str()).collect();
             error(
                 "metadata",

@@ -245,3 +245,37 @@ pub struct TensorSpec {
     pub dtype: DType,
     pub shape: Vec<usize>,
 }
+
+impl ModelConfig {
+    /// A known perturbation by name (case-insensitive); else the one known perturbation whose
+    /// first categorical field has that value ("dexamethasone" → "dexamethasone 18 h"); else that
+    /// value alone, to be checked against the vocabulary when predicting.
+    pub fn perturbation(&self, name: &str) -> Named {
+        if let Some(n) = find(&self.perturbations, name) {
+            return n.clone();
+        }
+        let field = self.priors.perturbation.categorical.first().map(|f| f.name.clone()).unwrap_or_default();
+        let mut by_value = self
+            .perturbations
+            .iter()
+            .filter(|n| matches!(n.metadata.get(&field), Some(Value::Text(v)) if v.eq_ignore_ascii_case(name.trim())));
+        match (by_value.next(), by_value.next()) {
+            (Some(only), None) => only.clone(),
+            _ => Named { name: name.to_string(), metadata: Metadata::from([(field, Value::Text(name.trim().to_string()))]) },
+        }
+    }
+
+    /// A known context by name (case-insensitive).
+    pub fn context(&self, name: &str) -> Option<&Named> {
+        find(&self.contexts, name)
+    }
+
+    /// Whether a perturbation is a control (a field set to "none"): it predicts no change.
+    pub fn is_control(named: &Named) -> bool {
+        named.metadata.values().any(|v| matches!(v, Value::Text(t) if t.eq_ignore_ascii_case("none")))
+    }
+}
+
+fn find<'a>(list: &'a [Named], name: &str) -> Option<&'a Named> {
+    list.iter().find(|n| n.name.eq_ignore_ascii_case(name.trim()))
+}
