@@ -145,8 +145,8 @@ def workloads(doc, smoke, gpu_caps):
     if smoke:
         return [
             {"name": "batch1", "api": "predict", "references": 1, "perturbations": one},
-            {"name": "refs4", "api": "predict", "references": 4, "perturbations": one},
-            {"name": "screen_known", "api": "screen", "references": 1, "perturbations": known},
+            {"name": "refs4", "api": "predict", "references": 4, "perturbations": one, "skip": ["gpu"]},
+            {"name": "screen_known", "api": "screen", "references": 1, "perturbations": known, "skip": ["gpu"]},
             {"name": "samples2", "api": "predict", "references": 1, "perturbations": one, "samples": 2, "seed": 42},
         ]
     return [

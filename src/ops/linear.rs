@@ -1,21 +1,225 @@
 //! Linear layer `y = x · Wᵀ + b` with W `[out, in]` in f32, f16, Q8_0 or Q4_0; quantized weights
 //! are dequantized block by block inside the loop, never expanded whole.
+//!
+//! CPU twin layout: the output columns are split across threads (native targets, large layers);
+//! one or few input rows take a dot product straight off the stored blocks (AVX2/FMA/F16C where
+//! the CPU has them, detected at run time); more rows decode a panel of weight rows × a slice of
+//! the input width to f32 once and sweep every input row over it in 4 × 2 register tiles.
 
-use crate::quant::Matrix;
+use crate::quant::{BLOCK, DType, Matrix, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
+
+/// Input rows from which the panel path is used.
+const PANEL_MIN_ROWS: usize = 4;
+/// Weight rows and input columns of one decoded panel (32 × 256 f32 = 32 KiB).
+const NC: usize = 32;
+const KC: usize = 256;
+/// Multiply–adds from which a call is split across threads.
+#[cfg(not(target_arch = "wasm32"))]
+const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// CPU twin. `x` is `[m, w.cols]`, `out` is `[m, w.rows]`.
 pub fn cpu(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
     assert_eq!(x.len(), m * k, "linear input");
     assert_eq!(out.len(), m * n, "linear output");
-    let mut row = vec![0.0f32; k];
-    for j in 0..n {
-        // One decoded weight row serves every input row: the weights are read once per call.
-        w.decode_row(j, &mut row);
-        let b = bias.map_or(0.0, |b| b[j]);
-        for i in 0..m {
-            out[i * n + j] = dot(&x[i * k..(i + 1) * k], &row) + b;
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "linear bias");
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = threads().min(n / 16).max(1);
+        if threads > 1 && m * n * k >= PARALLEL_MIN_MACS {
+            return parallel(x, m, w, bias, out, threads);
         }
+    }
+    columns(x, m, w, bias, 0, n, out, n);
+}
+
+/// Worker threads for large layers: `REFCAST_THREADS`, else the available parallelism.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("REFCAST_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn parallel(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
+    let n = w.rows;
+    let step = n.div_ceil(threads).next_multiple_of(8);
+    let ranges: Vec<(usize, usize)> = (0..n).step_by(step).map(|a| (a, (a + step).min(n))).collect();
+    let mut parts: Vec<Vec<f32>> = ranges.iter().map(|(a, b)| vec![0.0; m * (b - a)]).collect();
+    std::thread::scope(|s| {
+        let mut jobs = ranges.iter().zip(parts.iter_mut());
+        let (&(a0, b0), first) = jobs.next().expect("at least one range");
+        for (&(a, b), part) in jobs {
+            s.spawn(move || columns(x, m, w, bias, a, b, part, b - a));
+        }
+        columns(x, m, w, bias, a0, b0, first, b0 - a0);
+    });
+    for ((a, b), part) in ranges.iter().zip(&parts) {
+        let len = b - a;
+        for i in 0..m {
+            out[i * n + a..i * n + b].copy_from_slice(&part[i * len..(i + 1) * len]);
+        }
+    }
+}
+
+/// Output columns `j0..j1` into `out[i · ld + (j − j0)]`.
+#[allow(clippy::too_many_arguments)]
+fn columns(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
+    let k = w.cols;
+    let simd = Simd::detect();
+    if m < PANEL_MIN_ROWS {
+        let rb = w.row_bytes();
+        let mut row = vec![0.0f32; k];
+        for j in j0..j1 {
+            let b = bias.map_or(0.0, |b| b[j]);
+            let bytes = &w.bytes[j * rb..(j + 1) * rb];
+            let direct = matches!(w.dtype, DType::Q8_0 | DType::Q4_0) && simd.avx2();
+            if !direct {
+                w.decode_row(j, &mut row);
+            }
+            for i in 0..m {
+                let xi = &x[i * k..(i + 1) * k];
+                out[i * ld + j - j0] = if direct { simd.dot_quant(w.dtype, bytes, xi) } else { simd.dot(xi, &row) } + b;
+            }
+        }
+        return;
+    }
+    for i in 0..m {
+        for j in j0..j1 {
+            out[i * ld + j - j0] = bias.map_or(0.0, |b| b[j]);
+        }
+    }
+    let mut panel = vec![0.0f32; NC * KC];
+    for jc in (j0..j1).step_by(NC) {
+        let nc = NC.min(j1 - jc);
+        for kc in (0..k).step_by(KC) {
+            let kl = KC.min(k - kc);
+            for r in 0..nc {
+                decode_range(w, jc + r, kc, &mut panel[r * KC..r * KC + kl]);
+            }
+            let mut i = 0;
+            while i < m {
+                let mr = 4.min(m - i);
+                let xs: [&[f32]; 4] = std::array::from_fn(|a| {
+                    let r = i + a.min(mr - 1);
+                    &x[r * k + kc..r * k + kc + kl]
+                });
+                let mut jj = 0;
+                while jj < nc {
+                    let nr = 2.min(nc - jj);
+                    let ws = [&panel[jj * KC..jj * KC + kl], &panel[(jj + nr - 1) * KC..(jj + nr - 1) * KC + kl]];
+                    let sums = simd.tile(xs, ws);
+                    for (a, row) in sums.iter().enumerate().take(mr) {
+                        for (c, v) in row.iter().enumerate().take(nr) {
+                            out[(i + a) * ld + jc + jj + c - j0] += v;
+                        }
+                    }
+                    jj += nr;
+                }
+                i += mr;
+            }
+        }
+    }
+}
+
+/// Decodes `out.len()` values of weight row `r` from column `c0` (a multiple of 32 for the
+/// quantized types).
+fn decode_range(w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
+    let rb = w.row_bytes();
+    let row = &w.bytes[r * rb..(r + 1) * rb];
+    match w.dtype {
+        DType::F32 => {
+            for (o, c) in out.iter_mut().zip(row[4 * c0..].chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        DType::F16 => {
+            for (o, c) in out.iter_mut().zip(row[2 * c0..].chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        DType::Q8_0 => {
+            let blocks = &row[c0 / BLOCK * Q8_0_BLOCK_BYTES..];
+            for (o, b) in out.chunks_exact_mut(BLOCK).zip(blocks.chunks_exact(Q8_0_BLOCK_BYTES)) {
+                crate::quant::dequantize_q8_0_block(b, o);
+            }
+        }
+        DType::Q4_0 => {
+            let blocks = &row[c0 / BLOCK * Q4_0_BLOCK_BYTES..];
+            for (o, b) in out.chunks_exact_mut(BLOCK).zip(blocks.chunks_exact(Q4_0_BLOCK_BYTES)) {
+                crate::quant::dequantize_q4_0_block(b, o);
+            }
+        }
+    }
+}
+
+/// Which instruction set the inner loops use (run-time detection on x86-64).
+#[derive(Clone, Copy)]
+struct Simd {
+    #[cfg(target_arch = "x86_64")]
+    avx2: bool,
+}
+
+impl Simd {
+    fn detect() -> Simd {
+        Simd {
+            #[cfg(target_arch = "x86_64")]
+            avx2: std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c"),
+        }
+    }
+
+    fn avx2(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.avx2
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: the CPU has AVX2 and FMA (checked in `detect`).
+            return unsafe { avx2::dot(a, b) };
+        }
+        dot(a, b)
+    }
+
+    /// Dot product of a Q8_0 / Q4_0 row (stored blocks) with `x`; only with AVX2.
+    fn dot_quant(self, dtype: DType, row: &[u8], x: &[f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked in `detect`); `row` holds
+            // x.len() / 32 whole blocks.
+            return unsafe {
+                if dtype == DType::Q8_0 { avx2::dot_q8_0(row, x) } else { avx2::dot_q4_0(row, x) }
+            };
+        }
+        let _ = (dtype, row, x);
+        unreachable!("dot_quant without AVX2")
+    }
+
+    /// The 4 × 2 dot products of four input slices with two weight slices (all of one length).
+    fn tile(self, xs: [&[f32]; 4], ws: [&[f32]; 2]) -> [[f32; 2]; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: the CPU has AVX2 and FMA (checked in `detect`); the slices have one length.
+            return unsafe { avx2::tile(xs, ws) };
+        }
+        std::array::from_fn(|a| std::array::from_fn(|c| dot(xs[a], ws[c])))
     }
 }
 
@@ -33,12 +237,152 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use crate::quant::{BLOCK, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
+
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn scale(b: &[u8]) -> f32 {
+        let bits = u16::from_le_bytes([b[0], b[1]]) as i32;
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; `a` and `b` have one length.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut p = 0;
+        // SAFETY: every load reads 8 values below `n`.
+        unsafe {
+            while p + 16 <= n {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(p)), _mm256_loadu_ps(pb.add(p)), s0);
+                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(p + 8)), _mm256_loadu_ps(pb.add(p + 8)), s1);
+                p += 16;
+            }
+            if p + 8 <= n {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(p)), _mm256_loadu_ps(pb.add(p)), s0);
+                p += 8;
+            }
+        }
+        let tail: f32 = a[p..n].iter().zip(&b[p..n]).map(|(x, y)| x * y).sum();
+        hsum(_mm256_add_ps(s0, s1)) + tail
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C; `row` holds `x.len() / 32` Q8_0 blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut blocks = row.chunks_exact(Q8_0_BLOCK_BYTES).zip(x.chunks_exact(BLOCK)).peekable();
+        while let Some((b, xs)) = blocks.next() {
+            // SAFETY: a block is 2 + 32 bytes and `xs` 32 values; unaligned loads.
+            let s = unsafe { block_q8(b, xs) };
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scale(b)), s, acc0);
+            if let Some((b, xs)) = blocks.next() {
+                // SAFETY: as above.
+                let s = unsafe { block_q8(b, xs) };
+                acc1 = _mm256_fmadd_ps(_mm256_set1_ps(scale(b)), s, acc1);
+            }
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block_q8(b: &[u8], xs: &[f32]) -> __m256 {
+        let (q, p) = (b[2..].as_ptr(), xs.as_ptr());
+        // SAFETY: 4 × 8 quants after the scale, 4 × 8 values.
+        unsafe {
+            macro_rules! v {
+                ($t:expr) => {
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(8 * $t) as *const __m128i)))
+                };
+            }
+            let s = _mm256_mul_ps(v!(0), _mm256_loadu_ps(p));
+            let s = _mm256_fmadd_ps(v!(1), _mm256_loadu_ps(p.add(8)), s);
+            let s = _mm256_fmadd_ps(v!(2), _mm256_loadu_ps(p.add(16)), s);
+            _mm256_fmadd_ps(v!(3), _mm256_loadu_ps(p.add(24)), s)
+        }
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C; `row` holds `x.len() / 32` Q4_0 blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mask = _mm_set1_epi8(0x0f);
+        let eight = _mm_set1_epi8(8);
+        for (b, xs) in row.chunks_exact(Q4_0_BLOCK_BYTES).zip(x.chunks_exact(BLOCK)) {
+            let p = xs.as_ptr();
+            // SAFETY: 16 nibble bytes after the scale, 32 values.
+            let s = unsafe {
+                let raw = _mm_loadu_si128(b[2..].as_ptr() as *const __m128i);
+                let lo = _mm_sub_epi8(_mm_and_si128(raw, mask), eight);
+                let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), eight);
+                macro_rules! f {
+                    ($v:expr) => {
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32($v))
+                    };
+                }
+                let s = _mm256_mul_ps(f!(lo), _mm256_loadu_ps(p));
+                let s = _mm256_fmadd_ps(f!(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(p.add(8)), s);
+                let s = _mm256_fmadd_ps(f!(hi), _mm256_loadu_ps(p.add(16)), s);
+                _mm256_fmadd_ps(f!(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(p.add(24)), s)
+            };
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale(b)), s, acc);
+        }
+        hsum(acc)
+    }
+
+    /// # Safety
+    /// AVX2 and FMA; all six slices have one length.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile(xs: [&[f32]; 4], ws: [&[f32]; 2]) -> [[f32; 2]; 4] {
+        let n = ws[0].len();
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        let x = [xs[0].as_ptr(), xs[1].as_ptr(), xs[2].as_ptr(), xs[3].as_ptr()];
+        let w = [ws[0].as_ptr(), ws[1].as_ptr()];
+        let mut p = 0;
+        // SAFETY: every load reads 8 values below `n`.
+        unsafe {
+            while p + 8 <= n {
+                let w0 = _mm256_loadu_ps(w[0].add(p));
+                let w1 = _mm256_loadu_ps(w[1].add(p));
+                for a in 0..4 {
+                    let xv = _mm256_loadu_ps(x[a].add(p));
+                    acc[a][0] = _mm256_fmadd_ps(xv, w0, acc[a][0]);
+                    acc[a][1] = _mm256_fmadd_ps(xv, w1, acc[a][1]);
+                }
+                p += 8;
+            }
+        }
+        let mut out = [[0.0f32; 2]; 4];
+        for a in 0..4 {
+            for c in 0..2 {
+                let tail: f32 = xs[a][p..n].iter().zip(&ws[c][p..n]).map(|(u, v)| u * v).sum();
+                out[a][c] = hsum(acc[a][c]) + tail;
+            }
+        }
+        out
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/linear.wgsl)
 
 use super::kernel::{Kernel, Shader, u};
-use crate::quant::{BLOCK, DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
-
 pub const SHADER: Shader = Shader { name: "linear", source: include_str!("../../shaders/linear.wgsl") };
 
 /// Input rows up to which the matrix–vector entry point is used (it reads the weights once per
@@ -155,6 +499,38 @@ impl Kernel for LinearKernel {
             [u(self.rows.div_ceil(8)), u(self.m), 1]
         } else {
             [u(self.rows.div_ceil(64)), u(self.m.div_ceil(64)), 1]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The blocked, threaded and SIMD paths against a plain f64 loop over decoded rows.
+    #[test]
+    fn every_path_matches_a_plain_loop() {
+        let philox = crate::ops::Philox::new(5);
+        for (m, n, k) in [(1, 37, 64), (2, 45, 96), (3, 33, 32), (4, 70, 64), (5, 33, 288), (9, 70, 544), (64, 300, 512), (2, 1100, 1024)] {
+            for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
+                let values: Vec<f32> = (0..n * k).map(|j| 0.1 * philox.normal(0, j as u32, 1, 0)).collect();
+                let x: Vec<f32> = (0..m * k).map(|j| philox.normal(1, j as u32, 2, 0)).collect();
+                let bias: Vec<f32> = (0..n).map(|j| philox.normal(2, j as u32, 3, 0)).collect();
+                let w = Matrix::encode(n, k, &values, dtype);
+                let mut got = vec![f32::NAN; m * n];
+                cpu(&x, m, &w, Some(&bias), &mut got);
+                let mut row = vec![0.0; k];
+                for j in 0..n {
+                    w.decode_row(j, &mut row);
+                    for i in 0..m {
+                        let xi = &x[i * k..(i + 1) * k];
+                        let want: f64 = xi.iter().zip(&row).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() + bias[j] as f64;
+                        let mag: f64 = xi.iter().zip(&row).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum::<f64>() + bias[j].abs() as f64;
+                        let g = got[i * n + j] as f64;
+                        assert!((g - want).abs() <= 2e-6 * mag + 1e-6, "{dtype} m={m} n={n} k={k} [{i}, {j}]: {g} vs {want}");
+                    }
+                }
+            }
         }
     }
 }
