@@ -4,28 +4,41 @@
 //! any input, but must not panic, and what it accepts must be consistent.
 
 use refcast::format::synthetic::{SyntheticSpec, random_model};
-use refcast::format::{Gene, Latent, ModelFile};
-use refcast::quant::DType;
+use refcast::format::{Gene, Latent, ModelFile, Trunk, expected_tensors};
+use refcast::quant::{DType, Matrix};
 use refcast::sample::{GeneIndex, Reference, SampleTable, ValueKind};
 
 /// Genes of the vocabulary samples are matched against (GENE0…, with Ensembl ids).
 pub const SAMPLE_VOCABULARY: usize = 40;
 
-/// Small valid model files, one per weight encoding.
+/// Small valid model files (a few KiB, so that the fuzzer runs fast): one per weight encoding,
+/// with and without residual blocks.
 pub fn model_seeds() -> Vec<Vec<u8>> {
-    [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0]
+    [(DType::F32, 1), (DType::F16, 0), (DType::Q8_0, 1), (DType::Q4_0, 0)]
         .into_iter()
-        .map(|dtype| {
+        .map(|(dtype, blocks)| {
             let spec = SyntheticSpec {
                 genes: 32,
                 hidden: 32,
                 ff: 32,
-                blocks: 1,
+                blocks,
                 latent: Latent { technical: 2, biological: 2, perturbation: 2 },
                 dtype,
                 seed: 7,
             };
-            random_model(spec).to_bytes().expect("synthetic models serialise")
+            let mut model = random_model(spec);
+            // Narrow priors, and weights refilled for the new shapes.
+            model.config.architecture.prior = Trunk { hidden: 8, ff: 8, blocks };
+            model.tensors = expected_tensors(&model.config)
+                .into_iter()
+                .map(|(name, (rows, cols))| {
+                    let values: Vec<f32> = (0..rows * cols).map(|j| ((j * 37 % 17) as f32 - 8.0) / 16.0).collect();
+                    let quantize = name.ends_with(".weight") && rows > 1 && cols % 32 == 0;
+                    let matrix = Matrix::encode(rows, cols, &values, if quantize { dtype } else { DType::F32 });
+                    (name, matrix)
+                })
+                .collect();
+            model.to_bytes().expect("synthetic models serialise")
         })
         .collect()
 }

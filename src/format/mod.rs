@@ -8,7 +8,7 @@ pub mod synthetic;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use safetensors::{Dtype, SafeTensors, View};
+use safetensors::{Dtype, View};
 
 pub use config::*;
 
@@ -40,13 +40,12 @@ impl ModelFile {
             return Err(Error::format(format!("the file is {} bytes, over the {MAX_MODEL_BYTES}-byte limit for a model", bytes.len())));
         }
         check_header_length(bytes)?;
-        check_layout(bytes).map_err(|e| Error::format(format!("not a valid safetensors file: {}", inner(&e))))?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| Error::format(e.to_string()))?;
-        let doc = meta
-            .metadata()
+        let layout = check_layout(bytes).map_err(|e| Error::format(format!("not a valid safetensors file: {}", inner(&e))))?;
+        let doc = layout
+            .metadata
             .as_ref()
             .and_then(|m| m.get(METADATA_KEY))
+            .and_then(|v| v.as_str())
             .ok_or_else(|| Error::format(format!("no '{METADATA_KEY}' entry in the safetensors __metadata__ (is this a refcast model?)")))?;
         let version: serde_json::Value =
             serde_json::from_str(doc).map_err(|e| Error::format(format!("the '{METADATA_KEY}' metadata is not JSON: {e}")))?;
@@ -61,11 +60,12 @@ impl ModelFile {
 
         let expected = expected_tensors(&config);
         let mut tensors = HashMap::with_capacity(expected.len());
-        for (name, view) in st.iter() {
+        for stored in &layout.tensors {
+            let name = stored.name.as_str();
             let Some(&(rows, cols)) = expected.get(name) else {
                 return Err(Error::format(format!("unexpected tensor '{name}' (not part of the architecture)")));
             };
-            let (dtype, shape) = logical(&config, name, view.dtype(), view.shape())?;
+            let (dtype, shape) = logical(&config, name, stored.dtype, &stored.shape)?;
             let logical_shape = match shape.as_slice() {
                 [n] => (1, *n),
                 [r, c] => (*r, *c),
@@ -81,11 +81,11 @@ impl ModelFile {
             let size = dtype.byte_size(want.0, want.1).ok_or_else(|| {
                 Error::format(format!("tensor '{name}': {dtype} needs a column count divisible by 32, got {}", want.1))
             })?;
-            if view.data().len() != size {
-                return Err(Error::format(format!("tensor '{name}' holds {} bytes, {dtype} {shape:?} needs {size}", view.data().len())));
+            if stored.data.len() != size {
+                return Err(Error::format(format!("tensor '{name}' holds {} bytes, {dtype} {shape:?} needs {size}", stored.data.len())));
             }
-            check_finite(name, dtype, view.data())?;
-            tensors.insert(name.to_string(), Matrix { rows: want.0, cols: want.1, dtype, bytes: view.data().to_vec() });
+            check_finite(name, dtype, stored.data)?;
+            tensors.insert(name.to_string(), Matrix { rows: want.0, cols: want.1, dtype, bytes: stored.data.to_vec() });
         }
         if let Some(missing) = expected.keys().find(|k| !tensors.contains_key(*k)) {
             return Err(Error::format(format!("tensor '{missing}' is missing")));
@@ -147,11 +147,24 @@ fn check_header_length(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Checks the safetensors header by hand before the safetensors crate sees it, so that every
-/// problem gets a message naming the tensor, its offsets or the byte: the header is UTF-8 JSON,
-/// every tensor has a dtype refcast reads, a shape and offsets inside the data section that match
-/// each other, and the tensors cover the data section without overlaps or gaps.
-fn check_layout(bytes: &[u8]) -> Result<()> {
+/// A safetensors file's header, checked: its `__metadata__` and its tensors' bytes.
+struct Layout<'a> {
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    tensors: Vec<Stored<'a>>,
+}
+
+struct Stored<'a> {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: &'a [u8],
+}
+
+/// Reads the safetensors header (refcast's own reader, so that every problem gets a message
+/// naming the tensor, its offsets or the byte): the header is UTF-8 JSON, `__metadata__` maps
+/// names to strings, every tensor has a dtype refcast reads, a shape and offsets inside the data
+/// section that match each other, and the tensors cover the data section without overlaps or gaps.
+fn check_layout(bytes: &[u8]) -> Result<Layout<'_>> {
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     let header = &bytes[8..8 + n];
     let data_len = (bytes.len() - 8 - n) as u64;
@@ -159,19 +172,22 @@ fn check_layout(bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::format(format!("the header is not UTF-8 text (invalid byte at header offset {})", e.valid_up_to())))?;
     let json: serde_json::Value =
         serde_json::from_str(text).map_err(|e| Error::format(format!("the header is not valid JSON: {e}")))?;
-    let Some(entries) = json.as_object() else {
+    let serde_json::Value::Object(mut entries) = json else {
         return Err(Error::format("the header is not a JSON object of tensors"));
     };
+    let metadata = match entries.remove("__metadata__") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(m)) if m.values().all(|v| v.is_string()) => Some(m),
+        Some(_) => return Err(Error::format("the header's __metadata__ must map names to strings")),
+    };
     let mut spans: Vec<(u64, u64, &str)> = Vec::with_capacity(entries.len());
-    for (name, t) in entries {
-        if name == "__metadata__" {
-            continue;
-        }
+    let mut tensors = Vec::with_capacity(entries.len());
+    for (name, t) in &entries {
         let dtype = t.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| Error::format(format!("tensor '{name}' has no dtype")))?;
-        let width: u64 = match dtype {
-            "F32" => 4,
-            "F16" => 2,
-            "U8" => 1,
+        let (width, dtype): (u64, Dtype) = match dtype {
+            "F32" => (4, Dtype::F32),
+            "F16" => (2, Dtype::F16),
+            "U8" => (1, Dtype::U8),
             other => {
                 return Err(Error::format(format!("tensor '{name}' has dtype '{other}'; refcast reads F32, F16 and U8 (quantized)")));
             }
@@ -200,6 +216,10 @@ fn check_layout(bytes: &[u8]) -> Result<()> {
             )));
         }
         spans.push((begin, end, name));
+        let shape: Option<Vec<usize>> = shape.iter().map(|&d| usize::try_from(d).ok()).collect();
+        let shape = shape.ok_or_else(|| Error::format(format!("tensor '{name}': a dimension does not fit this machine's address space")))?;
+        let data_start = bytes.len() - data_len as usize;
+        tensors.push((name.clone(), dtype, shape, &bytes[data_start + begin as usize..data_start + end as usize]));
     }
     spans.sort_unstable();
     for w in spans.windows(2) {
@@ -218,7 +238,7 @@ fn check_layout(bytes: &[u8]) -> Result<()> {
     if pos != data_len {
         return Err(Error::format(format!("the data section has {data_len} bytes but the tensors end at byte {pos}")));
     }
-    Ok(())
+    Ok(Layout { metadata, tensors: tensors.into_iter().map(|(name, dtype, shape, data)| Stored { name, dtype, shape, data }).collect() })
 }
 
 /// The logical dtype and shape of a stored tensor.
