@@ -68,6 +68,22 @@ def eval_items(meta, kang, fold):
     return items
 
 
+_PCA = {}
+
+
+def _pca(X, train, meta, ds, measured):
+    """Top <=50 principal components of the dataset's training units (cached per split)."""
+    trp = train & (meta.dataset == ds).values
+    key = (ds, trp.tobytes())
+    if key not in _PCA:
+        Xt = X[trp][:, measured]
+        mean = Xt.mean(0)
+        k = int(min(50, Xt.shape[0] - 1))
+        _, _, Vt = np.linalg.svd(Xt - mean, full_matrices=False)
+        _PCA[key] = (mean, Vt[:k].T)
+    return _PCA[key]
+
+
 def baselines(X, meta, train, ds, ref_i, tgt_i, measured):
     """no change, mean shift, vector arithmetic, PCA arithmetic for one item (training units only)."""
     tgt_pert, tgt_time = meta.perturbation[tgt_i], meta.time_hours[tgt_i]
@@ -97,12 +113,7 @@ def baselines(X, meta, train, ds, ref_i, tgt_i, measured):
         mc, mp = X[sel_c].mean(0), X[sel_p].mean(0)
     delta = mp - mc
     # PCA arithmetic: PCA of all training units of the dataset, delta in PC space, decode
-    trp = train & (meta.dataset == ds).values
-    Xt = X[trp][:, measured]
-    mean = Xt.mean(0)
-    k = int(min(50, Xt.shape[0] - 1))
-    U, S, Vt = np.linalg.svd(Xt - mean, full_matrices=False)
-    P = Vt[:k].T
+    mean, P = _pca(X, train, meta, ds, measured)
     proj = lambda v: (v[measured] - mean) @ P
     zd = P.T @ (mp[measured] - mc[measured])
     pca = ref.copy()
@@ -113,7 +124,10 @@ def baselines(X, meta, train, ds, ref_i, tgt_i, measured):
 
 def main():
     import torch
-    torch.set_num_threads(int(os.environ.get("REFCAST_THREADS", os.cpu_count() or 1)))
+    from threadpoolctl import threadpool_limits
+    threads = int(os.environ.get("REFCAST_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
     t0 = time.time()
     X, masks, datasets, meta, genes, kang = T.load()
     symbols = [g["symbol"] for g in genes]

@@ -60,8 +60,7 @@ def contexts(meta):
 def metadata_doc(model, genes, meta, tensors, notes):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=C.REPO, capture_output=True,
                             text=True).stdout.strip() or None
-    data = [{"name": s["name"], "package": s["spec"].replace("=", "==", 1) if s["kind"].startswith("pip")
-             else s["spec"], "registry": "PyPI" if s["kind"].startswith("pip") else "Debian",
+    data = [{"name": s["name"], "package": s["spec"], "registry": "PyPI" if s["kind"].startswith("pip") else "Debian",
              "archive": s["file"], "sha256": s["sha256"]} for s in C.SOURCES.values()]
     return {
         "format_version": 1,

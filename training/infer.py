@@ -18,10 +18,20 @@ def folded(model):
         Wf = W / m.in_std[None, :]
         b.copy_(b - Wf @ m.in_mean)
         W.copy_(Wf)
+        m.fold_mean = m.in_mean.clone()   # kept to re-fold the bias against quantized weights
         m.in_mean.zero_()
         m.in_std.fill_(1.0)
         m.decoder_logvar.copy_(m.logvar())
     return m
+
+
+def corrected_input_bias(model_f, w_dq):
+    """encoder.input bias re-folded against the dequantized weight, so that the quantized layer is
+    exact at the training-mean input: b_q = b + (W - W_dq) · mean. Without it, inputs far from 0
+    (log2 microarray values of 8-14) turn small weight errors into large offsets."""
+    with torch.no_grad():
+        W = model_f.encoder.input.weight
+        return (model_f.encoder.input.bias + (W - torch.as_tensor(w_dq)) @ model_f.fold_mean).clone()
 
 
 def file_tensors(model_f, kind):
@@ -48,6 +58,11 @@ def file_tensors(model_f, kind):
             out[name] = (kind, list(a.shape), QUANT[kind][0](a))
         else:
             out[name] = ("f32", list(a.shape), a)
+    if kind != "f32":
+        w = out["encoder.input.weight"]
+        w_dq = QUANT[kind][1](w[2], tuple(w[1]))
+        b = corrected_input_bias(model_f, w_dq).numpy().astype(np.float32)
+        out["encoder.input.bias"] = ("f32", list(b.shape), b)
     return out
 
 
@@ -64,6 +79,7 @@ def dequantized(model_f, kind):
             if name.endswith(".weight") and t.ndim == 2 and t.shape[1] % 32 == 0:
                 q, dq = QUANT[kind]
                 t.copy_(torch.from_numpy(dq(q(t.numpy()), tuple(t.shape))))
+        m.encoder.input.bias.copy_(corrected_input_bias(model_f, m.encoder.input.weight))
     return m
 
 
