@@ -4,14 +4,14 @@
 //! CPU twin layout: the output columns are split across threads (native targets, large layers);
 //! one or few input rows take a dot product straight off the stored blocks (AVX2/FMA/F16C where
 //! the CPU has them, detected at run time); more rows decode a panel of weight rows × a slice of
-//! the input width to f32 once and sweep every input row over it in 4 × 2 register tiles.
+//! the input width to f32 once and sweep every input row over it in 4 × 3 register tiles.
 
 use crate::quant::{BLOCK, DType, Matrix, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 
 /// Input rows from which the panel path is used.
 const PANEL_MIN_ROWS: usize = 4;
-/// Weight rows and input columns of one decoded panel (32 × 256 f32 = 32 KiB).
-const NC: usize = 32;
+/// Weight rows and input columns of one decoded panel (36 × 256 f32 = 36 KiB).
+const NC: usize = 36;
 const KC: usize = 256;
 /// Multiply–adds from which a call is split across threads.
 #[cfg(not(target_arch = "wasm32"))]
@@ -114,8 +114,11 @@ fn columns(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, j0: usize, j1:
                 });
                 let mut jj = 0;
                 while jj < nc {
-                    let nr = 2.min(nc - jj);
-                    let ws = [&panel[jj * KC..jj * KC + kl], &panel[(jj + nr - 1) * KC..(jj + nr - 1) * KC + kl]];
+                    let nr = 3.min(nc - jj);
+                    let ws: [&[f32]; 3] = std::array::from_fn(|c| {
+                        let r = jj + c.min(nr - 1);
+                        &panel[r * KC..r * KC + kl]
+                    });
                     let sums = simd.tile(xs, ws);
                     for (a, row) in sums.iter().enumerate().take(mr) {
                         for (c, v) in row.iter().enumerate().take(nr) {
@@ -212,8 +215,8 @@ impl Simd {
         unreachable!("dot_quant without AVX2")
     }
 
-    /// The 4 × 2 dot products of four input slices with two weight slices (all of one length).
-    fn tile(self, xs: [&[f32]; 4], ws: [&[f32]; 2]) -> [[f32; 2]; 4] {
+    /// The 4 × 3 dot products of four input slices with three weight slices (all of one length).
+    fn tile(self, xs: [&[f32]; 4], ws: [&[f32]; 3]) -> [[f32; 3]; 4] {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: the CPU has AVX2 and FMA (checked in `detect`); the slices have one length.
@@ -349,28 +352,30 @@ mod avx2 {
     /// # Safety
     /// AVX2 and FMA; all six slices have one length.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile(xs: [&[f32]; 4], ws: [&[f32]; 2]) -> [[f32; 2]; 4] {
+    pub unsafe fn tile(xs: [&[f32]; 4], ws: [&[f32]; 3]) -> [[f32; 3]; 4] {
         let n = ws[0].len();
-        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        let mut acc = [[_mm256_setzero_ps(); 3]; 4];
         let x = [xs[0].as_ptr(), xs[1].as_ptr(), xs[2].as_ptr(), xs[3].as_ptr()];
-        let w = [ws[0].as_ptr(), ws[1].as_ptr()];
+        let w = [ws[0].as_ptr(), ws[1].as_ptr(), ws[2].as_ptr()];
         let mut p = 0;
         // SAFETY: every load reads 8 values below `n`.
         unsafe {
             while p + 8 <= n {
                 let w0 = _mm256_loadu_ps(w[0].add(p));
                 let w1 = _mm256_loadu_ps(w[1].add(p));
+                let w2 = _mm256_loadu_ps(w[2].add(p));
                 for a in 0..4 {
                     let xv = _mm256_loadu_ps(x[a].add(p));
                     acc[a][0] = _mm256_fmadd_ps(xv, w0, acc[a][0]);
                     acc[a][1] = _mm256_fmadd_ps(xv, w1, acc[a][1]);
+                    acc[a][2] = _mm256_fmadd_ps(xv, w2, acc[a][2]);
                 }
                 p += 8;
             }
         }
-        let mut out = [[0.0f32; 2]; 4];
+        let mut out = [[0.0f32; 3]; 4];
         for a in 0..4 {
-            for c in 0..2 {
+            for c in 0..3 {
                 let tail: f32 = xs[a][p..n].iter().zip(&ws[c][p..n]).map(|(u, v)| u * v).sum();
                 out[a][c] = hsum(acc[a][c]) + tail;
             }
