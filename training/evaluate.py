@@ -13,7 +13,7 @@ from . import infer
 from . import train as T
 
 METHODS = ["refcast f32", "refcast Q8_0", "refcast Q4_0", "no change", "mean shift",
-           "vector arithmetic", "PCA arithmetic"]
+           "vector arithmetic", "PCA arithmetic", "target-state mean"]
 METRICS = ["r2_all", "r2_deg", "pearson_lfc_all", "pearson_lfc_deg", "sign_top20", "mae"]
 DATASET_NAMES = {"kang": "Kang 2018 PBMC, IFN-beta (10x, pseudobulk per cell type)",
                  "flu": "Influenza H3N2 challenge, GSE30550 (whole blood, Affymetrix)",
@@ -118,8 +118,10 @@ def baselines(X, meta, train, ds, ref_i, tgt_i, measured):
     zd = P.T @ (mp[measured] - mc[measured])
     pca = ref.copy()
     pca[measured] = mean + (proj(ref) + zd) @ P.T
+    # ignores the reference: mean of the training units in the target state (a regression-to-the-mean
+    # control for the bulk datasets, where DEGs are ranked by |true LFC| of the noisy reference)
     return {"no change": ref.copy(), "mean shift": ref + shift, "vector arithmetic": ref + delta,
-            "PCA arithmetic": pca}
+            "PCA arithmetic": pca, "target-state mean": mp.copy()}
 
 
 def main():
@@ -256,7 +258,52 @@ def report(rows, kang, timings, eval_seconds):
              "perturbed units − mean of all training control units), pooled (scGen's comparison; for "
              "Kang cell-weighted, so it differs from mean shift). **PCA arithmetic** = the same delta "
              "added in the space of the top ≤50 principal components of the dataset's training units, "
-             "decoded back (scGen's \"PCA + arithmetic\"; genes outside the PCs are lost).\n")
+             "decoded back (scGen's \"PCA + arithmetic\"; genes outside the PCs are lost). "
+             "**target-state mean** = the mean of all training units of the dataset in the target state "
+             "(it ignores the reference; a control for regression to the mean, see Caveats).\n")
+    def val(ds, m, k="pearson_lfc_deg"):
+        return float(per_ds[(per_ds.dataset == ds) & (per_ds.method == m)][k].iloc[0])
+    L.append("## Headline\n")
+    L.append("Pearson correlation of predicted vs true log fold change over the top-100 DEGs, mean over "
+             "held-out contexts (refcast f32 / Q4_0 vs the best baseline):\n")
+    L.append("| dataset | refcast f32 | refcast Q8_0 | refcast Q4_0 | mean shift | PCA arithmetic | target-state mean | beats mean shift? | beats target-state mean? |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for ds in order:
+        L.append(f"| {ds} | {val(ds, 'refcast f32'):.3f} | {val(ds, 'refcast Q8_0'):.3f} | {val(ds, 'refcast Q4_0'):.3f} | "
+                 f"{val(ds, 'mean shift'):.3f} | {val(ds, 'PCA arithmetic'):.3f} | {val(ds, 'target-state mean'):.3f} | "
+                 f"{'yes' if val(ds, 'refcast f32') > val(ds, 'mean shift') else '**no**'} | "
+                 f"{'yes' if val(ds, 'refcast f32') > val(ds, 'target-state mean') else '**no**'} |")
+    L.append("")
+    L.append("## Caveats (read before quoting a number)\n")
+    L.append("- **airway is below mean shift** (4 held-out cell lines, each predicted by a model that saw "
+             "3 lines). The encoder carries only a few nats at β = 1, so refcast's prediction is close to "
+             "\"the typical airway line under dexamethasone\" and loses the held-out line's own "
+             "idiosyncrasies, which mean shift keeps by construction. Tried on a training-only dev split: "
+             "β = 0.1 (worse everywhere), no cell-line field in the biological prior, per-dataset "
+             "likelihood variance (no measurable change); see training/README.md.")
+    L.append("- **flu and vaccine gains are partly regression to the mean.** With one sample per "
+             "condition and subject, the DEGs there are the top 100 genes by |true LFC|, which "
+             "preferentially picks genes where the reference sample is noisy; any predictor that "
+             "shrinks the reference toward the population scores on them. The *target-state mean* row "
+             "(which ignores the reference completely) measures that effect, and on flu and vaccine it "
+             "is as good as refcast on LFC correlation: there is no evidence that refcast predicts a "
+             "subject's individual response beyond the population response. What refcast does add "
+             "there is a lower MAE than every baseline on vaccine (it keeps the subject's baseline "
+             "level while moving it toward the day-7 state). On airway, refcast is also close to the "
+             "target-state mean. Only on Kang does refcast clearly beat all baselines. Kang DEGs come from a cell-level Wilcoxon test and do not have "
+             "this problem.")
+    L.append("- Kang MAE over all genes is higher for refcast than for the baselines: the decoder "
+             "does not reproduce the reference exactly, so genes that do not respond carry a "
+             "reconstruction error that reference + shift does not have. R² of means is dominated by "
+             "baseline expression (no change already scores high); the LFC metrics are the informative ones.")
+    L.append("- Q8_0 is indistinguishable from f32. Q4_0 costs little after re-folding the encoder input "
+             "bias against the quantized weights (training/README.md); without that, flu LFC correlation "
+             "dropped from 0.67 to 0.38.")
+    L.append("- Fold models were trained for 1,500 steps, the shipped model for 3,000; fold k holds out "
+             "contexts of all four datasets at once, so each fold model saw less data than the shipped "
+             "model. Kang cell labels are ours (marker-based, below), not the published ones; "
+             "the CD8 T count is higher in the stimulated sample (1,146 vs 664), so some stimulated CD4 T "
+             "or NK cells are probably labelled CD8 T.\n")
     names = {"r2_all": "R² all", "r2_deg": "R² DEG", "pearson_lfc_all": "r LFC all",
              "pearson_lfc_deg": "r LFC DEG", "sign_top20": "sign20", "mae": "MAE"}
     L.append("## Summary (mean over held-out contexts)\n")
@@ -302,7 +349,14 @@ def report(rows, kang, timings, eval_seconds):
         L.append(f"| {t} | {_fmt(gr.loc['refcast f32', 'r2_all'])} | {_fmt(gr.loc['refcast f32', 'r2_deg_scgen'])} | "
                  f"{_fmt(gr.loc['mean shift', 'r2_deg_scgen'])} | {_fmt(gr.loc['vector arithmetic', 'r2_deg_scgen'])} | "
                  f"{pub.get(t, '–')} |")
+    mean_row = [kk[kk.method == m].groupby("context")[k].mean().mean() for m, k in
+                [("refcast f32", "r2_all"), ("refcast f32", "r2_deg_scgen"), ("mean shift", "r2_deg_scgen"),
+                 ("vector arithmetic", "r2_deg_scgen")]]
+    L.append("| **mean** | " + " | ".join(f"{v:.3f}" for v in mean_row) + " | 0.936 (all genes 0.949) |")
     L.append("")
+    L.append("On this metric refcast is below scGen's published numbers for every type but CD16 Mono "
+             "(mean R² DEG about 0.87 vs 0.936), while above the mean-shift and vector-arithmetic "
+             "baselines computed here on the same data.\n")
     L.append("Where the protocols differ: scGen computes means over single cells of its own "
              "log-normalised 6,998-HVG matrix with its own cell labels; here the unit is the pseudobulk "
              "log1p(CPM) of all cells of a type (our marker-based labels, see below), over the Kang genes in "
@@ -323,7 +377,9 @@ def report(rows, kang, timings, eval_seconds):
     L.append("## Timings\n")
     L.append(f"Training (seconds, {timings.get('threads', '?')} CPU threads): " +
              ", ".join(f"{k} {v}" for k, v in timings.items() if k != "threads") +
-             f". Evaluation: {eval_seconds:.0f} s.\n")
+             f". Evaluation: {eval_seconds:.0f} s. These were measured on 2 CPU cores shared with "
+             "concurrent compilation (load average 5–9), single-threaded; unloaded, one training step "
+             "takes about 0.12 s, i.e. about 3 min per fold model and 6 min for the final model.\n")
     open(C.MODELS / "EVALUATION.md", "w").write("\n".join(L) + "\n")
     print("evaluate: wrote models/EVALUATION.md and models/evaluation.json", flush=True)
     for ds in order:
