@@ -9,6 +9,12 @@ use crate::format::Gene;
 
 /// Largest sample file refcast reads (a genome-wide matrix of a few hundred samples fits).
 pub const MAX_SAMPLE_BYTES: usize = 256 << 20;
+/// Most gene rows a sample file may have (genome-wide tables have ~60,000 genes, transcript-level
+/// ones a few hundred thousand). With the column limit, keeps the memory a hostile file can make
+/// refcast use to a small multiple of the file's size.
+pub const MAX_ROWS: usize = 2_000_000;
+/// Most value (sample) columns a sample file may have.
+pub const MAX_COLUMNS: usize = 100_000;
 /// A reference must match at least this fraction of the model's genes to be meaningful: below it,
 /// the encoder sees mostly the model's gene means and the prediction says little about the sample.
 pub const MIN_MATCHED_FRACTION: f64 = 0.2;
@@ -84,6 +90,12 @@ impl SampleTable {
         if columns == 0 {
             return Err(Error::Sample(format!("line {}: only one column; expected gene and value columns", first_no + 1)));
         }
+        if columns > MAX_COLUMNS {
+            return Err(Error::Sample(format!(
+                "line {}: {columns} value columns, over the limit of {MAX_COLUMNS}",
+                first_no + 1
+            )));
+        }
         let samples: Vec<String> =
             if has_header { head[1..].to_vec() } else { (1..=columns).map(|i| format!("sample{i}")).collect() };
         let mut genes = Vec::new();
@@ -93,6 +105,9 @@ impl SampleTable {
         let other = if delim == '\t' { ("comma", ',') } else { ("tab", '\t') };
         let body = if has_header { None } else { Some((first_no, first)) };
         for (no, line) in body.into_iter().chain(lines) {
+            if genes.len() == MAX_ROWS {
+                return Err(Error::Sample(format!("line {}: more than {MAX_ROWS} gene rows, the limit for a sample file", no + 1)));
+            }
             let fields = split(line);
             if fields.len() != columns + 1 {
                 let hint = if line.contains(other.1) {

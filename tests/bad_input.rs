@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use refcast::format::synthetic::{SyntheticSpec, random_model};
 use refcast::format::{MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelFile};
 use refcast::quant::DType;
-use refcast::sample::{MAX_SAMPLE_BYTES, SampleTable, ValueKind};
+use refcast::sample::{MAX_COLUMNS, MAX_ROWS, MAX_SAMPLE_BYTES, SampleTable, ValueKind};
 use refcast::session::{Request, Session};
 use refcast::{Metadata, metadata};
 
@@ -327,6 +327,17 @@ bad_inputs! {
         let table = SampleTable::parse(counts_table(160).as_bytes(), ValueKind::Auto).unwrap();
         session().reference(&table, 3).unwrap_err().to_string()
     } => ["no sample 3", "1 value column"];
+    sample_too_many_columns:
+        sample_error(format!("gene{}\nGENE0{}\n", "\tx".repeat(MAX_COLUMNS + 1), "\t1".repeat(MAX_COLUMNS + 1)).as_bytes())
+            => ["line 1", format!("{} value columns, over the limit of {MAX_COLUMNS}", MAX_COLUMNS + 1)];
+    sample_too_many_rows:
+        sample_error({
+            let mut t = String::with_capacity(12 * (MAX_ROWS + 2));
+            for g in 0..=MAX_ROWS {
+                t += &format!("G{g},1\n");
+            }
+            t
+        }.as_bytes()) => [format!("line {}: more than {MAX_ROWS} gene rows", MAX_ROWS + 1)];
     sample_file_over_the_size_limit: {
         let w = Workdir::new();
         sparse(&w.path("huge.tsv"), MAX_SAMPLE_BYTES as u64 + 1);
