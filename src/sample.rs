@@ -84,6 +84,9 @@ impl SampleTable {
             )));
         };
         let split = |l: &str| -> Vec<String> { l.split(delim).map(|f| f.trim().trim_matches('"').to_string()).collect() };
+        if let Some(c) = first.chars().find(|&c| c != delim && crate::format::is_unsafe_char(c)) {
+            return Err(Error::Sample(format!("line {}: contains the control character U+{:04X}", first_no + 1, c as u32)));
+        }
         let head = split(first);
         let has_header = head[1..].iter().any(|f| f.parse::<f64>().is_err());
         let columns = head.len() - 1;
@@ -105,6 +108,9 @@ impl SampleTable {
         let other = if delim == '\t' { ("comma", ',') } else { ("tab", '\t') };
         let body = if has_header { None } else { Some((first_no, first)) };
         for (no, line) in body.into_iter().chain(lines) {
+            if let Some(c) = line.chars().find(|&c| c != delim && crate::format::is_unsafe_char(c)) {
+                return Err(Error::Sample(format!("line {}: contains the control character U+{:04X}", no + 1, c as u32)));
+            }
             if genes.len() == MAX_ROWS {
                 return Err(Error::Sample(format!("line {}: more than {MAX_ROWS} gene rows, the limit for a sample file", no + 1)));
             }

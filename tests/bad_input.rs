@@ -227,6 +227,15 @@ bad_inputs! {
             let end = (good().len() - 8 - header_len(good())) as u64;
             h["payload.code"] = serde_json::json!({ "dtype": "F32", "shape": [0], "data_offsets": [end, end] });
         })) => ["unexpected tensor 'payload.code'", "not part of the architecture"];
+    model_control_character_in_a_gene_symbol:
+        model_error(&with_doc(good(), |d| d["genes"][7]["symbol"] = "GENE7\u{1b}]0;pwned\u{7}".into()))
+            => ["gene 7's symbol contains the control character U+001B"];
+    model_newline_in_a_perturbation_name:
+        model_error(&with_doc(good(), |d| d["perturbations"][2]["name"] = "drug_b\n6 h".into()))
+            => ["perturbations entry 2's name contains the control character U+000A"];
+    model_bidirectional_override_in_a_vocabulary:
+        model_error(&with_doc(good(), |d| d["priors"]["biological"]["categorical"][0]["values"][2] = "T\u{202e}".into()))
+            => ["biological prior field 'cell_type': value 2 contains the control character U+202E"];
     model_unknown_format_version:
         model_error(&with_doc(good(), |d| d["format_version"] = 2.into())) => ["format version 2 is not supported", "reads version 1"];
     model_not_a_refcast_model:
@@ -298,6 +307,10 @@ bad_inputs! {
         sample_error(b"gene,a,b\nGENE0,1,2\nGENE1,3\n") => ["line 3", "2 fields, expected 3"];
     sample_not_utf8:
         sample_error(b"gene\tcount\nGENE0\t1\nGEN\xe9\t2\n") => ["line 3", "not UTF-8"];
+    sample_terminal_escape_in_a_gene_name:
+        sample_error(b"gene\tcount\nGENE0\t1\nGENE\x1b[2J\t2\n") => ["line 3: contains the control character U+001B"];
+    sample_control_character_in_the_header:
+        sample_error(b"gene\tcount\x07\nGENE0\t1\n") => ["line 1: contains the control character U+0007"];
     sample_non_numeric:
         sample_error(b"gene\tcount\nGENE0\t1\nGENE1\tseven\n") => ["line 3, column 2", "gene 'GENE1'", "'seven' is not a number"];
     sample_nan:

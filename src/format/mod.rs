@@ -299,6 +299,7 @@ fn validate_config(c: &ModelConfig) -> Result<()> {
     if let Some((i, _)) = c.genes.iter().enumerate().find(|(_, g)| g.symbol.trim().is_empty()) {
         return Err(Error::format(format!("gene {i} has an empty symbol")));
     }
+    check_texts(c)?;
     let mut field_names = HashSet::new();
     for g in Group::ALL {
         let p = c.priors.of(g);
@@ -338,6 +339,58 @@ fn validate_config(c: &ModelConfig) -> Result<()> {
         for g in Group::ALL {
             crate::metadata::encode(c.priors.of(g), g, &[&named.metadata])
                 .map_err(|e| Error::format(format!("{list} entry '{}': {}", named.name, inner(&e))))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a character could change what a terminal or a table shows: control characters (tabs
+/// and newlines included, which would also break TSV output) and bidirectional overrides.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn check_text(what: &dyn Fn() -> String, text: &str) -> Result<()> {
+    match text.chars().find(|&c| is_unsafe_char(c)) {
+        Some(ch) => Err(Error::format(format!("{} contains the control character U+{:04X}", what(), ch as u32))),
+        None => Ok(()),
+    }
+}
+
+/// Every name a model gives (printed by `refcast info`, written into TSV output, shown in errors)
+/// is free of control characters. Messages name the place, never the text itself.
+fn check_texts(c: &ModelConfig) -> Result<()> {
+    check_text(&|| "the model name".into(), &c.name)?;
+    for (i, g) in c.genes.iter().enumerate() {
+        check_text(&|| format!("gene {i}'s symbol"), &g.symbol)?;
+        if let Some(e) = &g.ensembl {
+            check_text(&|| format!("gene {i}'s Ensembl id"), e)?;
+        }
+    }
+    for g in Group::ALL {
+        let p = c.priors.of(g);
+        for (k, f) in p.categorical.iter().enumerate() {
+            check_text(&|| format!("the name of {} prior categorical field {k}", g.name()), &f.name)?;
+            for (j, v) in f.values.iter().enumerate() {
+                check_text(&|| format!("{} prior field '{}': value {j}", g.name(), f.name), v)?;
+            }
+        }
+        for (k, f) in p.numeric.iter().enumerate() {
+            check_text(&|| format!("the name of {} prior numeric field {k}", g.name()), &f.name)?;
+            if let Some(u) = &f.unit {
+                check_text(&|| format!("{} prior field '{}': the unit", g.name(), f.name), u)?;
+            }
+        }
+    }
+    for (list, items) in [("perturbations", &c.perturbations), ("contexts", &c.contexts)] {
+        for (i, n) in items.iter().enumerate() {
+            check_text(&|| format!("{list} entry {i}'s name"), &n.name)?;
+            for (key, value) in &n.metadata {
+                check_text(&|| format!("{list} entry '{}': a metadata key", n.name), key)?;
+                if let Value::Text(t) = value {
+                    check_text(&|| format!("{list} entry '{}': the value of '{key}'", n.name), t)?;
+                }
+            }
         }
     }
     Ok(())
