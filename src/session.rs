@@ -146,6 +146,11 @@ pub struct Session<B: Backend> {
     genes: GeneIndex,
 }
 
+/// Most predicted values (profiles × genes) one request may ask for: each output array of the
+/// prediction holds this many f32 (256 MiB), e.g. 8,192 profiles of 8,192 genes. Larger requests
+/// are errors, to be split, rather than allocations that abort the process.
+pub const MAX_PREDICTION_VALUES: usize = 1 << 26;
+
 /// Largest decoder output handled in one pass, in values; keeps device buffers bounded for
 /// screens of thousands of perturbations.
 const MAX_DECODE_VALUES: usize = 16 << 20;
@@ -205,11 +210,21 @@ impl<B: Backend> Session<B> {
         if s_n == 0 {
             return Err(Error::request("num_samples must be at least 1"));
         }
+        let values = s_n.checked_mul(b_n).and_then(|n| n.checked_mul(p_n)).and_then(|n| n.checked_mul(genes.max(1)));
+        if values.is_none_or(|v| v > MAX_PREDICTION_VALUES) {
+            return Err(Error::request(format!(
+                "{s_n} sample(s) × {b_n} reference(s) × {p_n} perturbation(s) × {genes} genes is over the limit of \
+                 {MAX_PREDICTION_VALUES} predicted values per request; split the request"
+            )));
+        }
         if !req.contexts.is_empty() && req.contexts.len() != 1 && req.contexts.len() != b_n {
             return Err(Error::request(format!("{} contexts for {b_n} references: give one, or one per reference", req.contexts.len())));
         }
         if req.condition_on.contains(&Group::Perturbation) {
             return Err(Error::request("the perturbation latent always comes from its prior; condition on technical and/or biological"));
+        }
+        if req.references.is_empty() && !(req.library_size.is_finite() && req.library_size > 0.0) {
+            return Err(Error::request(format!("library_size must be a positive number, got {}", req.library_size)));
         }
         if !req.condition_on.is_empty() && req.references.is_empty() {
             return Err(Error::request("conditioning on the reference needs a reference sample"));

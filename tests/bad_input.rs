@@ -377,6 +377,24 @@ bad_inputs! {
     metadata_name_where_a_number_is_expected:
         metadata_error(metadata! { "cell_type" => 3.0 }, metadata! { "perturbation" => "drug_a" })
             => ["cell_type (biological field) must be a name", "number 3"];
+    request_with_too_many_samples: {
+        let table = SampleTable::parse(counts_table(160).as_bytes(), ValueKind::Auto).unwrap();
+        let mut s = session();
+        let mut req = Request::conditioned(vec![s.reference(&table, 0).unwrap()], vec![metadata! { "perturbation" => "drug_a" }]);
+        req.sampling = refcast::Sampling::Samples { num_samples: 1 << 40, seed: 1 };
+        pollster::block_on(s.predict(&req)).unwrap_err().to_string()
+    } => ["1099511627776 sample(s) × 1 reference(s) × 1 perturbation(s) × 160 genes", "over the limit of 67108864", "split the request"];
+    request_with_too_many_samples_on_the_command_line: {
+        let w = Workdir::new();
+        let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--num-samples", "100000000000000"]);
+        assert!(!ok);
+        stderr
+    } => ["100000000000000 sample(s)", "over the limit"];
+    request_with_a_negative_library_size: {
+        let mut req = Request::prompt(vec![Metadata::new()], vec![metadata! { "perturbation" => "drug_a" }]);
+        req.library_size = -5.0;
+        pollster::block_on(session().predict(&req)).unwrap_err().to_string()
+    } => ["library_size must be a positive number, got -5"];
     metadata_unknown_perturbation_on_the_command_line: {
         let w = Workdir::new();
         let (ok, _, stderr) = w.predict(&["--perturbation", "drug_aa"]);
