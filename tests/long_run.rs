@@ -177,11 +177,15 @@ fn device_with(limits: wgpu::Limits) -> Option<GpuBackend> {
     Some(GpuBackend::from_device(adapter.get_info(), device, queue))
 }
 
-fn close(what: &str, a: &[f32], b: &[f32]) {
+/// Checks GPU against CPU values at 1e-4 · (1 + |x|); returns the largest absolute difference.
+fn close(what: &str, a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "{what}");
+    let mut worst = 0f32;
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{what}: value {i}: GPU {x}, CPU {y}");
+        worst = worst.max((x - y).abs());
     }
+    worst
 }
 
 fn predict_all<B: Backend>(s: &mut Session<B>, refs: &[Reference], requests: impl Iterator<Item = usize>) -> Vec<Prediction> {
@@ -199,10 +203,12 @@ fn webgpu_default_limits_and_split_bindings_give_the_cpu_numbers() {
     let mut g = Session::new(gpu, &file).unwrap();
     let mut c = Session::cpu(&file).unwrap();
     let refs = references(&c);
+    let mut worst = 0f32;
     for (i, (pg, pc)) in predict_all(&mut g, &refs, 0..30).iter().zip(predict_all(&mut c, &refs, 0..30)).enumerate() {
-        close(&format!("request {i} log-CPM"), &pg.log_cpm, &pc.log_cpm);
-        close(&format!("request {i} latents"), &pg.latents, &pc.latents);
+        worst = worst.max(close(&format!("request {i} log-CPM"), &pg.log_cpm, &pc.log_cpm));
+        worst = worst.max(close(&format!("request {i} latents"), &pg.latents, &pc.latents));
     }
+    eprintln!("WebGPU default limits, 8 KiB bindings, {}: largest difference from the CPU {worst:.2e}", g.describe());
 }
 
 #[test]
@@ -254,7 +260,8 @@ fn a_lost_device_is_a_clear_error_and_a_new_session_works() {
     let err = pollster::block_on(s.predict(&request(&refs, 0))).expect_err("a destroyed device cannot predict");
     assert!(matches!(err, Error::Gpu(_)), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("lost") || msg.contains("destroyed"), "{msg}");
+    eprintln!("after device.destroy(): {msg}");
+    assert!(msg.contains("device was lost") && msg.contains("create a new one"), "{msg}");
     // The session stays an error, and never a panic.
     assert!(pollster::block_on(s.predict(&request(&refs, 0))).is_err());
     drop(s);

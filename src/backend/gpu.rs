@@ -276,7 +276,10 @@ impl GpuBackend {
         let sink = errors.clone();
         device.set_device_lost_callback(move |reason, message| {
             if let Ok(mut s) = sink.lock() {
-                s.lost = Some(format!("device lost ({reason:?}): {message}"));
+                let detail = if message.trim().is_empty() { String::new() } else { format!(": {}", message.trim()) };
+                s.lost = Some(format!(
+                    "the GPU device was lost ({reason:?}{detail}); this session cannot continue: create a new one, or use the CPU backend"
+                ));
             }
         });
         let limits = device.limits();
