@@ -22,7 +22,25 @@ import torch.nn as nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from training.export import model_from_file, read_file  # noqa: E402
+from training.export import model_from_file  # noqa: E402
+from training.quantize import QUANT  # noqa: E402
+
+
+def read_file(path):
+    """A refcast file -> (metadata document, {name: f32 array in its logical shape}); quantized
+    tensors (named in the document's `tensors` table) are dequantized."""
+    import json
+    import struct
+
+    from safetensors.numpy import load_file
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        doc = json.loads(json.loads(f.read(n))["__metadata__"]["refcast"])
+    out = {}
+    for name, a in load_file(str(path)).items():
+        info = doc["tensors"].get(name)
+        out[name] = QUANT[info["dtype"]][1](a, tuple(info["shape"])) if info else a.astype("float32")
+    return doc, out
 
 
 class Graph(nn.Module):
