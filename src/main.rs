@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use refcast::backend::{Backend, BackendKind, CpuBackend, GpuBackend};
 use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, Value, checksum};
 use refcast::sample::{MAX_SAMPLE_BYTES, SampleTable, ValueKind};
-use refcast::session::{Prediction, Request, Sampling, Session, Signature};
+use refcast::session::{Baseline, Prediction, Request, Sampling, Session, Signature};
 
 /// The model shipped in the repository.
 const DEFAULT_MODEL: &str = "models/refcast-q8_0.safetensors";
@@ -80,6 +80,10 @@ struct Common {
     /// auto (GPU when one is found, else CPU), gpu, or cpu.
     #[arg(long, default_value = "auto")]
     backend: BackendKind,
+    /// Log fold changes against the measured reference, or against the model's own prediction
+    /// for the control (its reconstruction error of your sample then cancels).
+    #[arg(long, default_value = "reference", value_name = "reference|control")]
+    versus: Baseline,
 }
 
 #[derive(Args)]
@@ -371,6 +375,7 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
         req.contexts = vec![context.clone()];
         req.condition_on = args.common.condition_on.clone();
         req.sampling = sampling;
+        req.baseline = args.common.versus;
         let t = Instant::now();
         let pred = session.predict(&req).await?;
         results.push((reference, pred, t.elapsed()));
@@ -458,7 +463,7 @@ async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Resul
         }
     };
     let t = Instant::now();
-    let hits = session.screen(&reference, &context, None, signature.as_ref()).await?;
+    let hits = session.screen_against(&reference, &context, None, signature.as_ref(), args.common.versus).await?;
     let elapsed = t.elapsed();
     let mut out = std::io::stdout().lock();
     writeln!(out, "rank\tperturbation\tscore\teffect_size\treversal\ttop_up\ttop_down")?;

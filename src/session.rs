@@ -60,6 +60,32 @@ pub struct Request {
     pub sampling: Sampling,
     /// Library size for counts of prompt-only predictions.
     pub library_size: f32,
+    /// What log fold changes are relative to.
+    pub baseline: Baseline,
+}
+
+/// What a prediction's log fold changes are relative to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Baseline {
+    /// The reference sample as measured: GEM-1's predicted differential expression.
+    #[default]
+    Reference,
+    /// The model's own prediction for the same reference under the control perturbation (the
+    /// model's first known perturbation that is "none"). The decoder's reconstruction error of
+    /// the reference is common to both and cancels, leaving the perturbation's effect; prompt-only
+    /// predictions get fold changes this way too.
+    Control,
+}
+
+impl std::str::FromStr for Baseline {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "reference" | "sample" => Ok(Baseline::Reference),
+            "control" => Ok(Baseline::Control),
+            other => Err(format!("unknown baseline '{other}' (expected reference or control)")),
+        }
+    }
 }
 
 impl Request {
@@ -72,12 +98,21 @@ impl Request {
             condition_on: vec![Group::Technical, Group::Biological],
             sampling: Sampling::Mean,
             library_size: 1e6,
+            baseline: Baseline::Reference,
         }
     }
 
     /// Prompt-only generation: every latent from its prior.
     pub fn prompt(contexts: Vec<Metadata>, perturbations: Vec<Metadata>) -> Request {
-        Request { references: vec![], contexts, perturbations, condition_on: vec![], sampling: Sampling::Mean, library_size: 1e6 }
+        Request {
+            references: vec![],
+            contexts,
+            perturbations,
+            condition_on: vec![],
+            sampling: Sampling::Mean,
+            library_size: 1e6,
+            baseline: Baseline::Reference,
+        }
     }
 
     fn bases(&self) -> usize {
@@ -200,6 +235,27 @@ impl<B: Backend> Session<B> {
 
     /// Predicts every (sample, reference, perturbation) combination of the request.
     pub async fn predict(&mut self, req: &Request) -> Result<Prediction> {
+        let mut pred = self.decode_request(req, req.baseline == Baseline::Reference).await?;
+        if req.baseline == Baseline::Control {
+            let control = self.model.config().perturbations.iter().find(|n| ModelConfig::is_control(n)).ok_or_else(|| {
+                Error::request("fold changes against the control need a control among the model's perturbations; this model lists none")
+            })?;
+            let mut sub = req.clone();
+            sub.perturbations = vec![control.metadata.clone()];
+            let control = self.decode_request(&sub, false).await?;
+            let (g, b_n, p_n) = (pred.genes, req.bases(), req.perturbations.len());
+            let mut lfc = pred.log_cpm.clone();
+            for (r, row) in lfc.chunks_exact_mut(g).enumerate() {
+                let c = (r / (b_n * p_n)) * b_n + r / p_n % b_n;
+                row.iter_mut().zip(Prediction::row(&control.log_cpm, g, c)).for_each(|(v, c)| *v -= c);
+            }
+            pred.log_fold_change = Some(lfc);
+        }
+        Ok(pred)
+    }
+
+    /// The forward pass of a request; fold changes against the measured reference when asked.
+    async fn decode_request(&mut self, req: &Request, reference_fold_changes: bool) -> Result<Prediction> {
         let cfg = self.model.config().clone();
         let genes = cfg.architecture.genes;
         let lat = cfg.architecture.latent;
@@ -275,7 +331,7 @@ impl<B: Backend> Session<B> {
         };
         let parts = [source(Group::Technical), source(Group::Biological), (&pert_z, 0, lat.perturbation)];
 
-        let reference = if req.references.is_empty() {
+        let reference = if req.references.is_empty() || !reference_fold_changes {
             None
         } else {
             let x: Vec<f32> = req.references.iter().flat_map(|r| r.log_cpm.iter().copied()).collect();
@@ -338,6 +394,18 @@ impl<B: Backend> Session<B> {
         perturbations: Option<&[Named]>,
         signature: Option<&Signature>,
     ) -> Result<Vec<ScreenHit>> {
+        self.screen_against(reference, context, perturbations, signature, Baseline::Reference).await
+    }
+
+    /// [`Session::screen`] with fold changes against `baseline`.
+    pub async fn screen_against(
+        &mut self,
+        reference: &Reference,
+        context: &Metadata,
+        perturbations: Option<&[Named]>,
+        signature: Option<&Signature>,
+        baseline: Baseline,
+    ) -> Result<Vec<ScreenHit>> {
         let known = self.model.config().perturbations.clone();
         let list = perturbations.unwrap_or(&known);
         if list.is_empty() {
@@ -359,6 +427,7 @@ impl<B: Backend> Session<B> {
         };
         let mut req = Request::conditioned(vec![reference.clone()], list.iter().map(|n| n.metadata.clone()).collect());
         req.contexts = vec![context.clone()];
+        req.baseline = baseline;
         let pred = self.predict(&req).await?;
         let lfc = pred.log_fold_change.expect("screens have a reference");
         let genes = pred.genes;

@@ -140,3 +140,31 @@ fn screen_ranks_every_known_perturbation() {
     assert_eq!(rev.last().unwrap().name, top.name);
     assert!(rev.last().unwrap().reversal.unwrap() < -0.9);
 }
+
+#[test]
+fn fold_changes_against_the_predicted_control() {
+    let mut s = session();
+    let refs = references(&s, 160);
+    let control = s.config().perturbations.iter().find(|n| refcast::ModelConfig::is_control(n)).unwrap().metadata.clone();
+    let mut req = Request::conditioned(refs.clone(), vec![perts()[0].clone(), control.clone()]);
+    req.baseline = refcast::Baseline::Control;
+    let pred = pollster::block_on(s.predict(&req)).unwrap();
+    let lfc = pred.log_fold_change.as_ref().unwrap();
+    let g = pred.genes;
+    for (r, row) in pred.rows.iter().enumerate() {
+        let own = &lfc[r * g..(r + 1) * g];
+        if row.perturbation == 1 {
+            // The control against itself (batched with other rows, so equal up to summation order).
+            close(own, &vec![0.0; g]);
+        } else {
+            let ctl = Request::conditioned(vec![refs[row.reference].clone()], vec![control.clone()]);
+            let ctl = pollster::block_on(s.predict(&ctl)).unwrap();
+            let want: Vec<f32> = pred.log_cpm[r * g..(r + 1) * g].iter().zip(&ctl.log_cpm).map(|(p, c)| p - c).collect();
+            close(own, &want);
+        }
+    }
+    // Prompt-only predictions get fold changes too.
+    let mut prompt = Request::prompt(vec![metadata! { "cell_type" => "T" }], perts());
+    prompt.baseline = refcast::Baseline::Control;
+    assert!(pollster::block_on(s.predict(&prompt)).unwrap().log_fold_change.is_some());
+}

@@ -85,6 +85,7 @@ pub fn random_model(spec: SyntheticSpec) -> ModelFile {
             pert("drug_a 24 h", "drug_a", 24.0),
             pert("drug_b 6 h", "drug_b", 6.0),
             pert("cytokine_c 6 h", "cytokine_c", 6.0),
+            pert("none (control)", "none", 0.0),
         ],
         contexts: vec![Named {
             name: "T cells (10x)".into(),
