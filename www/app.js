@@ -38,6 +38,17 @@ function el(tag, text, cls) {
 // ---------------------------------------------------------------------------------------------
 // Model
 
+/** The SHA-256 of a bundled model, from the manifest published beside it (models/SHA256SUMS). */
+async function bundledChecksum(path) {
+  const slash = path.lastIndexOf('/');
+  const response = await fetch(`${path.slice(0, slash + 1)}SHA256SUMS`);
+  if (!response.ok) throw new Error(`cannot read the model checksums (${response.status})`);
+  const name = path.slice(slash + 1);
+  const line = (await response.text()).split('\n').find((l) => l.trim().endsWith(`  ${name}`));
+  if (!line) throw new Error(`no checksum for ${name} in SHA256SUMS`);
+  return line.split(/\s+/)[0];
+}
+
 async function loadModel() {
   const select = $('model-select');
   let source;
@@ -53,7 +64,7 @@ async function loadModel() {
     label = f.name;
   } else {
     source = select.value;
-    sha256 = select.selectedOptions[0].dataset.sha256;
+    sha256 = await bundledChecksum(select.value);
     label = select.selectedOptions[0].textContent;
   }
   const backend = $('backend-select').value;

@@ -8,7 +8,8 @@ import { Refcast, RefcastError, predictionToTsv } from '../../js/index.js';
 
 const root = new URL('../../', import.meta.url);
 const read = (p) => readFile(new URL(p, root));
-const SHA256 = '549c2e689674e003bc3fb0c63d99634864769baeb8c287cc2607a81563b80bcc';
+// The published checksum of the bundled model (the training pipeline writes models/SHA256SUMS).
+const SHA256 = (await read('models/SHA256SUMS')).toString().split('\n').find((l) => l.endsWith('  refcast-q8_0.safetensors')).split(/\s+/)[0];
 
 /** The same tolerance as tests/golden.rs: 5e-5 · (1 + |x|). */
 const TOLERANCE = 5e-5;
