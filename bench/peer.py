@@ -23,6 +23,14 @@ sys.path.insert(0, REPO)
 
 
 def peak_rss():
+    """Peak resident set of this process image (VmHWM; ru_maxrss would carry the parent's peak
+    across exec on Linux)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -47,10 +47,11 @@ def log(*a):
 
 
 def have(module):
+    """Whether a module is installed (found, not imported: the driver stays small)."""
+    import importlib.util
     try:
-        __import__(module)
-        return True
-    except Exception:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
         return False
 
 
@@ -287,11 +288,12 @@ def machine():
 
 
 def versions():
+    from importlib.metadata import PackageNotFoundError, version
     v = {"numpy": np.__version__}
     for m in ["onnxruntime", "onnx", "torch", "matplotlib"]:
         try:
-            v[m] = __import__(m).__version__
-        except Exception:
+            v[m] = version(m)
+        except PackageNotFoundError:
             pass
     return v
 
@@ -309,13 +311,15 @@ def plot(path, results, scaling):
         w = {x["name"]: x for x in r["workloads"]}
         pts = [(b, b / stats(w[n]["times_s"])["median"]) for n, b in batches if n in w]
         if pts:
-            ax1.plot(*zip(*pts), marker="o", label=LABEL[rt])
+            ax1.plot(*zip(*pts), marker="o", color=f"C{ORDER.index(rt)}", label=LABEL[rt])
     ax1.set(xscale="log", yscale="log", xlabel="batch (references × 1 perturbation)", ylabel="predictions / s",
             title="Throughput vs batch size")
     ax1.legend(fontsize=7)
     for (rt, wname), pts in sorted(scaling.items()):
         if pts:
-            ax2.plot([g for g, _ in pts], [t * 1e3 for _, t in pts], marker="o", label=f"{LABEL[rt]}, {wname}")
+            ax2.plot([g for g, _ in pts], [t * 1e3 for _, t in pts], marker="o" if wname == "batch1" else "s",
+                     linestyle="-" if wname == "batch1" else "--", color=f"C{ORDER.index(rt)}",
+                     label=f"{LABEL[rt]}, {WORKLOAD_TEXT.get(wname, wname).split(' (')[0].split(',')[0]}")
     ax2.set(xscale="log", yscale="log", xlabel="genes", ylabel="median latency (ms)", title="Latency vs genes")
     ax2.legend(fontsize=7)
     fig.tight_layout()
@@ -336,7 +340,7 @@ def report(ctx):
     add("## Machine\n")
     add(f"- CPU: {m['cpu']} ({m['cores']} cores visible; {m['flags'] or 'no AVX2'}), {m['memory']} RAM; {m['os']}")
     gpu = res.get("refcast-gpu")
-    add(f"- GPU adapter (wgpu): {gpu['describe'] if gpu else ctx.get('gpu_error', 'not run')}")
+    add(f"- GPU backend (wgpu adapter): {gpu['describe'] if gpu else ctx.get('gpu_error', 'not run')}")
     add(f"- Load average (1, 5, 15 min): {' / '.join(f'{x:.2f}' for x in ctx['load_start'])} at the start, "
         f"{' / '.join(f'{x:.2f}' for x in ctx['load_end'])} at the end (other builds share these cores)")
     add(f"- {m['rustc']}; Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in ctx["versions"].items()))
@@ -475,6 +479,7 @@ def main():
         ctx["scaling"] = {tuple(k.split("|")): [tuple(p) for p in v] for k, v in ctx["scaling"].items()}
         ctx["files"] = {k: tuple(v) for k, v in ctx["files"].items()}
         ctx["notes"] = ctx["run_notes"] + NOTES
+        plot(REPO / "bench" / "scaling.png", ctx["results"], ctx["scaling"])
         (Path(args.out) if args.out else REPO / "BENCHMARKS.md").write_text(report(ctx))
         print(short_table(ctx))
         return
@@ -662,12 +667,18 @@ def main():
         x = next((x for x in res.get(rt, {}).get("workloads", []) if x["name"] == w), None)
         return stats(x["times_s"])["median"] if x else None
 
+    def p10(rt, w):
+        x = next((x for x in res.get(rt, {}).get("workloads", []) if x["name"] == w), None)
+        return stats(x["times_s"])["p10"] if x else None
+
     for w, goal, label in [("batch1", 2.0, "batch 1"), ("refs256", 1.0, "batch 256")]:
         a, b = med("refcast-cpu", w), med("ort-f32", w)
         if a and b:
             ratio = b / a
-            t.append(f"refcast CPU ≥ {goal:g}× ONNX Runtime CPU (f32) throughput at {label}: **{ratio:.2f}× — "
-                     f"{'met' if ratio >= goal else 'not met'}**")
+            best = p10("ort-f32", w) / p10("refcast-cpu", w)
+            t.append(f"refcast CPU ≥ {goal:g}× ONNX Runtime CPU (f32) throughput at {label}: **{ratio:.2f}× at the "
+                     f"median — {'met' if ratio >= goal else 'not met'}** ({best:.2f}× comparing the fastest 10 % of "
+                     "runs, which are less disturbed by the other processes on these cores)")
         else:
             t.append(f"refcast CPU vs ONNX Runtime at {label}: not measured in this run")
     t.append("Browser targets (WebGPU ≥ 2× onnxruntime-web WebGPU, wasm CPU ≥ 1× its wasm provider, cold start "
@@ -702,13 +713,17 @@ NOTES = [
     "3.80 → 0.52 ms, batch 256 166 → 59 ms; fc1 [1024 × 512] batch 1 0.459 → 0.058 ms, batch 256 21.8 → 7.8 ms. "
     "Whole model (same load): batch 1 10.7 → 3.9 ms, 256 references 501 → 308 ms. Kernel tests (tests/kernels.rs, "
     "tests/golden.rs) and a new unit test of every path against an f64 loop pass.",
-    "**Where refcast still loses, and why** (perf profile of the 256-reference batch on the CPU backend): 42 % in "
-    "the 4 × 3 FMA tile (≈ 35–40 GFLOP/s on 2 cores; ONNX Runtime's MLAS uses AVX-512 sgemm kernels with packed "
-    "panels on this CPU), 12 % in libm `expm1f` for the counts output (scalar), ≈ 10 % page faults and copies "
-    "(every op allocates a fresh zeroed output; `read` copies every output again), 2 % `tanhf` in GELU. Left to do: "
-    "AVX-512 tiles where the CPU has them, packed x panels, vectorised expm1/tanh, buffer reuse in the CPU backend, "
-    "a persistent worker pool instead of threads spawned per call (spawns cost tens of µs and suffer most when "
-    "other processes compete for the cores, as here).",
+    "**Where refcast still loses, and why.** Batch 256: the linear layers take ≈ 92 ms of refcast's 170 ms "
+    "(≈ 72 GFLOP/s, ~77 % of the measured sgemm ceiling; kernel table above), so the GEMM is no longer the main gap. "
+    "The rest is element-wise work and memory traffic that ONNX Runtime fuses or vectorises: a perf profile of the "
+    "256-reference batch (taken under heavier load) shows 12 % in libm `expm1f` for the counts output (scalar), "
+    "≈ 10 % page faults and copies (every op allocates a fresh zeroed output; `read` copies every output once more), "
+    "2 % `tanhf` in GELU. Batch 1: the 2.48× median ratio is partly ONNX Runtime's larger sensitivity to the "
+    "competing load (its p10–p90 spread is 5× wider); comparing the fastest 10 % of runs the two are about even "
+    "(1.06×), so the 2× target is met on medians only. Left to do: vectorised expm1/tanh, buffer reuse in the CPU "
+    "backend, fused bias + GELU, a persistent worker pool instead of threads spawned per call (tens of µs each, "
+    "worse under load), AVX-512 tiles. Tried and dropped: an outer-product (k-major panel, 4 × 24) tile — "
+    "slower than the 4 × 3 dot-product tile here.",
     "**Same work per call.** Every runtime returns predicted log-CPM, counts, log fold change and latents for "
     "every row. Screens: refcast's `Session::screen` also sorts all genes of every row for its top-10 lists; the "
     "peers rank with numpy (`argsort` of effect sizes, `argpartition` for top genes). Sampling: the peers take ε as "
