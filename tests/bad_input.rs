@@ -433,6 +433,38 @@ fn no_networking_crate_in_the_dependency_tree() {
 }
 
 #[test]
+fn every_test_security_md_names_exists() {
+    // SECURITY.md says which test checks each promise: those tests must exist.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("SECURITY.md")).unwrap();
+    let mut sources = String::new();
+    for e in std::fs::read_dir(root.join("tests")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "rs") {
+            sources += &std::fs::read_to_string(p).unwrap();
+        }
+    }
+    let mut named = 0;
+    for row in doc.lines().filter(|l| l.starts_with("| ") && l.as_bytes().get(2).is_some_and(u8::is_ascii_digit)) {
+        let checked_by = row.trim_end_matches('|').rsplit('|').next().unwrap();
+        for (i, token) in checked_by.split('`').enumerate() {
+            let is_name = token.contains('_') && token.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '*');
+            if i % 2 == 0 || !is_name {
+                continue;
+            }
+            named += 1;
+            let target = root.join("fuzz/fuzz_targets").join(format!("{token}.rs"));
+            let found = match token.strip_suffix('*') {
+                Some(prefix) => sources.contains(&format!("    {prefix}")),
+                None => sources.contains(&format!("fn {token}(")) || sources.contains(&format!("\n    {token}:")) || target.exists(),
+            };
+            assert!(found, "SECURITY.md names `{token}`, which is not a test");
+        }
+    }
+    assert!(named >= 30, "only {named} tests named in SECURITY.md");
+}
+
+#[test]
 fn no_unsafe_code_in_the_parsers() {
     fn walk(dir: &Path, found: &mut Vec<String>) {
         for e in std::fs::read_dir(dir).unwrap() {
