@@ -731,9 +731,9 @@ NOTES = [
     "**ONNX Runtime int8** is `onnxruntime.quantization.quantize_dynamic` (QInt8 weights, activations quantized "
     "per call): fastest at small batches but not the same function — its batch-1 log-CPM differs from refcast's by "
     "the amount under Correctness (the log-CPM input spans 0–12, so 8-bit activations lose resolution). refcast's "
-    "Q8_0 keeps activations in f32 and matches PyTorch to ~1e-6.",
+    "Q8_0 keeps activations in f32 and matches PyTorch on the same weights to a few 1e-6.",
     "**GPU numbers are lavapipe** (software Vulkan on the same 2 CPU cores) unless the adapter line says otherwise: "
-    "they show the GPU path works end to end, not GPU speed. Batches of ≥ 4 rows use the tiled kernel, which "
+    "they show the GPU path works end to end, not GPU speed. Calls of more than 2 rows (10 samples, 4+ references, screens) use the tiled kernel, which "
     "lavapipe runs at a few hundred MFLOP/s; 64- and 256-reference batches and the 1,024-row screen are not run on "
     "it (minutes per call) and small workloads have capped run counts (marked).",
     "**Cold start of the Python peers** excludes interpreter start-up and `import onnxruntime` / `import torch` "
