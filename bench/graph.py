@@ -39,7 +39,8 @@ def read_file(path):
     out = {}
     for name, a in load_file(str(path)).items():
         info = doc["tensors"].get(name)
-        out[name] = QUANT[info["dtype"]][1](a, tuple(info["shape"])) if info else a.astype("float32")
+        quantized = info is not None and info["dtype"] in QUANT
+        out[name] = QUANT[info["dtype"]][1](a, tuple(info["shape"])) if quantized else a.astype("float32")
     return doc, out
 
 
