@@ -293,6 +293,12 @@ impl<B: Backend> Session<B> {
         for m in req.contexts.iter().chain(&req.perturbations) {
             metadata::check_fields(&cfg, m)?;
         }
+        // Context values are checked even for groups taken from the reference: a misspelt cell
+        // type must not pass silently.
+        let contexts: Vec<&Metadata> = req.contexts.iter().collect();
+        for g in [Group::Technical, Group::Biological] {
+            metadata::encode(cfg.priors.of(g), g, &contexts)?;
+        }
         let empty = Metadata::new();
         let context = |b: usize| req.contexts.get(if req.contexts.len() == 1 { 0 } else { b }).unwrap_or(&empty);
         let noise = req.sampling.noise();

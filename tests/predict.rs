@@ -116,6 +116,10 @@ fn bad_requests_are_explained() {
     assert!(e.contains("time_hours") && e.contains("168"), "{e}");
     let e = err(Request::conditioned(refs.clone(), vec![metadata! { "perturbaton" => "drug_a" }]), &mut s);
     assert!(e.contains("did you mean 'perturbation'"), "{e}");
+    let mut misspelt = Request::conditioned(refs.clone(), perts());
+    misspelt.contexts = vec![metadata! { "cell_type" => "Monoo" }];
+    let e = err(misspelt, &mut s);
+    assert!(e.contains("cell_type 'Monoo'") && e.contains("did you mean 'Mono'"), "{e}");
     let e = err(Request::conditioned(refs, vec![]), &mut s);
     assert!(e.contains("no perturbation"), "{e}");
     let few = SampleTable::parse(b"gene\tcount\nGENE1\t5\nGENE2\t7\n", ValueKind::Auto).unwrap();
