@@ -299,12 +299,17 @@ export class Refcast {
       column,
       librarySize,
     });
+    return this.#onSample(sample, 'predictMs', (bytes) => model.predict(bytes, options));
+  }
+
+  /** Queues `call` on the sample's bytes; times it under `timing` and tags the backend. */
+  #onSample(sample, timing, call) {
     return this.#run(async () => {
       const bytes = await sampleBytes(sample);
       const t0 = performance.now();
       try {
-        const out = await model.predict(bytes, options);
-        out.timings = { predictMs: performance.now() - t0 };
+        const out = await call(bytes);
+        out.timings = { [timing]: performance.now() - t0 };
         out.backend = this.backend;
         return out;
       } catch (e) {
@@ -325,18 +330,7 @@ export class Refcast {
     if (sample === undefined || sample === null) throw new RefcastError('usage', 'screen needs a sample');
     const sig = signature instanceof Map ? Object.fromEntries(signature) : signature;
     const options = clean({ context, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig, values, column });
-    return this.#run(async () => {
-      const bytes = await sampleBytes(sample);
-      const t0 = performance.now();
-      try {
-        const out = await model.screen(bytes, options);
-        out.timings = { screenMs: performance.now() - t0 };
-        out.backend = this.backend;
-        return out;
-      } catch (e) {
-        throw wrap(e);
-      }
-    });
+    return this.#onSample(sample, 'screenMs', (bytes) => model.screen(bytes, options));
   }
 
   /** Releases the model (on WebGPU: its device and GPU memory). Later calls reject. */

@@ -235,23 +235,32 @@ impl<B: Backend> Session<B> {
 
     /// Predicts every (sample, reference, perturbation) combination of the request.
     pub async fn predict(&mut self, req: &Request) -> Result<Prediction> {
-        let mut pred = self.decode_request(req, req.baseline == Baseline::Reference).await?;
-        if req.baseline == Baseline::Control {
-            let control = self.model.config().perturbations.iter().find(|n| ModelConfig::is_control(n)).ok_or_else(|| {
-                Error::request("fold changes against the control need a control among the model's perturbations; this model lists none")
-            })?;
-            let mut sub = req.clone();
-            sub.perturbations = vec![control.metadata.clone()];
-            let control = self.decode_request(&sub, false).await?;
-            let (g, b_n, p_n) = (pred.genes, req.bases(), req.perturbations.len());
-            let mut lfc = pred.log_cpm.clone();
-            for (r, row) in lfc.chunks_exact_mut(g).enumerate() {
-                let c = (r / (b_n * p_n)) * b_n + r / p_n % b_n;
-                row.iter_mut().zip(Prediction::row(&control.log_cpm, g, c)).for_each(|(v, c)| *v -= c);
-            }
-            pred.log_fold_change = Some(lfc);
+        if req.baseline == Baseline::Reference {
+            return self.decode_request(req, true).await;
         }
-        Ok(pred)
+        // The control rides along as one more perturbation, so the references are encoded once.
+        let control = self.model.config().perturbations.iter().find(|n| ModelConfig::is_control(n)).ok_or_else(|| {
+            Error::request("fold changes against the control need a control among the model's perturbations; this model lists none")
+        })?;
+        let mut with_control = req.clone();
+        with_control.perturbations.push(control.metadata.clone());
+        let full = self.decode_request(&with_control, false).await?;
+        let (g, p_n) = (full.genes, req.perturbations.len());
+        let d = full.latents.len() / full.rows.len().max(1);
+        let mut out = Prediction { genes: g, sigma: full.sigma.clone(), ..Default::default() };
+        let mut lfc = Vec::with_capacity(full.log_cpm.len());
+        for (r, row) in full.rows.iter().enumerate().filter(|(_, row)| row.perturbation < p_n) {
+            // Rows run perturbation-innermost: the control of row r is r − p + P.
+            let control = Prediction::row(&full.log_cpm, g, r - row.perturbation + p_n);
+            let pred = Prediction::row(&full.log_cpm, g, r);
+            lfc.extend(pred.iter().zip(control).map(|(p, c)| p - c));
+            out.log_cpm.extend_from_slice(pred);
+            out.counts.extend_from_slice(Prediction::row(&full.counts, g, r));
+            out.latents.extend_from_slice(&full.latents[r * d..(r + 1) * d]);
+            out.rows.push(*row);
+        }
+        out.log_fold_change = Some(lfc);
+        Ok(out)
     }
 
     /// The forward pass of a request; fold changes against the measured reference when asked.
@@ -304,13 +313,19 @@ impl<B: Backend> Session<B> {
         let noise = req.sampling.noise();
         let be = &mut self.backend;
 
+        // The references' log-CPM, uploaded once: encoder input and fold-change baseline.
+        let x = if req.references.is_empty() {
+            None
+        } else {
+            let x: Vec<f32> = req.references.iter().flat_map(|r| r.log_cpm.iter().copied()).collect();
+            Some(be.tensor(&x, b_n, genes)?)
+        };
         // Technical and biological latents: from the encoder or from their priors, [S·B, ·].
         let enc_z = if req.condition_on.is_empty() {
             None
         } else {
-            let x: Vec<f32> = req.references.iter().flat_map(|r| r.log_cpm.iter().copied()).collect();
-            let x = be.tensor(&x, b_n, genes)?;
-            let head = self.model.encode(be, &x)?;
+            let x = x.as_ref().expect("conditioning was checked to have references");
+            let head = self.model.encode(be, x)?;
             let streams = Streams { latent: lat.technical + lat.biological, split: lat.technical, lo: 0, hi: 1 };
             Some(be.reparameterize(&head, streams, noise, s_n)?)
         };
@@ -337,12 +352,7 @@ impl<B: Backend> Session<B> {
         };
         let parts = [source(Group::Technical), source(Group::Biological), (&pert_z, 0, lat.perturbation)];
 
-        let reference = if req.references.is_empty() || !reference_fold_changes {
-            None
-        } else {
-            let x: Vec<f32> = req.references.iter().flat_map(|r| r.log_cpm.iter().copied()).collect();
-            Some(be.tensor(&x, b_n, genes)?)
-        };
+        let reference = x.as_ref().filter(|_| reference_fold_changes);
         let library: Vec<f32> = if req.references.is_empty() {
             vec![req.library_size; b_n]
         } else {
