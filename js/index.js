@@ -40,7 +40,10 @@ export function init(source) {
     wasmReady = (async () => {
       let module_or_path = source;
       if (module_or_path === undefined && isNode) {
-        const { readFile } = await import('node:fs/promises');
+        // A computed specifier, hidden from bundlers: browser builds must not pull in (or warn
+        // about) a Node built-in that only this branch uses.
+        const fsModule = 'node:fs/promises';
+        const { readFile } = await import(/* webpackIgnore: true */ /* @vite-ignore */ fsModule);
         module_or_path = await readFile(new URL('../pkg/refcast_bg.wasm', import.meta.url));
       }
       await initWasm(module_or_path === undefined ? undefined : { module_or_path });
