@@ -2,13 +2,17 @@
 
     python bench/run.py                 # full run (≈ 15–25 min on 2 cores), writes BENCHMARKS.md
     python bench/run.py --smoke         # seconds: tiny counts, writes bench/out/smoke/BENCHMARKS.md
-    python bench/run.py --no-gpu --no-scaling --no-torch   # leave parts out
+    python bench/run.py --no-gpu --no-scaling --no-torch   # leave parts out (also --no-browser)
+    python bench/run.py --browser-only  # the browser part again on the last run's inputs, merged into its results
 
 Peers, each in its own process on the same inputs (bench/out/spec.json): refcast's GPU and CPU
 backends through `Session::predict` / `Session::screen` (bench/refcast_bench.rs), PyTorch eager
 on CPU (the training code's network, bench/graph.py), ONNX Runtime CPU on the ONNX export of the
 same model (f32, and its dynamic int8 quantization). Weights: the shipped Q8_0 file, dequantized
-to f32 for the peers, so every runtime computes the same function. The table is printed last.
+to f32 for the peers, so every runtime computes the same function. The browser part
+(bench/browser/, one headless Chromium): refcast on WebGPU and on its wasm CPU backend through the
+npm API, onnxruntime-web's wasm and WebGPU providers on the same ONNX export; under CI=true a
+missing Chromium or WebGPU adapter fails the run. The table is printed last.
 """
 import argparse
 import hashlib
@@ -29,7 +33,7 @@ MODEL = REPO / "models" / "refcast-q8_0.safetensors"
 MODEL_Q4 = REPO / "models" / "refcast-q4_0.safetensors"
 EXAMPLE = REPO / "examples" / "kang_cd14_mono_ctrl.tsv"
 sys.path.insert(0, str(REPO))
-from bench.peer import model_doc  # noqa: E402
+from bench.peer import encode_prior, model_doc, noise  # noqa: E402
 
 ORDER = ["refcast-gpu", "refcast-cpu", "refcast-cpu-q4", "torch", "ort-f32", "ort-int8"]
 LABEL = {
@@ -187,6 +191,247 @@ def write_spec(path, model, refs_path, library_size, wl, min_runs, floor, warmup
 
 
 # ---------------------------------------------------------------------------------------------
+# Browser (bench/browser/): refcast on WebGPU and its wasm CPU backend, onnxruntime-web's wasm and
+# WebGPU providers on the ONNX export, in one headless Chromium session.
+
+BROWSER_ORDER = ["refcast-webgpu", "refcast-wasm", "ort-web-wasm", "ort-web-wasm-1t", "ort-web-webgpu"]
+BROWSER_LABEL = {
+    "refcast-webgpu": "refcast WebGPU",
+    "refcast-wasm": "refcast wasm CPU",
+    "ort-web-wasm": "onnxruntime-web wasm",
+    "ort-web-wasm-1t": "onnxruntime-web wasm, 1 thread",
+    "ort-web-webgpu": "onnxruntime-web WebGPU",
+}
+BROWSER_WORKLOADS = {False: ["batch1", "samples10", "refs64", "screen_known", "screen_1024"],
+                     True: ["batch1", "samples2", "refs4", "screen_known"]}
+CI = os.environ.get("CI") in ("true", "1")
+
+
+def browser_spec(out_dir, doc, wl, smoke, model, onnx, refs_path, library_size):
+    """Writes the browser spec and the peers' inputs (prior input, ε) under out_dir/browser/;
+    the page reads them, and the references, from the local server (repository paths)."""
+    bdir = out_dir / "browser"
+    bdir.mkdir(parents=True, exist_ok=True)
+    pspec = doc["priors"]["perturbation"]
+    rel = lambda p: str(Path(p).resolve().relative_to(REPO))  # noqa: E731
+    # Run caps (min runs, floor) where a call takes seconds: on the software adapter (SwiftShader
+    # runs both runtimes' WebGPU kernels on these 2 CPU cores, ≈ 1 s for batch 1, ≈ 20 s for the
+    # 1,024-row screen) and for refcast's 64 one-reference calls.
+    caps = {"samples10": {"refcast-webgpu": [10, 3], "ort-web-webgpu": [10, 3]},
+            "refs64": {"refcast-webgpu": [1, 1], "ort-web-webgpu": [10, 3]},
+            "screen_known": {"refcast-webgpu": [10, 3], "ort-web-webgpu": [10, 3]},
+            "screen_1024": {"refcast-webgpu": [1, 1], "ort-web-webgpu": [2, 1], "refcast-wasm": [10, 5],
+                            "ort-web-wasm": [10, 5], "ort-web-wasm-1t": [10, 5]}}
+    out = []
+    for w in wl:
+        if w["name"] not in BROWSER_WORKLOADS[smoke]:
+            continue
+        b_n = 1 if w["api"] == "screen" else w["references"]
+        pert = encode_prior(pspec, w["perturbations"])
+        eps_tb, eps_p = noise(doc, w, b_n, len(w["perturbations"]))
+        path = bdir / f"inputs-{w['name']}.f32"
+        np.concatenate([pert.ravel(), eps_tb.ravel(), eps_p.ravel()]).astype("<f4").tofile(path)
+        runs = {} if smoke else caps.get(w["name"], {})
+        out.append({k: w[k] for k in ("name", "api", "references", "perturbations", "samples", "seed") if k in w}
+                   | {"runs": runs, "warmup": {rt: int(n > 1) for rt, (n, _) in runs.items()},
+                      "skip": ["refcast-webgpu"] if smoke and w["name"] == "refs4" else [],
+                      "inputs": {"path": rel(path), "pert": list(pert.shape), "eps_tb": list(eps_tb.shape),
+                                 "eps_p": list(eps_p.shape)}})
+    spec = {"model": rel(model), "onnx": rel(onnx) if onnx else None, "references": rel(refs_path),
+            "genes": doc["architecture"]["genes"], "library_size": library_size, "workloads": out,
+            "min_runs": 2 if smoke else 30, "floor_runs": 1 if smoke else 10, "warmup": 0 if smoke else 3,
+            "budget_s": 0.5 if smoke else 20.0, "runtime_timeout_s": 300 if smoke else 900,
+            "skip_runtimes": ([rt for rt in BROWSER_ORDER if rt.startswith("ort")] if not onnx else
+                              ["ort-web-wasm-1t"] if smoke else [])}
+    path = bdir / "spec.json"
+    json.dump(spec, open(path, "w"), indent=1)
+    return path
+
+
+def gzip_size(path):
+    import zlib
+    return len(zlib.compress(Path(path).read_bytes(), 9))
+
+
+def run_browser(ctx, out_dir, spec_path, smoke):
+    """Builds pkg/ if needed, runs bench/browser/driver.mjs on the spec (one headless Chromium),
+    checks each runtime's batch-1 log-CPM against refcast CPU, and stores everything in
+    ctx["browser"]. Without Chromium, Node or the npm packages it fails under CI=true and is
+    skipped (with a note) elsewhere; in smoke mode a failed refcast runtime fails the run."""
+    def unavailable(why):
+        if CI:
+            raise SystemExit(f"browser benchmark: {why} (CI=true: Chromium with WebGPU is required)")
+        log(f"browser benchmark skipped: {why}")
+        ctx["notes"].append(f"Browser part not run: {why}.")
+
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        return unavailable("no Chromium (apt-get install chromium, or set CHROMIUM)")
+    if not shutil.which("node") or not (REPO / "node_modules" / "playwright-core").exists():
+        return unavailable("no Node or no node_modules (npm ci)")
+    p = subprocess.run(["bash", "scripts/build-wasm.sh", "--if-needed"], cwd=REPO, capture_output=True, text=True)
+    if p.returncode != 0:
+        return unavailable("the wasm build failed: " + (p.stderr or p.stdout).strip()[-300:])
+    bdir = spec_path.parent
+    out_path = bdir / "browser.json"
+    out_path.unlink(missing_ok=True)
+    log("$ node bench/browser/driver.mjs", spec_path.relative_to(REPO), out_path.relative_to(REPO))
+    t = time.perf_counter()
+    try:
+        rc = subprocess.run(["node", "bench/browser/driver.mjs", str(spec_path), str(out_path)], cwd=REPO,
+                            env={**os.environ, "CHROMIUM": chromium}, timeout=900 if smoke else 3600).returncode
+    except subprocess.TimeoutExpired:
+        rc = "timeout"
+    if not out_path.exists():
+        return unavailable(f"the browser driver ended ({rc}) without results")
+    b = json.load(open(out_path))
+    if b.get("error"):
+        return unavailable(b["error"])
+    b["wall_s"] = time.perf_counter() - t
+    b["dir"] = str(bdir.relative_to(REPO))
+    spec = json.load(open(spec_path))
+    b["workloads"] = [w["name"] for w in spec["workloads"]]
+    b["verify"] = {}
+    base = np.fromfile(out_dir / "dump-refcast-cpu.f32", dtype="<f4")
+    for rt in b["results"]:
+        dump = bdir / f"dump-{rt}.f32"
+        if dump.exists():
+            b["verify"][rt] = float(np.abs(np.fromfile(dump, dtype="<f4") - base).max())
+    # Sizes: model files, and the wasm each runtime fetched (raw, gzip -9).
+    b["files"] = {"refcast": [spec["model"], (REPO / spec["model"]).stat().st_size]}
+    if spec.get("onnx"):
+        b["files"]["onnxruntime-web"] = [spec["onnx"], (REPO / spec["onnx"]).stat().st_size]
+    b["wasm"] = {}
+    for rt, files in b.pop("fetched", {}).items():
+        for f in files:
+            if f["path"].endswith(".wasm") and f["path"] not in b["wasm"]:
+                b["wasm"][f["path"]] = {"bytes": f["bytes"], "gzip": gzip_size(REPO / f["path"]), "runtimes": []}
+            if f["path"].endswith(".wasm") and rt not in b["wasm"][f["path"]]["runtimes"]:
+                b["wasm"][f["path"]]["runtimes"].append(rt)
+    ctx["browser"] = b
+    for rt, err in b["errors"].items():
+        ctx["notes"].append(f"Browser: {BROWSER_LABEL.get(rt, rt)} failed: {err[:300]}")
+    if smoke:
+        for rt, worst in [("refcast-wasm", 1e-4), ("refcast-webgpu", 1e-3)]:
+            if rt not in b["results"]:
+                if rt == "refcast-webgpu" and not b.get("adapter") and not CI:
+                    ctx["notes"].append("Browser: no WebGPU adapter in this Chromium; refcast WebGPU not run.")
+                    continue
+                raise SystemExit(f"browser smoke: {rt} did not run: {b['errors'].get(rt, 'no WebGPU adapter')}")
+            if b["verify"].get(rt, 1.0) > worst:
+                raise SystemExit(f"browser smoke: {rt} batch-1 log-CPM differs from refcast CPU by {b['verify'].get(rt)}")
+
+
+def browser_targets(ctx):
+    """The browser targets, measured against their peers in the same Chromium session."""
+    b = ctx.get("browser")
+    if not b:
+        return ["Browser targets (WebGPU ≥ 2× onnxruntime-web WebGPU, wasm CPU ≥ 1× its wasm provider, cold start "
+                "≤ 300 ms): not measured in this run — see Notes."]
+    res = b["results"]
+
+    def versus(ours, theirs, goal):
+        ratios = {w: per_row(res, theirs, w) / per_row(res, ours, w) for w in b["workloads"]
+                  if find(res, ours, w) and find(res, theirs, w)}
+        if not ratios:
+            return f"not measured ({BROWSER_LABEL[ours]} or {BROWSER_LABEL[theirs]} missing)"
+        one = ratios.get("batch1")
+        head = (f"**{one:.2f}× at batch 1 — {'met' if one >= goal else 'not met'}**" if one is not None
+                else "batch 1 not measured")
+        return head + "; per workload (throughput at the median): " + ", ".join(f"{w} {r:.2f}×" for w, r in ratios.items())
+
+    t = [f"refcast WebGPU ≥ 2× onnxruntime-web WebGPU: {versus('refcast-webgpu', 'ort-web-webgpu', 2.0)}. Both on "
+         f"{adapter_text(b)}, a software adapter on the CPU: the ratio compares the two runtimes' kernels on the same "
+         "device, not GPU speed.",
+         f"refcast wasm CPU ≥ 1× onnxruntime-web wasm: {versus('refcast-wasm', 'ort-web-wasm', 1.0)} (refcast "
+         f"1 thread, onnxruntime-web {res.get('ort-web-wasm', {}).get('threads', '?')}); against onnxruntime-web with "
+         f"1 thread: {versus('refcast-wasm', 'ort-web-wasm-1t', 1.0)}."]
+    cold = [f"{BROWSER_LABEL[rt]} {fmt_ms(browser_cold(res[rt]))} ms ({'met' if browser_cold(res[rt]) <= 0.3 else 'not met'})"
+            for rt in ("refcast-wasm", "refcast-webgpu") if rt in res]
+    t.append("Cold start ≤ 300 ms in the browser (model bytes in memory → first batch-1 result, wasm instantiation "
+             "included): " + ("; ".join(cold) if cold else "not measured") + ".")
+    return t
+
+
+def per_row(res, rt, w):
+    """Median seconds per predicted profile (1 / throughput)."""
+    x = find(res, rt, w)
+    return stats(x["times_s"])["median"] / x["rows"]
+
+
+def browser_cold(r):
+    return sum(v for k, v in r["cold"].items() if k.endswith("_s") and k != "with_fetch_s")
+
+
+def adapter_text(b):
+    a = b.get("adapter")
+    if not a:
+        return "no WebGPU adapter"
+    name = " ".join(x for x in (a["vendor"], a["architecture"], a["device"], a["description"]) if x)
+    return f"{name}{' (fallback adapter)' if a.get('isFallbackAdapter') else ''}"
+
+
+def browser_report(ctx, add):
+    b = ctx["browser"]
+    res = b["results"]
+    env = b.get("environment") or {}
+    add("## Browser\n")
+    add(f"One headless Chromium session (`bench/browser/driver.mjs`, {b['wall_s'] / 60:.1f} min), each runtime in a "
+        "fresh browser context on a page served from 127.0.0.1 with cross-origin isolation (COOP/COEP), on the same "
+        f"inputs as above (`{b.get('dir', 'bench/out/browser')}/`). refcast through its npm API (`js/index.js`: `Refcast.load`, "
+        "`predict`, `screen`) on the Q8_0 file; onnxruntime-web on the f32 ONNX export, loaded from node_modules "
+        "by the same server (`ort.wasm.min.mjs` / `ort.webgpu.min.mjs`).\n")
+    add(f"- Chromium {b['chromium']}; crossOriginIsolated: {str(env.get('crossOriginIsolated')).lower()}; "
+        f"navigator.hardwareConcurrency: {env.get('hardwareConcurrency')}")
+    a = b.get("adapter")
+    add(f"- WebGPU adapter: {adapter_text(b)}" + (f"; {len(a['features'])} features"
+                                                  f"{', shader-f16' if 'shader-f16' in a['features'] else ', no shader-f16'}"
+                                                  if a else ""))
+    add("- wasm threads: " + "; ".join(f"{BROWSER_LABEL[rt]} {res[rt]['threads'] or 1}" for rt in BROWSER_ORDER if rt in res)
+        + " (refcast's wasm build is single-threaded; on WebGPU, the threads of the wasm side)")
+    add("")
+    add("Batch 1 predicted log-CPM, max |difference| to refcast CPU (native): "
+        + "; ".join(f"{BROWSER_LABEL[rt]} {v:.2e}" for rt, v in b["verify"].items()) + ".\n")
+    add("| runtime | model file | file size | wasm (raw / gzip) | cold start (bytes → first result) | of which |")
+    add("|---|---|---|---|---|---|")
+    for rt in BROWSER_ORDER:
+        r = res.get(rt)
+        if not r:
+            continue
+        path, size = b["files"]["refcast" if rt.startswith("refcast") else "onnxruntime-web"]
+        wasm = [(p, w) for p, w in b["wasm"].items() if rt in w["runtimes"]]
+        wtext = ", ".join(f"`{Path(p).name}` {w['bytes'] / 1e6:.2f} / {w['gzip'] / 1e6:.2f} MB" for p, w in wasm)
+        parts = ", ".join(f"{k[:-2]} {v * 1e3:.0f} ms" for k, v in r["cold"].items() if k.endswith("_s") and k != "with_fetch_s")
+        add(f"| {BROWSER_LABEL[rt]} | `{path}` | {size / 1e6:.1f} MB | {wtext} | {fmt_ms(browser_cold(r))} ms | {parts} |")
+    add("")
+    add("Cold start: model bytes already in memory → wasm module compiled and instantiated (refcast `init`; "
+        "onnxruntime-web inside `InferenceSession.create`) → model parsed and uploaded (`Refcast.load` / "
+        "`InferenceSession.create`) → first batch-1 result (WebGPU: pipeline builds happen here).\n")
+    for w in b["workloads"]:
+        add(f"### Browser: {WORKLOAD_TEXT.get(w, w)}\n")
+        add("| runtime | median ms | p10–p90 ms | runs | predictions/s | vs ORT-web wasm | vs ORT-web WebGPU |")
+        add("|---|---|---|---|---|---|---|")
+        for rt in BROWSER_ORDER:
+            x = find(res, rt, w)
+            if not x:
+                continue
+            ratios = [f"{per_row(res, p, w) / per_row(res, rt, w):.2f}×" if find(res, p, w) else "–"
+                      for p in ("ort-web-wasm", "ort-web-webgpu")]
+            add(f"| {BROWSER_LABEL[rt]} | {timing_cells(x)} | {ratios[0]} | {ratios[1]} |")
+        skipped = [BROWSER_LABEL[rt] for rt in BROWSER_ORDER if rt in res and not find(res, rt, w)]
+        if skipped:
+            add(f"\nNot run: {', '.join(skipped)} (see Notes).")
+        add("")
+    parse = {rt: res[rt]["extra"]["sample_parse_s"] for rt in ("refcast-wasm", "refcast-webgpu")
+             if rt in res and "sample_parse_s" in res[rt].get("extra", {})}
+    if parse:
+        add("refcast's calls include reading the sample table (TSV text → reference), which the ONNX peers do not "
+            "do (they take the log-CPM array): " + ", ".join(f"{BROWSER_LABEL[rt]} {v * 1e3:.1f} ms per call"
+                                                             for rt, v in parse.items())
+            + " (`inspectSample`, median of 5).\n")
+
+
+# ---------------------------------------------------------------------------------------------
 # Ceilings
 
 
@@ -252,6 +497,18 @@ def fmt_ms(s):
 
 def fmt_mb(b):
     return "–" if b is None else f"{b / 1e6:.0f} MB"
+
+
+def find(res, rt, name):
+    """Runtime rt's measurements of workload `name`, or None."""
+    return next((x for x in (res.get(rt) or {}).get("workloads", []) if x["name"] == name), None)
+
+
+def timing_cells(x):
+    """Table cells: median ms | p10–p90 ms | runs (marked when capped below 30) | predictions/s."""
+    s = stats(x["times_s"])
+    runs = f"{s['n']}" + (" (capped)" if s["n"] < 30 else "")
+    return f"{fmt_ms(s['median'])} | {fmt_ms(s['p10'])}–{fmt_ms(s['p90'])} | {runs} | {x['rows'] / s['median']:.4g}"
 
 
 def cold_of(r):
@@ -369,7 +626,7 @@ def report(ctx):
             f"| {fmt_mb(r.get('peak_rss_bytes'))} |")
     wasm = REPO / "pkg" / "refcast_bg.wasm"
     if wasm.exists():
-        add(f"| refcast wasm module (browser build, `pkg/refcast_bg.wasm`, not benchmarked here) | | {wasm.stat().st_size / 1e6:.2f} MB | | | |")
+        add(f"| refcast wasm module (browser build, `pkg/refcast_bg.wasm`; see Browser) | | {wasm.stat().st_size / 1e6:.2f} MB | | | |")
     add("")
     add("Cold start: refcast = read file + parse/validate + open adapter + upload (+ pipeline builds, on "
         "the GPU, inside the first result) + first `batch1` result; Python peers = `InferenceSession(path)` or "
@@ -388,19 +645,20 @@ def report(ctx):
         add("| runtime | median ms | p10–p90 ms | runs | predictions/s | vs ORT f32 |")
         add("|---|---|---|---|---|---|")
         for rt in ORDER:
-            r = res.get(rt)
-            x = next((x for x in (r or {}).get("workloads", []) if x["name"] == w["name"]), None)
+            x = find(res, rt, w["name"])
             if not x:
                 continue
-            s = stats(x["times_s"])
-            ratio = f"{ort[w['name']] / s['median']:.2f}×" if w["name"] in ort else "–"
-            runs = f"{s['n']}" + (" (capped)" if s["n"] < 30 else "")
-            add(f"| {LABEL[rt]} | {fmt_ms(s['median'])} | {fmt_ms(s['p10'])}–{fmt_ms(s['p90'])} | {runs} "
-                f"| {x['rows'] / s['median']:.4g} | {ratio} |")
+            ratio = f"{ort[w['name']] / stats(x['times_s'])['median']:.2f}×" if w["name"] in ort else "–"
+            add(f"| {LABEL[rt]} | {timing_cells(x)} | {ratio} |")
         add("")
 
+    if ctx.get("browser"):
+        browser_report(ctx, add)
+
     add("## Targets (from the issue)\n")
-    for line in ctx["targets"]:
+    native = [line for line in ctx["targets"] if not line.startswith("Browser targets")]
+    at = next((i for i, line in enumerate(native) if line.startswith("Real-GPU")), len(native))
+    for line in native[:at] + browser_targets(ctx) + native[at:]:
         add(f"- {line}")
     add("")
 
@@ -456,10 +714,57 @@ def short_table(ctx):
             ratio = f"{ort[w['name']] / s['median']:.2f}x" if w["name"] in ort else "-"
             rows.append(f"{w['name']:14} {LABEL[rt]:26} {s['median'] * 1e3:10.3f} {x['rows'] / s['median']:10.4g} "
                         f"{ratio:>7} {s['n']}")
+    b = ctx.get("browser")
+    if b:
+        rows.append(f"{'browser':14} {'runtime':32} {'median ms':>10} {'pred/s':>10} cold ms  runs")
+        for w in b["workloads"]:
+            for rt in BROWSER_ORDER:
+                x = find(b["results"], rt, w)
+                if x:
+                    s = stats(x["times_s"])
+                    rows.append(f"{w:14} {BROWSER_LABEL[rt]:32} {s['median'] * 1e3:10.3f} {x['rows'] / s['median']:10.4g} "
+                                f"{browser_cold(b['results'][rt]) * 1e3:7.0f} {s['n']}")
     return "\n".join(rows)
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def load_results(out_dir):
+    ctx = json.load(open(out_dir / "results.json"))
+    ctx["scaling"] = {tuple(k.split("|")): [tuple(p) for p in v] for k, v in ctx["scaling"].items()}
+    ctx["files"] = {k: tuple(v) for k, v in ctx["files"].items()}
+    ctx["notes"] = ctx["run_notes"] + NOTES
+    return ctx
+
+
+def save_results(ctx, out_dir):
+    scaling = ctx.get("scaling", {})
+    json.dump({k: v for k, v in ctx.items() if k != "scaling"} | {"scaling": {f"{a}|{b}": v for (a, b), v in scaling.items()}},
+              open(out_dir / "results.json", "w"), indent=1, default=str)
+
+
+def browser_only(args):
+    """The browser part alone, on the model, inputs and ONNX export of the last full (or smoke)
+    run; its results replace the browser part of that run's results.json."""
+    out_dir = OUT / "smoke" if args.smoke else OUT
+    ctx = load_results(out_dir)
+    ctx["run_notes"] = [n for n in ctx["run_notes"] if not n.startswith("Browser")]
+    ctx["notes"] = list(ctx["run_notes"])
+    ctx.pop("browser", None)
+    model = OUT / "snapshot" / MODEL.name
+    spec = json.load(open(out_dir / "spec.json"))
+    onnx = OUT / "models" / f"q8_0-{ctx['model_sha256'][:12]}" / "model.onnx"
+    spec_b = browser_spec(out_dir, model_doc(model), ctx["workloads"], args.smoke, model,
+                          onnx if onnx.exists() else None, Path(spec["references"]), spec["library_size"])
+    run_browser(ctx, out_dir, spec_b, args.smoke)
+    ctx["run_notes"] = list(ctx["notes"])
+    ctx["notes"] += NOTES
+    save_results(ctx, out_dir)
+    report_path = Path(args.out) if args.out else (out_dir / "BENCHMARKS.md" if args.smoke else REPO / "BENCHMARKS.md")
+    report_path.write_text(report(ctx))
+    log(f"wrote {report_path}")
+    print(short_table(ctx))
 
 
 def main():
@@ -470,19 +775,22 @@ def main():
     ap.add_argument("--no-ort", action="store_true", help="leave out the ONNX Runtime peers")
     ap.add_argument("--no-scaling", action="store_true")
     ap.add_argument("--no-kernels", action="store_true")
+    ap.add_argument("--no-browser", action="store_true", help="leave out the browser part (bench/browser/)")
+    ap.add_argument("--browser-only", action="store_true",
+                    help="run only the browser part on the inputs of the last run, merge it into its results.json "
+                         "and rewrite the report")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from bench/out/results.json")
     ap.add_argument("--release", action="store_true", help="smoke mode with the release build (default: dev build)")
     ap.add_argument("--out", default=None, help="report path (default BENCHMARKS.md; smoke: bench/out/smoke/)")
     args = ap.parse_args()
     if args.report_only:
-        ctx = json.load(open(OUT / "results.json"))
-        ctx["scaling"] = {tuple(k.split("|")): [tuple(p) for p in v] for k, v in ctx["scaling"].items()}
-        ctx["files"] = {k: tuple(v) for k, v in ctx["files"].items()}
-        ctx["notes"] = ctx["run_notes"] + NOTES
+        ctx = load_results(OUT)
         plot(REPO / "bench" / "scaling.png", ctx["results"], ctx["scaling"])
         (Path(args.out) if args.out else REPO / "BENCHMARKS.md").write_text(report(ctx))
         print(short_table(ctx))
         return
+    if args.browser_only:
+        return browser_only(args)
     t_run = time.perf_counter()
     smoke = args.smoke
     out_dir = OUT / "smoke" if smoke else OUT
@@ -593,6 +901,12 @@ def main():
     if "ort-f32" in ctx["verify"] and ctx["verify"]["ort-f32"] > 1e-4:
         ctx["notes"].append(f"ONNX Runtime f32 differs from refcast CPU by {ctx['verify']['ort-f32']:.2e} > 1e-4")
 
+    # The browser part: the same inputs in one headless Chromium (after the ONNX export).
+    if not args.no_browser:
+        onnx = model_dir / "model.onnx"
+        spec_b = browser_spec(out_dir, doc, wl, smoke, MODEL, onnx if onnx.exists() else None, refs_path, library_size)
+        run_browser(ctx, out_dir, spec_b, smoke)
+
     # Kernels against measured ceilings.
     ctx["ceilings"] = ceilings(smoke)
     if not args.no_kernels:
@@ -681,8 +995,6 @@ def main():
                      "runs, which are less disturbed by the other processes on these cores)")
         else:
             t.append(f"refcast CPU vs ONNX Runtime at {label}: not measured in this run")
-    t.append("Browser targets (WebGPU ≥ 2× onnxruntime-web WebGPU, wasm CPU ≥ 1× its wasm provider, cold start "
-             "≤ 300 ms): not measured by this harness yet — see Notes.")
     t.append("Real-GPU targets (Q4_0 matrix–vector ≥ 70 % of memory bandwidth; 1,000-perturbation screen ≤ 5 ms): "
              "not measurable here — the GPU backend ran on " + (res["refcast-gpu"]["describe"] if "refcast-gpu" in res
                                                                  else "no adapter") + ".")
@@ -691,15 +1003,17 @@ def main():
     ctx["notes"] += NOTES
     ctx["load_end"] = os.getloadavg()
     ctx["wall_s"] = time.perf_counter() - t_run
-    json.dump({k: v for k, v in ctx.items() if k != "scaling"} | {"scaling": {f"{a}|{b}": v for (a, b), v in scaling.items()}},
-              open(out_dir / "results.json", "w"), indent=1, default=str)
+    ctx["scaling"] = scaling
+    save_results(ctx, out_dir)
     text = report(ctx)
     report_path.write_text(text)
     log(f"wrote {report_path}")
     print(short_table(ctx))
     if smoke:
         assert "refcast-cpu" in res and all(len(x["times_s"]) >= 1 for x in res["refcast-cpu"]["workloads"])
-        print("bench smoke: 1 passed, 0 failed")
+        if "browser" in ctx:
+            assert all(len(x["times_s"]) >= 1 for rt in ("refcast-wasm",) for x in ctx["browser"]["results"][rt]["workloads"])
+        print(f"bench smoke: {1 + ('browser' in ctx)} passed, 0 failed" + ("" if "browser" in ctx else " (browser part not run)"))
 
 
 NOTES = [
@@ -738,10 +1052,18 @@ NOTES = [
     "it (minutes per call) and small workloads have capped run counts (marked).",
     "**Cold start of the Python peers** excludes interpreter start-up and `import onnxruntime` / `import torch` "
     "(in bench/out/results.json as `total_s`); refcast's includes everything after process start.",
-    "**Browser half not measured yet.** The web package (pkg/, www/) is in the tree and Chromium plus "
-    "playwright-core are installed, but the in-page harness (refcast WebGPU and wasm CPU against onnxruntime-web's "
-    "wasm and WebGPU providers on `model.onnx`, one headless Chromium session) was not written in this round; the "
-    "browser targets are therefore open.",
+    "**Browser numbers are on SwiftShader** when the adapter line says so (Chromium's software WebGPU adapter, on "
+    "the same 2 CPU cores): refcast WebGPU and onnxruntime-web WebGPU run on the same device in the same session, so "
+    "their ratio compares the two runtimes, but absolute WebGPU times are not GPU times. Calls that take seconds "
+    "there have capped run counts (marked); the 64-reference batch (64 calls of about a second each) and the "
+    "1,024-row screen run once on refcast WebGPU (after the smaller workloads have built its pipelines).",
+    "**Same work per call, browser.** refcast's JS API predicts one sample per call, so the 64-reference workload is "
+    "64 `predict` calls (one reference each) against one 64-row `session.run` for onnxruntime-web; every refcast call "
+    "also reads its sample from TSV text (cost in the Browser section). onnxruntime-web gets the prior input and ε "
+    "as arrays made outside the timed region by the code the native peers use (bench/peer.py); its screens rank "
+    "rows and pick top genes in JS inside it. The wasm runtimes' thread counts are in the Browser section: "
+    "onnxruntime-web is given all `navigator.hardwareConcurrency` threads (its own default on 2 cores is 1) and is "
+    "also measured with 1 thread, like refcast's single-threaded wasm build.",
     "**Noise.** Other builds and a training job shared the 2 cores during the run (load average above); medians "
     "with p10–p90 are reported, and ratios come from the same run, but absolute times on an idle machine are lower.",
 ]
