@@ -1,5 +1,7 @@
-// Layer normalisation over each row: one workgroup per row, two passes (mean, then variance of
-// the deviations) like the CPU twin.
+// Layer normalisation over each row, two passes (mean, then variance of the deviations) like the
+// CPU twin. `main`: one workgroup per row, sums through workgroup memory (GPUs). `main_flat`: one
+// invocation per row, no barriers (adapters that emulate a GPU on the CPU, where barriers are
+// costly and rows are short next to the work of a whole workgroup).
 
 struct Params {
     rows: u32,
@@ -60,5 +62,28 @@ fn main(
         for (var c = lid; c < p.cols; c += 256u) {
             y[base + c] = (x[base + c] - mean) * inv * weight[c] + bias[c];
         }
+    }
+}
+
+@compute @workgroup_size(64)
+fn main_flat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = gid.y * nwg.x * 64u + gid.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var s = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        s += x[base + c];
+    }
+    let mean = s / f32(p.cols);
+    var q = 0.0;
+    for (var c = 0u; c < p.cols; c++) {
+        let d = x[base + c] - mean;
+        q += d * d;
+    }
+    let inv = 1.0 / sqrt(q / f32(p.cols) + p.eps);
+    for (var c = 0u; c < p.cols; c++) {
+        y[base + c] = (x[base + c] - mean) * inv * weight[c] + bias[c];
     }
 }

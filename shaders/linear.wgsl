@@ -10,7 +10,10 @@
 // QUANT is defined with Q8_0 and Q4_0.
 //
 // Entry points: `matvec` (few input rows: one workgroup reduces 8 weight rows over k for one input
-// row) and `tiled` (64 × 64 output tiles through workgroup memory).
+// row) and `tiled` (64 × 64 output tiles through workgroup memory), for GPUs; `matvec_flat` and
+// `tiled_flat`, with no workgroup memory and no barriers, for adapters that emulate a GPU on the
+// CPU (SwiftShader, llvmpipe), where a barrier suspends and resumes every invocation of the
+// workgroup and costs more than the arithmetic.
 
 struct Params {
     m: u32,          // input rows
@@ -180,6 +183,59 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
             if (row < p.m && col < p.n) {
                 let c = p.out_offset + col;
                 y[row * p.out_stride + c] = acc[i][j] + bias[c];
+            }
+        }
+    }
+}
+
+// One invocation per output: weight row gid.x against input row gid.y, over all of k.
+@compute @workgroup_size(64)
+fn matvec_flat(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.x;
+    let m = gid.y;
+    if (row >= p.n || m >= p.m) {
+        return;
+    }
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k += 4u) {
+        acc += w4(row, k) * x4(m, k);
+    }
+    let col = p.out_offset + row;
+    y[m * p.out_stride + col] = (acc.x + acc.y) + (acc.z + acc.w) + bias[col];
+}
+
+const FLAT_TILE: u32 = 4u; // output rows and columns per invocation
+
+// Invocation (gid.x, gid.y): output rows 4·gid.y .. +3 and columns 4·gid.x .. +3, read straight
+// from storage (the CPU caches hold the reuse that workgroup memory holds on a GPU).
+@compute @workgroup_size(8, 8)
+fn tiled_flat(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * FLAT_TILE;
+    let col0 = gid.x * FLAT_TILE;
+    if (row0 >= p.m || col0 >= p.n) {
+        return;
+    }
+    // Rows and columns past the edge repeat the last one and are not written.
+    let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.m - 1u));
+    let c = min(vec4<u32>(col0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    var acc: array<vec4<f32>, 4>;
+    for (var k = 0u; k < p.k; k += 4u) {
+        let w0 = w4(c.x, k);
+        let w1 = w4(c.y, k);
+        let w2 = w4(c.z, k);
+        let w3 = w4(c.w, k);
+        for (var i = 0u; i < 4u; i++) {
+            let xv = x4(r[i], k);
+            acc[i] += vec4<f32>(dot(xv, w0), dot(xv, w1), dot(xv, w2), dot(xv, w3));
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + j;
+            if (row < p.m && col < p.n) {
+                let oc = p.out_offset + col;
+                y[row * p.out_stride + oc] = acc[i][j] + bias[oc];
             }
         }
     }

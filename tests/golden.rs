@@ -9,6 +9,7 @@
 mod common;
 
 use refcast::format::{Group, Metadata, ModelFile};
+use refcast::ops::kernel::KernelStyle;
 use refcast::sample::{MatchReport, Reference};
 use refcast::session::{Request, Sampling, Session};
 use refcast::{Backend, CpuBackend};
@@ -122,8 +123,12 @@ fn cpu_backend_matches_pytorch() {
 
 #[test]
 fn gpu_backend_matches_pytorch() {
-    let Some(gpu) = common::gpu_or_skip() else { return };
-    let (golden, file) = load("golden_q4_0.json");
-    let mut s = Session::new(gpu, &file).unwrap();
-    pollster::block_on(check(&mut s, &golden));
+    // Both kernel styles (workgroup memory for GPUs, flat for CPU-emulated adapters) on this adapter.
+    for style in [KernelStyle::Workgroup, KernelStyle::Flat] {
+        let Some(mut gpu) = common::gpu_or_skip() else { return };
+        gpu.set_kernel_style(style);
+        let (golden, file) = load("golden_q4_0.json");
+        let mut s = Session::new(gpu, &file).unwrap();
+        pollster::block_on(check(&mut s, &golden));
+    }
 }

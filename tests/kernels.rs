@@ -1,6 +1,7 @@
 //! Every WGSL kernel against its CPU twin on fresh random inputs at odd sizes (not multiples of
 //! the workgroup or tile sizes), with every GPU output poisoned with NaN first so that elements a
-//! kernel fails to write cannot pass.
+//! kernel fails to write cannot pass. Kernels with two styles (`KernelStyle`: workgroup memory for
+//! GPUs, flat for CPU-emulated adapters) are tested in both on the same adapter.
 //!
 //! Tolerances (f32 throughout):
 //! - linear: |gpu − cpu| ≤ 2e-6 · (Σ_k |x_k · w_k| + |b|) + 1e-6. Both sides use the same f32 (or
@@ -20,7 +21,10 @@ use common::{gpu_or_skip, seed};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use refcast::backend::{Backend, GpuBackend};
+use refcast::ops::kernel::KernelStyle;
 use refcast::ops::{self, Activation, Noise, Philox, reparameterize::Streams};
+
+const STYLES: [KernelStyle; 2] = [KernelStyle::Workgroup, KernelStyle::Flat];
 use refcast::quant::{DType, Matrix};
 
 fn gpu() -> Option<GpuBackend> {
@@ -70,7 +74,8 @@ fn check_linear(g: &mut GpuBackend, rng: &mut StdRng, dtype: DType, m: usize, k:
             let (a, c) = (got[i * n + j], want[i * n + j]);
             assert!(
                 (a - c).abs() <= 2e-6 * mag + 1e-6,
-                "linear {dtype} m={m} k={k} n={n}: y[{i}, {j}] gpu {a} cpu {c} (|Δ| = {}, Σ|xw| = {mag})",
+                "linear {:?} {dtype} m={m} k={k} n={n}: y[{i}, {j}] gpu {a} cpu {c} (|Δ| = {}, Σ|xw| = {mag})",
+                g.kernel_style(),
                 (a - c).abs()
             );
         }
@@ -82,14 +87,17 @@ fn check_linear(g: &mut GpuBackend, rng: &mut StdRng, dtype: DType, m: usize, k:
 fn linear_matches_cpu_for_every_dtype_and_shape() {
     let Some(mut g) = gpu() else { return };
     let mut rng = StdRng::seed_from_u64(seed("linear"));
-    for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
-        for m in [1, 2, 3, 17, 70] {
-            for (k, n) in [(96, 45), (160, 129), (32, 1)] {
-                check_linear(&mut g, &mut rng, dtype, m, k, n);
-            }
-            if !dtype.is_quantized() {
-                // Odd K: f16 rows end in a half-used word.
-                check_linear(&mut g, &mut rng, dtype, m, 37, 45);
+    for style in STYLES {
+        g.set_kernel_style(style);
+        for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
+            for m in [1, 2, 3, 17, 70] {
+                for (k, n) in [(96, 45), (160, 129), (32, 1)] {
+                    check_linear(&mut g, &mut rng, dtype, m, k, n);
+                }
+                if !dtype.is_quantized() {
+                    // Odd K: f16 rows end in a half-used word.
+                    check_linear(&mut g, &mut rng, dtype, m, 37, 45);
+                }
             }
         }
     }
@@ -101,10 +109,13 @@ fn linear_splits_weights_larger_than_one_binding() {
     let mut rng = StdRng::seed_from_u64(seed("linear split"));
     // 1 KiB bindings: a 96-column f32 row is 384 bytes (2 rows per chunk), q4_0 48 bytes.
     g.set_max_binding_bytes(1024);
-    for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
-        for m in [1, 2] {
-            let chunks = check_linear(&mut g, &mut rng, dtype, m, 96, 45);
-            assert!(chunks > 1, "{dtype}: {chunks} chunk(s)");
+    for style in STYLES {
+        g.set_kernel_style(style);
+        for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
+            for m in [1, 2] {
+                let chunks = check_linear(&mut g, &mut rng, dtype, m, 96, 45);
+                assert!(chunks > 1, "{style:?} {dtype}: {chunks} chunk(s)");
+            }
         }
     }
     // Wider inputs need more than one binding's worth of activations: a clear error.
@@ -118,15 +129,18 @@ fn linear_splits_weights_larger_than_one_binding() {
 fn layer_norm_matches_cpu() {
     let Some(mut g) = gpu() else { return };
     let mut rng = StdRng::seed_from_u64(seed("layer norm"));
-    for (rows, cols) in [(1, 45), (5, 129), (3, 300), (2, 1)] {
-        let x: Vec<f32> = random(&mut rng, rows * cols, 3.0).iter().map(|v| v + 1.5).collect();
-        let w = random(&mut rng, cols, 1.0);
-        let b = random(&mut rng, cols, 1.0);
-        let mut want = vec![0.0; rows * cols];
-        ops::layer_norm::cpu(&x, cols, &w, &b, 1e-5, &mut want);
-        let (xt, wt, bt) = (upload(&mut g, &x, rows, cols), upload(&mut g, &w, 1, cols), upload(&mut g, &b, 1, cols));
-        let y = g.layer_norm(&xt, &wt, &bt, 1e-5).unwrap();
-        assert_close(&format!("layer norm [{rows}, {cols}]"), &read(&mut g, &y), &want, 1e-5, 1e-5);
+    for style in STYLES {
+        g.set_kernel_style(style);
+        for (rows, cols) in [(1, 45), (5, 129), (3, 300), (2, 1), (70, 33)] {
+            let x: Vec<f32> = random(&mut rng, rows * cols, 3.0).iter().map(|v| v + 1.5).collect();
+            let w = random(&mut rng, cols, 1.0);
+            let b = random(&mut rng, cols, 1.0);
+            let mut want = vec![0.0; rows * cols];
+            ops::layer_norm::cpu(&x, cols, &w, &b, 1e-5, &mut want);
+            let (xt, wt, bt) = (upload(&mut g, &x, rows, cols), upload(&mut g, &w, 1, cols), upload(&mut g, &b, 1, cols));
+            let y = g.layer_norm(&xt, &wt, &bt, 1e-5).unwrap();
+            assert_close(&format!("layer norm {style:?} [{rows}, {cols}]"), &read(&mut g, &y), &want, 1e-5, 1e-5);
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use super::Backend;
 use crate::error::{Error, Result};
-use crate::ops::kernel::{Kernel, PipelineKey, Shader, grid_for, u};
+use crate::ops::kernel::{Kernel, KernelStyle, PipelineKey, Shader, grid_for, u};
 use crate::ops::{self, Activation, Noise, reparameterize::Streams};
 use crate::quant::{DType, Matrix};
 
@@ -201,11 +201,21 @@ pub struct GpuBackend {
     errors: Arc<Mutex<Errors>>,
     evicted: Rc<RefCell<Vec<u64>>>,
     poison: bool,
+    style: KernelStyle,
 }
 
 impl std::fmt::Debug for GpuBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GpuBackend").field("adapter", &self.info.name).field("backend", &self.info.backend).finish()
+    }
+}
+
+/// `REFCAST_GPU_KERNELS=workgroup|flat` if set (native), else what suits the adapter.
+fn default_style(info: &wgpu::AdapterInfo) -> KernelStyle {
+    match std::env::var("REFCAST_GPU_KERNELS").as_deref() {
+        Ok("workgroup") => KernelStyle::Workgroup,
+        Ok("flat") => KernelStyle::Flat,
+        _ => KernelStyle::for_adapter(info.device_type == wgpu::DeviceType::Cpu, &[&info.name, &info.driver, &info.driver_info]),
     }
 }
 
@@ -283,6 +293,7 @@ impl GpuBackend {
             }
         });
         let limits = device.limits();
+        let style = default_style(&info);
         let params_buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("refcast kernel parameters"),
             size: PARAM_SLOT * MAX_PENDING as u64,
@@ -306,6 +317,7 @@ impl GpuBackend {
             errors,
             evicted: Rc::new(RefCell::new(Vec::new())),
             poison: false,
+            style,
         }
     }
 
@@ -324,6 +336,16 @@ impl GpuBackend {
     pub fn set_max_binding_bytes(&mut self, bytes: u64) {
         let limits = self.device.limits();
         self.max_binding = bytes.min(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size));
+    }
+
+    /// The way reductions are written for this adapter (see [`KernelStyle`]).
+    pub fn kernel_style(&self) -> KernelStyle {
+        self.style
+    }
+
+    /// Picks the kernel style (tests run both on one adapter; benchmarks compare them).
+    pub fn set_kernel_style(&mut self, style: KernelStyle) {
+        self.style = style;
     }
 
     /// Fills every kernel output with NaN before the kernel runs, so elements a kernel fails to
@@ -685,7 +707,15 @@ impl Backend for GpuBackend {
         }
         let out = self.output(x.rows, w.rows)?;
         for c in &w.chunks {
-            let k = ops::linear::LinearKernel { dtype: w.dtype, m: x.rows, k: w.cols, n_total: w.rows, row0: c.row0, rows: c.rows };
+            let k = ops::linear::LinearKernel {
+                dtype: w.dtype,
+                m: x.rows,
+                k: w.cols,
+                n_total: w.rows,
+                row0: c.row0,
+                rows: c.rows,
+                style: self.style,
+            };
             let mut inputs = vec![x.bound(), c.weights.bound()];
             inputs.extend(c.scales.as_ref().map(Owned::bound));
             inputs.push(w.bias.bound());
@@ -701,7 +731,7 @@ impl Backend for GpuBackend {
             }
         }
         let out = self.output(x.rows, x.cols)?;
-        let k = ops::layer_norm::LayerNormKernel { rows: x.rows, cols: x.cols, eps };
+        let k = ops::layer_norm::LayerNormKernel { rows: x.rows, cols: x.cols, eps, style: self.style };
         self.dispatch(&k, &[x.bound(), weight.bound(), bias.bound()], out.bound())?;
         Ok(out)
     }

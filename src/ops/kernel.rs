@@ -13,6 +13,29 @@ pub const WORKGROUP: u32 = 256;
 /// The most workgroups per dispatch dimension that WebGPU guarantees.
 pub const MAX_GROUPS: u32 = 65_535;
 
+/// How kernels that reduce (linear layers, layer norm) are written for an adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelStyle {
+    /// Sums shared through workgroup memory and barriers: GPUs.
+    Workgroup,
+    /// No workgroup memory and no barriers, each invocation owning whole outputs: adapters that
+    /// emulate a GPU on CPU threads (SwiftShader, llvmpipe), where one barrier suspends and
+    /// resumes every invocation of the workgroup and costs more than the arithmetic around it.
+    Flat,
+}
+
+impl KernelStyle {
+    /// `Flat` for adapters that run on the CPU, `Workgroup` otherwise.
+    pub fn for_adapter(cpu_device: bool, names: &[&str]) -> Self {
+        const SOFTWARE: [&str; 4] = ["swiftshader", "llvmpipe", "lavapipe", "basic render driver"];
+        let named = names.iter().any(|n| {
+            let n = n.to_lowercase();
+            SOFTWARE.iter().any(|s| n.contains(s))
+        });
+        if cpu_device || named { KernelStyle::Flat } else { KernelStyle::Workgroup }
+    }
+}
+
 /// A WGSL source file from `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shader {

@@ -16,16 +16,18 @@ pub fn cpu(x: &[f32], cols: usize, weight: &[f32], bias: &[f32], eps: f32, out: 
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/layer_norm.wgsl)
 
-use super::kernel::{Kernel, Shader, grid, u};
+use super::kernel::{Kernel, KernelStyle, Shader, grid, u};
 
 pub const SHADER: Shader = Shader { name: "layer_norm", source: include_str!("../../shaders/layer_norm.wgsl") };
 
-/// One workgroup per row. Bindings: x, weight, bias, y.
+/// One workgroup per row (`KernelStyle::Workgroup`) or one invocation per row (`Flat`).
+/// Bindings: x, weight, bias, y.
 #[derive(Clone, Copy, Debug)]
 pub struct LayerNormKernel {
     pub rows: usize,
     pub cols: usize,
     pub eps: f32,
+    pub style: KernelStyle,
 }
 
 impl Kernel for LayerNormKernel {
@@ -33,7 +35,10 @@ impl Kernel for LayerNormKernel {
         SHADER
     }
     fn entry(&self) -> &'static str {
-        "main"
+        match self.style {
+            KernelStyle::Workgroup => "main",
+            KernelStyle::Flat => "main_flat",
+        }
     }
     fn inputs(&self) -> u32 {
         3
@@ -42,6 +47,9 @@ impl Kernel for LayerNormKernel {
         vec![u(self.rows), u(self.cols), self.eps.to_bits(), 0]
     }
     fn workgroups(&self) -> [u32; 3] {
-        grid(u(self.rows))
+        match self.style {
+            KernelStyle::Workgroup => grid(u(self.rows)),
+            KernelStyle::Flat => grid(u(self.rows.div_ceil(64))),
+        }
     }
 }

@@ -387,7 +387,7 @@ mod avx2 {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/linear.wgsl)
 
-use super::kernel::{Kernel, Shader, u};
+use super::kernel::{Kernel, KernelStyle, Shader, u};
 pub const SHADER: Shader = Shader { name: "linear", source: include_str!("../../shaders/linear.wgsl") };
 
 /// Input rows up to which the matrix–vector entry point is used (it reads the weights once per
@@ -469,6 +469,8 @@ pub struct LinearKernel {
     /// First weight row (output column) of this chunk and its row count.
     pub row0: usize,
     pub rows: usize,
+    /// The entry points without workgroup memory (`KernelStyle::Flat`).
+    pub style: KernelStyle,
 }
 
 impl LinearKernel {
@@ -482,7 +484,12 @@ impl Kernel for LinearKernel {
         SHADER
     }
     fn entry(&self) -> &'static str {
-        if self.matvec() { "matvec" } else { "tiled" }
+        match (self.style, self.matvec()) {
+            (KernelStyle::Workgroup, true) => "matvec",
+            (KernelStyle::Workgroup, false) => "tiled",
+            (KernelStyle::Flat, true) => "matvec_flat",
+            (KernelStyle::Flat, false) => "tiled_flat",
+        }
     }
     fn defines(&self) -> Vec<&'static str> {
         match self.dtype {
@@ -500,10 +507,12 @@ impl Kernel for LinearKernel {
         vec![u(self.m), u(self.rows), u(self.k), u(self.n_total), u(self.row0), u(rw), 0, 0]
     }
     fn workgroups(&self) -> [u32; 3] {
-        if self.matvec() {
-            [u(self.rows.div_ceil(8)), u(self.m), 1]
-        } else {
-            [u(self.rows.div_ceil(64)), u(self.m.div_ceil(64)), 1]
+        match (self.style, self.matvec()) {
+            (KernelStyle::Workgroup, true) => [u(self.rows.div_ceil(8)), u(self.m), 1],
+            (KernelStyle::Workgroup, false) => [u(self.rows.div_ceil(64)), u(self.m.div_ceil(64)), 1],
+            (KernelStyle::Flat, true) => [u(self.rows.div_ceil(64)), u(self.m), 1],
+            // 8 × 8 invocations of 4 × 4 outputs each.
+            (KernelStyle::Flat, false) => [u(self.rows.div_ceil(32)), u(self.m.div_ceil(32)), 1],
         }
     }
 }
