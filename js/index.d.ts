@@ -107,6 +107,11 @@ export interface ReferenceInfo {
 export interface PredictRequest extends SampleOptions {
   /** The reference sample; leave out for prompt-only generation from `contexts`. */
   sample?: SampleInput | null;
+  /**
+   * Several value columns of the sample file as references of one batched prediction (instead of
+   * `column`): `'all'`, or positions and header names. Rows then run over every reference.
+   */
+  columns?: 'all' | Array<number | string>;
   /** Known perturbations by name (see `info().perturbations`), or metadata objects. */
   perturbations?: string | Metadata | Array<string | Metadata>;
   /** Same as `perturbations` (one). */
@@ -142,7 +147,10 @@ export interface Prediction {
   sigma: Float32Array;
   /** The perturbations of the request, resolved (indexed by `rows[i].perturbation`). */
   perturbations: Named[];
+  /** The first (or only) reference; `null` for prompt-only generation. */
   reference: ReferenceInfo | null;
+  /** Every reference, indexed by `rows[i].reference` (empty for prompt-only generation). */
+  references: ReferenceInfo[];
   backend: Backend;
   timings: { predictMs: number };
 }

@@ -286,6 +286,7 @@ export class Refcast {
       seed,
       values,
       column,
+      columns,
       librarySize,
       ...rest
     } = request;
@@ -300,6 +301,7 @@ export class Refcast {
       seed,
       values,
       column,
+      columns,
       librarySize,
     });
     return this.#onSample(sample, 'predictMs', (bytes) => model.predict(bytes, options));

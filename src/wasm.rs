@@ -105,6 +105,14 @@ enum Column {
     Name(String),
 }
 
+/// Several sample columns: `'all'`, or a list of positions and names.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Columns {
+    List(Vec<Column>),
+    All(String),
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SampleOptions {
@@ -118,6 +126,7 @@ struct SampleOptions {
 struct PredictOptions {
     values: Option<String>,
     column: Option<Column>,
+    columns: Option<Columns>,
     context: Option<NameOrMetadata>,
     #[serde(default)]
     contexts: Vec<NameOrMetadata>,
@@ -186,6 +195,19 @@ fn column(table: &SampleTable, c: Option<&Column>) -> Result<usize, JsValue> {
         Some(Column::Name(n)) => table.samples.iter().position(|s| s == n).ok_or_else(|| {
             usage(format!("no sample column named '{n}' (the file has: {})", table.samples.join(", ")))
         }),
+    }
+}
+
+/// The columns a prediction takes its references from: `column` (one, default the first) or
+/// `columns` (several, in the order given).
+fn columns(table: &SampleTable, one: Option<&Column>, many: Option<&Columns>) -> Result<Vec<usize>, JsValue> {
+    match (one, many) {
+        (Some(_), Some(_)) => Err(usage("give either column or columns, not both")),
+        (_, None) => Ok(vec![column(table, one)?]),
+        (None, Some(Columns::All(a))) if a == "all" => Ok((0..table.samples.len()).collect()),
+        (None, Some(Columns::All(a))) => Err(usage(format!("columns must be 'all' or a list of columns, got '{a}'"))),
+        (None, Some(Columns::List(list))) if list.is_empty() => Err(usage("columns is an empty list")),
+        (None, Some(Columns::List(list))) => list.iter().map(|c| column(table, Some(c))).collect(),
     }
 }
 
@@ -417,18 +439,18 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     for c in o.context.into_iter().chain(o.contexts) {
         contexts.push(context(cfg, c)?);
     }
-    let (reference, table) = match &sample {
+    let (references, table) = match &sample {
         Some(bytes) => {
             let table = parse_table(bytes, o.values.as_deref())?;
-            let s = column(&table, o.column.as_ref())?;
-            (Some(engine.reference(&table, s).map_err(refcast_error)?), Some(table))
+            let cols = columns(&table, o.column.as_ref(), o.columns.as_ref())?;
+            let refs = cols.into_iter().map(|s| engine.reference(&table, s)).collect::<crate::Result<Vec<_>>>().map_err(refcast_error)?;
+            (refs, Some(table))
         }
-        None => (None, None),
+        None if o.column.is_some() || o.columns.is_some() => return Err(usage("column(s) given without a sample")),
+        None => (Vec::new(), None),
     };
-    let mut req = match &reference {
-        Some(r) => Request::conditioned(vec![r.clone()], perts.iter().map(|p| p.metadata.clone()).collect()),
-        None => Request::prompt(vec![], perts.iter().map(|p| p.metadata.clone()).collect()),
-    };
+    let metadata = perts.iter().map(|p| p.metadata.clone()).collect();
+    let mut req = if table.is_some() { Request::conditioned(references.clone(), metadata) } else { Request::prompt(vec![], metadata) };
     req.contexts = contexts;
     if let Some(c) = o.condition_on {
         req.condition_on = c;
@@ -468,14 +490,12 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     set(&out, "latentWidth", cfg.architecture.latent.total() as u32);
     set(&out, "sigma", Float32Array::from(pred.sigma.as_slice()));
     set(&out, "perturbations", to_js(&perts)?);
-    set(
-        &out,
-        "reference",
-        match (&reference, &table) {
-            (Some(r), Some(t)) => JsValue::from(reference_js(r, t)),
-            _ => JsValue::NULL,
-        },
-    );
+    let infos: Array = match &table {
+        Some(t) => references.iter().map(|r| JsValue::from(reference_js(r, t))).collect(),
+        None => Array::new(),
+    };
+    set(&out, "reference", if infos.length() > 0 { infos.get(0) } else { JsValue::NULL });
+    set(&out, "references", infos);
     Ok(out.into())
 }
 

@@ -90,6 +90,33 @@ test('several perturbations and the {genes, values} sample form', async () => {
   assert.equal(tsv.length, 3 * 8192 + 2);
 });
 
+test('a matrix of samples predicts in one batch (columns), row for row like one column at a time', async () => {
+  const lines = new TextDecoder().decode(kang).trim().split('\n').slice(1).map((l) => l.split('\t'));
+  // Three samples: the example, the example with every third gene unmeasured, the example doubled.
+  const matrix = ['gene\tA\tB\tC', ...lines.map((l, i) => `${l[0]}\t${l[1]}\t${i % 3 ? l[1] : 0}\t${2 * Number(l[1])}`)].join('\n');
+  const perturbations = ['IFN-beta 6 h', 'dexamethasone'];
+  const all = await model.predict({ sample: matrix, columns: 'all', perturbations });
+  assert.equal(all.rows.length, 6);
+  assert.deepEqual(all.rows.map((r) => [r.reference, r.perturbation]), [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]]);
+  assert.deepEqual(all.references.map((r) => r.name), ['A', 'B', 'C']);
+  assert.equal(all.reference.name, 'A');
+  const picked = await model.predict({ sample: matrix, columns: ['C', 0], perturbations: perturbations[0] });
+  assert.deepEqual(picked.references.map((r) => r.name), ['C', 'A']);
+  const G = all.genes;
+  for (const [c, name] of ['A', 'B', 'C'].entries()) {
+    const one = await model.predict({ sample: matrix, column: name, perturbations });
+    for (let p = 0; p < 2; p++) {
+      const row = all.logCpm.subarray((c * 2 + p) * G, (c * 2 + p + 1) * G);
+      // Batched and single rows take other summation orders in the linear layers.
+      assertClose(`column ${name}, perturbation ${p}`, row, one.logCpm.subarray(p * G, (p + 1) * G));
+    }
+  }
+  await assert.rejects(model.predict({ sample: matrix, column: 0, columns: 'all', perturbation: 'none' }), { kind: 'usage', message: /either column or columns/ });
+  await assert.rejects(model.predict({ sample: matrix, columns: 'every', perturbation: 'none' }), { kind: 'usage', message: /'all' or a list/ });
+  await assert.rejects(model.predict({ sample: matrix, columns: [0, 5], perturbation: 'none' }), { kind: 'usage', message: /column 5 asked for, the sample has 3/ });
+  await assert.rejects(model.predict({ columns: 'all', perturbation: 'none' }), { kind: 'usage', message: /without a sample/ });
+});
+
 test('screen ranks every perturbation', async () => {
   const s = await model.screen({ sample: kang });
   assert.equal(s.hits.length, model.info().perturbations.length);
