@@ -1055,11 +1055,11 @@ NOTES = [
     "**Browser numbers are on SwiftShader** when the adapter line says so (Chromium's software WebGPU adapter, on "
     "the same 2 CPU cores): refcast WebGPU and onnxruntime-web WebGPU run on the same device in the same session, so "
     "their ratio compares the two runtimes, but absolute WebGPU times are not GPU times. Calls that take seconds "
-    "there have capped run counts (marked); the 64-reference batch (64 calls of about a second each) and the "
-    "1,024-row screen run once on refcast WebGPU (after the smaller workloads have built its pipelines).",
-    "**Same work per call, browser.** refcast's JS API predicts one sample per call, so the 64-reference workload is "
-    "64 `predict` calls (one reference each) against one 64-row `session.run` for onnxruntime-web; every refcast call "
-    "also reads its sample from TSV text (cost in the Browser section). onnxruntime-web gets the prior input and ε "
+    "there have capped run counts (marked).",
+    "**Same work per call, browser.** refcast's JS API takes the references as one table (one column per "
+    "reference, predicted in one batch with `columns: 'all'`), so every refcast call also parses and matches TSV "
+    "text (its cost is in the Browser section); onnxruntime-web gets the log-CPM rows as one array. onnxruntime-web "
+    "gets the prior input and ε "
     "as arrays made outside the timed region by the code the native peers use (bench/peer.py); its screens rank "
     "rows and pick top genes in JS inside it. The wasm runtimes' thread counts are in the Browser section: "
     "onnxruntime-web is given all `navigator.hardwareConcurrency` threads (its own default on 2 cores is 1) and is "
