@@ -23,6 +23,9 @@ impl Activation {
 /// CPU twin.
 pub fn cpu(act: Activation, x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "activation output");
+    if act == Activation::GeluTanh {
+        return super::math::gelu_tanh(x, out);
+    }
     for (o, &v) in out.iter_mut().zip(x) {
         *o = act.apply(v);
     }

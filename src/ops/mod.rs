@@ -11,6 +11,7 @@ pub mod bias;
 pub mod kernel;
 pub mod layer_norm;
 pub mod linear;
+pub mod math;
 pub mod output;
 pub mod prior_embed;
 pub mod reparameterize;

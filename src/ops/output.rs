@@ -17,9 +17,7 @@ pub fn counts_cpu(pred: &[f32], library_size: &[f32], index: &[u32], out: &mut [
     let genes = pred.len() / index.len().max(1);
     for (r, &i) in index.iter().enumerate() {
         let scale = library_size[i as usize] * 1e-6;
-        for g in 0..genes {
-            out[r * genes + g] = pred[r * genes + g].exp_m1() * scale;
-        }
+        super::math::expm1_scaled(&pred[r * genes..(r + 1) * genes], scale, &mut out[r * genes..(r + 1) * genes]);
     }
 }
 
