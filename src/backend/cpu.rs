@@ -1,4 +1,5 @@
-//! The CPU backend: every op runs its plain-Rust twin immediately.
+//! The CPU backend: every op runs its plain-Rust twin immediately. Large tensors take their
+//! buffers from a small pool that dropped tensors return to (see `pool`).
 
 use super::Backend;
 use crate::error::{Error, Result};
@@ -11,6 +12,65 @@ pub struct CpuTensor {
     pub rows: usize,
     pub cols: usize,
     pub data: Vec<f32>,
+}
+
+impl Drop for CpuTensor {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.data));
+    }
+}
+
+/// Freed buffers of large tensors, per thread. A forward pass asks for the same shapes again
+/// and again; a fresh allocation of that size costs page faults and zero-filling each time (the
+/// allocator returns large blocks to the system), a pooled one costs nothing.
+mod pool {
+    use std::cell::RefCell;
+
+    /// Smaller buffers come from the allocator's free lists cheaply.
+    const MIN_LEN: usize = 16 << 10;
+    /// Bytes the pool keeps at most; beyond that freed buffers go back to the allocator.
+    const MAX_BYTES: usize = 256 << 20;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `len` values with unspecified contents (every op writes all of its output).
+    pub fn take(len: usize) -> Vec<f32> {
+        if len >= MIN_LEN {
+            let found = FREE
+                .try_with(|f| {
+                    let mut f = f.borrow_mut();
+                    // Best fit, and no more than twice the size, so small tensors do not pin
+                    // the large buffers.
+                    let best = (0..f.len())
+                        .filter(|&i| (len..=2 * len).contains(&f[i].capacity()))
+                        .min_by_key(|&i| f[i].capacity())?;
+                    Some(f.swap_remove(best))
+                })
+                .ok()
+                .flatten();
+            if let Some(mut v) = found {
+                // Only the part never written before is zeroed.
+                v.resize(len, 0.0);
+                return v;
+            }
+        }
+        vec![0.0; len]
+    }
+
+    pub fn give(v: Vec<f32>) {
+        if v.capacity() < MIN_LEN {
+            return;
+        }
+        let _ = FREE.try_with(|f| {
+            let mut f = f.borrow_mut();
+            let held: usize = f.iter().map(|b| 4 * b.capacity()).sum();
+            if held + 4 * v.capacity() <= MAX_BYTES {
+                f.push(v);
+            }
+        });
+    }
 }
 
 /// A linear layer as stored in the model file.
@@ -40,8 +100,9 @@ fn same_shape(a: &CpuTensor, b: &CpuTensor, op: &str) -> Result<()> {
     Ok(())
 }
 
+/// An output tensor whose every value the op then writes.
 fn output(rows: usize, cols: usize) -> CpuTensor {
-    CpuTensor { rows, cols, data: vec![0.0; rows * cols] }
+    CpuTensor { rows, cols, data: pool::take(rows * cols) }
 }
 
 impl Backend for CpuBackend {
@@ -60,7 +121,9 @@ impl Backend for CpuBackend {
         if data.len() != rows * cols {
             return Err(Error::request(format!("tensor of [{rows}, {cols}] given {} values", data.len())));
         }
-        Ok(CpuTensor { rows, cols, data: data.to_vec() })
+        let mut t = output(rows, cols);
+        t.data.copy_from_slice(data);
+        Ok(t)
     }
 
     fn linear_weights(&mut self, weight: &Matrix, bias: &[f32]) -> Result<CpuLinear> {
@@ -143,5 +206,55 @@ impl Backend for CpuBackend {
 
     async fn read(&mut self, tensors: &[&CpuTensor]) -> Result<Vec<Vec<f32>>> {
         Ok(tensors.iter().map(|t| t.data.clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::DType;
+
+    /// Ops write every value of a recycled buffer: outputs after the pool was filled with NaN
+    /// buffers of every size equal the twins' outputs into fresh zeroed vectors.
+    #[test]
+    fn recycled_buffers_do_not_leak_into_outputs() {
+        let (rows, cols, genes) = (40, 512, 1030);
+        let philox = ops::Philox::new(9);
+        let rand = |n: usize, s: u32| -> Vec<f32> { (0..n).map(|j| philox.normal(0, j as u32, s, 0)).collect() };
+        let mut be = CpuBackend::new();
+        let x = be.tensor(&rand(rows * cols, 1), rows, cols).unwrap();
+        let w = Matrix::encode(genes, cols, &rand(genes * cols, 2), DType::Q8_0);
+        let bias = rand(genes, 3);
+        let lin = be.linear_weights(&w, &bias).unwrap();
+        let ones = be.tensor(&vec![1.0; cols], 1, cols).unwrap();
+        let zeros = be.tensor(&vec![0.0; cols], 1, cols).unwrap();
+        let index: Vec<u32> = (0..rows as u32).map(|r| r % 3).collect();
+        for len in [rows * cols, rows * genes, rows * genes + 7] {
+            pool::give(vec![f32::NAN; len]);
+        }
+        let y = be.linear(&x, &lin).unwrap();
+        let mut want = vec![0.0; rows * genes];
+        ops::linear::cpu(&x.data, rows, &w, Some(&bias), &mut want);
+        assert_eq!(y.data, want);
+        let n = be.layer_norm(&x, &ones, &zeros, 1e-5).unwrap();
+        let mut want = vec![0.0; rows * cols];
+        ops::layer_norm::cpu(&x.data, cols, &ones.data, &zeros.data, 1e-5, &mut want);
+        assert_eq!(n.data, want);
+        let a = be.activation(&x, Activation::GeluTanh).unwrap();
+        ops::activation::cpu(Activation::GeluTanh, &x.data, &mut want);
+        assert_eq!(a.data, want);
+        let s = be.add(&x, &a).unwrap();
+        ops::add::cpu(&x.data, &a.data, &mut want);
+        assert_eq!(s.data, want);
+        let c = be.counts(&y, &[1e4, 2e4, 3e4], &index).unwrap();
+        let mut want = vec![0.0; rows * genes];
+        ops::output::counts_cpu(&y.data, &[1e4, 2e4, 3e4], &index, &mut want);
+        assert_eq!(c.data, want);
+        let reference = be.tensor(&rand(3 * genes, 4), 3, genes).unwrap();
+        let l = be.log_fold_change(&y, &reference, &index).unwrap();
+        ops::output::log_fold_change_cpu(&y.data, &reference.data, &index, &mut want);
+        assert_eq!(l.data, want);
+        let read = pollster::block_on(be.read(&[&y, &l])).unwrap();
+        assert!(read[0] == y.data && read[1] == l.data && !y.data.iter().any(|v| v.is_nan()));
     }
 }
