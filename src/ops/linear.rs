@@ -1,7 +1,9 @@
 //! Linear layer `y = x · Wᵀ + b` with W `[out, in]` in f32, f16, Q8_0 or Q4_0; quantized weights
 //! are dequantized block by block inside the loop, never expanded whole.
 //!
-//! CPU twin layout: the output columns are split across threads (native targets, large layers);
+//! CPU twin layout: large layers are split across threads (native targets): by input rows when
+//! there are enough of them (each thread writes its own rows of the output), else by output
+//! columns;
 //! one or few input rows take a dot product straight off the stored blocks (AVX2/FMA/F16C where
 //! the CPU has them, detected at run time); more rows decode a panel of weight rows × a slice of
 //! the input width to f32 once and sweep every input row over it in 4 × 3 register tiles.
@@ -16,6 +18,10 @@ const KC: usize = 256;
 /// Multiply–adds from which a call is split across threads.
 #[cfg(not(target_arch = "wasm32"))]
 const PARALLEL_MIN_MACS: usize = 1 << 20;
+/// Input rows per thread from which threads split the rows rather than the columns (each
+/// decodes every weight panel, which many rows amortise).
+#[cfg(not(target_arch = "wasm32"))]
+const ROW_SPLIT_MIN_ROWS: usize = 32;
 
 /// CPU twin. `x` is `[m, w.cols]`, `out` is `[m, w.rows]`.
 pub fn cpu(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32]) {
@@ -26,9 +32,12 @@ pub fn cpu(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32
         assert_eq!(b.len(), n, "linear bias");
     }
     #[cfg(not(target_arch = "wasm32"))]
-    {
+    if threads() > 1 && m * n * k >= PARALLEL_MIN_MACS {
+        if m >= ROW_SPLIT_MIN_ROWS * threads() {
+            return by_rows(x, m, w, bias, out, threads());
+        }
         let threads = threads().min(n / 16).max(1);
-        if threads > 1 && m * n * k >= PARALLEL_MIN_MACS {
+        if threads > 1 {
             return parallel(x, m, w, bias, out, threads);
         }
     }
@@ -46,6 +55,21 @@ pub fn threads() -> usize {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1)
     })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn by_rows(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
+    let (n, k) = (w.rows, w.cols);
+    // Multiples of the 4-row tile, so only the last part has a ragged tile.
+    let step = m.div_ceil(threads).next_multiple_of(4);
+    std::thread::scope(|s| {
+        let mut parts = x.chunks(step * k).zip(out.chunks_mut(step * n));
+        let (x0, out0) = parts.next().expect("at least one part");
+        for (xs, os) in parts {
+            s.spawn(move || columns(xs, xs.len() / k, w, bias, 0, n, os, n));
+        }
+        columns(x0, x0.len() / k, w, bias, 0, n, out0, n);
+    });
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -103,7 +127,7 @@ fn columns(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, j0: usize, j1:
         for kc in (0..k).step_by(KC) {
             let kl = KC.min(k - kc);
             for r in 0..nc {
-                decode_range(w, jc + r, kc, &mut panel[r * KC..r * KC + kl]);
+                decode_range(simd, w, jc + r, kc, &mut panel[r * KC..r * KC + kl]);
             }
             let mut i = 0;
             while i < m {
@@ -135,7 +159,7 @@ fn columns(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, j0: usize, j1:
 
 /// Decodes `out.len()` values of weight row `r` from column `c0` (a multiple of 32 for the
 /// quantized types).
-fn decode_range(w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
+fn decode_range(simd: Simd, w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
     let rb = w.row_bytes();
     let row = &w.bytes[r * rb..(r + 1) * rb];
     match w.dtype {
@@ -152,13 +176,25 @@ fn decode_range(w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
         DType::Q8_0 => {
             let blocks = &row[c0 / BLOCK * Q8_0_BLOCK_BYTES..];
             for (o, b) in out.chunks_exact_mut(BLOCK).zip(blocks.chunks_exact(Q8_0_BLOCK_BYTES)) {
-                crate::quant::dequantize_q8_0_block(b, o);
+                if simd.avx2() {
+                    // SAFETY: the CPU has AVX2 and F16C (checked in `Simd::detect`); 32 values.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe { avx2::decode_q8_0(b, o) };
+                } else {
+                    crate::quant::dequantize_q8_0_block(b, o);
+                }
             }
         }
         DType::Q4_0 => {
             let blocks = &row[c0 / BLOCK * Q4_0_BLOCK_BYTES..];
             for (o, b) in out.chunks_exact_mut(BLOCK).zip(blocks.chunks_exact(Q4_0_BLOCK_BYTES)) {
-                crate::quant::dequantize_q4_0_block(b, o);
+                if simd.avx2() {
+                    // SAFETY: as above.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe { avx2::decode_q4_0(b, o) };
+                } else {
+                    crate::quant::dequantize_q4_0_block(b, o);
+                }
             }
         }
     }
@@ -317,6 +353,45 @@ mod avx2 {
             let s = _mm256_fmadd_ps(v!(1), _mm256_loadu_ps(p.add(8)), s);
             let s = _mm256_fmadd_ps(v!(2), _mm256_loadu_ps(p.add(16)), s);
             _mm256_fmadd_ps(v!(3), _mm256_loadu_ps(p.add(24)), s)
+        }
+    }
+
+    /// One Q8_0 block to 32 f32 (the same products as `quant::dequantize_q8_0_block`).
+    ///
+    /// # Safety
+    /// AVX2 and F16C; `out` holds 32 values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn decode_q8_0(b: &[u8], out: &mut [f32]) {
+        let d = _mm256_set1_ps(scale(b));
+        let (q, o) = (b[2..].as_ptr(), out.as_mut_ptr());
+        // SAFETY: 32 quants after the scale, 32 values out.
+        unsafe {
+            for t in 0..4 {
+                let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(8 * t) as *const __m128i)));
+                _mm256_storeu_ps(o.add(8 * t), _mm256_mul_ps(v, d));
+            }
+        }
+    }
+
+    /// One Q4_0 block to 32 f32 (the same products as `quant::dequantize_q4_0_block`).
+    ///
+    /// # Safety
+    /// AVX2 and F16C; `out` holds 32 values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn decode_q4_0(b: &[u8], out: &mut [f32]) {
+        let d = _mm256_set1_ps(scale(b));
+        let o = out.as_mut_ptr();
+        let mask = _mm_set1_epi8(0x0f);
+        let eight = _mm_set1_epi8(8);
+        // SAFETY: 16 nibble bytes after the scale, 32 values out.
+        unsafe {
+            let raw = _mm_loadu_si128(b[2..].as_ptr() as *const __m128i);
+            let lo = _mm_sub_epi8(_mm_and_si128(raw, mask), eight);
+            let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), eight);
+            for (t, v) in [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)].into_iter().enumerate() {
+                let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+                _mm256_storeu_ps(o.add(8 * t), _mm256_mul_ps(f, d));
+            }
         }
     }
 
