@@ -12,9 +12,9 @@ use crate::quant::{BLOCK, DType, Matrix, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 
 /// Input rows from which the panel path is used.
 const PANEL_MIN_ROWS: usize = 4;
-/// Weight rows and input columns of one decoded panel (36 × 256 f32 = 36 KiB).
+/// Weight rows and input columns of one decoded panel (36 × 512 f32 = 72 KiB).
 const NC: usize = 36;
-const KC: usize = 256;
+const KC: usize = 512;
 /// Multiply–adds from which a call is split across threads.
 #[cfg(not(target_arch = "wasm32"))]
 const PARALLEL_MIN_MACS: usize = 1 << 20;
@@ -450,9 +450,16 @@ mod avx2 {
         }
         let mut out = [[0.0f32; 3]; 4];
         for a in 0..4 {
+            // Three horizontal sums at once: lanes of hadd(hadd(c0, c1), hadd(c2, c2)) hold
+            // partial sums of c0, c1, c2, c2 in each half.
+            let h = _mm256_hadd_ps(_mm256_hadd_ps(acc[a][0], acc[a][1]), _mm256_hadd_ps(acc[a][2], acc[a][2]));
+            let s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+            let mut v = [0.0f32; 4];
+            // SAFETY: `v` holds 4 values.
+            unsafe { _mm_storeu_ps(v.as_mut_ptr(), s) };
             for c in 0..3 {
                 let tail: f32 = xs[a][p..n].iter().zip(&ws[c][p..n]).map(|(u, v)| u * v).sum();
-                out[a][c] = hsum(acc[a][c]) + tail;
+                out[a][c] = v[c] + tail;
             }
         }
         out
