@@ -25,6 +25,10 @@ const ROW_SPLIT_MIN_ROWS: usize = 32;
 
 /// CPU twin. `x` is `[m, w.cols]`, `out` is `[m, w.rows]`.
 pub fn cpu(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32]) {
+    run(Simd::detect(), x, m, w, bias, out)
+}
+
+fn run(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
     assert_eq!(x.len(), m * k, "linear input");
     assert_eq!(out.len(), m * n, "linear output");
@@ -34,14 +38,14 @@ pub fn cpu(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32
     #[cfg(not(target_arch = "wasm32"))]
     if threads() > 1 && m * n * k >= PARALLEL_MIN_MACS {
         if m >= ROW_SPLIT_MIN_ROWS * threads() {
-            return by_rows(x, m, w, bias, out, threads());
+            return by_rows(simd, x, m, w, bias, out, threads());
         }
         let threads = threads().min(n / 16).max(1);
         if threads > 1 {
-            return parallel(x, m, w, bias, out, threads);
+            return parallel(simd, x, m, w, bias, out, threads);
         }
     }
-    columns(x, m, w, bias, 0, n, out, n);
+    columns(simd, x, m, w, bias, 0, n, out, n);
 }
 
 /// Worker threads for large layers: `REFCAST_THREADS`, else the available parallelism.
@@ -58,7 +62,7 @@ pub fn threads() -> usize {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn by_rows(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
+fn by_rows(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
     let (n, k) = (w.rows, w.cols);
     // Multiples of the 4-row tile, so only the last part has a ragged tile.
     let step = m.div_ceil(threads).next_multiple_of(4);
@@ -66,14 +70,14 @@ fn by_rows(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32
         let mut parts = x.chunks(step * k).zip(out.chunks_mut(step * n));
         let (x0, out0) = parts.next().expect("at least one part");
         for (xs, os) in parts {
-            s.spawn(move || columns(xs, xs.len() / k, w, bias, 0, n, os, n));
+            s.spawn(move || columns(simd, xs, xs.len() / k, w, bias, 0, n, os, n));
         }
-        columns(x0, x0.len() / k, w, bias, 0, n, out0, n);
+        columns(simd, x0, x0.len() / k, w, bias, 0, n, out0, n);
     });
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn parallel(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
+fn parallel(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
     let n = w.rows;
     let step = n.div_ceil(threads).next_multiple_of(8);
     let ranges: Vec<(usize, usize)> = (0..n).step_by(step).map(|a| (a, (a + step).min(n))).collect();
@@ -82,9 +86,9 @@ fn parallel(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f3
         let mut jobs = ranges.iter().zip(parts.iter_mut());
         let (&(a0, b0), first) = jobs.next().expect("at least one range");
         for (&(a, b), part) in jobs {
-            s.spawn(move || columns(x, m, w, bias, a, b, part, b - a));
+            s.spawn(move || columns(simd, x, m, w, bias, a, b, part, b - a));
         }
-        columns(x, m, w, bias, a0, b0, first, b0 - a0);
+        columns(simd, x, m, w, bias, a0, b0, first, b0 - a0);
     });
     for ((a, b), part) in ranges.iter().zip(&parts) {
         let len = b - a;
@@ -96,9 +100,8 @@ fn parallel(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f3
 
 /// Output columns `j0..j1` into `out[i · ld + (j − j0)]`.
 #[allow(clippy::too_many_arguments)]
-fn columns(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
+fn columns(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
     let k = w.cols;
-    let simd = Simd::detect();
     if m < PANEL_MIN_ROWS {
         let rb = w.row_bytes();
         let mut row = vec![0.0f32; k];
@@ -214,6 +217,15 @@ impl Simd {
             avx2: std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
                 && std::arch::is_x86_feature_detected!("f16c"),
+        }
+    }
+
+    /// The plain-Rust loops only (the path of other architectures), for tests.
+    #[cfg(test)]
+    fn portable() -> Simd {
+        Simd {
+            #[cfg(target_arch = "x86_64")]
+            avx2: false,
         }
     }
 
@@ -603,18 +615,20 @@ impl Kernel for LinearKernel {
 mod tests {
     use super::*;
 
-    /// The blocked, threaded and SIMD paths against a plain f64 loop over decoded rows.
+    /// The blocked, threaded (by rows and by columns), SIMD and portable paths against a plain
+    /// f64 loop over decoded rows.
     #[test]
     fn every_path_matches_a_plain_loop() {
         let philox = crate::ops::Philox::new(5);
-        for (m, n, k) in [(1, 37, 64), (2, 45, 96), (3, 33, 32), (4, 70, 64), (5, 33, 288), (9, 70, 544), (64, 300, 512), (2, 1100, 1024)] {
+        let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (4, 70, 64), (5, 33, 288), (9, 70, 544), (64, 300, 512), (67, 41, 1056), (2, 1100, 1024)];
+        for ((m, n, k), simd) in shapes.into_iter().flat_map(|s| [(s, Simd::detect()), (s, Simd::portable())]) {
             for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
                 let values: Vec<f32> = (0..n * k).map(|j| 0.1 * philox.normal(0, j as u32, 1, 0)).collect();
                 let x: Vec<f32> = (0..m * k).map(|j| philox.normal(1, j as u32, 2, 0)).collect();
                 let bias: Vec<f32> = (0..n).map(|j| philox.normal(2, j as u32, 3, 0)).collect();
                 let w = Matrix::encode(n, k, &values, dtype);
                 let mut got = vec![f32::NAN; m * n];
-                cpu(&x, m, &w, Some(&bias), &mut got);
+                run(simd, &x, m, &w, Some(&bias), &mut got);
                 let mut row = vec![0.0; k];
                 for j in 0..n {
                     w.decode_row(j, &mut row);
