@@ -148,9 +148,8 @@ def workloads(doc, smoke, gpu_caps):
     one = [one_perturbation(doc)]
     known = [p["metadata"] for p in doc["perturbations"]]
     caps = lambda big: {"gpu": gpu_caps[big]} if gpu_caps else {}  # noqa: E731
-    # lavapipe (software Vulkan, ~0.2–0.9 GFLOP/s here) needs minutes per call for the large
-    # batches: the GPU backend runs the small workloads, with capped run counts.
-    slow = ["gpu"] if gpu_caps else []
+    # On a software adapter (lavapipe, a few GFLOP/s on these cores) the large batches take seconds
+    # per call: the GPU backend runs them with capped run counts.
     if smoke:
         return [
             {"name": "batch1", "api": "predict", "references": 1, "perturbations": one},
@@ -164,11 +163,11 @@ def workloads(doc, smoke, gpu_caps):
          "runs": caps(1)},
         {"name": "refs4", "api": "predict", "references": 4, "perturbations": one, "runs": caps(0)},
         {"name": "refs16", "api": "predict", "references": 16, "perturbations": one, "runs": caps(1)},
-        {"name": "refs64", "api": "predict", "references": 64, "perturbations": one, "runs": caps(2), "skip": slow},
-        {"name": "refs256", "api": "predict", "references": 256, "perturbations": one, "runs": caps(3), "skip": slow},
+        {"name": "refs64", "api": "predict", "references": 64, "perturbations": one, "runs": caps(2)},
+        {"name": "refs256", "api": "predict", "references": 256, "perturbations": one, "runs": caps(3)},
         {"name": "screen_known", "api": "screen", "references": 1, "perturbations": known, "runs": caps(1)},
         {"name": "screen_1024", "api": "screen", "references": 1, "perturbations": perturbation_rows(doc, 1024),
-         "runs": caps(3), "skip": slow},
+         "runs": caps(3)},
     ]
 
 
@@ -215,12 +214,12 @@ def browser_spec(out_dir, doc, wl, smoke, model, onnx, refs_path, library_size):
     pspec = doc["priors"]["perturbation"]
     rel = lambda p: str(Path(p).resolve().relative_to(REPO))  # noqa: E731
     # Run caps (min runs, floor) where a call takes seconds: on the software adapter (SwiftShader
-    # runs both runtimes' WebGPU kernels on these 2 CPU cores, ≈ 1 s for batch 1, ≈ 20 s for the
-    # 1,024-row screen) and for refcast's 64 one-reference calls.
+    # runs both runtimes' WebGPU kernels on these 2 CPU cores; onnxruntime-web ≈ 1 s for batch 1,
+    # ≈ 20 s for the 1,024-row screen).
     caps = {"samples10": {"refcast-webgpu": [10, 3], "ort-web-webgpu": [10, 3]},
-            "refs64": {"refcast-webgpu": [1, 1], "ort-web-webgpu": [10, 3]},
+            "refs64": {"refcast-webgpu": [10, 3], "ort-web-webgpu": [10, 3]},
             "screen_known": {"refcast-webgpu": [10, 3], "ort-web-webgpu": [10, 3]},
-            "screen_1024": {"refcast-webgpu": [1, 1], "ort-web-webgpu": [2, 1], "refcast-wasm": [10, 5],
+            "screen_1024": {"refcast-webgpu": [3, 1], "ort-web-webgpu": [2, 1], "refcast-wasm": [10, 5],
                             "ort-web-wasm": [10, 5], "ort-web-wasm-1t": [10, 5]}}
     out = []
     for w in wl:
@@ -460,7 +459,8 @@ def ceilings(smoke):
     m = 512 if smoke else 2048
     x = np.random.default_rng(0).standard_normal((m, m)).astype(np.float32)
     best = 0.0
-    for _ in range(2 if smoke else 5):
+    # Best of many: other processes on these cores only ever make a run slower.
+    for _ in range(2 if smoke else 15):
         t = time.perf_counter()
         x @ x
         best = max(best, 2 * m ** 3 / (time.perf_counter() - t) / 1e9)
@@ -470,7 +470,7 @@ def ceilings(smoke):
         torch.set_num_threads(os.cpu_count() or 1)
         tx = torch.from_numpy(x)
         best = 0.0
-        for _ in range(5):
+        for _ in range(15):
             t = time.perf_counter()
             torch.mm(tx, tx)
             best = max(best, 2 * m ** 3 / (time.perf_counter() - t) / 1e9)
