@@ -5,10 +5,14 @@
 //! there are enough of them (each thread writes its own rows of the output), else by output
 //! columns;
 //! one or few input rows take a dot product straight off the stored blocks (AVX2/FMA/F16C where
-//! the CPU has them, detected at run time); more rows decode a panel of weight rows × a slice of
-//! the input width to f32 once and sweep every input row over it in 4 × 3 register tiles.
+//! the CPU has them, detected at run time; wasm SIMD in the wasm build, `linear/simd128.rs`);
+//! more rows decode a panel of weight rows × a slice of the input width to f32 once and sweep
+//! every input row over it in 4 × 3 register tiles.
 
 use crate::quant::{BLOCK, DType, Matrix, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 
 /// Input rows from which the panel path is used.
 const PANEL_MIN_ROWS: usize = 4;
@@ -105,16 +109,19 @@ fn columns(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, j0
     if m < PANEL_MIN_ROWS {
         let rb = w.row_bytes();
         let mut row = vec![0.0f32; k];
+        let direct = matches!(w.dtype, DType::Q8_0 | DType::Q4_0) && simd.direct();
         for j in j0..j1 {
             let b = bias.map_or(0.0, |b| b[j]);
-            let bytes = &w.bytes[j * rb..(j + 1) * rb];
-            let direct = matches!(w.dtype, DType::Q8_0 | DType::Q4_0) && simd.avx2();
-            if !direct {
-                w.decode_row(j, &mut row);
+            if direct {
+                let sums = simd.dot_quant(w.dtype, &w.bytes[j * rb..(j + 1) * rb], x, m);
+                for (i, s) in sums.iter().enumerate().take(m) {
+                    out[i * ld + j - j0] = s + b;
+                }
+                continue;
             }
+            w.decode_row(j, &mut row);
             for i in 0..m {
-                let xi = &x[i * k..(i + 1) * k];
-                out[i * ld + j - j0] = if direct { simd.dot_quant(w.dtype, bytes, xi) } else { simd.dot(xi, &row) } + b;
+                out[i * ld + j - j0] = simd.dot(&x[i * k..(i + 1) * k], &row) + b;
             }
         }
         return;
@@ -183,6 +190,9 @@ fn decode_range(simd: Simd, w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
                     // SAFETY: the CPU has AVX2 and F16C (checked in `Simd::detect`); 32 values.
                     #[cfg(target_arch = "x86_64")]
                     unsafe { avx2::decode_q8_0(b, o) };
+                } else if simd.simd128() {
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    simd128::decode_q8_0(b, o);
                 } else {
                     crate::quant::dequantize_q8_0_block(b, o);
                 }
@@ -195,6 +205,9 @@ fn decode_range(simd: Simd, w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
                     // SAFETY: as above.
                     #[cfg(target_arch = "x86_64")]
                     unsafe { avx2::decode_q4_0(b, o) };
+                } else if simd.simd128() {
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    simd128::decode_q4_0(b, o);
                 } else {
                     crate::quant::dequantize_q4_0_block(b, o);
                 }
@@ -203,11 +216,14 @@ fn decode_range(simd: Simd, w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
     }
 }
 
-/// Which instruction set the inner loops use (run-time detection on x86-64).
+/// Which instruction set the inner loops use (run-time detection on x86-64; on wasm32, simd128
+/// when the build enables it).
 #[derive(Clone, Copy)]
 struct Simd {
     #[cfg(target_arch = "x86_64")]
     avx2: bool,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    simd128: bool,
 }
 
 impl Simd {
@@ -217,6 +233,8 @@ impl Simd {
             avx2: std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
                 && std::arch::is_x86_feature_detected!("f16c"),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            simd128: true,
         }
     }
 
@@ -226,6 +244,8 @@ impl Simd {
         Simd {
             #[cfg(target_arch = "x86_64")]
             avx2: false,
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            simd128: false,
         }
     }
 
@@ -240,27 +260,72 @@ impl Simd {
         }
     }
 
+    fn simd128(self) -> bool {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        {
+            self.simd128
+        }
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        {
+            false
+        }
+    }
+
+    /// Whether `dot_quant` exists: quantized rows are then read straight off their blocks.
+    fn direct(self) -> bool {
+        self.avx2() || self.simd128()
+    }
+
     fn dot(self, a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: the CPU has AVX2 and FMA (checked in `detect`).
             return unsafe { avx2::dot(a, b) };
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if self.simd128 {
+            return simd128::dot(a, b);
+        }
         dot(a, b)
     }
 
-    /// Dot product of a Q8_0 / Q4_0 row (stored blocks) with `x`; only with AVX2.
-    fn dot_quant(self, dtype: DType, row: &[u8], x: &[f32]) -> f32 {
+    /// Dot products of a Q8_0 / Q4_0 row (stored blocks) with the `m` ≤ 3 rows of `x` (first `m`
+    /// sums); only where `direct`.
+    fn dot_quant(self, dtype: DType, row: &[u8], x: &[f32], m: usize) -> [f32; 3] {
+        assert!((1..PANEL_MIN_ROWS).contains(&m), "dot_quant rows");
+        let k = x.len() / m;
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked in `detect`); `row` holds
-            // x.len() / 32 whole blocks.
-            return unsafe {
-                if dtype == DType::Q8_0 { avx2::dot_q8_0(row, x) } else { avx2::dot_q4_0(row, x) }
+            let mut sums = [0.0; 3];
+            for (s, xi) in sums.iter_mut().zip(x.chunks_exact(k)) {
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked in `detect`); `row` holds
+                // k / 32 whole blocks.
+                *s = unsafe { if dtype == DType::Q8_0 { avx2::dot_q8_0(row, xi) } else { avx2::dot_q4_0(row, xi) } };
+            }
+            return sums;
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if self.simd128 {
+            // One widening of each block serves every input row.
+            let r = |i: usize| &x[i * k..(i + 1) * k];
+            let q8 = dtype == DType::Q8_0;
+            return match m {
+                1 => {
+                    let [a] = if q8 { simd128::dot_q8_0(row, [r(0)]) } else { simd128::dot_q4_0(row, [r(0)]) };
+                    [a, 0.0, 0.0]
+                }
+                2 => {
+                    let [a, b] = if q8 { simd128::dot_q8_0(row, [r(0), r(1)]) } else { simd128::dot_q4_0(row, [r(0), r(1)]) };
+                    [a, b, 0.0]
+                }
+                _ => {
+                    let rs = [r(0), r(1), r(2)];
+                    if q8 { simd128::dot_q8_0(row, rs) } else { simd128::dot_q4_0(row, rs) }
+                }
             };
         }
-        let _ = (dtype, row, x);
-        unreachable!("dot_quant without AVX2")
+        let _ = (dtype, row, k);
+        unreachable!("dot_quant without a SIMD path")
     }
 
     /// The 4 × 3 dot products of four input slices with three weight slices (all of one length).
@@ -269,6 +334,10 @@ impl Simd {
         if self.avx2 {
             // SAFETY: the CPU has AVX2 and FMA (checked in `detect`); the slices have one length.
             return unsafe { avx2::tile(xs, ws) };
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if self.simd128 {
+            return simd128::tile(xs, ws);
         }
         std::array::from_fn(|a| std::array::from_fn(|c| dot(xs[a], ws[c])))
     }

@@ -1,5 +1,6 @@
 //! Vectorised element-wise functions for the CPU twins: `expm1` (counts) and the tanh-approximate
-//! GELU. AVX2 + FMA where the CPU has them (run-time detection), else the scalar libm functions.
+//! GELU. AVX2 + FMA where the CPU has them (run-time detection), wasm SIMD in the wasm build,
+//! else the scalar libm functions.
 //! Both paths stay within a few ulp of the f64 functions (tests below): the CPU backend is the
 //! oracle for the GPU kernels.
 
@@ -13,7 +14,10 @@ pub fn expm1_scaled(x: &[f32], scale: f32, out: &mut [f32]) {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { avx2::expm1_scaled(x, scale, out) };
     }
-    portable::expm1_scaled(x, scale, out)
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    simd128::expm1_scaled(x, scale, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    portable::expm1_scaled(x, scale, out);
 }
 
 /// `out[i] = gelu_tanh(x[i])` (PyTorch's `approximate="tanh"`).
@@ -24,10 +28,14 @@ pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { avx2::gelu_tanh(x, out) };
     }
-    portable::gelu_tanh(x, out)
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    simd128::gelu_tanh(x, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    portable::gelu_tanh(x, out);
 }
 
 /// The libm functions, one value at a time: the fallback and the tests' second opinion.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
 mod portable {
     use super::Activation;
 
@@ -152,6 +160,95 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn gelu_tanh(x: &[f32], out: &mut [f32]) {
         map(x, out, |v| gelu(v));
+    }
+}
+
+/// The AVX2 functions in 128-bit wasm SIMD (enabled for the whole wasm build). Without fused
+/// multiply–add (relaxed SIMD is not baseline) the reduction and the polynomial round once more,
+/// well below an ulp of the result: k·LN2_HI is exact, and p·s is exact (s a power of two).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use core::arch::wasm32::*;
+
+    const X_MAX: f32 = 88.722_83;
+    const X_MIN: f32 = -88.0;
+
+    /// `(p, s, twice)` as in the AVX2 `exp_parts`.
+    fn exp_parts(x: v128) -> (v128, v128, v128) {
+        const LN2_HI: f32 = 0.693_145_75;
+        const LN2_LO: f32 = 1.428_606_8e-6;
+        // pmin/pmax: one instruction each on x86 (min/max add NaN and ±0 fix-ups); NaN is
+        // restored in `edges`.
+        let x = f32x4_pmin(f32x4_pmax(x, f32x4_splat(X_MIN)), f32x4_splat(X_MAX));
+        let k = f32x4_nearest(f32x4_mul(x, f32x4_splat(std::f32::consts::LOG2_E)));
+        let r = f32x4_sub(x, f32x4_mul(k, f32x4_splat(LN2_HI)));
+        let r = f32x4_sub(r, f32x4_mul(k, f32x4_splat(LN2_LO)));
+        let mut q = f32x4_splat(1.0 / 40320.0);
+        for c in [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5] {
+            q = f32x4_add(f32x4_mul(q, r), f32x4_splat(c));
+        }
+        let p = f32x4_add(f32x4_mul(q, f32x4_mul(r, r)), r);
+        let ki = i32x4_trunc_sat_f32x4(k);
+        let biased = i32x4_add(i32x4_min(ki, i32x4_splat(127)), i32x4_splat(127));
+        let s = i32x4_shl(biased, 23);
+        let twice = i32x4_gt(ki, i32x4_splat(127));
+        (p, s, twice)
+    }
+
+    fn edges(x: v128, y: v128) -> v128 {
+        let y = v128_bitselect(f32x4_splat(f32::INFINITY), y, f32x4_gt(x, f32x4_splat(X_MAX)));
+        v128_bitselect(x, y, f32x4_ne(x, x))
+    }
+
+    fn expm1(x: v128) -> v128 {
+        let (p, s, twice) = exp_parts(x);
+        let y = f32x4_add(f32x4_mul(p, s), f32x4_sub(s, f32x4_splat(1.0)));
+        edges(x, v128_bitselect(f32x4_add(y, y), y, twice))
+    }
+
+    fn exp(x: v128) -> v128 {
+        let (p, s, twice) = exp_parts(x);
+        let y = f32x4_add(f32x4_mul(p, s), s);
+        edges(x, v128_bitselect(f32x4_add(y, y), y, twice))
+    }
+
+    /// v·σ(2u) as in the AVX2 `gelu`; the sign of u (its top bit, as blendv reads it) picks
+    /// v·t or v.
+    fn gelu(v: v128) -> v128 {
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        let v3 = f32x4_mul(f32x4_mul(v, v), v);
+        let u = f32x4_mul(f32x4_splat(SQRT_2_OVER_PI), f32x4_add(f32x4_mul(f32x4_splat(0.044_715), v3), v));
+        let t = exp(f32x4_mul(f32x4_abs(u), f32x4_splat(-2.0)));
+        let num = v128_bitselect(f32x4_mul(v, t), v, i32x4_shr(u, 31));
+        f32x4_div(num, f32x4_add(f32x4_splat(1.0), t))
+    }
+
+    /// Applies `f` four values at a time; the tail goes through a padded copy, so every value
+    /// takes the same path.
+    fn map(x: &[f32], out: &mut [f32], f: impl Fn(v128) -> v128) {
+        let mut xs = x.chunks_exact(4);
+        let mut os = out.chunks_exact_mut(4);
+        for (xc, oc) in (&mut xs).zip(&mut os) {
+            // SAFETY: both chunks hold 4 values; unaligned loads and stores.
+            unsafe { v128_store(oc.as_mut_ptr() as *mut v128, f(v128_load(xc.as_ptr() as *const v128))) };
+        }
+        let (xr, or) = (xs.remainder(), os.into_remainder());
+        if !xr.is_empty() {
+            let mut buf = [0.0f32; 4];
+            buf[..xr.len()].copy_from_slice(xr);
+            // SAFETY: `buf` holds 4 values.
+            unsafe { v128_store(buf.as_mut_ptr() as *mut v128, f(v128_load(buf.as_ptr() as *const v128))) };
+            or.copy_from_slice(&buf[..or.len()]);
+        }
+    }
+
+    pub fn expm1_scaled(x: &[f32], scale: f32, out: &mut [f32]) {
+        let scale = f32x4_splat(scale);
+        map(x, out, |v| f32x4_mul(expm1(v), scale));
+    }
+
+    pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
+        map(x, out, gelu);
     }
 }
 
