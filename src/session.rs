@@ -364,7 +364,7 @@ impl<B: Backend> Session<B> {
         let mut out = Prediction {
             genes,
             rows: Vec::with_capacity(total),
-            log_fold_change: reference.as_ref().map(|_| Vec::with_capacity(total * genes)),
+            log_fold_change: reference.as_ref().map(|_| Vec::new()),
             sigma: self.model.sigma.clone(),
             ..Default::default()
         };
@@ -387,14 +387,14 @@ impl<B: Backend> Session<B> {
                 Some(x) => Some(be.log_fold_change(&pred, x, &base)?),
                 None => None,
             };
-            let mut wanted = vec![&pred, &counts, &z];
-            wanted.extend(lfc.as_ref());
-            let mut read = be.read(&wanted).await?.into_iter();
-            out.log_cpm.extend(read.next().unwrap());
-            out.counts.extend(read.next().unwrap());
-            out.latents.extend(read.next().unwrap());
+            let mut wanted = vec![pred, counts, z];
+            wanted.extend(lfc);
+            let mut read = be.read_owned(wanted).await?.into_iter();
+            append(&mut out.log_cpm, read.next().unwrap());
+            append(&mut out.counts, read.next().unwrap());
+            append(&mut out.latents, read.next().unwrap());
             if let (Some(all), Some(v)) = (out.log_fold_change.as_mut(), read.next()) {
-                all.extend(v);
+                append(all, v);
             }
             start = end;
         }
@@ -476,6 +476,15 @@ impl<B: Backend> Session<B> {
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(hits)
+    }
+}
+
+/// Appends one chunk's values; the first chunk's buffer is taken over rather than copied.
+fn append(all: &mut Vec<f32>, chunk: Vec<f32>) {
+    if all.is_empty() {
+        *all = chunk;
+    } else {
+        all.extend_from_slice(&chunk);
     }
 }
 

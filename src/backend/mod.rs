@@ -57,6 +57,12 @@ pub trait Backend {
 
     /// Copies tensors back to the host, waiting for the work that produces them.
     async fn read(&mut self, tensors: &[&Self::Tensor]) -> Result<Vec<Vec<f32>>>;
+    /// [`Backend::read`] of tensors no longer needed: a backend whose tensors already live in
+    /// host memory hands their buffers over instead of copying them.
+    async fn read_owned(&mut self, tensors: Vec<Self::Tensor>) -> Result<Vec<Vec<f32>>> {
+        let refs: Vec<&Self::Tensor> = tensors.iter().collect();
+        self.read(&refs).await
+    }
 }
 
 /// Which backend a session should use.

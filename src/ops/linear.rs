@@ -1,9 +1,9 @@
 //! Linear layer `y = x · Wᵀ + b` with W `[out, in]` in f32, f16, Q8_0 or Q4_0; quantized weights
 //! are dequantized block by block inside the loop, never expanded whole.
 //!
-//! CPU twin layout: large layers are split across threads (native targets): by input rows when
-//! there are enough of them (each thread writes its own rows of the output), else by output
-//! columns;
+//! CPU twin layout: large layers are split across the persistent worker threads of
+//! `ops::workers` (native targets): by input rows when there are enough of them (each thread
+//! writes its own rows of the output), else by output columns;
 //! one or few input rows take a dot product straight off the stored blocks (AVX2/FMA/F16C where
 //! the CPU has them, detected at run time; wasm SIMD in the wasm build, `linear/simd128.rs`);
 //! more rows decode a panel of weight rows × a slice of the input width to f32 once and sweep
@@ -52,17 +52,10 @@ fn run(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &
     columns(simd, x, m, w, bias, 0, n, out, n);
 }
 
-/// Worker threads for large layers: `REFCAST_THREADS`, else the available parallelism.
+/// Threads that share a large layer (see `ops::workers`).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var("REFCAST_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
-    })
+    super::workers::threads()
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -70,30 +63,26 @@ fn by_rows(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, ou
     let (n, k) = (w.rows, w.cols);
     // Multiples of the 4-row tile, so only the last part has a ragged tile.
     let step = m.div_ceil(threads).next_multiple_of(4);
-    std::thread::scope(|s| {
-        let mut parts = x.chunks(step * k).zip(out.chunks_mut(step * n));
-        let (x0, out0) = parts.next().expect("at least one part");
-        for (xs, os) in parts {
-            s.spawn(move || columns(simd, xs, xs.len() / k, w, bias, 0, n, os, n));
-        }
-        columns(simd, x0, x0.len() / k, w, bias, 0, n, out0, n);
-    });
+    let parts: Vec<_> = x.chunks(step * k).zip(out.chunks_mut(step * n)).collect();
+    super::workers::for_each(parts, |(xs, os)| columns(simd, xs, xs.len() / k, w, bias, 0, n, os, n));
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 fn parallel(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
     let n = w.rows;
     let step = n.div_ceil(threads).next_multiple_of(8);
+    if m == 1 {
+        // One row: each part's columns are a contiguous slice of the output.
+        let jobs: Vec<_> = out.chunks_mut(step).enumerate().collect();
+        return super::workers::for_each(jobs, |(t, part)| {
+            let a = t * step;
+            columns(simd, x, m, w, bias, a, a + part.len(), part, part.len())
+        });
+    }
     let ranges: Vec<(usize, usize)> = (0..n).step_by(step).map(|a| (a, (a + step).min(n))).collect();
     let mut parts: Vec<Vec<f32>> = ranges.iter().map(|(a, b)| vec![0.0; m * (b - a)]).collect();
-    std::thread::scope(|s| {
-        let mut jobs = ranges.iter().zip(parts.iter_mut());
-        let (&(a0, b0), first) = jobs.next().expect("at least one range");
-        for (&(a, b), part) in jobs {
-            s.spawn(move || columns(simd, x, m, w, bias, a, b, part, b - a));
-        }
-        columns(simd, x, m, w, bias, a0, b0, first, b0 - a0);
-    });
+    let jobs: Vec<_> = ranges.iter().zip(parts.iter_mut()).collect();
+    super::workers::for_each(jobs, |(&(a, b), part)| columns(simd, x, m, w, bias, a, b, part, b - a));
     for ((a, b), part) in ranges.iter().zip(&parts) {
         let len = b - a;
         for i in 0..m {
@@ -689,7 +678,7 @@ mod tests {
     #[test]
     fn every_path_matches_a_plain_loop() {
         let philox = crate::ops::Philox::new(5);
-        let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (4, 70, 64), (5, 33, 288), (9, 70, 544), (64, 300, 512), (67, 41, 1056), (2, 1100, 1024)];
+        let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (4, 70, 64), (5, 33, 288), (9, 70, 544), (1, 1100, 1024), (64, 300, 512), (67, 41, 1056), (2, 1100, 1024)];
         for ((m, n, k), simd) in shapes.into_iter().flat_map(|s| [(s, Simd::detect()), (s, Simd::portable())]) {
             for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
                 let values: Vec<f32> = (0..n * k).map(|j| 0.1 * philox.normal(0, j as u32, 1, 0)).collect();

@@ -15,6 +15,8 @@ pub mod math;
 pub mod output;
 pub mod prior_embed;
 pub mod reparameterize;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod workers;
 
 pub use activation::Activation;
 pub use reparameterize::{Noise, Philox};
