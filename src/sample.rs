@@ -2,7 +2,7 @@
 //! strictly, and matched to a model's gene vocabulary. Every error names the line, column, gene
 //! or limit; nothing is dropped without being counted.
 
-use rustc_hash::FxHashMap;
+use foldhash::HashMap;
 
 use crate::error::{Error, Result};
 use crate::format::Gene;
@@ -105,7 +105,7 @@ impl SampleTable {
         };
         let mut genes = Vec::new();
         let mut values = vec![Vec::new(); columns];
-        let mut seen: FxHashMap<String, usize> = FxHashMap::default();
+        let mut seen: HashMap<String, usize> = HashMap::default();
         let mut line_of = Vec::new();
         let other = if delim == '\t' { ("comma", ',') } else { ("tab", '\t') };
         let body = if has_header { None } else { Some((first_no, first)) };
@@ -215,13 +215,13 @@ pub fn normalise_id(id: &str) -> String {
 /// Looks up model gene positions by symbol or Ensembl id.
 #[derive(Clone, Debug)]
 pub struct GeneIndex {
-    by_id: FxHashMap<String, usize>,
+    by_id: HashMap<String, usize>,
     genes: usize,
 }
 
 impl GeneIndex {
     pub fn new(genes: &[Gene]) -> GeneIndex {
-        let mut by_id = FxHashMap::with_capacity_and_hasher(genes.len() * 2, Default::default());
+        let mut by_id = HashMap::with_capacity_and_hasher(genes.len() * 2, Default::default());
         // Ensembl ids first, then symbols; a symbol never overrides an earlier entry.
         for (i, g) in genes.iter().enumerate() {
             if let Some(e) = &g.ensembl {
