@@ -1083,8 +1083,9 @@ NOTES = [
     "rows and pick top genes in JS inside it. The wasm runtimes' thread counts are in the Browser section: "
     "onnxruntime-web is given all `navigator.hardwareConcurrency` threads (its own default on 2 cores is 1) and is "
     "also measured with 1 thread, like refcast's single-threaded wasm build.",
-    "**Noise.** Other builds and a training job shared the 2 cores during the run (load average above); medians "
-    "with p10–p90 are reported, and ratios come from the same run, but absolute times on an idle machine are lower.",
+    "**Noise.** Other work shared the 2 cores during this run (a full build and test run of the project; load "
+    "average above); medians with p10–p90 are reported, and ratios come from the same run, but absolute times "
+    "on an idle machine are lower and the ratios move by tens of percent between runs.",
 ]
 
 if __name__ == "__main__":
