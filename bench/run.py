@@ -1057,6 +1057,13 @@ NOTES = [
     "dot is the next step. Browser wasm at batch 1: parsing and matching the sample table (see above), which "
     "onnxruntime-web does not do; a faster gene-id hash for wasm32 (64-bit multiplies are slow there) and a "
     "typed-array sample path are the next steps.",
+    "**Reproducing the before → after figures above.** They come from the same binaries run alternately; a "
+    "rerun gives similar, not identical, numbers. Native CPU: at commits 0f85818 (before) and 5e15413 (after), "
+    "`python3 bench/run.py --no-gpu --no-torch --no-scaling --no-kernels --no-browser --out /tmp/cpu.md`. GPU kernel "
+    "styles, at any commit since cdba189: `REFCAST_GPU_KERNELS=workgroup` or `=flat` in front of `python3 "
+    "bench/run.py --no-ort --no-torch --no-scaling --no-kernels --no-browser --out /tmp/gpu.md`, with "
+    "`VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json` for SwiftShader (the default here is lavapipe). "
+    "wasm: `python3 bench/run.py --browser-only --out /tmp/web.md` at 536ad6b (before SIMD) and at HEAD.",
     "**Same work per call.** Every runtime returns predicted log-CPM, counts, log fold change and latents for "
     "every row. Screens: refcast's `Session::screen` also sorts all genes of every row for its top-10 lists; the "
     "peers rank with numpy (`argsort` of effect sizes, `argpartition` for top genes). Sampling: the peers take ε as "

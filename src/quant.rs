@@ -123,24 +123,8 @@ impl Matrix {
     }
 }
 
-/// An f16 (bits) as f32 without a conversion instruction, exactly: a normal f16's bits moved to
-/// an f32's place with the exponent rebiased (+112), a subnormal's 10-bit mantissa times 2^-24.
-/// Where `half` has no hardware conversion (wasm) it takes a branchy software path, which showed
-/// in profiles at one call per quantized block. (No f32 subnormal is formed on the way: x86
-/// takes a slow microcode path for those.)
-#[inline(always)]
-pub fn f16_bits_to_f32(h: u16) -> f32 {
-    let (sign, mag) = (((h & 0x8000) as u32) << 16, (h & 0x7fff) as u32);
-    if mag >= 0x7c00 {
-        f16::from_bits(h).to_f32() // ±inf, NaN
-    } else if mag >= 0x0400 {
-        f32::from_bits(sign | ((mag << 13) + (112 << 23)))
-    } else {
-        f32::from_bits(sign | (mag as f32 * f32::from_bits(0x3380_0000)).to_bits()) // 2^-24
-    }
-}
-
-fn scale_of(block: &[u8]) -> f32 {
+/// The f16 scale that starts every Q8_0 / Q4_0 block.
+pub fn scale_of(block: &[u8]) -> f32 {
     f16::from_le_bytes([block[0], block[1]]).to_f32()
 }
 
@@ -191,14 +175,6 @@ pub fn dequantize_q4_0_block(block: &[u8], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn f16_bits_to_f32_is_exact_for_every_f16() {
-        for h in 0..=u16::MAX {
-            let (got, want) = (f16_bits_to_f32(h), f16::from_bits(h).to_f32());
-            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}: {got} vs {want}");
-        }
-    }
 
     #[test]
     fn q8_0_round_trip_is_within_half_a_step() {

@@ -104,15 +104,7 @@ impl Request {
 
     /// Prompt-only generation: every latent from its prior.
     pub fn prompt(contexts: Vec<Metadata>, perturbations: Vec<Metadata>) -> Request {
-        Request {
-            references: vec![],
-            contexts,
-            perturbations,
-            condition_on: vec![],
-            sampling: Sampling::Mean,
-            library_size: 1e6,
-            baseline: Baseline::Reference,
-        }
+        Request { contexts, condition_on: vec![], ..Request::conditioned(vec![], perturbations) }
     }
 
     fn bases(&self) -> usize {

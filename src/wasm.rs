@@ -450,7 +450,7 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
         None => (Vec::new(), None),
     };
     let metadata = perts.iter().map(|p| p.metadata.clone()).collect();
-    let mut req = if table.is_some() { Request::conditioned(references.clone(), metadata) } else { Request::prompt(vec![], metadata) };
+    let mut req = if table.is_some() { Request::conditioned(references, metadata) } else { Request::prompt(vec![], metadata) };
     req.contexts = contexts;
     if let Some(c) = o.condition_on {
         req.condition_on = c;
@@ -491,7 +491,7 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     set(&out, "sigma", Float32Array::from(pred.sigma.as_slice()));
     set(&out, "perturbations", to_js(&perts)?);
     let infos: Array = match &table {
-        Some(t) => references.iter().map(|r| JsValue::from(reference_js(r, t))).collect(),
+        Some(t) => req.references.iter().map(|r| JsValue::from(reference_js(r, t))).collect(),
         None => Array::new(),
     };
     set(&out, "reference", if infos.length() > 0 { infos.get(0) } else { JsValue::NULL });

@@ -93,3 +93,16 @@ pub fn grid_for(n: usize) -> [u32; 3] {
 pub fn u(v: usize) -> u32 {
     v as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_adapters_get_flat_kernels() {
+        assert_eq!(KernelStyle::for_adapter(true, &["anything"]), KernelStyle::Flat);
+        assert_eq!(KernelStyle::for_adapter(false, &["llvmpipe (LLVM 15.0.6, 256 bits)"]), KernelStyle::Flat);
+        assert_eq!(KernelStyle::for_adapter(false, &["", "SwiftShader Device (Subzero)"]), KernelStyle::Flat);
+        assert_eq!(KernelStyle::for_adapter(false, &["NVIDIA H100 80GB HBM3", "NVIDIA"]), KernelStyle::Workgroup);
+    }
+}

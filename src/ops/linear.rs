@@ -172,34 +172,11 @@ fn decode_range(simd: Simd, w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
                 *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
             }
         }
-        DType::Q8_0 => {
-            let blocks = &row[c0 / BLOCK * Q8_0_BLOCK_BYTES..];
-            for (o, b) in out.chunks_exact_mut(BLOCK).zip(blocks.chunks_exact(Q8_0_BLOCK_BYTES)) {
-                if simd.avx2() {
-                    // SAFETY: the CPU has AVX2 and F16C (checked in `Simd::detect`); 32 values.
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe { avx2::decode_q8_0(b, o) };
-                } else if simd.simd128() {
-                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    simd128::decode_q8_0(b, o);
-                } else {
-                    crate::quant::dequantize_q8_0_block(b, o);
-                }
-            }
-        }
-        DType::Q4_0 => {
-            let blocks = &row[c0 / BLOCK * Q4_0_BLOCK_BYTES..];
-            for (o, b) in out.chunks_exact_mut(BLOCK).zip(blocks.chunks_exact(Q4_0_BLOCK_BYTES)) {
-                if simd.avx2() {
-                    // SAFETY: as above.
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe { avx2::decode_q4_0(b, o) };
-                } else if simd.simd128() {
-                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    simd128::decode_q4_0(b, o);
-                } else {
-                    crate::quant::dequantize_q4_0_block(b, o);
-                }
+        DType::Q8_0 | DType::Q4_0 => {
+            let bb = if w.dtype == DType::Q8_0 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+            let blocks = &row[c0 / BLOCK * bb..];
+            for (o, b) in out.chunks_exact_mut(BLOCK).zip(blocks.chunks_exact(bb)) {
+                simd.decode_block(w.dtype, b, o);
             }
         }
     }
@@ -258,6 +235,21 @@ impl Simd {
         {
             false
         }
+    }
+
+    /// One Q8_0 / Q4_0 block to its 32 values.
+    fn decode_block(self, dtype: DType, b: &[u8], out: &mut [f32]) {
+        let q8 = dtype == DType::Q8_0;
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: the CPU has AVX2 and F16C (checked in `detect`); one block, 32 values.
+            return unsafe { if q8 { avx2::decode_q8_0(b, out) } else { avx2::decode_q4_0(b, out) } };
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        if self.simd128 {
+            return if q8 { simd128::decode_q8_0(b, out) } else { simd128::decode_q4_0(b, out) };
+        }
+        if q8 { crate::quant::dequantize_q8_0_block(b, out) } else { crate::quant::dequantize_q4_0_block(b, out) }
     }
 
     /// Whether `dot_quant` exists: quantized rows are then read straight off their blocks.
@@ -579,7 +571,6 @@ pub fn pack(w: &Matrix, row0: usize, rows: usize) -> Packed {
     let bytes = &w.bytes[row0 * rb..(row0 + rows) * rb];
     let row_words = row_words(w.dtype, w.cols);
     let le = |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-    let scale = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
     match w.dtype {
         DType::F32 => Packed { words: bytes.chunks_exact(4).map(le).collect(), scales: None, row_words },
         DType::F16 => {
@@ -597,7 +588,7 @@ pub fn pack(w: &Matrix, row0: usize, rows: usize) -> Packed {
             let mut words = Vec::with_capacity(rows * row_words);
             let mut scales = Vec::with_capacity(blocks);
             for b in bytes.chunks_exact(block_bytes) {
-                scales.push(scale(b));
+                scales.push(crate::quant::scale_of(b));
                 words.extend(b[2..].chunks_exact(4).map(le));
             }
             debug_assert_eq!(words.len(), rows * row_words);

@@ -5,7 +5,7 @@
 
 use core::arch::wasm32::*;
 
-use crate::quant::{BLOCK, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
+use crate::quant::{BLOCK, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, scale_of as scale};
 
 fn hsum(v: v128) -> f32 {
     let s = f32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
@@ -13,11 +13,6 @@ fn hsum(v: v128) -> f32 {
     f32x4_extract_lane::<0>(s)
 }
 
-/// The block's f16 scale, once per block.
-#[inline(always)]
-fn scale(b: &[u8]) -> f32 {
-    crate::quant::f16_bits_to_f32(u16::from_le_bytes([b[0], b[1]]))
-}
 
 /// # Safety
 /// `p` points at 4 readable f32 (unaligned is fine in wasm).
