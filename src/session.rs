@@ -257,7 +257,7 @@ impl<B: Backend> Session<B> {
 
     /// The forward pass of a request; fold changes against the measured reference when asked.
     async fn decode_request(&mut self, req: &Request, reference_fold_changes: bool) -> Result<Prediction> {
-        let cfg = self.model.config().clone();
+        let cfg = self.model.config();
         let genes = cfg.architecture.genes;
         let lat = cfg.architecture.latent;
         let (b_n, p_n, s_n) = (req.bases(), req.perturbations.len(), req.sampling.count());
@@ -292,7 +292,7 @@ impl<B: Backend> Session<B> {
             }
         }
         for m in req.contexts.iter().chain(&req.perturbations) {
-            metadata::check_fields(&cfg, m)?;
+            metadata::check_fields(cfg, m)?;
         }
         // Context values are checked even for groups taken from the reference: a misspelt cell
         // type must not pass silently.
