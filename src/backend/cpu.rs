@@ -76,7 +76,7 @@ mod pool {
 /// A linear layer as stored in the model file.
 #[derive(Clone, Debug)]
 pub struct CpuLinear {
-    pub weight: Matrix,
+    pub weight: ops::linear::Weights,
     pub bias: Vec<f32>,
 }
 
@@ -98,6 +98,26 @@ fn same_shape(a: &CpuTensor, b: &CpuTensor, op: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Values from which an element- or row-wise op is split across the worker threads.
+#[cfg(not(target_arch = "wasm32"))]
+const PARALLEL_MIN_VALUES: usize = 1 << 16;
+
+/// Runs `f(first_row, rows_of_out)` over `out` (`[rows, cols]`): in one call, or, on native
+/// targets when the op is large, in one part of whole rows per worker thread.
+fn split_rows(rows: usize, cols: usize, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = ops::workers::threads().min(rows);
+        if threads > 1 && rows * cols >= PARALLEL_MIN_VALUES {
+            let step = rows.div_ceil(threads);
+            let parts: Vec<_> = out.chunks_mut(step * cols).enumerate().collect();
+            return ops::workers::for_each(parts, |(p, o)| f(p * step, o));
+        }
+    }
+    let _ = (rows, cols);
+    f(0, out)
 }
 
 /// An output tensor whose every value the op then writes.
@@ -130,7 +150,7 @@ impl Backend for CpuBackend {
         if bias.len() != weight.rows {
             return Err(Error::request(format!("bias of {} for {} outputs", bias.len(), weight.rows)));
         }
-        Ok(CpuLinear { weight: weight.clone(), bias: bias.to_vec() })
+        Ok(CpuLinear { weight: ops::linear::Weights::new(weight.clone()), bias: bias.to_vec() })
     }
 
     fn linear(&mut self, x: &CpuTensor, w: &CpuLinear) -> Result<CpuTensor> {
@@ -138,26 +158,34 @@ impl Backend for CpuBackend {
             return Err(Error::request(format!("linear: input has {} columns, weight expects {}", x.cols, w.weight.cols)));
         }
         let mut out = output(x.rows, w.weight.rows);
-        ops::linear::cpu(&x.data, x.rows, &w.weight, Some(&w.bias), &mut out.data);
+        ops::linear::cpu_weights(&x.data, x.rows, &w.weight, Some(&w.bias), &mut out.data);
         Ok(out)
     }
 
     fn layer_norm(&mut self, x: &CpuTensor, weight: &CpuTensor, bias: &CpuTensor, eps: f32) -> Result<CpuTensor> {
         let mut out = output(x.rows, x.cols);
-        ops::layer_norm::cpu(&x.data, x.cols, &weight.data, &bias.data, eps, &mut out.data);
+        let c = x.cols;
+        split_rows(x.rows, c, &mut out.data, |r, o| {
+            ops::layer_norm::cpu(&x.data[r * c..r * c + o.len()], c, &weight.data, &bias.data, eps, o)
+        });
         Ok(out)
     }
 
     fn activation(&mut self, x: &CpuTensor, act: Activation) -> Result<CpuTensor> {
         let mut out = output(x.rows, x.cols);
-        ops::activation::cpu(act, &x.data, &mut out.data);
+        let c = x.cols;
+        split_rows(x.rows, c, &mut out.data, |r, o| ops::activation::cpu(act, &x.data[r * c..r * c + o.len()], o));
         Ok(out)
     }
 
     fn add(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
         same_shape(a, b, "add")?;
         let mut out = output(a.rows, a.cols);
-        ops::add::cpu(&a.data, &b.data, &mut out.data);
+        let c = a.cols;
+        split_rows(a.rows, c, &mut out.data, |r, o| {
+            let span = r * c..r * c + o.len();
+            ops::add::cpu(&a.data[span.clone()], &b.data[span], o)
+        });
         Ok(out)
     }
 
@@ -194,13 +222,21 @@ impl Backend for CpuBackend {
 
     fn log_fold_change(&mut self, pred: &CpuTensor, reference: &CpuTensor, index: &[u32]) -> Result<CpuTensor> {
         let mut out = output(pred.rows, pred.cols);
-        ops::output::log_fold_change_cpu(&pred.data, &reference.data, index, &mut out.data);
+        let c = pred.cols;
+        split_rows(pred.rows, c, &mut out.data, |r, o| {
+            let n = o.len() / c;
+            ops::output::log_fold_change_cpu(&pred.data[r * c..r * c + o.len()], &reference.data, &index[r..r + n], o)
+        });
         Ok(out)
     }
 
     fn counts(&mut self, pred: &CpuTensor, library_size: &[f32], index: &[u32]) -> Result<CpuTensor> {
         let mut out = output(pred.rows, pred.cols);
-        ops::output::counts_cpu(&pred.data, library_size, index, &mut out.data);
+        let c = pred.cols;
+        split_rows(pred.rows, c, &mut out.data, |r, o| {
+            let n = o.len() / c;
+            ops::output::counts_cpu(&pred.data[r * c..r * c + o.len()], library_size, &index[r..r + n], o)
+        });
         Ok(out)
     }
 

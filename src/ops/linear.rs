@@ -30,12 +30,50 @@ const PARALLEL_MIN_MACS: usize = 1 << 20;
 #[cfg(not(target_arch = "wasm32"))]
 const ROW_SPLIT_MIN_ROWS: usize = 32;
 
+/// A stored matrix with its quantized block scales widened to f32 once (`rows × cols / 32`
+/// values; none for f32 / f16): the one-row dot products broadcast them instead of converting
+/// an f16 per block and row.
+#[derive(Clone, Debug)]
+pub struct Weights {
+    pub matrix: Matrix,
+    scales: Vec<f32>,
+}
+
+impl Weights {
+    pub fn new(matrix: Matrix) -> Weights {
+        let scales = match matrix.dtype {
+            DType::Q8_0 => matrix.bytes.chunks_exact(Q8_0_BLOCK_BYTES).map(crate::quant::scale_of).collect(),
+            DType::Q4_0 => matrix.bytes.chunks_exact(Q4_0_BLOCK_BYTES).map(crate::quant::scale_of).collect(),
+            DType::F32 | DType::F16 => Vec::new(),
+        };
+        Weights { matrix, scales }
+    }
+
+    /// The f32 block scales of row `j`.
+    fn row_scales(&self, j: usize) -> &[f32] {
+        let per_row = self.matrix.cols / BLOCK;
+        &self.scales[j * per_row..(j + 1) * per_row]
+    }
+}
+
+impl std::ops::Deref for Weights {
+    type Target = Matrix;
+    fn deref(&self) -> &Matrix {
+        &self.matrix
+    }
+}
+
 /// CPU twin. `x` is `[m, w.cols]`, `out` is `[m, w.rows]`.
 pub fn cpu(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32]) {
+    cpu_weights(x, m, &Weights::new(w.clone()), bias, out)
+}
+
+/// The CPU twin on prepared weights (what the CPU backend holds).
+pub fn cpu_weights(x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, out: &mut [f32]) {
     run(Simd::detect(), x, m, w, bias, out)
 }
 
-fn run(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32]) {
+fn run(simd: Simd, x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, out: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
     assert_eq!(x.len(), m * k, "linear input");
     assert_eq!(out.len(), m * n, "linear output");
@@ -62,7 +100,7 @@ pub fn threads() -> usize {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn by_rows(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
+fn by_rows(simd: Simd, x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
     let (n, k) = (w.rows, w.cols);
     // Multiples of the 4-row tile, so only the last part has a ragged tile.
     let step = m.div_ceil(threads).next_multiple_of(4);
@@ -71,7 +109,7 @@ fn by_rows(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, ou
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn parallel(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
+fn parallel(simd: Simd, x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, out: &mut [f32], threads: usize) {
     let n = w.rows;
     let step = n.div_ceil(threads).next_multiple_of(8);
     if m == 1 {
@@ -96,13 +134,30 @@ fn parallel(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, o
 
 /// Output columns `j0..j1` into `out[i · ld + (j − j0)]`.
 #[allow(clippy::too_many_arguments)]
-fn columns(simd: Simd, x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
+fn columns(simd: Simd, x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
     let k = w.cols;
     if m < PANEL_MIN_ROWS {
         let rb = w.row_bytes();
         let mut row = vec![0.0f32; k];
         let direct = matches!(w.dtype, DType::Q8_0 | DType::Q4_0) && simd.direct();
-        for j in j0..j1 {
+        let mut j = j0;
+        #[cfg(target_arch = "x86_64")]
+        if m == 1 && direct && simd.avx2 {
+            // Four weight rows per pass: each input vector is loaded once for the four.
+            while j + 4 <= j1 {
+                let rows: [&[u8]; 4] = std::array::from_fn(|r| &w.bytes[(j + r) * rb..(j + r + 1) * rb]);
+                let scales: [&[f32]; 4] = std::array::from_fn(|r| w.row_scales(j + r));
+                // SAFETY: the CPU has AVX2 and FMA (checked in `detect`); whole rows.
+                let sums = unsafe {
+                    if w.dtype == DType::Q8_0 { avx2::dot4_q8_0(rows, scales, x) } else { avx2::dot4_q4_0(rows, scales, x) }
+                };
+                for (r, s) in sums.iter().enumerate() {
+                    out[j + r - j0] = s + bias.map_or(0.0, |b| b[j + r]);
+                }
+                j += 4;
+            }
+        }
+        for j in j..j1 {
             let b = bias.map_or(0.0, |b| b[j]);
             if direct {
                 let sums = simd.dot_quant(w.dtype, &w.bytes[j * rb..(j + 1) * rb], x, m);
@@ -409,6 +464,74 @@ mod avx2 {
         hsum(_mm256_add_ps(acc0, acc1))
     }
 
+    /// Four Q8_0 rows against one input row: each 8 input values are loaded once for all four.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; each row holds `x.len() / 32` Q8_0 blocks and each `scales` entry as many
+    /// values.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot4_q8_0(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (blk, xs) in x.chunks_exact(BLOCK).enumerate() {
+            let off = blk * Q8_0_BLOCK_BYTES;
+            let p = xs.as_ptr();
+            // SAFETY: block `blk` of each row is 2 + 32 bytes; `xs` has 32 values.
+            unsafe {
+                let xv = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+                for ((a, row), d) in acc.iter_mut().zip(rows).zip(scales) {
+                    let q = row.as_ptr().add(off + 2);
+                    macro_rules! v {
+                        ($t:expr) => {
+                            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(8 * $t) as *const __m128i)))
+                        };
+                    }
+                    let s = _mm256_mul_ps(v!(0), xv[0]);
+                    let s = _mm256_fmadd_ps(v!(1), xv[1], s);
+                    let s = _mm256_fmadd_ps(v!(2), xv[2], s);
+                    let s = _mm256_fmadd_ps(v!(3), xv[3], s);
+                    *a = _mm256_fmadd_ps(_mm256_broadcast_ss(d.get_unchecked(blk)), s, *a);
+                }
+            }
+        }
+        acc.map(|a| hsum(a))
+    }
+
+    /// Four Q4_0 rows against one input row (as `dot4_q8_0`).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; each row holds `x.len() / 32` Q4_0 blocks and each `scales` entry as many
+    /// values.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot4_q4_0(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mask = _mm_set1_epi8(0x0f);
+        let eight = _mm_set1_epi8(8);
+        for (blk, xs) in x.chunks_exact(BLOCK).enumerate() {
+            let off = blk * Q4_0_BLOCK_BYTES;
+            let p = xs.as_ptr();
+            // SAFETY: block `blk` of each row is 2 + 16 bytes; `xs` has 32 values.
+            unsafe {
+                let xv = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+                for ((a, row), d) in acc.iter_mut().zip(rows).zip(scales) {
+                    let raw = _mm_loadu_si128(row.as_ptr().add(off + 2) as *const __m128i);
+                    let lo = _mm_sub_epi8(_mm_and_si128(raw, mask), eight);
+                    let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), eight);
+                    macro_rules! f {
+                        ($v:expr) => {
+                            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32($v))
+                        };
+                    }
+                    let s = _mm256_mul_ps(f!(lo), xv[0]);
+                    let s = _mm256_fmadd_ps(f!(_mm_srli_si128(lo, 8)), xv[1], s);
+                    let s = _mm256_fmadd_ps(f!(hi), xv[2], s);
+                    let s = _mm256_fmadd_ps(f!(_mm_srli_si128(hi, 8)), xv[3], s);
+                    *a = _mm256_fmadd_ps(_mm256_broadcast_ss(d.get_unchecked(blk)), s, *a);
+                }
+            }
+        }
+        acc.map(|a| hsum(a))
+    }
+
     #[target_feature(enable = "avx2,fma")]
     unsafe fn block_q8(b: &[u8], xs: &[f32]) -> __m256 {
         let (q, p) = (b[2..].as_ptr(), xs.as_ptr());
@@ -687,7 +810,7 @@ mod tests {
                 let bias: Vec<f32> = (0..n).map(|j| philox.normal(2, j as u32, 3, 0)).collect();
                 let w = Matrix::encode(n, k, &values, dtype);
                 let mut got = vec![f32::NAN; m * n];
-                run(simd, &x, m, &w, Some(&bias), &mut got);
+                run(simd, &x, m, &Weights::new(w.clone()), Some(&bias), &mut got);
                 let mut row = vec![0.0; k];
                 for j in 0..n {
                     w.decode_row(j, &mut row);
