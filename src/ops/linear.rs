@@ -4,8 +4,8 @@
 //! CPU twin layout: large layers are split across the persistent worker threads of
 //! `ops::workers` (native targets): by input rows when there are enough of them (each thread
 //! writes its own rows of the output), else by output columns;
-//! one or few input rows take a dot product straight off the stored blocks (AVX2/FMA/F16C where
-//! the CPU has them, detected at run time; wasm SIMD in the wasm build, `linear/simd128.rs`);
+//! up to 32 input rows (AVX2/FMA/F16C, detected at run time) or 3 (wasm SIMD in the wasm build,
+//! `linear/simd128.rs`) take dot products straight off the stored quantized blocks;
 //! more rows decode a panel of weight rows × a slice of the input width to f32 once and sweep
 //! every input row over it: on x86-64 as a packed outer-product GEMM (`linear/gemm_avx2.rs`,
 //! 6 × 16 register tiles), elsewhere as 4 × 3 tiles of dot products.
@@ -17,8 +17,11 @@ mod gemm_avx2;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 
-/// Input rows from which the panel path is used.
+/// Input rows from which the panel path is used (where quantized rows are not read directly).
 const PANEL_MIN_ROWS: usize = 4;
+/// Input rows up to which the AVX2 path reads quantized rows straight off their blocks, each
+/// block decoded once per eight rows (below this the GEMM's packing costs more than it saves).
+const DIRECT_MAX_ROWS: usize = 32;
 /// Weight rows and input columns of one decoded panel (36 × 512 f32 = 72 KiB).
 const NC: usize = 36;
 const KC: usize = 512;
@@ -136,28 +139,15 @@ fn parallel(simd: Simd, x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, 
 #[allow(clippy::too_many_arguments)]
 fn columns(simd: Simd, x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
     let k = w.cols;
-    if m < PANEL_MIN_ROWS {
+    let direct = matches!(w.dtype, DType::Q8_0 | DType::Q4_0) && m <= simd.direct_rows();
+    #[cfg(target_arch = "x86_64")]
+    if direct && simd.avx2 {
+        return direct_avx2(x, m, w, bias, j0, j1, out, ld);
+    }
+    if direct || m < PANEL_MIN_ROWS {
         let rb = w.row_bytes();
         let mut row = vec![0.0f32; k];
-        let direct = matches!(w.dtype, DType::Q8_0 | DType::Q4_0) && simd.direct();
-        let mut j = j0;
-        #[cfg(target_arch = "x86_64")]
-        if m == 1 && direct && simd.avx2 {
-            // Four weight rows per pass: each input vector is loaded once for the four.
-            while j + 4 <= j1 {
-                let rows: [&[u8]; 4] = std::array::from_fn(|r| &w.bytes[(j + r) * rb..(j + r + 1) * rb]);
-                let scales: [&[f32]; 4] = std::array::from_fn(|r| w.row_scales(j + r));
-                // SAFETY: the CPU has AVX2 and FMA (checked in `detect`); whole rows.
-                let sums = unsafe {
-                    if w.dtype == DType::Q8_0 { avx2::dot4_q8_0(rows, scales, x) } else { avx2::dot4_q4_0(rows, scales, x) }
-                };
-                for (r, s) in sums.iter().enumerate() {
-                    out[j + r - j0] = s + bias.map_or(0.0, |b| b[j + r]);
-                }
-                j += 4;
-            }
-        }
-        for j in j..j1 {
+        for j in j0..j1 {
             let b = bias.map_or(0.0, |b| b[j]);
             if direct {
                 let sums = simd.dot_quant(w.dtype, &w.bytes[j * rb..(j + 1) * rb], x, m);
@@ -214,6 +204,56 @@ fn columns(simd: Simd, x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, j
                     jj += nr;
                 }
                 i += mr;
+            }
+        }
+    }
+}
+
+/// Quantized rows read straight off their blocks for `m` ≤ `DIRECT_MAX_ROWS` input rows (AVX2):
+/// one input row takes four weight rows per pass (each input vector loaded once for the four),
+/// more input rows take one weight row per pass (each block decoded once for all of them).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn direct_avx2(x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
+    let (k, rb) = (w.cols, w.row_bytes());
+    let mut j = j0;
+    if m == 1 {
+        while j + 4 <= j1 {
+            let rows: [&[u8]; 4] = std::array::from_fn(|r| &w.bytes[(j + r) * rb..(j + r + 1) * rb]);
+            let scales: [&[f32]; 4] = std::array::from_fn(|r| w.row_scales(j + r));
+            // SAFETY: the CPU has AVX2 and FMA (checked in `detect`); whole rows.
+            let sums = unsafe { avx2::dot4(w.dtype, rows, scales, x) };
+            for (r, s) in sums.iter().enumerate() {
+                out[j + r - j0] = s + bias.map_or(0.0, |b| b[j + r]);
+            }
+            j += 4;
+        }
+    }
+    for i0 in (0..m).step_by(8) {
+        // Eight input rows at a time (twelve registers: eight sums, four decoded vectors).
+        let m = (m - i0).min(8);
+        let x = &x[i0 * k..];
+        let out = &mut out[i0 * ld..];
+        for jj in j..j1 {
+            let (row, scales) = (&w.bytes[jj * rb..(jj + 1) * rb], w.row_scales(jj));
+            let mut sums = [0.0f32; 8];
+            macro_rules! rows {
+                ($($m:literal)*) => {
+                    match m {
+                        $($m => {
+                            // SAFETY: the CPU has AVX2 and FMA (checked in `detect`); `row` and
+                            // `scales` hold k / 32 blocks, `x` m rows of k.
+                            let r = unsafe { avx2::dot_rows::<$m>(w.dtype, row, scales, x, k) };
+                            sums[..$m].copy_from_slice(&r);
+                        })*
+                        _ => unreachable!("direct rows"),
+                    }
+                };
+            }
+            rows!(1 2 3 4 5 6 7 8);
+            let b = bias.map_or(0.0, |b| b[jj]);
+            for (i, s) in sums.iter().enumerate().take(m) {
+                out[i * ld + jj - j0] = s + b;
             }
         }
     }
@@ -315,9 +355,16 @@ impl Simd {
         if q8 { crate::quant::dequantize_q8_0_block(b, out) } else { crate::quant::dequantize_q4_0_block(b, out) }
     }
 
-    /// Whether `dot_quant` exists: quantized rows are then read straight off their blocks.
-    fn direct(self) -> bool {
-        self.avx2() || self.simd128()
+    /// Input rows up to which `dot_quant` reads quantized rows straight off their blocks (0: it
+    /// does not exist here).
+    fn direct_rows(self) -> usize {
+        if self.avx2() {
+            DIRECT_MAX_ROWS
+        } else if self.simd128() {
+            PANEL_MIN_ROWS - 1
+        } else {
+            0
+        }
     }
 
     fn dot(self, a: &[f32], b: &[f32]) -> f32 {
@@ -334,20 +381,10 @@ impl Simd {
     }
 
     /// Dot products of a Q8_0 / Q4_0 row (stored blocks) with the `m` ≤ 3 rows of `x` (first `m`
-    /// sums); only where `direct`.
+    /// sums); the wasm SIMD path of `direct_rows`.
     fn dot_quant(self, dtype: DType, row: &[u8], x: &[f32], m: usize) -> [f32; 3] {
         assert!((1..PANEL_MIN_ROWS).contains(&m), "dot_quant rows");
         let k = x.len() / m;
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            let mut sums = [0.0; 3];
-            for (s, xi) in sums.iter_mut().zip(x.chunks_exact(k)) {
-                // SAFETY: the CPU has AVX2, FMA and F16C (checked in `detect`); `row` holds
-                // k / 32 whole blocks.
-                *s = unsafe { if dtype == DType::Q8_0 { avx2::dot_q8_0(row, xi) } else { avx2::dot_q4_0(row, xi) } };
-            }
-            return sums;
-        }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         if self.simd128 {
             // One widening of each block serves every input row.
@@ -405,7 +442,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use crate::quant::{BLOCK, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
+    use crate::quant::{BLOCK, DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 
     #[target_feature(enable = "avx2,fma")]
     fn hsum(v: __m256) -> f32 {
@@ -445,50 +482,59 @@ mod avx2 {
         hsum(_mm256_add_ps(s0, s1)) + tail
     }
 
-    /// # Safety
-    /// AVX2, FMA and F16C; `row` holds `x.len() / 32` Q8_0 blocks.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut blocks = row.chunks_exact(Q8_0_BLOCK_BYTES).zip(x.chunks_exact(BLOCK)).peekable();
-        while let Some((b, xs)) = blocks.next() {
-            // SAFETY: a block is 2 + 32 bytes and `xs` 32 values; unaligned loads.
-            let s = unsafe { block_q8(b, xs) };
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scale(b)), s, acc0);
-            if let Some((b, xs)) = blocks.next() {
-                // SAFETY: as above.
-                let s = unsafe { block_q8(b, xs) };
-                acc1 = _mm256_fmadd_ps(_mm256_set1_ps(scale(b)), s, acc1);
-            }
-        }
-        hsum(_mm256_add_ps(acc0, acc1))
-    }
-
-    /// Four Q8_0 rows against one input row: each 8 input values are loaded once for all four.
+    /// A Q8_0 block's 32 quants (after the 2 scale bytes at `q − 2`) as four 8-lane f32 vectors.
     ///
     /// # Safety
-    /// AVX2 and FMA; each row holds `x.len() / 32` Q8_0 blocks and each `scales` entry as many
-    /// values.
+    /// AVX2; 32 readable bytes at `q`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants_q8_0(q: *const u8) -> [__m256; 4] {
+        // SAFETY: 4 × 8 bytes at `q` (caller).
+        std::array::from_fn(|t| unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(8 * t) as *const __m128i))) })
+    }
+
+    /// A Q4_0 block's 32 quants minus 8 (GGML order: low nibbles are values 0–15, high 16–31).
+    ///
+    /// # Safety
+    /// AVX2; 16 readable bytes at `q`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants_q4_0(q: *const u8) -> [__m256; 4] {
+        // SAFETY: 16 bytes at `q` (caller).
+        let raw = unsafe { _mm_loadu_si128(q as *const __m128i) };
+        let (mask, eight) = (_mm_set1_epi8(0x0f), _mm_set1_epi8(8));
+        let lo = _mm_sub_epi8(_mm_and_si128(raw, mask), eight);
+        let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), eight);
+        [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)].map(|v| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)))
+    }
+
+    /// Four Q8_0 / Q4_0 rows against one input row: each 8 input values are loaded once for all
+    /// four.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; each row holds `x.len() / 32` blocks of `dtype` and each `scales` entry as
+    /// many values.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4_q8_0(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+    pub unsafe fn dot4(dtype: DType, rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+        // SAFETY: as the caller's.
+        unsafe { if dtype == DType::Q8_0 { dot4_of::<true>(rows, scales, x) } else { dot4_of::<false>(rows, scales, x) } }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot4_of<const Q8: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+        let q8 = Q8;
+        let bb = if q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
         let mut acc = [_mm256_setzero_ps(); 4];
         for (blk, xs) in x.chunks_exact(BLOCK).enumerate() {
-            let off = blk * Q8_0_BLOCK_BYTES;
             let p = xs.as_ptr();
-            // SAFETY: block `blk` of each row is 2 + 32 bytes; `xs` has 32 values.
+            // SAFETY: block `blk` of each row is whole; `xs` has 32 values.
             unsafe {
-                let xv = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+                let xv: [__m256; 4] = std::array::from_fn(|t| _mm256_loadu_ps(p.add(8 * t)));
                 for ((a, row), d) in acc.iter_mut().zip(rows).zip(scales) {
-                    let q = row.as_ptr().add(off + 2);
-                    macro_rules! v {
-                        ($t:expr) => {
-                            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(8 * $t) as *const __m128i)))
-                        };
-                    }
-                    let s = _mm256_mul_ps(v!(0), xv[0]);
-                    let s = _mm256_fmadd_ps(v!(1), xv[1], s);
-                    let s = _mm256_fmadd_ps(v!(2), xv[2], s);
-                    let s = _mm256_fmadd_ps(v!(3), xv[3], s);
+                    let q = row.as_ptr().add(blk * bb + 2);
+                    let v = if q8 { quants_q8_0(q) } else { quants_q4_0(q) };
+                    let s = _mm256_mul_ps(v[0], xv[0]);
+                    let s = _mm256_fmadd_ps(v[1], xv[1], s);
+                    let s = _mm256_fmadd_ps(v[2], xv[2], s);
+                    let s = _mm256_fmadd_ps(v[3], xv[3], s);
                     *a = _mm256_fmadd_ps(_mm256_broadcast_ss(d.get_unchecked(blk)), s, *a);
                 }
             }
@@ -496,57 +542,41 @@ mod avx2 {
         acc.map(|a| hsum(a))
     }
 
-    /// Four Q4_0 rows against one input row (as `dot4_q8_0`).
+    /// One Q8_0 / Q4_0 row (`scales.len()` blocks) against `M` rows of `x` (row `i` from
+    /// `i · ldx`): each block is decoded and scaled once.
     ///
     /// # Safety
-    /// AVX2 and FMA; each row holds `x.len() / 32` Q4_0 blocks and each `scales` entry as many
-    /// values.
+    /// AVX2 and FMA; `row` holds `scales.len()` blocks of `dtype`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4_q4_0(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mask = _mm_set1_epi8(0x0f);
-        let eight = _mm_set1_epi8(8);
-        for (blk, xs) in x.chunks_exact(BLOCK).enumerate() {
-            let off = blk * Q4_0_BLOCK_BYTES;
-            let p = xs.as_ptr();
-            // SAFETY: block `blk` of each row is 2 + 16 bytes; `xs` has 32 values.
-            unsafe {
-                let xv = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
-                for ((a, row), d) in acc.iter_mut().zip(rows).zip(scales) {
-                    let raw = _mm_loadu_si128(row.as_ptr().add(off + 2) as *const __m128i);
-                    let lo = _mm_sub_epi8(_mm_and_si128(raw, mask), eight);
-                    let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), eight);
-                    macro_rules! f {
-                        ($v:expr) => {
-                            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32($v))
-                        };
-                    }
-                    let s = _mm256_mul_ps(f!(lo), xv[0]);
-                    let s = _mm256_fmadd_ps(f!(_mm_srli_si128(lo, 8)), xv[1], s);
-                    let s = _mm256_fmadd_ps(f!(hi), xv[2], s);
-                    let s = _mm256_fmadd_ps(f!(_mm_srli_si128(hi, 8)), xv[3], s);
-                    *a = _mm256_fmadd_ps(_mm256_broadcast_ss(d.get_unchecked(blk)), s, *a);
-                }
-            }
-        }
-        acc.map(|a| hsum(a))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn block_q8(b: &[u8], xs: &[f32]) -> __m256 {
-        let (q, p) = (b[2..].as_ptr(), xs.as_ptr());
-        // SAFETY: 4 × 8 quants after the scale, 4 × 8 values.
+    pub unsafe fn dot_rows<const M: usize>(dtype: DType, row: &[u8], scales: &[f32], x: &[f32], ldx: usize) -> [f32; M] {
+        assert!(x.len() >= (M - 1) * ldx + scales.len() * BLOCK, "dot_rows input");
+        // SAFETY: as the caller's.
         unsafe {
-            macro_rules! v {
-                ($t:expr) => {
-                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(q.add(8 * $t) as *const __m128i)))
-                };
-            }
-            let s = _mm256_mul_ps(v!(0), _mm256_loadu_ps(p));
-            let s = _mm256_fmadd_ps(v!(1), _mm256_loadu_ps(p.add(8)), s);
-            let s = _mm256_fmadd_ps(v!(2), _mm256_loadu_ps(p.add(16)), s);
-            _mm256_fmadd_ps(v!(3), _mm256_loadu_ps(p.add(24)), s)
+            if dtype == DType::Q8_0 { dot_rows_of::<M, true>(row, scales, x, ldx) } else { dot_rows_of::<M, false>(row, scales, x, ldx) }
         }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_rows_of<const M: usize, const Q8: bool>(row: &[u8], scales: &[f32], x: &[f32], ldx: usize) -> [f32; M] {
+        let q8 = Q8;
+        let bb = if q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+        let mut acc = [_mm256_setzero_ps(); M];
+        let xp = x.as_ptr();
+        for (blk, d) in scales.iter().enumerate() {
+            // SAFETY: block `blk` of `row` is whole; x[i · ldx + 32 · blk ..][..32] for i < M.
+            unsafe {
+                let q = row.as_ptr().add(blk * bb + 2);
+                let d = _mm256_broadcast_ss(d);
+                let v = if q8 { quants_q8_0(q) } else { quants_q4_0(q) }.map(|v| _mm256_mul_ps(v, d));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let p = xp.add(i * ldx + blk * BLOCK);
+                    for (t, vt) in v.iter().enumerate() {
+                        *a = _mm256_fmadd_ps(*vt, _mm256_loadu_ps(p.add(8 * t)), *a);
+                    }
+                }
+            }
+        }
+        acc.map(|a| hsum(a))
     }
 
     /// One Q8_0 block to 32 f32 (the same products as `quant::dequantize_q8_0_block`).
@@ -588,34 +618,6 @@ mod avx2 {
         }
     }
 
-    /// # Safety
-    /// AVX2, FMA and F16C; `row` holds `x.len() / 32` Q4_0 blocks.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mask = _mm_set1_epi8(0x0f);
-        let eight = _mm_set1_epi8(8);
-        for (b, xs) in row.chunks_exact(Q4_0_BLOCK_BYTES).zip(x.chunks_exact(BLOCK)) {
-            let p = xs.as_ptr();
-            // SAFETY: 16 nibble bytes after the scale, 32 values.
-            let s = unsafe {
-                let raw = _mm_loadu_si128(b[2..].as_ptr() as *const __m128i);
-                let lo = _mm_sub_epi8(_mm_and_si128(raw, mask), eight);
-                let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), eight);
-                macro_rules! f {
-                    ($v:expr) => {
-                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32($v))
-                    };
-                }
-                let s = _mm256_mul_ps(f!(lo), _mm256_loadu_ps(p));
-                let s = _mm256_fmadd_ps(f!(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(p.add(8)), s);
-                let s = _mm256_fmadd_ps(f!(hi), _mm256_loadu_ps(p.add(16)), s);
-                _mm256_fmadd_ps(f!(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(p.add(24)), s)
-            };
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale(b)), s, acc);
-        }
-        hsum(acc)
-    }
 
     /// # Safety
     /// AVX2 and FMA; all six slices have one length.
@@ -802,7 +804,7 @@ mod tests {
         let philox = crate::ops::Philox::new(5);
         // Tails of every tile: rows (6-row and 4-row tiles), weight rows (16-wide strips) and,
         // for the float types, input columns (8-wide transposes; quantized ones come in 32s).
-        let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (4, 70, 64), (5, 33, 288), (9, 70, 544), (1, 1100, 1024), (64, 300, 512), (67, 41, 1056), (2, 1100, 1024), (7, 19, 37), (13, 35, 301), (6, 16, 5)];
+        let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (4, 70, 64), (5, 33, 288), (9, 70, 544), (1, 1100, 1024), (64, 300, 512), (67, 41, 1056), (2, 1100, 1024), (7, 19, 37), (13, 35, 301), (6, 16, 5), (17, 45, 96), (32, 20, 64)];
         for ((m, n, k), simd) in shapes.into_iter().flat_map(|s| [(s, Simd::detect()), (s, Simd::portable())]) {
             for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0].into_iter().filter(|d| k % 32 == 0 || !d.is_quantized()) {
                 let values: Vec<f32> = (0..n * k).map(|j| 0.1 * philox.normal(0, j as u32, 1, 0)).collect();
