@@ -188,20 +188,85 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     }
 }
 
-// One invocation per output: weight row gid.x against input row gid.y, over all of k.
-@compute @workgroup_size(64)
+#ifdef Q8_0
+const BLOCK_WORDS: u32 = 8u;
+#endif
+#ifdef Q4_0
+const BLOCK_WORDS: u32 = 4u;
+#endif
+
+#ifdef QUANT
+// Weights 4j .. 4j + 3 of the block of 32 whose words start at `base`, before its scale.
+fn q4(base: u32, j: u32) -> vec4<f32> {
+#ifdef Q8_0
+    return i8x4(w[base + j]);
+#endif
+#ifdef Q4_0
+    let shift = vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>((j >> 2u) * 4u);
+    let q = (vec4<u32>(w[base + (j & 3u)]) >> shift) & vec4<u32>(15u);
+    return vec4<f32>(q) - vec4<f32>(8.0);
+#endif
+}
+#endif
+
+// Invocation (gid.x, gid.y): weight rows 4·gid.x .. +3 against input row gid.y, over all of k
+// (16 invocations cover the 64 rows of a workgroup). Each input value is loaded once for the four
+// rows and, for quantized weights, each block's scale once per row: loads, not arithmetic, are
+// what a CPU running the kernel pays for.
+@compute @workgroup_size(16)
 fn matvec_flat(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row = gid.x;
+    let row0 = gid.x * 4u;
     let m = gid.y;
-    if (row >= p.n || m >= p.m) {
+    if (row0 >= p.n || m >= p.m) {
         return;
     }
-    var acc = vec4<f32>(0.0);
-    for (var k = 0u; k < p.k; k += 4u) {
-        acc += w4(row, k) * x4(m, k);
+    // Rows past the edge repeat the last one and are not written.
+    let r = min(vec4<u32>(row0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+#ifdef QUANT
+    let blocks = p.k / 32u;
+    let wr = r * p.row_words;
+    let sr = r * blocks;
+    for (var b = 0u; b < blocks; b++) {
+        var s0 = vec4<f32>(0.0);
+        var s1 = vec4<f32>(0.0);
+        var s2 = vec4<f32>(0.0);
+        var s3 = vec4<f32>(0.0);
+        let xb = m * p.k + b * 32u;
+        let wb = b * BLOCK_WORDS;
+        for (var j = 0u; j < 8u; j++) {
+            let xi = xb + j * 4u;
+            let xv = vec4<f32>(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]);
+            s0 += q4(wr.x + wb, j) * xv;
+            s1 += q4(wr.y + wb, j) * xv;
+            s2 += q4(wr.z + wb, j) * xv;
+            s3 += q4(wr.w + wb, j) * xv;
+        }
+        a0 += s0 * scales[sr.x + b];
+        a1 += s1 * scales[sr.y + b];
+        a2 += s2 * scales[sr.z + b];
+        a3 += s3 * scales[sr.w + b];
     }
-    let col = p.out_offset + row;
-    y[m * p.out_stride + col] = (acc.x + acc.y) + (acc.z + acc.w) + bias[col];
+#else
+    for (var k = 0u; k < p.k; k += 4u) {
+        let xv = x4(m, k);
+        a0 += w4(r.x, k) * xv;
+        a1 += w4(r.y, k) * xv;
+        a2 += w4(r.z, k) * xv;
+        a3 += w4(r.w, k) * xv;
+    }
+#endif
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + i;
+        if (row < p.n) {
+            let col = p.out_offset + row;
+            y[m * p.out_stride + col] = (acc[i].x + acc[i].y) + (acc[i].z + acc[i].w) + bias[col];
+        }
+    }
 }
 
 const FLAT_TILE: u32 = 4u; // output rows and columns per invocation

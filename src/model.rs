@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::format::{Group, ModelConfig, ModelFile};
 use crate::metadata::PriorInputs;
 use crate::ops::Activation;
+use crate::quant::DType;
 
 /// How a network turns its input into the first hidden state.
 enum Input<B: Backend> {
@@ -46,6 +47,21 @@ pub struct Model<B: Backend> {
     pub sigma: Vec<f32>,
     /// Log-CPM standing in for a gene a sample lacks.
     pub gene_mean: Vec<f32>,
+}
+
+/// The encodings of the linear weights of a model file (the GPU backend has one kernel variant
+/// per encoding), each once.
+pub fn linear_dtypes(file: &ModelFile) -> Vec<DType> {
+    let mut out: Vec<DType> = Vec::new();
+    // Linear layers are `<layer>.weight` + `<layer>.bias`; layer norms are `<…>.norm.weight`.
+    for (name, m) in &file.tensors {
+        let linear = name.strip_suffix(".weight").is_some_and(|layer| !layer.ends_with(".norm") && file.tensors.contains_key(&format!("{layer}.bias")));
+        if linear && !out.contains(&m.dtype) {
+            out.push(m.dtype);
+        }
+    }
+    out.sort_by_key(|d| *d as u8);
+    out
 }
 
 struct Loader<'a, B: Backend> {

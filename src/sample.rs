@@ -103,20 +103,24 @@ impl SampleTable {
         } else {
             (1..=columns).map(|i| format!("sample{i}")).collect()
         };
-        let mut genes = Vec::new();
-        let mut values = vec![Vec::new(); columns];
-        let mut seen: HashMap<String, usize> = HashMap::default();
-        let mut line_of = Vec::new();
+        // Sized from the line count so that nothing grows while reading.
+        let rows = text.bytes().filter(|&b| b == b'\n').count().min(MAX_ROWS) + 1;
+        let mut genes = Vec::with_capacity(rows);
+        let mut values = vec![Vec::with_capacity(rows); columns];
+        let mut seen = Seen::with_capacity(rows);
+        let mut line_of = Vec::with_capacity(rows);
+        let mut fields = Vec::with_capacity(columns + 1);
         let other = if delim == '\t' { ("comma", ',') } else { ("tab", '\t') };
         let body = if has_header { None } else { Some((first_no, first)) };
         for (no, line) in body.into_iter().chain(lines) {
-            if let Some(c) = line.chars().find(|&c| c != delim && crate::format::is_unsafe_char(c)) {
+            if let Some(c) = unsafe_char(line, delim) {
                 return Err(Error::Sample(format!("line {}: contains the control character U+{:04X}", no + 1, c as u32)));
             }
             if genes.len() == MAX_ROWS {
                 return Err(Error::Sample(format!("line {}: more than {MAX_ROWS} gene rows, the limit for a sample file", no + 1)));
             }
-            let fields = split_fields(line, delim);
+            fields.clear();
+            fields.extend(split(line, delim));
             if fields.len() != columns + 1 {
                 let hint = if line.contains(other.1) {
                     format!("; the line is separated by {}s but line {} by {}", other.0, first_no + 1, if delim == '\t' { "tabs" } else { "commas" })
@@ -135,7 +139,8 @@ impl SampleTable {
             if gene.is_empty() {
                 return Err(Error::Sample(format!("line {}: empty gene name", no + 1)));
             }
-            if let Some(prev) = seen.insert(normalise_id(gene), no + 1) {
+            if let Some(prev) = seen.insert(gene, genes.len(), &genes) {
+                let prev = line_of[prev];
                 return Err(Error::Sample(format!("line {}: gene '{gene}' appears twice (first on line {prev})", no + 1)));
             }
             for (c, f) in fields[1..].iter().enumerate() {
@@ -176,8 +181,66 @@ impl SampleTable {
 }
 
 /// The fields of a line, trimmed and unquoted (borrowed: a sample has tens of thousands of lines).
+fn split(line: &str, delim: char) -> impl Iterator<Item = &str> {
+    line.split(delim).map(|f| f.trim().trim_matches('"'))
+}
+
 fn split_fields(line: &str, delim: char) -> Vec<&str> {
-    line.split(delim).map(|f| f.trim().trim_matches('"')).collect()
+    split(line, delim).collect()
+}
+
+/// The first control or bidirectional-override character of `line` other than `delim`.
+fn unsafe_char(line: &str, delim: char) -> Option<char> {
+    if line.is_ascii() {
+        // ASCII: the control characters are below 0x20 and 0x7f.
+        let b = *line.as_bytes().iter().find(|&&b| (b < 0x20 || b == 0x7f) && b as char != delim)?;
+        return Some(b as char);
+    }
+    line.chars().find(|&c| c != delim && crate::format::is_unsafe_char(c))
+}
+
+/// The gene ids of a table seen so far, by normalised id, for the duplicate check: a table holds
+/// row indices under the hash of each normalised id, and compares ids only when hashes meet, so
+/// reading a row allocates nothing.
+struct Seen {
+    rows: HashMap<u64, usize>,
+    /// Ids whose hash met another id's (practically never): by normalised id.
+    collided: HashMap<String, usize>,
+    key: String,
+    other: String,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Seen {
+    fn with_capacity(n: usize) -> Seen {
+        Seen {
+            rows: HashMap::with_capacity_and_hasher(n, Default::default()),
+            collided: HashMap::default(),
+            key: String::new(),
+            other: String::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// Records `gene` as row `row`; the earlier row with the same normalised id, if any.
+    fn insert(&mut self, gene: &str, row: usize, genes: &[String]) -> Option<usize> {
+        use std::hash::BuildHasher;
+        normalise_into(gene, &mut self.key);
+        let h = self.hasher.hash_one(self.key.as_str());
+        match self.rows.entry(h) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(row);
+                None
+            }
+            std::collections::hash_map::Entry::Occupied(e) => {
+                normalise_into(&genes[*e.get()], &mut self.other);
+                if self.other == self.key {
+                    return Some(*e.get());
+                }
+                self.collided.insert(self.key.clone(), row)
+            }
+        }
+    }
 }
 
 fn resolve_kind(kind: ValueKind, header: Option<&[&str]>, values: &[Vec<f64>]) -> ValueKind {
@@ -200,16 +263,23 @@ fn resolve_kind(kind: ValueKind, header: Option<&[&str]>, values: &[Vec<f64>]) -
 /// Gene identifiers compare case-insensitively, with an Ensembl version suffix removed
 /// (`ENSG00000187608.10` → `ensg00000187608`).
 pub fn normalise_id(id: &str) -> String {
-    let id = id.trim();
-    let lower = id.to_ascii_lowercase();
-    if lower.starts_with("ens") {
-        if let Some((base, version)) = lower.split_once('.') {
-            if version.chars().all(|c| c.is_ascii_digit()) {
-                return base.to_string();
+    let mut out = String::new();
+    normalise_into(id, &mut out);
+    out
+}
+
+/// [`normalise_id`] into a buffer (no allocation once the buffer has grown).
+fn normalise_into(id: &str, out: &mut String) {
+    out.clear();
+    out.push_str(id.trim());
+    out.make_ascii_lowercase();
+    if out.starts_with("ens") {
+        if let Some(dot) = out.find('.') {
+            if out[dot + 1..].bytes().all(|b| b.is_ascii_digit()) {
+                out.truncate(dot);
             }
         }
     }
-    lower
 }
 
 /// Looks up model gene positions by symbol or Ensembl id.
@@ -236,6 +306,12 @@ impl GeneIndex {
 
     pub fn get(&self, id: &str) -> Option<usize> {
         self.by_id.get(&normalise_id(id)).copied()
+    }
+
+    /// [`GeneIndex::get`] with a buffer for the normalised id, for many lookups in a row.
+    fn get_with(&self, id: &str, buf: &mut String) -> Option<usize> {
+        normalise_into(id, buf);
+        self.by_id.get(buf.as_str()).copied()
     }
 }
 
@@ -287,6 +363,7 @@ impl Reference {
             ValueKind::Counts => values.iter().sum::<f64>(),
             _ => 1e6,
         };
+        let mut buf = String::new();
         for (gene, &v) in table.genes.iter().zip(values) {
             if table.kind != ValueKind::Counts && !(0.0..=MAX_LOG_CPM).contains(&v) {
                 let why = if v < 0.0 {
@@ -296,7 +373,7 @@ impl Reference {
                 };
                 return Err(Error::Sample(format!("gene '{gene}' in sample '{}' has log-CPM {v}: {why}", table.samples[s])));
             }
-            match index.get(gene) {
+            match index.get_with(gene, &mut buf) {
                 Some(i) if measured[i] => {
                     return Err(Error::Sample(format!("gene '{gene}' maps to model gene {i}, which another row of the sample already gave")));
                 }

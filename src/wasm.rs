@@ -14,9 +14,11 @@ use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::backend::gpu::{forward_kernels, yield_to_browser};
 use crate::backend::{CpuBackend, GpuBackend};
 use crate::error::Error;
 use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
+use crate::model::linear_dtypes;
 use crate::sample::{Reference, SampleTable, ValueKind};
 use crate::session::{Prediction, Request, Sampling, ScreenHit, Session, Signature};
 
@@ -286,12 +288,26 @@ pub struct RefcastModel {
 impl RefcastModel {
     /// Parses and validates a model file and uploads it to `backend` (`webgpu` or `cpu`).
     pub async fn load(bytes: Vec<u8>, backend: String) -> Result<RefcastModel, JsValue> {
-        let file = ModelFile::from_bytes(&bytes).map_err(refcast_error)?;
-        drop(bytes);
-        let (engine, adapter) = match backend.as_str() {
-            "cpu" => (Engine::Cpu(Box::new(Session::cpu(&file).map_err(refcast_error)?)), "CPU (WebAssembly)".to_string()),
+        let (engine, adapter, file) = match backend.as_str() {
+            "cpu" => {
+                let file = ModelFile::from_bytes(&bytes).map_err(refcast_error)?;
+                drop(bytes);
+                (Engine::Cpu(Box::new(Session::cpu(&file).map_err(refcast_error)?)), "CPU (WebAssembly)".to_string(), file)
+            }
             "webgpu" => {
-                let gpu = GpuBackend::new().await.map_err(refcast_error)?;
+                // The device first, so that the browser compiles the first prediction's pipelines
+                // on its own threads while this thread parses and uploads the model: the kernels
+                // every model uses during the parse, the model's linear-layer variants and
+                // activation during the upload (see GpuBackend::prebuild).
+                let mut gpu = GpuBackend::new().await.map_err(refcast_error)?;
+                let style = gpu.kernel_style();
+                let common = gpu.prebuild(&forward_kernels(style, &[], &[])).map_err(refcast_error)?;
+                yield_to_browser().await;
+                let file = ModelFile::from_bytes(&bytes).map_err(refcast_error)?;
+                drop(bytes);
+                let own = forward_kernels(style, &linear_dtypes(&file), &[file.config.architecture.activation]);
+                let linear = gpu.prebuild(&own).map_err(refcast_error)?;
+                yield_to_browser().await;
                 let device = gpu.device().clone();
                 let info = gpu.adapter_info();
                 let adapter = if info.name.is_empty() {
@@ -299,7 +315,10 @@ impl RefcastModel {
                 } else {
                     format!("WebGPU: {}{}", info.name, if info.driver.is_empty() { String::new() } else { format!(" ({})", info.driver) })
                 };
-                (Engine::Gpu { session: Box::new(Session::new(gpu, &file).map_err(refcast_error)?), device }, adapter)
+                let session = Box::new(Session::new(gpu, &file).map_err(refcast_error)?);
+                common.ready().await;
+                linear.ready().await;
+                (Engine::Gpu { session, device }, adapter, file)
             }
             other => return Err(usage(format!("unknown backend '{other}' (expected webgpu or cpu)"))),
         };

@@ -132,3 +132,30 @@ fn gpu_backend_matches_pytorch() {
         pollster::block_on(check(&mut s, &golden));
     }
 }
+
+/// What `GpuBackend::prebuild` compiles before a model is uploaded (the browser overlaps it with
+/// parsing and uploading) is everything a first batch-1 prediction needs: that prediction creates
+/// no pipeline of its own.
+#[test]
+fn prebuilt_pipelines_cover_a_first_prediction() {
+    use refcast::backend::gpu::forward_kernels;
+    use refcast::ops::Activation;
+    for style in [KernelStyle::Workgroup, KernelStyle::Flat] {
+        for name in ["golden_q8_0.json", "golden_q4_0.json"] {
+            let Some(mut gpu) = common::gpu_or_skip() else { return };
+            gpu.set_kernel_style(style);
+            let (_, file) = load(name);
+            let kernels = forward_kernels(style, &refcast::model::linear_dtypes(&file), &[Activation::GeluTanh, Activation::Relu]);
+            pollster::block_on(gpu.prebuild(&kernels).unwrap().ready());
+            let built = gpu.pipeline_count();
+            assert!(built > 0);
+            let mut s = Session::new(gpu, &file).unwrap();
+            let bytes = std::fs::read(format!("{}/examples/kang_cd14_mono_ctrl.tsv", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let table = refcast::SampleTable::parse(&bytes, refcast::ValueKind::Auto).unwrap();
+            let reference = s.reference(&table, 0).unwrap();
+            let perturbation = file.config.perturbations[0].metadata.clone();
+            pollster::block_on(s.predict(&Request::conditioned(vec![reference], vec![perturbation]))).unwrap();
+            assert_eq!(s.backend().pipeline_count(), built, "{name}, {style:?}: the first prediction compiled more pipelines");
+        }
+    }
+}
