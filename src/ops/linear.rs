@@ -40,12 +40,15 @@ const ROW_SPLIT_MIN_ROWS: usize = 32;
 #[derive(Clone, Debug)]
 pub struct Weights {
     pub matrix: Matrix,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     scales: Vec<f32>,
 }
 
 impl Weights {
     pub fn new(matrix: Matrix) -> Weights {
+        // Only the x86-64 kernels read them (the wasm ones measured no faster with them).
         let scales = match matrix.dtype {
+            _ if !cfg!(target_arch = "x86_64") => Vec::new(),
             DType::Q8_0 => matrix.bytes.chunks_exact(Q8_0_BLOCK_BYTES).map(crate::quant::scale_of).collect(),
             DType::Q4_0 => matrix.bytes.chunks_exact(Q4_0_BLOCK_BYTES).map(crate::quant::scale_of).collect(),
             DType::F32 | DType::F16 => Vec::new(),
@@ -54,6 +57,7 @@ impl Weights {
     }
 
     /// The f32 block scales of row `j`.
+    #[cfg(target_arch = "x86_64")]
     fn row_scales(&self, j: usize) -> &[f32] {
         let per_row = self.matrix.cols / BLOCK;
         &self.scales[j * per_row..(j + 1) * per_row]
