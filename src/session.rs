@@ -310,7 +310,7 @@ impl<B: Backend> Session<B> {
             None
         } else {
             let x: Vec<f32> = req.references.iter().flat_map(|r| r.log_cpm.iter().copied()).collect();
-            Some(be.tensor(&x, b_n, genes)?)
+            Some(be.tensor_owned(x, b_n, genes)?)
         };
         // Technical and biological latents: from the encoder or from their priors, [S·B, ·].
         let enc_z = if req.condition_on.is_empty() {

@@ -146,6 +146,13 @@ impl Backend for CpuBackend {
         Ok(t)
     }
 
+    fn tensor_owned(&mut self, data: Vec<f32>, rows: usize, cols: usize) -> Result<CpuTensor> {
+        if data.len() != rows * cols {
+            return Err(Error::request(format!("tensor of [{rows}, {cols}] given {} values", data.len())));
+        }
+        Ok(CpuTensor { rows, cols, data })
+    }
+
     fn linear_weights(&mut self, weight: &Matrix, bias: &[f32]) -> Result<CpuLinear> {
         if bias.len() != weight.rows {
             return Err(Error::request(format!("bias of {} for {} outputs", bias.len(), weight.rows)));

@@ -27,6 +27,10 @@ pub trait Backend {
 
     /// Uploads f32 data: model parameters (kept) and inputs.
     fn tensor(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor>;
+    /// `tensor` from values the caller no longer needs (the CPU backend adopts the buffer).
+    fn tensor_owned(&mut self, data: Vec<f32>, rows: usize, cols: usize) -> Result<Self::Tensor> {
+        self.tensor(&data, rows, cols)
+    }
     /// Uploads a linear layer; `bias` has `weight.rows` values.
     fn linear_weights(&mut self, weight: &Matrix, bias: &[f32]) -> Result<Self::Linear>;
 
