@@ -439,6 +439,7 @@ impl<B: Backend> Session<B> {
         let pred = self.predict(&req).await?;
         let lfc = pred.log_fold_change.expect("screens have a reference");
         let genes = pred.genes;
+        let measured_genes: Vec<usize> = (0..genes).filter(|&g| reference.measured[g]).collect();
         let mut hits: Vec<ScreenHit> = list
             .iter()
             .enumerate()
@@ -451,10 +452,10 @@ impl<B: Backend> Session<B> {
                     let y: Vec<f32> = s.iter().map(|(_, w)| *w).collect();
                     -pearson(&x, &y)
                 });
-                let mut order: Vec<usize> = (0..genes).filter(|&g| reference.measured[g]).collect();
-                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-                let top_up = order.iter().take(10).map(|&g| (g, row[g])).collect();
-                let top_down = order.iter().rev().take(10).map(|&g| (g, row[g])).collect();
+                // The ten ends of a stable descending sort: largest first (ties: lower gene
+                // first) and smallest first (ties: higher gene first).
+                let top_up = extremes(row, &measured_genes, 10, |a, b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                let top_down = extremes(row, &measured_genes, 10, |a, b| row[a].total_cmp(&row[b]).then(b.cmp(&a)));
                 ScreenHit {
                     name: named.name.clone(),
                     metadata: named.metadata.clone(),
@@ -469,6 +470,18 @@ impl<B: Backend> Session<B> {
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(hits)
     }
+}
+
+/// The first `n` of `genes` in the order `cmp` (a total order), with their values: a selection
+/// then a sort of `n`, not a sort of every gene.
+fn extremes(row: &[f32], genes: &[usize], n: usize, cmp: impl Fn(usize, usize) -> std::cmp::Ordering) -> Vec<(usize, f32)> {
+    let mut order = genes.to_vec();
+    if order.len() > n {
+        order.select_nth_unstable_by(n, |&a, &b| cmp(a, b));
+        order.truncate(n);
+    }
+    order.sort_by(|&a, &b| cmp(a, b));
+    order.into_iter().map(|g| (g, row[g])).collect()
 }
 
 /// Appends one chunk's values; the first chunk's buffer is taken over rather than copied.
@@ -521,5 +534,33 @@ impl IntoValue for String {
 impl IntoValue for f64 {
     fn into_value(self) -> crate::format::Value {
         crate::format::Value::Number(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The selection gives exactly the ends of a stable descending sort, ties and short lists
+    /// included.
+    #[test]
+    fn extremes_match_the_ends_of_a_full_sort() {
+        let philox = crate::ops::Philox::new(4);
+        for (len, levels) in [(3usize, 0u32), (25, 4), (1000, 7), (1000, 0)] {
+            // Few distinct values make many ties.
+            let row: Vec<f32> = (0..len)
+                .map(|j| {
+                    let v = philox.normal(0, j as u32, 1, 0);
+                    if levels > 0 { (v * levels as f32).round() } else { v }
+                })
+                .collect();
+            let genes: Vec<usize> = (0..len).filter(|g| g % 7 != 3).collect();
+            let mut order = genes.clone();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            let want_up: Vec<(usize, f32)> = order.iter().take(10).map(|&g| (g, row[g])).collect();
+            let want_down: Vec<(usize, f32)> = order.iter().rev().take(10).map(|&g| (g, row[g])).collect();
+            assert_eq!(extremes(&row, &genes, 10, |a, b| row[b].total_cmp(&row[a]).then(a.cmp(&b))), want_up, "len {len}");
+            assert_eq!(extremes(&row, &genes, 10, |a, b| row[a].total_cmp(&row[b]).then(b.cmp(&a))), want_down, "len {len}");
+        }
     }
 }
