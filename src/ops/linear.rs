@@ -234,9 +234,11 @@ fn direct_avx2(x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, j0: usize
             j += 4;
         }
     }
-    for i0 in (0..m).step_by(8) {
-        // Eight input rows at a time (twelve registers: eight sums, four decoded vectors).
-        let m = (m - i0).min(8);
+    // At most eight input rows at a time (twelve registers: eight sums, four decoded vectors),
+    // in groups of equal size (10 rows as 5 + 5, not 8 + 2).
+    let group = m.div_ceil(m.div_ceil(8));
+    for i0 in (0..m).step_by(group) {
+        let m = (m - i0).min(group);
         let x = &x[i0 * k..];
         let out = &mut out[i0 * ld..];
         for jj in j..j1 {
