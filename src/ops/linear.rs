@@ -4,7 +4,7 @@
 //! CPU twin layout: large layers are split across the persistent worker threads of
 //! `ops::workers` (native targets): by input rows when there are enough of them (each thread
 //! writes its own rows of the output), else by output columns;
-//! up to 32 input rows (AVX2/FMA/F16C, detected at run time) or 3 (wasm SIMD in the wasm build,
+//! up to 24 input rows (AVX2/FMA/F16C, detected at run time) or 3 (wasm SIMD in the wasm build,
 //! `linear/simd128.rs`) take dot products straight off the stored quantized blocks;
 //! more rows decode a panel of weight rows × a slice of the input width to f32 once and sweep
 //! every input row over it: on x86-64 as a packed outer-product GEMM (`linear/gemm_avx2.rs`,
@@ -20,8 +20,9 @@ mod simd128;
 /// Input rows from which the panel path is used (where quantized rows are not read directly).
 const PANEL_MIN_ROWS: usize = 4;
 /// Input rows up to which the AVX2 path reads quantized rows straight off their blocks, each
-/// block decoded once per eight rows (below this the GEMM's packing costs more than it saves).
-const DIRECT_MAX_ROWS: usize = 32;
+/// block decoded once per group of up to eight rows (measured: an 18-row screen is faster so, 32
+/// rows per thread of a 64-row batch faster through the GEMM, whose packing pays off there).
+const DIRECT_MAX_ROWS: usize = 24;
 /// Weight rows and input columns of one decoded panel (36 × 512 f32 = 72 KiB).
 const NC: usize = 36;
 const KC: usize = 512;
@@ -811,7 +812,7 @@ mod tests {
         let philox = crate::ops::Philox::new(5);
         // Tails of every tile: rows (6-row and 4-row tiles), weight rows (16-wide strips) and,
         // for the float types, input columns (8-wide transposes; quantized ones come in 32s).
-        let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (4, 70, 64), (5, 33, 288), (9, 70, 544), (1, 1100, 1024), (64, 300, 512), (67, 41, 1056), (2, 1100, 1024), (7, 19, 37), (13, 35, 301), (6, 16, 5), (17, 45, 96), (32, 20, 64)];
+        let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (4, 70, 64), (5, 33, 288), (9, 70, 544), (1, 1100, 1024), (64, 300, 512), (67, 41, 1056), (2, 1100, 1024), (7, 19, 37), (13, 35, 301), (6, 16, 5), (17, 45, 96), (24, 20, 64)];
         for ((m, n, k), simd) in shapes.into_iter().flat_map(|s| [(s, Simd::detect()), (s, Simd::portable())]) {
             for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0].into_iter().filter(|d| k % 32 == 0 || !d.is_quantized()) {
                 let values: Vec<f32> = (0..n * k).map(|j| 0.1 * philox.normal(0, j as u32, 1, 0)).collect();
