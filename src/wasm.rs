@@ -299,11 +299,12 @@ pub struct RefcastModel {
 #[wasm_bindgen]
 impl RefcastModel {
     /// Parses and validates a model file and uploads it to `backend` (`webgpu` or `cpu`).
-    pub async fn load(bytes: Vec<u8>, backend: String) -> Result<RefcastModel, JsValue> {
+    /// `bytes` stays a JS array until the device is open and the first pipelines are compiling:
+    /// copying a model into wasm memory takes milliseconds.
+    pub async fn load(bytes: Uint8Array, backend: String) -> Result<RefcastModel, JsValue> {
         let (engine, adapter, file) = match backend.as_str() {
             "cpu" => {
-                let file = ModelFile::from_bytes(&bytes).map_err(refcast_error)?;
-                drop(bytes);
+                let file = ModelFile::from_bytes(&bytes.to_vec()).map_err(refcast_error)?;
                 (Engine::Cpu(Box::new(Session::cpu(&file).map_err(refcast_error)?)), "CPU (WebAssembly)".to_string(), file)
             }
             "webgpu" => {
@@ -316,8 +317,7 @@ impl RefcastModel {
                 let style = gpu.kernel_style();
                 let common = gpu.prebuild(&forward_kernels(style, &[], &[])).map_err(refcast_error)?;
                 yield_to_browser().await;
-                let file = ModelFile::from_bytes(&bytes).map_err(refcast_error)?;
-                drop(bytes);
+                let file = ModelFile::from_bytes(&bytes.to_vec()).map_err(refcast_error)?;
                 let own = forward_kernels(style, &linear_dtypes(&file), &[file.config.architecture.activation]);
                 let linear = gpu.prebuild(&own).map_err(refcast_error)?;
                 yield_to_browser().await;
