@@ -1,10 +1,12 @@
 // Output transforms of a [rows, genes] log-CPM prediction, row r tied to reference index[r]:
 // `log_fold_change`: pred − reference[index[r]]; `counts`: expm1(pred) · library_size[index[r]] / 10⁶.
+// One entry point for both, chosen by `transform` (one pipeline to compile, not two: compiling
+// is most of a first prediction's cost on adapters that emulate a GPU on the CPU).
 
 struct Params {
     rows: u32,
     genes: u32,
-    _pad0: u32,
+    transform: u32, // 0: log_fold_change, 1: counts
     _pad1: u32,
 }
 
@@ -39,7 +41,7 @@ fn expm1(v: f32) -> f32 {
 }
 
 @compute @workgroup_size(256)
-fn log_fold_change(
+fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -47,20 +49,10 @@ fn log_fold_change(
     let i = flat(wid, nwg, lid);
     if (i < p.rows * p.genes) {
         let r = i / p.genes;
-        let g = i % p.genes;
-        y[i] = pred[i] - reference[index[r] * p.genes + g];
-    }
-}
-
-@compute @workgroup_size(256)
-fn counts(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = flat(wid, nwg, lid);
-    if (i < p.rows * p.genes) {
-        let r = i / p.genes;
-        y[i] = expm1(pred[i]) * (reference[index[r]] * 1e-6);
+        if (p.transform == 1u) {
+            y[i] = expm1(pred[i]) * (reference[index[r]] * 1e-6);
+        } else {
+            y[i] = pred[i] - reference[index[r] * p.genes + i % p.genes];
+        }
     }
 }

@@ -14,7 +14,7 @@ use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::backend::gpu::{forward_kernels, yield_to_browser};
+use crate::backend::gpu::{forward_kernels, yield_to_browser, Prebuilt};
 use crate::backend::{CpuBackend, GpuBackend};
 use crate::error::Error;
 use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
@@ -23,7 +23,9 @@ use crate::sample::{Reference, SampleTable, ValueKind};
 use crate::session::{Prediction, Request, Sampling, ScreenHit, Session, Signature};
 
 enum Engine {
-    Gpu { session: Box<Session<GpuBackend>>, device: wgpu::Device },
+    /// `prebuilt`: the first prediction's pipelines, still compiling when `load` returns; the first
+    /// call awaits them after reading its sample and before recording its first dispatch.
+    Gpu { session: Box<Session<GpuBackend>>, device: wgpu::Device, prebuilt: Vec<Prebuilt> },
     Cpu(Box<Session<CpuBackend>>),
 }
 
@@ -34,7 +36,16 @@ impl Engine {
             Engine::Cpu(session) => session.reference(table, s),
         }
     }
+    /// Waits for the pipelines compiled ahead (once; see `RefcastModel::load`).
+    async fn pipelines_ready(&mut self) {
+        if let Engine::Gpu { prebuilt, .. } = self {
+            for p in std::mem::take(prebuilt) {
+                p.ready().await;
+            }
+        }
+    }
     async fn predict(&mut self, req: &Request) -> crate::Result<Prediction> {
+        self.pipelines_ready().await;
         match self {
             Engine::Gpu { session, .. } => session.predict(req).await,
             Engine::Cpu(session) => session.predict(req).await,
@@ -47,6 +58,7 @@ impl Engine {
         perturbations: Option<&[Named]>,
         signature: Option<&Signature>,
     ) -> crate::Result<Vec<ScreenHit>> {
+        self.pipelines_ready().await;
         match self {
             Engine::Gpu { session, .. } => session.screen(reference, context, perturbations, signature).await,
             Engine::Cpu(session) => session.screen(reference, context, perturbations, signature).await,
@@ -287,24 +299,25 @@ pub struct RefcastModel {
 #[wasm_bindgen]
 impl RefcastModel {
     /// Parses and validates a model file and uploads it to `backend` (`webgpu` or `cpu`).
-    pub async fn load(bytes: Vec<u8>, backend: String) -> Result<RefcastModel, JsValue> {
+    /// `bytes` stays a JS array until the device is open and the first pipelines are compiling:
+    /// copying a model into wasm memory takes milliseconds.
+    pub async fn load(bytes: Uint8Array, backend: String) -> Result<RefcastModel, JsValue> {
         let (engine, adapter, file) = match backend.as_str() {
             "cpu" => {
-                let file = ModelFile::from_bytes(&bytes).map_err(refcast_error)?;
-                drop(bytes);
+                let file = ModelFile::from_bytes(&bytes.to_vec()).map_err(refcast_error)?;
                 (Engine::Cpu(Box::new(Session::cpu(&file).map_err(refcast_error)?)), "CPU (WebAssembly)".to_string(), file)
             }
             "webgpu" => {
                 // The device first, so that the browser compiles the first prediction's pipelines
                 // on its own threads while this thread parses and uploads the model: the kernels
                 // every model uses during the parse, the model's linear-layer variants and
-                // activation during the upload (see GpuBackend::prebuild).
+                // activation during the upload (see GpuBackend::prebuild), and on into the first
+                // call, which reads its sample before it waits for them.
                 let mut gpu = GpuBackend::new().await.map_err(refcast_error)?;
                 let style = gpu.kernel_style();
                 let common = gpu.prebuild(&forward_kernels(style, &[], &[])).map_err(refcast_error)?;
                 yield_to_browser().await;
-                let file = ModelFile::from_bytes(&bytes).map_err(refcast_error)?;
-                drop(bytes);
+                let file = ModelFile::from_bytes(&bytes.to_vec()).map_err(refcast_error)?;
                 let own = forward_kernels(style, &linear_dtypes(&file), &[file.config.architecture.activation]);
                 let linear = gpu.prebuild(&own).map_err(refcast_error)?;
                 yield_to_browser().await;
@@ -316,9 +329,8 @@ impl RefcastModel {
                     format!("WebGPU: {}{}", info.name, if info.driver.is_empty() { String::new() } else { format!(" ({})", info.driver) })
                 };
                 let session = Box::new(Session::new(gpu, &file).map_err(refcast_error)?);
-                common.ready().await;
-                linear.ready().await;
-                (Engine::Gpu { session, device }, adapter, file)
+                // Not awaited here: the first call reads its sample while they finish.
+                (Engine::Gpu { session, device, prebuilt: vec![common, linear] }, adapter, file)
             }
             other => return Err(usage(format!("unknown backend '{other}' (expected webgpu or cpu)"))),
         };
@@ -433,9 +445,15 @@ impl RefcastModel {
 }
 
 fn release(engine: Engine) {
-    if let Engine::Gpu { session, device } = engine {
+    if let Engine::Gpu { session, device, prebuilt } = engine {
         drop(session);
         device.destroy();
+        // Settles the pipelines still compiling, so that none is left unobserved.
+        wasm_bindgen_futures::spawn_local(async move {
+            for p in prebuilt {
+                p.ready().await;
+            }
+        });
     }
 }
 

@@ -47,15 +47,7 @@ impl ModelFile {
             .and_then(|m| m.get(METADATA_KEY))
             .and_then(|v| v.as_str())
             .ok_or_else(|| Error::format(format!("no '{METADATA_KEY}' entry in the safetensors __metadata__ (is this a refcast model?)")))?;
-        let version: serde_json::Value =
-            serde_json::from_str(doc).map_err(|e| Error::format(format!("the '{METADATA_KEY}' metadata is not JSON: {e}")))?;
-        match version.get("format_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == FORMAT_VERSION as u64 => {}
-            Some(v) => return Err(Error::format(format!("format version {v} is not supported (this refcast reads version {FORMAT_VERSION})"))),
-            None => return Err(Error::format("the refcast metadata has no format_version")),
-        }
-        let config: ModelConfig =
-            serde_json::from_value(version).map_err(|e| Error::format(format!("refcast metadata: {e}")))?;
+        let config = parse_config(doc)?;
         validate_config(&config)?;
 
         let expected = expected_tensors(&config);
@@ -130,6 +122,30 @@ impl ModelFile {
     /// An f32 copy of a (small) tensor.
     pub fn vector(&self, name: &str) -> Vec<f32> {
         self.tensors[name].to_f32()
+    }
+}
+
+/// The refcast document, read straight into [`ModelConfig`] (no intermediate JSON tree: the gene
+/// list makes it the larger part of a header). When that fails, or names another version, the
+/// version alone is read to say which.
+fn parse_config(doc: &str) -> Result<ModelConfig> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        format_version: Option<serde_json::Value>,
+    }
+    let problem = match serde_json::from_str::<ModelConfig>(doc) {
+        Ok(config) if config.format_version == FORMAT_VERSION => return Ok(config),
+        Ok(_) => None,
+        Err(e) => Some(e),
+    };
+    let version: Version =
+        serde_json::from_str(doc).map_err(|e| Error::format(format!("the '{METADATA_KEY}' metadata is not JSON: {e}")))?;
+    match version.format_version.as_ref().and_then(|v| v.as_u64()) {
+        Some(v) if v == FORMAT_VERSION as u64 => {
+            Err(Error::format(format!("refcast metadata: {}", problem.map_or_else(String::new, |e| e.to_string()))))
+        }
+        Some(v) => Err(Error::format(format!("format version {v} is not supported (this refcast reads version {FORMAT_VERSION})"))),
+        None => Err(Error::format("the refcast metadata has no format_version")),
     }
 }
 

@@ -50,16 +50,13 @@ impl Kernel for OutputKernel {
         SHADER
     }
     fn entry(&self) -> &'static str {
-        match self.transform {
-            Transform::LogFoldChange => "log_fold_change",
-            Transform::Counts => "counts",
-        }
+        "main"
     }
     fn inputs(&self) -> u32 {
         3
     }
     fn params(&self) -> Vec<u32> {
-        vec![u(self.rows), u(self.genes), 0, 0]
+        vec![u(self.rows), u(self.genes), u32::from(self.transform == Transform::Counts), 0]
     }
     fn workgroups(&self) -> [u32; 3] {
         grid_for(self.rows * self.genes)
