@@ -1085,6 +1085,16 @@ NOTES = [
     "on its own threads, and the backend's identical pipelines then come from its pipeline cache). In the page "
     "through the npm API, medians of 6 alternating runs at load average 4–5: warm batch 1 132 → 58 ms, first "
     "call 287 → 90 ms, load 136 → 272 ms (the compilation moved there), cold start 444 → 383 ms.",
+    "**Browser WebGPU cold start, second round.** (1) The model document is read straight into `ModelConfig` "
+    "instead of through a `serde_json::Value` tree (≈ 37 ms of wasm time went to the gene list alone; the wasm "
+    "also shrank from 0.81 to 0.73 MB): WebGPU load 329 → 273 ms. (2) `load` no longer waits for the pipelines "
+    "compiled ahead; the first `predict` / `screen` waits for them after reading its sample, before its first "
+    "dispatch: cold start 280 → 263 ms, load 199 → 141 ms. (3) The model bytes are copied into wasm memory only "
+    "after the device is open and compilation has started (load 208 → 179 ms). (4) Counts and log fold changes "
+    "share one entry point of shaders/output.wgsl, so a first prediction compiles one pipeline for them, not two. "
+    "Medians of alternating runs, each in a fresh headless Chromium on SwiftShader; with this harness, back to back "
+    "on a quiet machine, cold start 277 → 211 ms. What is left is shader compilation itself: ≈ 200–230 ms of CPU "
+    "in Chromium's GPU process for the first prediction's pipelines, finishing one after another.",
     "**Reproducing the before → after figures above.** They come from the same binaries run alternately; a "
     "rerun gives similar, not identical, numbers. Native CPU: at commits 0f85818 (before) and 5e15413 (after), "
     "`python3 bench/run.py --no-gpu --no-torch --no-scaling --no-kernels --no-browser --out /tmp/cpu.md`. GPU kernel "
