@@ -588,7 +588,7 @@ def report(ctx):
     L = []
     add = L.append
     add("# Benchmarks: refcast and the runtimes a user would pick instead\n")
-    add(f"Written by `{ctx['command']}` on {time.strftime('%Y-%m-%d %H:%M %Z')}, in one run of {ctx['wall_s'] / 60:.1f} min. "
+    add(f"Written by `{ctx['command']}` on {ctx['date']}, in one run of {ctx['wall_s'] / 60:.1f} min. "
         "Every runtime runs in its own process on the same model and the same inputs "
         "(`bench/out/spec.json`); refcast through its public API (`Session::predict` / `Session::screen`, "
         "`bench/refcast_bench.rs`), the peers on the ONNX export / PyTorch module of the same weights "
@@ -735,6 +735,8 @@ def load_results(out_dir):
     ctx["scaling"] = {tuple(k.split("|")): [tuple(p) for p in v] for k, v in ctx["scaling"].items()}
     ctx["files"] = {k: tuple(v) for k, v in ctx["files"].items()}
     ctx["notes"] = ctx["run_notes"] + NOTES
+    # Runs saved before the date was kept: when their results were written.
+    ctx.setdefault("date", time.strftime("%Y-%m-%d %H:%M %Z", time.localtime((out_dir / "results.json").stat().st_mtime)))
     return ctx
 
 
@@ -798,7 +800,7 @@ def main():
     report_path = Path(args.out) if args.out else (out_dir / "BENCHMARKS.md" if smoke else REPO / "BENCHMARKS.md")
     command = "python3 bench/run.py" + "".join(f" {a}" for a in sys.argv[1:])
     load_start = os.getloadavg()
-    ctx = {"command": command, "load_start": load_start, "machine": machine(), "versions": versions(), "notes": [],
+    ctx = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_start": load_start, "machine": machine(), "versions": versions(), "notes": [],
            "results": {}, "files": {}, "verify": {}}
 
     exe = build_refcast(release=not smoke or args.release)
@@ -1107,9 +1109,14 @@ NOTES = [
     "browser round above: the same command at 89dcb30 (before) and at HEAD. CPU third round: 1dbaa83 (before) "
     "and HEAD, `python3 bench/run.py --no-gpu --no-torch --no-scaling --no-kernels --no-browser --out /tmp/cpu.md`, "
     "or one workload cut from bench/out/spec.json under `REFCAST_THREADS=1 perf stat -e task-clock "
-    "target/release/examples/refcast_bench run --spec SPEC --backend cpu`.",
+    "target/release/examples/refcast_bench run --spec SPEC --backend cpu` (wall times of 2 threads: the same without "
+    "`REFCAST_THREADS=1`); GEMM GFLOP/s: `REFCAST_THREADS=1 target/release/examples/refcast_bench kernels --backend cpu "
+    "--m 256 --dtypes f32`. The AVX-512 figure comes from a variant that was not kept. The browser rounds' "
+    "figures for one kernel, one shader compile and one page load came from timing scripts outside the repository; "
+    "their net effect is what `--browser-only` at 89dcb30 and at HEAD shows (the sample-table cost is its "
+    "`inspectSample` line).",
     "**Same work per call.** Every runtime returns predicted log-CPM, counts, log fold change and latents for "
-    "every row. Screens: refcast's `Session::screen` also sorts all genes of every row for its top-10 lists; the "
+    "every row. Screens: refcast's `Session::screen` also picks the ten most up and down genes of every row; the "
     "peers rank with numpy (`argsort` of effect sizes, `argpartition` for top genes). Sampling: the peers take ε as "
     "an input, drawn with training/philox.py outside the timed region (refcast draws it inside `predict`).",
     "**ONNX Runtime int8** is `onnxruntime.quantization.quantize_dynamic` (QInt8 weights, activations quantized "

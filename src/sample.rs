@@ -199,13 +199,11 @@ fn unsafe_char(line: &str, delim: char) -> Option<char> {
     line.chars().find(|&c| c != delim && crate::format::is_unsafe_char(c))
 }
 
-/// The gene ids of a table seen so far, by normalised id, for the duplicate check: a table holds
-/// row indices under the hash of each normalised id, and compares ids only when hashes meet, so
-/// reading a row allocates nothing.
+/// The gene ids of a table seen so far, for the duplicate check: row indices in a hash table
+/// keyed by the hash of each normalised id, ids compared only when hashes meet, so reading a row
+/// allocates nothing.
 struct Seen {
-    rows: HashMap<u64, usize>,
-    /// Ids whose hash met another id's (practically never): by normalised id.
-    collided: HashMap<String, usize>,
+    rows: hashbrown::HashTable<usize>,
     key: String,
     other: String,
     hasher: foldhash::fast::RandomState,
@@ -213,33 +211,24 @@ struct Seen {
 
 impl Seen {
     fn with_capacity(n: usize) -> Seen {
-        Seen {
-            rows: HashMap::with_capacity_and_hasher(n, Default::default()),
-            collided: HashMap::default(),
-            key: String::new(),
-            other: String::new(),
-            hasher: foldhash::fast::RandomState::default(),
-        }
+        Seen { rows: hashbrown::HashTable::with_capacity(n), key: String::new(), other: String::new(), hasher: Default::default() }
     }
 
     /// Records `gene` as row `row`; the earlier row with the same normalised id, if any.
     fn insert(&mut self, gene: &str, row: usize, genes: &[String]) -> Option<usize> {
         use std::hash::BuildHasher;
-        normalise_into(gene, &mut self.key);
-        let h = self.hasher.hash_one(self.key.as_str());
-        match self.rows.entry(h) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(row);
-                None
-            }
-            std::collections::hash_map::Entry::Occupied(e) => {
-                normalise_into(&genes[*e.get()], &mut self.other);
-                if self.other == self.key {
-                    return Some(*e.get());
-                }
-                self.collided.insert(self.key.clone(), row)
-            }
+        let Seen { rows, key, other, hasher } = self;
+        normalise_into(gene, key);
+        let h = hasher.hash_one(key.as_str());
+        let same = |&r: &usize| {
+            normalise_into(&genes[r], other);
+            other == key
+        };
+        if let Some(&prev) = rows.find(h, same) {
+            return Some(prev);
         }
+        rows.insert_unique(h, row, |&r| hasher.hash_one(normalise_id(&genes[r])));
+        None
     }
 }
 

@@ -741,9 +741,8 @@ pub fn forward_kernels(style: KernelStyle, dtypes: &[DType], activations: &[Acti
         draw: ops::reparameterize::Draw::Mean,
     }));
     out.push(Box::new(ops::assemble::AssembleKernel { rows: 1, parts: [(1, 0, 1); 3] }));
-    for transform in [Transform::Counts, Transform::LogFoldChange] {
-        out.push(Box::new(OutputKernel { transform, rows: 1, genes: 1 }));
-    }
+    // Counts and fold changes: one entry point, chosen by a parameter.
+    out.push(Box::new(OutputKernel { transform: Transform::Counts, rows: 1, genes: 1 }));
     out
 }
 

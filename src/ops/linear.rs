@@ -529,8 +529,7 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dot4_of<const Q8: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
-        let q8 = Q8;
-        let bb = if q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+        let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
         let mut acc = [_mm256_setzero_ps(); 4];
         for (blk, xs) in x.chunks_exact(BLOCK).enumerate() {
             let p = xs.as_ptr();
@@ -539,7 +538,7 @@ mod avx2 {
                 let xv: [__m256; 4] = std::array::from_fn(|t| _mm256_loadu_ps(p.add(8 * t)));
                 for ((a, row), d) in acc.iter_mut().zip(rows).zip(scales) {
                     let q = row.as_ptr().add(blk * bb + 2);
-                    let v = if q8 { quants_q8_0(q) } else { quants_q4_0(q) };
+                    let v = if Q8 { quants_q8_0(q) } else { quants_q4_0(q) };
                     let s = _mm256_mul_ps(v[0], xv[0]);
                     let s = _mm256_fmadd_ps(v[1], xv[1], s);
                     let s = _mm256_fmadd_ps(v[2], xv[2], s);
@@ -567,8 +566,7 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dot_rows_of<const M: usize, const Q8: bool>(row: &[u8], scales: &[f32], x: &[f32], ldx: usize) -> [f32; M] {
-        let q8 = Q8;
-        let bb = if q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+        let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
         let mut acc = [_mm256_setzero_ps(); M];
         let xp = x.as_ptr();
         for (blk, d) in scales.iter().enumerate() {
@@ -576,7 +574,7 @@ mod avx2 {
             unsafe {
                 let q = row.as_ptr().add(blk * bb + 2);
                 let d = _mm256_broadcast_ss(d);
-                let v = if q8 { quants_q8_0(q) } else { quants_q4_0(q) }.map(|v| _mm256_mul_ps(v, d));
+                let v = if Q8 { quants_q8_0(q) } else { quants_q4_0(q) }.map(|v| _mm256_mul_ps(v, d));
                 for (i, a) in acc.iter_mut().enumerate() {
                     let p = xp.add(i * ldx + blk * BLOCK);
                     for (t, vt) in v.iter().enumerate() {
