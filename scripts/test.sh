@@ -7,6 +7,11 @@ cargo test --locked --all-targets
 # (That includes tests/bad_input.rs: the bad-input table, checksums, atomic output, the fuzz smoke
 # test; and tests/long_run.rs: 2,000-prediction runs, device faults, threads. The 10,000-run
 # variants and cargo-fuzz are run by hand, see SECURITY.md.)
+# The training pipeline: the Rust CLI against PyTorch on exported Q8_0/Q4_0 files, then the whole
+# train -> evaluate path on tiny synthetic data (training/smoke.py), both with the CLI that cargo
+# test just built.
+REFCAST_BIN="$PWD/target/debug/refcast" python3 -m training.test_runtime
+REFCAST_BIN="$PWD/target/debug/refcast" python3 -m training smoke
 # Benchmark harness, smoke mode (seconds; peers that are not installed are skipped): bench/run.py.
 python3 bench/run.py --smoke
 # The wasm build, the npm package (Node) and the www/ page in headless Chromium: scripts/test-web.sh.

