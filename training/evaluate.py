@@ -156,22 +156,27 @@ def loo_shrinkage(ctrl, tgt):
 RIDGE_GRID = np.logspace(-3, 3, 13)
 
 
-def _kernel_ridge(A, L, alpha):
-    K = A @ A.T / A.shape[1]
-    return np.linalg.solve(K + alpha * np.trace(K) / len(K) * np.eye(len(K)), L)
+def _ridge_weights(gram, train, query, alpha):
+    """Kernel ridge (linear kernel on control profiles centred over `train`) in dual form: the
+    weights w with prediction = mean LFC + w · (LFC[train] − mean LFC). gram = ctrl·ctrlᵀ / genes."""
+    g = gram[np.ix_(train, train)]
+    r = g.mean(1)
+    K = g - r[:, None] - r[None, :] + g.mean()
+    k = gram[train, query] - r - gram[query, train].mean() + g.mean()
+    return np.linalg.solve(K + alpha * max(np.trace(K), 1e-12) / len(K) * np.eye(len(K)), k)
 
 
 def loo_ridge_alpha(ctrl, lfc):
-    """Ridge (dual form) from a context's control profile to its LFC; α by leave-one-context-out."""
+    """Ridge from a context's control profile to its LFC; α by leave-one-context-out."""
     n = len(ctrl)
+    gram = ctrl @ ctrl.T / ctrl.shape[1]
     best, best_err = RIDGE_GRID[-1], np.inf
     for alpha in RIDGE_GRID:
         err = 0.0
         for c in range(n):
-            o = np.arange(n) != c
-            cm, lm = ctrl[o].mean(0), lfc[o].mean(0)
-            coef = _kernel_ridge(ctrl[o] - cm, lfc[o] - lm, alpha)
-            pred = lm + ((ctrl[c] - cm) @ (ctrl[o] - cm).T / ctrl.shape[1]) @ coef
+            o = np.where(np.arange(n) != c)[0]
+            lm = lfc[o].mean(0)
+            pred = lm + _ridge_weights(gram, o, c, alpha) @ (lfc[o] - lm)
             err += float(((pred - lfc[c]) ** 2).sum())
         if err < best_err:
             best, best_err = alpha, err
@@ -181,7 +186,7 @@ def loo_ridge_alpha(ctrl, lfc):
 class Population:
     """What the training contexts of one dataset say about one (perturbation, time)."""
 
-    def __init__(self, X, meta, train, ds, pert, hours, measured):
+    def __init__(self, X, meta, train, ds, pert, hours, measured, fit=True):
         prof = context_profiles(X, meta, train, ds)
         self.contexts, self.ctrl, self.tgt = pairs_for(prof, pert, hours)
         if len(self.contexts) == 0:
@@ -190,19 +195,20 @@ class Population:
         self.shift, self.ctrl_mean, self.tgt_mean = self.lfc.mean(0), self.ctrl.mean(0), self.tgt.mean(0)
         mi = np.where(measured)[0]
         self.degs = mi[np.argsort(-np.abs(self.shift[mi]), kind="stable")[:N_DEGS]]
+        self.measured = mi
+        if not fit:     # the population response only (perturbation signatures)
+            return
         self.lam = loo_shrinkage(self.ctrl[:, mi], self.tgt[:, mi])
         self.alpha = loo_ridge_alpha(self.ctrl[:, mi], self.lfc[:, mi]) if len(mi) and len(self.ctrl) >= 3 else None
-        self.measured = mi
 
     def linear(self, ref):
         if self.alpha is None:
             return ref + self.shift
         mi = self.measured
-        A = self.ctrl[:, mi] - self.ctrl_mean[mi]
-        coef = _kernel_ridge(A, self.lfc[:, mi] - self.shift[mi], self.alpha)
-        out = ref + self.shift
-        out[mi] += ((ref[mi] - self.ctrl_mean[mi]) @ A.T / len(mi)) @ coef
-        return out
+        ctrl = np.vstack([self.ctrl[:, mi], ref[mi][None]])
+        n = len(self.ctrl)
+        w = _ridge_weights(ctrl @ ctrl.T / len(mi), np.arange(n), n, self.alpha)
+        return ref + self.shift + w @ (self.lfc - self.shift)
 
     def nearest(self, ref):
         mi = self.measured
@@ -314,7 +320,7 @@ def canonical_times(X, meta, train, masks, datasets):
         best = None
         for h in sorted(set(meta.time_hours[(meta.perturbation == p) & train])):
             try:
-                pop = Population(X, meta, train, ds, p, h, measured)
+                pop = Population(X, meta, train, ds, p, h, measured, fit=False)
             except ValueError:
                 continue
             norm = float(np.linalg.norm(pop.shift[measured]))
@@ -418,6 +424,8 @@ def score_external(model, model_name, X, masks, datasets, meta, genes, ext, use_
     refs = ref_f[[p[1] for p in pairs]]
     perts = [{"perturbation": "IFN-beta", "time_hours": 6.0}] * len(pairs)
     preds = {"refcast f32": infer.predict_mean(model, refs, perts)}
+    control = infer.predict_mean(model, refs, [{"perturbation": "none", "time_hours": 0.0}] * len(pairs))
+    preds["refcast counterfactual"] = Xe[[p[1] for p in pairs]] + preds["refcast f32"] - control
     if use_runtime:
         preds.update({k: p for k, (p, ok) in runtime_variants(model, model_name, genes, meta, refs, perts).items()})
     for k, (d, ri, ti) in enumerate(pairs):
@@ -445,6 +453,9 @@ def main():
     cellmeans = np.load(C.PREPARED / "kang_cellmeans.npz")
     rows, transfer, scgen, fam = [], [], [], []
     folds = T.all_folds(meta)
+    only = os.environ.get("REFCAST_FOLDS")       # e.g. "0,1" for a quick look; the report needs all
+    if only:
+        folds = [f for f in folds if T.fold_name(f).removeprefix("fold") in only.split(",")]
     for fold in folds:
         name = T.fold_name(fold)
         path = C.RUNS / f"{name}.pt"
