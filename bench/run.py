@@ -840,8 +840,10 @@ def main():
         if have("torch") and have("onnx"):
             subprocess.run([sys.executable, "bench/graph.py", str(MODEL), str(model_dir)], cwd=REPO, check=True)
         else:
-            ctx["notes"].append("ONNX Runtime peers skipped: the ONNX export needs torch and onnx, not installed.")
-            want_ort = False
+            # graph.py writes the PyTorch peer's weights too: without onnx neither peer has a model
+            ctx["notes"].append("ONNX Runtime and PyTorch peers skipped: their export (bench/graph.py) needs "
+                                "torch and onnx, not both installed.")
+            want_ort = want_torch = False
     if not want_ort:
         ctx["notes"].append("ONNX Runtime peers not run (--no-ort, or onnxruntime not installed).")
     if not want_torch:
