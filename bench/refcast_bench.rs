@@ -17,7 +17,7 @@ use refcast::format::synthetic::{SyntheticSpec, random_model};
 use refcast::format::{Latent, Metadata, ModelFile, Named};
 use refcast::quant::{DType, Matrix};
 use refcast::sample::{MatchReport, Reference};
-use refcast::session::{Request, Sampling, Session};
+use refcast::session::{Baseline, PredictionMode, Request, Sampling, Session};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
@@ -103,6 +103,8 @@ fn prepare(refs: &[Reference], w: &Workload) -> Prepared {
         ),
         _ => {
             let mut req = Request::conditioned(refs[..w.references].to_vec(), w.perturbations.clone());
+            // The peers compute the decoder's output: the decoded mode is the same work.
+            req.mode = PredictionMode::Decoded;
             if let Some(n) = w.samples {
                 req.sampling = Sampling::Samples { num_samples: n, seed: w.seed };
             }
@@ -115,7 +117,9 @@ fn prepare(refs: &[Reference], w: &Workload) -> Prepared {
 fn call<B: Backend>(s: &mut Session<B>, refs: &[Reference], job: &Prepared, want_row: bool) -> (usize, Option<Vec<f32>>) {
     match job {
         Prepared::Screen(list) => {
-            let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), Some(list), None)).expect("screen");
+            let context = Metadata::new();
+            let screen = s.screen_against(&refs[0], &context, Some(list), None, Baseline::Reference, PredictionMode::Decoded);
+            let hits = pollster::block_on(screen).expect("screen");
             assert_eq!(hits.len(), list.len());
             (hits.len(), None)
         }

@@ -1118,7 +1118,9 @@ NOTES = [
     "their net effect is what `--browser-only` at 89dcb30 and at HEAD shows (the sample-table cost is its "
     "`inspectSample` line).",
     "**Same work per call.** Every runtime returns predicted log-CPM, counts, log fold change and latents for "
-    "every row. Screens: refcast's `Session::screen` also picks the ten most up and down genes of every row; the "
+    "every row; refcast in its decoded prediction mode (`--mode decoded`), which is what the peers compute (the "
+    "default counterfactual mode also decodes the control once per reference and applies one element-wise op). "
+    "Screens: refcast's `Session::screen_against` also picks the ten most up and down genes of every row; the "
     "peers rank with numpy (`argsort` of effect sizes, `argpartition` for top genes). Sampling: the peers take ε as "
     "an input, drawn with training/philox.py outside the timed region (refcast draws it inside `predict`).",
     "**ONNX Runtime int8** is `onnxruntime.quantization.quantize_dynamic` (QInt8 weights, activations quantized "

@@ -52,6 +52,19 @@ export interface PriorSpec {
 
 export type Group = 'technical' | 'biological' | 'perturbation';
 
+/**
+ * How a prediction from a sample is formed from the model's decoder:
+ * - `'counterfactual'` (default): the measured sample moved by the predicted change,
+ *   max(0, sample + decode(perturbation) − decode(control)), both decoded from the sample's latents
+ *   (the same draw when sampling) and the control being the model's untreated control. The model's
+ *   error in reconstructing the sample cancels, so genes the perturbation does not touch keep
+ *   their measured values.
+ * - `'decoded'`: decode(perturbation), the decoder's own profile (its reconstruction error
+ *   included).
+ * Prompt-only predictions (no sample) are always decoded.
+ */
+export type PredictionMode = 'counterfactual' | 'decoded';
+
 export interface ModelInfo {
   name: string;
   /** Number of genes; every prediction vector has this length (times its rows). */
@@ -128,17 +141,23 @@ export interface PredictRequest extends SampleOptions {
   seed?: number;
   /** Library size for the counts of prompt-only predictions (default 10⁶). */
   librarySize?: number;
+  /** How the prediction is formed from a sample: `'counterfactual'` (default) or `'decoded'`; see `PredictionMode`. */
+  mode?: PredictionMode;
 }
 
 /** Mirrors the Rust `Prediction`: one row per (draw, reference, perturbation), in that nesting order. */
 export interface Prediction {
   genes: number;
   rows: Array<{ reference: number; perturbation: number; sample: number }>;
-  /** `[rows × genes]` predicted log-CPM (natural log of CPM + 1). */
+  /** `[rows × genes]` predicted log-CPM (natural log of CPM + 1), formed as `mode` says. */
   logCpm: Float32Array;
   /** `[rows × genes]` expected counts at the reference's library size. */
   counts: Float32Array;
-  /** `[rows × genes]` predicted − reference log-CPM; `null` for prompt-only generation. */
+  /**
+   * `[rows × genes]` predicted − reference log-CPM; `null` for prompt-only generation. In the
+   * counterfactual mode this is the predicted change itself (decode(perturbation) − decode(control),
+   * except where the profile was floored at 0).
+   */
   logFoldChange: Float32Array | null;
   /** `[rows × latentWidth]` latents fed to the decoder. */
   latents: Float32Array;
@@ -147,6 +166,8 @@ export interface Prediction {
   sigma: Float32Array;
   /** The perturbations of the request, resolved (indexed by `rows[i].perturbation`). */
   perturbations: Named[];
+  /** How `logCpm` was formed: the request's mode, or `'decoded'` for prompt-only generation. */
+  mode: PredictionMode;
   /** The first (or only) reference; `null` for prompt-only generation. */
   reference: ReferenceInfo | null;
   /** Every reference, indexed by `rows[i].reference` (empty for prompt-only generation). */
@@ -162,6 +183,8 @@ export interface ScreenRequest extends SampleOptions {
   perturbations?: string | Metadata | Array<string | Metadata>;
   /** A signature to reverse: gene → weight (> 0 up in the disease state). Ranks by reversal. */
   signature?: Record<string, number> | Map<string, number>;
+  /** How each perturbation's profile is formed: `'counterfactual'` (default) or `'decoded'`. */
+  mode?: PredictionMode;
 }
 
 export interface GeneEffect {

@@ -271,8 +271,10 @@ export class Refcast {
   }
 
   /**
-   * Predicts the perturbed profile of `request.sample` under each of `request.perturbations`.
-   * Without a sample: prompt-only generation from `contexts`.
+   * Predicts the perturbed profile of `request.sample` under each of `request.perturbations`:
+   * by default (`mode: 'counterfactual'`) the sample moved by the decoded change from the model's
+   * control; `mode: 'decoded'` gives the decoded profile. Without a sample: prompt-only generation
+   * from `contexts` (always decoded).
    */
   async predict(request = {}) {
     const {
@@ -288,6 +290,7 @@ export class Refcast {
       column,
       columns,
       librarySize,
+      mode,
       ...rest
     } = request;
     const unknown = Object.keys(rest);
@@ -303,6 +306,7 @@ export class Refcast {
       column,
       columns,
       librarySize,
+      mode,
     });
     return this.#onSample(sample, 'predictMs', (bytes) => model.predict(bytes, options));
   }
@@ -325,16 +329,17 @@ export class Refcast {
 
   /**
    * Runs `request.sample` against every perturbation the model knows (or `request.perturbations`)
-   * and ranks them by effect size, or by how well each reverses `request.signature`.
+   * and ranks them by effect size, or by how well each reverses `request.signature`, with
+   * predictions in `request.mode` (default `'counterfactual'`).
    */
   async screen(request = {}) {
-    const { sample, context, perturbations, signature, values, column, ...rest } = request;
+    const { sample, context, perturbations, signature, values, column, mode, ...rest } = request;
     const unknown = Object.keys(rest);
     if (unknown.length) throw new RefcastError('usage', `screen: unknown option(s) ${unknown.join(', ')}`);
     const model = this.#live();
     if (sample === undefined || sample === null) throw new RefcastError('usage', 'screen needs a sample');
     const sig = signature instanceof Map ? Object.fromEntries(signature) : signature;
-    const options = clean({ context, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig, values, column });
+    const options = clean({ context, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig, values, column, mode });
     return this.#onSample(sample, 'screenMs', (bytes) => model.screen(bytes, options));
   }
 

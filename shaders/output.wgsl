@@ -1,19 +1,23 @@
 // Output transforms of a [rows, genes] log-CPM prediction, row r tied to reference index[r]:
-// `log_fold_change`: pred − reference[index[r]]; `counts`: expm1(pred) · library_size[index[r]] / 10⁶.
-// One entry point for both, chosen by `transform` (one pipeline to compile, not two: compiling
-// is most of a first prediction's cost on adapters that emulate a GPU on the CPU).
+// `log_fold_change`: pred − reference[index[r]]; `counts`: expm1(pred) · library_size[index[r]] / 10⁶;
+// `counterfactual`: max(0, reference[index[2r]] + (pred[r] − pred[index[2r + 1]])), the reference
+// moved by the decoder's change from its control row (a row of pred after the `rows` transformed).
+// One entry point for all three, chosen by `transform` (one pipeline to compile, not three:
+// compiling is most of a first prediction's cost on adapters that emulate a GPU on the CPU).
 
 struct Params {
     rows: u32,
     genes: u32,
-    transform: u32, // 0: log_fold_change, 1: counts
+    transform: u32, // 0: log_fold_change, 1: counts, 2: counterfactual
     _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> pred: array<f32>;
-// log_fold_change: reference log-CPM [references, genes]; counts: library sizes [references].
+// log_fold_change, counterfactual: reference log-CPM [references, genes]; counts: library sizes
+// [references].
 @group(0) @binding(2) var<storage, read> reference: array<f32>;
+// counterfactual: [rows, 2] (reference row, control row of pred); otherwise [rows] reference rows.
 @group(0) @binding(3) var<storage, read> index: array<u32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
@@ -49,10 +53,14 @@ fn main(
     let i = flat(wid, nwg, lid);
     if (i < p.rows * p.genes) {
         let r = i / p.genes;
+        let g = i % p.genes;
         if (p.transform == 1u) {
             y[i] = expm1(pred[i]) * (reference[index[r]] * 1e-6);
+        } else if (p.transform == 2u) {
+            let change = pred[i] - pred[index[2u * r + 1u] * p.genes + g];
+            y[i] = max(0.0, reference[index[2u * r] * p.genes + g] + change);
         } else {
-            y[i] = pred[i] - reference[index[r] * p.genes + i % p.genes];
+            y[i] = pred[i] - reference[index[r] * p.genes + g];
         }
     }
 }

@@ -20,4 +20,4 @@ pub mod wasm;
 pub use backend::{Backend, BackendKind, CpuBackend};
 pub use format::{Group, Metadata, ModelConfig, ModelFile, Value};
 pub use sample::{Reference, SampleTable, ValueKind};
-pub use session::{Baseline, Prediction, Request, Sampling, ScreenHit, Session, Signature};
+pub use session::{Baseline, Prediction, PredictionMode, Request, Sampling, ScreenHit, Session, Signature};

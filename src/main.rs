@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use refcast::backend::{Backend, BackendKind, CpuBackend, GpuBackend};
 use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, Value, checksum};
 use refcast::sample::{MAX_SAMPLE_BYTES, SampleTable, ValueKind};
-use refcast::session::{Baseline, Prediction, Request, Sampling, Session, Signature};
+use refcast::session::{Baseline, Prediction, PredictionMode, Request, Sampling, Session, Signature};
 
 /// The model shipped in the repository.
 const DEFAULT_MODEL: &str = "models/refcast-q8_0.safetensors";
@@ -23,7 +23,9 @@ Predict how a sample responds to a perturbation, on your own machine.
 
 refcast encodes your reference sample (RNA-seq counts or log-CPM, genes as symbols or Ensembl
 ids) into the model's technical and biological latents, takes the perturbation's latent from the
-model's prior, and decodes the predicted profile. Nothing leaves this machine.
+model's prior, and decodes the predicted profile. By default (--mode counterfactual) the
+prediction is your sample moved by the decoded change from the model's control; --mode decoded
+gives the decoded profile itself. Nothing leaves this machine.
 
 Examples:
   refcast info
@@ -80,8 +82,14 @@ struct Common {
     /// auto (GPU when one is found, else CPU), gpu, or cpu.
     #[arg(long, default_value = "auto")]
     backend: BackendKind,
+    /// counterfactual: your measured sample moved by the predicted change, reference +
+    /// decode(perturbation) − decode(control), floored at 0 (the model's reconstruction error of
+    /// your sample cancels); decoded: the decoder's own profile, decode(perturbation).
+    #[arg(long, default_value = "counterfactual", value_name = "counterfactual|decoded")]
+    mode: PredictionMode,
     /// Log fold changes against the measured reference, or against the model's own prediction
-    /// for the control (its reconstruction error of your sample then cancels).
+    /// for the control (its reconstruction error of your sample then cancels). In the
+    /// counterfactual mode your sample is the control: both give predicted − reference.
     #[arg(long, default_value = "reference", value_name = "reference|control")]
     versus: Baseline,
 }
@@ -376,6 +384,7 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
         req.condition_on = args.common.condition_on.clone();
         req.sampling = sampling;
         req.baseline = args.common.versus;
+        req.mode = args.common.mode;
         let t = Instant::now();
         let pred = session.predict(&req).await?;
         results.push((reference, pred, t.elapsed()));
@@ -463,7 +472,7 @@ async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Resul
         }
     };
     let t = Instant::now();
-    let hits = session.screen_against(&reference, &context, None, signature.as_ref(), args.common.versus).await?;
+    let hits = session.screen_against(&reference, &context, None, signature.as_ref(), args.common.versus, args.common.mode).await?;
     let elapsed = t.elapsed();
     let mut out = std::io::stdout().lock();
     writeln!(out, "rank\tperturbation\tscore\teffect_size\treversal\ttop_up\ttop_down")?;

@@ -8,6 +8,7 @@
 //! let table = SampleTable::parse(&std::fs::read("examples/sample.tsv").unwrap(), ValueKind::Auto)?;
 //! let reference = session.reference(&table, 0)?;
 //! let perturbation = refcast::metadata! { "perturbation" => "IFN-beta" };
+//! // Counterfactual by default: the measured reference moved by the predicted change.
 //! let prediction = session.predict(&Request::conditioned(vec![reference], vec![perturbation])).await?;
 //! # Ok(()) }
 //! ```
@@ -62,6 +63,55 @@ pub struct Request {
     pub library_size: f32,
     /// What log fold changes are relative to.
     pub baseline: Baseline,
+    /// How a reference-conditioned prediction is formed from the decoder's output (prompt-only
+    /// predictions are always decoded).
+    pub mode: PredictionMode,
+}
+
+/// How a reference-conditioned prediction is formed from the decoder's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PredictionMode {
+    /// The measured reference moved by the predicted change:
+    /// `max(0, reference + decode(z_ref, perturbation) − decode(z_ref, control))`, both rows decoded
+    /// from the same technical and biological latents (the same draw when sampling), the control
+    /// being the model's control perturbation (its first known perturbation that is "none"). The
+    /// decoder's error in reconstructing the reference cancels, so the profile keeps what the
+    /// sample measured and changes only where the model predicts an effect. The reference stands
+    /// for the control, so fold changes against the reference and against the control
+    /// ([`Baseline::Control`]) are the same numbers: predicted − reference.
+    #[default]
+    Counterfactual,
+    /// `decode(z_ref, perturbation)`: the decoder's own profile, reconstruction error included.
+    Decoded,
+}
+
+impl std::str::FromStr for PredictionMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "counterfactual" => Ok(PredictionMode::Counterfactual),
+            "decoded" => Ok(PredictionMode::Decoded),
+            other => Err(format!("unknown prediction mode '{other}' (expected counterfactual or decoded)")),
+        }
+    }
+}
+
+impl std::fmt::Display for PredictionMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PredictionMode::Counterfactual => "counterfactual",
+            PredictionMode::Decoded => "decoded",
+        })
+    }
+}
+
+/// What `decode_request` makes of the decoder's output.
+enum Output {
+    /// The decoder's profile; fold changes against the measured reference when `fold_changes`.
+    Decoded { fold_changes: bool },
+    /// The counterfactual profile ([`PredictionMode::Counterfactual`]) against this control
+    /// perturbation, with fold changes against the reference; the request has references.
+    Counterfactual(Metadata),
 }
 
 /// What a prediction's log fold changes are relative to.
@@ -73,7 +123,8 @@ pub enum Baseline {
     /// The model's own prediction for the same reference under the control perturbation (the
     /// model's first known perturbation that is "none"). The decoder's reconstruction error of
     /// the reference is common to both and cancels, leaving the perturbation's effect; prompt-only
-    /// predictions get fold changes this way too.
+    /// predictions get fold changes this way too. In the counterfactual mode the control is the
+    /// reference itself, so these are the fold changes against the reference.
     Control,
 }
 
@@ -99,6 +150,7 @@ impl Request {
             sampling: Sampling::Mean,
             library_size: 1e6,
             baseline: Baseline::Reference,
+            mode: PredictionMode::default(),
         }
     }
 
@@ -126,13 +178,16 @@ pub struct Row {
 pub struct Prediction {
     pub genes: usize,
     pub rows: Vec<Row>,
-    /// `[rows, genes]` predicted log-CPM (natural log of CPM + 1).
+    /// `[rows, genes]` predicted log-CPM (natural log of CPM + 1), formed as the request's
+    /// [`PredictionMode`] says.
     pub log_cpm: Vec<f32>,
     /// `[rows, genes]` expected counts at the reference's library size.
     pub counts: Vec<f32>,
-    /// `[rows, genes]` predicted − reference log-CPM; absent for prompt-only generation.
+    /// `[rows, genes]` predicted − reference log-CPM (or − the predicted control, see
+    /// [`Baseline`]); absent for prompt-only generation unless against the control.
     pub log_fold_change: Option<Vec<f32>>,
-    /// `[rows, technical + biological + perturbation]` latents fed to the decoder.
+    /// `[rows, technical + biological + perturbation]` latents fed to the decoder for the rows'
+    /// perturbations.
     pub latents: Vec<f32>,
     /// `[genes]` σ of the model's Normal likelihood on log-CPM.
     pub sigma: Vec<f32>,
@@ -227,16 +282,20 @@ impl<B: Backend> Session<B> {
 
     /// Predicts every (sample, reference, perturbation) combination of the request.
     pub async fn predict(&mut self, req: &Request) -> Result<Prediction> {
+        if req.mode == PredictionMode::Counterfactual && !req.references.is_empty() {
+            // The control is decoded beside each reference's rows; the reference stands for it,
+            // so both baselines give the fold changes against the reference.
+            let control = self.control("the counterfactual prediction mode needs", "use the decoded mode")?;
+            return self.decode_request(req, Output::Counterfactual(control)).await;
+        }
         if req.baseline == Baseline::Reference {
-            return self.decode_request(req, true).await;
+            return self.decode_request(req, Output::Decoded { fold_changes: true }).await;
         }
         // The control rides along as one more perturbation, so the references are encoded once.
-        let control = self.model.config().perturbations.iter().find(|n| ModelConfig::is_control(n)).ok_or_else(|| {
-            Error::request("fold changes against the control need a control among the model's perturbations; this model lists none")
-        })?;
+        let control = self.control("fold changes against the control need", "use the measured reference as the baseline")?;
         let mut with_control = req.clone();
-        with_control.perturbations.push(control.metadata.clone());
-        let full = self.decode_request(&with_control, false).await?;
+        with_control.perturbations.push(control);
+        let full = self.decode_request(&with_control, Output::Decoded { fold_changes: false }).await?;
         let (g, p_n) = (full.genes, req.perturbations.len());
         let d = full.latents.len() / full.rows.len().max(1);
         let mut out = Prediction { genes: g, sigma: full.sigma.clone(), ..Default::default() };
@@ -255,8 +314,18 @@ impl<B: Backend> Session<B> {
         Ok(out)
     }
 
-    /// The forward pass of a request; fold changes against the measured reference when asked.
-    async fn decode_request(&mut self, req: &Request, reference_fold_changes: bool) -> Result<Prediction> {
+    /// The model's control perturbation (its first known perturbation that is "none"), or an error
+    /// that says what `needs` it and what to do instead.
+    fn control(&self, needs: &str, instead: &str) -> Result<Metadata> {
+        let known = &self.model.config().perturbations;
+        let control = known.iter().find(|n| ModelConfig::is_control(n)).ok_or_else(|| {
+            Error::request(format!("{needs} a control among the model's perturbations; this model lists none ({instead})"))
+        })?;
+        Ok(control.metadata.clone())
+    }
+
+    /// The forward pass of a request, with what `output` asks of the decoder's rows.
+    async fn decode_request(&mut self, req: &Request, output: Output) -> Result<Prediction> {
         let cfg = self.model.config();
         let genes = cfg.architecture.genes;
         let lat = cfg.architecture.latent;
@@ -332,7 +401,15 @@ impl<B: Backend> Session<B> {
                 own.push((g, prior_z(be, g, (0..b_n).map(context).collect())?));
             }
         }
-        let pert_z = prior_z(be, Group::Perturbation, req.perturbations.iter().collect())?;
+        // The counterfactual's control is one more row of the perturbation prior, after the
+        // request's (so a draw of it is that of an extra perturbation P of a P-perturbation request).
+        let control = match &output {
+            Output::Counterfactual(control) => Some(control),
+            Output::Decoded { .. } => None,
+        };
+        let pert_rows: Vec<&Metadata> = req.perturbations.iter().chain(control).collect();
+        let pz_n = pert_rows.len();
+        let pert_z = prior_z(be, Group::Perturbation, pert_rows)?;
         let source = |g: Group| -> (&B::Tensor, usize, usize) {
             match own.iter().find(|(h, _)| *h == g) {
                 Some((_, t)) => (t, 0, lat.of(g)),
@@ -344,6 +421,10 @@ impl<B: Backend> Session<B> {
         };
         let parts = [source(Group::Technical), source(Group::Biological), (&pert_z, 0, lat.perturbation)];
 
+        let reference_fold_changes = match output {
+            Output::Decoded { fold_changes } => fold_changes,
+            Output::Counterfactual(_) => true,
+        };
         let reference = x.as_ref().filter(|_| reference_fold_changes);
         let library: Vec<f32> = if req.references.is_empty() {
             vec![req.library_size; b_n]
@@ -353,6 +434,13 @@ impl<B: Backend> Session<B> {
 
         let total = s_n * b_n * p_n;
         let chunk = (MAX_DECODE_VALUES / genes).clamp(1, 4096);
+        // A counterfactual chunk also decodes the control row of every (sample, reference) it
+        // touches: whole groups of P rows and their control when they fit, else part of a group.
+        let step = match control {
+            None => chunk,
+            Some(_) if p_n < chunk => chunk / (p_n + 1) * p_n,
+            Some(_) => chunk.saturating_sub(2).max(1),
+        };
         let mut out = Prediction {
             genes,
             rows: Vec::with_capacity(total),
@@ -362,18 +450,33 @@ impl<B: Backend> Session<B> {
         };
         let mut start = 0;
         while start < total {
-            let end = (start + chunk).min(total);
+            let end = (start + step).min(total);
             let mut index = Vec::with_capacity((end - start) * 3);
             let mut base = Vec::with_capacity(end - start);
             for r in start..end {
                 let (s, b, p) = (r / (b_n * p_n), r / p_n % b_n, r % p_n);
                 let enc_row = (s * b_n + b) as u32;
-                index.extend([enc_row, enc_row, (s * p_n + p) as u32]);
+                index.extend([enc_row, enc_row, (s * pz_n + p) as u32]);
                 base.push(b as u32);
                 out.rows.push(Row { reference: b, perturbation: p, sample: s });
             }
+            // Counterfactual: the control rows of groups (s, b) = r / P follow the chunk's rows;
+            // output row r pairs reference b with its group's control row.
+            let mut pairs = Vec::new();
+            if control.is_some() {
+                let (first, n) = (start / p_n, end - start);
+                for group in first..=(end - 1) / p_n {
+                    let (s, row) = (group / b_n, group as u32);
+                    index.extend([row, row, (s * pz_n + p_n) as u32]);
+                }
+                pairs = (start..end).flat_map(|r| [(r / p_n % b_n) as u32, (n + r / p_n - first) as u32]).collect();
+            }
             let z = be.assemble(parts, &index)?;
-            let pred = self.model.decode(be, &z)?;
+            let decoded = self.model.decode(be, &z)?;
+            let pred = match &x {
+                Some(x) if control.is_some() => be.counterfactual(&decoded, x, &pairs)?,
+                _ => decoded,
+            };
             let counts = be.counts(&pred, &library, &base)?;
             let lfc = match &reference {
                 Some(x) => Some(be.log_fold_change(&pred, x, &base)?),
@@ -384,7 +487,9 @@ impl<B: Backend> Session<B> {
             let mut read = be.read_owned(wanted).await?.into_iter();
             append(&mut out.log_cpm, read.next().unwrap());
             append(&mut out.counts, read.next().unwrap());
-            append(&mut out.latents, read.next().unwrap());
+            let mut z = read.next().unwrap();
+            z.truncate((end - start) * lat.total());
+            append(&mut out.latents, z);
             if let (Some(all), Some(v)) = (out.log_fold_change.as_mut(), read.next()) {
                 append(all, v);
             }
@@ -394,7 +499,8 @@ impl<B: Backend> Session<B> {
     }
 
     /// Runs one reference against every perturbation the model knows (or the ones given) and
-    /// ranks them: by effect size, or by how well each reverses `signature`.
+    /// ranks them: by effect size, or by how well each reverses `signature`. Predictions are in
+    /// the default mode ([`PredictionMode::Counterfactual`]), fold changes against the reference.
     pub async fn screen(
         &mut self,
         reference: &Reference,
@@ -402,10 +508,10 @@ impl<B: Backend> Session<B> {
         perturbations: Option<&[Named]>,
         signature: Option<&Signature>,
     ) -> Result<Vec<ScreenHit>> {
-        self.screen_against(reference, context, perturbations, signature, Baseline::Reference).await
+        self.screen_against(reference, context, perturbations, signature, Baseline::Reference, PredictionMode::default()).await
     }
 
-    /// [`Session::screen`] with fold changes against `baseline`.
+    /// [`Session::screen`] with predictions in `mode` and fold changes against `baseline`.
     pub async fn screen_against(
         &mut self,
         reference: &Reference,
@@ -413,6 +519,7 @@ impl<B: Backend> Session<B> {
         perturbations: Option<&[Named]>,
         signature: Option<&Signature>,
         baseline: Baseline,
+        mode: PredictionMode,
     ) -> Result<Vec<ScreenHit>> {
         let known = self.model.config().perturbations.clone();
         let list = perturbations.unwrap_or(&known);
@@ -436,6 +543,7 @@ impl<B: Backend> Session<B> {
         let mut req = Request::conditioned(vec![reference.clone()], list.iter().map(|n| n.metadata.clone()).collect());
         req.contexts = vec![context.clone()];
         req.baseline = baseline;
+        req.mode = mode;
         let pred = self.predict(&req).await?;
         let lfc = pred.log_fold_change.expect("screens have a reference");
         let genes = pred.genes;

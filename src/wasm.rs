@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
 use crate::model::linear_dtypes;
 use crate::sample::{Reference, SampleTable, ValueKind};
-use crate::session::{Prediction, Request, Sampling, ScreenHit, Session, Signature};
+use crate::session::{Baseline, Prediction, PredictionMode, Request, Sampling, ScreenHit, Session, Signature};
 
 enum Engine {
     /// `prebuilt`: the first prediction's pipelines, still compiling when `load` returns; the first
@@ -57,11 +57,13 @@ impl Engine {
         context: &Metadata,
         perturbations: Option<&[Named]>,
         signature: Option<&Signature>,
+        mode: PredictionMode,
     ) -> crate::Result<Vec<ScreenHit>> {
         self.pipelines_ready().await;
+        let baseline = Baseline::Reference;
         match self {
-            Engine::Gpu { session, .. } => session.screen(reference, context, perturbations, signature).await,
-            Engine::Cpu(session) => session.screen(reference, context, perturbations, signature).await,
+            Engine::Gpu { session, .. } => session.screen_against(reference, context, perturbations, signature, baseline, mode).await,
+            Engine::Cpu(session) => session.screen_against(reference, context, perturbations, signature, baseline, mode).await,
         }
     }
 }
@@ -150,6 +152,8 @@ struct PredictOptions {
     num_samples: Option<usize>,
     seed: Option<f64>,
     library_size: Option<f32>,
+    /// `counterfactual` (default) or `decoded`.
+    mode: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -161,6 +165,8 @@ struct ScreenOptions {
     perturbations: Option<Vec<NameOrMetadata>>,
     /// Gene → weight (> 0: up in the disease state).
     signature: Option<BTreeMap<String, f32>>,
+    /// `counterfactual` (default) or `decoded`.
+    mode: Option<String>,
 }
 
 /// `field=value field=value`, for naming metadata given as fields.
@@ -199,6 +205,10 @@ fn parse_table(bytes: &[u8], values: Option<&str>) -> Result<SampleTable, JsValu
         Some(v) => v.parse().map_err(|e: String| usage(e))?,
     };
     SampleTable::parse(bytes, kind).map_err(refcast_error)
+}
+
+fn prediction_mode(mode: Option<&str>) -> Result<PredictionMode, JsValue> {
+    mode.map_or(Ok(PredictionMode::default()), |m| m.parse().map_err(|e: String| usage(e)))
 }
 
 fn column(table: &SampleTable, c: Option<&Column>) -> Result<usize, JsValue> {
@@ -495,6 +505,7 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     if let Some(l) = o.library_size {
         req.library_size = l;
     }
+    req.mode = prediction_mode(o.mode.as_deref())?;
     if let Some(n) = o.num_samples {
         let seed = o.seed.unwrap_or(0.0);
         if seed < 0.0 || seed.fract() != 0.0 || seed > 9_007_199_254_740_991.0 {
@@ -527,6 +538,9 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     set(&out, "latentWidth", cfg.architecture.latent.total() as u32);
     set(&out, "sigma", Float32Array::from(pred.sigma.as_slice()));
     set(&out, "perturbations", to_js(&perts)?);
+    // What the profile is: prompt-only predictions are always decoded.
+    let mode = if table.is_some() { req.mode } else { PredictionMode::Decoded };
+    set(&out, "mode", mode.to_string());
     let infos: Array = match &table {
         Some(t) => req.references.iter().map(|r| JsValue::from(reference_js(r, t))).collect(),
         None => Array::new(),
@@ -546,7 +560,8 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
     };
     let list: Option<Vec<Named>> = o.perturbations.map(|ps| ps.into_iter().map(|p| perturbation(cfg, p)).collect());
     let signature = o.signature.map(|m| Signature { genes: m.into_iter().collect() });
-    let hits = engine.screen(&reference, &ctx, list.as_deref(), signature.as_ref()).await.map_err(refcast_error)?;
+    let mode = prediction_mode(o.mode.as_deref())?;
+    let hits = engine.screen(&reference, &ctx, list.as_deref(), signature.as_ref(), mode).await.map_err(refcast_error)?;
     let out = Object::new();
     let ranked: Array = hits.iter().map(|h| hit_js(h, cfg).map(JsValue::from)).collect::<Result<_, _>>()?;
     set(&out, "hits", ranked);

@@ -4,29 +4,46 @@
 //! Tolerance: PyTorch and refcast both compute in f32 but sum in different orders; over dot
 //! products of up to 8,192 terms through two residual trunks, the CPU backend lands within 1e-5
 //! of PyTorch (measured worst case 9.8e-6); latents and log-CPM are compared at 5e-5 · (1 + |x|),
-//! five times that, so a real error (a wrong index, a missing bias: ≥ 1e-2) cannot hide.
+//! five times that, so a real error (a wrong index, a missing bias: ≥ 1e-2) cannot hide. A
+//! counterfactual profile, reference + (decode(perturbation) − decode(control)), carries the errors
+//! of both decoded rows: 5e-5 · (2 + |decoded| + |control|).
+//!
+//! The files' `golden_format` says what they hold: 1 (no field), decoded cases only; 2, every case
+//! names its prediction mode and counterfactual cases (mean and sampled) are there, which the
+//! tests then require.
 
 mod common;
 
 use refcast::format::{Group, Metadata, ModelFile};
 use refcast::ops::kernel::KernelStyle;
 use refcast::sample::{MatchReport, Reference};
-use refcast::session::{Request, Sampling, Session};
+use refcast::session::{PredictionMode, Request, Sampling, Session};
 use refcast::{Backend, CpuBackend};
 use serde::Deserialize;
 
 const TOLERANCE: f32 = 5e-5;
 
+/// The newest `golden_format` these tests know (training/export.py's GOLDEN_FORMAT).
+const GOLDEN_FORMAT: u32 = 2;
+
 #[derive(Deserialize)]
 struct Golden {
+    #[serde(default = "format_1")]
+    golden_format: u32,
     model: String,
     cases: Vec<Case>,
+}
+
+fn format_1() -> u32 {
+    1
 }
 
 #[derive(Deserialize)]
 struct Case {
     name: String,
     mode: String,
+    /// `decoded` or `counterfactual` (format 2); decoded when absent (format 1).
+    prediction: Option<String>,
     reference: Option<GoldenReference>,
     condition_on: Vec<Group>,
     technical: Metadata,
@@ -46,7 +63,40 @@ struct GoldenReference {
 #[derive(Deserialize)]
 struct Expected {
     z: Vec<f32>,
+    /// The prediction: the decoded profile, or the counterfactual one.
     log_cpm: Vec<f32>,
+    /// Counterfactual cases: decode(perturbation) and decode(control).
+    decoded_log_cpm: Option<Vec<f32>>,
+    control_log_cpm: Option<Vec<f32>>,
+}
+
+impl Case {
+    fn prediction(&self) -> PredictionMode {
+        self.prediction.as_deref().unwrap_or("decoded").parse().unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+
+    /// The request the case describes, and the draw it holds.
+    fn request(&self) -> (Request, usize) {
+        let mut context = self.technical.clone();
+        context.extend(self.biological.clone());
+        let mut req = Request::prompt(vec![context], vec![self.perturbation.clone()]);
+        if let Some(r) = &self.reference {
+            req.references = vec![Reference {
+                name: "golden".into(),
+                log_cpm: r.log_cpm.clone(),
+                library_size: r.library_size,
+                measured: vec![true; r.log_cpm.len()],
+                report: MatchReport::default(),
+            }];
+        }
+        req.condition_on = self.condition_on.clone();
+        req.mode = self.prediction();
+        let draw = self.sample_index.unwrap_or(0);
+        if self.mode == "sample" {
+            req.sampling = Sampling::Samples { num_samples: draw + 1, seed: self.seed.unwrap() };
+        }
+        (req, draw)
+    }
 }
 
 fn load(name: &str) -> (Golden, ModelFile) {
@@ -67,33 +117,48 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) -> f32 {
     worst
 }
 
+/// Asserts |got − want| ≤ scale · TOLERANCE · (2 + |a| + |b|) for a counterfactual profile built
+/// from the decoded rows `a` and `b`, and returns the worst ratio of error to that bound.
+fn assert_close_sum(what: &str, got: &[f32], want: &[f32], a: &[f32], b: &[f32], scale: f32) -> f32 {
+    assert!(got.len() == want.len() && a.len() == want.len() && b.len() == want.len(), "{what}: length");
+    let mut worst = 0.0f32;
+    for i in 0..want.len() {
+        let bound = scale * TOLERANCE * (2.0 + a[i].abs() + b[i].abs());
+        let err = (got[i] - want[i]).abs();
+        assert!(err <= bound, "{what}[{i}]: refcast {}, PyTorch {} (decoded {}, control {})", got[i], want[i], a[i], b[i]);
+        worst = worst.max(err / bound);
+    }
+    worst
+}
+
 async fn check<B: Backend>(session: &mut Session<B>, golden: &Golden) {
     for case in &golden.cases {
-        let mut context = case.technical.clone();
-        context.extend(case.biological.clone());
-        let mut req = Request::prompt(vec![context], vec![case.perturbation.clone()]);
         if let Some(r) = &case.reference {
             check_bundled_example(session, case, r);
-            req.references = vec![Reference {
-                name: "golden".into(),
-                log_cpm: r.log_cpm.clone(),
-                library_size: r.library_size,
-                measured: vec![true; r.log_cpm.len()],
-                report: MatchReport::default(),
-            }];
         }
-        req.condition_on = case.condition_on.clone();
-        let draw = case.sample_index.unwrap_or(0);
-        if case.mode == "sample" {
-            req.sampling = Sampling::Samples { num_samples: draw + 1, seed: case.seed.unwrap() };
-        }
+        let (req, draw) = case.request();
         let pred = session.predict(&req).await.unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let d = case.expected.z.len();
         let z = &pred.latents[draw * d..(draw + 1) * d];
         let ez = assert_close(&format!("{}: z", case.name), z, &case.expected.z);
         let g = pred.genes;
-        let el = assert_close(&format!("{}: log-CPM", case.name), &pred.log_cpm[draw * g..(draw + 1) * g], &case.expected.log_cpm);
-        eprintln!("{} [{}]: worst relative error z {ez:.1e}, log-CPM {el:.1e}", case.name, session.describe());
+        let row = &pred.log_cpm[draw * g..(draw + 1) * g];
+        let what = format!("{}: log-CPM", case.name);
+        let el = match case.prediction() {
+            PredictionMode::Decoded => format!("worst relative error {:.1e}", assert_close(&what, row, &case.expected.log_cpm)),
+            PredictionMode::Counterfactual => {
+                let e = &case.expected;
+                let missing = || panic!("{}: a counterfactual case without decoded_log_cpm and control_log_cpm", case.name);
+                let (a, b) = (e.decoded_log_cpm.as_ref().unwrap_or_else(missing), e.control_log_cpm.as_ref().unwrap_or_else(missing));
+                let reference = &req.references[0].log_cpm;
+                let lfc = &pred.log_fold_change.as_ref().expect("a reference gives fold changes")[draw * g..(draw + 1) * g];
+                for j in 0..g {
+                    assert_eq!(lfc[j], row[j] - reference[j], "{}: fold change of gene {j}", case.name);
+                }
+                format!("worst error {:.2} of its bound", assert_close_sum(&what, row, &e.log_cpm, a, b, 1.0))
+            }
+        };
+        eprintln!("{} [{}]: worst relative error of z {ez:.1e}; log-CPM: {el}", case.name, session.describe());
     }
 }
 
@@ -133,6 +198,78 @@ fn gpu_backend_matches_pytorch() {
     }
 }
 
+/// A file's `golden_format` decides what it must hold: from format 2, counterfactual cases (mean
+/// and sampled, each with its decoded rows), so that regenerated files cannot leave them out;
+/// format 1 files (written before the counterfactual mode) hold none.
+#[test]
+fn golden_files_hold_the_cases_their_format_promises() {
+    for name in ["golden_q8_0.json", "golden_q4_0.json"] {
+        let (golden, _) = load(name);
+        let format = golden.golden_format;
+        assert!((1..=GOLDEN_FORMAT).contains(&format), "{name}: golden_format {format} is not one these tests know (1..={GOLDEN_FORMAT})");
+        let counterfactual: Vec<&Case> = golden.cases.iter().filter(|c| c.prediction() == PredictionMode::Counterfactual).collect();
+        if format >= 2 {
+            assert!(golden.cases.iter().all(|c| c.prediction.is_some()), "{name}: format 2 cases name their prediction mode");
+            for mode in ["mean", "sample"] {
+                assert!(
+                    counterfactual.iter().any(|c| c.mode == mode && c.reference.is_some()),
+                    "{name}: golden_format {format} but no {mode} counterfactual case (training/export.py writes them)"
+                );
+            }
+            for c in &counterfactual {
+                assert!(c.expected.decoded_log_cpm.is_some() && c.expected.control_log_cpm.is_some(), "{}: decoded rows missing", c.name);
+            }
+        } else {
+            assert!(counterfactual.is_empty(), "{name}: counterfactual cases in a format-1 file");
+            eprintln!("{name}: golden_format 1, no counterfactual cases (`python -m training export` writes format {GOLDEN_FORMAT})");
+        }
+    }
+}
+
+/// The counterfactual mode on the shipped model, from the golden references: the reference moved
+/// by the change between the decoded mode's rows for the perturbation and the control, on the CPU
+/// and on the GPU (both kernel styles), the GPU giving the CPU's profile.
+#[test]
+fn counterfactual_mode_is_the_decoded_change_on_every_backend() {
+    let (golden, file) = load("golden_q4_0.json");
+    let control = file.config.perturbations.iter().find(|n| refcast::ModelConfig::is_control(n)).unwrap().metadata.clone();
+    let cases: Vec<&Case> = golden.cases.iter().filter(|c| c.reference.is_some() && c.prediction() == PredictionMode::Decoded).collect();
+    assert!(cases.len() >= 3 && cases.iter().any(|c| c.mode == "sample"));
+    let mut cpu = Session::new(CpuBackend::new(), &file).unwrap();
+    let mut on_cpu = Vec::new();
+    for case in &cases {
+        let (mut req, draw) = case.request();
+        req.mode = PredictionMode::Counterfactual;
+        let cf = pollster::block_on(cpu.predict(&req)).unwrap();
+        req.mode = PredictionMode::Decoded;
+        req.perturbations.push(control.clone());
+        let dec = pollster::block_on(cpu.predict(&req)).unwrap();
+        let g = cf.genes;
+        // Rows of the decoded request: draws × (perturbation, control).
+        let (a, b) = (&dec.log_cpm[2 * draw * g..(2 * draw + 1) * g], &dec.log_cpm[(2 * draw + 1) * g..(2 * draw + 2) * g]);
+        let reference = &req.references[0].log_cpm;
+        let want: Vec<f32> = (0..g).map(|j| (reference[j] + (a[j] - b[j])).max(0.0)).collect();
+        let got = &cf.log_cpm[draw * g..(draw + 1) * g];
+        assert_close_sum(&format!("{} (counterfactual, CPU)", case.name), got, &want, a, b, 1.0);
+        on_cpu.push((got.to_vec(), a.to_vec(), b.to_vec()));
+    }
+    for style in [KernelStyle::Workgroup, KernelStyle::Flat] {
+        let Some(mut gpu) = common::gpu_or_skip() else { return };
+        gpu.set_kernel_style(style);
+        let mut s = Session::new(gpu, &file).unwrap();
+        for (case, (want, a, b)) in cases.iter().zip(&on_cpu) {
+            let (mut req, draw) = case.request();
+            req.mode = PredictionMode::Counterfactual;
+            let cf = pollster::block_on(s.predict(&req)).unwrap();
+            let g = cf.genes;
+            // Both sides within their bound of PyTorch: twice the bound between them.
+            let got = &cf.log_cpm[draw * g..(draw + 1) * g];
+            let worst = assert_close_sum(&format!("{} (counterfactual, GPU {style:?})", case.name), got, want, a, b, 2.0);
+            eprintln!("{} [GPU {style:?}]: counterfactual within {worst:.2} of the bound of the CPU's", case.name);
+        }
+    }
+}
+
 /// What `GpuBackend::prebuild` compiles before a model is uploaded (the browser overlaps it with
 /// parsing and uploading) is everything a first batch-1 prediction needs: that prediction creates
 /// no pipeline of its own.
@@ -154,8 +291,13 @@ fn prebuilt_pipelines_cover_a_first_prediction() {
             let table = refcast::SampleTable::parse(&bytes, refcast::ValueKind::Auto).unwrap();
             let reference = s.reference(&table, 0).unwrap();
             let perturbation = file.config.perturbations[0].metadata.clone();
-            pollster::block_on(s.predict(&Request::conditioned(vec![reference], vec![perturbation]))).unwrap();
+            // The default (counterfactual) mode, then the decoded one.
+            let mut req = Request::conditioned(vec![reference], vec![perturbation]);
+            pollster::block_on(s.predict(&req)).unwrap();
             assert_eq!(s.backend().pipeline_count(), built, "{name}, {style:?}: the first prediction compiled more pipelines");
+            req.mode = PredictionMode::Decoded;
+            pollster::block_on(s.predict(&req)).unwrap();
+            assert_eq!(s.backend().pipeline_count(), built, "{name}, {style:?}: a decoded prediction compiled more pipelines");
         }
     }
 }

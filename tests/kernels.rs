@@ -8,8 +8,8 @@
 //!   dequantized) weights and differ only in summation order (tree reduction and tiles on the GPU,
 //!   eight accumulators on the CPU), so the error is a few units of f32 rounding of the absolute sum.
 //! - layer norm: 1e-5 relative + 1e-5 absolute (mean and variance summed in a different order).
-//! - gelu: 1e-5 relative + 1e-6 absolute (GPU `tanh`); relu, add, bias, assemble, log fold change
-//!   and the mean mode of reparameterize: exact.
+//! - gelu: 1e-5 relative + 1e-6 absolute (GPU `tanh`); relu, add, bias, assemble, log fold change,
+//!   the counterfactual profile and the mean mode of reparameterize: exact.
 //! - prior embedding: 1e-6 relative + 1e-6 absolute (the same order, but a GPU may fuse a·b + c).
 //! - reparameterize with noise: the raw Philox words are bit-identical; normals and z within
 //!   2e-5 · (1 + |z|) (WGSL `log`, `sqrt`, `cos`, `sin`, `exp` are not correctly rounded).
@@ -287,6 +287,43 @@ fn output_transforms_match_cpu() {
     ops::output::counts_cpu(&pred, &library, &index, &mut want);
     let y = g.counts(&pt, &library, &index).unwrap();
     assert_close("counts", &read(&mut g, &y), &want, 2e-5, 1e-9);
+}
+
+/// The counterfactual transform: output rows paired with any reference row and any row of the
+/// prediction as their control (the session puts the control rows after the transformed ones),
+/// values spread so that some genes clamp at 0.
+#[test]
+fn counterfactual_matches_cpu() {
+    let Some(mut g) = gpu() else { return };
+    let mut rng = StdRng::seed_from_u64(seed("counterfactual"));
+    let (mut clamped, mut free) = (0, 0);
+    for (rows, controls, refs, genes) in [(1, 1, 1, 45), (9, 3, 4, 129), (70, 5, 3, 301), (2, 0, 2, 257)] {
+        let pred = random(&mut rng, (rows + controls) * genes, 6.0);
+        let reference: Vec<f32> = random(&mut rng, refs * genes, 2.0).iter().map(|v| v + 2.0).collect();
+        let index: Vec<u32> = (0..rows)
+            .flat_map(|_| [rng.random_range(0..refs as u32), rng.random_range(0..(rows + controls) as u32)])
+            .collect();
+        let mut want = vec![0.0; rows * genes];
+        ops::output::counterfactual_cpu(&pred[..rows * genes], &pred, &reference, &index, &mut want);
+        clamped += want.iter().filter(|&&v| v == 0.0).count();
+        free += want.iter().filter(|&&v| v > 0.0).count();
+        let pt = upload(&mut g, &pred, rows + controls, genes);
+        let rt = upload(&mut g, &reference, refs, genes);
+        let y = g.counterfactual(&pt, &rt, &index).unwrap();
+        assert_eq!(g.shape(&y), (rows, genes));
+        assert_close(&format!("counterfactual [{rows} + {controls}, {genes}]"), &read(&mut g, &y), &want, 0.0, 0.0);
+        // Both backends refuse the same bad calls.
+        let mut cpu = refcast::CpuBackend::new();
+        let (pc, rc) = (cpu.tensor(&pred, rows + controls, genes).unwrap(), cpu.tensor(&reference, refs, genes).unwrap());
+        assert_eq!(cpu.counterfactual(&pc, &rc, &index).unwrap().data, want);
+        let bad_control = [0, (rows + controls) as u32];
+        let bad_reference = [refs as u32, 0];
+        for bad in [&index[..1], &bad_control[..], &bad_reference[..]] {
+            let (e_gpu, e_cpu) = (g.counterfactual(&pt, &rt, bad).unwrap_err(), cpu.counterfactual(&pc, &rc, bad).unwrap_err());
+            assert_eq!(e_gpu.to_string(), e_cpu.to_string());
+        }
+    }
+    assert!(clamped > 0 && free > 0, "{clamped} clamped and {free} free values: both cases must be covered");
 }
 
 /// A small forward-like sequence twice: the second pass allocates no new pool memory.

@@ -1,14 +1,29 @@
 //! The model graph and the predict/screen API on the CPU backend, on a synthetic model: batching
-//! never changes a row, samples are reproducible, inputs are checked.
+//! never changes a row, samples are reproducible, inputs are checked, the prediction modes are
+//! what they say (also through the command line).
 
 use refcast::format::synthetic::{SyntheticSpec, random_model};
 use refcast::quant::DType;
 use refcast::sample::{SampleTable, ValueKind};
-use refcast::session::{Request, Sampling, Session};
+use refcast::session::{Baseline, PredictionMode, Request, Sampling, Session};
 use refcast::{Group, Metadata, Reference, metadata};
 
 fn session() -> Session<refcast::CpuBackend> {
     Session::cpu(&random_model(SyntheticSpec::tiny(DType::Q8_0))).unwrap()
+}
+
+fn predict(s: &mut Session<refcast::CpuBackend>, req: &Request) -> refcast::Prediction {
+    pollster::block_on(s.predict(req)).unwrap()
+}
+
+/// The model's control perturbation.
+fn control(s: &Session<refcast::CpuBackend>) -> Metadata {
+    s.config().perturbations.iter().find(|n| refcast::ModelConfig::is_control(n)).unwrap().metadata.clone()
+}
+
+/// A request as `req`, in the decoded mode.
+fn decoded(req: &Request) -> Request {
+    Request { mode: PredictionMode::Decoded, ..req.clone() }
 }
 
 /// A counts table over the model's first `genes` genes, with two columns.
@@ -134,7 +149,9 @@ fn screen_ranks_every_known_perturbation() {
     let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap();
     assert_eq!(hits.len(), s.config().perturbations.len());
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
-    assert!(hits.iter().all(|h| h.effect_size > 0.0 && h.top_up.len() == 10));
+    // Counterfactual (the default): every perturbation moves the sample but the control.
+    let control = control(&s);
+    assert!(hits.iter().all(|h| (h.effect_size > 0.0 || h.metadata == control) && h.top_up.len() == 10));
     // Reversing the strongest hit's own profile ranks it last.
     let top = &hits[0];
     let sig = refcast::Signature {
@@ -150,7 +167,7 @@ fn fold_changes_against_the_predicted_control() {
     let mut s = session();
     let refs = references(&s, 160);
     let control = s.config().perturbations.iter().find(|n| refcast::ModelConfig::is_control(n)).unwrap().metadata.clone();
-    let mut req = Request::conditioned(refs.clone(), vec![perts()[0].clone(), control.clone()]);
+    let mut req = decoded(&Request::conditioned(refs.clone(), vec![perts()[0].clone(), control.clone()]));
     req.baseline = refcast::Baseline::Control;
     let pred = pollster::block_on(s.predict(&req)).unwrap();
     let lfc = pred.log_fold_change.as_ref().unwrap();
@@ -161,7 +178,7 @@ fn fold_changes_against_the_predicted_control() {
             // The control against itself (batched with other rows, so equal up to summation order).
             close(own, &vec![0.0; g]);
         } else {
-            let ctl = Request::conditioned(vec![refs[row.reference].clone()], vec![control.clone()]);
+            let ctl = decoded(&Request::conditioned(vec![refs[row.reference].clone()], vec![control.clone()]));
             let ctl = pollster::block_on(s.predict(&ctl)).unwrap();
             let want: Vec<f32> = pred.log_cpm[r * g..(r + 1) * g].iter().zip(&ctl.log_cpm).map(|(p, c)| p - c).collect();
             close(own, &want);
@@ -171,4 +188,226 @@ fn fold_changes_against_the_predicted_control() {
     let mut prompt = Request::prompt(vec![metadata! { "cell_type" => "T" }], perts());
     prompt.baseline = refcast::Baseline::Control;
     assert!(pollster::block_on(s.predict(&prompt)).unwrap().log_fold_change.is_some());
+}
+
+/// The default mode: max(0, reference + decode(perturbation) − decode(control)), from the decoded
+/// mode's own rows for the perturbation and the control (in sampling mode the same draw: the
+/// control is one more perturbation after the request's); counts and fold changes follow from it,
+/// and against the control they are the fold changes against the reference.
+#[test]
+fn counterfactual_is_the_reference_moved_by_the_decoded_change() {
+    let mut s = session();
+    let refs = references(&s, 150); // ten genes unmeasured: the gene mean stands in
+    let control = control(&s);
+    let p_n = perts().len();
+    let mut clamped = 0;
+    for sampling in [Sampling::Mean, Sampling::Samples { num_samples: 2, seed: 7 }] {
+        let mut req = Request::conditioned(refs.clone(), perts());
+        req.sampling = sampling;
+        assert_eq!(req.mode, PredictionMode::Counterfactual, "the default mode");
+        let got = predict(&mut s, &req);
+        let mut with_control = decoded(&req);
+        with_control.perturbations.push(control.clone());
+        let dec = predict(&mut s, &with_control);
+        let (g, lfc) = (got.genes, got.log_fold_change.as_ref().unwrap());
+        let d = got.latents.len() / got.rows.len();
+        assert_eq!(got.rows.len(), sampling_count(sampling) * refs.len() * p_n);
+        for (r, row) in got.rows.iter().enumerate() {
+            // The decoded request's rows run over p_n + 1 perturbations, the control last.
+            let dr = (row.sample * refs.len() + row.reference) * (p_n + 1) + row.perturbation;
+            let cr = dr - row.perturbation + p_n;
+            let (reference, lib) = (&refs[row.reference].log_cpm, refs[row.reference].library_size);
+            let (pred, ctl) = (&dec.log_cpm[dr * g..(dr + 1) * g], &dec.log_cpm[cr * g..(cr + 1) * g]);
+            let own = &got.log_cpm[r * g..(r + 1) * g];
+            for j in 0..g {
+                let raw = reference[j] + (pred[j] - ctl[j]);
+                clamped += usize::from(raw < 0.0);
+                let want = raw.max(0.0);
+                // Rows decoded in other batches may sum in another order.
+                let tol = 1e-5 * (2.0 + pred[j].abs() + ctl[j].abs());
+                assert!((own[j] - want).abs() <= tol, "{sampling:?} row {r} gene {j}: {} vs {want}", own[j]);
+                assert!(own[j] >= 0.0);
+                assert_eq!(lfc[r * g + j], own[j] - reference[j], "fold change against the reference");
+                let counts = own[j].exp_m1() * lib / 1e6;
+                assert!((got.counts[r * g + j] - counts).abs() <= 1e-4 * counts.max(1.0));
+            }
+            close(&got.latents[r * d..(r + 1) * d], &dec.latents[dr * d..(dr + 1) * d]);
+        }
+        let mut versus = req.clone();
+        versus.baseline = Baseline::Control;
+        let versus = predict(&mut s, &versus);
+        assert_eq!(versus.log_fold_change, got.log_fold_change, "against the control = against the reference");
+        assert_eq!(versus.log_cpm, got.log_cpm);
+    }
+    assert!(clamped > 0, "no gene reached the floor at 0: the clamp is untested");
+}
+
+fn sampling_count(s: Sampling) -> usize {
+    match s {
+        Sampling::Mean => 1,
+        Sampling::Samples { num_samples, .. } => num_samples,
+    }
+}
+
+/// The decoded mode is the decoder's output, bit for bit: the same forward pass written out with
+/// the model's own operations gives the same log-CPM, fold changes, counts and latents.
+#[test]
+fn decoded_mode_is_the_decoder_output_bit_for_bit() {
+    use refcast::backend::Backend;
+    use refcast::ops::reparameterize::Streams;
+    let file = random_model(SyntheticSpec::tiny(DType::Q8_0));
+    let mut s = Session::cpu(&file).unwrap();
+    let refs = references(&s, 150);
+    let req = decoded(&Request::conditioned(refs[..1].to_vec(), perts()[..1].to_vec()));
+    let got = predict(&mut s, &req);
+
+    let mut be = refcast::CpuBackend::new();
+    let model = refcast::model::Model::load(&mut be, &file).unwrap();
+    let (cfg, genes) = (&file.config, file.config.architecture.genes);
+    let lat = cfg.architecture.latent;
+    let x = be.tensor(&refs[0].log_cpm, 1, genes).unwrap();
+    let head = model.encode(&mut be, &x).unwrap();
+    let streams = Streams { latent: lat.technical + lat.biological, split: lat.technical, lo: 0, hi: 1 };
+    let enc = be.reparameterize(&head, streams, None, 1).unwrap();
+    let inputs = refcast::metadata::encode(cfg.priors.of(Group::Perturbation), Group::Perturbation, &[&perts()[0]]).unwrap();
+    let head = model.prior(&mut be, Group::Perturbation, &inputs).unwrap();
+    let pert = be.reparameterize(&head, Streams::single(lat.perturbation, Group::Perturbation.stream()), None, 1).unwrap();
+    let z = be.assemble([(&enc, 0, lat.technical), (&enc, lat.technical, lat.biological), (&pert, 0, lat.perturbation)], &[0, 0, 0]).unwrap();
+    let y = model.decode(&mut be, &z).unwrap();
+    let lfc = be.log_fold_change(&y, &x, &[0]).unwrap();
+    let counts = be.counts(&y, &[refs[0].library_size], &[0]).unwrap();
+    assert_eq!(got.log_cpm, y.data);
+    assert_eq!(got.log_fold_change.as_ref().unwrap(), &lfc.data);
+    assert_eq!(got.counts, counts.data);
+    assert_eq!(got.latents, z.data);
+}
+
+/// Without a reference the mode does not apply: prompt-only predictions are decoded whatever it
+/// says, and the default does not make them fail.
+#[test]
+fn prompt_only_predictions_ignore_the_mode() {
+    let mut s = session();
+    let req = Request::prompt(vec![metadata! { "cell_type" => "T" }], perts());
+    assert_eq!(req.mode, PredictionMode::Counterfactual);
+    let default = predict(&mut s, &req);
+    let dec = predict(&mut s, &decoded(&req));
+    assert_eq!(default.log_cpm, dec.log_cpm);
+    assert_eq!(default.counts, dec.counts);
+    assert!(default.log_fold_change.is_none());
+}
+
+#[test]
+fn prediction_modes_parse_and_print_their_names() {
+    for (text, mode) in [("counterfactual", PredictionMode::Counterfactual), ("Decoded", PredictionMode::Decoded)] {
+        assert_eq!(text.parse::<PredictionMode>().unwrap(), mode);
+        assert_eq!(mode.to_string(), text.to_ascii_lowercase());
+    }
+    let e = "reconstructed".parse::<PredictionMode>().unwrap_err();
+    assert!(e.contains("'reconstructed'") && e.contains("counterfactual or decoded"), "{e}");
+    assert_eq!(PredictionMode::default(), PredictionMode::Counterfactual);
+}
+
+/// A model that lists no control cannot give counterfactual predictions: the error says to ask
+/// for the decoded mode, which still works.
+#[test]
+fn counterfactual_without_a_control_is_explained() {
+    let mut file = random_model(SyntheticSpec::tiny(DType::Q8_0));
+    file.config.perturbations.retain(|n| !refcast::ModelConfig::is_control(n));
+    let mut s = Session::cpu(&file).unwrap();
+    let refs = references(&s, 150);
+    let req = Request::conditioned(refs, perts());
+    let e = pollster::block_on(s.predict(&req)).unwrap_err().to_string();
+    assert!(e.contains("counterfactual") && e.contains("lists none") && e.contains("decoded mode"), "{e}");
+    predict(&mut s, &decoded(&req));
+}
+
+/// Screens rank with the chosen mode: the counterfactual screen's fold changes are its rows'
+/// predicted − reference, and differ from the decoded screen's.
+#[test]
+fn screens_rank_in_the_chosen_mode() {
+    let mut s = session();
+    let refs = references(&s, 150);
+    let screen = |s: &mut Session<refcast::CpuBackend>, mode| {
+        pollster::block_on(s.screen_against(&refs[0], &Metadata::new(), None, None, Baseline::Reference, mode)).unwrap()
+    };
+    let cf = screen(&mut s, PredictionMode::Counterfactual);
+    let dec = screen(&mut s, PredictionMode::Decoded);
+    let default = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap();
+    assert_eq!(cf.iter().map(|h| (&h.name, h.score)).collect::<Vec<_>>(), default.iter().map(|h| (&h.name, h.score)).collect::<Vec<_>>());
+    let known: Vec<Metadata> = s.config().perturbations.iter().map(|n| n.metadata.clone()).collect();
+    let mut req = Request::conditioned(refs[..1].to_vec(), known);
+    let want = predict(&mut s, &req);
+    let names: Vec<&str> = s.config().perturbations.iter().map(|n| n.name.as_str()).collect();
+    let g = want.genes;
+    for h in &cf {
+        let p = names.iter().position(|n| *n == h.name).unwrap();
+        let row = &want.log_fold_change.as_ref().unwrap()[p * g..(p + 1) * g];
+        let measured: Vec<f32> = row.iter().zip(&refs[0].measured).filter(|(_, m)| **m).map(|(v, _)| *v).collect();
+        let rms = (measured.iter().map(|v| v * v).sum::<f32>() / measured.len() as f32).sqrt();
+        assert!((h.effect_size - rms).abs() <= 1e-5 * (1.0 + rms), "{}: {} vs {rms}", h.name, h.effect_size);
+    }
+    // The control moves nothing in the counterfactual mode (but its reconstruction error in the
+    // decoded one).
+    let control = control(&s);
+    let ctl = |hits: &[refcast::ScreenHit]| hits.iter().find(|h| h.metadata == control).unwrap().effect_size;
+    assert!(ctl(&cf) < 1e-5 && ctl(&dec) > 1e-3, "control effect: counterfactual {}, decoded {}", ctl(&cf), ctl(&dec));
+    req.mode = PredictionMode::Decoded;
+    assert_ne!(predict(&mut s, &req).log_cpm, want.log_cpm);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line
+
+/// `refcast predict|screen --mode`: counterfactual by default, decoded on request, the same
+/// fold changes against the control as against the reference in the counterfactual mode, and a
+/// clear error for an unknown mode.
+#[test]
+fn the_command_line_takes_the_prediction_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.safetensors");
+    std::fs::write(&model, random_model(SyntheticSpec::tiny(DType::Q8_0)).to_bytes().unwrap()).unwrap();
+    let sample = dir.path().join("sample.tsv");
+    let mut text = String::from("gene\tcount\n");
+    for g in 0..160 {
+        text += &format!("GENE{g}\t{}\n", (g * 7919) % 97);
+    }
+    std::fs::write(&sample, text).unwrap();
+    let run = |cmd: &str, extra: &[&str]| -> (bool, String, String) {
+        let mut args = vec![cmd, "--backend", "cpu", "--model", model.to_str().unwrap(), "--sample", sample.to_str().unwrap()];
+        args.extend(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_refcast")).args(&args).output().unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let table = |extra: &[&str]| -> Vec<Vec<f64>> {
+        let (ok, stdout, stderr) = run("predict", extra);
+        assert!(ok, "{extra:?}: {stderr}");
+        let mut lines = stdout.lines();
+        assert_eq!(lines.next().unwrap(), "gene\treference\tpredicted\tlog_fold_change\tcounts\tsigma\tmeasured");
+        lines.map(|l| l.split('\t').skip(1).map(|v| v.parse().unwrap()).collect()).collect()
+    };
+    let p = ["--perturbation", "drug_a"];
+    let default = table(&p);
+    let cf = table(&[&p[..], &["--mode", "counterfactual"]].concat());
+    let cf_versus_control = table(&[&p[..], &["--mode", "counterfactual", "--versus", "control"]].concat());
+    let dec = table(&[&p[..], &["--mode", "decoded"]].concat());
+    let dec_control = table(&["--perturbation", "none (control)", "--mode", "decoded"]);
+    assert_eq!(default, cf, "counterfactual is the default");
+    assert_eq!(cf_versus_control, cf);
+    assert_eq!(dec.len(), 160);
+    for g in 0..160 {
+        let (reference, predicted, lfc) = (cf[g][0], cf[g][1], cf[g][2]);
+        let want = (reference + dec[g][1] - dec_control[g][1]).max(0.0);
+        assert!((predicted - want).abs() <= 2e-5, "gene {g}: {predicted} vs {want}");
+        assert!((lfc - (predicted - reference)).abs() <= 2e-5, "gene {g}: fold change {lfc}");
+        assert!((dec[g][2] - (dec[g][1] - dec[g][0])).abs() <= 2e-5, "gene {g}: decoded fold change");
+    }
+    let (ok, _, stderr) = run("predict", &["--mode", "reconstruction"]);
+    assert!(!ok && stderr.contains("unknown prediction mode 'reconstruction'") && stderr.contains("counterfactual or decoded"), "{stderr}");
+    let scores = |extra: &[&str]| -> String {
+        let (ok, stdout, stderr) = run("screen", extra);
+        assert!(ok, "{stderr}");
+        stdout
+    };
+    assert_eq!(scores(&[]), scores(&["--mode", "counterfactual"]));
+    assert_ne!(scores(&[]), scores(&["--mode", "decoded"]));
 }

@@ -176,10 +176,23 @@ def read_example(path, genes, gene_mean):
     return x.astype(np.float32), lib
 
 
+# What the golden files hold (tests/golden.rs reads it): 1 (no field): decoded cases only; 2: every
+# case says its prediction mode ("decoded" or "counterfactual"), and counterfactual cases, mean and
+# sampled, are present.
+GOLDEN_FORMAT = 2
+
+
+def control_perturbation(doc):
+    """The runtime's control: the model's first known perturbation with a field set to "none"."""
+    return next(p["metadata"] for p in doc["perturbations"]
+                if any(isinstance(v, str) and v.lower() == "none" for v in p["metadata"].values()))
+
+
 def golden(path, doc, arrays, meta, X, masks, datasets):
     model = model_from_file(doc, arrays)
     genes = doc["genes"]
     gm = arrays["input.gene_mean"]
+    control_md = control_perturbation(doc)
     air_ref, air_lib = read_example(C.EXAMPLES / "airway_N61311_untreated.tsv", genes, gm)
     kang_ref, kang_lib = read_example(C.EXAMPLES / "kang_cd14_mono_ctrl.tsv", genes, gm)
     fi = meta.index[(meta.dataset == "flu") & (meta.subject == "flu001") & (meta.time_hours == 0)][0]
@@ -191,46 +204,70 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
            "airway": {"cell_type": "airway smooth muscle", "tissue": "airway"},
            "flu": {"cell_type": "whole blood", "tissue": "blood"}}
     TB = ["technical", "biological"]
+    ifn = {"perturbation": "IFN-beta", "time_hours": 6}
+    dex = {"perturbation": "dexamethasone", "time_hours": 18}
+    h3n2 = {"perturbation": "influenza H3N2 challenge", "time_hours": 69}
+    # (name, latent mode, reference, library size, condition_on, dataset, perturbation, seed,
+    #  sample index, prediction mode)
     cases = [
         ("airway N61311 untreated (bundled example) + dexamethasone 18 h", "mean", air_ref, air_lib, TB,
-         "airway", {"perturbation": "dexamethasone", "time_hours": 18}, None, 0),
+         "airway", dex, None, 0, "decoded"),
         ("Kang CD14 Mono control (bundled example) + IFN-beta 6 h", "mean", kang_ref, kang_lib, TB, "kang",
-         {"perturbation": "IFN-beta", "time_hours": 6}, None, 0),
+         ifn, None, 0, "decoded"),
         ("flu001 0 h (microarray) + influenza H3N2 challenge 69 h", "mean", flu_ref, 1e6, TB, "flu",
-         {"perturbation": "influenza H3N2 challenge", "time_hours": 69}, None, 0),
+         h3n2, None, 0, "decoded"),
         ("prompt-only: PBMC B cells, 10x, IFN-beta 6 h", "mean", None, None, [], "kang",
-         {"perturbation": "IFN-beta", "time_hours": 6}, None, 0),
+         ifn, None, 0, "decoded"),
         ("condition on technical only: Kang CD14 Mono reference, biological prior NK, IFN-beta 6 h", "mean",
-         kang_ref, kang_lib, ["technical"], "kang", {"perturbation": "IFN-beta", "time_hours": 6}, None, 0),
+         kang_ref, kang_lib, ["technical"], "kang", ifn, None, 0, "decoded"),
         ("sample: airway example + dexamethasone 18 h, seed 42", "sample", air_ref, air_lib, TB, "airway",
-         {"perturbation": "dexamethasone", "time_hours": 18}, 42, 0),
+         dex, 42, 0, "decoded"),
         ("sample: prompt-only whole blood + influenza vaccine 168 h, seed 7, sample 3", "sample", None, None,
-         [], "flu", {"perturbation": "influenza vaccine", "time_hours": 168}, 7, 3),
+         [], "flu", {"perturbation": "influenza vaccine", "time_hours": 168}, 7, 3, "decoded"),
+        # The counterfactual mode: the reference moved by decode(perturbation) - decode(control).
+        ("airway N61311 untreated (bundled example) + dexamethasone 18 h, counterfactual", "mean", air_ref,
+         air_lib, TB, "airway", dex, None, 0, "counterfactual"),
+        ("Kang CD14 Mono control (bundled example) + IFN-beta 6 h, counterfactual", "mean", kang_ref, kang_lib,
+         TB, "kang", ifn, None, 0, "counterfactual"),
+        ("flu001 0 h (microarray) + influenza H3N2 challenge 69 h, counterfactual", "mean", flu_ref, 1e6, TB,
+         "flu", h3n2, None, 0, "counterfactual"),
+        ("condition on technical only: Kang CD14 Mono reference, biological prior NK, IFN-beta 6 h, "
+         "counterfactual", "mean", kang_ref, kang_lib, ["technical"], "kang", ifn, None, 0, "counterfactual"),
+        ("sample: airway example + dexamethasone 18 h, seed 42, sample 2, counterfactual", "sample", air_ref,
+         air_lib, TB, "airway", dex, 42, 2, "counterfactual"),
     ]
     out = []
-    for name, mode, ref, lib, cond, ds, pert, seed, s in cases:
+    for name, mode, ref, lib, cond, ds, pert, seed, s, prediction in cases:
         b = dict(bio[ds])
         if name.startswith("prompt-only: PBMC B"):
             b = {"cell_type": "B", "tissue": "blood"}
         if "biological prior NK" in name:
             b = {"cell_type": "NK", "tissue": "blood"}
-        exp, eps = infer.golden_case(model, ref, cond, tech[ds], b, pert, mode,
-                                     seed=seed or 0, sample_index=s)
-        c = {"name": name, "mode": mode,
+        counterfactual = prediction == "counterfactual"
+        exp, eps = infer.golden_case(model, ref, cond, tech[ds], b, pert, mode, seed=seed or 0, sample_index=s,
+                                     control_md=control_md if counterfactual else None)
+        c = {"name": name, "mode": mode, "prediction": prediction,
              "reference": None if ref is None else {"log_cpm": ref.tolist(), "library_size": float(lib)},
              "condition_on": cond, "technical": tech[ds], "biological": b, "perturbation": pert}
+        if counterfactual:
+            c["control"] = control_md
         if mode == "sample":
             c.update(seed=seed, sample_index=s, eps=eps)
         if ref is None:
             exp = {"latent_mu_enc": None, "latent_logvar_enc": None, **exp}
         c["expected"] = exp
         # independent float64 numpy forward pass from the file's tensors must agree
-        z64, y64 = reference_numpy.run_case(doc, arrays, c)
-        dz = np.abs(z64 - np.asarray(exp["z"])).max()
+        if counterfactual:
+            z64, zc64, y64 = reference_numpy.run_counterfactual(doc, arrays, c, control_md)
+            dz = max(np.abs(z64 - np.asarray(exp["z"])).max(), np.abs(zc64 - np.asarray(exp["control_z"])).max())
+        else:
+            z64, y64 = reference_numpy.run_case(doc, arrays, c)
+            dz = np.abs(z64 - np.asarray(exp["z"])).max()
         dy = np.abs(y64 - np.asarray(exp["log_cpm"])).max()
         assert dz < 1e-3 and dy < 1e-3, (name, dz, dy)
         out.append(c)
-    return {"model": f"models/{path.name}", "model_sha256": sha256(path), "cases": out}
+    return {"golden_format": GOLDEN_FORMAT, "model": f"models/{path.name}", "model_sha256": sha256(path),
+            "cases": out}
 
 
 def main():

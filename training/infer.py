@@ -109,8 +109,16 @@ def predict_mean(model, ref_filled, pert_rows, tech_rows=None, bio_rows=None,
 
 
 @torch.no_grad()
-def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode, seed=0, sample_index=0):
-    """One case with every intermediate, as the runtime computes it (float32)."""
+def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode, seed=0, sample_index=0,
+                control_md=None):
+    """One case with every intermediate, as the runtime computes it (float32).
+
+    With `control_md` (the model's control perturbation; needs a reference) the case is the
+    runtime's counterfactual prediction mode: log_cpm = max(0, reference + (decode(z) -
+    decode(z_control))), where z_control is z with the control's perturbation latent. In sampling
+    mode both rows share the draw of the technical and biological latents, and the control's
+    perturbation latent is drawn as the runtime draws it: as one more perturbation after the
+    case's one, i.e. perturbation-prior row 1 (eps["control_perturbation"])."""
     Dt, Db = model.latent["technical"], model.latent["biological"]
     out = {}
     mu = {}
@@ -138,5 +146,23 @@ def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode
             z.append(mu[g])
     z = torch.cat(z)
     out["z"] = z.tolist()
-    out["log_cpm"] = model.decode(z[None])[0].tolist()
+    decoded = model.decode(z[None])[0]
+    if control_md is None:
+        out["log_cpm"] = decoded.tolist()
+        return out, eps
+    if ref_log_cpm is None:
+        raise ValueError("a counterfactual case needs a reference")
+    c_mu, c_lv = prior_params(model, "perturbation", [control_md])
+    z_pert = c_mu[0]
+    if mode == "sample":
+        e = philox.eps(seed, "perturbation", model.latent["perturbation"], row=1, sample=sample_index)
+        eps["control_perturbation"] = e.tolist()
+        z_pert = c_mu[0] + torch.exp(0.5 * c_lv[0]) * torch.from_numpy(e)
+    z_control = torch.cat([z[:Dt + Db], z_pert])
+    control = model.decode(z_control[None])[0]
+    reference = torch.from_numpy(np.asarray(ref_log_cpm, dtype=np.float32))
+    out["log_cpm"] = torch.clamp(reference + (decoded - control), min=0.0).tolist()
+    out["decoded_log_cpm"] = decoded.tolist()
+    out["control_z"] = z_control.tolist()
+    out["control_log_cpm"] = control.tolist()
     return out, eps

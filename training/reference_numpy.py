@@ -70,3 +70,15 @@ def run_case(doc, tensors, case):
     z = np.concatenate(z)
     out = trunk(t, "decoder", z @ t["decoder.input.weight"].T + t["decoder.input.bias"], a["decoder"]["blocks"], eps)
     return z, out
+
+
+def run_counterfactual(doc, tensors, case, control_md):
+    """The counterfactual case (see infer.golden_case): max(0, reference + decode(z) - decode(z_control))
+    -> (z, z_control, log_cpm), the control's perturbation latent drawn with eps["control_perturbation"]."""
+    z, y = run_case(doc, tensors, case)
+    control = dict(case, perturbation=control_md)
+    if case["mode"] == "sample":
+        control["eps"] = dict(case["eps"], perturbation=case["eps"]["control_perturbation"])
+    zc, yc = run_case(doc, tensors, control)
+    x = np.asarray(case["reference"]["log_cpm"], dtype=np.float64)
+    return z, zc, np.maximum(0.0, x + (y - yc))

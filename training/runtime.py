@@ -159,9 +159,11 @@ def _read_output(path, symbols, names):
 
 
 def predict(model_path, refs, genes, perturbations, versus="reference", backend="cpu", timeout=600,
-            keep_dir=None):
+            keep_dir=None, mode="decoded"):
     """Predict with the refcast CLI: reference conditioning (technical + biological latents from the
-    encoder, latent means), as `infer.predict_mean(model, refs, perturbations)` does in PyTorch.
+    encoder, latent means), as `infer.predict_mean(model, refs, perturbations)` does in PyTorch
+    (mode "decoded", passed as `--mode` since the CLI's default is "counterfactual":
+    max(0, reference + predict_mean(perturbation) - predict_mean(control))).
 
     refs: [n, G] float32 values in the model's gene order (genes a sample lacks already filled with
     the model's gene mean; every gene is written, so the CLI reports all as measured).
@@ -172,7 +174,8 @@ def predict(model_path, refs, genes, perturbations, versus="reference", backend=
     PyTorch, but the CLI fills it from the model's perturbation list when exactly one known
     perturbation has that perturbation value: give `time_hours` always.
     versus: "reference" (LFC = predicted - reference) or "control" (LFC against the model's own
-    prediction for its control perturbation).
+    prediction for its control perturbation; in mode "counterfactual" the same as "reference").
+    mode: "decoded" (default: the decoder's output) or "counterfactual" (the CLI's default).
     References sharing a perturbation go to the CLI in one call (one TSV, one column each).
 
     Returns Prediction(log_cpm, sigma, log_fold_change), each [n, G] float32. Values printed by
@@ -190,6 +193,8 @@ def predict(model_path, refs, genes, perturbations, versus="reference", backend=
     perts = list(perturbations) * n if len(perturbations) == 1 else list(perturbations)
     if versus not in ("reference", "control"):
         raise ValueError(f"versus must be 'reference' or 'control', got {versus!r}")
+    if mode not in ("decoded", "counterfactual"):
+        raise ValueError(f"mode must be 'decoded' or 'counterfactual', got {mode!r}")
     ids = gene_ids(genes)
     exe = binary()
     model_path = Path(model_path).resolve()
@@ -213,13 +218,16 @@ def predict(model_path, refs, genes, perturbations, versus="reference", backend=
             result = work / f"pred{j}.tsv"
             _write_tsv(sample, ids, names, refs[idx])
             cmd = [str(exe), "predict", "--model", str(model_path), "--sha256", digest, "--sample", str(sample),
-                   "--values", "log-cpm", "--backend", backend, "--versus", versus,
+                   "--values", "log-cpm", "--backend", backend, "--versus", versus, "--mode", mode,
                    "--perturbation", p["perturbation"], "--set", f"perturbation={p['perturbation']}"]
             for k, v in key:
                 if k != "perturbation":
                     cmd += ["--set", f"{k}={v}"]
             cmd += ["--top", "0", "--output", str(result)]
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            if r.returncode != 0 and "unexpected argument '--mode'" in r.stderr:
+                raise RuntimeError(f"{exe} predates --mode (an existing binary is used as it is): rebuild it with "
+                                   "`cargo build --release --locked --bin refcast`")
             if r.returncode != 0:
                 raise RuntimeRefused(f"refcast exited with {r.returncode}: {r.stderr.strip()}\n  command: "
                                      + " ".join(cmd))

@@ -12,6 +12,7 @@ summation order (8,192-long dot products of inputs up to ~14 in encoder.input) a
 printing; TOL = 1e-4 leaves ~8x headroom for a trained model's larger activations while still
 catching any real discrepancy (a wrong dequantization or bias shows up at 1e-3 and above).
 """
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -125,6 +126,15 @@ def run_case(label, model, meta, genes, kinds, tmp, timing=False):
         ctrl = infer.predict_mean(ref_model, refs, [CONTROL] * n)
         w["lfc_control"] = check("LFC vs control", gotc.log_fold_change, want - ctrl, TOL)
         check("predicted, versus control run", gotc.log_cpm, want, TOL)
+        # the counterfactual mode (the CLI's default): the reference moved by the decoded change
+        # from the control; its fold changes are against the reference, whatever `versus` says
+        gotx = runtime.predict(path, refs, genes, PERTS, mode="counterfactual")
+        want_x = np.maximum(0.0, refs + (want - ctrl))
+        w["counterfactual"] = check("counterfactual log-CPM", gotx.log_cpm, want_x, TOL)
+        check("counterfactual LFC", gotx.log_fold_change, want_x - refs, TOL)
+        gotxc = runtime.predict(path, refs, genes, PERTS, versus="control", mode="counterfactual")
+        assert np.array_equal(gotxc.log_fold_change, gotx.log_fold_change), "counterfactual: versus control"
+        w["sampled_counterfactual"] = check_sampled_counterfactual(path, ref_model, refs, genes)
         # one reference: the CLI's single-sample column layout
         one = runtime.predict(path, refs[:1], genes, PERTS[:1])
         check("one reference", one.log_cpm, want[:1], TOL)
@@ -140,6 +150,29 @@ def run_case(label, model, meta, genes, kinds, tmp, timing=False):
                   flush=True)
         worst[kind] = w
     return worst, refs, path
+
+
+def check_sampled_counterfactual(path, ref_model, refs, genes, seed=42, draw=2):
+    """infer.golden_case (what tests/golden holds for the counterfactual mode) against the CLI's
+    sampled draws: the same draw of the technical and biological latents for the perturbation and
+    the control, the control's perturbation latent drawn as one more perturbation (prior row 1)."""
+    pert = {"perturbation": "dexamethasone", "time_hours": 18}
+    case, _ = infer.golden_case(ref_model, refs[0], ["technical", "biological"], {}, {}, pert, "sample",
+                                seed=seed, sample_index=draw, control_md=CONTROL)
+    worst = 0.0
+    with tempfile.TemporaryDirectory(prefix="refcast-test-runtime-") as d:
+        sample, result = Path(d) / "ref.tsv", Path(d) / "pred.tsv"
+        runtime._write_tsv(sample, runtime.gene_ids(genes), ["ref0"], refs[:1])
+        for mode, key in [("counterfactual", "log_cpm"), ("decoded", "decoded_log_cpm")]:
+            cmd = [str(runtime.binary()), "predict", "--model", str(path), "--sample", str(sample),
+                   "--values", "log-cpm", "--backend", "cpu", "--mode", mode, "-p", pert["perturbation"],
+                   "--set", f"perturbation={pert['perturbation']}", "--set", f"time_hours={pert['time_hours']}",
+                   "--num-samples", str(draw + 1), "--seed", str(seed), "--top", "0", "-o", str(result)]
+            subprocess.run(cmd, check=True, capture_output=True, text=True)
+            df = pd.read_csv(result, sep="\t", keep_default_na=False)
+            got = df[df["draw"] == draw]["predicted"].to_numpy(dtype=np.float32)
+            worst = max(worst, check(f"sampled draw {draw}, {mode}", got, np.asarray(case[key]), TOL))
+    return worst
 
 
 def check_refusals(path, refs, genes):

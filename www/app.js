@@ -210,6 +210,11 @@ function selectedPerturbations() {
   return [...$('perturbations').querySelectorAll('input:checked')].map((i) => i.value);
 }
 
+/** How the profile is formed: 'counterfactual' (the sample moved by the predicted change) or 'decoded'. */
+function mode() {
+  return document.querySelector('input[name=mode]:checked').value;
+}
+
 function conditionOn() {
   const groups = [];
   if ($('cond-technical').checked) groups.push('technical');
@@ -247,10 +252,12 @@ async function run() {
   show($('run-error'), '');
   show($('run-status'), 'Predicting…');
   try {
-    // The control rides along so that effects can be shown relative to the predicted control.
-    const control = controlName();
+    // Decoded profiles: the control rides along so that effects can be shown relative to the
+    // predicted control (a counterfactual profile's control is the measured sample itself).
+    const m = mode();
+    const control = m === 'decoded' ? controlName() : null;
     const all = control && !perturbations.includes(control) ? [...perturbations, control] : perturbations;
-    const p = await state.model.predict({ ...request(), perturbations: all, conditionOn: conditionOn() });
+    const p = await state.model.predict({ ...request(), perturbations: all, conditionOn: conditionOn(), mode: m });
     state.prediction = p;
     state.shown = perturbations.length;
     state.controlRow = control ? all.indexOf(control) : -1;
@@ -258,6 +265,7 @@ async function run() {
     show($('run-status'), '');
     renderPrediction();
     document.body.dataset.result = 'prediction';
+    document.body.dataset.mode = p.mode;
     document.body.dataset.runs = String(Number(document.body.dataset.runs ?? 0) + 1);
     document.body.dataset.predictMs = String(Math.round(p.timings.predictMs));
   } catch (e) {
@@ -276,7 +284,7 @@ async function screen() {
   show($('run-error'), '');
   show($('run-status'), 'Running every perturbation…');
   try {
-    const s = await screenVsControl();
+    const s = await rankAll();
     show($('run-status'), '');
     renderScreen(s);
     document.body.dataset.screen = 'done';
@@ -298,11 +306,17 @@ function renderPrediction() {
   );
   sel.hidden = $('result-pert-label').hidden = state.shown < 2;
   const base = $('baseline-select');
+  const counterfactual = p.mode === 'counterfactual';
+  base.hidden = $('baseline-label').hidden = counterfactual;
+  $('baseline-note').hidden = !counterfactual;
   base.options[0].disabled = state.controlRow < 0;
   if (state.controlRow < 0) base.value = 'reference';
   const where = p.backend === 'webgpu' ? `GPU (${state.model.adapter})` : 'CPU (WebAssembly)';
+  const profile = counterfactual
+    ? 'your sample’s profile changed by the predicted effect (counterfactual)'
+    : 'the model’s reconstruction of your sample under the perturbation (decoded)';
   $('timings').textContent =
-    `Sample “${sampleName(p.reference, state.predictionSample)}” from ${state.predictionSample}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
+    `Sample “${sampleName(p.reference, state.predictionSample)}” from ${state.predictionSample}; predicted: ${profile}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
     `(model loaded in ${ms(state.model.loadMs)}). ${p.reference.report}.`;
   renderRow(0);
 }
@@ -312,7 +326,7 @@ function renderRow(r) {
   const genes = state.model.genes;
   const n = p.genes;
   const pred = p.logCpm.subarray(r * n, (r + 1) * n);
-  const vsControl = $('baseline-select').value === 'control' && state.controlRow >= 0;
+  const vsControl = p.mode === 'decoded' && $('baseline-select').value === 'control' && state.controlRow >= 0;
   let lfc = p.logFoldChange.subarray(r * n, (r + 1) * n);
   if (vsControl) {
     const ctl = p.logCpm.subarray(state.controlRow * n, (state.controlRow + 1) * n);
@@ -424,38 +438,44 @@ function niceStep(range) {
 }
 
 /**
- * Every perturbation, ranked by the RMS of its predicted change relative to the predicted control
- * over the sample's measured genes (the package's `screen` ranks against the measured sample,
- * which the model's reconstruction error dominates). Without a control: `screen` as it is.
+ * Every perturbation, ranked by the RMS of its predicted change over the sample's measured genes,
+ * with the chosen mode and conditioning: counterfactual profiles against the measured sample (the
+ * control, in that mode), decoded ones against the predicted control (against the measured sample
+ * the model's reconstruction error would dominate). Decoded without a control: `screen` as it is.
  */
-async function screenVsControl() {
-  const control = controlName();
-  if (!control) return state.model.screen(request());
+async function rankAll() {
+  const m = mode();
+  const control = m === 'decoded' ? controlName() : null;
+  if (m === 'decoded' && !control) return { ...(await state.model.screen({ ...request(), mode: m })), mode: m, control: false };
   const names = state.model.info().perturbations.map((p) => p.name);
   const t0 = performance.now();
-  const p = await state.model.predict({ ...request(), perturbations: names, conditionOn: conditionOn() });
+  const p = await state.model.predict({ ...request(), perturbations: names, conditionOn: conditionOn(), mode: m });
   const n = p.genes;
   const c = names.indexOf(control);
-  const ctl = p.logCpm.subarray(c * n, (c + 1) * n);
+  const ctl = control ? p.logCpm.subarray(c * n, (c + 1) * n) : null;
   const measured = [];
   for (let g = 0; g < n; g++) if (p.reference.measured[g]) measured.push(g);
   const genes = state.model.genes;
   const hits = names.map((name, r) => {
-    const row = p.logCpm.subarray(r * n, (r + 1) * n);
-    const d = measured.map((g) => [g, row[g] - ctl[g]]);
+    const row = ctl ? p.logCpm.subarray(r * n, (r + 1) * n) : p.logFoldChange.subarray(r * n, (r + 1) * n);
+    const d = measured.map((g) => [g, ctl ? row[g] - ctl[g] : row[g]]);
     const effectSize = Math.sqrt(d.reduce((a, [, v]) => a + v * v, 0) / Math.max(d.length, 1));
     d.sort((a, b) => b[1] - a[1]);
     const gene = ([g, v]) => ({ index: g, gene: genes[g], logFoldChange: v });
     return { name, effectSize, topUp: d.slice(0, 10).map(gene), topDown: d.slice(-10).reverse().map(gene) };
   });
   hits.sort((a, b) => b.effectSize - a.effectSize);
-  return { hits, reference: p.reference, backend: p.backend, timings: { screenMs: performance.now() - t0 } };
+  return { hits, reference: p.reference, backend: p.backend, timings: { screenMs: performance.now() - t0 }, mode: m, control: !!ctl };
 }
 
 function renderScreen(s) {
   $('screen-results').hidden = false;
   const where = s.backend === 'webgpu' ? 'GPU' : 'CPU';
   $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${sampleName(s.reference, state.sample.name)}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
+  $('screen-effect').textContent =
+    s.mode === 'counterfactual'
+      ? 'effect size (RMS predicted log FC)'
+      : `effect size (RMS log FC vs ${s.control ? 'predicted control' : 'sample'}, decoded)`;
   const best = Math.max(...s.hits.map((h) => h.effectSize), 1e-9);
   const body = $('screen-table').tBodies[0];
   body.replaceChildren(

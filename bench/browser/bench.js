@@ -82,7 +82,8 @@ async function refcastRunner(spec, backend, refs) {
   }
   const call = async (w) => {
     if (w.api === 'screen') {
-      const r = await model.screen({ sample: tables.get(1), values: 'log-cpm', perturbations: w.perturbations });
+      // The peers compute the decoder's output: the decoded mode is the same work.
+      const r = await model.screen({ sample: tables.get(1), values: 'log-cpm', perturbations: w.perturbations, mode: 'decoded' });
       return { rows: r.hits.length };
     }
     const p = await model.predict({
@@ -90,6 +91,7 @@ async function refcastRunner(spec, backend, refs) {
       columns: 'all',
       values: 'log-cpm',
       perturbations: w.perturbations,
+      mode: 'decoded',
       ...(w.samples ? { numSamples: w.samples, seed: w.seed } : {}),
     });
     return { rows: p.rows.length, first: p.logCpm.subarray(0, p.genes) };

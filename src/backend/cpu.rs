@@ -237,6 +237,17 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
+    fn counterfactual(&mut self, pred: &CpuTensor, reference: &CpuTensor, index: &[u32]) -> Result<CpuTensor> {
+        ops::output::check_counterfactual((pred.rows, pred.cols), (reference.rows, reference.cols), index)?;
+        let mut out = output(index.len() / 2, pred.cols);
+        let c = pred.cols;
+        split_rows(out.rows, c, &mut out.data, |r, o| {
+            let n = o.len() / c;
+            ops::output::counterfactual_cpu(&pred.data[r * c..r * c + o.len()], &pred.data, &reference.data, &index[2 * r..2 * (r + n)], o)
+        });
+        Ok(out)
+    }
+
     fn counts(&mut self, pred: &CpuTensor, library_size: &[f32], index: &[u32]) -> Result<CpuTensor> {
         let mut out = output(pred.rows, pred.cols);
         let c = pred.cols;
@@ -302,6 +313,12 @@ mod tests {
         let l = be.log_fold_change(&y, &reference, &index).unwrap();
         ops::output::log_fold_change_cpu(&y.data, &reference.data, &index, &mut want);
         assert_eq!(l.data, want);
+        // Rows 0..rows−4 against controls among the last four rows.
+        let pairs: Vec<u32> = (0..rows as u32 - 4).flat_map(|r| [r % 3, rows as u32 - 4 + r % 4]).collect();
+        let x = be.counterfactual(&y, &reference, &pairs).unwrap();
+        let mut want = vec![0.0; (rows - 4) * genes];
+        ops::output::counterfactual_cpu(&y.data[..(rows - 4) * genes], &y.data, &reference.data, &pairs, &mut want);
+        assert_eq!(x.data, want);
         let read = pollster::block_on(be.read(&[&y, &l])).unwrap();
         assert!(read[0] == y.data && read[1] == l.data && !y.data.iter().any(|v| v.is_nan()));
         let (y_data, l_data) = (y.data.clone(), l.data.clone());

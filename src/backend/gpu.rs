@@ -719,7 +719,7 @@ pub async fn yield_to_browser() {
 }
 
 /// The kernels a forward pass of one to two input rows records (mean estimation, fold changes
-/// against the reference), for a model whose linear weights have the encodings `dtypes` and
+/// against the reference, either prediction mode), for a model whose linear weights have the encodings `dtypes` and
 /// whose trunks use `activations`: what [`GpuBackend::prebuild`] compiles before a first
 /// prediction. Sizes are placeholders: pipelines depend only on shader, entry point and defines.
 pub fn forward_kernels(style: KernelStyle, dtypes: &[DType], activations: &[Activation]) -> Vec<Box<dyn Kernel>> {
@@ -741,7 +741,7 @@ pub fn forward_kernels(style: KernelStyle, dtypes: &[DType], activations: &[Acti
         draw: ops::reparameterize::Draw::Mean,
     }));
     out.push(Box::new(ops::assemble::AssembleKernel { rows: 1, parts: [(1, 0, 1); 3] }));
-    // Counts and fold changes: one entry point, chosen by a parameter.
+    // Counts, fold changes and the counterfactual profile: one entry point, chosen by a parameter.
     out.push(Box::new(OutputKernel { transform: Transform::Counts, rows: 1, genes: 1 }));
     out
 }
@@ -1005,6 +1005,17 @@ impl Backend for GpuBackend {
         let idx = self.upload_index(index, reference.rows, "reference")?;
         let out = self.output(pred.rows, pred.cols)?;
         let k = ops::output::OutputKernel { transform: ops::output::Transform::LogFoldChange, rows: pred.rows, genes: pred.cols };
+        let inputs = [pred.bound(), reference.bound(), Bound::new(&idx.buffer, idx.id, index.len() as u64 * 4)];
+        self.dispatch(&k, &inputs, out.bound())?;
+        Ok(out)
+    }
+
+    fn counterfactual(&mut self, pred: &GpuTensor, reference: &GpuTensor, index: &[u32]) -> Result<GpuTensor> {
+        ops::output::check_counterfactual((pred.rows, pred.cols), (reference.rows, reference.cols), index)?;
+        let rows = index.len() / 2;
+        let idx = self.upload(bytemuck::cast_slice(index))?;
+        let out = self.output(rows, pred.cols)?;
+        let k = ops::output::OutputKernel { transform: ops::output::Transform::Counterfactual, rows, genes: pred.cols };
         let inputs = [pred.bound(), reference.bound(), Bound::new(&idx.buffer, idx.id, index.len() as u64 * 4)];
         self.dispatch(&k, &inputs, out.bound())?;
         Ok(out)

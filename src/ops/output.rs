@@ -1,5 +1,6 @@
 //! Output transforms of a prediction `[rows, genes]` of log-CPM, each row tied to one reference:
-//! log fold change against the reference's log-CPM, and counts at the reference's library size.
+//! log fold change against the reference's log-CPM, counts at the reference's library size, and
+//! the counterfactual profile (the reference moved by the decoder's change from the control).
 
 /// CPU twin of the log fold change: `out[r, g] = pred[r, g] − reference[index[r], g]`.
 pub fn log_fold_change_cpu(pred: &[f32], reference: &[f32], index: &[u32], out: &mut [f32]) {
@@ -21,6 +22,41 @@ pub fn counts_cpu(pred: &[f32], library_size: &[f32], index: &[u32], out: &mut [
     }
 }
 
+/// CPU twin of the counterfactual profile, for rows `r` of `pred` (`[rows, genes]`) with
+/// `(reference row, control row) = (index[2r], index[2r + 1])`:
+/// `out[r, g] = max(0, reference[index[2r], g] + (pred[r, g] − control[index[2r + 1], g]))`.
+/// `control` is the decoder's output for the control perturbation (on the device, rows of the same
+/// tensor as `pred`); log-CPM is never negative, hence the clamp.
+pub fn counterfactual_cpu(pred: &[f32], control: &[f32], reference: &[f32], index: &[u32], out: &mut [f32]) {
+    let rows = index.len() / 2;
+    let genes = out.len() / rows.max(1);
+    for (r, pair) in index.chunks_exact(2).enumerate() {
+        let (i, c) = (pair[0] as usize * genes, pair[1] as usize * genes);
+        let own = r * genes;
+        for g in 0..genes {
+            out[own + g] = (reference[i + g] + (pred[own + g] - control[c + g])).max(0.0);
+        }
+    }
+}
+
+/// What every backend checks before the counterfactual transform (shapes are `(rows, cols)`): a
+/// `[rows, 2]` index of reference rows and rows of `pred`, no more rows than `pred` has, reference
+/// and prediction over the same genes.
+pub fn check_counterfactual(pred: (usize, usize), reference: (usize, usize), index: &[u32]) -> crate::Result<()> {
+    if !index.len().is_multiple_of(2) || index.len() / 2 > pred.0 || reference.1 != pred.1 {
+        return Err(crate::Error::request(format!(
+            "counterfactual: [{}, {}] prediction, [{}, {}] reference, {} indices",
+            pred.0, pred.1, reference.0, reference.1, index.len()
+        )));
+    }
+    for (k, limit, what) in [(0, reference.0, "reference"), (1, pred.0, "control")] {
+        if let Some(&bad) = index.iter().skip(k).step_by(2).find(|&&i| i as usize >= limit) {
+            return Err(crate::Error::request(format!("counterfactual: {what} index {bad} outside the {limit} rows")));
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // GPU kernels (shaders/output.wgsl)
 
@@ -35,6 +71,9 @@ pub enum Transform {
     LogFoldChange,
     /// Bindings: pred, library sizes, index, y.
     Counts,
+    /// Bindings: pred (the rows to transform, then the control rows), reference log-CPM,
+    /// `[rows, 2]` index of (reference row, control row of pred), y.
+    Counterfactual,
 }
 
 /// One invocation per output element.
@@ -56,7 +95,12 @@ impl Kernel for OutputKernel {
         3
     }
     fn params(&self) -> Vec<u32> {
-        vec![u(self.rows), u(self.genes), u32::from(self.transform == Transform::Counts), 0]
+        let transform = match self.transform {
+            Transform::LogFoldChange => 0,
+            Transform::Counts => 1,
+            Transform::Counterfactual => 2,
+        };
+        vec![u(self.rows), u(self.genes), transform, 0]
     }
     fn workgroups(&self) -> [u32; 3] {
         grid_for(self.rows * self.genes)

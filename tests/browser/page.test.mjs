@@ -3,7 +3,8 @@
 // Screenshots: target/browser-artifacts/*.png.
 //
 // Tolerance against the native CLI and the PyTorch golden vectors: |web − native| ≤ 1e-4 · (1 + |x|)
-// on predicted log-CPM and log fold change. The CPU path runs the same Rust code as the CLI (only
+// on predicted log-CPM and log fold change (a counterfactual profile against PyTorch:
+// 1e-4 · (2 + |decoded| + |control|), the errors of its two decoded rows). The CPU path runs the same Rust code as the CLI (only
 // the TSV's 5-decimal rounding differs); WebGPU sums in another order on another device, like the
 // native GPU backend, which tests/golden.rs holds to 5e-5; the page's TSV rounds to 5 decimals
 // (≤ 5e-6). 1e-4 leaves room for both and still catches real errors (≥ 1e-2).
@@ -19,18 +20,28 @@ import { start, openPage, webgpuAdapter, waitReady, shot, parseTsv, root, CI, ar
 
 const TOLERANCE = 1e-4;
 let env;
-let native; // the CLI's prediction for the bundled example, or null without a built CLI
-let golden; // the PyTorch golden case for the same input
+// Per prediction mode (the page's "Predicted profile"): the CLI's prediction for the bundled
+// example (absent without a built CLI) and the PyTorch golden case for the same input (absent for
+// the counterfactual mode in golden files older than golden_format 2).
+const native = {};
+const golden = {};
 
 before(async () => {
   env = await start();
   const g = JSON.parse(await readFile(join(root, 'tests/golden/golden_q8_0.json'), 'utf8'));
-  golden = g.cases.find((c) => c.name.startsWith('Kang CD14 Mono control (bundled example)'));
+  for (const mode of ['decoded', 'counterfactual']) {
+    golden[mode] = g.cases.find((c) => (c.prediction ?? 'decoded') === mode && c.name.startsWith('Kang CD14 Mono control (bundled example)'));
+  }
+  assert.ok(golden.decoded);
+  assert.ok(golden.counterfactual || (g.golden_format ?? 1) < 2, 'golden_format 2 without the counterfactual Kang case');
   const cli = ['target/release/refcast', 'target/debug/refcast'].map((p) => join(root, p)).find(existsSync);
   if (cli) {
-    const out = join(await mkdtemp(join(tmpdir(), 'refcast-')), 'cli.tsv');
-    execFileSync(cli, ['predict', '--backend', 'cpu', '--perturbation', 'IFN-beta 6 h', '-o', out], { cwd: root, stdio: 'pipe' });
-    native = parseTsv(await readFile(out, 'utf8'));
+    const dir = await mkdtemp(join(tmpdir(), 'refcast-'));
+    for (const mode of ['decoded', 'counterfactual']) {
+      const out = join(dir, `cli-${mode}.tsv`);
+      execFileSync(cli, ['predict', '--backend', 'cpu', '--perturbation', 'IFN-beta 6 h', '--mode', mode, '-o', out], { cwd: root, stdio: 'pipe' });
+      native[mode] = parseTsv(await readFile(out, 'utf8'));
+    }
   } else {
     console.log('# no built refcast CLI (target/*/refcast): comparing with the golden vectors only');
   }
@@ -38,11 +49,12 @@ before(async () => {
 
 after(() => env?.close());
 
-function compare(what, web, want) {
+/** |web − want| ≤ TOLERANCE · scale[i], scale[i] = 1 + |want[i]| unless given; returns the worst ratio. */
+function compare(what, web, want, scale = want.map((w) => 1 + Math.abs(w))) {
   assert.equal(web.length, want.length, `${what}: length`);
   let worst = 0;
   for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(web[i] - want[i]) / (1 + Math.abs(want[i]));
+    const err = Math.abs(web[i] - want[i]) / scale[i];
     assert.ok(err <= TOLERANCE, `${what}[${i}]: page ${web[i]}, expected ${want[i]}`);
     worst = Math.max(worst, err);
   }
@@ -78,22 +90,45 @@ async function coldStart(page, name) {
   );
 }
 
-function checkNumbers(name, all) {
-  // The page also predicts the control (effects are shown relative to it): keep IFN-beta's rows.
+function checkNumbers(name, all, mode) {
+  // Decoded, the page also predicts the control (effects are shown relative to it): keep IFN-beta's rows.
   const keep = all.perturbation ? all.perturbation.map((p) => p === 'IFN-beta 6 h') : all.gene.map(() => true);
   const tsv = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.filter((_, i) => keep[i])]));
+  assert.equal(tsv.gene.length, 8192, `${name}: one row of 8,192 genes for IFN-beta`);
   const predicted = tsv.predicted.map(Number);
   const lfc = tsv.log_fold_change.map(Number);
-  const worstGolden = compare(`${name} vs PyTorch: log-CPM`, predicted, golden.expected.log_cpm);
-  let msg = `${name}: worst relative difference vs PyTorch ${worstGolden.toExponential(1)}`;
-  if (native) {
-    assert.deepEqual(tsv.gene, native.gene);
-    const w1 = compare(`${name} vs CLI: predicted`, predicted, native.predicted.map(Number));
-    const w2 = compare(`${name} vs CLI: log_fold_change`, lfc, native.log_fold_change.map(Number));
-    assert.deepEqual(tsv.measured, native.measured);
-    msg += `, vs the native CLI ${Math.max(w1, w2).toExponential(1)}`;
+  compare(`${name}: log_fold_change = predicted − reference`, lfc, predicted.map((p, g) => p - Number(tsv.reference[g])));
+  const found = [];
+  const g = golden[mode];
+  if (g) {
+    // A counterfactual profile carries the errors of its two decoded rows.
+    const e = g.expected;
+    const scale = mode === 'decoded' ? undefined : e.log_cpm.map((_, i) => 2 + Math.abs(e.decoded_log_cpm[i]) + Math.abs(e.control_log_cpm[i]));
+    found.push(`vs PyTorch ${compare(`${name} vs PyTorch: log-CPM`, predicted, e.log_cpm, scale).toExponential(1)}`);
   }
-  console.log(`# ${msg}`);
+  if (native[mode]) {
+    const n = native[mode];
+    assert.deepEqual(tsv.gene, n.gene);
+    const w1 = compare(`${name} vs CLI: predicted`, predicted, n.predicted.map(Number));
+    const w2 = compare(`${name} vs CLI: log_fold_change`, lfc, n.log_fold_change.map(Number));
+    assert.deepEqual(tsv.measured, n.measured);
+    found.push(`vs the native CLI ${Math.max(w1, w2).toExponential(1)}`);
+  }
+  console.log(`# ${name}, ${mode}: worst relative difference ${found.join(', ') || '(no golden case or CLI to compare with)'}`);
+}
+
+/** After the default (counterfactual) runs: the page's decoded mode, run and checked. */
+async function checkDecoded(page, name, runs) {
+  assert.equal(await page.isChecked('#mode-counterfactual'), true, 'the counterfactual mode is the default');
+  assert.equal(await page.isHidden('#baseline-select'), true, 'counterfactual: the sample is the control');
+  await page.check('#mode-decoded');
+  await page.click('#run');
+  await page.waitForFunction((n) => document.body.dataset.runs === String(n), runs, { timeout: 180_000 });
+  assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
+  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'decoded');
+  assert.equal(await page.isVisible('#baseline-select'), true, 'decoded: relative to the control or the sample');
+  checkNumbers(name, await download(page), 'decoded');
+  await page.check('#mode-counterfactual');
 }
 
 test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; screenshots', async (t) => {
@@ -112,8 +147,10 @@ test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; sc
   await runExample(page);
   console.log(`# ${await page.textContent('#timings')}`);
   await shot(page, 'webgpu-prediction');
-  checkNumbers('WebGPU', await download(page));
+  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'counterfactual');
+  checkNumbers('WebGPU', await download(page), 'counterfactual');
   await coldStart(page, 'WebGPU');
+  await checkDecoded(page, 'WebGPU', 3);
 
   await page.click('#screen');
   await page.waitForFunction(() => document.body.dataset.screen === 'done' || !document.getElementById('run-error').hidden, null, { timeout: 180_000 });
@@ -134,8 +171,10 @@ test('WebGPU turned off: auto falls back to the wasm CPU backend, same numbers',
   assert.match(await page.textContent('#model-status'), /on the CPU.*Not on the GPU: navigator\.gpu is missing/);
   await runExample(page);
   await shot(page, 'cpu-prediction');
-  checkNumbers('CPU', await download(page));
+  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'counterfactual');
+  checkNumbers('CPU', await download(page), 'counterfactual');
   await coldStart(page, 'CPU');
+  await checkDecoded(page, 'CPU', 3);
   assert.deepEqual(log.errors, []);
   await context.close();
 });

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { Refcast, RefcastError, predictionToTsv } from '../../js/index.js';
+import { assertCloseSum, counterfactualCases, decodedCases } from './golden.mjs';
 
 const root = new URL('../../', import.meta.url);
 const read = (p) => readFile(new URL(p, root));
@@ -46,9 +47,12 @@ test('info lists genes, vocabularies, perturbations and contexts', () => {
   assert.equal(info.latent.technical + info.latent.biological + info.latent.perturbation, 48);
 });
 
+const kangCase = decodedCases(golden).find((c) => c.name.startsWith('Kang CD14 Mono control (bundled example)'));
+
 test('predict on the bundled example matches PyTorch (golden vectors)', async () => {
-  const c = golden.cases.find((c) => c.name.startsWith('Kang CD14 Mono control (bundled example)'));
-  const p = await model.predict({ sample: kang, perturbations: [c.perturbation], conditionOn: c.condition_on });
+  const c = kangCase;
+  const p = await model.predict({ sample: kang, perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'decoded' });
+  assert.equal(p.mode, 'decoded');
   assert.equal(p.genes, 8192);
   assert.ok(p.logCpm instanceof Float32Array && p.logFoldChange instanceof Float32Array);
   assert.equal(p.rows.length, 1);
@@ -60,16 +64,50 @@ test('predict on the bundled example matches PyTorch (golden vectors)', async ()
   assert.ok(p.reference.matched > 5000);
 });
 
-test('prompt-only generation matches PyTorch', async () => {
+test('the default mode is counterfactual: the sample moved by the decoded change from the control', async () => {
+  const c = kangCase;
+  const p = await model.predict({ sample: kang, perturbations: [c.perturbation] });
+  assert.equal(p.mode, 'counterfactual');
+  const d = await model.predict({ sample: kang, perturbations: [c.perturbation, 'none (control)'], mode: 'decoded' });
+  const G = p.genes;
+  const [a, b] = [d.logCpm.subarray(0, G), d.logCpm.subarray(G, 2 * G)];
+  const ref = p.reference.logCpm;
+  const want = Array.from(ref, (r, g) => Math.max(0, Math.fround(r + Math.fround(a[g] - b[g]))));
+  // The same CPU code: one fifth of the PyTorch tolerance.
+  assertCloseSum('counterfactual log-CPM', p.logCpm, want, a, b, 0.2);
+  for (let g = 0; g < G; g++) {
+    assert.equal(p.logFoldChange[g], Math.fround(p.logCpm[g] - ref[g]), `fold change of gene ${g}`);
+    const counts = Math.expm1(p.logCpm[g]) * (p.reference.librarySize / 1e6);
+    assert.ok(Math.abs(p.counts[g] - counts) <= 1e-4 * Math.max(1, counts), `counts of gene ${g}`);
+  }
+  assert.ok(p.logCpm.every((v) => v >= 0));
+  assertClose('z: the perturbation row', p.latents, c.expected.z);
+  assert.deepEqual(await model.predict({ sample: kang, perturbations: [c.perturbation], mode: 'counterfactual' }).then((q) => q.logCpm), p.logCpm);
+});
+
+test('counterfactual golden cases (when the golden file has them) match PyTorch', async () => {
+  const samples = { airway: await read('examples/airway_N61311_untreated.tsv'), Kang: kang };
+  const bundled = counterfactualCases(golden, 'golden_q8_0.json').filter((c) => c.name.includes('(bundled example)'));
+  for (const c of bundled) {
+    const p = await model.predict({ sample: samples[c.name.split(' ')[0]], perturbations: [c.perturbation], conditionOn: c.condition_on });
+    assertClose(`${c.name}: z`, p.latents, c.expected.z);
+    assertCloseSum(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm, c.expected.decoded_log_cpm, c.expected.control_log_cpm);
+  }
+});
+
+test('prompt-only generation matches PyTorch, whatever the mode', async () => {
   const c = golden.cases.find((c) => c.name.startsWith('prompt-only'));
   const p = await model.predict({ context: { ...c.technical, ...c.biological }, perturbation: c.perturbation });
   assert.equal(p.logFoldChange, null);
   assert.equal(p.reference, null);
+  assert.equal(p.mode, 'decoded', 'without a sample there is nothing to anchor to');
   assertClose('log-CPM', p.logCpm, c.expected.log_cpm);
+  const d = await model.predict({ context: { ...c.technical, ...c.biological }, perturbation: c.perturbation, mode: 'decoded' });
+  assert.deepEqual(d.logCpm, p.logCpm);
 });
 
 test('seeded sampling matches PyTorch and is reproducible', async () => {
-  const c = golden.cases.find((c) => c.mode === 'sample' && !c.reference);
+  const c = decodedCases(golden).find((c) => c.mode === 'sample' && !c.reference);
   const req = { context: { ...c.technical, ...c.biological }, perturbation: c.perturbation, numSamples: c.sample_index + 1, seed: c.seed };
   const p = await model.predict(req);
   const n = p.genes;
@@ -124,6 +162,12 @@ test('screen ranks every perturbation', async () => {
   assert.ok(s.hits[0].topUp.length > 0 && typeof s.hits[0].topUp[0].gene === 'string');
   const sig = await model.screen({ sample: kang, signature: { ISG15: -1, IFI6: -1, MX1: -1, CD14: 1, LYZ: 1 } });
   assert.ok(sig.hits.every((h) => typeof h.reversal === 'number'));
+  // In the counterfactual mode (the default) the control changes nothing; decoded, it carries the
+  // model's reconstruction error of the sample.
+  const control = (r) => r.hits.find((h) => h.name === 'none (control)').effectSize;
+  const decoded = await model.screen({ sample: kang, mode: 'decoded' });
+  assert.ok(control(s) < 1e-4 && control(decoded) > 1e-2, `control: counterfactual ${control(s)}, decoded ${control(decoded)}`);
+  assert.deepEqual((await model.screen({ sample: kang, mode: 'counterfactual' })).hits.map((h) => h.score), s.hits.map((h) => h.score));
 });
 
 test('sample errors name the line and gene', async () => {
@@ -145,6 +189,8 @@ test('metadata and usage errors are clear', async () => {
   await assert.rejects(model.predict({ sample: kang, perturbation: 'none', conditon: [] }), { kind: 'usage', message: /unknown option.*conditon/ });
   await assert.rejects(model.predict({ perturbation: 'none', conditionOn: ['technical'] }), { kind: 'request', message: /needs a reference sample/ });
   await assert.rejects(model.predict({ sample: kang, perturbation: 'none', numSamples: 2, seed: -1 }), { kind: 'usage', message: /seed/ });
+  await assert.rejects(model.predict({ sample: kang, perturbation: 'none', mode: 'raw' }), { kind: 'usage', message: /unknown prediction mode 'raw'.*counterfactual or decoded/ });
+  await assert.rejects(model.screen({ sample: kang, mode: 'anchored' }), { kind: 'usage', message: /unknown prediction mode 'anchored'/ });
 });
 
 test('calls queue instead of failing when not awaited one by one', async () => {

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { Refcast } from '../../js/index.js';
+import { assertCloseSum, counterfactualCases, decodedCases } from './golden.mjs';
 
 const root = new URL('../../', import.meta.url);
 const read = (p) => readFile(new URL(p, root));
@@ -24,15 +25,24 @@ const examples = { airway: 'examples/airway_N61311_untreated.tsv', Kang: 'exampl
 for (const encoding of ['q8_0', 'q4_0']) {
   const golden = JSON.parse(await read(`tests/golden/golden_${encoding}.json`));
   const model = await Refcast.load(await read(`models/refcast-${encoding}.safetensors`), { backend: 'cpu' });
-  const bundled = golden.cases.filter((c) => c.mode === 'mean' && c.name.includes('(bundled example)'));
+  const bundled = decodedCases(golden).filter((c) => c.mode === 'mean' && c.name.includes('(bundled example)'));
   assert.equal(bundled.length, 2);
 
   test(`${encoding}: the bundled examples match PyTorch`, async () => {
     for (const c of bundled) {
       const sample = await read(examples[c.name.split(' ')[0]]);
-      const p = await model.predict({ sample, perturbations: [c.perturbation], conditionOn: c.condition_on });
+      const p = await model.predict({ sample, perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'decoded' });
       assertClose(`${c.name}: z`, p.latents, c.expected.z);
       assertClose(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm);
+    }
+  });
+
+  test(`${encoding}: counterfactual golden cases (when the file has them) match PyTorch`, async () => {
+    for (const c of counterfactualCases(golden, `golden_${encoding}.json`).filter((c) => c.name.includes('(bundled example)'))) {
+      const sample = await read(examples[c.name.split(' ')[0]]);
+      const p = await model.predict({ sample, perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'counterfactual' });
+      assertClose(`${c.name}: z`, p.latents, c.expected.z);
+      assertCloseSum(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm, c.expected.decoded_log_cpm, c.expected.control_log_cpm);
     }
   });
 
@@ -47,7 +57,7 @@ for (const encoding of ['q8_0', 'q4_0']) {
     const c = bundled.find((c) => c.name.startsWith('Kang'));
     const lines = new TextDecoder().decode(await read(examples.Kang)).trim().split('\n').slice(1).map((l) => l.split('\t'));
     const matrix = ['gene\tA\tB\tC\tD', ...lines.map((l) => `${l[0]}\t${l[1]}\t${l[1]}\t${l[1]}\t${l[1]}`)].join('\n');
-    const p = await model.predict({ sample: matrix, columns: 'all', perturbations: [c.perturbation], conditionOn: c.condition_on });
+    const p = await model.predict({ sample: matrix, columns: 'all', perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'decoded' });
     assert.equal(p.rows.length, 4);
     const G = p.genes;
     for (let r = 0; r < 4; r++) assertClose(`reference ${r}: log-CPM`, p.logCpm.subarray(r * G, (r + 1) * G), c.expected.log_cpm);
