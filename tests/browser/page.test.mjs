@@ -12,7 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +34,9 @@ before(async () => {
   }
   assert.ok(golden.decoded);
   assert.ok(golden.counterfactual || (g.golden_format ?? 1) < 2, 'golden_format 2 without the counterfactual Kang case');
-  const cli = ['target/release/refcast', 'target/debug/refcast'].map((p) => join(root, p)).find(existsSync);
+  // the newest build of the CLI: a release binary left from before a source change must not win
+  const cli = ['target/release/refcast', 'target/debug/refcast'].map((p) => join(root, p)).filter(existsSync)
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   if (cli) {
     const dir = await mkdtemp(join(tmpdir(), 'refcast-'));
     for (const mode of ['decoded', 'counterfactual']) {
