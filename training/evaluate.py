@@ -97,16 +97,19 @@ def eval_items(meta, kang, fold):
                           tgt=kang_unit(meta, t, "IFN-beta", "halfA"), label=t,
                           rep_ref=kang_unit(meta, t, "none", "halfB"),
                           rep_degs=kang["degs_half_b"][t]["top100_abs"], group=""))
-    for ds in ["flu", "vaccine", "airway"]:
-        sub = meta[held & (meta.dataset == ds).values]
+    for ds in T.SUBJECT_FOLD_DATASETS:
+        # one reference per held-out context: its control sample (or full pseudobulk), and every
+        # perturbed sample (full pseudobulk) of the context as a target
+        sub = meta[held & (meta.dataset == ds).values & meta.unit.isin(["sample", "full"]).values]
         for ctx, g in sub.groupby("context"):
             g = g.sort_values("time_hours")
             ref = g.index[g.perturbation == "none"]
             if len(ref) == 0:
                 continue
-            name = ctx.split("|")[1]
+            name = ctx.split("|", 1)[1]
             for i in g.index[g.perturbation != "none"]:
-                label = name + (f" {int(meta.time_hours[i])} h" if ds == "flu" else "")
+                label = name + (f" {int(meta.time_hours[i])} h" if ds == "flu" else
+                                f" {meta.perturbation[i]}" if ds == "macrophage" else "")
                 it = dict(ds=ds, ctx=name, ref=int(ref[0]), tgt=int(i), label=label, rep_ref=None, rep_degs=None,
                           group=str(meta.symptoms[i]) if ds == "flu" else "")
                 if ds == "flu":
@@ -122,7 +125,7 @@ def eval_items(meta, kang, fold):
 def context_profiles(X, meta, train, ds):
     """ctx -> {"none": control vector, (perturbation, time): target-state vector}, training units."""
     tr = train & (meta.dataset == ds).values
-    if ds == "kang":
+    if (meta.unit.values[tr] == "full").any():     # pseudobulk datasets: the full pseudobulks only
         tr &= (meta.unit == "full").values
     out = {}
     for i in np.where(tr)[0]:
@@ -260,10 +263,25 @@ def filled(model, X, masks, datasets, meta, idx):
 
 
 def pert_row(meta, i):
-    return {"perturbation": meta.perturbation[i], "time_hours": float(meta.time_hours[i])}
+    return {"perturbation": meta.perturbation[i], "perturbation_class": meta.perturbation_class[i],
+            "time_hours": float(meta.time_hours[i]), "dose_um": float(meta.dose_um[i])}
 
 
-def runtime_variants(model_f, fold_name, genes, meta, refs, perts):
+def named_pert(meta, p, hours):
+    """The metadata row of perturbation `p` at `hours` as the units that measured it have it."""
+    i = meta.index[(meta.perturbation == p) & (meta.time_hours == hours)][0]
+    return pert_row(meta, i)
+
+
+def controls(n):
+    return [dict(T.CONTROL)] * n
+
+
+def libraries(meta, idx):
+    return meta.library_size.values[np.asarray(idx)].astype(float)
+
+
+def runtime_variants(model_f, fold_name, genes, meta, refs, perts, ref_lib=None):
     """Q8_0 and Q4_0 predictions made by the Rust runtime from exported files. The runtime takes
     log-CPM in [0, runtime.MAX_LOG_CPM]; references outside it (log2 microarray intensities above
     13.9) are refused there, so those rows come from the dequantized PyTorch model instead and are
@@ -273,36 +291,38 @@ def runtime_variants(model_f, fold_name, genes, meta, refs, perts):
     out = {}
     tmp = Path(tempfile.mkdtemp(prefix="refcast-eval-"))
     for kind in ("q8_0", "q4_0"):
-        pred = infer.predict_mean(infer.dequantized(model_f, kind), refs, perts) if not ok.all() else \
+        pred = infer.predict_mean(infer.dequantized(model_f, kind), refs, perts, library_sizes=ref_lib) if not ok.all() else \
             np.zeros_like(refs)
         if ok.any():
             path = tmp / f"{fold_name}-{kind}.safetensors"
             runtime.export_model(model_f, kind, genes, meta, path)
             sel = np.where(ok)[0]
-            pred[sel] = runtime.predict(path, refs[sel], genes, [perts[i] for i in sel]).log_cpm
+            pred[sel] = runtime.predict(path, refs[sel], genes, [perts[i] for i in sel],
+                                        library_sizes=None if ref_lib is None else ref_lib[sel]).log_cpm
         out[f"refcast {kind.upper()}"] = (pred, ok)
     return out
 
 
-@torch.no_grad()
-def encoder_means(model, Xf):
-    mu, _ = model.encode(torch.from_numpy(Xf))
-    return mu.numpy()
-
-
-def familiarity(model, X, masks, datasets, meta, train, ref_idx, ref_f=None, measured=None):
-    """How well the model reconstructs each reference, and its latent distance to the nearest
-    training context (centroid of that context's encoder means)."""
-    tr = np.where(train)[0]
-    mu_tr = encoder_means(model, filled(model, X, masks, datasets, meta, tr))
+def centroids(model, X, masks, datasets, meta, train):
+    """Per training context: the mean encoder latent (μ over technical ‖ biological) of its untreated
+    units, what a new reference is compared with. -> (context names, [contexts, Dt+Db], units each)."""
+    tr = np.where(train & (meta.perturbation == "none").values)[0]
+    mu_tr = infer.encoder_means(model, filled(model, X, masks, datasets, meta, tr), libraries(meta, tr))
     ctx = meta.context.values[tr]
     names = sorted(set(ctx))
-    cents = np.stack([mu_tr[ctx == c].mean(0) for c in names])
+    return names, np.stack([mu_tr[ctx == c].mean(0) for c in names]), [int((ctx == c).sum()) for c in names]
+
+
+def familiarity(model, X, masks, datasets, meta, train, ref_idx, ref_f=None, measured=None, ref_lib=None):
+    """How well the model reconstructs each reference, and its latent distance to the nearest
+    training context (centroid of that context's untreated units' encoder means)."""
+    names, cents, _ = centroids(model, X, masks, datasets, meta, train)
     if ref_f is None:
         ref_f = filled(model, X, masks, datasets, meta, np.asarray(ref_idx))
         measured = masks[meta.dataset_idx.values[np.asarray(ref_idx)]]
-    mu = encoder_means(model, ref_f)
-    rec = infer.predict_mean(model, ref_f, [{"perturbation": "none", "time_hours": 0.0}] * len(ref_f))
+        ref_lib = libraries(meta, ref_idx)
+    mu = infer.encoder_means(model, ref_f, ref_lib)
+    rec = infer.predict_mean(model, ref_f, controls(len(ref_f)), library_sizes=ref_lib)
     dist = np.sqrt(((mu[:, None, :] - cents[None]) ** 2).sum(-1))
     near = dist.argmin(1)
     return [{"reconstruction_r2": pearson(ref_f[k][measured[k]], rec[k][measured[k]]) ** 2,
@@ -311,10 +331,16 @@ def familiarity(model, X, masks, datasets, meta, train, ref_idx, ref_f=None, mea
 
 
 # ------------------------------------------------------------------ perturbation transfer
+# Datasets whose perturbations are scored for identity across contexts: those with held-out
+# contexts, and two with one context each as distractors. The L1000 and TG-GATEs compounds
+# (hundreds, measured on panels of 978 and 196 genes in one cell type each) are left out.
+IDENTITY_DATASETS = ["kang"] + T.SUBJECT_FOLD_DATASETS + ["mait", "hsmm"]
+
+
 def canonical_times(X, meta, train, masks, datasets):
     """Per perturbation: its dataset and the time point with the largest population response."""
     out = {}
-    for p in sorted(set(meta.perturbation) - {"none"}):
+    for p in sorted(set(meta.perturbation[meta.dataset.isin(IDENTITY_DATASETS)]) - {"none"}):
         ds = meta.dataset[meta.perturbation == p].iloc[0]
         measured = masks[datasets.index(ds)]
         best = None
@@ -328,19 +354,19 @@ def canonical_times(X, meta, train, masks, datasets):
                 best = (norm, h, pop)
         if best:
             out[p] = {"dataset": ds, "hours": best[1], "signature": best[2].shift, "degs": best[2].degs,
-                      "measured": measured}
+                      "measured": measured, "row": named_pert(meta, p, best[1])}
     return out
 
 
-def transfer_rows(model, fold, refs_f, ref_meta, sigs):
+def transfer_rows(model, fold, refs_f, ref_meta, sigs, ref_lib=None):
     """Apply every perturbation to every held-out reference; score its identity."""
     names = sorted(sigs)
     union = np.unique(np.concatenate([sigs[p]["degs"] for p in names]))
     n = len(refs_f)
-    base = infer.predict_mean(model, refs_f, [{"perturbation": "none", "time_hours": 0.0}] * n)
+    base = infer.predict_mean(model, refs_f, controls(n), library_sizes=ref_lib)
     rows = []
     for p in names:
-        pred = infer.predict_mean(model, refs_f, [{"perturbation": p, "time_hours": sigs[p]["hours"]}] * n)
+        pred = infer.predict_mean(model, refs_f, [sigs[p]["row"]] * n, library_sizes=ref_lib)
         resp = pred - base       # the perturbation's own effect: reconstruction error cancels
         for k in range(n):
             corr = {}
@@ -374,7 +400,7 @@ def scgen_protocol(model, X, masks, datasets, meta, kang, cellmeans, fold, train
     slope = np.clip((xs * ys).sum(0) / np.maximum((xs * xs).sum(0), 1e-6), 0.0, 1.5)
     ri = kang_unit(meta, t, "none", "full")
     ref_f = filled(model, X, masks, datasets, meta, np.array([ri]))
-    pred = infer.predict_mean(model, ref_f, [{"perturbation": "IFN-beta", "time_hours": 6.0}])[0]
+    pred = infer.predict_mean(model, ref_f, [named_pert(meta, "IFN-beta", 6.0)], library_sizes=libraries(meta, [ri]))[0]
     ctrl, stim = cm[keys.index(f"{t}|ctrl")], cm[keys.index(f"{t}|stim")]
     preds = {"refcast f32": ctrl + slope * (pred - X[ri]), "mean shift": ctrl + ys.mean(0), "no change": ctrl}
     pos = {gi: j for j, gi in enumerate(g)}
@@ -386,60 +412,32 @@ def scgen_protocol(model, X, masks, datasets, meta, kang, cellmeans, fold, train
 _GIDX = {}     # gene symbol -> model index, set by main()
 
 
-# ------------------------------------------------------------------ the external dataset
-def load_external():
-    p = C.PREPARED / "external.npz"
+# ------------------------------------------------------------------ calibration datasets
+def load_calibration():
+    """Datasets of tissues absent from training (prepare.prepare_calibration), never trained on:
+    they calibrate the familiarity report's "outside what the model knows"."""
+    p = C.PREPARED / "calibration.npz"
     if not p.exists():
         return None
     z = np.load(p, allow_pickle=False)
-    meta = pd.read_csv(C.PREPARED / "external.csv", keep_default_na=False)
-    return z["X"], z["mask"], meta
+    return z["X"], z["measured"], pd.read_csv(C.PREPARED / "calibration.csv", keep_default_na=False)
 
 
-def score_external(model, model_name, X, masks, datasets, meta, genes, ext, use_runtime):
-    """The shipped (final) model on a dataset no model of the pipeline trained on. Its
-    perturbations are unknown to the model: IFN-gamma is predicted with the nearest known one,
-    IFN-beta, against the same transfer done by hand (reference + Kang's IFN-beta shift)."""
-    Xe, me, mmeta = ext
-    rows, fam = [], []
-    train = np.ones(len(meta), dtype=bool)
-    kang_pop = Population(X, meta, train, "kang", "IFN-beta", 6.0, masks[datasets.index("kang")])
-    ref_f = np.where(me[None, :], Xe, model.gene_mean.numpy()[None, :]).astype(np.float32)
-    for r, f in zip(mmeta.to_dict(orient="records"),
-                    familiarity(model, X, masks, datasets, meta, train, None, ref_f,
-                                np.repeat(me[None, :], len(Xe), 0))):
-        fam.append(dict(f, dataset="external", model=model_name, reference=r["sample_id"],
-                        perturbation_state=r["perturbation"]))
-    donors = sorted(set(mmeta.subject))
-    pairs = []
-    for d in donors:
-        s = mmeta[mmeta.subject == d]
-        ri = s.index[s.perturbation == "none"]
-        ti = s.index[s.perturbation == "IFN-gamma"]
-        if len(ri) and len(ti):
-            pairs.append((d, int(ri[0]), int(ti[0])))
-    if not pairs:
-        return rows, fam
-    mi = np.where(me & masks[datasets.index("kang")])[0]
-    refs = ref_f[[p[1] for p in pairs]]
-    perts = [{"perturbation": "IFN-beta", "time_hours": 6.0}] * len(pairs)
-    preds = {"refcast f32": infer.predict_mean(model, refs, perts)}
-    control = infer.predict_mean(model, refs, [{"perturbation": "none", "time_hours": 0.0}] * len(pairs))
-    preds["refcast counterfactual"] = Xe[[p[1] for p in pairs]] + preds["refcast f32"] - control
-    if use_runtime:
-        preds.update({k: p for k, (p, ok) in runtime_variants(model, model_name, genes, meta, refs, perts).items()})
-    for k, (d, ri, ti) in enumerate(pairs):
-        others = [(Xe[t] - Xe[r]) for dd, r, t in pairs if dd != d]
-        shift = np.mean(others, 0)                        # leave-one-donor-out population response
-        degs = np.arange(len(mi))[np.argsort(-np.abs(shift[mi]), kind="stable")[:N_DEGS]]
-        tmean = np.mean([Xe[t] for dd, r, t in pairs if dd != d], 0)
-        ref, true = Xe[ri], Xe[ti]
-        cand = dict({m: p[k] for m, p in preds.items()},
-                    **{"no change": ref.copy(), "Kang IFN-beta shift": ref + kang_pop.shift})
-        for m, p in cand.items():
-            r = item_metrics(ref[mi], true[mi], p[mi], shift[mi], tmean[mi], degs, None)
-            rows.append(dict(r, donor=d, method=m, model=model_name))
-    return rows, fam
+def score_calibration(model, model_name, X, masks, datasets, meta, cal):
+    """Familiarity of every calibration reference under one model (its training units: all of
+    `meta` for the final model, the fold's for a fold model)."""
+    Xc, measured, cmeta = cal
+    ref_f = np.where(measured, Xc, model.gene_mean.numpy()[None, :]).astype(np.float32)
+    train = np.ones(len(meta), dtype=bool) if model_name == "final" else \
+        ~T.heldout_mask(meta, _KANG, _FOLDS[model_name])
+    fam = familiarity(model, X, masks, datasets, meta, train, None, ref_f, measured,
+                      cmeta.library_size.values.astype(float))
+    return [dict(f, dataset="external", calibration_dataset=r["dataset"], model=model_name, reference=r["sample_id"],
+                 perturbation_state=r["perturbation"]) for r, f in zip(cmeta.to_dict(orient="records"), fam)]
+
+
+_KANG = {}
+_FOLDS = {}
 
 
 # ------------------------------------------------------------------ main
@@ -464,16 +462,18 @@ def main():
         items = eval_items(meta, kang, fold)
         if not items:
             continue
-        refs_f = filled(model, X, masks, datasets, meta, np.array([it["ref"] for it in items]))
+        ref_idx = np.array([it["ref"] for it in items])
+        refs_f = filled(model, X, masks, datasets, meta, ref_idx)
+        ref_lib = libraries(meta, ref_idx)
         perts = [pert_row(meta, it["tgt"]) for it in items]
-        preds = {"refcast f32": infer.predict_mean(model, refs_f, perts)}
+        preds = {"refcast f32": infer.predict_mean(model, refs_f, perts, library_sizes=ref_lib)}
         # counterfactual decoding: reference + decode(z_ref, perturbation) − decode(z_ref, control),
         # so the decoder's reconstruction error of this reference cancels
-        control = infer.predict_mean(model, refs_f, [{"perturbation": "none", "time_hours": 0.0}] * len(perts))
-        preds["refcast counterfactual"] = X[[it["ref"] for it in items]] + preds["refcast f32"] - control
+        control = infer.predict_mean(model, refs_f, controls(len(perts)), library_sizes=ref_lib)
+        preds["refcast counterfactual"] = X[ref_idx] + preds["refcast f32"] - control
         via_runtime = {}
         if use_runtime:
-            for k, (p, ok) in runtime_variants(model, name, genes, meta, refs_f, perts).items():
+            for k, (p, ok) in runtime_variants(model, name, genes, meta, refs_f, perts, ref_lib).items():
                 preds[k], via_runtime[k] = p, ok
         sigma = np.exp(0.5 * model.decoder_logvar.detach().numpy())
         pops = {}
@@ -518,21 +518,22 @@ def main():
         uniq = sorted({it["ref"] for it in items})
         ref_meta = [dict(dataset=meta.dataset[i], label=meta.context[i]) for i in uniq]
         sigs = canonical_times(X, meta, train, masks, datasets)
-        transfer += transfer_rows(model, fold, filled(model, X, masks, datasets, meta, np.array(uniq)), ref_meta, sigs)
+        transfer += transfer_rows(model, fold, filled(model, X, masks, datasets, meta, np.array(uniq)), ref_meta, sigs,
+                                  libraries(meta, uniq))
         for i, f in zip(uniq, familiarity(model, X, masks, datasets, meta, train, uniq)):
             fam.append(dict(f, dataset=meta.dataset[i], model=name, reference=meta.context[i], heldout=True))
         scgen += [dict(r, fold=str(fold)) for r in scgen_protocol(model, X, masks, datasets, meta, kang, cellmeans, fold, train)]
         print(f"evaluate: {name}: {len(items)} items ({time.time() - t0:.0f} s)", flush=True)
     external = []
-    ext = load_external()
-    if ext is not None and (C.RUNS / "final.pt").exists():
+    cal = load_calibration()
+    _KANG.update(kang)
+    _FOLDS.update({T.fold_name(f): f for f in folds})
+    if cal is not None and (C.RUNS / "final.pt").exists():
         final = infer.folded(T.load_model(C.RUNS / "final.pt"))
-        external, efam = score_external(final, "final", X, masks, datasets, meta, genes, ext, use_runtime)
-        fam += efam
-        for fold in folds:     # the external references through every fold model too (calibration)
+        fam += score_calibration(final, "final", X, masks, datasets, meta, cal)
+        for fold in folds:     # the calibration references through every fold model too
             model = infer.folded(T.load_model(C.RUNS / f"{T.fold_name(fold)}.pt"))
-            _, efam = score_external(model, T.fold_name(fold), X, masks, datasets, meta, genes, ext, False)
-            fam += efam
+            fam += score_calibration(model, T.fold_name(fold), X, masks, datasets, meta, cal)
     timings = json.load(open(C.RUNS / "timings.json")) if (C.RUNS / "timings.json").exists() else {}
     vocab = json.load(open(C.PREPARED / "vocabulary.json")) if (C.PREPARED / "vocabulary.json").exists() else {}
     report(dict(rows=rows, transfer=transfer, scgen=scgen, familiarity=fam, external=external, kang=kang,

@@ -17,23 +17,46 @@ from .model import GROUPS, PriorSpec, RefcastVAE
 from .quantize import QUANT
 
 KINDS = ["q8_0", "q4_0"]
-PERT_NAMES = {"IFN-beta": "IFN-beta", "influenza H3N2 challenge": "influenza H3N2 challenge",
-              "influenza vaccine": "influenza vaccine", "dexamethasone": "dexamethasone"}
 
 
 def sha256(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+def _number(v):
+    v = float(v)
+    return int(v) if v.is_integer() else v
+
+
+def perturbation_label(p, hours, dose):
+    when = f"{hours / 24:g} d" if hours >= 168 else f"{hours:g} h"
+    return f"{p} {dose:g} µM {when}" if dose > 0 else f"{p} {when}"
+
+
 def perturbations(meta):
-    out = [{"name": "none (control)", "metadata": {"perturbation": "none", "time_hours": 0}}]
-    combos = meta[meta.perturbation != "none"][["perturbation", "time_hours"]].drop_duplicates() \
-        .sort_values(["perturbation", "time_hours"])
-    for p, t in combos.itertuples(index=False):
-        t = float(t)
-        label = f"{p} {t / 24:g} d" if t >= 168 else f"{p} {t:g} h"
-        out.append({"name": label, "metadata": {"perturbation": p, "time_hours": int(t) if t.is_integer() else t}})
+    """What `screen` ranks: the control, then every (perturbation, dose, time) measured."""
+    pert_fields = [c for c in T.PERT_FIELDS + T.PERT_NUMERIC if c in meta.columns]
+    out = [{"name": "none (control)", "metadata": {k: v for k, v in T.CONTROL.items() if k in pert_fields}}]
+    combos = meta[meta.perturbation != "none"][pert_fields].drop_duplicates() \
+        .sort_values(["perturbation", "time_hours"] + (["dose_um"] if "dose_um" in pert_fields else []))
+    seen = set()
+    for r in combos.to_dict(orient="records"):
+        label = perturbation_label(r["perturbation"], float(r["time_hours"]), float(r.get("dose_um", 0.0)))
+        if label in seen:     # one entry per name
+            continue
+        seen.add(label)
+        md = {k: (_number(v) if k in T.PERT_NUMERIC else v) for k, v in r.items()}
+        out.append({"name": label, "metadata": md})
     return out
+
+
+# How a context is named for people: dataset -> format string over the context's metadata.
+CONTEXT_NAMES = {
+    "kang": "PBMC {cell_type} (10x 3', Kang 2018)",
+    "flu": "Whole blood (Affymetrix HG-U133A 2.0, GSE30550)",
+    "vaccine": "PBMC (Illumina HumanHT-12, {study})",
+    "airway": "Airway smooth muscle cells (bulk RNA-seq, GSE52778)",
+}
 
 
 def contexts(meta):
@@ -43,15 +66,8 @@ def contexts(meta):
         md = dict(zip(cols, key))
         md = {k: v for k, v in md.items() if v != "unknown"}
         ds = g.dataset.iloc[0]
-        if ds == "kang":
-            name = f"PBMC {md['cell_type']} (10x 3', Kang 2018)"
-        elif ds == "flu":
-            name = "Whole blood (Affymetrix HG-U133A 2.0, GSE30550)"
-        elif ds == "vaccine":
-            name = f"PBMC (Illumina HumanHT-12, {md['study']})"
-        else:
-            name = "Airway smooth muscle cells (bulk RNA-seq, GSE52778)"
-        out.append({"name": name, "metadata": md})
+        fmt = CONTEXT_NAMES.get(ds, "{cell_type} ({platform}, {study})")
+        out.append({"name": fmt.format(**dict(zip(cols, key))), "metadata": md})
     return out
 
 
@@ -77,13 +93,16 @@ def training_source_sha256():
     return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
-def metadata_doc(model, genes, meta, tensors, notes):
+def metadata_doc(model, genes, meta, tensors, notes, familiarity=None):
     data = [{"name": s["name"], "package": s["spec"], "registry": "PyPI" if s["kind"].startswith("pip") else "Debian",
              "archive": s["file"], "sha256": s["sha256"]} for s in C.SOURCES.values()
             if not s.get("evaluation_only")]
-    return {
-        "format_version": 1,
-        "name": "refcast-pbmc-flu-airway",
+    data += [{"name": s["name"], "repository": s["repo"], "commit": s["commit"], "licence": s["licence"],
+              "files": [{"path": f["path"], "sha256": f["sha256"]} for f in s["files"]]}
+             for s in C.REPO_SOURCES.values() if not s.get("evaluation_only")]
+    doc = {
+        "format_version": model.format_version,
+        "name": "refcast-pbmc-flu-airway" if model.format_version == 1 else "refcast-v2",
         "architecture": architecture(model, len(genes)),
         "genes": genes,
         "priors": {g: model.specs[g].to_json() for g in GROUPS},
@@ -94,6 +113,11 @@ def metadata_doc(model, genes, meta, tensors, notes):
         "provenance": {"data": data, "training_source_sha256": training_source_sha256(), "notes": notes},
         "tensors": {n: {"dtype": d, "shape": s} for n, (d, s, _) in tensors.items()},
     }
+    if model.format_version >= 2:
+        doc["covariates"] = model.covariates.numeric
+        if familiarity is not None:
+            doc["familiarity"] = familiarity
+    return doc
 
 
 def write_file(path, tensors, doc):
@@ -102,11 +126,11 @@ def write_file(path, tensors, doc):
     save_file(arrays, str(path), metadata={"refcast": json.dumps(doc, separators=(",", ":"))})
 
 
-def write_model(model_f, kind, genes, meta, path, notes):
+def write_model(model_f, kind, genes, meta, path, notes, familiarity=None):
     """One refcast file at `path` for a folded model (infer.folded) in `kind` (q8_0, q4_0 or f32);
     returns (tensors, doc)."""
     tensors = infer.file_tensors(model_f, kind)
-    doc = metadata_doc(model_f, genes, meta, tensors, notes)
+    doc = metadata_doc(model_f, genes, meta, tensors, notes, familiarity)
     write_file(path, tensors, doc)
     return tensors, doc
 
@@ -136,7 +160,8 @@ def model_from_file(doc, arrays):
     """A PyTorch model whose weights are the (dequantized) tensors of a refcast file."""
     specs = {g: PriorSpec(**doc["priors"][g]) for g in GROUPS}
     a = doc["architecture"]
-    m = RefcastVAE(a["genes"], a["latent"], a["encoder"], a["decoder"], a["prior"], specs)
+    m = RefcastVAE(a["genes"], a["latent"], a["encoder"], a["decoder"], a["prior"], specs,
+                   covariates=doc.get("covariates") if doc["format_version"] >= 2 else None)
     sd = {}
     for name in m.state_dict():
         if name in ("in_mean",):
@@ -182,6 +207,11 @@ def read_example(path, genes, gene_mean):
 GOLDEN_FORMAT = 2
 
 
+def named(doc, name):
+    """The metadata of the model's perturbation called `name` (as `-p NAME` gives the runtime)."""
+    return next(p["metadata"] for p in doc["perturbations"] if p["name"] == name)
+
+
 def control_perturbation(doc):
     """The runtime's control: the model's first known perturbation with a field set to "none"."""
     return next(p["metadata"] for p in doc["perturbations"]
@@ -204,9 +234,10 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
            "airway": {"cell_type": "airway smooth muscle", "tissue": "airway"},
            "flu": {"cell_type": "whole blood", "tissue": "blood"}}
     TB = ["technical", "biological"]
-    ifn = {"perturbation": "IFN-beta", "time_hours": 6}
-    dex = {"perturbation": "dexamethasone", "time_hours": 18}
-    h3n2 = {"perturbation": "influenza H3N2 challenge", "time_hours": 69}
+    ifn = named(doc, "IFN-beta 6 h")
+    dex = named(doc, "dexamethasone 18 h")
+    h3n2 = named(doc, "influenza H3N2 challenge 69 h")
+    vaccine = named(doc, "influenza vaccine 7 d")
     # (name, latent mode, reference, library size, condition_on, dataset, perturbation, seed,
     #  sample index, prediction mode)
     cases = [
@@ -223,7 +254,7 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
         ("sample: airway example + dexamethasone 18 h, seed 42", "sample", air_ref, air_lib, TB, "airway",
          dex, 42, 0, "decoded"),
         ("sample: prompt-only whole blood + influenza vaccine 168 h, seed 7, sample 3", "sample", None, None,
-         [], "flu", {"perturbation": "influenza vaccine", "time_hours": 168}, 7, 3, "decoded"),
+         [], "flu", vaccine, 7, 3, "decoded"),
         # The counterfactual mode: the reference moved by decode(perturbation) - decode(control).
         ("airway N61311 untreated (bundled example) + dexamethasone 18 h, counterfactual", "mean", air_ref,
          air_lib, TB, "airway", dex, None, 0, "counterfactual"),
@@ -245,7 +276,7 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
             b = {"cell_type": "NK", "tissue": "blood"}
         counterfactual = prediction == "counterfactual"
         exp, eps = infer.golden_case(model, ref, cond, tech[ds], b, pert, mode, seed=seed or 0, sample_index=s,
-                                     control_md=control_md if counterfactual else None)
+                                     control_md=control_md if counterfactual else None, library_size=lib)
         c = {"name": name, "mode": mode, "prediction": prediction,
              "reference": None if ref is None else {"log_cpm": ref.tolist(), "library_size": float(lib)},
              "condition_on": cond, "technical": tech[ds], "biological": b, "perturbation": pert}
@@ -270,22 +301,58 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
             "cases": out}
 
 
+# Context names in the familiarity report: dataset -> how people call its samples.
+DATASET_LABELS = {"kang": "PBMC (Kang 2018)", "flu": "whole blood (influenza challenge)",
+                  "vaccine": "PBMC (influenza vaccination)", "airway": "airway smooth muscle cells",
+                  "tcell": "T cells (Rade 2023)", "macrophage": "iPSC-derived macrophages (Alasoo 2018)",
+                  "l1000": "A375 melanoma cells (L1000)", "tggates": "primary hepatocytes (TG-GATEs)",
+                  "glioblastoma": "glioblastoma (Zhao 2021)", "mait": "MAIT cells (Finak 2015)",
+                  "hsmm": "skeletal muscle myoblasts (HSMM)"}
+
+
+def context_label(context):
+    ds, _, rest = context.partition("|")
+    return f"{DATASET_LABELS.get(ds, ds)}, {rest.replace('|', ', ')}" if rest else DATASET_LABELS.get(ds, ds)
+
+
+def familiarity(model, X, masks, datasets, meta):
+    """The file's familiarity calibration (docs/FORMAT.md): the shipped model's centroids of every
+    training context's untreated units, and the thresholds the evaluation derived from held-out
+    references (models/evaluation.json); None without an evaluation."""
+    from . import evaluate
+    ev = C.MODELS / "evaluation.json"
+    th = json.load(open(ev)).get("familiarity_thresholds", {}) if ev.exists() else {}
+    if "latent_distance_max" not in th:
+        return None
+    names, cents, units = evaluate.centroids(model, X, masks, datasets, meta, np.ones(len(meta), dtype=bool))
+    return {"space": "encoder_mean",
+            "centroids": [{"context": context_label(n), "units": u, "mean": [float(v) for v in c]}
+                          for n, c, u in zip(names, cents, units)],
+            "max_distance": round(th["latent_distance_max"], 4),
+            "min_reconstruction_r2": round(th["reconstruction_r2_p05"], 4),
+            "calibration": f"From {th['source']}: the largest latent distance among them, and the 5th "
+                           f"percentile of their reconstruction R². They flag {th.get('heldout_flagged', 0):.0%} of "
+                           f"those and {th.get('external_flagged', 0):.0%} of the references of tissues absent "
+                           "from training (PANC-1, LNCaP). models/EVALUATION.md."}
+
+
 def main():
     from . import determinism
     determinism.configure()
     X, masks, datasets, meta, genes, kang = T.load()
     model = infer.folded(T.load_model(C.RUNS / "final.pt"))
+    calibration = familiarity(model, X, masks, datasets, meta)
     C.MODELS.mkdir(exist_ok=True)
     C.EXAMPLES.mkdir(exist_ok=True)
-    for f in ["kang_cd14_mono_ctrl.tsv", "airway_N61311_untreated.tsv"]:
-        shutil.copy(C.PREPARED / "examples" / f, C.EXAMPLES / f)
-    notes = ("Conditional VAE trained on all units of the four datasets (Kang pseudobulks of 20-200 cells "
-             "per cell type and condition plus full pseudobulks; microarray log2 values as given). "
-             "Evaluation on held-out contexts: models/EVALUATION.md.")
+    for f in sorted((C.PREPARED / "examples").glob("*.tsv")):
+        shutil.copy(f, C.EXAMPLES / f.name)
+    notes = ("Conditional VAE trained on every unit of the training datasets listed under data (pseudobulks of "
+             "20-200 cells plus full pseudobulks for single-cell data; microarray and L1000 log2 values as given; "
+             "panels masked to the genes they measure). Evaluation on held-out contexts: models/EVALUATION.md.")
     sums = []
     for kind in KINDS:
         path = C.MODELS / f"refcast-{kind}.safetensors"
-        tensors, doc = write_model(model, kind, genes, meta, path, notes)
+        tensors, doc = write_model(model, kind, genes, meta, path, notes, calibration)
         doc2, arrays = read_file(path)
         # round-trip check: the file's dequantized weights == numpy dequantization of our quantization
         for n, (d, s, a) in tensors.items():

@@ -90,14 +90,29 @@ def prior_params(model, group, metadata_rows):
 
 
 @torch.no_grad()
+def covariates(model, library_sizes, n):
+    """The encoder's covariate input for `n` references of these library sizes (None: unknown)."""
+    sizes = [None] * n if library_sizes is None else list(library_sizes)
+    return model.covariate_input([{"library_size": None if v is None else float(v)} for v in sizes])
+
+
+@torch.no_grad()
+def encoder_means(model, ref_filled, library_sizes=None):
+    x = torch.from_numpy(np.asarray(ref_filled, dtype=np.float32))
+    return model.encode(x, covariates(model, library_sizes, len(x)))[0].numpy()
+
+
+@torch.no_grad()
 def predict_mean(model, ref_filled, pert_rows, tech_rows=None, bio_rows=None,
-                 condition_on=("technical", "biological")):
-    """Batch reference conditioning with latent means. ref_filled [n, G] (missing genes = gene_mean)."""
+                 condition_on=("technical", "biological"), library_sizes=None):
+    """Batch reference conditioning with latent means. ref_filled [n, G] (missing genes = gene_mean);
+    library_sizes: the references' library sizes (None or 0 where unknown: the covariate's mean)."""
     Dt = model.latent["technical"]
     zs = []
     mu_enc = None
     if ref_filled is not None:
-        mu_enc, _ = model.encode(torch.from_numpy(np.asarray(ref_filled, dtype=np.float32)))
+        mu_enc, _ = model.encode(torch.from_numpy(np.asarray(ref_filled, dtype=np.float32)),
+                                 covariates(model, library_sizes, len(ref_filled)))
     n = len(pert_rows)
     for g, rows in (("technical", tech_rows), ("biological", bio_rows)):
         if g in condition_on:
@@ -110,8 +125,11 @@ def predict_mean(model, ref_filled, pert_rows, tech_rows=None, bio_rows=None,
 
 @torch.no_grad()
 def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode, seed=0, sample_index=0,
-                control_md=None):
+                control_md=None, library_size=None):
     """One case with every intermediate, as the runtime computes it (float32).
+
+    `library_size` is the reference's (its covariate, and the technical prior's depth when the
+    prior is used); prompt-only cases use the request's default of 10⁶.
 
     With `control_md` (the model's control perturbation; needs a reference) the case is the
     runtime's counterfactual prediction mode: log_cpm = max(0, reference + (decode(z) -
@@ -124,7 +142,8 @@ def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode
     mu = {}
     lv = {}
     if ref_log_cpm is not None:
-        m_enc, l_enc = model.encode(torch.from_numpy(np.asarray(ref_log_cpm, dtype=np.float32)[None]))
+        m_enc, l_enc = model.encode(torch.from_numpy(np.asarray(ref_log_cpm, dtype=np.float32)[None]),
+                                    covariates(model, [library_size], 1))
         out["latent_mu_enc"] = m_enc[0].tolist()
         out["latent_logvar_enc"] = l_enc[0].tolist()
     for g in GROUPS:
@@ -133,6 +152,10 @@ def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode
             mu[g], lv[g] = m_enc[0, sl], l_enc[0, sl]
         else:
             md = {"technical": tech_md, "biological": bio_md, "perturbation": pert_md}[g] or {}
+            if g == "technical" and "library_size" not in md and \
+                    any(n["name"] == "library_size" for n in model.specs[g].numeric):
+                # as the runtime does: the reference's library size, or the request's (10⁶) without one
+                md = dict(md, library_size=library_size if library_size else 1e6)
             p_mu, p_lv = prior_params(model, g, [md])
             mu[g], lv[g] = p_mu[0], p_lv[0]
     eps = {}

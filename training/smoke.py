@@ -1,7 +1,7 @@
 """`python -m training smoke`: the whole train → evaluate path on tiny synthetic data, in a minute.
 
 It checks the pipeline's code, not a model: a small unit table with the schema `prepare` writes
-(four datasets shaped like the real ones, the external dataset, Kang's replicate halves and cell
+(four datasets shaped like the real ones, a calibration dataset, Kang's replicate halves and cell
 means), small networks, a few steps per fold model, then the full evaluation — baselines, transfer,
 scGen protocol, familiarity, bootstrap, the report — with the quantized files run by the Rust CLI
 ($REFCAST_BIN, else target/release/refcast). Everything is written under a temporary cache and a
@@ -31,9 +31,13 @@ def synthetic_units(rng):
     vac[45:60] = rng.uniform(0.5, 1.5, 15)
     rows, meta = [], []
 
+    classes = {"none": "none", "IFN-beta": "interferon", "influenza H3N2 challenge": "infection",
+               "influenza vaccine": "vaccination", "dexamethasone": "glucocorticoid"}
+
     def unit(x, **md):
         rows.append(np.clip(x, 0, 13).astype(np.float32))
-        meta.append(md)
+        md.setdefault("dose_um", 0.0)
+        meta.append(dict(md, perturbation_class=classes[md["perturbation"]]))
 
     for t in TYPES + ["Mk"]:
         tb = base + rng.normal(0, 0.8, G)
@@ -46,7 +50,7 @@ def synthetic_units(rng):
                 unit(mean + rng.normal(0, 1.0 / np.sqrt(n), G), dataset="kang", platform="10x_3prime", study="GSE96583",
                      cell_type=t, tissue="blood", cell_line="unknown", subject="pool",
                      perturbation="IFN-beta" if cond == "stim" else "none", time_hours=6.0 if cond == "stim" else 0.0,
-                     context=f"kang|{t}", unit=name, n_cells=n, library_size=1e5, symptoms="", sample_id="")
+                     context=f"kang|{t}", unit=name, n_cells=n, library_size=float(n * 900), symptoms="", sample_id="")
     for s in range(8):
         sb = base + 4 + rng.normal(0, 0.4, G)
         resp = rng.uniform(0.3, 1.5)
@@ -72,6 +76,7 @@ def synthetic_units(rng):
             unit(lb + (dex if trt else 0) + rng.normal(0, 0.05, G), dataset="airway", platform="illumina_rnaseq",
                  study="GSE52778", cell_type="airway smooth muscle", tissue="airway", cell_line=line, subject=line,
                  perturbation="dexamethasone" if trt else "none", time_hours=18.0 if trt else 0.0,
+                 dose_um=1.0 if trt else 0.0,
                  context=f"airway|{line}", unit="sample", n_cells=0, library_size=2e7, symptoms="",
                  sample_id=f"{line}-{int(trt)}")
     X = np.stack(rows)
@@ -112,15 +117,16 @@ def write_prepared(root, rng):
                         mask=np.ones(G, dtype=bool))
     json.dump({"rule": "synthetic", "size": G, "tiers_available": {}, "measured_definition": {}},
               open(p / "vocabulary.json", "w"))
-    ext_rows, ext_meta = [], []
+    # calibration datasets: a tissue unlike every training one, never trained on
+    cal_rows, cal_meta = [], []
     for d in range(3):
-        db = base + rng.normal(0, 1.0, G)
-        for pert in ["none", "IFN-gamma"]:
-            ext_rows.append(np.clip(db + (0.8 * ifn if pert != "none" else 0) + rng.normal(0, 0.1, G), 0, 13))
-            ext_meta.append(dict(dataset="alasoo", subject=f"donor{d}", perturbation=pert,
-                                 sample_id=f"donor{d}-{pert}", context=f"alasoo|donor{d}"))
-    np.savez_compressed(p / "external.npz", X=np.stack(ext_rows).astype(np.float32), mask=np.ones(G, dtype=bool))
-    pd.DataFrame(ext_meta).to_csv(p / "external.csv", index=False)
+        for pert in ["none", "knockout"]:
+            cal_rows.append(np.clip(rng.normal(4.0, 2.5, G), 0, 13))
+            cal_meta.append(dict(dataset="panc1", sample_id=f"panc1-{d}-{pert}", perturbation=pert,
+                                 library_size=2e7, context=f"panc1|{d}"))
+    np.savez_compressed(p / "calibration.npz", X=np.stack(cal_rows).astype(np.float32),
+                        measured=np.ones((len(cal_rows), G), dtype=bool))
+    pd.DataFrame(cal_meta).to_csv(p / "calibration.csv", index=False)
 
 
 def main():
@@ -149,8 +155,9 @@ def main():
             r["method"] == "refcast Q4_0" for r in report["rows"]),
         "perturbation identity was scored": len(report["identity"]) == 4,
         "scGen's protocol was scored": len(report["scgen_protocol"]) == len(TYPES) * 3,
-        "the external dataset was scored": any(r["model"] == "final" for r in report["external"]),
-        "familiarity thresholds were computed": "latent_distance_p95" in report["familiarity_thresholds"],
+        "the calibration datasets were scored": any(r["model"] == "final" and r["dataset"] == "external"
+                                                    for r in report["familiarity"]),
+        "familiarity thresholds were computed": "latent_distance_max" in report["familiarity_thresholds"],
         "intervals were computed": report["summary"]["kang|context"]["mean shift"]["pearson_lfc_pop"]["lo"] is not None,
     }
     # the same inputs give the same model, bit for bit (fixed seeds, threads, deterministic kernels)

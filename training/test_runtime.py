@@ -32,6 +32,10 @@ TOL = 1e-4          # |runtime - PyTorch| on log-CPM / LFC
 SIGMA_TOL = 1e-5    # σ = exp(logvar / 2) only passes through the 5-decimal printing
 
 
+CLASSES = {"none": "none", "IFN-beta": "interferon", "influenza H3N2 challenge": "infection",
+           "influenza vaccine": "vaccination", "dexamethasone": "glucocorticoid", "panobinostat": "HDAC inhibitor"}
+
+
 def synthetic_meta():
     """A unit table shaped like prepared/units.csv (the columns export and build_specs read)."""
     rows = []
@@ -49,7 +53,15 @@ def synthetic_meta():
     for p, t in [("none", 0), ("dexamethasone", 18)]:
         rows.append(dict(dataset="airway", platform="illumina_rnaseq", study="GSE52778",
                          cell_type="airway smooth muscle", tissue="airway", perturbation=p, time_hours=t))
-    return pd.DataFrame(rows)
+    for p, t in [("none", 0), ("panobinostat", 24)]:
+        rows.append(dict(dataset="glioblastoma", platform="10x_panel300", study="GSE148842", cell_type="glioblastoma",
+                         tissue="brain", perturbation=p, time_hours=t, dose_um=0.2 if t else 0.0))
+    meta = pd.DataFrame(rows)
+    meta["perturbation_class"] = meta.perturbation.map(CLASSES)
+    meta["dose_um"] = meta.dose_um.fillna(0.0)
+    counts = meta.dataset.isin(["kang", "airway", "glioblastoma"])
+    meta["library_size"] = np.where(counts, np.geomspace(2e4, 4e7, len(meta)), 0.0)
+    return meta
 
 
 def synthetic_genes(G):
@@ -60,11 +72,17 @@ def synthetic_genes(G):
     return genes
 
 
-def random_model(G, meta, latent=C.LATENT, enc=C.ENC, dec=C.DEC, prior=C.PRIOR, seed=0):
+def random_model(G, meta, latent=C.LATENT, enc=C.ENC, dec=C.DEC, prior=C.PRIOR, seed=0, format_version=2):
+    """Format 2 (covariates, perturbation path, depth in the technical prior) or format 1."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    specs = T.build_specs(meta)
-    m = RefcastVAE(G, latent, enc, dec, prior, specs)
+    if format_version == 1:
+        meta = meta[meta.dataset != "glioblastoma"].drop(columns=["perturbation_class", "dose_um", "library_size"])
+        specs = T.build_specs_v1(meta)
+        m = RefcastVAE(G, latent, enc, dec, prior, specs)
+    else:
+        specs = T.build_specs(meta)
+        m = RefcastVAE(G, latent, enc, dec, prior, specs, covariates=T.build_covariates(meta))
     with torch.no_grad():
         mean = rng.uniform(0.5, 8.0, G).astype(np.float32)
         m.in_mean.copy_(torch.from_numpy(mean))
@@ -89,10 +107,16 @@ def references(model, n, seed=1):
     return np.where(missing, gm, x).astype(np.float32)
 
 
-PERTS = ([{"perturbation": "IFN-beta", "time_hours": 6.0}] * 8 + [{"perturbation": "dexamethasone", "time_hours": 18}] * 5
-         + [{"perturbation": "influenza H3N2 challenge", "time_hours": 69.0}] * 3
-         + [{"perturbation": "none", "time_hours": 0.0}] * 2
-         + [{"perturbation": "IFN-beta", "time_hours": 12.0}, {"perturbation": "influenza vaccine", "time_hours": 168}])
+PERTS_V1 = ([{"perturbation": "IFN-beta", "time_hours": 6.0}] * 8 + [{"perturbation": "dexamethasone", "time_hours": 18}] * 5
+            + [{"perturbation": "influenza H3N2 challenge", "time_hours": 69.0}] * 3
+            + [{"perturbation": "none", "time_hours": 0.0}] * 2
+            + [{"perturbation": "IFN-beta", "time_hours": 12.0}, {"perturbation": "influenza vaccine", "time_hours": 168}])
+# format 2: every perturbation-prior field given, as the model's perturbation list has them
+PERTS_V2 = [dict(p, perturbation_class=CLASSES[p["perturbation"]], dose_um=0.0) for p in PERTS_V1[:-1]] + \
+    [{"perturbation": "panobinostat", "perturbation_class": "HDAC inhibitor", "time_hours": 24, "dose_um": 0.2}]
+# library sizes of the references: counts of various depths, and one without counts (0: unknown)
+LIBRARIES = [float(v) for v in np.geomspace(1e4, 6e7, len(PERTS_V1) - 1)] + [0.0]
+PERTS = PERTS_V1
 CONTROL = {"perturbation": "none", "time_hours": 0}
 
 
@@ -104,6 +128,11 @@ def check(name, got, want, tol):
 
 
 def run_case(label, model, meta, genes, kinds, tmp, timing=False):
+    global PERTS, CONTROL
+    v2 = model.format_version == 2
+    PERTS = PERTS_V2 if v2 else PERTS_V1
+    CONTROL = dict(T.CONTROL) if v2 else {"perturbation": "none", "time_hours": 0}
+    libs = LIBRARIES if v2 else None
     model_f = infer.folded(model)
     n = len(PERTS)
     refs = references(model, n)
@@ -113,30 +142,30 @@ def run_case(label, model, meta, genes, kinds, tmp, timing=False):
         path = runtime.export_model(model_f, kind, genes, meta, tmp / f"{label}-{kind}.safetensors")
         print(f"{label} {kind}: {path.stat().st_size / 1e6:.2f} MB", flush=True)
         ref_model = infer.dequantized(model_f, kind)
-        want = infer.predict_mean(ref_model, refs, PERTS)
+        want = infer.predict_mean(ref_model, refs, PERTS, library_sizes=libs)
         t0 = time.time()
-        got = runtime.predict(path, refs, genes, PERTS)
+        got = runtime.predict(path, refs, genes, PERTS, library_sizes=libs)
         t_grouped = time.time() - t0
         w = {}
         w["log_cpm"] = check("predicted log-CPM (6 calls)", got.log_cpm, want, TOL)
         w["lfc"] = check("LFC vs reference", got.log_fold_change, want - refs, TOL)
         check("sigma", got.sigma, np.broadcast_to(sigma_want, got.sigma.shape), SIGMA_TOL)
         # versus control: LFC against the model's own prediction for the control perturbation
-        gotc = runtime.predict(path, refs, genes, PERTS, versus="control")
-        ctrl = infer.predict_mean(ref_model, refs, [CONTROL] * n)
+        gotc = runtime.predict(path, refs, genes, PERTS, versus="control", library_sizes=libs)
+        ctrl = infer.predict_mean(ref_model, refs, [CONTROL] * n, library_sizes=libs)
         w["lfc_control"] = check("LFC vs control", gotc.log_fold_change, want - ctrl, TOL)
         check("predicted, versus control run", gotc.log_cpm, want, TOL)
         # the counterfactual mode (the CLI's default): the reference moved by the decoded change
         # from the control; its fold changes are against the reference, whatever `versus` says
-        gotx = runtime.predict(path, refs, genes, PERTS, mode="counterfactual")
+        gotx = runtime.predict(path, refs, genes, PERTS, mode="counterfactual", library_sizes=libs)
         want_x = np.maximum(0.0, refs + (want - ctrl))
         w["counterfactual"] = check("counterfactual log-CPM", gotx.log_cpm, want_x, TOL)
         check("counterfactual LFC", gotx.log_fold_change, want_x - refs, TOL)
-        gotxc = runtime.predict(path, refs, genes, PERTS, versus="control", mode="counterfactual")
+        gotxc = runtime.predict(path, refs, genes, PERTS, versus="control", mode="counterfactual", library_sizes=libs)
         assert np.array_equal(gotxc.log_fold_change, gotx.log_fold_change), "counterfactual: versus control"
         w["sampled_counterfactual"] = check_sampled_counterfactual(path, ref_model, refs, genes)
         # one reference: the CLI's single-sample column layout
-        one = runtime.predict(path, refs[:1], genes, PERTS[:1])
+        one = runtime.predict(path, refs[:1], genes, PERTS[:1], library_sizes=None if libs is None else libs[:1])
         check("one reference", one.log_cpm, want[:1], TOL)
         if timing:
             same = [PERTS[0]]
@@ -156,7 +185,7 @@ def check_sampled_counterfactual(path, ref_model, refs, genes, seed=42, draw=2):
     """infer.golden_case (what tests/golden holds for the counterfactual mode) against the CLI's
     sampled draws: the same draw of the technical and biological latents for the perturbation and
     the control, the control's perturbation latent drawn as one more perturbation (prior row 1)."""
-    pert = {"perturbation": "dexamethasone", "time_hours": 18}
+    pert = next(p for p in PERTS if p["perturbation"] == "dexamethasone")
     case, _ = infer.golden_case(ref_model, refs[0], ["technical", "biological"], {}, {}, pert, "sample",
                                 seed=seed, sample_index=draw, control_md=CONTROL)
     worst = 0.0
@@ -166,7 +195,8 @@ def check_sampled_counterfactual(path, ref_model, refs, genes, seed=42, draw=2):
         for mode, key in [("counterfactual", "log_cpm"), ("decoded", "decoded_log_cpm")]:
             cmd = [str(runtime.binary()), "predict", "--model", str(path), "--sample", str(sample),
                    "--values", "log-cpm", "--backend", "cpu", "--mode", mode, "-p", pert["perturbation"],
-                   "--set", f"perturbation={pert['perturbation']}", "--set", f"time_hours={pert['time_hours']}",
+                   "--set", f"perturbation={pert['perturbation']}"] + \
+                [a for k, v in pert.items() if k != "perturbation" for a in ("--set", f"{k}={v}")] + [
                    "--num-samples", str(draw + 1), "--seed", str(seed), "--top", "0", "-o", str(result)]
             subprocess.run(cmd, check=True, capture_output=True, text=True)
             df = pd.read_csv(result, sep="\t", keep_default_na=False)
@@ -212,10 +242,14 @@ def main():
         worst, refs, path = run_case("shipped-size", model, meta, genes, ["q8_0", "q4_0", "f32"], tmp, timing=True)
         print("refusals (shipped-size f32 file)", flush=True)
         check_refusals(path, refs, genes)
-        tiny = random_model(96, meta, latent={"technical": 4, "biological": 6, "perturbation": 5},
-                            enc={"hidden": 64, "ff": 96, "blocks": 1}, dec={"hidden": 32, "ff": 64, "blocks": 2},
-                            prior={"hidden": 32, "ff": 32, "blocks": 1}, seed=3)
-        run_case("tiny", tiny, meta, synthetic_genes(96), ["q8_0", "q4_0"], tmp)
+        small = dict(latent={"technical": 4, "biological": 6, "perturbation": 5},
+                     enc={"hidden": 64, "ff": 96, "blocks": 1}, dec={"hidden": 32, "ff": 64, "blocks": 2},
+                     prior={"hidden": 32, "ff": 32, "blocks": 1})
+        run_case("tiny", random_model(96, meta, seed=3, **small), meta, synthetic_genes(96), ["q8_0", "q4_0"], tmp)
+        # format 1 files (no covariates, no perturbation path) still run as before
+        v1_meta = meta[meta.dataset != "glioblastoma"]
+        run_case("tiny format 1", random_model(96, meta, seed=4, format_version=1, **small), v1_meta,
+                 synthetic_genes(96), ["q8_0", "f32"], tmp)
     print("summary (max |runtime - PyTorch dequantized|, shipped sizes):")
     for kind, w in worst.items():
         print(f"  {kind}: " + ", ".join(f"{k} {v:.2e}" for k, v in w.items()))

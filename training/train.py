@@ -9,6 +9,7 @@ Loss = masked Normal NLL of y (learned per-gene variance, genes y's platform doe
 left out) + beta * [KL(q(z_tech|x) || p(z_tech|tech(x))) + KL(q(z_bio|x) || p(z_bio|bio(x)))]
 + beta_pert * KL(p(z_pert|pert(y)) || N(0, I)).
 """
+import functools
 import json
 import math
 import os
@@ -25,15 +26,40 @@ from .model import GROUPS, PriorSpec, RefcastVAE, kl_normal
 N_FOLDS = 7
 TECH_FIELDS = ["platform", "study"]
 BIO_FIELDS = ["cell_type", "tissue"]   # cell line / subject identity is left to the encoder
-PERT_FIELDS = ["perturbation"]
-DATASET_WEIGHTS = {"kang": 0.4, "flu": 0.3, "vaccine": 0.15, "airway": 0.15}
+PERT_FIELDS = ["perturbation", "perturbation_class"]
+# Numeric prior fields and encoder covariates, log1p z-scored over the training units that have them.
+TECH_NUMERIC = ["library_size"]        # sequencing depth; 0 (arrays, TPM) counts as missing
+PERT_NUMERIC = ["time_hours", "dose_um"]
+COVARIATES = ["library_size"]
+NUMERIC_RANGE = {"time_hours": (0.0, 720.0, "h"), "dose_um": (0.0, 1e4, "µM"), "library_size": (0.0, 1e12, "reads")}
+# Datasets whose subjects (donors, patients, cell lines) the evaluation folds hold out, subject with
+# sorted index i in fold i % N_FOLDS; Kang holds out one cell type's stimulated cells per fold.
+SUBJECT_FOLD_DATASETS = ["flu", "vaccine", "airway", "tcell", "macrophage", "glioblastoma"]
+# Share of each training batch drawn from a dataset (renormalised over the datasets present).
+DATASET_WEIGHTS = {"kang": 0.2, "flu": 0.12, "vaccine": 0.08, "airway": 0.08, "tcell": 0.1, "macrophage": 0.1,
+                   "l1000": 0.08, "tggates": 0.08, "glioblastoma": 0.06, "mait": 0.04, "hsmm": 0.06}
+# interaction: weight of the penalty on the decoder trunk's own perturbation effect (format 2), which
+# leaves a perturbation's main effect to the context-free linear path. Fixed in the code (0.1: a
+# tenth of the likelihood's scale, so context-specific responses stay possible), not tuned.
 HP = dict(batch=64, lr=1e-3, weight_decay=1e-4, beta=float(os.environ.get("REFCAST_BETA", 1.0)), beta_pert=0.1, warmup=0.2,
+          interaction=0.1,
           steps_final=int(os.environ.get("REFCAST_STEPS_FINAL", 3000)),
           steps_fold=int(os.environ.get("REFCAST_STEPS_FOLD", 1500)))
 
 
 # ------------------------------------------------------------------ data
+_SCALES = {"flu": "log2_array", "vaccine": "log2_array"}
+
+
+def scale(dataset):
+    """A dataset's expression scale: "log1p_cpm", "log1p_tpm" or "log2_array" (prepared/datasets.json)."""
+    return _SCALES.get(dataset, "log1p_cpm")
+
+
 def load():
+    p = C.PREPARED / "datasets.json"
+    if p.exists():
+        _SCALES.update({k: v["scale"] for k, v in json.load(open(p)).items()})
     d = np.load(C.PREPARED / "units.npz")
     meta = pd.read_csv(C.PREPARED / "units.csv", keep_default_na=False)
     genes = json.load(open(C.PREPARED / "genes.json"))
@@ -41,24 +67,57 @@ def load():
     return d["X"], d["masks"], [str(s) for s in d["datasets"]], meta, genes, kang
 
 
+def numeric_spec(meta, name, positive_only=False):
+    """log1p z-score of a numeric field over the units that have it (library size: those with counts)."""
+    v = meta[name].values.astype(float)
+    if positive_only:
+        v = v[v > 0]
+    lv = np.log1p(v)
+    lo, hi, unit = NUMERIC_RANGE[name]
+    return {"name": name, "transform": "log1p_zscore", "mean": float(lv.mean()), "std": float(max(lv.std(), 1e-3)),
+            "min": lo, "max": hi, "unit": unit}
+
+
+def vocabulary(meta, col, first=()):
+    """A categorical prior field: "unknown", then `first`, then the other values sorted."""
+    vals = [v for v in first if v in set(meta[col])] + sorted(set(meta[col]) - set(first) - {"unknown"})
+    return {"name": col, "values": ["unknown"] + vals}
+
+
 def build_specs(meta):
-    def vocab(col, first=()):
-        vals = [v for v in first if v in set(meta[col])] + sorted(set(meta[col]) - set(first) - {"unknown"})
-        return {"name": col, "values": ["unknown"] + vals}
-    lt = np.log1p(meta.time_hours.values.astype(float))
+    vocab = functools.partial(vocabulary, meta)
     return {
-        "technical": PriorSpec([vocab(c) for c in TECH_FIELDS], []),
+        "technical": PriorSpec([vocab(c) for c in TECH_FIELDS], [numeric_spec(meta, n, True) for n in TECH_NUMERIC]),
         "biological": PriorSpec([vocab(c) for c in BIO_FIELDS], []),
-        "perturbation": PriorSpec([vocab("perturbation", first=["none"])],
-                                  [{"name": "time_hours", "transform": "log1p_zscore",
-                                    "mean": float(lt.mean()), "std": float(lt.std()),
-                                    "min": 0.0, "max": 168.0, "unit": "h"}]),
+        "perturbation": PriorSpec([vocab(c, first=["none"]) for c in PERT_FIELDS],
+                                  [numeric_spec(meta, n) for n in PERT_NUMERIC]),
     }
 
 
+def build_specs_v1(meta):
+    """The priors of a format 1 model (no depth, no class, no dose), for tests of older files."""
+    vocab = functools.partial(vocabulary, meta)
+    lt = np.log1p(meta.time_hours.values.astype(float))
+    return {"technical": PriorSpec([vocab(c) for c in TECH_FIELDS], []),
+            "biological": PriorSpec([vocab(c) for c in BIO_FIELDS], []),
+            "perturbation": PriorSpec([vocab("perturbation", first=["none"])],
+                                      [{"name": "time_hours", "transform": "log1p_zscore", "mean": float(lt.mean()),
+                                        "std": float(lt.std()), "min": 0.0, "max": 168.0, "unit": "h"}])}
+
+
+def build_covariates(meta):
+    return [numeric_spec(meta, n, True) for n in COVARIATES]
+
+
+# The control state every perturbation is measured against (the decoder trunk's reference point).
+CONTROL = {"perturbation": "none", "perturbation_class": "none", "time_hours": 0.0, "dose_um": 0.0}
+
+
 def fields(meta_rows, group):
-    names = {"technical": TECH_FIELDS, "biological": BIO_FIELDS, "perturbation": PERT_FIELDS + ["time_hours"]}[group]
-    return [{n: r[n] for n in names} for r in meta_rows]
+    names = {"technical": TECH_FIELDS + TECH_NUMERIC, "biological": BIO_FIELDS,
+             "perturbation": PERT_FIELDS + PERT_NUMERIC, "covariates": COVARIATES}[group]
+    # a library size of 0 marks a unit without counts: missing, so it enters as the training mean
+    return [{n: (None if n == "library_size" and not r[n] > 0 else r[n]) for n in names} for r in meta_rows]
 
 
 def eval_types(kang):
@@ -87,7 +146,10 @@ def heldout_mask(meta, kang, fold):
     Kang (scGen protocol): the stimulated cells of cell type eval_types[fold]; its control cells stay.
     flu / vaccine: all samples of the subjects with (sorted index % N_FOLDS) == fold.
     airway: both samples of cell line sorted_lines[fold] (folds 0-3).
+    tcell / macrophage / glioblastoma: all units of the donors (patients) with sorted index % N_FOLDS == fold.
     "study:<id>": every unit of that study (leave-one-study-out), nothing else.
+    The other datasets (L1000, TG-GATEs, MAIT, HSMM: one donor or one cell line each) are training data
+    in every fold.
     """
     if fold is None:
         return np.zeros(len(meta), dtype=bool)
@@ -98,13 +160,10 @@ def heldout_mask(meta, kang, fold):
     if fold < len(types):
         m |= (meta.dataset == "kang").values & (meta.cell_type == types[fold]).values & \
              (meta.perturbation != "none").values
-    for ds in ["flu", "vaccine"]:
+    for ds in SUBJECT_FOLD_DATASETS:
         subs = sorted(set(meta.subject[meta.dataset == ds]))
         out = {s for i, s in enumerate(subs) if i % N_FOLDS == fold}
         m |= (meta.dataset == ds).values & meta.subject.isin(out).values
-    lines = sorted(set(meta.cell_line[meta.dataset == "airway"]))
-    if fold < len(lines):
-        m |= (meta.dataset == "airway").values & (meta.cell_line == lines[fold]).values
     return m
 
 
@@ -116,7 +175,7 @@ def gene_stats(X, masks, ds_idx, datasets, train):
     for i in range(len(datasets)):
         sel = train & (ds_idx == i)
         means[i] = X[sel].mean(0) if sel.any() else 0
-    count = np.array([d in ("kang", "airway") for d in datasets])
+    count = np.array([scale(d) != "log2_array" for d in datasets])
     gm = np.zeros(G)
     for g in range(G):
         meas = masks[:, g]
@@ -132,8 +191,8 @@ def fill(X, masks, ds_idx, gene_mean):
 
 
 # ------------------------------------------------------------------ training
-def new_model(specs, n_datasets=0):
-    return RefcastVAE(C.N_GENES, C.LATENT, C.ENC, C.DEC, C.PRIOR, specs, n_datasets)
+def new_model(specs, n_datasets=0, covariates=None):
+    return RefcastVAE(C.N_GENES, C.LATENT, C.ENC, C.DEC, C.PRIOR, specs, n_datasets, covariates)
 
 
 def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=250, tag=""):
@@ -141,7 +200,7 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
     rng = np.random.default_rng(seed)
     ds_idx = meta.dataset_idx.values
     gm, mu, sd = gene_stats(X, masks, ds_idx, datasets, train)
-    model = new_model(specs, len(datasets))
+    model = new_model(specs, len(datasets), build_covariates(meta[train]))
     model.gene_mean.copy_(torch.from_numpy(gm))
     model.in_mean.copy_(torch.from_numpy(mu))
     model.in_std.copy_(torch.from_numpy(sd))
@@ -153,9 +212,11 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
     dsi = torch.from_numpy(ds_idx.astype(np.int64))
     rows = meta.to_dict(orient="records")
     pin = {g: torch.from_numpy(specs[g].encode(fields(rows, g))) for g in GROUPS}
+    cov = torch.from_numpy(model.covariates.encode(fields(rows, "covariates")))
+    control = torch.from_numpy(specs["perturbation"].encode(fields([CONTROL], "perturbation")))
     # sampling tables
     by_ds = {d: np.where(train & (meta.dataset == d).values)[0] for d in datasets}
-    w = np.array([DATASET_WEIGHTS[d] if len(by_ds[d]) else 0 for d in datasets])
+    w = np.array([DATASET_WEIGHTS.get(d, 0.05) if len(by_ds[d]) else 0 for d in datasets])
     w = w / w.sum()
     ctx = meta.context.values
     by_ctx = {}
@@ -174,7 +235,7 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
         y = np.array([rng.choice(by_ds[datasets[d]]) for d in dsel])
         x = np.array([rng.choice(by_ctx[ctx[i]]) for i in y])
         xt, yt, mt = Xf[x], Xt[y], Mt[y]
-        mu_q, lv_q = model.encode(xt)
+        mu_q, lv_q = model.encode(xt, cov[x])
         Dt = C.LATENT["technical"]
         mu_t, lv_t = model.prior_params("technical", pin["technical"][x])
         mu_b, lv_b = model.prior_params("biological", pin["biological"][x])
@@ -182,14 +243,18 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
         lv_q = lv_q.clamp(-12, 6)
         z_tb = mu_q + torch.randn_like(mu_q) * (0.5 * lv_q).exp()
         z_p = mu_p + torch.randn_like(mu_p) * (0.5 * lv_p.clamp(-12, 6)).exp()
-        out = model.decode(torch.cat([z_tb, z_p], 1))
+        out, trunk = model.decode_parts(torch.cat([z_tb, z_p], 1))
+        # the trunk's own perturbation effect, against the same latents with the control's z_pert
+        mu_c, _ = model.prior_params("perturbation", control)
+        _, trunk_c = model.decode_parts(torch.cat([z_tb, mu_c.expand(B, -1)], 1))
+        inter = ((trunk - trunk_c) ** 2 * mt).sum(1)
         lv = model.train_logvar.clamp(-7.0, 3.0)[dsi[y]]
         nll = (0.5 * (lv + (yt - out) ** 2 / lv.exp()) * mt).sum(1)
         kl = kl_normal(mu_q[:, :Dt], lv_q[:, :Dt], mu_t, lv_t.clamp(-12, 6)) + \
             kl_normal(mu_q[:, Dt:], lv_q[:, Dt:], mu_b, lv_b.clamp(-12, 6))
         klp = kl_normal(mu_p, lv_p.clamp(-12, 6), torch.zeros_like(mu_p), torch.zeros_like(lv_p))
         beta = HP["beta"] * min(1.0, step / max(1, HP["warmup"] * steps))
-        loss = (nll + beta * kl + HP["beta_pert"] * klp).mean()
+        loss = (nll + beta * kl + HP["beta_pert"] * klp + HP["interaction"] * inter).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -198,7 +263,7 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
         if (step + 1) % log_every == 0 or step == 0:
             mse = (((yt - out) ** 2) * mt).sum() / mt.sum()
             print(f"train{tag}: step {step + 1}/{steps} loss {loss.item():.1f} nll {nll.mean().item():.1f} "
-                  f"kl {kl.mean().item():.1f} klp {klp.mean().item():.1f} mse {mse.item():.4f} "
+                  f"kl {kl.mean().item():.1f} klp {klp.mean().item():.1f} inter {inter.mean().item():.1f} mse {mse.item():.4f} "
                   f"({time.time() - t0:.0f} s)", flush=True)
     model.eval()
     with torch.no_grad():   # exported per-gene log variance: mean over the datasets measuring the gene
@@ -210,13 +275,14 @@ def train_model(X, masks, datasets, meta, specs, train, steps, seed, log_every=2
 
 def save(model, path):
     state = {k: v for k, v in model.state_dict().items() if k != "train_logvar"}
-    torch.save({"state": state, "specs": {g: model.specs[g].to_json() for g in GROUPS}}, path)
+    torch.save({"state": state, "specs": {g: model.specs[g].to_json() for g in GROUPS},
+                "covariates": model.covariates.numeric}, path)
 
 
 def load_model(path):
     ck = torch.load(path, weights_only=False)
     specs = {g: PriorSpec(**ck["specs"][g]) for g in GROUPS}
-    m = new_model(specs)
+    m = new_model(specs, covariates=ck.get("covariates"))
     m.load_state_dict(ck["state"])
     m.eval()
     return m
