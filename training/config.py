@@ -45,20 +45,21 @@ SOURCES = {
         "kind": "apt", "spec": "r-bioc-genelendatabase=1.34.0-1", "file": "r-bioc-genelendatabase_1.34.0-1_all.deb",
         "sha256": "7385259e2944e35ac537f618851d9a6331b85638c3199f16f43f1f88108ecb00",
         "members": ["./usr/lib/R/site-library/geneLenDataBase/data/hg19.ensGene.LENGTH.RData"],
-        "evaluation_only": True,   # not training data: not listed in a model's provenance
         "name": "geneLenDataBase: UCSC hg19 ensGene transcript -> gene table (Ensembl transcript ids of the "
-                "external Alasoo 2018 dataset; org.Hs.eg.db alone maps 12-22 % of its reads). 100.5 MB download",
+                "Alasoo 2018 macrophages; org.Hs.eg.db alone maps 12-22 % of their reads). 100.5 MB download",
     },
     "decoupler": {
         "kind": "apt", "spec": "r-bioc-decoupler=2.4.0+dfsg-1", "file": "r-bioc-decoupler_2.4.0+dfsg-1_all.deb",
         "sha256": "d1e196deae02474f1db371cf0dcdb9efd6d835a0bc4e0eb513f51c12703c6d73",
         "members": ["./usr/lib/R/site-library/decoupleR/extdata/bk_data.rds"],
+        "evaluation_only": True,   # calibration data, never trained on: not in a model's provenance
         "name": "PANC-1 FOXA2 knockout vs wild type, 3 + 3 bulk RNA-seq (decoupleR example data; calibration only)",
     },
     "goseq": {
         "kind": "apt", "spec": "r-bioc-goseq=1.50.0-1", "file": "r-bioc-goseq_1.50.0-1_all.deb",
         "sha256": "c5dd01aadd517226249eee8e8dc69fe5a3ab6aa4a8b8f99e74baab606995a053",
         "members": ["./usr/lib/R/site-library/goseq/extdata/Li_sum.txt"],
+        "evaluation_only": True,   # calibration data, never trained on: not in a model's provenance
         "name": "LNCaP androgen vs mock, raw counts per lane, Li 2008 PNAS (goseq example data; calibration only)",
     },
     "hsmm": {
@@ -211,9 +212,11 @@ HSMM = EXTRACT / "usr/lib/R/site-library/HSMMSingleCell/data"
 PANC1 = EXTRACT / "usr/lib/R/site-library/decoupleR/extdata/bk_data.rds"
 LNCAP = EXTRACT / "usr/lib/R/site-library/goseq/extdata/Li_sum.txt"
 
-# Model sizes.
-N_GENES = 8192
-LATENT = {"technical": 8, "biological": 24, "perturbation": 16}
-ENC = {"hidden": 512, "ff": 1024, "blocks": 2}
-DEC = {"hidden": 512, "ff": 1024, "blocks": 2}
+# Model sizes. 15,360 genes (a multiple of 32: every weight over genes quantizes in whole blocks);
+# hidden 448 keeps the Q4_0 file within 12 MB at that width; Dp = 32 gives the many perturbations
+# of the wider corpus room, and makes decoder.perturbation [G, 32] quantizable.
+N_GENES = 15360
+LATENT = {"technical": 8, "biological": 24, "perturbation": 32}
+ENC = {"hidden": 448, "ff": 896, "blocks": 2}
+DEC = {"hidden": 448, "ff": 896, "blocks": 2}
 PRIOR = {"hidden": 128, "ff": 256, "blocks": 1}
