@@ -83,6 +83,7 @@ fn references(spec: &Spec, genes: usize) -> Vec<Reference> {
             name: format!("ref{i}"),
             log_cpm: row.to_vec(),
             library_size: spec.library_size,
+            from_counts: false,
             measured: vec![true; genes],
             report: MatchReport { matched: genes, ..Default::default() },
         })
@@ -119,7 +120,7 @@ fn call<B: Backend>(s: &mut Session<B>, refs: &[Reference], job: &Prepared, want
         Prepared::Screen(list) => {
             let context = Metadata::new();
             let screen = s.screen_against(&refs[0], &context, Some(list), None, Baseline::Reference, PredictionMode::Decoded);
-            let hits = pollster::block_on(screen).expect("screen");
+            let hits = pollster::block_on(screen).expect("screen").hits;
             assert_eq!(hits.len(), list.len());
             (hits.len(), None)
         }

@@ -4,6 +4,7 @@
 //! [`backend`] (CPU twin and wgpu/WGSL) → front ends (the Rust API in [`session`], the CLI, wasm).
 
 pub mod backend;
+pub mod familiarity;
 pub mod format;
 pub mod metadata;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod session;
 pub mod wasm;
 
 pub use backend::{Backend, BackendKind, CpuBackend};
+pub use familiarity::Familiarity;
 pub use format::{Group, Metadata, ModelConfig, ModelFile, Value};
 pub use sample::{Reference, SampleTable, ValueKind};
-pub use session::{Baseline, Prediction, PredictionMode, Request, Sampling, ScreenHit, Session, Signature};
+pub use session::{Baseline, Prediction, PredictionMode, Request, Sampling, Screen, ScreenHit, Session, Signature};

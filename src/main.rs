@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use refcast::backend::{Backend, BackendKind, CpuBackend, GpuBackend};
 use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, Value, checksum};
 use refcast::sample::{MAX_SAMPLE_BYTES, SampleTable, ValueKind};
+use refcast::Familiarity;
 use refcast::session::{Baseline, Prediction, PredictionMode, Request, Sampling, Session, Signature};
 
 /// The model shipped in the repository.
@@ -92,6 +93,11 @@ struct Common {
     /// counterfactual mode your sample is the control: both give predicted − reference.
     #[arg(long, default_value = "reference", value_name = "reference|control")]
     versus: Baseline,
+    /// Write how familiar each sample is to the model as TSV here: reference,
+    /// reconstruction_r2, nearest_context, distance, outside (NA where the model has no
+    /// familiarity calibration).
+    #[arg(long, value_name = "FILE")]
+    familiarity: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -267,6 +273,24 @@ fn info(file: &ModelFile, path: &Path) -> Result<()> {
             writeln!(out, "  {:<14}number in [{}, {}] {unit}", f.name, f.min, f.max)?;
         }
     }
+    if !c.covariates.is_empty() {
+        writeln!(out, "\nencoder covariates (from the sample; a log-CPM sample enters at the training mean)")?;
+        for f in &c.covariates {
+            let unit = f.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+            writeln!(out, "  {:<14}the sample's sum of counts, as the {}; trained on [{}, {}]{unit}", f.name, f.transform.describe(), f.min, f.max)?;
+        }
+    }
+    match &c.familiarity {
+        Some(cal) => {
+            writeln!(out, "\nfamiliarity   {} training contexts; a sample is flagged as unlike the training data when its", cal.centroids.len())?;
+            writeln!(out, "              encoding is farther than {} from every context's centroid, or when the model", cal.max_distance)?;
+            writeln!(out, "              reconstructs less than {:.0} % of its profile (R²)", 100.0 * cal.min_reconstruction_r2)?;
+            if !cal.calibration.trim().is_empty() {
+                writeln!(out, "              calibration: {}", cal.calibration.trim().replace('\n', "\n              "))?;
+            }
+        }
+        None => writeln!(out, "\nfamiliarity   not calibrated (only how well the model reconstructs a sample is reported)")?,
+    }
     for (title, list) in [("perturbations", &c.perturbations), ("contexts", &c.contexts)] {
         writeln!(out, "\n{title} ({})", list.len())?;
         let width = list.iter().map(|n| n.name.chars().count()).max().unwrap_or(0) + 2;
@@ -387,10 +411,14 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
         req.mode = args.common.mode;
         let t = Instant::now();
         let pred = session.predict(&req).await?;
+        progress.suspend(|| pred.familiarity.iter().for_each(report_familiarity));
         results.push((reference, pred, t.elapsed()));
         progress.inc(1);
     }
     progress.finish_and_clear();
+    if let Some(path) = &args.common.familiarity {
+        write_familiarity(path, results.iter().flat_map(|(_, pred, _)| &pred.familiarity))?;
+    }
 
     let genes = &cfg.genes;
     let many = results.len() > 1 || perts.len() > 1 || args.num_samples.is_some();
@@ -438,6 +466,35 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
     Ok(())
 }
 
+/// One line per sample on standard error: a warning when it lies outside what the model was
+/// trained on.
+fn report_familiarity(f: &Familiarity) {
+    match f.outside {
+        Some(true) => eprintln!("warning: {}", f.summary()),
+        _ => eprintln!("refcast: {}", f.summary()),
+    }
+}
+
+/// The familiarity of each sample as TSV.
+fn write_familiarity<'a>(path: &Path, list: impl IntoIterator<Item = &'a Familiarity>) -> Result<()> {
+    write_atomically(path, |w| {
+        writeln!(w, "reference\treconstruction_r2\tnearest_context\tdistance\toutside")?;
+        for f in list {
+            let or_na = |v: Option<String>| v.unwrap_or_else(|| "NA".to_string());
+            writeln!(
+                w,
+                "{}\t{:.4}\t{}\t{}\t{}",
+                f.reference,
+                f.reconstruction_r2,
+                or_na(f.nearest_context.clone()),
+                or_na(f.distance.map(|d| format!("{d:.4}"))),
+                or_na(f.outside.map(|o| o.to_string()))
+            )?;
+        }
+        Ok(())
+    })
+}
+
 /// Top genes per direction for each perturbation, on standard error.
 fn summarise(cfg: &refcast::ModelConfig, reference: &refcast::Reference, pred: &Prediction, perts: &[(String, Metadata)], top: usize, elapsed: std::time::Duration) {
     let lfc = pred.log_fold_change.as_ref().expect("references give fold changes");
@@ -472,8 +529,13 @@ async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Resul
         }
     };
     let t = Instant::now();
-    let hits = session.screen_against(&reference, &context, None, signature.as_ref(), args.common.versus, args.common.mode).await?;
+    let screen = session.screen_against(&reference, &context, None, signature.as_ref(), args.common.versus, args.common.mode).await?;
     let elapsed = t.elapsed();
+    screen.familiarity.iter().for_each(report_familiarity);
+    if let Some(path) = &args.common.familiarity {
+        write_familiarity(path, &screen.familiarity)?;
+    }
+    let hits = &screen.hits;
     let mut out = std::io::stdout().lock();
     writeln!(out, "rank\tperturbation\tscore\teffect_size\treversal\ttop_up\ttop_down")?;
     for (i, h) in hits.iter().take(args.top).enumerate() {

@@ -3,7 +3,8 @@
 //! are errors that suggest the nearest known names; a field left out means "unknown".
 
 use crate::error::{Error, Result};
-use crate::format::{Group, Metadata, ModelConfig, PriorSpec, Value};
+use crate::format::{Group, LIBRARY_SIZE, Metadata, ModelConfig, NumericField, PriorSpec, Value};
+use crate::sample::Reference;
 
 /// Prior-network inputs for a batch of rows of one group.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -68,13 +69,7 @@ pub fn encode(spec: &PriorSpec, group: Group, rows: &[&Metadata]) -> Result<Prio
                 None => 0.0,
                 Some(Value::Number(n)) => {
                     if !n.is_finite() || *n < field.min || *n > field.max {
-                        return Err(Error::Metadata(format!(
-                            "{} = {n} is outside the range the model was trained on, [{}, {}]{}",
-                            field.name,
-                            field.min,
-                            field.max,
-                            field.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default()
-                        )));
+                        return Err(Error::Metadata(outside_training_range(field, *n)));
                     }
                     field.transform(*n)
                 }
@@ -90,6 +85,42 @@ pub fn encode(spec: &PriorSpec, group: Group, rows: &[&Metadata]) -> Result<Prio
         }
     }
     Ok(out)
+}
+
+/// The encoder's covariates (format 2) of each reference, `[references, covariates]`: the
+/// transformed value, or 0 (the training mean, as for a missing numeric prior field) where the
+/// reference does not give one — a log-CPM sample has no library size. Empty in format 1.
+pub fn covariates(config: &ModelConfig, references: &[Reference]) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(references.len() * config.covariates.len());
+    for r in references {
+        for field in &config.covariates {
+            debug_assert_eq!(field.name, LIBRARY_SIZE, "the format checks that covariates are known");
+            out.push(match r.sequencing_depth() {
+                None => 0.0,
+                Some(depth) if (field.min..=field.max).contains(&(depth as f64)) => field.transform(depth as f64),
+                Some(depth) => {
+                    return Err(Error::Sample(format!("sample '{}': {}", r.name, outside_training_range(field, depth as f64))));
+                }
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn outside_training_range(field: &NumericField, v: f64) -> String {
+    let unit = field.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+    format!("{} = {v} is outside the range the model was trained on, [{}, {}]{unit}", field.name, field.min, field.max)
+}
+
+/// The technical prior's context for a reference of known `depth` (or a prompt-only request's
+/// library size): `library_size` is filled in when the prior has that field and the context does
+/// not set it, so the prior sees the sequencing depth the prediction is for.
+pub fn with_depth(config: &ModelConfig, context: &Metadata, depth: Option<f32>) -> Metadata {
+    let mut m = context.clone();
+    if let Some(depth) = depth.filter(|_| config.priors.technical.has_field(LIBRARY_SIZE)) {
+        m.entry(LIBRARY_SIZE.to_string()).or_insert(Value::Number(depth as f64));
+    }
+    m
 }
 
 /// " (did you mean 'X'?)" for the closest name by edit distance, when one is close.

@@ -2,7 +2,7 @@
 //! decoder, each a residual pre-LayerNorm MLP trunk, uploaded once to a backend.
 
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::{Group, ModelConfig, ModelFile};
 use crate::metadata::PriorInputs;
 use crate::ops::Activation;
@@ -41,6 +41,11 @@ pub struct Model<B: Backend> {
     encoder: Network<B>,
     decoder: Network<B>,
     priors: [Network<B>; 3],
+    /// Format 2: the encoder's covariate layer, added to its first hidden state.
+    covariate: Option<B::Linear>,
+    /// Format 2: the decoder's context-free perturbation path, `decoder.perturbation(z_pert)`
+    /// added to its output.
+    perturbation_path: Option<B::Linear>,
     activation: Activation,
     eps: f32,
     /// Per-gene σ of the Normal likelihood on log-CPM.
@@ -120,7 +125,14 @@ impl<B: Backend> Model<B> {
             l.network(&net, a.prior.blocks, input)
         };
         let priors = [prior(Group::Technical)?, prior(Group::Biological)?, prior(Group::Perturbation)?];
+        let (covariate, perturbation_path) = if file.config.format_version >= 2 {
+            (Some(l.linear("encoder.covariate")?), Some(l.linear("decoder.perturbation")?))
+        } else {
+            (None, None)
+        };
         Ok(Model {
+            covariate,
+            perturbation_path,
             sigma: file.vector("decoder.logvar").iter().map(|lv| (0.5 * lv).exp()).collect(),
             gene_mean: file.vector("input.gene_mean"),
             config: file.config.clone(),
@@ -136,10 +148,20 @@ impl<B: Backend> Model<B> {
         &self.config
     }
 
-    /// Encoder head `[rows, 2·(Dt+Db)]` for log-CPM `[rows, genes]`.
-    pub fn encode(&self, be: &mut B, log_cpm: &B::Tensor) -> Result<B::Tensor> {
+    /// Encoder head `[rows, 2·(Dt+Db)]` for log-CPM `[rows, genes]` and, in format 2, the
+    /// transformed covariates `[rows, covariates]` (`metadata::covariates`; empty in format 1).
+    pub fn encode(&self, be: &mut B, log_cpm: &B::Tensor, covariates: &[f32]) -> Result<B::Tensor> {
         let Input::Linear(input) = &self.encoder.input else { unreachable!("the encoder has a linear input") };
-        let h = be.linear(log_cpm, input)?;
+        let mut h = be.linear(log_cpm, input)?;
+        let (rows, width) = (be.shape(log_cpm).0, self.config.covariates.len());
+        if covariates.len() != rows * width {
+            return Err(Error::request(format!("{} covariate values for {rows} rows of {width} covariates", covariates.len())));
+        }
+        if let Some(layer) = &self.covariate {
+            let c = be.tensor(covariates, rows, width)?;
+            let c = be.linear(&c, layer)?;
+            h = be.add(&h, &c)?;
+        }
         self.trunk(be, &self.encoder, h)
     }
 
@@ -151,11 +173,20 @@ impl<B: Backend> Model<B> {
         self.trunk(be, net, h)
     }
 
-    /// Decoder mean log-CPM `[rows, genes]` for latents `[rows, Dt+Db+Dp]`.
+    /// Decoder mean log-CPM `[rows, genes]` for latents `[rows, Dt+Db+Dp]`: the trunk's output,
+    /// plus in format 2 the perturbation path on z_pert (the last Dp columns).
     pub fn decode(&self, be: &mut B, z: &B::Tensor) -> Result<B::Tensor> {
         let Input::Linear(input) = &self.decoder.input else { unreachable!("the decoder has a linear input") };
         let h = be.linear(z, input)?;
-        self.trunk(be, &self.decoder, h)
+        let out = self.trunk(be, &self.decoder, h)?;
+        let Some(path) = &self.perturbation_path else { return Ok(out) };
+        let lat = self.config.architecture.latent;
+        // assemble with empty first two parts and an identity index slices the z_pert columns.
+        let rows = be.shape(z).0 as u32;
+        let index: Vec<u32> = (0..rows).flat_map(|r| [r, r, r]).collect();
+        let z_pert = be.assemble([(z, 0, 0), (z, 0, 0), (z, lat.technical + lat.biological, lat.perturbation)], &index)?;
+        let p = be.linear(&z_pert, path)?;
+        be.add(&out, &p)
     }
 
     fn trunk(&self, be: &mut B, net: &Network<B>, mut h: B::Tensor) -> Result<B::Tensor> {

@@ -312,6 +312,8 @@ pub struct Reference {
     pub log_cpm: Vec<f32>,
     /// Sum of counts (for log-CPM input: 10⁶, so counts come out as CPM).
     pub library_size: f32,
+    /// Whether the sample gave counts, so that `library_size` is its sequencing depth.
+    pub from_counts: bool,
     /// Whether the sample measured each model gene.
     pub measured: Vec<bool>,
     pub report: MatchReport,
@@ -340,6 +342,12 @@ impl std::fmt::Display for MatchReport {
 }
 
 impl Reference {
+    /// The sample's sequencing depth (its library size) when it gave counts and the sum is a
+    /// finite number > 0; `None` for log-CPM input, whose depth is unknown.
+    pub fn sequencing_depth(&self) -> Option<f32> {
+        Some(self.library_size).filter(|l| self.from_counts && l.is_finite() && *l > 0.0)
+    }
+
     /// Column `s` of a table as a reference for a model with `index` and `gene_mean`.
     pub fn from_table(table: &SampleTable, s: usize, index: &GeneIndex, gene_mean: &[f32]) -> Result<Reference> {
         let Some(values) = table.values.get(s) else {
@@ -400,7 +408,8 @@ impl Reference {
                 MIN_MATCHED_FRACTION * 100.0
             )));
         }
-        Ok(Reference { name: table.samples[s].clone(), log_cpm, library_size: library_size as f32, measured, report })
+        let from_counts = table.kind == ValueKind::Counts;
+        Ok(Reference { name: table.samples[s].clone(), log_cpm, library_size: library_size as f32, from_counts, measured, report })
     }
 }
 

@@ -15,6 +15,7 @@
 
 use crate::backend::{Backend, CpuBackend};
 use crate::error::{Error, Result};
+use crate::familiarity::Familiarity;
 use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
 use crate::metadata;
 use crate::model::Model;
@@ -114,6 +115,16 @@ enum Output {
     Counterfactual(Metadata),
 }
 
+/// Where a request's decoded rows already hold the control row of each reference (the
+/// familiarity's reconstruction, with mean latents).
+#[derive(Clone, Copy)]
+enum ControlRow {
+    /// Counterfactual chunks decode it after their rows.
+    Appended,
+    /// The request's own perturbation at this position is the control.
+    Among(usize),
+}
+
 /// What a prediction's log fold changes are relative to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Baseline {
@@ -191,6 +202,10 @@ pub struct Prediction {
     pub latents: Vec<f32>,
     /// `[genes]` σ of the model's Normal likelihood on log-CPM.
     pub sigma: Vec<f32>,
+    /// One per reference of a request with references (none for prompt-only generation, or for
+    /// a model that lists no control perturbation): whether the reference resembles the
+    /// training data ([`Familiarity`]).
+    pub familiarity: Vec<Familiarity>,
 }
 
 impl Prediction {
@@ -219,6 +234,15 @@ pub struct ScreenHit {
     /// Genes with the largest predicted increase and decrease (gene index, log fold change).
     pub top_up: Vec<(usize, f32)>,
     pub top_down: Vec<(usize, f32)>,
+}
+
+/// A screen's ranking, and the familiarity of its reference.
+#[derive(Clone, Debug)]
+pub struct Screen {
+    /// Every perturbation screened, best score first.
+    pub hits: Vec<ScreenHit>,
+    /// One entry (the reference's), or none for a model without a control perturbation.
+    pub familiarity: Vec<Familiarity>,
 }
 
 /// A model loaded on a backend.
@@ -311,17 +335,20 @@ impl<B: Backend> Session<B> {
             out.rows.push(*row);
         }
         out.log_fold_change = Some(lfc);
+        out.familiarity = full.familiarity;
         Ok(out)
     }
 
     /// The model's control perturbation (its first known perturbation that is "none"), or an error
     /// that says what `needs` it and what to do instead.
     fn control(&self, needs: &str, instead: &str) -> Result<Metadata> {
-        let known = &self.model.config().perturbations;
-        let control = known.iter().find(|n| ModelConfig::is_control(n)).ok_or_else(|| {
+        self.control_metadata().ok_or_else(|| {
             Error::request(format!("{needs} a control among the model's perturbations; this model lists none ({instead})"))
-        })?;
-        Ok(control.metadata.clone())
+        })
+    }
+
+    fn control_metadata(&self) -> Option<Metadata> {
+        self.model.config().perturbations.iter().find(|n| ModelConfig::is_control(n)).map(|n| n.metadata.clone())
     }
 
     /// The forward pass of a request, with what `output` asks of the decoder's rows.
@@ -371,6 +398,20 @@ impl<B: Backend> Session<B> {
         }
         let empty = Metadata::new();
         let context = |b: usize| req.contexts.get(if req.contexts.len() == 1 { 0 } else { b }).unwrap_or(&empty);
+        // The technical prior sees the sequencing depth the prediction is for, when it has a
+        // library_size field the context leaves unset: the reference's, or the request's.
+        let technical_contexts: Vec<Metadata> = (0..b_n)
+            .map(|b| {
+                let depth = match req.references.get(b) {
+                    Some(r) => r.sequencing_depth(),
+                    None => Some(req.library_size),
+                };
+                metadata::with_depth(cfg, context(b), depth)
+            })
+            .collect();
+        let covariates = metadata::covariates(cfg, &req.references)?;
+        // Familiarity needs each reference's encoder μ and its decoded profile under the control.
+        let familiarity_control = if req.references.is_empty() { None } else { self.control_metadata() };
         let noise = req.sampling.noise();
         let be = &mut self.backend;
 
@@ -382,23 +423,30 @@ impl<B: Backend> Session<B> {
             Some(be.tensor_owned(x, b_n, genes)?)
         };
         // Technical and biological latents: from the encoder or from their priors, [S·B, ·].
-        let enc_z = if req.condition_on.is_empty() {
-            None
-        } else {
-            let x = x.as_ref().expect("conditioning was checked to have references");
-            let head = self.model.encode(be, x)?;
-            let streams = Streams { latent: lat.technical + lat.biological, split: lat.technical, lo: 0, hi: 1 };
-            Some(be.reparameterize(&head, streams, noise, s_n)?)
+        let mut head = match &x {
+            Some(x) if !req.condition_on.is_empty() || familiarity_control.is_some() => Some(self.model.encode(be, x, &covariates)?),
+            _ => None,
         };
-        let prior_z = |be: &mut B, g: Group, rows: Vec<&Metadata>| -> Result<B::Tensor> {
-            let inputs = metadata::encode(cfg.priors.of(g), g, &rows)?;
-            let head = self.model.prior(be, g, &inputs)?;
-            be.reparameterize(&head, Streams::single(lat.of(g), g.stream()), noise, s_n)
+        let encoder_streams = Streams { latent: lat.technical + lat.biological, split: lat.technical, lo: 0, hi: 1 };
+        let enc_z = match &head {
+            Some(head) if !req.condition_on.is_empty() => Some(be.reparameterize(head, encoder_streams, noise, s_n)?),
+            _ => None,
         };
+        let prior_head = |be: &mut B, g: Group, rows: &[&Metadata]| -> Result<B::Tensor> {
+            let inputs = metadata::encode(cfg.priors.of(g), g, rows)?;
+            self.model.prior(be, g, &inputs)
+        };
+        // (group, prior head, latents) of the groups not conditioned on.
         let mut own = Vec::new();
         for g in [Group::Technical, Group::Biological] {
             if !req.condition_on.contains(&g) {
-                own.push((g, prior_z(be, g, (0..b_n).map(context).collect())?));
+                let rows: Vec<&Metadata> = match g {
+                    Group::Technical => technical_contexts.iter().collect(),
+                    _ => (0..b_n).map(context).collect(),
+                };
+                let head = prior_head(be, g, &rows)?;
+                let z = be.reparameterize(&head, Streams::single(lat.of(g), g.stream()), noise, s_n)?;
+                own.push((g, head, z));
             }
         }
         // The counterfactual's control is one more row of the perturbation prior, after the
@@ -409,10 +457,12 @@ impl<B: Backend> Session<B> {
         };
         let pert_rows: Vec<&Metadata> = req.perturbations.iter().chain(control).collect();
         let pz_n = pert_rows.len();
-        let pert_z = prior_z(be, Group::Perturbation, pert_rows)?;
+        let pert_head = prior_head(be, Group::Perturbation, &pert_rows)?;
+        let pert_streams = Streams::single(lat.perturbation, Group::Perturbation.stream());
+        let pert_z = be.reparameterize(&pert_head, pert_streams, noise, s_n)?;
         let source = |g: Group| -> (&B::Tensor, usize, usize) {
-            match own.iter().find(|(h, _)| *h == g) {
-                Some((_, t)) => (t, 0, lat.of(g)),
+            match own.iter().find(|(h, _, _)| *h == g) {
+                Some((_, _, z)) => (z, 0, lat.of(g)),
                 None => {
                     let z = enc_z.as_ref().expect("conditioned groups have encoder latents");
                     (z, if g == Group::Technical { 0 } else { lat.technical }, lat.of(g))
@@ -420,6 +470,15 @@ impl<B: Backend> Session<B> {
             }
         };
         let parts = [source(Group::Technical), source(Group::Biological), (&pert_z, 0, lat.perturbation)];
+        // With mean latents, a decoded control row of (sample 0, reference b) is the reference's
+        // reconstruction: read it from the chunks rather than decode it again.
+        let reused_control = match (&familiarity_control, noise) {
+            (Some(_), None) if control.is_some() => Some(ControlRow::Appended),
+            (Some(c), None) => req.perturbations.iter().position(|p| p == c).map(ControlRow::Among),
+            _ => None,
+        };
+        let mut reconstructions: Vec<Vec<f32>> = vec![Vec::new(); b_n];
+        let mut encoder_head: Vec<f32> = Vec::new();
 
         let reference_fold_changes = match output {
             Output::Decoded { fold_changes } => fold_changes,
@@ -451,6 +510,7 @@ impl<B: Backend> Session<B> {
         let mut start = 0;
         while start < total {
             let end = (start + step).min(total);
+            let (first, n) = (start / p_n, end - start);
             let mut index = Vec::with_capacity((end - start) * 3);
             let mut base = Vec::with_capacity(end - start);
             for r in start..end {
@@ -464,7 +524,6 @@ impl<B: Backend> Session<B> {
             // output row r pairs reference b with its group's control row.
             let mut pairs = Vec::new();
             if control.is_some() {
-                let (first, n) = (start / p_n, end - start);
                 for group in first..=(end - 1) / p_n {
                     let (s, row) = (group / b_n, group as u32);
                     index.extend([row, row, (s * pz_n + p_n) as u32]);
@@ -473,6 +532,25 @@ impl<B: Backend> Session<B> {
             }
             let z = be.assemble(parts, &index)?;
             let decoded = self.model.decode(be, &z)?;
+            // The control rows of this chunk's references still without a reconstruction,
+            // gathered with `assemble` (one part as wide as a profile).
+            let mut gathered_for = Vec::new();
+            let mut gather = Vec::new();
+            for (b, done) in reconstructions.iter().enumerate().filter(|(_, r)| r.is_empty()) {
+                let row = match reused_control {
+                    // Sample 0 of reference b is group b.
+                    Some(ControlRow::Appended) => (first..=(end - 1) / p_n).contains(&b).then(|| n + b - first),
+                    Some(ControlRow::Among(c)) => (start..end).contains(&(b * p_n + c)).then(|| b * p_n + c - start),
+                    None => None,
+                };
+                if let Some(row) = row {
+                    debug_assert!(done.is_empty());
+                    gather.extend([row as u32, 0, 0]);
+                    gathered_for.push(b);
+                }
+            }
+            let gathered =
+                if gather.is_empty() { None } else { Some(be.assemble([(&decoded, 0, genes), (&decoded, 0, 0), (&decoded, 0, 0)], &gather)?) };
             let pred = match &x {
                 Some(x) if control.is_some() => be.counterfactual(&decoded, x, &pairs)?,
                 _ => decoded,
@@ -482,18 +560,69 @@ impl<B: Backend> Session<B> {
                 Some(x) => Some(be.log_fold_change(&pred, x, &base)?),
                 None => None,
             };
+            let has_lfc = lfc.is_some();
             let mut wanted = vec![pred, counts, z];
             wanted.extend(lfc);
+            wanted.extend(gathered);
+            let head_now = if reused_control.is_some() { head.take() } else { None };
+            let read_head = head_now.is_some();
+            wanted.extend(head_now);
             let mut read = be.read_owned(wanted).await?.into_iter();
             append(&mut out.log_cpm, read.next().unwrap());
             append(&mut out.counts, read.next().unwrap());
             let mut z = read.next().unwrap();
             z.truncate((end - start) * lat.total());
             append(&mut out.latents, z);
-            if let (Some(all), Some(v)) = (out.log_fold_change.as_mut(), read.next()) {
-                append(all, v);
+            if let (Some(all), true) = (out.log_fold_change.as_mut(), has_lfc) {
+                append(all, read.next().unwrap());
+            }
+            if !gathered_for.is_empty() {
+                let v = read.next().unwrap();
+                for (k, &b) in gathered_for.iter().enumerate() {
+                    reconstructions[b] = v[k * genes..(k + 1) * genes].to_vec();
+                }
+            }
+            if read_head {
+                encoder_head = read.next().unwrap();
             }
             start = end;
+        }
+
+        if let Some(control) = &familiarity_control {
+            if reused_control.is_none() {
+                // Decode each reference's mean latents (those the request's rows use: the
+                // encoder's, or the priors' for groups not conditioned on) under the control's.
+                let head = head.take().expect("familiarity encodes the references");
+                let encoder_mean = be.reparameterize(&head, encoder_streams, None, 1)?;
+                let mut own_means = Vec::new();
+                for (g, prior, _) in &own {
+                    own_means.push((*g, be.reparameterize(prior, Streams::single(lat.of(*g), g.stream()), None, 1)?));
+                }
+                let control_head = prior_head(be, Group::Perturbation, &[control])?;
+                let control_mean = be.reparameterize(&control_head, pert_streams, None, 1)?;
+                let mean_source = |g: Group| -> (&B::Tensor, usize, usize) {
+                    match own_means.iter().find(|(h, _)| *h == g) {
+                        Some((_, z)) => (z, 0, lat.of(g)),
+                        None => (&encoder_mean, if g == Group::Technical { 0 } else { lat.technical }, lat.of(g)),
+                    }
+                };
+                let parts = [mean_source(Group::Technical), mean_source(Group::Biological), (&control_mean, 0, lat.perturbation)];
+                let index: Vec<u32> = (0..b_n as u32).flat_map(|b| [b, b, 0]).collect();
+                let z = be.assemble(parts, &index)?;
+                let decoded = self.model.decode(be, &z)?;
+                let mut read = be.read_owned(vec![decoded, head]).await?.into_iter();
+                let decoded = read.next().unwrap();
+                reconstructions = decoded.chunks_exact(genes).map(<[f32]>::to_vec).collect();
+                encoder_head = read.next().unwrap();
+            }
+            let width = lat.technical + lat.biological;
+            out.familiarity = req
+                .references
+                .iter()
+                .zip(&reconstructions)
+                .zip(encoder_head.chunks_exact(2 * width))
+                .map(|((r, recon), head)| Familiarity::assess(cfg.familiarity.as_ref(), r, recon, &head[..width]))
+                .collect();
         }
         Ok(out)
     }
@@ -507,7 +636,7 @@ impl<B: Backend> Session<B> {
         context: &Metadata,
         perturbations: Option<&[Named]>,
         signature: Option<&Signature>,
-    ) -> Result<Vec<ScreenHit>> {
+    ) -> Result<Screen> {
         self.screen_against(reference, context, perturbations, signature, Baseline::Reference, PredictionMode::default()).await
     }
 
@@ -520,7 +649,7 @@ impl<B: Backend> Session<B> {
         signature: Option<&Signature>,
         baseline: Baseline,
         mode: PredictionMode,
-    ) -> Result<Vec<ScreenHit>> {
+    ) -> Result<Screen> {
         let known = self.model.config().perturbations.clone();
         let list = perturbations.unwrap_or(&known);
         if list.is_empty() {
@@ -576,7 +705,7 @@ impl<B: Backend> Session<B> {
             })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Ok(hits)
+        Ok(Screen { hits, familiarity: pred.familiarity })
     }
 }
 

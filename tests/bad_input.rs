@@ -237,7 +237,7 @@ bad_inputs! {
         model_error(&with_doc(good(), |d| d["priors"]["biological"]["categorical"][0]["values"][2] = "T\u{202e}".into()))
             => ["biological prior field 'cell_type': value 2 contains the control character U+202E"];
     model_unknown_format_version:
-        model_error(&with_doc(good(), |d| d["format_version"] = 2.into())) => ["format version 2 is not supported", "reads version 1"];
+        model_error(&with_doc(good(), |d| d["format_version"] = 3.into())) => ["format version 3 is not supported", "reads versions 1 and 2"];
     model_not_a_refcast_model:
         model_error(&with_header(good(), |h| h["__metadata__"] = serde_json::json!({ "format": "pt" })))
             => ["no 'refcast' entry", "is this a refcast model?"];

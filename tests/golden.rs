@@ -85,6 +85,7 @@ impl Case {
                 name: "golden".into(),
                 log_cpm: r.log_cpm.clone(),
                 library_size: r.library_size,
+                from_counts: false,
                 measured: vec![true; r.log_cpm.len()],
                 report: MatchReport::default(),
             }];

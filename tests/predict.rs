@@ -146,7 +146,7 @@ fn bad_requests_are_explained() {
 fn screen_ranks_every_known_perturbation() {
     let mut s = session();
     let refs = references(&s, 160);
-    let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap();
+    let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits;
     assert_eq!(hits.len(), s.config().perturbations.len());
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     // Counterfactual (the default): every perturbation moves the sample but the control.
@@ -157,7 +157,7 @@ fn screen_ranks_every_known_perturbation() {
     let sig = refcast::Signature {
         genes: top.top_up.iter().chain(&top.top_down).map(|(g, v)| (format!("GENE{g}"), *v)).collect(),
     };
-    let rev = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(&sig))).unwrap();
+    let rev = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(&sig))).unwrap().hits;
     assert_eq!(rev.last().unwrap().name, top.name);
     assert!(rev.last().unwrap().reversal.unwrap() < -0.9);
 }
@@ -266,7 +266,7 @@ fn decoded_mode_is_the_decoder_output_bit_for_bit() {
     let (cfg, genes) = (&file.config, file.config.architecture.genes);
     let lat = cfg.architecture.latent;
     let x = be.tensor(&refs[0].log_cpm, 1, genes).unwrap();
-    let head = model.encode(&mut be, &x).unwrap();
+    let head = model.encode(&mut be, &x, &[]).unwrap();
     let streams = Streams { latent: lat.technical + lat.biological, split: lat.technical, lo: 0, hi: 1 };
     let enc = be.reparameterize(&head, streams, None, 1).unwrap();
     let inputs = refcast::metadata::encode(cfg.priors.of(Group::Perturbation), Group::Perturbation, &[&perts()[0]]).unwrap();
@@ -328,11 +328,11 @@ fn screens_rank_in_the_chosen_mode() {
     let mut s = session();
     let refs = references(&s, 150);
     let screen = |s: &mut Session<refcast::CpuBackend>, mode| {
-        pollster::block_on(s.screen_against(&refs[0], &Metadata::new(), None, None, Baseline::Reference, mode)).unwrap()
+        pollster::block_on(s.screen_against(&refs[0], &Metadata::new(), None, None, Baseline::Reference, mode)).unwrap().hits
     };
     let cf = screen(&mut s, PredictionMode::Counterfactual);
     let dec = screen(&mut s, PredictionMode::Decoded);
-    let default = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap();
+    let default = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits;
     assert_eq!(cf.iter().map(|h| (&h.name, h.score)).collect::<Vec<_>>(), default.iter().map(|h| (&h.name, h.score)).collect::<Vec<_>>());
     let known: Vec<Metadata> = s.config().perturbations.iter().map(|n| n.metadata.clone()).collect();
     let mut req = Request::conditioned(refs[..1].to_vec(), known);

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::ops::Activation;
 use crate::quant::DType;
 
-/// The format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// Every format version this build reads (docs/FORMAT.md).
+pub const FORMAT_VERSIONS: [u32; 2] = [1, 2];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -28,7 +30,46 @@ pub struct ModelConfig {
     /// Logical dtype and shape of tensors stored as raw bytes (quantized ones must be here).
     #[serde(default)]
     pub tensors: BTreeMap<String, TensorSpec>,
+    /// Format 2: numeric inputs of the encoder beside the log-CPM (sequencing depth), in the
+    /// column order of `encoder.covariate.weight`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covariates: Vec<NumericField>,
+    /// Format 2, optional: how to tell whether a reference resembles the training data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub familiarity: Option<FamiliarityCalibration>,
 }
+
+/// The covariate the runtime reads off a reference: its library size (sum of counts).
+pub const LIBRARY_SIZE: &str = "library_size";
+
+/// Where a format 2 model's training samples lie, and how far from them a reference may be
+/// before its predictions are extrapolations (docs/FORMAT.md, "familiarity").
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FamiliarityCalibration {
+    /// The space of the centroids: `encoder_mean`, the encoder's μ of (technical ‖ biological).
+    pub space: String,
+    pub centroids: Vec<Centroid>,
+    /// Euclidean distance to the nearest centroid above which a reference is outside.
+    pub max_distance: f64,
+    /// Reconstruction R² below which a reference is outside.
+    pub min_reconstruction_r2: f64,
+    /// How the thresholds were chosen, for people.
+    #[serde(default)]
+    pub calibration: String,
+}
+
+/// The mean encoder μ of one training context.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Centroid {
+    pub context: String,
+    /// Training units (samples or pseudobulks) averaged.
+    #[serde(default)]
+    pub units: u64,
+    pub mean: Vec<f64>,
+}
+
+/// The only centroid space this build reads.
+pub const ENCODER_MEAN_SPACE: &str = "encoder_mean";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Architecture {
@@ -181,6 +222,16 @@ pub struct NumericField {
 pub enum NumericTransform {
     Zscore,
     Log1pZscore,
+}
+
+impl NumericTransform {
+    /// What the transform does, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NumericTransform::Zscore => "z-score",
+            NumericTransform::Log1pZscore => "z-score of ln(1 + value)",
+        }
+    }
 }
 
 impl NumericField {

@@ -23,6 +23,9 @@ pub const MAX_HEADER_BYTES: usize = 16 << 20;
 /// hostile or mistaken file (a multi-GiB download of something else) from being read whole.
 pub const MAX_MODEL_BYTES: u64 = 2 << 30;
 
+/// Linear weights that are never quantized although they are linear layers.
+const NEVER_QUANTIZED: [&str; 1] = ["encoder.covariate.weight"];
+
 /// Key of the refcast document in the safetensors `__metadata__`.
 pub const METADATA_KEY: &str = "refcast";
 
@@ -58,6 +61,9 @@ impl ModelFile {
                 return Err(Error::format(format!("unexpected tensor '{name}' (not part of the architecture)")));
             };
             let (dtype, shape) = logical(&config, name, stored.dtype, &stored.shape)?;
+            if dtype.is_quantized() && NEVER_QUANTIZED.contains(&name) {
+                return Err(Error::format(format!("tensor '{name}' is {dtype}; it must be f32 or f16 (it has a column per covariate)")));
+            }
             let logical_shape = match shape.as_slice() {
                 [n] => (1, *n),
                 [r, c] => (*r, *c),
@@ -134,18 +140,27 @@ fn parse_config(doc: &str) -> Result<ModelConfig> {
         format_version: Option<serde_json::Value>,
     }
     let problem = match serde_json::from_str::<ModelConfig>(doc) {
-        Ok(config) if config.format_version == FORMAT_VERSION => return Ok(config),
+        Ok(config) if FORMAT_VERSIONS.contains(&config.format_version) => return Ok(config),
         Ok(_) => None,
         Err(e) => Some(e),
     };
     let version: Version =
         serde_json::from_str(doc).map_err(|e| Error::format(format!("the '{METADATA_KEY}' metadata is not JSON: {e}")))?;
     match version.format_version.as_ref().and_then(|v| v.as_u64()) {
-        Some(v) if v == FORMAT_VERSION as u64 => {
+        Some(v) if FORMAT_VERSIONS.iter().any(|&known| known as u64 == v) => {
             Err(Error::format(format!("refcast metadata: {}", problem.map_or_else(String::new, |e| e.to_string()))))
         }
-        Some(v) => Err(Error::format(format!("format version {v} is not supported (this refcast reads version {FORMAT_VERSION})"))),
+        Some(v) => Err(Error::format(format!("format version {v} is not supported (this refcast reads versions {})", versions()))),
         None => Err(Error::format("the refcast metadata has no format_version")),
+    }
+}
+
+/// "1 and 2".
+fn versions() -> String {
+    let names: Vec<String> = FORMAT_VERSIONS.iter().map(u32::to_string).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
     }
 }
 
@@ -316,6 +331,7 @@ fn validate_config(c: &ModelConfig) -> Result<()> {
         return Err(Error::format(format!("gene {i} has an empty symbol")));
     }
     check_texts(c)?;
+    check_version_fields(c)?;
     let mut field_names = HashSet::new();
     for g in Group::ALL {
         let p = c.priors.of(g);
@@ -358,6 +374,76 @@ fn validate_config(c: &ModelConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What format 2 adds (covariates, familiarity) is present only in format 2 files, and valid.
+fn check_version_fields(c: &ModelConfig) -> Result<()> {
+    if c.format_version < 2 {
+        for (field, present) in [("covariates", !c.covariates.is_empty()), ("familiarity", c.familiarity.is_some())] {
+            if present {
+                return Err(Error::format(format!("'{field}' is a format 2 field; this file says format_version {}", c.format_version)));
+            }
+        }
+        return Ok(());
+    }
+    if c.covariates.is_empty() {
+        return Err(Error::format("a format 2 model needs at least one entry in 'covariates'"));
+    }
+    for (k, f) in c.covariates.iter().enumerate() {
+        check_text(&|| format!("the name of covariate {k}"), &f.name)?;
+        if f.name != LIBRARY_SIZE {
+            return Err(Error::format(format!("covariate '{}' is not one this refcast can supply (it knows: {LIBRARY_SIZE})", f.name)));
+        }
+        if c.covariates[..k].iter().any(|g| g.name == f.name) {
+            return Err(Error::format(format!("covariate '{}' is listed twice", f.name)));
+        }
+        if !(f.std > 0.0 && f.std.is_finite() && f.mean.is_finite() && f.min <= f.max) {
+            return Err(Error::format(format!("covariate '{}': needs finite mean, std > 0 and min ≤ max", f.name)));
+        }
+        if let Some(u) = &f.unit {
+            check_text(&|| format!("covariate '{}': the unit", f.name), u)?;
+        }
+    }
+    if let Some(cal) = &c.familiarity {
+        check_familiarity(cal, c.architecture.latent.technical + c.architecture.latent.biological)?;
+    }
+    Ok(())
+}
+
+/// The familiarity calibration: centroids of `width` finite values with safe, non-empty names,
+/// and finite thresholds.
+fn check_familiarity(cal: &FamiliarityCalibration, width: usize) -> Result<()> {
+    if cal.space != ENCODER_MEAN_SPACE {
+        return Err(Error::format(format!(
+            "familiarity.space is '{}'; this refcast reads '{ENCODER_MEAN_SPACE}' (the encoder's μ of technical ‖ biological)",
+            cal.space.escape_debug()
+        )));
+    }
+    if cal.centroids.is_empty() {
+        return Err(Error::format("familiarity.centroids is empty; a calibration needs at least one training context"));
+    }
+    for (i, centroid) in cal.centroids.iter().enumerate() {
+        if centroid.context.trim().is_empty() {
+            return Err(Error::format(format!("familiarity.centroids[{i}].context is empty")));
+        }
+        check_text(&|| format!("familiarity.centroids[{i}].context"), &centroid.context)?;
+        if centroid.mean.len() != width {
+            return Err(Error::format(format!(
+                "familiarity.centroids[{i}].mean has {} values; the encoder's μ has technical + biological = {width}",
+                centroid.mean.len()
+            )));
+        }
+        if let Some(j) = centroid.mean.iter().position(|v| !v.is_finite()) {
+            return Err(Error::format(format!("familiarity.centroids[{i}].mean[{j}] is not a finite number")));
+        }
+    }
+    if !(cal.max_distance.is_finite() && cal.max_distance >= 0.0) {
+        return Err(Error::format(format!("familiarity.max_distance = {} must be a finite number ≥ 0", cal.max_distance)));
+    }
+    if !cal.min_reconstruction_r2.is_finite() {
+        return Err(Error::format(format!("familiarity.min_reconstruction_r2 = {} must be a finite number", cal.min_reconstruction_r2)));
+    }
+    check_text(&|| "familiarity.calibration".into(), &cal.calibration.replace(['\n', '\t'], " "))
 }
 
 /// Whether a character could change what a terminal or a table shows: control characters (tabs
@@ -466,6 +552,10 @@ pub fn expected_tensors(c: &ModelConfig) -> BTreeMap<String, (usize, usize)> {
     trunk(&mut t, "encoder", a.encoder, 2 * enc_latent);
     linear(&mut t, "decoder.input", a.decoder.hidden, a.latent.total());
     trunk(&mut t, "decoder", a.decoder, a.genes);
+    if c.format_version >= 2 {
+        linear(&mut t, "encoder.covariate", a.encoder.hidden, c.covariates.len());
+        linear(&mut t, "decoder.perturbation", a.genes, a.latent.perturbation);
+    }
     for g in Group::ALL {
         let net = format!("prior.{}", g.name());
         t.insert(format!("{net}.embedding"), (c.priors.of(g).table_rows(), a.prior.hidden));

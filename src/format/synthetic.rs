@@ -1,7 +1,7 @@
 //! Synthetic models with random weights, of any size: for tests (before and beside the trained
 //! model) and for benchmarks at gene counts the shipped model does not have.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::*;
 use crate::ops::{Activation, Philox};
@@ -65,7 +65,7 @@ pub fn random_model(spec: SyntheticSpec) -> ModelFile {
         metadata: BTreeMap::from([("perturbation".into(), text(p)), ("time_hours".into(), Value::Number(t))]),
     };
     let config = ModelConfig {
-        format_version: FORMAT_VERSION,
+        format_version: 1,
         name: format!("synthetic-{}genes", spec.genes),
         architecture: Architecture {
             genes: spec.genes,
@@ -94,30 +94,87 @@ pub fn random_model(spec: SyntheticSpec) -> ModelFile {
         normalisation: Normalisation::default(),
         provenance: serde_json::json!({ "data": "random weights", "seed": spec.seed }),
         tensors: BTreeMap::new(),
+        covariates: vec![],
+        familiarity: None,
     };
 
     let philox = Philox::new(spec.seed);
-    let mut tensors = HashMap::new();
-    for (i, (name, (rows, cols))) in expected_tensors(&config).into_iter().enumerate() {
-        let n = rows * cols;
-        let scale = if name.ends_with(".weight") && rows > 1 || name.ends_with(".embedding") {
-            1.0 / (cols.max(rows.min(cols)) as f32).sqrt()
-        } else {
-            0.1
-        };
-        let mut values: Vec<f32> = (0..n).map(|j| scale * philox.normal(0, j as u32, i as u32, 0)).collect();
-        if name.ends_with("norm.weight") {
-            values.iter_mut().for_each(|v| *v += 1.0);
-        }
-        if name == "input.gene_mean" {
-            values.iter_mut().for_each(|v| *v = 2.0 + 10.0 * v.abs());
-        }
-        if name == "decoder.logvar" {
-            values.iter_mut().for_each(|v| *v = -2.0 + *v);
-        }
-        let quantize = name.ends_with(".weight") && rows > 1 && cols % crate::quant::BLOCK == 0;
-        let dtype = if quantize { spec.dtype } else { DType::F32 };
-        tensors.insert(name, Matrix::encode(rows, cols, &values, dtype));
-    }
+    let tensors = expected_tensors(&config)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, (rows, cols)))| {
+            let m = random_tensor(&philox, &name, rows, cols, i as u32, spec.dtype);
+            (name, m)
+        })
+        .collect();
     ModelFile { config, tensors }
+}
+
+/// A format 2 model: [`random_model`]'s (the same tensors), with a `library_size` covariate,
+/// the decoder's perturbation path and a familiarity calibration with one centroid per known
+/// context.
+pub fn random_model_v2(spec: SyntheticSpec) -> ModelFile {
+    let mut m = random_model(spec);
+    let c = &mut m.config;
+    c.format_version = 2;
+    c.name = format!("synthetic-v2-{}genes", spec.genes);
+    c.covariates = vec![NumericField {
+        name: LIBRARY_SIZE.into(),
+        transform: NumericTransform::Log1pZscore,
+        mean: 12.0,
+        std: 1.5,
+        min: 0.0,
+        max: 1e12,
+        unit: Some("reads".into()),
+    }];
+    let width = spec.latent.technical + spec.latent.biological;
+    let philox = Philox::new(spec.seed ^ 0x5eed_f00d);
+    c.familiarity = Some(FamiliarityCalibration {
+        space: ENCODER_MEAN_SPACE.into(),
+        centroids: c
+            .contexts
+            .iter()
+            .enumerate()
+            .map(|(k, ctx)| Centroid {
+                context: ctx.name.clone(),
+                units: 12,
+                mean: (0..width).map(|j| 0.5 * philox.normal(0, j as u32, k as u32, 1) as f64).collect(),
+            })
+            .collect(),
+        max_distance: 3.0,
+        min_reconstruction_r2: 0.5,
+        calibration: "random centroids of a synthetic model".into(),
+    });
+    // New streams, so the tensors the two formats share keep their values.
+    let first_stream = 1 << 16;
+    let new: Vec<(String, (usize, usize))> = expected_tensors(&m.config).into_iter().filter(|(n, _)| !m.tensors.contains_key(n)).collect();
+    for (i, (name, (rows, cols))) in new.into_iter().enumerate() {
+        let t = random_tensor(&philox, &name, rows, cols, first_stream + i as u32, spec.dtype);
+        m.tensors.insert(name, t);
+    }
+    m
+}
+
+/// One tensor of random values scaled like a trained network's: linear weights and embeddings
+/// by 1/√fan-in, norms around 1, the rest small; linear weights whose width is a multiple of 32
+/// in `dtype`, everything else f32.
+fn random_tensor(philox: &Philox, name: &str, rows: usize, cols: usize, stream: u32, dtype: DType) -> Matrix {
+    let n = rows * cols;
+    let scale = if name.ends_with(".weight") && rows > 1 || name.ends_with(".embedding") {
+        1.0 / (cols.max(rows.min(cols)) as f32).sqrt()
+    } else {
+        0.1
+    };
+    let mut values: Vec<f32> = (0..n).map(|j| scale * philox.normal(0, j as u32, stream, 0)).collect();
+    if name.ends_with("norm.weight") {
+        values.iter_mut().for_each(|v| *v += 1.0);
+    }
+    if name == "input.gene_mean" {
+        values.iter_mut().for_each(|v| *v = 2.0 + 10.0 * v.abs());
+    }
+    if name == "decoder.logvar" {
+        values.iter_mut().for_each(|v| *v = -2.0 + *v);
+    }
+    let quantize = name.ends_with(".weight") && rows > 1 && cols % crate::quant::BLOCK == 0 && name != "encoder.covariate.weight";
+    Matrix::encode(rows, cols, &values, if quantize { dtype } else { DType::F32 })
 }
