@@ -54,7 +54,8 @@ def generic(d, ann, check):
     check(d.key, corpus.problems(d) == [], f"record problems: {corpus.problems(d)}")
     check(d.key, all(ann.canonical(g) == g and g in ann.sym2id for g in d.genes),
           "genes are canonical org.Hs.eg.db symbols")
-    check(d.key, len(set(d.genes)) == len(d.genes) and set(d.measured) <= set(d.genes), "unique genes, measured ⊆ genes")
+    check(d.key, len(set(d.genes)) == len(d.genes) and set(d.measured) <= set(d.genes),
+          "unique genes, measured ⊆ genes")
     check(d.key, len(d.measured) > 0 and np.isfinite(d.X).all(), "measured genes and finite values")
     ctrl = (f.perturbation == "none").to_numpy()
     check(d.key, set(f.context[~ctrl]) <= set(f.context[ctrl]), "a control in every context with perturbed units")
@@ -106,13 +107,15 @@ def specific(d, check):
         check(k, f.perturbation[~ctrl].nunique() == 59, "59 compounds")
         # HSP90 inhibitors set off the heat-shock response; BRAF / MEK inhibitors shut down MAPK output
         # (DUSP6) in BRAF V600E A375 cells.
-        for drugs, gene, sign in ((("geldanamycin", "radicicol"), "HSPA1A", 1), (("vemurafenib", "trametinib"), "DUSP6", -1)):
+        for drugs, gene, sign in ((("geldanamycin", "radicicol"), "HSPA1A", 1),
+                                  (("vemurafenib", "trametinib"), "DUSP6", -1)):
             sel = f.perturbation.isin(drugs).to_numpy() & (f.dose_um >= 1).to_numpy()
             dd = sign * diff(d, sel, ctrl, gene)
-            check(k, sel.sum() >= 5 and dd > 1.0, f"{'/'.join(drugs)} (>= 1 µM) move {gene} {'up' if sign > 0 else 'down'} "
-                                                  f"vs DMSO ({sign * dd:+.2f} log2)")
+            check(k, sel.sum() >= 5 and dd > 1.0, f"{'/'.join(drugs)} (>= 1 µM) move {gene} "
+                                                  f"{'up' if sign > 0 else 'down'} vs DMSO ({sign * dd:+.2f} log2)")
     elif k == "tggates":
-        check(k, len(f) == 2382 and ctrl.sum() == 670 and len(d.genes) == 196, "2,382 arrays (670 controls) x 196 genes")
+        check(k, len(f) == 2382 and ctrl.sum() == 670 and len(d.genes) == 196,
+              "2,382 arrays (670 controls) x 196 genes")
         check(k, f.context.nunique() == 335 and (f[ctrl].groupby("context").size() == 2).all(),
               "335 experiment x time contexts with 2 controls each")
         check(k, set(f.time_hours[~ctrl]) == {2.0, 8.0, 24.0} and (f.dose_um[~ctrl] > 0).all()
@@ -160,7 +163,8 @@ def specific(d, check):
         check(k, len(genes) >= 40 and r > 0.95 and (np.sign(ours) == np.sign(theirs)).all(),
               f"knockout effect agrees with the shipped limma table ({len(genes)} genes, r = {r:.3f})")
     elif k == "lncap":
-        check(k, len(f) == 2 and d.role == "calibration" and (f.library_size > 5e6).all(), "mock + androgen, lanes summed")
+        check(k, len(f) == 2 and d.role == "calibration" and (f.library_size > 5e6).all(),
+              "mock + androgen, lanes summed")
         for g in ("KLK3", "KLK2", "TMPRSS2", "FKBP5"):
             dd = diff(d, ~ctrl, ctrl, g)
             check(k, dd > 0.5, f"androgen raises {g} ({dd:+.2f})")
