@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use refcast::format::synthetic::{SyntheticSpec, random_model};
+use refcast::format::synthetic::{SyntheticSpec, random_model, random_model_v2};
 use refcast::format::{MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelFile};
 use refcast::quant::DType;
 use refcast::sample::{MAX_COLUMNS, MAX_ROWS, MAX_SAMPLE_BYTES, SampleTable, ValueKind};
@@ -28,6 +28,12 @@ mod bodies;
 fn good() -> &'static [u8] {
     static GOOD: OnceLock<Vec<u8>> = OnceLock::new();
     GOOD.get_or_init(|| random_model(SyntheticSpec::tiny(DType::Q8_0)).to_bytes().unwrap())
+}
+
+/// A valid tiny format 2 model file (covariates, perturbation path, familiarity calibration).
+fn good_v2() -> &'static [u8] {
+    static GOOD: OnceLock<Vec<u8>> = OnceLock::new();
+    GOOD.get_or_init(|| random_model_v2(SyntheticSpec::tiny(DType::Q8_0)).to_bytes().unwrap())
 }
 
 fn header_len(bytes: &[u8]) -> usize {
@@ -238,6 +244,57 @@ bad_inputs! {
             => ["biological prior field 'cell_type': value 2 contains the control character U+202E"];
     model_unknown_format_version:
         model_error(&with_doc(good(), |d| d["format_version"] = 3.into())) => ["format version 3 is not supported", "reads versions 1 and 2"];
+    model_format1_with_a_familiarity_calibration:
+        model_error(&with_doc(good(), |d| {
+            d["familiarity"] = serde_json::json!({ "space": "encoder_mean", "centroids": [], "max_distance": 1, "min_reconstruction_r2": 0.5 });
+        }))
+            => ["'familiarity' is a format 2 field", "format_version 1"];
+    model_format1_with_covariates:
+        model_error(&with_doc(good(), |d| d["covariates"] = serde_json::json!([{ "name": "library_size", "transform": "log1p_zscore",
+            "mean": 12, "std": 1.5, "min": 0, "max": 1e12 }])))
+            => ["'covariates' is a format 2 field", "format_version 1"];
+    model_format2_without_its_tensors:
+        model_error(&with_doc(good(), |d| {
+            d["format_version"] = 2.into();
+            d["covariates"] = serde_json::json!([{ "name": "library_size", "transform": "log1p_zscore", "mean": 12, "std": 1.5, "min": 0, "max": 1e12 }]);
+        })) => ["tensor 'decoder.perturbation.bias' is missing"];
+    model_format2_without_covariates:
+        model_error(&with_doc(good_v2(), |d| d["covariates"] = serde_json::json!([])))
+            => ["format 2 model needs at least one entry in 'covariates'"];
+    model_format2_covariate_the_runtime_cannot_supply:
+        model_error(&with_doc(good_v2(), |d| d["covariates"][0]["name"] = "gc_content".into()))
+            => ["covariate 'gc_content' is not one this refcast can supply", "knows: library_size"];
+    model_format2_covariate_with_zero_std:
+        model_error(&with_doc(good_v2(), |d| d["covariates"][0]["std"] = 0.into()))
+            => ["covariate 'library_size'", "std > 0"];
+    model_quantized_covariate_weight:
+        model_error(&with_header(&with_doc(good_v2(), |d| {
+            d["tensors"]["encoder.covariate.weight"] = serde_json::json!({ "dtype": "q8_0", "shape": [96, 1] });
+        }), |h| {
+            h["encoder.covariate.weight"]["dtype"] = "U8".into();
+            h["encoder.covariate.weight"]["shape"] = serde_json::json!([384]);
+        })) => ["tensor 'encoder.covariate.weight' is q8_0", "must be f32 or f16"];
+    model_familiarity_in_an_unknown_space:
+        model_error(&with_doc(good_v2(), |d| d["familiarity"]["space"] = "pca".into()))
+            => ["familiarity.space is 'pca'", "reads 'encoder_mean'"];
+    model_familiarity_without_centroids:
+        model_error(&with_doc(good_v2(), |d| d["familiarity"]["centroids"] = serde_json::json!([])))
+            => ["familiarity.centroids is empty"];
+    model_familiarity_centroid_of_the_wrong_width:
+        model_error(&with_doc(good_v2(), |d| { d["familiarity"]["centroids"][0]["mean"].as_array_mut().unwrap().pop(); }))
+            => ["familiarity.centroids[0].mean has 7 values", "technical + biological = 8"];
+    model_familiarity_centroid_without_a_name:
+        model_error(&with_doc(good_v2(), |d| d["familiarity"]["centroids"][0]["context"] = " ".into()))
+            => ["familiarity.centroids[0].context is empty"];
+    model_familiarity_control_character_in_a_context:
+        model_error(&with_doc(good_v2(), |d| d["familiarity"]["centroids"][0]["context"] = "T cells\u{1b}[2J".into()))
+            => ["familiarity.centroids[0].context contains the control character U+001B"];
+    model_familiarity_negative_distance_threshold:
+        model_error(&with_doc(good_v2(), |d| d["familiarity"]["max_distance"] = (-1.5).into()))
+            => ["familiarity.max_distance = -1.5", "finite number ≥ 0"];
+    model_familiarity_missing_threshold:
+        model_error(&with_doc(good_v2(), |d| { d["familiarity"].as_object_mut().unwrap().remove("min_reconstruction_r2"); }))
+            => ["refcast metadata", "missing field `min_reconstruction_r2`"];
     model_not_a_refcast_model:
         model_error(&with_header(good(), |h| h["__metadata__"] = serde_json::json!({ "format": "pt" })))
             => ["no 'refcast' entry", "is this a refcast model?"];
