@@ -6,8 +6,8 @@
 mod common;
 
 use refcast::backend::Backend;
-use refcast::format::synthetic::{SyntheticSpec, random_model, random_model_v2};
-use refcast::format::{Latent, ModelFile, NumericField, NumericTransform};
+use refcast::format::synthetic::{SyntheticSpec, library_size_field, random_model, random_model_v2};
+use refcast::format::{Latent, ModelFile};
 use refcast::ops::kernel::KernelStyle;
 use refcast::quant::{DType, Matrix};
 use refcast::sample::{SampleTable, ValueKind};
@@ -286,15 +286,7 @@ fn ctrl_listed(refs: &[Reference]) -> Request {
 #[test]
 fn the_technical_prior_sees_the_sequencing_depth() {
     let mut file = random_model_v2(spec(DType::Q8_0));
-    file.config.priors.technical.numeric.push(NumericField {
-        name: "library_size".into(),
-        transform: NumericTransform::Log1pZscore,
-        mean: 12.0,
-        std: 1.5,
-        min: 0.0,
-        max: 1e12,
-        unit: Some("reads".into()),
-    });
+    file.config.priors.technical.numeric.push(library_size_field());
     // One more embedding row: the numeric field's.
     let table = &file.tensors["prior.technical.embedding"];
     let mut values = table.to_f32();

@@ -118,15 +118,7 @@ pub fn random_model_v2(spec: SyntheticSpec) -> ModelFile {
     let c = &mut m.config;
     c.format_version = 2;
     c.name = format!("synthetic-v2-{}genes", spec.genes);
-    c.covariates = vec![NumericField {
-        name: LIBRARY_SIZE.into(),
-        transform: NumericTransform::Log1pZscore,
-        mean: 12.0,
-        std: 1.5,
-        min: 0.0,
-        max: 1e12,
-        unit: Some("reads".into()),
-    }];
+    c.covariates = vec![library_size_field()];
     let width = spec.latent.technical + spec.latent.biological;
     let philox = Philox::new(spec.seed ^ 0x5eed_f00d);
     c.familiarity = Some(FamiliarityCalibration {
@@ -153,6 +145,20 @@ pub fn random_model_v2(spec: SyntheticSpec) -> ModelFile {
         m.tensors.insert(name, t);
     }
     m
+}
+
+/// A `library_size` numeric field (log1p z-score around e¹² reads), as the synthetic covariate
+/// and for technical priors that take the depth.
+pub fn library_size_field() -> NumericField {
+    NumericField {
+        name: LIBRARY_SIZE.into(),
+        transform: NumericTransform::Log1pZscore,
+        mean: 12.0,
+        std: 1.5,
+        min: 0.0,
+        max: 1e12,
+        unit: Some("reads".into()),
+    }
 }
 
 /// One tensor of random values scaled like a trained network's: linear weights and embeddings
