@@ -29,8 +29,10 @@ def _number(v):
 
 
 def perturbation_label(p, hours, dose):
-    when = f"{hours / 24:g} d" if hours >= 168 else f"{hours:g} h"
-    return f"{p} {dose:g} µM {when}" if dose > 0 else f"{p} {when}"
+    """"IFN-beta 6 h", "dasatinib 0.37 µM 24 h", "influenza vaccine 7 d"; time 0 of a perturbation
+    means its duration is not known, and the name leaves it out."""
+    when = "" if hours == 0 else f" {hours / 24:g} d" if hours >= 168 else f" {hours:g} h"
+    return f"{p} {dose:g} µM{when}" if dose > 0 else f"{p}{when}"
 
 
 def perturbations(meta):
@@ -207,15 +209,37 @@ def read_example(path, genes, gene_mean):
 GOLDEN_FORMAT = 2
 
 
-def named(doc, name):
-    """The metadata of the model's perturbation called `name` (as `-p NAME` gives the runtime)."""
-    return next(p["metadata"] for p in doc["perturbations"] if p["name"] == name)
+def t_unit_activation(meta):
+    """The T-cell dataset's perturbation (its one non-control state)."""
+    return sorted(set(meta.perturbation[(meta.dataset == "tcell") & (meta.perturbation != "none")]))[0]
+
+
+def named(doc, perturbation, hours):
+    """The metadata of the model's entry for `perturbation` at `hours` (as `-p NAME` gives the runtime)."""
+    return next(p["metadata"] for p in doc["perturbations"]
+                if p["metadata"]["perturbation"] == perturbation and p["metadata"]["time_hours"] == hours)
 
 
 def control_perturbation(doc):
     """The runtime's control: the model's first known perturbation with a field set to "none"."""
     return next(p["metadata"] for p in doc["perturbations"]
                 if any(isinstance(v, str) and v.lower() == "none" for v in p["metadata"].values()))
+
+
+@torch.no_grad()
+def familiarity_report(model, doc, ref, library_size, control_md):
+    """What the runtime reports for one reference (every gene measured): reconstruction R² of the
+    decoded control profile, the nearest centroid and its distance, and whether it is outside."""
+    cal = doc["familiarity"]
+    mu, _ = model.encode(torch.from_numpy(ref[None]), infer.covariates(model, [library_size], 1))
+    c_mu, _ = infer.prior_params(model, "perturbation", [control_md])
+    rec = model.decode(torch.cat([mu, c_mu], 1))[0].numpy()
+    r2 = float(np.corrcoef(ref.astype(np.float64), rec.astype(np.float64))[0, 1] ** 2)
+    cents = np.array([c["mean"] for c in cal["centroids"]], dtype=np.float64)
+    dist = np.sqrt(((cents - mu[0].numpy().astype(np.float64)) ** 2).sum(1))
+    k = int(dist.argmin())
+    return {"reconstruction_r2": r2, "nearest_context": cal["centroids"][k]["context"], "distance": float(dist[k]),
+            "outside": bool(dist[k] > cal["max_distance"] or r2 < cal["min_reconstruction_r2"])}
 
 
 def golden(path, doc, arrays, meta, X, masks, datasets):
@@ -225,19 +249,24 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
     control_md = control_perturbation(doc)
     air_ref, air_lib = read_example(C.EXAMPLES / "airway_N61311_untreated.tsv", genes, gm)
     kang_ref, kang_lib = read_example(C.EXAMPLES / "kang_cd14_mono_ctrl.tsv", genes, gm)
+    tcell_ref, tcell_lib = read_example(C.EXAMPLES / "tcell_D1_unstimulated_24h.tsv", genes, gm)
     fi = meta.index[(meta.dataset == "flu") & (meta.subject == "flu001") & (meta.time_hours == 0)][0]
     flu_ref = np.where(masks[datasets.index("flu")], X[fi], gm).astype(np.float32)
-    tech = {"kang": {"platform": "10x_3prime", "study": "GSE96583"},
+    t_unit = meta[meta.dataset == "tcell"].iloc[0]
+    tech = {"tcell": {"platform": t_unit.platform, "study": t_unit.study},
+            "kang": {"platform": "10x_3prime", "study": "GSE96583"},
             "airway": {"platform": "illumina_rnaseq", "study": "GSE52778"},
             "flu": {"platform": "affymetrix_hg-u133a_2", "study": "GSE30550"}}
-    bio = {"kang": {"cell_type": "CD14 Mono", "tissue": "blood"},
+    bio = {"tcell": {"cell_type": t_unit.cell_type, "tissue": t_unit.tissue},
+           "kang": {"cell_type": "CD14 Mono", "tissue": "blood"},
            "airway": {"cell_type": "airway smooth muscle", "tissue": "airway"},
            "flu": {"cell_type": "whole blood", "tissue": "blood"}}
     TB = ["technical", "biological"]
-    ifn = named(doc, "IFN-beta 6 h")
-    dex = named(doc, "dexamethasone 18 h")
-    h3n2 = named(doc, "influenza H3N2 challenge 69 h")
-    vaccine = named(doc, "influenza vaccine 7 d")
+    ifn = named(doc, "IFN-beta", 6)
+    dex = named(doc, "dexamethasone", 18)
+    h3n2 = named(doc, "influenza H3N2 challenge", 69)
+    vaccine = named(doc, "influenza vaccine", 168)
+    activation = named(doc, t_unit_activation(meta), 24)
     # (name, latent mode, reference, library size, condition_on, dataset, perturbation, seed,
     #  sample index, prediction mode)
     cases = [
@@ -266,6 +295,11 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
          "counterfactual", "mean", kang_ref, kang_lib, ["technical"], "kang", ifn, None, 0, "counterfactual"),
         ("sample: airway example + dexamethasone 18 h, seed 42, sample 2, counterfactual", "sample", air_ref,
          air_lib, TB, "airway", dex, 42, 2, "counterfactual"),
+        # a reference of the wider corpus: the bundled T-cell example, activated for 24 h
+        ("T cells D1 unstimulated 24 h (bundled example) + activation 24 h, counterfactual", "mean", tcell_ref,
+         tcell_lib, TB, "tcell", activation, None, 0, "counterfactual"),
+        ("T cells D1 unstimulated 24 h (bundled example) + activation 24 h", "mean", tcell_ref, tcell_lib, TB,
+         "tcell", activation, None, 0, "decoded"),
     ]
     out = []
     for name, mode, ref, lib, cond, ds, pert, seed, s, prediction in cases:
@@ -286,6 +320,8 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
             c.update(seed=seed, sample_index=s, eps=eps)
         if ref is None:
             exp = {"latent_mu_enc": None, "latent_logvar_enc": None, **exp}
+        if ref is not None and mode == "mean" and cond == TB and doc.get("familiarity"):
+            exp["familiarity"] = familiarity_report(model, doc, ref, lib, control_md)
         c["expected"] = exp
         # independent float64 numpy forward pass from the file's tensors must agree
         if counterfactual:

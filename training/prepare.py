@@ -477,6 +477,13 @@ def main():
     info.update({d.key: {"name": d.name, "scale": d.scale, "role": d.role, "notes": d.notes} for d in extra})
     json.dump(info, open(C.PREPARED / "datasets.json", "w"), indent=1, default=str)
 
+    # T-cell example: donor D1's unstimulated sample kept 24 h in culture, raw counts per symbol
+    tc = pyreadr.read_r(str(C.TCELL / "Count.Matrix.rda"))["Count.Matrix"]
+    tcm = pyreadr.read_r(str(C.TCELL / "metadata.rda"))["metadata"]
+    col = tcm.index[(tcm.Replicates == "D1") & (tcm.Timepoint == 24) & (tcm.Condition == "ctr")][0]
+    ex = pd.DataFrame({"gene": tc.index, "count": tc[col].astype(np.int64).values})
+    ex[ex["count"] > 0].to_csv(C.PREPARED / "examples/tcell_D1_unstimulated_24h.tsv", sep="\t", index=False)
+
     X = np.stack(rows).astype(np.float32)
     meta = pd.DataFrame(metas)
     meta["dataset_idx"] = meta.dataset.map({d: i for i, d in enumerate(datasets)})
