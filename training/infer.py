@@ -128,8 +128,9 @@ def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode
                 control_md=None, library_size=None):
     """One case with every intermediate, as the runtime computes it (float32).
 
-    `library_size` is the reference's (its covariate, and the technical prior's depth when the
-    prior is used); prompt-only cases use the request's default of 10⁶.
+    `library_size` is the reference's sequencing depth, None where it gave no counts (its covariate,
+    and the technical prior's depth when that prior is used); prompt-only cases use the request's
+    default of 10⁶.
 
     With `control_md` (the model's control perturbation; needs a reference) the case is the
     runtime's counterfactual prediction mode: log_cpm = max(0, reference + (decode(z) -
@@ -154,8 +155,9 @@ def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode
             md = {"technical": tech_md, "biological": bio_md, "perturbation": pert_md}[g] or {}
             if g == "technical" and "library_size" not in md and \
                     any(n["name"] == "library_size" for n in model.specs[g].numeric):
-                # as the runtime does: the reference's library size, or the request's (10⁶) without one
-                md = dict(md, library_size=library_size if library_size else 1e6)
+                # as the runtime does: the reference's sequencing depth (None: unknown, i.e. the
+                # mean), or for a prompt-only request the request's library size (10⁶)
+                md = dict(md, library_size=library_size if ref_log_cpm is not None else 1e6)
             p_mu, p_lv = prior_params(model, g, [md])
             mu[g], lv[g] = p_mu[0], p_lv[0]
     eps = {}

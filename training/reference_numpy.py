@@ -47,6 +47,12 @@ def transformed(n, v):
     return (v - n["mean"]) / n["std"]
 
 
+def sequencing_depth(reference):
+    """A reference's library size when it came from counts (> 0), else None (unknown)."""
+    lib = reference["library_size"]
+    return lib if reference.get("from_counts") and lib > 0 else None
+
+
 def run_case(doc, tensors, case):
     t = {k: v.astype(np.float64) for k, v in tensors.items()}
     a = doc["architecture"]
@@ -59,9 +65,8 @@ def run_case(doc, tensors, case):
         h = x @ t["encoder.input.weight"].T + t["encoder.input.bias"]
         if doc["format_version"] >= 2:
             # format 2: covariates beside log-CPM; a library size that is not > 0 is missing
-            lib = case["reference"]["library_size"]
-            c = np.array([transformed(n, lib if n["name"] == "library_size" and lib > 0 else None)
-                          for n in doc["covariates"]])
+            depth = sequencing_depth(case["reference"])
+            c = np.array([transformed(n, depth if n["name"] == "library_size" else None) for n in doc["covariates"]])
             h = h + c @ t["encoder.covariate.weight"].T + t["encoder.covariate.bias"]
         o = trunk(t, "encoder", h, a["encoder"]["blocks"], eps)
         D = Dt + Db
@@ -73,7 +78,7 @@ def run_case(doc, tensors, case):
             md = dict(case[g] or {})
             if g == "technical" and "library_size" not in md:
                 # the runtime fills the depth field from the reference (10⁶ for prompt-only requests)
-                md["library_size"] = case["reference"]["library_size"] if case["reference"] else 1e6
+                md["library_size"] = sequencing_depth(case["reference"]) if case["reference"] else 1e6
             o = trunk(t, f"prior.{g}", prior_input(doc, t, g, md), a["prior"]["blocks"], eps)
             mu[g], lv[g] = o[:L[g]], o[L[g]:]
         zg = mu[g]
