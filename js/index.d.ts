@@ -75,6 +75,42 @@ export interface ModelInfo {
   perturbations: Named[];
   contexts: Named[];
   provenance: unknown;
+  /** Format 2: the encoder's covariates (`library_size`, from a sample's counts); empty in format 1. */
+  covariates: NumericField[];
+  /** How the model tells whether a sample resembles its training data; `null` when not calibrated. */
+  familiarity: FamiliarityCalibration | null;
+}
+
+export interface FamiliarityCalibration {
+  /** The training contexts whose centroids a sample is compared with. */
+  contexts: string[];
+  /** A sample farther than this from every centroid is outside. */
+  maxDistance: number;
+  /** A sample the model reconstructs with a lower R² is outside. */
+  minReconstructionR2: number;
+  /** How the thresholds were chosen, in words. */
+  calibration: string;
+}
+
+/**
+ * Whether a reference resembles the samples the model was trained on (one per reference of a
+ * prediction or screen from a sample). Predictions for a sample `outside` are extrapolations.
+ */
+export interface Familiarity {
+  /** The reference's name. */
+  reference: string;
+  /** Squared Pearson r between the sample and the model's decoded profile of it under the control, over its measured genes. */
+  reconstructionR2: number;
+  /** The nearest training context; `null` when the model has no familiarity calibration. */
+  nearestContext: string | null;
+  /** Distance of the sample's encoding to that context's centroid; `null` without a calibration. */
+  distance: number | null;
+  /** Whether the sample lies outside what the model was trained on; `null` without a calibration. */
+  outside: boolean | null;
+  /** Why it is outside, in plain words (empty when inside). */
+  reasons: string[];
+  /** One sentence for people: a warning when outside, else where the sample lies. */
+  summary: string;
 }
 
 /**
@@ -172,6 +208,8 @@ export interface Prediction {
   reference: ReferenceInfo | null;
   /** Every reference, indexed by `rows[i].reference` (empty for prompt-only generation). */
   references: ReferenceInfo[];
+  /** One per reference (empty for prompt-only generation or a model without a control perturbation). */
+  familiarity: Familiarity[];
   backend: Backend;
   timings: { predictMs: number };
 }
@@ -210,6 +248,8 @@ export interface ScreenResult {
   /** Best first. */
   hits: ScreenHit[];
   reference: ReferenceInfo;
+  /** The reference's familiarity (one entry; none for a model without a control perturbation). */
+  familiarity: Familiarity[];
   backend: Backend;
   timings: { screenMs: number };
 }

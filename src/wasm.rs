@@ -17,10 +17,11 @@ use wasm_bindgen::prelude::*;
 use crate::backend::gpu::{forward_kernels, yield_to_browser, Prebuilt};
 use crate::backend::{CpuBackend, GpuBackend};
 use crate::error::Error;
+use crate::familiarity::Familiarity;
 use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
 use crate::model::linear_dtypes;
 use crate::sample::{Reference, SampleTable, ValueKind};
-use crate::session::{Baseline, Prediction, PredictionMode, Request, Sampling, ScreenHit, Session, Signature};
+use crate::session::{Baseline, Prediction, PredictionMode, Request, Sampling, Screen, ScreenHit, Session, Signature};
 
 enum Engine {
     /// `prebuilt`: the first prediction's pipelines, still compiling when `load` returns; the first
@@ -58,7 +59,7 @@ impl Engine {
         perturbations: Option<&[Named]>,
         signature: Option<&Signature>,
         mode: PredictionMode,
-    ) -> crate::Result<Vec<ScreenHit>> {
+    ) -> crate::Result<Screen> {
         self.pipelines_ready().await;
         let baseline = Baseline::Reference;
         match self {
@@ -253,6 +254,24 @@ fn reference_js(r: &Reference, table: &SampleTable) -> Object {
     o
 }
 
+/// A familiarity report, camelCase; `nearestContext`, `distance` and `outside` are null for a
+/// model without a familiarity calibration.
+fn familiarity_js(f: &Familiarity) -> JsValue {
+    let o = Object::new();
+    set(&o, "reference", f.reference.as_str());
+    set(&o, "reconstructionR2", f.reconstruction_r2);
+    set(&o, "nearestContext", f.nearest_context.as_deref().map(JsValue::from).unwrap_or(JsValue::NULL));
+    set(&o, "distance", f.distance.map(JsValue::from).unwrap_or(JsValue::NULL));
+    set(&o, "outside", f.outside.map(JsValue::from).unwrap_or(JsValue::NULL));
+    set(&o, "reasons", f.reasons.iter().map(|r| JsValue::from(r.as_str())).collect::<Array>());
+    set(&o, "summary", f.summary());
+    o.into()
+}
+
+fn familiarity_list(list: &[Familiarity]) -> Array {
+    list.iter().map(familiarity_js).collect()
+}
+
 fn hit_js(h: &ScreenHit, cfg: &ModelConfig) -> Result<Object, JsValue> {
     let o = Object::new();
     set(&o, "name", h.name.as_str());
@@ -286,6 +305,20 @@ struct Info<'a> {
     perturbations: &'a [Named],
     contexts: &'a [Named],
     provenance: &'a serde_json::Value,
+    /// Format 2: the encoder's covariates (empty in format 1).
+    covariates: &'a [crate::format::NumericField],
+    /// The familiarity calibration, or null.
+    familiarity: Option<CalibrationInfo<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CalibrationInfo<'a> {
+    /// Training contexts with a centroid.
+    contexts: Vec<&'a str>,
+    max_distance: f64,
+    min_reconstruction_r2: f64,
+    calibration: &'a str,
 }
 
 /// The engine is taken out while a call runs (calls do not overlap); `dispose` during a call
@@ -376,6 +409,13 @@ impl RefcastModel {
             perturbations: &c.perturbations,
             contexts: &c.contexts,
             provenance: &c.provenance,
+            covariates: &c.covariates,
+            familiarity: c.familiarity.as_ref().map(|f| CalibrationInfo {
+                contexts: f.centroids.iter().map(|c| c.context.as_str()).collect(),
+                max_distance: f.max_distance,
+                min_reconstruction_r2: f.min_reconstruction_r2,
+                calibration: &f.calibration,
+            }),
         })
     }
 
@@ -547,6 +587,7 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     };
     set(&out, "reference", if infos.length() > 0 { infos.get(0) } else { JsValue::NULL });
     set(&out, "references", infos);
+    set(&out, "familiarity", familiarity_list(&pred.familiarity));
     Ok(out.into())
 }
 
@@ -561,10 +602,11 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
     let list: Option<Vec<Named>> = o.perturbations.map(|ps| ps.into_iter().map(|p| perturbation(cfg, p)).collect());
     let signature = o.signature.map(|m| Signature { genes: m.into_iter().collect() });
     let mode = prediction_mode(o.mode.as_deref())?;
-    let hits = engine.screen(&reference, &ctx, list.as_deref(), signature.as_ref(), mode).await.map_err(refcast_error)?;
+    let screen = engine.screen(&reference, &ctx, list.as_deref(), signature.as_ref(), mode).await.map_err(refcast_error)?;
     let out = Object::new();
-    let ranked: Array = hits.iter().map(|h| hit_js(h, cfg).map(JsValue::from)).collect::<Result<_, _>>()?;
+    let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg).map(JsValue::from)).collect::<Result<_, _>>()?;
     set(&out, "hits", ranked);
+    set(&out, "familiarity", familiarity_list(&screen.familiarity));
     set(&out, "reference", reference_js(&reference, &table));
     Ok(out.into())
 }

@@ -318,7 +318,22 @@ function renderPrediction() {
   $('timings').textContent =
     `Sample “${sampleName(p.reference, state.predictionSample)}” from ${state.predictionSample}; predicted: ${profile}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
     `(model loaded in ${ms(state.model.loadMs)}). ${p.reference.report}.`;
+  renderFamiliarity($('familiarity'), p.familiarity);
   renderRow(0);
+}
+
+/**
+ * Whether the sample resembles what the model was trained on: a visible notice when it does not
+ * (its predictions are extrapolations), else one unobtrusive line.
+ */
+function renderFamiliarity(target, list) {
+  const f = list?.[0];
+  target.hidden = !f;
+  if (!f) return;
+  const sentence = f.summary.charAt(0).toUpperCase() + f.summary.slice(1) + '.';
+  target.textContent = f.outside ? `Caution: ${sentence}` : sentence;
+  target.className = f.outside ? 'familiarity-outside' : 'hint';
+  document.body.dataset.familiarity = f.outside === null ? 'uncalibrated' : f.outside ? 'outside' : 'inside';
 }
 
 function renderRow(r) {
@@ -465,13 +480,14 @@ async function rankAll() {
     return { name, effectSize, topUp: d.slice(0, 10).map(gene), topDown: d.slice(-10).reverse().map(gene) };
   });
   hits.sort((a, b) => b.effectSize - a.effectSize);
-  return { hits, reference: p.reference, backend: p.backend, timings: { screenMs: performance.now() - t0 }, mode: m, control: !!ctl };
+  return { hits, reference: p.reference, familiarity: p.familiarity, backend: p.backend, timings: { screenMs: performance.now() - t0 }, mode: m, control: !!ctl };
 }
 
 function renderScreen(s) {
   $('screen-results').hidden = false;
   const where = s.backend === 'webgpu' ? 'GPU' : 'CPU';
   $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${sampleName(s.reference, state.sample.name)}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
+  renderFamiliarity($('screen-familiarity'), s.familiarity);
   $('screen-effect').textContent =
     s.mode === 'counterfactual'
       ? 'effect size (RMS predicted log FC)'

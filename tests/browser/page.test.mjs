@@ -150,6 +150,9 @@ test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; sc
   console.log(`# ${await page.textContent('#timings')}`);
   await shot(page, 'webgpu-prediction');
   assert.equal(await page.evaluate(() => document.body.dataset.mode), 'counterfactual');
+  // The shipped model has no familiarity calibration: one quiet line with the reconstruction R².
+  assert.equal(await page.evaluate(() => document.body.dataset.familiarity), 'uncalibrated');
+  assert.match(await page.textContent('#familiarity'), /the model reconstructs \d+ % of its profile \(R²\)/);
   checkNumbers('WebGPU', await download(page), 'counterfactual');
   await coldStart(page, 'WebGPU');
   await checkDecoded(page, 'WebGPU', 3);
@@ -174,6 +177,9 @@ test('WebGPU turned off: auto falls back to the wasm CPU backend, same numbers',
   await runExample(page);
   await shot(page, 'cpu-prediction');
   assert.equal(await page.evaluate(() => document.body.dataset.mode), 'counterfactual');
+  // The shipped model has no familiarity calibration: one quiet line with the reconstruction R².
+  assert.equal(await page.evaluate(() => document.body.dataset.familiarity), 'uncalibrated');
+  assert.match(await page.textContent('#familiarity'), /the model reconstructs \d+ % of its profile \(R²\)/);
   checkNumbers('CPU', await download(page), 'counterfactual');
   await coldStart(page, 'CPU');
   await checkDecoded(page, 'CPU', 3);

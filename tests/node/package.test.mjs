@@ -83,7 +83,37 @@ test('the default mode is counterfactual: the sample moved by the decoded change
   assert.ok(p.logCpm.every((v) => v >= 0));
   assertClose('z: the perturbation row', p.latents, c.expected.z);
   assert.deepEqual(await model.predict({ sample: kang, perturbations: [c.perturbation], mode: 'counterfactual' }).then((q) => q.logCpm), p.logCpm);
+  // Familiarity: the R² of the decoded control profile against the sample over its measured
+  // genes; the shipped model (format 1) has no calibration, so no nearest context and no verdict.
+  const want = squaredPearson(ref, b, p.reference.measured);
+  for (const q of [p, d]) {
+    assert.equal(q.familiarity.length, 1);
+    const f = q.familiarity[0];
+    assert.equal(f.reference, p.reference.name);
+    assert.ok(Math.abs(f.reconstructionR2 - want) < 1e-4, `reconstruction R² ${f.reconstructionR2}, want ${want}`);
+    assert.ok(want > 0.5 && want <= 1, `R² ${want}`);
+    assert.deepEqual([f.nearestContext, f.distance, f.outside, f.reasons], [null, null, null, []]);
+    assert.match(f.summary, /the model reconstructs \d+ % of its profile \(R²\); the model has no familiarity calibration/);
+  }
+  assert.equal(model.info().familiarity, null);
+  assert.deepEqual(model.info().covariates, []);
+  const prompt = await model.predict({ context: 'PBMC B (10x 3\', Kang 2018)', perturbation: c.perturbation });
+  assert.deepEqual(prompt.familiarity, []);
 });
+
+function squaredPearson(x, y, keep) {
+  const idx = [];
+  for (let g = 0; g < x.length; g++) if (keep[g]) idx.push(g);
+  const mean = (v) => idx.reduce((a, g) => a + v[g], 0) / idx.length;
+  const [mx, my] = [mean(x), mean(y)];
+  let [sxy, sxx, syy] = [0, 0, 0];
+  for (const g of idx) {
+    sxy += (x[g] - mx) * (y[g] - my);
+    sxx += (x[g] - mx) ** 2;
+    syy += (y[g] - my) ** 2;
+  }
+  return (sxy * sxy) / (sxx * syy);
+}
 
 test('counterfactual golden cases (when the golden file has them) match PyTorch', async () => {
   const samples = { airway: await read('examples/airway_N61311_untreated.tsv'), Kang: kang };
@@ -158,6 +188,9 @@ test('a matrix of samples predicts in one batch (columns), row for row like one 
 test('screen ranks every perturbation', async () => {
   const s = await model.screen({ sample: kang });
   assert.equal(s.hits.length, model.info().perturbations.length);
+  assert.equal(s.familiarity.length, 1);
+  const p = await model.predict({ sample: kang, perturbations: ['IFN-beta 6 h'] });
+  assert.ok(Math.abs(s.familiarity[0].reconstructionR2 - p.familiarity[0].reconstructionR2) < 1e-5, 'screen and predict agree on R²');
   for (let i = 1; i < s.hits.length; i++) assert.ok(s.hits[i - 1].score >= s.hits[i].score);
   assert.ok(s.hits[0].topUp.length > 0 && typeof s.hits[0].topUp[0].gene === 'string');
   const sig = await model.screen({ sample: kang, signature: { ISG15: -1, IFI6: -1, MX1: -1, CD14: 1, LYZ: 1 } });
