@@ -282,7 +282,8 @@ fn info(file: &ModelFile, path: &Path) -> Result<()> {
     }
     match &c.familiarity {
         Some(cal) => {
-            writeln!(out, "\nfamiliarity   {} training contexts; a sample is flagged as unlike the training data when its", cal.centroids.len())?;
+            let n = cal.centroids.len();
+            writeln!(out, "\nfamiliarity   {n} training context{}; a sample is flagged as unlike the training data when its", if n == 1 { "" } else { "s" })?;
             writeln!(out, "              encoding is farther than {} from every context's centroid, or when the model", cal.max_distance)?;
             writeln!(out, "              reconstructs less than {:.0} % of its profile (R²)", 100.0 * cal.min_reconstruction_r2)?;
             if !cal.calibration.trim().is_empty() {

@@ -365,3 +365,42 @@ fn gpu_matches_cpu_on_format2_models() {
         }
     }
 }
+
+/// The command line on a calibrated format 2 model: a warning line for a sample outside, the
+/// `--familiarity` TSV, and `info` describing the covariate and the calibration in words.
+#[test]
+fn the_command_line_warns_about_samples_outside_the_calibration() {
+    let mut file = random_model_v2(spec(DType::Q8_0));
+    file.config.familiarity.as_mut().unwrap().max_distance = 0.0;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("v2.safetensors");
+    std::fs::write(&model, file.to_bytes().unwrap()).unwrap();
+    let sample = dir.path().join("sample.tsv");
+    let rows: String = (0..150).map(|g| format!("GENE{g}\t{}\n", (g * 7919) % 97)).collect();
+    std::fs::write(&sample, format!("gene\tcount\n{rows}")).unwrap();
+    let table = dir.path().join("familiarity.tsv");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_refcast")).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (m, s, t) = (model.to_str().unwrap(), sample.to_str().unwrap(), table.to_str().unwrap());
+    for command in ["predict", "screen"] {
+        let (_, stderr) = run(&[command, "-m", m, "-s", s, "--backend", "cpu", "--familiarity", t]);
+        assert!(
+            stderr.contains("warning: sample 'sample' looks unlike anything the model was trained on: its profile is far from every sample the model was trained on (nearest: T cells (10x); distance ")
+                && stderr.contains("trained samples reach 0.0)") && stderr.contains("; predictions for it are extrapolations"),
+            "{command}: {stderr}"
+        );
+        let tsv = std::fs::read_to_string(&table).unwrap();
+        let lines: Vec<&str> = tsv.lines().collect();
+        assert_eq!(lines[0], "reference\treconstruction_r2\tnearest_context\tdistance\toutside");
+        let cells: Vec<&str> = lines[1].split('\t').collect();
+        assert_eq!((cells[0], cells[2], cells[4]), ("sample", "T cells (10x)", "true"), "{tsv}");
+        assert!(cells[1].parse::<f32>().unwrap() >= 0.0 && cells[3].parse::<f32>().unwrap() > 0.0, "{tsv}");
+    }
+    let (info, _) = run(&["info", m]);
+    assert!(info.contains("encoder covariates") && info.contains("library_size  the sample's sum of counts"), "{info}");
+    assert!(info.contains("familiarity   1 training context; a sample is flagged") && info.contains("farther than 0 from every context's centroid"), "{info}");
+    assert!(info.contains("reconstructs less than 50 % of its profile (R²)") && info.contains("calibration: random centroids"), "{info}");
+}
