@@ -85,13 +85,13 @@ test('the default mode is counterfactual: the sample moved by the decoded change
   assert.deepEqual(await model.predict({ sample: kang, perturbations: [c.perturbation], mode: 'counterfactual' }).then((q) => q.logCpm), p.logCpm);
   // Familiarity: the R² of the decoded control profile against the sample over its measured
   // genes; the shipped model (format 1) has no calibration, so no nearest context and no verdict.
-  const want = squaredPearson(ref, b, p.reference.measured);
+  const wantR2 = squaredPearson(ref, b, p.reference.measured);
   for (const q of [p, d]) {
     assert.equal(q.familiarity.length, 1);
     const f = q.familiarity[0];
     assert.equal(f.reference, p.reference.name);
-    assert.ok(Math.abs(f.reconstructionR2 - want) < 1e-4, `reconstruction R² ${f.reconstructionR2}, want ${want}`);
-    assert.ok(want > 0.5 && want <= 1, `R² ${want}`);
+    assert.ok(Math.abs(f.reconstructionR2 - wantR2) < 1e-4, `reconstruction R² ${f.reconstructionR2}, want ${wantR2}`);
+    assert.ok(wantR2 > 0.5 && wantR2 <= 1, `R² ${wantR2}`);
     assert.deepEqual([f.nearestContext, f.distance, f.outside, f.reasons], [null, null, null, []]);
     assert.match(f.summary, /the model reconstructs \d+ % of its profile \(R²\); the model has no familiarity calibration/);
   }
