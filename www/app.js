@@ -318,7 +318,7 @@ function renderPrediction() {
   $('timings').textContent =
     `Sample “${sampleName(p.reference, state.predictionSample)}” from ${state.predictionSample}; predicted: ${profile}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
     `(model loaded in ${ms(state.model.loadMs)}). ${p.reference.report}.`;
-  renderFamiliarity($('familiarity'), p.familiarity);
+  renderFamiliarity($('familiarity'), p.familiarity, sampleName(p.reference, state.predictionSample));
   renderRow(0);
 }
 
@@ -326,11 +326,13 @@ function renderPrediction() {
  * Whether the sample resembles what the model was trained on: a visible notice when it does not
  * (its predictions are extrapolations), else one unobtrusive line.
  */
-function renderFamiliarity(target, list) {
+function renderFamiliarity(target, list, name) {
   const f = list?.[0];
   target.hidden = !f;
   if (!f) return;
-  const sentence = f.summary.charAt(0).toUpperCase() + f.summary.slice(1) + '.';
+  // The sentence names the sample column; the page calls the sample as elsewhere on it.
+  const summary = f.summary.replace(`sample '${f.reference}'`, `Sample “${name}”`);
+  const sentence = summary.charAt(0).toUpperCase() + summary.slice(1) + '.';
   target.textContent = f.outside ? `Caution: ${sentence}` : sentence;
   target.className = f.outside ? 'familiarity-outside' : 'hint';
   document.body.dataset.familiarity = f.outside === null ? 'uncalibrated' : f.outside ? 'outside' : 'inside';
@@ -487,7 +489,7 @@ function renderScreen(s) {
   $('screen-results').hidden = false;
   const where = s.backend === 'webgpu' ? 'GPU' : 'CPU';
   $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${sampleName(s.reference, state.sample.name)}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
-  renderFamiliarity($('screen-familiarity'), s.familiarity);
+  renderFamiliarity($('screen-familiarity'), s.familiarity, sampleName(s.reference, state.sample.name));
   $('screen-effect').textContent =
     s.mode === 'counterfactual'
       ? 'effect size (RMS predicted log FC)'
