@@ -58,6 +58,19 @@ struct Case {
 struct GoldenReference {
     log_cpm: Vec<f32>,
     library_size: f32,
+    /// Whether the library size is a sequencing depth (format 2 covariate and technical prior).
+    #[serde(default)]
+    from_counts: bool,
+}
+
+/// What the runtime must report for a reference (golden files of format 2 models with a
+/// familiarity calibration; every gene counts as measured).
+#[derive(Deserialize)]
+struct GoldenFamiliarity {
+    reconstruction_r2: f32,
+    nearest_context: String,
+    distance: f32,
+    outside: bool,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +81,7 @@ struct Expected {
     /// Counterfactual cases: decode(perturbation) and decode(control).
     decoded_log_cpm: Option<Vec<f32>>,
     control_log_cpm: Option<Vec<f32>>,
+    familiarity: Option<GoldenFamiliarity>,
 }
 
 impl Case {
@@ -85,7 +99,7 @@ impl Case {
                 name: "golden".into(),
                 log_cpm: r.log_cpm.clone(),
                 library_size: r.library_size,
-                from_counts: false,
+                from_counts: r.from_counts,
                 measured: vec![true; r.log_cpm.len()],
                 report: MatchReport::default(),
             }];
@@ -159,6 +173,13 @@ async fn check<B: Backend>(session: &mut Session<B>, golden: &Golden) {
                 format!("worst error {:.2} of its bound", assert_close_sum(&what, row, &e.log_cpm, a, b, 1.0))
             }
         };
+        if let Some(want) = &case.expected.familiarity {
+            let got = pred.familiarity.first().unwrap_or_else(|| panic!("{}: no familiarity report", case.name));
+            assert!((got.reconstruction_r2 - want.reconstruction_r2).abs() <= 1e-4, "{}: R² {} vs {}", case.name, got.reconstruction_r2, want.reconstruction_r2);
+            let distance = got.distance.unwrap_or_else(|| panic!("{}: the model has no familiarity calibration", case.name));
+            assert!((distance - want.distance).abs() <= 1e-3 * (1.0 + want.distance), "{}: distance {distance} vs {}", case.name, want.distance);
+            assert_eq!((got.nearest_context.as_deref(), got.outside), (Some(want.nearest_context.as_str()), Some(want.outside)), "{}", case.name);
+        }
         eprintln!("{} [{}]: worst relative error of z {ez:.1e}; log-CPM: {el}", case.name, session.describe());
     }
 }
