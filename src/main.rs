@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use refcast::backend::{Backend, BackendKind, CpuBackend, GpuBackend};
 use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, Value, checksum};
-use refcast::sample::{MAX_SAMPLE_BYTES, SampleTable, ValueKind};
+use refcast::sample::{MAX_SAMPLE_BYTES, Reference, SampleTable, ValueKind};
 use refcast::Familiarity;
 use refcast::session::{Baseline, Prediction, PredictionMode, Request, Sampling, Session, Signature};
 
@@ -71,6 +71,10 @@ struct Common {
     /// What the sample's values are: auto (from the header or the values), counts, log-cpm.
     #[arg(long, default_value = "auto")]
     values: ValueKind,
+    /// For log-CPM samples: the library size (sum of counts) the values were computed from, so
+    /// that a model with a depth covariate knows the sequencing depth. Count samples have theirs.
+    #[arg(long, value_name = "READS")]
+    library_size: Option<f64>,
     /// Known context by name (see `refcast info`), used by the priors of groups not conditioned on.
     #[arg(long)]
     context: Option<String>,
@@ -219,6 +223,20 @@ fn verify_checksum(path: &Path, bytes: &[u8], sha256: Option<&str>) -> Result<()
             Ok(())
         }
     }
+}
+
+/// A log-CPM reference given the library size its values came from (`--library-size`).
+fn with_library_size(mut reference: Reference, library_size: Option<f64>) -> Result<Reference> {
+    let Some(size) = library_size else { return Ok(reference) };
+    if reference.from_counts {
+        bail!("--library-size is for log-CPM samples; sample '{}' gives counts, whose sum is its library size", reference.name);
+    }
+    if !(size.is_finite() && size >= 1.0 && size <= 1e12) {
+        bail!("--library-size must be a number of reads between 1 and 10^12, got {size}");
+    }
+    reference.library_size = size as f32;
+    reference.from_counts = true;
+    Ok(reference)
 }
 
 fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
@@ -402,7 +420,7 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
     }
     let mut results = Vec::with_capacity(table.samples.len());
     for s in 0..table.samples.len() {
-        let reference = session.reference(&table, s)?;
+        let reference = with_library_size(session.reference(&table, s)?, args.common.library_size)?;
         eprintln!("refcast: sample '{}': {}", reference.name, reference.report);
         let mut req = Request::conditioned(vec![reference.clone()], perts.iter().map(|p| p.1.clone()).collect());
         req.contexts = vec![context.clone()];
@@ -519,7 +537,7 @@ async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Resul
         bail!("screen takes one sample; the file has {} columns ({})", table.samples.len(), table.samples.join(", "));
     }
     let context = context_metadata(&cfg, &args.common)?;
-    let reference = session.reference(&table, 0)?;
+    let reference = with_library_size(session.reference(&table, 0)?, args.common.library_size)?;
     eprintln!("refcast: {} on {}", cfg.name, session.describe());
     eprintln!("refcast: sample '{}': {}", reference.name, reference.report);
     let signature = match &args.signature {

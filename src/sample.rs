@@ -312,7 +312,8 @@ pub struct Reference {
     pub log_cpm: Vec<f32>,
     /// Sum of counts (for log-CPM input: 10⁶, so counts come out as CPM).
     pub library_size: f32,
-    /// Whether the sample gave counts, so that `library_size` is its sequencing depth.
+    /// Whether `library_size` is the sample's sequencing depth: it gave counts, or its log-CPM
+    /// came with the library size they were computed from.
     pub from_counts: bool,
     /// Whether the sample measured each model gene.
     pub measured: Vec<bool>,
