@@ -39,8 +39,14 @@ def perturbations(meta):
     """What `screen` ranks: the control, then every (perturbation, dose, time) measured."""
     pert_fields = [c for c in T.PERT_FIELDS + T.PERT_NUMERIC if c in meta.columns]
     out = [{"name": "none (control)", "metadata": {k: v for k, v in T.CONTROL.items() if k in pert_fields}}]
-    combos = meta[meta.perturbation != "none"][pert_fields].drop_duplicates() \
-        .sort_values(["perturbation", "time_hours"] + (["dose_um"] if "dose_um" in pert_fields else []))
+    # in the order of the datasets (Kang's IFN-beta first: what the CLI predicts without -p), then
+    # by name, time and dose within a dataset; the compound screens (L1000, TG-GATEs) come last
+    datasets = list(dict.fromkeys(meta.dataset))
+    rank = {d: i for i, d in enumerate(sorted(datasets, key=lambda d: (d in ("l1000", "tggates"), datasets.index(d))))}
+    treated = meta[meta.perturbation != "none"].assign(_rank=lambda m: m.dataset.map(rank))
+    combos = treated[["_rank"] + pert_fields].drop_duplicates(subset=pert_fields) \
+        .sort_values(["_rank", "perturbation", "time_hours"] + (["dose_um"] if "dose_um" in pert_fields else [])) \
+        .drop(columns="_rank")
     seen = set()
     for r in combos.to_dict(orient="records"):
         label = perturbation_label(r["perturbation"], float(r["time_hours"]), float(r.get("dose_um", 0.0)))

@@ -298,21 +298,33 @@ pub struct TensorSpec {
 }
 
 impl ModelConfig {
-    /// A known perturbation by name (case-insensitive); else the one known perturbation whose
-    /// first categorical field has that value ("dexamethasone" → "dexamethasone 18 h"); else that
-    /// value alone, to be checked against the vocabulary when predicting.
+    /// A known perturbation by name (case-insensitive); else the known perturbations whose first
+    /// categorical field has that value, spelt exactly as given when any is, else in any case:
+    /// the one such entry ("dexamethasone" → "dexamethasone 1 µM 18 h"), or, for several (one
+    /// compound at several doses), the fields they all share (name, class; dose and time left to
+    /// `--set` or the training mean); else that value alone, to be checked against the
+    /// vocabulary when predicting.
     pub fn perturbation(&self, name: &str) -> Named {
         if let Some(n) = find(&self.perturbations, name) {
             return n.clone();
         }
         let field = self.priors.perturbation.categorical.first().map(|f| f.name.clone()).unwrap_or_default();
-        let mut by_value = self
-            .perturbations
-            .iter()
-            .filter(|n| matches!(n.metadata.get(&field), Some(Value::Text(v)) if v.eq_ignore_ascii_case(name.trim())));
-        match (by_value.next(), by_value.next()) {
-            (Some(only), None) => only.clone(),
-            _ => Named { name: name.to_string(), metadata: Metadata::from([(field, Value::Text(name.trim().to_string()))]) },
+        let value = name.trim();
+        let with = |same: &dyn Fn(&str) -> bool| -> Vec<&Named> {
+            self.perturbations.iter().filter(|n| matches!(n.metadata.get(&field), Some(Value::Text(v)) if same(v))).collect()
+        };
+        let mut matches = with(&|v| v == value);
+        if matches.is_empty() {
+            matches = with(&|v| v.eq_ignore_ascii_case(value));
+        }
+        match matches.as_slice() {
+            [] => Named { name: name.to_string(), metadata: Metadata::from([(field, Value::Text(value.to_string()))]) },
+            [only] => (*only).clone(),
+            [first, rest @ ..] => {
+                let mut shared = first.metadata.clone();
+                shared.retain(|k, v| rest.iter().all(|n| n.metadata.get(k) == Some(v)));
+                Named { name: name.to_string(), metadata: shared }
+            }
         }
     }
 
@@ -329,4 +341,44 @@ impl ModelConfig {
 
 fn find<'a>(list: &'a [Named], name: &str) -> Option<&'a Named> {
     list.iter().find(|n| n.name.eq_ignore_ascii_case(name.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str, fields: &[(&str, Value)]) -> Named {
+        Named { name: name.into(), metadata: fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
+    }
+
+    fn text(v: &str) -> Value {
+        Value::Text(v.into())
+    }
+
+    /// A model whose perturbation list has one compound in two spellings and at several doses.
+    fn config() -> ModelConfig {
+        let mut cfg = crate::format::synthetic::random_model(crate::format::synthetic::SyntheticSpec::tiny(DType::F32)).config;
+        cfg.perturbations = vec![
+            named("none (control)", &[("perturbation", text("none"))]),
+            named("dexamethasone 1 µM 18 h", &[("perturbation", text("dexamethasone")), ("class", text("glucocorticoid")), ("dose_um", Value::Number(1.0))]),
+            named("Dexamethasone 10 µM 24 h", &[("perturbation", text("Dexamethasone")), ("class", text("compound")), ("dose_um", Value::Number(10.0))]),
+            named("Dexamethasone 100 µM 24 h", &[("perturbation", text("Dexamethasone")), ("class", text("compound")), ("dose_um", Value::Number(100.0))]),
+        ];
+        cfg
+    }
+
+    #[test]
+    fn a_perturbation_is_found_by_name_then_by_its_value_spelt_exactly_then_in_any_case() {
+        let cfg = config();
+        assert_eq!(cfg.perturbation("DEXAMETHASONE 10 µM 24 H").name, "Dexamethasone 10 µM 24 h");
+        // the exact spelling picks the one airway entry although another study spells it otherwise
+        assert_eq!(cfg.perturbation("dexamethasone").name, "dexamethasone 1 µM 18 h");
+        // two entries share the exact spelling: the fields they agree on, dose left out
+        let shared = cfg.perturbation("Dexamethasone").metadata;
+        assert_eq!(shared, Metadata::from([("perturbation".to_string(), text("Dexamethasone")), ("class".to_string(), text("compound"))]));
+        // no exact spelling: one case-insensitive match is taken
+        assert_eq!(cfg.perturbation(" NONE ").metadata.get("perturbation"), Some(&text("none")));
+        // unknown: the value alone, for the vocabulary check to name
+        assert_eq!(cfg.perturbation("cisplatin").metadata, Metadata::from([("perturbation".to_string(), text("cisplatin"))]));
+    }
 }
