@@ -1,4 +1,5 @@
-"""External held-out data: Alasoo et al. 2018 iPSC-derived macrophages (shared/data/MANIFEST.md, section 1).
+"""Alasoo et al. 2018 iPSC-derived macrophages (shared/data/MANIFEST.md, section 1): training data of
+format 2 models through corpus.py, which takes the units and the transcript -> gene map from here.
 
 6 donors x {naive, IFNg, SL1344 (Salmonella), IFNg_SL1344}, Salmon transcript quantifications against
 GENCODE v29 (205,870 versioned ENST ids), fetched by `fetch` into C.ALASOO.
