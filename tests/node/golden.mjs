@@ -1,7 +1,8 @@
 // The golden files (tests/golden, written by training/export.py) as the Node tests read them: which
 // cases are decoded and which counterfactual, and the counterfactual tolerance. Mirrors
 // tests/golden.rs: `golden_format` 1 (no field) holds decoded cases only; from 2 every case names
-// its `prediction` mode and counterfactual cases must be there.
+// its `prediction` mode and counterfactual cases must be there. Also: which bundled example a
+// golden case's reference is, and the model's perturbations by name.
 
 import assert from 'node:assert/strict';
 
@@ -45,4 +46,39 @@ export function assertCloseSum(what, got, want, a, b, scale = 1) {
     worst = Math.max(worst, err / bound);
   }
   return worst;
+}
+
+/** The bundled example each "(bundled example)" golden case starts with, by its name's first words. */
+export const EXAMPLES = [
+  ['airway ', 'examples/airway_N61311_untreated.tsv'],
+  ['Kang ', 'examples/kang_cd14_mono_ctrl.tsv'],
+  ['T cells D1 ', 'examples/tcell_D1_unstimulated_24h.tsv'],
+];
+
+/** The example file of a golden case whose reference is a bundled example; fails for an unknown one. */
+export function exampleOf(c) {
+  const hit = EXAMPLES.find(([start]) => c.name.startsWith(start));
+  assert.ok(hit, `golden case '${c.name}': no bundled example file is known for it (tests/node/golden.mjs, EXAMPLES)`);
+  return hit[1];
+}
+
+/** Whether a known perturbation is a control (a field set to "none"), as the runtime decides. */
+export const isControl = (p) => Object.values(p.metadata).some((v) => String(v).toLowerCase() === 'none');
+
+/**
+ * The name of the model's first known perturbation whose name starts with `start` ("IFN-beta 6 h"),
+ * failing with the list's size and first entries when there is none.
+ */
+export function perturbationNamed(info, start) {
+  const found = info.perturbations.find((p) => p.name.startsWith(start));
+  const some = info.perturbations.slice(0, 8).map((p) => `'${p.name}'`).join(', ');
+  assert.ok(found, `the model has no perturbation whose name starts with '${start}' (${info.perturbations.length} known: ${some}, …)`);
+  return found.name;
+}
+
+/** The name of the model's control perturbation (its first with a field set to "none"). */
+export function controlName(info) {
+  const found = info.perturbations.find(isControl);
+  assert.ok(found, 'the model has no control perturbation (none with a field set to "none")');
+  return found.name;
 }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { Refcast, RefcastError, predictionToTsv } from '../../js/index.js';
-import { assertCloseSum, counterfactualCases, decodedCases } from './golden.mjs';
+import { assertCloseSum, controlName, counterfactualCases, decodedCases, exampleOf, perturbationNamed } from './golden.mjs';
 
 const root = new URL('../../', import.meta.url);
 const read = (p) => readFile(new URL(p, root));
@@ -29,6 +29,12 @@ const modelBytes = await read('models/refcast-q8_0.safetensors');
 const golden = JSON.parse(await read('tests/golden/golden_q8_0.json'));
 const kang = await read('examples/kang_cd14_mono_ctrl.tsv');
 const model = await Refcast.load(modelBytes, { backend: 'auto', sha256: SHA256 });
+const kangCase = decodedCases(golden).find((c) => c.name.startsWith('Kang CD14 Mono control (bundled example)'));
+// The model's size, from the PyTorch golden vectors rather than from the model under test.
+const GENES = kangCase.expected.log_cpm.length;
+// Perturbations by name: the interferon entry the examples use, and the model's control.
+const IFN = perturbationNamed(model.info(), 'IFN-beta 6 h');
+const CONTROL = controlName(model.info());
 
 test('auto picks the CPU in Node (no navigator.gpu) and says why', () => {
   assert.equal(model.backend, 'cpu');
@@ -38,28 +44,27 @@ test('auto picks the CPU in Node (no navigator.gpu) and says why', () => {
 
 test('info lists genes, vocabularies, perturbations and contexts', () => {
   const info = model.info();
-  assert.equal(info.genes, 8192);
-  assert.equal(model.genes.length, 8192);
-  assert.equal(model.ensembl.length, 8192);
+  assert.equal(info.genes, GENES);
+  assert.equal(model.genes.length, GENES);
+  assert.equal(model.ensembl.length, GENES);
   assert.deepEqual(Object.keys(info.metadata).sort(), ['biological', 'perturbation', 'technical']);
-  assert.ok(info.perturbations.some((p) => p.name === 'IFN-beta 6 h'));
+  assert.ok(info.perturbations.some((p) => p.name === IFN));
+  assert.equal(new Set(info.perturbations.map((p) => p.name)).size, info.perturbations.length, 'perturbation names are unique');
   assert.ok(info.contexts.length > 0);
-  assert.equal(info.latent.technical + info.latent.biological + info.latent.perturbation, 48);
+  assert.equal(info.latent.technical + info.latent.biological + info.latent.perturbation, kangCase.expected.z.length);
 });
-
-const kangCase = decodedCases(golden).find((c) => c.name.startsWith('Kang CD14 Mono control (bundled example)'));
 
 test('predict on the bundled example matches PyTorch (golden vectors)', async () => {
   const c = kangCase;
   const p = await model.predict({ sample: kang, perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'decoded' });
   assert.equal(p.mode, 'decoded');
-  assert.equal(p.genes, 8192);
+  assert.equal(p.genes, GENES);
   assert.ok(p.logCpm instanceof Float32Array && p.logFoldChange instanceof Float32Array);
   assert.equal(p.rows.length, 1);
   assertClose('z', p.latents, c.expected.z);
   assertClose('log-CPM', p.logCpm, c.expected.log_cpm);
   assertClose('reference', p.reference.logCpm, c.reference.log_cpm);
-  for (let g = 0; g < 8192; g++) assert.ok(Math.abs(p.logFoldChange[g] - (p.logCpm[g] - p.reference.logCpm[g])) < 1e-5);
+  for (let g = 0; g < GENES; g++) assert.ok(Math.abs(p.logFoldChange[g] - (p.logCpm[g] - p.reference.logCpm[g])) < 1e-5);
   assert.equal(p.reference.valueKind, 'counts');
   assert.ok(p.reference.matched > 5000);
 });
@@ -68,7 +73,7 @@ test('the default mode is counterfactual: the sample moved by the decoded change
   const c = kangCase;
   const p = await model.predict({ sample: kang, perturbations: [c.perturbation] });
   assert.equal(p.mode, 'counterfactual');
-  const d = await model.predict({ sample: kang, perturbations: [c.perturbation, 'none (control)'], mode: 'decoded' });
+  const d = await model.predict({ sample: kang, perturbations: [c.perturbation, CONTROL], mode: 'decoded' });
   const G = p.genes;
   const [a, b] = [d.logCpm.subarray(0, G), d.logCpm.subarray(G, 2 * G)];
   const ref = p.reference.logCpm;
@@ -84,19 +89,39 @@ test('the default mode is counterfactual: the sample moved by the decoded change
   assertClose('z: the perturbation row', p.latents, c.expected.z);
   assert.deepEqual(await model.predict({ sample: kang, perturbations: [c.perturbation], mode: 'counterfactual' }).then((q) => q.logCpm), p.logCpm);
   // Familiarity: the R² of the decoded control profile against the sample over its measured
-  // genes; the shipped model (format 1) has no calibration, so no nearest context and no verdict.
+  // genes. A model without a calibration (format 1) gives no nearest context and no verdict; a
+  // calibrated one (format 2) gives the nearest centroid and distance of the golden vectors
+  // (PyTorch, same reference) and says outside exactly when a calibrated threshold is crossed.
   const wantR2 = squaredPearson(ref, b, p.reference.measured);
+  const calibration = model.info().familiarity;
+  const wantPlace = golden.cases.find((g) => g.name.startsWith('Kang CD14 Mono control (bundled example)') && g.expected.familiarity)?.expected.familiarity;
   for (const q of [p, d]) {
     assert.equal(q.familiarity.length, 1);
     const f = q.familiarity[0];
     assert.equal(f.reference, p.reference.name);
     assert.ok(Math.abs(f.reconstructionR2 - wantR2) < 1e-4, `reconstruction R² ${f.reconstructionR2}, want ${wantR2}`);
     assert.ok(wantR2 > 0.5 && wantR2 <= 1, `R² ${wantR2}`);
-    assert.deepEqual([f.nearestContext, f.distance, f.outside, f.reasons], [null, null, null, []]);
-    assert.match(f.summary, /the model reconstructs \d+ % of its profile \(R²\); the model has no familiarity calibration/);
+    if (calibration === null) {
+      assert.deepEqual([f.nearestContext, f.distance, f.outside, f.reasons], [null, null, null, []]);
+      assert.match(f.summary, /the model reconstructs \d+ % of its profile \(R²\); the model has no familiarity calibration/);
+      continue;
+    }
+    assert.ok(calibration.contexts.includes(f.nearestContext), `nearest context '${f.nearestContext}' is not one of the calibration's`);
+    assert.ok(Number.isFinite(f.distance) && f.distance >= 0, `distance ${f.distance}`);
+    if (wantPlace) {
+      assert.equal(f.nearestContext, wantPlace.nearest_context);
+      assert.ok(Math.abs(f.distance - wantPlace.distance) <= 1e-3 * (1 + wantPlace.distance), `distance ${f.distance}, PyTorch ${wantPlace.distance}`);
+    }
+    const outside = f.distance > calibration.maxDistance || f.reconstructionR2 < calibration.minReconstructionR2;
+    assert.equal(f.outside, outside, `outside: distance ${f.distance} (max ${calibration.maxDistance}), R² ${f.reconstructionR2} (min ${calibration.minReconstructionR2})`);
+    assert.equal(f.reasons.length > 0, outside, `reasons: ${f.reasons}`);
+    assert.match(
+      f.summary,
+      outside ? /looks unlike anything the model was trained on: .*; predictions for it are extrapolations/ : /resembles the training data \(nearest: .+, distance \d+\.\d\); the model reconstructs \d+ % of its profile \(R²\)/,
+    );
   }
-  assert.equal(model.info().familiarity, null);
-  assert.deepEqual(model.info().covariates, []);
+  if (calibration === null) assert.deepEqual(model.info().covariates, []);
+  else assert.deepEqual(model.info().covariates.map((c) => c.name), ['library_size']);
   const prompt = await model.predict({ context: 'PBMC B (10x 3\', Kang 2018)', perturbation: c.perturbation });
   assert.deepEqual(prompt.familiarity, []);
 });
@@ -116,10 +141,9 @@ function squaredPearson(x, y, keep) {
 }
 
 test('counterfactual golden cases (when the golden file has them) match PyTorch', async () => {
-  const samples = { airway: await read('examples/airway_N61311_untreated.tsv'), Kang: kang };
   const bundled = counterfactualCases(golden, 'golden_q8_0.json').filter((c) => c.name.includes('(bundled example)'));
   for (const c of bundled) {
-    const p = await model.predict({ sample: samples[c.name.split(' ')[0]], perturbations: [c.perturbation], conditionOn: c.condition_on });
+    const p = await model.predict({ sample: await read(exampleOf(c)), perturbations: [c.perturbation], conditionOn: c.condition_on });
     assertClose(`${c.name}: z`, p.latents, c.expected.z);
     assertCloseSum(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm, c.expected.decoded_log_cpm, c.expected.control_log_cpm);
   }
@@ -149,20 +173,20 @@ test('seeded sampling matches PyTorch and is reproducible', async () => {
 test('several perturbations and the {genes, values} sample form', async () => {
   const lines = new TextDecoder().decode(kang).trim().split('\n').slice(1).map((l) => l.split('\t'));
   const sample = { genes: lines.map((l) => l[0]), values: Float64Array.from(lines, (l) => Number(l[1])) };
-  const p = await model.predict({ sample, perturbations: ['IFN-beta 6 h', 'none (control)', 'dexamethasone'] });
+  const p = await model.predict({ sample, perturbations: [IFN, CONTROL, 'dexamethasone'] });
   assert.equal(p.rows.length, 3);
   assert.deepEqual(p.rows.map((r) => r.perturbation), [0, 1, 2]);
   assert.equal(p.perturbations[2].metadata.perturbation, 'dexamethasone');
   const tsv = predictionToTsv(p, model.genes).split('\n');
   assert.equal(tsv[0], 'perturbation\tdraw\tgene\treference\tpredicted\tlog_fold_change\tcounts\tsigma\tmeasured');
-  assert.equal(tsv.length, 3 * 8192 + 2);
+  assert.equal(tsv.length, 3 * GENES + 2);
 });
 
 test('a matrix of samples predicts in one batch (columns), row for row like one column at a time', async () => {
   const lines = new TextDecoder().decode(kang).trim().split('\n').slice(1).map((l) => l.split('\t'));
   // Three samples: the example, the example with every third gene unmeasured, the example doubled.
   const matrix = ['gene\tA\tB\tC', ...lines.map((l, i) => `${l[0]}\t${l[1]}\t${i % 3 ? l[1] : 0}\t${2 * Number(l[1])}`)].join('\n');
-  const perturbations = ['IFN-beta 6 h', 'dexamethasone'];
+  const perturbations = [IFN, 'dexamethasone'];
   const all = await model.predict({ sample: matrix, columns: 'all', perturbations });
   assert.equal(all.rows.length, 6);
   assert.deepEqual(all.rows.map((r) => [r.reference, r.perturbation]), [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]]);
@@ -189,7 +213,7 @@ test('screen ranks every perturbation', async () => {
   const s = await model.screen({ sample: kang });
   assert.equal(s.hits.length, model.info().perturbations.length);
   assert.equal(s.familiarity.length, 1);
-  const p = await model.predict({ sample: kang, perturbations: ['IFN-beta 6 h'] });
+  const p = await model.predict({ sample: kang, perturbations: [IFN] });
   assert.ok(Math.abs(s.familiarity[0].reconstructionR2 - p.familiarity[0].reconstructionR2) < 1e-5, 'screen and predict agree on R²');
   for (let i = 1; i < s.hits.length; i++) assert.ok(s.hits[i - 1].score >= s.hits[i].score);
   assert.ok(s.hits[0].topUp.length > 0 && typeof s.hits[0].topUp[0].gene === 'string');
@@ -197,21 +221,21 @@ test('screen ranks every perturbation', async () => {
   assert.ok(sig.hits.every((h) => typeof h.reversal === 'number'));
   // In the counterfactual mode (the default) the control changes nothing; decoded, it carries the
   // model's reconstruction error of the sample.
-  const control = (r) => r.hits.find((h) => h.name === 'none (control)').effectSize;
+  const control = (r) => r.hits.find((h) => h.name === CONTROL).effectSize;
   const decoded = await model.screen({ sample: kang, mode: 'decoded' });
   assert.ok(control(s) < 1e-4 && control(decoded) > 1e-2, `control: counterfactual ${control(s)}, decoded ${control(decoded)}`);
   assert.deepEqual((await model.screen({ sample: kang, mode: 'counterfactual' })).hits.map((h) => h.score), s.hits.map((h) => h.score));
 });
 
 test('sample errors name the line and gene', async () => {
-  await assert.rejects(model.predict({ sample: 'gene\tcount\nISG15\t3\nMX1\tabc\n', perturbations: ['IFN-beta 6 h'] }), (e) => {
+  await assert.rejects(model.predict({ sample: 'gene\tcount\nISG15\t3\nMX1\tabc\n', perturbations: [IFN] }), (e) => {
     assert.ok(e instanceof RefcastError);
     assert.equal(e.kind, 'sample');
     assert.match(e.message, /line 3.*MX1.*'abc' is not a number/);
     return true;
   });
   await assert.rejects(model.inspectSample('just one column\n'), { kind: 'sample', message: /line 1/ });
-  await assert.rejects(model.inspectSample(`gene\tcount\n${model.genes[0]}\t3\n`), { kind: 'sample', message: /matches only 1 of the model's 8192 genes/ });
+  await assert.rejects(model.inspectSample(`gene\tcount\n${model.genes[0]}\t3\n`), { kind: 'sample', message: new RegExp(`matches only 1 of the model's ${GENES} genes`) });
   await assert.rejects(model.inspectSample('gene\tcount\nNOT_A_GENE\t3\n'), { kind: 'sample', message: /no gene of sample 'count'.*NOT_A_GENE/ });
 });
 
@@ -228,8 +252,8 @@ test('metadata and usage errors are clear', async () => {
 
 test('calls queue instead of failing when not awaited one by one', async () => {
   const [a, b] = await Promise.all([
-    model.predict({ sample: kang, perturbation: 'IFN-beta 6 h' }),
-    model.predict({ sample: kang, perturbation: 'IFN-beta 6 h' }),
+    model.predict({ sample: kang, perturbation: IFN }),
+    model.predict({ sample: kang, perturbation: IFN }),
   ]);
   assert.deepEqual(a.logCpm, b.logCpm);
 });
@@ -244,7 +268,7 @@ test('load rejects a wrong checksum, a damaged file and a bad backend name', asy
 
 test('dispose releases the model; later calls reject', async () => {
   const m = await Refcast.load(modelBytes, { backend: 'cpu' });
-  const pending = m.predict({ sample: kang, perturbation: 'IFN-beta 6 h' });
+  const pending = m.predict({ sample: kang, perturbation: IFN });
   m.dispose();
   await pending; // a call made before dispose still completes
   await assert.rejects(m.predict({ sample: kang, perturbation: 'none' }), { kind: 'usage', message: /disposed/ });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { Refcast } from '../../js/index.js';
-import { assertCloseSum, counterfactualCases, decodedCases } from './golden.mjs';
+import { assertCloseSum, counterfactualCases, decodedCases, exampleOf } from './golden.mjs';
 
 const root = new URL('../../', import.meta.url);
 const read = (p) => readFile(new URL(p, root));
@@ -20,17 +20,18 @@ function assertClose(what, got, want) {
   }
 }
 
-const examples = { airway: 'examples/airway_N61311_untreated.tsv', Kang: 'examples/kang_cd14_mono_ctrl.tsv' };
-
 for (const encoding of ['q8_0', 'q4_0']) {
   const golden = JSON.parse(await read(`tests/golden/golden_${encoding}.json`));
   const model = await Refcast.load(await read(`models/refcast-${encoding}.safetensors`), { backend: 'cpu' });
   const bundled = decodedCases(golden).filter((c) => c.mode === 'mean' && c.name.includes('(bundled example)'));
-  assert.equal(bundled.length, 2);
+  // At least the airway and Kang examples, one case each; every case's example is a known file.
+  const files = bundled.map(exampleOf);
+  assert.equal(new Set(files).size, bundled.length, `golden_${encoding}.json: one decoded case per bundled example`);
+  for (const f of ['examples/airway_N61311_untreated.tsv', 'examples/kang_cd14_mono_ctrl.tsv']) assert.ok(files.includes(f), `golden_${encoding}.json: no decoded case for ${f}`);
 
   test(`${encoding}: the bundled examples match PyTorch`, async () => {
     for (const c of bundled) {
-      const sample = await read(examples[c.name.split(' ')[0]]);
+      const sample = await read(exampleOf(c));
       const p = await model.predict({ sample, perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'decoded' });
       assertClose(`${c.name}: z`, p.latents, c.expected.z);
       assertClose(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm);
@@ -39,7 +40,7 @@ for (const encoding of ['q8_0', 'q4_0']) {
 
   test(`${encoding}: counterfactual golden cases (when the file has them) match PyTorch`, async () => {
     for (const c of counterfactualCases(golden, `golden_${encoding}.json`).filter((c) => c.name.includes('(bundled example)'))) {
-      const sample = await read(examples[c.name.split(' ')[0]]);
+      const sample = await read(exampleOf(c));
       const p = await model.predict({ sample, perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'counterfactual' });
       assertClose(`${c.name}: z`, p.latents, c.expected.z);
       assertCloseSum(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm, c.expected.decoded_log_cpm, c.expected.control_log_cpm);
@@ -55,7 +56,7 @@ for (const encoding of ['q8_0', 'q4_0']) {
   test(`${encoding}: four references in one batch match PyTorch`, async () => {
     // Four rows reach the panel path of every linear layer (encoder and decoder).
     const c = bundled.find((c) => c.name.startsWith('Kang'));
-    const lines = new TextDecoder().decode(await read(examples.Kang)).trim().split('\n').slice(1).map((l) => l.split('\t'));
+    const lines = new TextDecoder().decode(await read(exampleOf(c))).trim().split('\n').slice(1).map((l) => l.split('\t'));
     const matrix = ['gene\tA\tB\tC\tD', ...lines.map((l) => `${l[0]}\t${l[1]}\t${l[1]}\t${l[1]}\t${l[1]}`)].join('\n');
     const p = await model.predict({ sample: matrix, columns: 'all', perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'decoded' });
     assert.equal(p.rows.length, 4);
