@@ -281,7 +281,12 @@ def libraries(meta, idx):
     return meta.library_size.values[np.asarray(idx)].astype(float)
 
 
-def runtime_variants(model_f, fold_name, genes, meta, refs, perts, ref_lib=None):
+def counterfactual(reference, decoded, control):
+    """The runtime's counterfactual prediction: max(0, reference + (decoded − control))."""
+    return np.maximum(0.0, reference + (decoded - control))
+
+
+def runtime_variants(model_f, fold_name, genes, meta, refs, perts, ref_lib=None, measured_refs=None):
     """Q8_0 and Q4_0 predictions made by the Rust runtime from exported files. The runtime takes
     log-CPM in [0, runtime.MAX_LOG_CPM]; references outside it (log2 microarray intensities above
     13.9) are refused there, so those rows come from the dequantized PyTorch model instead and are
@@ -291,13 +296,16 @@ def runtime_variants(model_f, fold_name, genes, meta, refs, perts, ref_lib=None)
     out = {}
     tmp = Path(tempfile.mkdtemp(prefix="refcast-eval-"))
     for kind in ("q8_0", "q4_0"):
-        pred = infer.predict_mean(infer.dequantized(model_f, kind), refs, perts, library_sizes=ref_lib) if not ok.all() else \
-            np.zeros_like(refs)
+        pred = np.zeros_like(refs)
+        if not ok.all():
+            dq = infer.dequantized(model_f, kind)
+            pred = counterfactual(measured_refs, infer.predict_mean(dq, refs, perts, library_sizes=ref_lib),
+                                  infer.predict_mean(dq, refs, controls(len(refs)), library_sizes=ref_lib))
         if ok.any():
             path = tmp / f"{fold_name}-{kind}.safetensors"
             runtime.export_model(model_f, kind, genes, meta, path)
             sel = np.where(ok)[0]
-            pred[sel] = runtime.predict(path, refs[sel], genes, [perts[i] for i in sel],
+            pred[sel] = runtime.predict(path, refs[sel], genes, [perts[i] for i in sel], mode="counterfactual",
                                         library_sizes=None if ref_lib is None else ref_lib[sel]).log_cpm
         out[f"refcast {kind.upper()}"] = (pred, ok)
     return out
@@ -400,9 +408,14 @@ def scgen_protocol(model, X, masks, datasets, meta, kang, cellmeans, fold, train
     slope = np.clip((xs * ys).sum(0) / np.maximum((xs * xs).sum(0), 1e-6), 0.0, 1.5)
     ri = kang_unit(meta, t, "none", "full")
     ref_f = filled(model, X, masks, datasets, meta, np.array([ri]))
-    pred = infer.predict_mean(model, ref_f, [named_pert(meta, "IFN-beta", 6.0)], library_sizes=libraries(meta, [ri]))[0]
+    lib = libraries(meta, [ri])
+    pred = infer.predict_mean(model, ref_f, [named_pert(meta, "IFN-beta", 6.0)], library_sizes=lib)[0]
+    base = infer.predict_mean(model, ref_f, controls(1), library_sizes=lib)[0]
     ctrl, stim = cm[keys.index(f"{t}|ctrl")], cm[keys.index(f"{t}|stim")]
-    preds = {"refcast f32": ctrl + slope * (pred - X[ri]), "mean shift": ctrl + ys.mean(0), "no change": ctrl}
+    # the default (counterfactual) mode's change is decode(perturbation) − decode(control); the
+    # decoded mode's is decode(perturbation) − reference
+    preds = {"refcast f32": ctrl + slope * (pred - base), "refcast decoded": ctrl + slope * (pred - X[ri]),
+             "mean shift": ctrl + ys.mean(0), "no change": ctrl}
     pos = {gi: j for j, gi in enumerate(g)}
     up = np.array([pos[_GIDX[s]] for s in kang["degs"][t]["top100_up_scgen"]])
     return [dict(cell_type=t, method=m, r2_all=pearson(stim[g], p[g]) ** 2,
@@ -466,14 +479,15 @@ def main():
         refs_f = filled(model, X, masks, datasets, meta, ref_idx)
         ref_lib = libraries(meta, ref_idx)
         perts = [pert_row(meta, it["tgt"]) for it in items]
-        preds = {"refcast f32": infer.predict_mean(model, refs_f, perts, library_sizes=ref_lib)}
-        # counterfactual decoding: reference + decode(z_ref, perturbation) − decode(z_ref, control),
-        # so the decoder's reconstruction error of this reference cancels
+        # the default counterfactual mode: max(0, reference + decode(z_ref, perturbation) −
+        # decode(z_ref, control)), so the decoder's reconstruction error of this reference cancels;
+        # and the decoder's own profile
+        decoded = infer.predict_mean(model, refs_f, perts, library_sizes=ref_lib)
         control = infer.predict_mean(model, refs_f, controls(len(perts)), library_sizes=ref_lib)
-        preds["refcast counterfactual"] = X[ref_idx] + preds["refcast f32"] - control
+        preds = {"refcast f32": counterfactual(X[ref_idx], decoded, control), "refcast decoded": decoded}
         via_runtime = {}
         if use_runtime:
-            for k, (p, ok) in runtime_variants(model, name, genes, meta, refs_f, perts, ref_lib).items():
+            for k, (p, ok) in runtime_variants(model, name, genes, meta, refs_f, perts, ref_lib, X[ref_idx]).items():
                 preds[k], via_runtime[k] = p, ok
         sigma = np.exp(0.5 * model.decoder_logvar.detach().numpy())
         pops = {}
