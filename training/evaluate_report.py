@@ -29,7 +29,7 @@ NAMES = {"pearson_lfc_pop": "r LFC (pop. DEGs)", "pearson_lfc_rep": "r LFC (repl
 HIGHER_IS_BETTER = {m: m != "mae" for m in NAMES}
 HEADLINE = "pearson_lfc_pop"
 # "refcast f32" is the shipped default, the counterfactual mode; "refcast decoded" the decoder's own profile
-REFCAST = ["refcast f32", "refcast decoded", "refcast Q8_0", "refcast Q4_0"]
+REFCAST = ["refcast f32", "refcast decoded", "refcast per-gene gain", "refcast Q8_0", "refcast Q4_0"]
 BASELINES = ["no change", "mean shift", "target-state mean", "shrinkage", "nearest-context shift", "linear",
              "PCA arithmetic", "vector arithmetic"]
 SCGEN_PUBLISHED = {"B": 0.965, "CD14 Mono": 0.853, "CD4 T": 0.988, "CD8 T": 0.985, "DC": 0.929,
@@ -303,6 +303,12 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
             L.append(f"- **{ds}**, the default counterfactual mode (reference + decode(perturbation) − "
                      f"decode(control)) against plain decoding: r LFC {a['mean']:+.3f} (it {verdict(a)} plain "
                      f"decoding), individual residual r {b['mean']:+.3f} (it {verdict(b)} it).")
+    for ds in present:
+        d = diffs.get(f"{ds}|context", {}).get("refcast per-gene gain", {})
+        if d.get(HEADLINE):
+            a = d[HEADLINE]
+            L.append(f"- **{ds}**, the default mode against the counterfactual change scaled per gene (a factor fit on "
+                     f"the training contexts; not shipped): r LFC {a['mean']:+.3f} (the default {verdict(a)} it).")
     if not ext.empty:
         e = ext[ext.model == "final"].groupby("method")[["pearson_lfc_pop", "r2_all"]].mean()
         if {"refcast f32", "refcast decoded", "no change"} <= set(e.index):
@@ -356,7 +362,9 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
              "keeps the reference's own profile; log fold change against the measured reference. *f32* is the "
              "PyTorch fold model; *Q8_0* and *Q4_0* are the same model exported to the shipped format and run "
              "by the Rust runtime (`refcast predict --backend cpu`, the same mode). *decoded* (f32) is the "
-             "decoder's own profile, decode(z_ref, perturbation) (`--mode decoded`)."
+             "decoder's own profile, decode(z_ref, perturbation) (`--mode decoded`). *per-gene gain* (f32, not "
+             "shipped) scales the counterfactual change per gene by a factor in [0, 2] fit by least squares on "
+             "the fold's training (control → perturbed) pairs: an alternative way to anchor the prediction."
              + ("" if res["runtime"] else " (This run did not call the runtime: REFCAST_EVAL_RUNTIME=0.)") + "\n")
     if res["runtime"] and "via_runtime" in df.columns:
         q = df[df.method.isin(["refcast Q8_0", "refcast Q4_0"])]
