@@ -8,6 +8,7 @@ const params = new URLSearchParams(location.search);
 
 const state = {
   model: null,
+  info: null, // model.info() of the loaded model
   modelSource: null,
   sample: null, // { bytes, name }
   prediction: null,
@@ -54,6 +55,7 @@ async function loadModel() {
   let source;
   let sha256;
   let label;
+  let size = null; // bytes: the file's, or as many as the download brought
   if (select.value === 'file') {
     const f = $('model-file').files[0];
     if (!f) {
@@ -62,6 +64,7 @@ async function loadModel() {
     }
     source = f;
     label = f.name;
+    size = f.size;
   } else {
     source = select.value;
     sha256 = await bundledChecksum(select.value);
@@ -70,6 +73,7 @@ async function loadModel() {
   const backend = $('backend-select').value;
   state.model?.dispose();
   state.model = null;
+  state.info = null;
   setReady();
   show($('model-error'), '');
   show($('model-status'), `Loading ${label}…`);
@@ -78,6 +82,7 @@ async function loadModel() {
       backend,
       sha256,
       onProgress: (loaded, total) => {
+        size = total || loaded;
         if (total) show($('model-status'), `Downloading the model: ${Math.round((100 * loaded) / total)}%`);
       },
     });
@@ -89,10 +94,17 @@ async function loadModel() {
     if (state.loading !== task) return model.dispose();
     state.model = model;
     const info = model.info();
+    state.info = info;
     const where = model.backend === 'webgpu' ? 'GPU' : 'CPU';
+    // The numbers come from the loaded model and file, so they hold for whichever model this is.
+    const facts = [
+      `${info.genes.toLocaleString('en')} genes`,
+      `${info.perturbations.length.toLocaleString('en')} perturbations`,
+      ...(size ? [`${(size / 1e6).toFixed(1)} MB`] : []),
+    ];
     show(
       $('model-status'),
-      `Ready: ${info.name}, ${info.genes.toLocaleString('en')} genes, on the ${where} (${model.adapter}); loaded in ${ms(model.loadMs)}.` +
+      `Ready: ${info.name}, ${facts.join(', ')}, on the ${where} (${model.adapter}); loaded in ${ms(model.loadMs)}.` +
         (backend === 'auto' && model.backend === 'cpu' ? ` Not on the GPU: ${model.backendReason}.` : ''),
     );
     document.body.dataset.backend = model.backend;
@@ -123,20 +135,123 @@ function fillConditions(info) {
   }
   ctx.value = [...ctx.options].some((o) => o.value === previousContext) ? previousContext : '';
 
-  const box = $('perturbations');
-  const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
-  box.replaceChildren();
-  const firstReal = info.perturbations.find((p) => !isControl(p))?.name;
-  info.perturbations.forEach((p, i) => {
-    const label = el('label');
+  fillPerturbations(info.perturbations);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Perturbation picker: a search box over the names; the list grouped by the metadata's
+// perturbation_class when the model has one (the control first, each class a collapsible group),
+// one flat list otherwise; and what is selected, which a search never changes.
+
+const CLASS_FIELD = 'perturbation_class';
+const DEFAULT_PERTURBATION = 'IFN-beta 6 h';
+const picker = {
+  items: [], // { name, key (lower case), label, input }
+  groups: [], // { name, details, count, items }
+  loose: null, // the controls (grouped) or every entry (flat)
+  open: new Map(), // group name → open, as the user left it while not searching
+};
+
+/** The selection for a model that has none yet: IFN-beta 6 h when it has it, else the first non-control entry. */
+function defaultPerturbation(list) {
+  return (list.find((p) => p.name.startsWith(DEFAULT_PERTURBATION)) ?? list.find((p) => !isControl(p)))?.name;
+}
+
+/** The group of a perturbation: its class, or "other" where it has none. */
+function classOf(p) {
+  const c = String(p.metadata[CLASS_FIELD] ?? '').trim();
+  return c && c.toLowerCase() !== 'unknown' ? c : 'other';
+}
+
+function fillPerturbations(list) {
+  const before = new Set(selectedPerturbations());
+  const kept = list.filter((p) => before.has(p.name)).map((p) => p.name);
+  const chosen = new Set(kept.length ? kept : [defaultPerturbation(list)].filter(Boolean));
+  const grouped = list.some((p) => !isControl(p) && CLASS_FIELD in p.metadata);
+  picker.items = list.map((p, i) => {
     const input = document.createElement('input');
     input.type = 'checkbox';
     input.value = p.name;
     input.id = `pert-${i}`;
-    input.checked = checked.size ? checked.has(p.name) : p.name === firstReal;
+    input.checked = chosen.has(p.name);
+    const label = el('label');
     label.append(input, ` ${p.name}${isControl(p) && !/control/i.test(p.name) ? ' (control)' : ''}`);
-    box.append(label);
+    return { name: p.name, key: p.name.toLowerCase(), label, input, group: grouped && !isControl(p) ? classOf(p) : null };
   });
+  picker.loose = el('div', undefined, 'checks');
+  picker.loose.append(...picker.items.filter((it) => it.group === null).map((it) => it.label));
+  const names = [...new Set(picker.items.map((it) => it.group).filter((g) => g !== null))];
+  names.sort((a, b) => (a === 'other') - (b === 'other') || a.localeCompare(b, 'en', { sensitivity: 'base' }));
+  picker.groups = names.map((name) => {
+    const items = picker.items.filter((it) => it.group === name);
+    const details = el('details', undefined, 'pert-group');
+    const count = el('span', undefined, 'pert-n');
+    const summary = el('summary');
+    summary.append(el('span', name, 'pert-class'), ' ', count);
+    const checks = el('div', undefined, 'checks');
+    checks.setAttribute('role', 'group');
+    checks.setAttribute('aria-label', name);
+    checks.append(...items.map((it) => it.label));
+    details.append(summary, checks);
+    if (!picker.open.has(name)) picker.open.set(name, items.some((it) => it.input.checked));
+    details.open = picker.open.get(name);
+    details.addEventListener('toggle', () => {
+      if (!searchText()) picker.open.set(name, details.open);
+    });
+    return { name, details, count, items };
+  });
+  $('perturbations').replaceChildren(picker.loose, ...picker.groups.map((g) => g.details));
+  $('perturbations').classList.toggle('grouped', grouped);
+  filterPerturbations();
+}
+
+const searchText = () => $('pert-search').value.trim().toLowerCase();
+
+/** Shows the entries whose name contains the search text (case-insensitive); opens the groups that hold them. */
+function filterPerturbations() {
+  const q = searchText();
+  let shown = 0;
+  for (const it of picker.items) {
+    it.label.hidden = !!q && !it.key.includes(q);
+    if (!it.label.hidden) shown++;
+  }
+  picker.loose.hidden = picker.items.every((it) => it.group !== null || it.label.hidden);
+  for (const g of picker.groups) {
+    const hits = g.items.filter((it) => !it.label.hidden).length;
+    g.details.hidden = hits === 0;
+    const open = q ? hits > 0 : picker.open.get(g.name);
+    if (g.details.open !== open) g.details.open = open;
+  }
+  const total = picker.items.length;
+  const all = `${total.toLocaleString('en')} perturbation${total === 1 ? '' : 's'}`;
+  $('pert-count').textContent = !q
+    ? `${all}${picker.groups.length ? ` in ${picker.groups.length} groups` : ''}.`
+    : shown
+      ? `${shown.toLocaleString('en')} of ${all} match “${$('pert-search').value.trim()}”.`
+      : `No perturbation matches “${$('pert-search').value.trim()}”.`;
+  describeSelection();
+}
+
+/** The selection in words (it may sit in closed groups or be filtered out), and the groups' counts. */
+function describeSelection() {
+  const q = searchText();
+  for (const g of picker.groups) {
+    const hits = g.items.filter((it) => !it.label.hidden).length;
+    const picked = g.items.filter((it) => it.input.checked).length;
+    g.count.textContent = `(${q ? `${hits} of ` : ''}${g.items.length}${picked ? `, ${picked} selected` : ''})`;
+  }
+  const names = selectedPerturbations();
+  const most = 6;
+  $('pert-selected').textContent = names.length
+    ? `Selected (${names.length}): ${names.slice(0, most).join('; ')}${names.length > most ? `; and ${names.length - most} more` : ''}.`
+    : 'Nothing selected: choose at least one perturbation to predict.';
+  $('pert-clear').disabled = names.length === 0;
+}
+
+function clearSelection() {
+  for (const it of picker.items) it.input.checked = false;
+  describeSelection();
+  setReady();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,10 +302,12 @@ async function readFile(file) {
 }
 
 async function useExample(path, name) {
+  show($('sample-error'), '');
   show($('sample-status'), `Loading the example ${name}…`);
   const response = await fetch(path);
   if (!response.ok) {
-    show($('sample-error'), `The example could not be loaded: HTTP ${response.status}`);
+    show($('sample-status'), '');
+    show($('sample-error'), `The example ${name} could not be loaded: HTTP ${response.status}`);
     return;
   }
   await setSample(new Uint8Array(await response.arrayBuffer()), name);
@@ -203,11 +320,11 @@ const isControl = (p) => Object.values(p.metadata).some((v) => String(v).toLower
 
 /** The model's untreated control perturbation, if it has one. */
 function controlName() {
-  return state.model?.info().perturbations.find(isControl)?.name ?? null;
+  return state.info?.perturbations.find(isControl)?.name ?? null;
 }
 
 function selectedPerturbations() {
-  return [...$('perturbations').querySelectorAll('input:checked')].map((i) => i.value);
+  return picker.items.filter((it) => it.input.checked).map((it) => it.name);
 }
 
 /** How the profile is formed: 'counterfactual' (the sample moved by the predicted change) or 'decoded'. */
@@ -454,35 +571,51 @@ function niceStep(range) {
   return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
 }
 
+/** Perturbations per prediction when ranking them all: bounds the memory of one call's outputs. */
+const RANK_CHUNK = 64;
+
 /**
  * Every perturbation, ranked by the RMS of its predicted change over the sample's measured genes,
  * with the chosen mode and conditioning: counterfactual profiles against the measured sample (the
  * control, in that mode), decoded ones against the predicted control (against the measured sample
  * the model's reconstruction error would dominate). Decoded without a control: `screen` as it is.
+ * Predicted in chunks (the control in the first), so that a model with many perturbations needs
+ * no more memory than one chunk's rows.
  */
 async function rankAll() {
   const m = mode();
   const control = m === 'decoded' ? controlName() : null;
   if (m === 'decoded' && !control) return { ...(await state.model.screen({ ...request(), mode: m })), mode: m, control: false };
-  const names = state.model.info().perturbations.map((p) => p.name);
+  const all = state.info.perturbations.map((p) => p.name);
+  const names = control ? [control, ...all.filter((n) => n !== control)] : all;
   const t0 = performance.now();
-  const p = await state.model.predict({ ...request(), perturbations: names, conditionOn: conditionOn(), mode: m });
-  const n = p.genes;
-  const c = names.indexOf(control);
-  const ctl = control ? p.logCpm.subarray(c * n, (c + 1) * n) : null;
-  const measured = [];
-  for (let g = 0; g < n; g++) if (p.reference.measured[g]) measured.push(g);
   const genes = state.model.genes;
-  const hits = names.map((name, r) => {
-    const row = ctl ? p.logCpm.subarray(r * n, (r + 1) * n) : p.logFoldChange.subarray(r * n, (r + 1) * n);
-    const d = measured.map((g) => [g, ctl ? row[g] - ctl[g] : row[g]]);
-    const effectSize = Math.sqrt(d.reduce((a, [, v]) => a + v * v, 0) / Math.max(d.length, 1));
-    d.sort((a, b) => b[1] - a[1]);
-    const gene = ([g, v]) => ({ index: g, gene: genes[g], logFoldChange: v });
-    return { name, effectSize, topUp: d.slice(0, 10).map(gene), topDown: d.slice(-10).reverse().map(gene) };
-  });
+  const hits = [];
+  let first = null;
+  let ctl = null;
+  let measured = null;
+  for (let at = 0; at < names.length; at += RANK_CHUNK) {
+    if (at) show($('run-status'), `Running every perturbation… ${at.toLocaleString('en')} of ${names.length.toLocaleString('en')}`);
+    const chunk = names.slice(at, at + RANK_CHUNK);
+    const p = await state.model.predict({ ...request(), perturbations: chunk, conditionOn: conditionOn(), mode: m });
+    const n = p.genes;
+    if (!first) {
+      first = p;
+      if (control) ctl = p.logCpm.slice(0, n); // the control is row 0 of the first chunk
+      measured = [];
+      for (let g = 0; g < n; g++) if (p.reference.measured[g]) measured.push(g);
+    }
+    chunk.forEach((name, r) => {
+      const row = ctl ? p.logCpm.subarray(r * n, (r + 1) * n) : p.logFoldChange.subarray(r * n, (r + 1) * n);
+      const d = measured.map((g) => [g, ctl ? row[g] - ctl[g] : row[g]]);
+      const effectSize = Math.sqrt(d.reduce((a, [, v]) => a + v * v, 0) / Math.max(d.length, 1));
+      d.sort((a, b) => b[1] - a[1]);
+      const gene = ([g, v]) => ({ index: g, gene: genes[g], logFoldChange: v });
+      hits.push({ name, effectSize, topUp: d.slice(0, 10).map(gene), topDown: d.slice(-10).reverse().map(gene) });
+    });
+  }
   hits.sort((a, b) => b.effectSize - a.effectSize);
-  return { hits, reference: p.reference, familiarity: p.familiarity, backend: p.backend, timings: { screenMs: performance.now() - t0 }, mode: m, control: !!ctl };
+  return { hits, reference: first.reference, familiarity: first.familiarity, backend: first.backend, timings: { screenMs: performance.now() - t0 }, mode: m, control: !!ctl };
 }
 
 function renderScreen(s) {
@@ -544,7 +677,27 @@ $('values-select').addEventListener('change', () => inspect());
 $('column-select').addEventListener('change', () => inspect());
 $('example-kang').addEventListener('click', () => useExample('examples/kang_cd14_mono_ctrl.tsv', 'kang_cd14_mono_ctrl.tsv'));
 $('example-airway').addEventListener('click', () => useExample('examples/airway_N61311_untreated.tsv', 'airway_N61311_untreated.tsv'));
-$('perturbations').addEventListener('change', () => setReady());
+$('example-tcell').addEventListener('click', () => useExample('examples/tcell_D1_unstimulated_24h.tsv', 'tcell_D1_unstimulated_24h.tsv'));
+$('perturbations').addEventListener('change', () => {
+  describeSelection();
+  setReady();
+});
+$('pert-search').addEventListener('input', () => filterPerturbations());
+$('pert-search').addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && $('pert-search').value) {
+    e.preventDefault();
+    $('pert-search').value = '';
+    filterPerturbations();
+  } else if (e.key === 'ArrowDown') {
+    // From the search box straight to the first entry it leaves shown.
+    const first = [...$('perturbations').querySelectorAll('label')].find((l) => !l.hidden && (l.closest('details')?.open ?? true));
+    if (first) {
+      e.preventDefault();
+      first.querySelector('input').focus();
+    }
+  }
+});
+$('pert-clear').addEventListener('click', () => clearSelection());
 $('run').addEventListener('click', () => run());
 $('screen').addEventListener('click', () => screen());
 $('download').addEventListener('click', () => download());

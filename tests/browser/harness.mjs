@@ -2,7 +2,7 @@
 // playwright-core with the flags that expose WebGPU on the software adapter (SwiftShader), a log
 // of every request the page makes, and screenshots under target/browser-artifacts/.
 
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -93,6 +93,26 @@ export async function waitReady(page, backend) {
 
 export function shot(page, name) {
   return page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+}
+
+/**
+ * A model file's `refcast` metadata (genes, perturbations, contexts, familiarity, …), read from its
+ * safetensors header: what the page shows comes from the same file, whichever model it is.
+ */
+export async function modelDoc(path) {
+  const bytes = await readFile(join(root, path));
+  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
+  return JSON.parse(header.__metadata__.refcast);
+}
+
+/** The model's first perturbation whose name starts with `start`; fails clearly when there is none. */
+export function perturbationNamed(doc, start) {
+  const found = doc.perturbations.find((p) => p.name.startsWith(start));
+  if (!found) {
+    const some = doc.perturbations.slice(0, 8).map((p) => `'${p.name}'`).join(', ');
+    throw new Error(`the model has no perturbation whose name starts with '${start}' (${doc.perturbations.length} known: ${some}, …)`);
+  }
+  return found;
 }
 
 /** Parses a prediction TSV (refcast CLI / page download) into columns by header name. */

@@ -16,10 +16,14 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { start, openPage, webgpuAdapter, waitReady, shot, parseTsv, root, CI, artifacts } from './harness.mjs';
+import { start, openPage, webgpuAdapter, waitReady, shot, parseTsv, modelDoc, perturbationNamed, root, CI, artifacts } from './harness.mjs';
 
 const TOLERANCE = 1e-4;
 let env;
+// The bundled model's metadata (genes, perturbations, calibration) and its interferon entry, the
+// page's default selection and the perturbation of the golden case the page is compared with.
+let doc;
+let IFN;
 // Per prediction mode (the page's "Predicted profile"): the CLI's prediction for the bundled
 // example (absent without a built CLI) and the PyTorch golden case for the same input (absent for
 // the counterfactual mode in golden files older than golden_format 2).
@@ -28,11 +32,15 @@ const golden = {};
 
 before(async () => {
   env = await start();
+  doc = await modelDoc('models/refcast-q8_0.safetensors');
+  IFN = perturbationNamed(doc, 'IFN-beta 6 h').name;
   const g = JSON.parse(await readFile(join(root, 'tests/golden/golden_q8_0.json'), 'utf8'));
   for (const mode of ['decoded', 'counterfactual']) {
     golden[mode] = g.cases.find((c) => (c.prediction ?? 'decoded') === mode && c.name.startsWith('Kang CD14 Mono control (bundled example)'));
   }
   assert.ok(golden.decoded);
+  assert.deepEqual(perturbationNamed(doc, 'IFN-beta 6 h').metadata, golden.decoded.perturbation, `'${IFN}' is not the golden case's perturbation`);
+  assert.equal(golden.decoded.expected.log_cpm.length, doc.genes.length);
   assert.ok(golden.counterfactual || (g.golden_format ?? 1) < 2, 'golden_format 2 without the counterfactual Kang case');
   // the newest build of the CLI: a release binary left from before a source change must not win
   const cli = ['target/release/refcast', 'target/debug/refcast'].map((p) => join(root, p)).filter(existsSync)
@@ -41,7 +49,7 @@ before(async () => {
     const dir = await mkdtemp(join(tmpdir(), 'refcast-'));
     for (const mode of ['decoded', 'counterfactual']) {
       const out = join(dir, `cli-${mode}.tsv`);
-      execFileSync(cli, ['predict', '--backend', 'cpu', '--perturbation', 'IFN-beta 6 h', '--mode', mode, '-o', out], { cwd: root, stdio: 'pipe' });
+      execFileSync(cli, ['predict', '--backend', 'cpu', '--perturbation', IFN, '--mode', mode, '-o', out], { cwd: root, stdio: 'pipe' });
       native[mode] = parseTsv(await readFile(out, 'utf8'));
     }
   } else {
@@ -94,9 +102,10 @@ async function coldStart(page, name) {
 
 function checkNumbers(name, all, mode) {
   // Decoded, the page also predicts the control (effects are shown relative to it): keep IFN-beta's rows.
-  const keep = all.perturbation ? all.perturbation.map((p) => p === 'IFN-beta 6 h') : all.gene.map(() => true);
+  const keep = all.perturbation ? all.perturbation.map((p) => p === IFN) : all.gene.map(() => true);
   const tsv = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.filter((_, i) => keep[i])]));
-  assert.equal(tsv.gene.length, 8192, `${name}: one row of 8,192 genes for IFN-beta`);
+  assert.equal(tsv.gene.length, doc.genes.length, `${name}: one row per gene of the model for ${IFN}`);
+  assert.deepEqual(tsv.gene, doc.genes.map((g) => g.symbol), `${name}: the model's genes, in its order`);
   const predicted = tsv.predicted.map(Number);
   const lfc = tsv.log_fold_change.map(Number);
   compare(`${name}: log_fold_change = predicted − reference`, lfc, predicted.map((p, g) => p - Number(tsv.reference[g])));
@@ -117,6 +126,28 @@ function checkNumbers(name, all, mode) {
     found.push(`vs the native CLI ${Math.max(w1, w2).toExponential(1)}`);
   }
   console.log(`# ${name}, ${mode}: worst relative difference ${found.join(', ') || '(no golden case or CLI to compare with)'}`);
+}
+
+/**
+ * The familiarity line of the bundled Kang example: without a calibration, one quiet line with the
+ * reconstruction R²; with one, the verdict (the example was trained on, so inside, as the golden
+ * vectors say where they carry a report), a caution when outside.
+ */
+async function checkFamiliarity(page) {
+  const verdict = await page.evaluate(() => document.body.dataset.familiarity);
+  const text = await page.textContent('#familiarity');
+  if (!doc.familiarity) {
+    assert.equal(verdict, 'uncalibrated');
+    assert.match(text, /the model reconstructs \d+ % of its profile \(R²\); the model has no familiarity calibration/);
+    return;
+  }
+  const want = golden.counterfactual?.expected.familiarity ?? golden.decoded.expected.familiarity;
+  if (want) assert.equal(verdict, want.outside ? 'outside' : 'inside', text);
+  if (verdict === 'outside') assert.match(text, /^Caution: Sample “.+” looks unlike anything the model was trained on: .+; predictions for it are extrapolations\.$/);
+  else {
+    assert.equal(verdict, 'inside');
+    assert.match(text, /^Sample “.+” resembles the training data \(nearest: .+, distance \d+\.\d\); the model reconstructs \d+ % of its profile \(R²\)\.$/);
+  }
 }
 
 /** After the default (counterfactual) runs: the page's decoded mode, run and checked. */
@@ -150,9 +181,7 @@ test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; sc
   console.log(`# ${await page.textContent('#timings')}`);
   await shot(page, 'webgpu-prediction');
   assert.equal(await page.evaluate(() => document.body.dataset.mode), 'counterfactual');
-  // The shipped model has no familiarity calibration: one quiet line with the reconstruction R².
-  assert.equal(await page.evaluate(() => document.body.dataset.familiarity), 'uncalibrated');
-  assert.match(await page.textContent('#familiarity'), /the model reconstructs \d+ % of its profile \(R²\)/);
+  await checkFamiliarity(page);
   checkNumbers('WebGPU', await download(page), 'counterfactual');
   await coldStart(page, 'WebGPU');
   await checkDecoded(page, 'WebGPU', 3);
@@ -161,7 +190,8 @@ test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; sc
   await page.waitForFunction(() => document.body.dataset.screen === 'done' || !document.getElementById('run-error').hidden, null, { timeout: 180_000 });
   assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
   const rows = await page.$$eval('#screen-table tbody tr', (trs) => trs.map((tr) => tr.children[1].textContent));
-  assert.equal(rows.length, 18);
+  assert.equal(rows.length, doc.perturbations.length);
+  assert.deepEqual([...rows].sort(), doc.perturbations.map((p) => p.name).sort(), 'every known perturbation, once');
   console.log(`# ${await page.textContent('#screen-timings')}`);
   await page.locator('#screen-results').screenshot({ path: join(artifacts, 'webgpu-screen.png') });
   assert.deepEqual(log.errors, []);
@@ -177,9 +207,7 @@ test('WebGPU turned off: auto falls back to the wasm CPU backend, same numbers',
   await runExample(page);
   await shot(page, 'cpu-prediction');
   assert.equal(await page.evaluate(() => document.body.dataset.mode), 'counterfactual');
-  // The shipped model has no familiarity calibration: one quiet line with the reconstruction R².
-  assert.equal(await page.evaluate(() => document.body.dataset.familiarity), 'uncalibrated');
-  assert.match(await page.textContent('#familiarity'), /the model reconstructs \d+ % of its profile \(R²\)/);
+  await checkFamiliarity(page);
   checkNumbers('CPU', await download(page), 'counterfactual');
   await coldStart(page, 'CPU');
   await checkDecoded(page, 'CPU', 3);
@@ -306,5 +334,153 @@ test('auto passes over a software WebGPU adapter (SwiftShader) for the faster CP
   if (!(await webgpuAdapter(page))) return context.close(); // covered by the WebGPU-off test
   await waitReady(page, 'cpu');
   assert.match(await page.textContent('#model-status'), /Not on the GPU: the only WebGPU adapter is a software one \(google swiftshader\)/);
+  await context.close();
+});
+
+const isControl = (p) => Object.values(p.metadata).some((v) => String(v).toLowerCase() === 'none');
+const literally = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const CHECKS = '#perturbations input[type=checkbox]';
+/** The perturbation checkboxes a user can see now (not filtered out, not in a closed group). */
+const visibleChecks = (page) => page.$$eval(CHECKS, (xs) => xs.filter((x) => x.checkVisibility()).map((x) => x.value));
+const checked = (page) => page.$$eval(`${CHECKS}:checked`, (xs) => xs.map((x) => x.value));
+const openGroups = (page) => page.$$eval('#perturbations details[open] .pert-class', (xs) => xs.map((x) => x.textContent));
+
+test('the perturbation list: default selection, search as you type, keyboard, clearing; groups when the model has classes', async () => {
+  const { page, context, log } = await openPage(env, { gpu: false });
+  await page.goto(env.url);
+  await waitReady(page, 'cpu');
+  const names = doc.perturbations.map((p) => p.name);
+  assert.deepEqual((await page.$$eval(CHECKS, (xs) => xs.map((x) => x.value))).sort(), [...names].sort(), 'one checkbox per known perturbation');
+  assert.deepEqual(await checked(page), [IFN], 'IFN-beta 6 h is the default selection');
+  assert.match(await page.textContent('#pert-selected'), new RegExp(`^Selected \\(1\\): ${literally(IFN)}\\.$`));
+  const control = doc.perturbations.find(isControl).name;
+  assert.equal(await page.$eval(CHECKS, (x) => x.value), control, 'the control comes first');
+  const classes = new Set(doc.perturbations.filter((p) => !isControl(p) && 'perturbation_class' in p.metadata).map((p) => p.metadata.perturbation_class));
+  assert.equal(await page.locator('#perturbations details').count(), classes.size, 'a group per class, or one flat list');
+  for (const id of ['example-kang', 'example-airway', 'example-tcell']) assert.equal(await page.isVisible(`#${id}`), true, id);
+
+  // Case-insensitive substring of the name; the count says how many match.
+  await page.fill('#pert-search', 'iNfLuEnZa');
+  const flu = names.filter((n) => n.toLowerCase().includes('influenza'));
+  assert.ok(flu.length > 1);
+  assert.deepEqual((await visibleChecks(page)).sort(), [...flu].sort());
+  assert.match(await page.textContent('#pert-count'), new RegExp(`^${flu.length} of ${names.length.toLocaleString('en')} perturbations match “iNfLuEnZa”\\.$`));
+  await page.fill('#pert-search', 'no such perturbation');
+  assert.deepEqual(await visibleChecks(page), []);
+  assert.match(await page.textContent('#pert-count'), /^No perturbation matches “no such perturbation”\.$/);
+  // Keyboard: type, ArrowDown to the first match, Space checks it; Escape clears the search.
+  await page.fill('#pert-search', '');
+  await page.focus('#pert-search');
+  await page.keyboard.type(control);
+  await page.keyboard.press('ArrowDown');
+  assert.equal(await page.evaluate(() => document.activeElement.value), control);
+  await page.keyboard.press('Space');
+  assert.deepEqual(await checked(page), [control, IFN]);
+  await page.focus('#pert-search');
+  await page.keyboard.press('Escape');
+  assert.equal(await page.inputValue('#pert-search'), '');
+  assert.match(await page.textContent('#pert-count'), new RegExp(`^${names.length.toLocaleString('en')} perturbations`));
+  assert.ok((await visibleChecks(page)).includes(IFN), 'the selection stays in view after a search');
+  assert.match(await page.textContent('#pert-selected'), /^Selected \(2\): /);
+  // Clearing the selection leaves Predict off until something is chosen again.
+  await page.click('#example-kang');
+  await page.waitForFunction(() => document.body.dataset.ready === 'yes', null, { timeout: 60_000 });
+  assert.equal(await page.isDisabled('#run'), false);
+  await page.click('#pert-clear');
+  assert.deepEqual(await checked(page), []);
+  assert.equal(await page.isDisabled('#run'), true);
+  assert.equal(await page.isDisabled('#pert-clear'), true);
+  assert.match(await page.textContent('#pert-selected'), /^Nothing selected/);
+  await page.check(`${CHECKS}[value="${IFN}"]`);
+  assert.equal(await page.isDisabled('#run'), false);
+  assert.deepEqual(log.errors, []);
+  await context.close();
+});
+
+// The page's module with the model's list as a model with ~1,200 perturbations and their classes
+// would give it: the model's own entries (given classes) and 1,200 compounds the model does not know.
+const LONG_LIST = `
+import { Refcast } from '/js/index.js?real';
+export * from '/js/index.js?real';
+const CLASSES = { none: 'none', 'IFN-beta': 'interferon', dexamethasone: 'glucocorticoid' };
+const KINDS = ['kinase inhibitor', 'HDAC inhibitor', 'TCR activation'];
+const info = Refcast.prototype.info;
+Refcast.prototype.info = function () {
+  const i = info.call(this);
+  const known = i.perturbations.map((p) => ({ ...p, metadata: { ...p.metadata, perturbation_class: CLASSES[p.metadata.perturbation] ?? 'infection' } }));
+  const extra = Array.from({ length: 1200 }, (_, k) => ({
+    name: 'compound ' + String(k).padStart(4, '0') + ' 0.37 µM 24 h',
+    metadata: { perturbation: 'compound ' + k, perturbation_class: KINDS[k % 3], time_hours: 24, dose_um: 0.37 },
+  }));
+  return { ...i, perturbations: [...known, ...extra] };
+};
+`;
+
+test('a long list with classes: collapsible groups in order, the control first, search opens the matches, a prediction', async () => {
+  const { page, context, log } = await openPage(env, { gpu: false });
+  await page.route((url) => url.pathname === '/js/index.js' && !url.search, (route) => route.fulfill({ contentType: 'text/javascript', body: LONG_LIST }));
+  await page.goto(env.url);
+  await waitReady(page, 'cpu');
+  const total = (await page.$$eval(CHECKS, (xs) => xs.length));
+  assert.equal(total, doc.perturbations.length + 1200);
+  const groups = await page.$$eval('#perturbations details .pert-class', (xs) => xs.map((x) => x.textContent));
+  const want = ['HDAC inhibitor', 'TCR activation', 'glucocorticoid', 'infection', 'interferon', 'kinase inhibitor'];
+  assert.deepEqual(groups, want.sort((a, b) => a.localeCompare(b, 'en', { sensitivity: 'base' })));
+  const control = doc.perturbations.find(isControl).name;
+  const interferon = doc.perturbations.filter((p) => p.metadata.perturbation === 'IFN-beta').map((p) => p.name);
+  assert.deepEqual(await visibleChecks(page), [control, ...interferon], 'the control, then the open group of the selection');
+  assert.deepEqual(await openGroups(page), ['interferon']);
+  assert.match(await page.textContent('#pert-count'), new RegExp(`^${total.toLocaleString('en')} perturbations in 6 groups\\.$`));
+  assert.match(await page.textContent('#perturbations details[open] summary'), /^interferon \(\d+, 1 selected\)$/);
+  await shot(page, 'perturbation-groups');
+
+  // A search opens the groups with matches and hides the others; the selection stays.
+  await page.fill('#pert-search', 'COMPOUND 0042 ');
+  assert.deepEqual(await visibleChecks(page), ['compound 0042 0.37 µM 24 h']);
+  assert.deepEqual(await openGroups(page), ['kinase inhibitor']);
+  assert.equal(await page.locator('#perturbations details:not([hidden])').count(), 1);
+  assert.match(await page.textContent('#pert-count'), new RegExp(`^1 of ${total.toLocaleString('en')} perturbations match`));
+  await page.focus('#pert-search');
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('Space');
+  await page.fill('#pert-search', '');
+  assert.deepEqual(await openGroups(page), ['interferon'], 'the groups as they were before the search');
+  assert.match(await page.textContent('#pert-selected'), new RegExp(`^Selected \\(2\\): ${literally(IFN)}; compound 0042`));
+  assert.match(await page.textContent('#perturbations details:has(input[value^="compound 0042"]) summary'), /^kinase inhibitor \(400, 1 selected\)$/);
+  // Groups open and close from the keyboard, and stay so across a search.
+  await page.focus('#perturbations details:has(input[value^="compound 0042"]) summary');
+  await page.keyboard.press('Enter');
+  assert.deepEqual(await openGroups(page), ['interferon', 'kinase inhibitor']);
+  await page.fill('#pert-search', 'IFN');
+  await page.fill('#pert-search', '');
+  assert.deepEqual(await openGroups(page), ['interferon', 'kinase inhibitor']);
+
+  // The made-up compound is not the model's: unchecked, the page predicts as ever.
+  await page.uncheck(`${CHECKS}[value^="compound 0042"]`);
+  await runExample(page);
+  assert.equal(await page.isVisible('#results'), true);
+  assert.ok((await page.$$eval('#top-up tbody tr', (trs) => trs.length)) > 0);
+  assert.deepEqual(log.errors, []);
+  await context.close();
+});
+
+const TCELL = 'examples/tcell_D1_unstimulated_24h.tsv';
+
+test('the T-cell example button loads its file, and the page predicts from it', { skip: !existsSync(join(root, TCELL)) && `${TCELL} is not there yet` }, async () => {
+  const { page, context, log } = await openPage(env, { gpu: false });
+  await page.goto(env.url);
+  await waitReady(page, 'cpu');
+  await page.click('#example-tcell');
+  await page.waitForFunction(() => document.body.dataset.ready === 'yes' || !document.getElementById('sample-error').hidden, null, { timeout: 60_000 });
+  assert.equal(await page.isHidden('#sample-error'), true, await page.textContent('#sample-error'));
+  assert.match(await page.textContent('#sample-status'), /^tcell_D1_unstimulated_24h\.tsv: sample “.+”, [\d,]+ genes read as raw counts/);
+  await page.click('#run');
+  await page.waitForFunction(() => document.body.dataset.result === 'prediction' || !document.getElementById('run-error').hidden, null, { timeout: 180_000 });
+  assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
+  assert.match(await page.textContent('#timings'), /from tcell_D1_unstimulated_24h\.tsv/);
+  assert.ok((await page.$$eval('#top-up tbody tr', (trs) => trs.length)) > 0);
+  assert.equal(await page.isVisible('#familiarity'), true);
+  assert.ok(log.requests.some((r) => new URL(r.url).pathname === `/${TCELL}`));
+  assert.deepEqual(log.errors, []);
   await context.close();
 });
