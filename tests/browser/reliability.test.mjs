@@ -4,15 +4,16 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { start, openPage, webgpuAdapter, waitReady, shot, CI } from './harness.mjs';
+import { start, openPage, webgpuAdapter, waitReady, shot, modelDoc, perturbationNamed, CI } from './harness.mjs';
 
 const MiB = 1024 * 1024;
-const PERTURBATION = 'IFN-beta 6 h';
 const MODEL = '/models/refcast-q8_0.safetensors';
 const SAMPLE = '/examples/kang_cd14_mono_ctrl.tsv';
 
 let env;
+let PERTURBATION; // the model's IFN-beta 6 h entry, by name
 before(async () => {
+  PERTURBATION = perturbationNamed(await modelDoc(MODEL.slice(1)), 'IFN-beta 6 h').name;
   env = await start();
 });
 after(() => env?.close());
@@ -50,9 +51,10 @@ test('1,000 predictions on the wasm CPU backend: JS heap and wasm memory stay fl
   const TOTAL = 1000;
   const WARMUP = 100;
   // Margin: 16 MiB over the 900 measured runs is < 19 KiB a run, less than one leaked output
-  // vector (8,192 genes × 4 bytes = 32 KiB; a prediction returns five such arrays plus latents),
-  // so any per-run leak of a result shows; it leaves room for V8's and the allocator's
-  // bookkeeping, which settle after the warm-up (the wasm memory only grows in 64 KiB pages).
+  // vector (4 bytes a gene of the model, checked below; a prediction returns five such arrays
+  // plus latents), so any per-run leak of a result shows; it leaves room for V8's and the
+  // allocator's bookkeeping, which settle after the warm-up (the wasm memory only grows in
+  // 64 KiB pages).
   const MARGIN = 16 * MiB;
   const { page, context, log } = await openPage(env, { gpu: false });
   await captureWasmMemory(page);
@@ -79,6 +81,7 @@ test('1,000 predictions on the wasm CPU backend: JS heap and wasm memory stay fl
   assert.equal(warm.backend, 'cpu');
   assert.equal(warm.rows, 1);
   assert.ok(warm.genes > 0);
+  assert.ok(MARGIN / (TOTAL - WARMUP) < 4 * warm.genes, `the margin allows ${fmt(MARGIN / (TOTAL - WARMUP))} a run, a whole output vector of ${warm.genes} genes`);
   const before = await memory(page, cdp);
   assert.ok(before.wasm > 0, 'the WebAssembly memory was not captured');
 

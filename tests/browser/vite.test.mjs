@@ -38,7 +38,8 @@ try {
   const started = performance.now();
   const model = await Refcast.load('/${MODEL}', { backend, sha256: import.meta.env.VITE_MODEL_SHA256 });
   const sample = await (await fetch('/${EXAMPLE}')).text();
-  const p = await model.predict({ sample, perturbations: ['IFN-beta 6 h'], mode: 'decoded' });
+  // The golden case's perturbation, as metadata: the same entry whatever the model names it.
+  const p = await model.predict({ sample, perturbations: [import.meta.env.VITE_PERTURBATION], mode: 'decoded' });
   window.result = { backend: model.backend, genes: model.genes.length, logCpm: Array.from(p.logCpm), ms: performance.now() - started };
   model.dispose();
   out.textContent = 'done on ' + window.result.backend;
@@ -65,6 +66,8 @@ before(async () => {
   await copyFile(join(root, 'examples', EXAMPLE), join(dir, 'public', EXAMPLE));
   const sums = await readFile(join(root, 'models/SHA256SUMS'), 'utf8');
   const sha256 = sums.split('\n').find((l) => l.endsWith(MODEL)).split(/\s+/)[0];
+  const g = JSON.parse(await readFile(join(root, 'tests/golden/golden_q8_0.json'), 'utf8'));
+  golden = g.cases.find((c) => (c.prediction ?? 'decoded') === 'decoded' && c.name.startsWith('Kang CD14 Mono control (bundled example)'));
 
   // Vite is the repository's devDependency; the app resolves `refcast` from its own node_modules.
   // Its warnings are kept: the package must build without any.
@@ -75,7 +78,7 @@ before(async () => {
     warnings.push(msg);
     warn(msg, options);
   };
-  const config = { root: dir, configFile: false, logLevel: 'warn', customLogger: logger, define: { 'import.meta.env.VITE_MODEL_SHA256': JSON.stringify(sha256) } };
+  const config = { root: dir, configFile: false, logLevel: 'warn', customLogger: logger, define: { 'import.meta.env.VITE_MODEL_SHA256': JSON.stringify(sha256), 'import.meta.env.VITE_PERTURBATION': JSON.stringify(golden.perturbation) } };
   await build({ ...config, build: { outDir: join(dir, 'dist'), emptyOutDir: true } });
   const server = await preview({ ...config, build: { outDir: join(dir, 'dist') }, preview: { port: 0, host: '127.0.0.1', strictPort: false } });
   const url = server.resolvedUrls.local[0];
@@ -83,8 +86,6 @@ before(async () => {
   app = { dir, server, url, assets, warnings };
 
   env = await start();
-  const g = JSON.parse(await readFile(join(root, 'tests/golden/golden_q8_0.json'), 'utf8'));
-  golden = g.cases.find((c) => (c.prediction ?? 'decoded') === 'decoded' && c.name.startsWith('Kang CD14 Mono control (bundled example)'));
 });
 
 after(async () => {
