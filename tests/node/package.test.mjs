@@ -32,8 +32,9 @@ const model = await Refcast.load(modelBytes, { backend: 'auto', sha256: SHA256 }
 const kangCase = decodedCases(golden).find((c) => c.name.startsWith('Kang CD14 Mono control (bundled example)'));
 // The model's size, from the PyTorch golden vectors rather than from the model under test.
 const GENES = kangCase.expected.log_cpm.length;
-// Perturbations by name: the interferon entry the examples use, and the model's control.
+// Perturbations by name: the interferon entry the examples use, a glucocorticoid, and the model's control.
 const IFN = perturbationNamed(model.info(), 'IFN-beta 6 h');
+const DEX = perturbationNamed(model.info(), 'dexamethasone');
 const CONTROL = controlName(model.info());
 
 test('auto picks the CPU in Node (no navigator.gpu) and says why', () => {
@@ -173,7 +174,7 @@ test('seeded sampling matches PyTorch and is reproducible', async () => {
 test('several perturbations and the {genes, values} sample form', async () => {
   const lines = new TextDecoder().decode(kang).trim().split('\n').slice(1).map((l) => l.split('\t'));
   const sample = { genes: lines.map((l) => l[0]), values: Float64Array.from(lines, (l) => Number(l[1])) };
-  const p = await model.predict({ sample, perturbations: [IFN, CONTROL, 'dexamethasone'] });
+  const p = await model.predict({ sample, perturbations: [IFN, CONTROL, DEX] });
   assert.equal(p.rows.length, 3);
   assert.deepEqual(p.rows.map((r) => r.perturbation), [0, 1, 2]);
   assert.equal(p.perturbations[2].metadata.perturbation, 'dexamethasone');
@@ -186,7 +187,7 @@ test('a matrix of samples predicts in one batch (columns), row for row like one 
   const lines = new TextDecoder().decode(kang).trim().split('\n').slice(1).map((l) => l.split('\t'));
   // Three samples: the example, the example with every third gene unmeasured, the example doubled.
   const matrix = ['gene\tA\tB\tC', ...lines.map((l, i) => `${l[0]}\t${l[1]}\t${i % 3 ? l[1] : 0}\t${2 * Number(l[1])}`)].join('\n');
-  const perturbations = [IFN, 'dexamethasone'];
+  const perturbations = [IFN, DEX];
   const all = await model.predict({ sample: matrix, columns: 'all', perturbations });
   assert.equal(all.rows.length, 6);
   assert.deepEqual(all.rows.map((r) => [r.reference, r.perturbation]), [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]]);
