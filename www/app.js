@@ -193,7 +193,8 @@ function fillPerturbations(list) {
     checks.setAttribute('aria-label', name);
     checks.append(...items.map((it) => it.label));
     details.append(summary, checks);
-    if (!picker.open.has(name)) picker.open.set(name, items.some((it) => it.input.checked));
+    // Open as the user left it, and wherever the selection is.
+    picker.open.set(name, !!picker.open.get(name) || items.some((it) => it.input.checked));
     details.open = picker.open.get(name);
     details.addEventListener('toggle', () => {
       if (!searchText()) picker.open.set(name, details.open);
