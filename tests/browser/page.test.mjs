@@ -487,3 +487,33 @@ test('the T-cell example button loads its file, and the page predicts from it', 
   assert.deepEqual(log.errors, []);
   await context.close();
 });
+
+test('ranking every perturbation: chunks of another size give the same effect sizes (decoded: the control in the first chunk)', async () => {
+  const table = async (chunk) => {
+    const { page, context, log } = await openPage(env, { gpu: false });
+    if (chunk) {
+      const app = (await readFile(join(root, 'www/app.js'), 'utf8')).replace(/const RANK_CHUNK = \d+;/, `const RANK_CHUNK = ${chunk};`);
+      assert.ok(app.includes(`const RANK_CHUNK = ${chunk};`));
+      await page.route((url) => url.pathname === '/app.js', (route) => route.fulfill({ contentType: 'text/javascript', body: app }));
+    }
+    await page.goto(`${env.url}?backend=cpu`);
+    await waitReady(page, 'cpu');
+    await page.click('#example-kang');
+    await page.waitForFunction(() => document.body.dataset.ready === 'yes', null, { timeout: 60_000 });
+    await page.check('#mode-decoded');
+    await page.click('#screen');
+    await page.waitForFunction(() => document.body.dataset.screen === 'done' || !document.getElementById('run-error').hidden, null, { timeout: 180_000 });
+    assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
+    const rows = await page.$$eval('#screen-table tbody tr', (trs) => trs.map((tr) => [tr.children[1].textContent, Number(tr.children[2].textContent)]));
+    assert.deepEqual(log.errors, []);
+    await context.close();
+    return rows;
+  };
+  const whole = Object.fromEntries(await table(null));
+  const chunked = await table(5);
+  assert.deepEqual(chunked.map(([n]) => n).sort(), doc.perturbations.map((p) => p.name).sort());
+  // The table shows 3 decimals; other batch compositions sum in other orders (≈ 1e-6).
+  for (const [name, effect] of chunked) assert.ok(Math.abs(effect - whole[name]) <= 1.1e-3, `${name}: ${effect} in chunks of 5, ${whole[name]} as the page ranks`);
+  for (let i = 1; i < chunked.length; i++) assert.ok(chunked[i - 1][1] >= chunked[i][1], 'ranked by effect size');
+  assert.equal(Object.fromEntries(chunked)[doc.perturbations.find(isControl).name], 0, 'the control against itself');
+});
