@@ -45,10 +45,10 @@ pub fn encode(spec: &PriorSpec, group: Group, rows: &[&Metadata]) -> Result<Prio
         for field in &spec.categorical {
             let idx = match md.get(&field.name) {
                 None => 0,
-                Some(Value::Text(v)) => field
-                    .values
-                    .iter()
-                    .position(|known| known.eq_ignore_ascii_case(v.trim()))
+                // the exact spelling first: two studies may spell one compound differently
+                // ("Dexamethasone", "dexamethasone"), and they are distinct entries
+                Some(Value::Text(v)) => (field.values.iter().position(|known| known == v.trim()))
+                    .or_else(|| field.values.iter().position(|known| known.eq_ignore_ascii_case(v.trim())))
                     .ok_or_else(|| {
                         Error::Metadata(format!(
                             "{} '{v}' is not known to the model{}; known values: {}",
@@ -157,5 +157,20 @@ mod tests {
         assert_eq!(suggest("IFN-b", known.iter().copied()), " (did you mean 'IFN-beta'?)");
         assert_eq!(suggest("dexamethazone", known.iter().copied()), " (did you mean 'dexamethasone'?)");
         assert_eq!(suggest("completely different", known.iter().copied()), "");
+    }
+
+    #[test]
+    fn an_exact_spelling_wins_over_another_case() {
+        let field = |values: &[&str]| crate::format::CategoricalField {
+            name: "perturbation".into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let spec = PriorSpec { categorical: vec![field(&["unknown", "Dexamethasone", "dexamethasone", "IFN-beta"])], numeric: vec![] };
+        let row = |v: &str| Metadata::from([("perturbation".to_string(), Value::Text(v.into()))]);
+        let index = |v: &str| encode(&spec, Group::Perturbation, &[&row(v)]).unwrap().index[0];
+        assert_eq!(index("dexamethasone"), 2);
+        assert_eq!(index("Dexamethasone"), 1);
+        assert_eq!(index("ifn-BETA"), 3, "another case still finds a value spelt once");
+        assert!(encode(&spec, Group::Perturbation, &[&row("cortisol")]).is_err());
     }
 }

@@ -189,7 +189,12 @@ fn check_bundled_example<B: Backend>(session: &Session<B>, case: &Case, r: &Gold
     if !case.name.contains("(bundled example)") {
         return;
     }
-    let file = if case.name.starts_with("airway") { "airway_N61311_untreated.tsv" } else { "kang_cd14_mono_ctrl.tsv" };
+    let examples = [("airway", "airway_N61311_untreated.tsv"), ("Kang", "kang_cd14_mono_ctrl.tsv"), ("T cells", "tcell_D1_unstimulated_24h.tsv")];
+    let file = examples
+        .iter()
+        .find(|(prefix, _)| case.name.starts_with(prefix))
+        .map(|(_, file)| *file)
+        .unwrap_or_else(|| panic!("{}: which bundled example is this?", case.name));
     let bytes = std::fs::read(format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let table = refcast::SampleTable::parse(&bytes, refcast::ValueKind::Auto).unwrap();
     let ours = session.reference(&table, 0).unwrap();
