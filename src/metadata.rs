@@ -54,7 +54,7 @@ pub fn encode(spec: &PriorSpec, group: Group, rows: &[&Metadata]) -> Result<Prio
                             "{} '{v}' is not known to the model{}; known values: {}",
                             field.name,
                             suggest(v, field.values.iter().map(String::as_str)),
-                            field.values.join(", ")
+                            listing(&field.values)
                         ))
                     })?,
                 Some(Value::Number(n)) => {
@@ -123,13 +123,25 @@ pub fn with_depth(config: &ModelConfig, context: &Metadata, depth: Option<f32>) 
     m
 }
 
-/// " (did you mean 'X'?)" for the closest name by edit distance, when one is close.
+/// At most this many values are listed in an error; the rest are counted.
+const LISTED_VALUES: usize = 30;
+
+/// "a, b, c" — or the first values and how many more there are, for a long vocabulary.
+fn listing(values: &[String]) -> String {
+    if values.len() <= LISTED_VALUES {
+        return values.join(", ");
+    }
+    format!("{}, … and {} more (`refcast info` lists them all)", values[..LISTED_VALUES].join(", "), values.len() - LISTED_VALUES)
+}
+
+/// " (did you mean 'X'?)" for the closest name by edit distance, when one is close; between
+/// names equally close whatever the case, the one closer to the spelling as written.
 pub fn suggest<'a>(wanted: &str, known: impl Iterator<Item = &'a str>) -> String {
     let w = wanted.to_lowercase();
     known
         .map(|k| (edit_distance(&w, &k.to_lowercase()), k))
         .filter(|(d, k)| *d <= (k.chars().count().max(w.chars().count()) / 2).max(2))
-        .min_by_key(|(d, _)| *d)
+        .min_by_key(|(d, k)| (*d, edit_distance(wanted, k)))
         .map(|(_, k)| format!(" (did you mean '{k}'?)"))
         .unwrap_or_default()
 }
@@ -157,6 +169,20 @@ mod tests {
         assert_eq!(suggest("IFN-b", known.iter().copied()), " (did you mean 'IFN-beta'?)");
         assert_eq!(suggest("dexamethazone", known.iter().copied()), " (did you mean 'dexamethasone'?)");
         assert_eq!(suggest("completely different", known.iter().copied()), "");
+        // equally close in any case: the spelling as written decides
+        let both = ["Dexamethasone", "dexamethasone"];
+        assert_eq!(suggest("dexamethazone", both.iter().copied()), " (did you mean 'dexamethasone'?)");
+        assert_eq!(suggest("Dexamethazone", both.iter().copied()), " (did you mean 'Dexamethasone'?)");
+    }
+
+    #[test]
+    fn long_vocabularies_are_listed_in_part() {
+        let short: Vec<String> = ["unknown", "B", "T"].iter().map(|v| v.to_string()).collect();
+        assert_eq!(listing(&short), "unknown, B, T");
+        let long: Vec<String> = (0..250).map(|i| format!("c{i}")).collect();
+        let text = listing(&long);
+        assert!(text.starts_with("c0, c1, ") && text.contains("c29, … and 220 more"), "{text}");
+        assert!(!text.contains("c30"), "{text}");
     }
 
     #[test]
