@@ -488,6 +488,32 @@ test('the T-cell example button loads its file, and the page predicts from it', 
   await context.close();
 });
 
+const LNCAP = 'tests/data/lncap_untreated_lane1.tsv';
+
+test('a sample of a tissue absent from training (LNCaP) gets the caution beside its results, in plain words', async () => {
+  const { page, context, log } = await openPage(env, { gpu: false });
+  await page.goto(env.url);
+  await waitReady(page, 'cpu');
+  await page.setInputFiles('#sample-file', { name: 'lncap.tsv', mimeType: 'text/tab-separated-values', buffer: await readFile(join(root, LNCAP)) });
+  await page.waitForFunction(() => document.body.dataset.ready === 'yes', null, { timeout: 60_000 });
+  await page.click('#run');
+  await page.waitForFunction(() => document.body.dataset.result === 'prediction' || !document.getElementById('run-error').hidden, null, { timeout: 180_000 });
+  assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
+  const verdict = await page.evaluate(() => document.body.dataset.familiarity);
+  const text = await page.textContent('#familiarity');
+  if (!doc.familiarity) {
+    assert.equal(verdict, 'uncalibrated', text);
+  } else {
+    assert.equal(verdict, 'outside', text);
+    assert.match(text, /^Caution: Sample “.+” looks unlike anything the model was trained on: .+; predictions for it are extrapolations\.$/);
+    assert.equal(await page.getAttribute('#familiarity', 'class'), 'familiarity-outside');
+    assert.equal(await page.isVisible('#familiarity'), true);
+  }
+  await shot(page, 'outside-sample');
+  assert.deepEqual(log.errors, []);
+  await context.close();
+});
+
 test('ranking every perturbation: chunks of another size give the same effect sizes (decoded: the control in the first chunk)', async () => {
   const table = async (chunk) => {
     const { page, context, log } = await openPage(env, { gpu: false });
