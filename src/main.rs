@@ -376,8 +376,8 @@ fn context_metadata(cfg: &refcast::ModelConfig, common: &Common) -> Result<Metad
     Ok(m)
 }
 
-/// Perturbation metadata: a known perturbation's name, or a value of the `perturbation` field;
-/// --set fields of the perturbation prior apply on top.
+/// Each perturbation's label and metadata: a known perturbation's name, or a value of the
+/// `perturbation` field; --set fields of the perturbation prior apply on top.
 fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[String]) -> Result<Vec<(String, Metadata)>> {
     let mut extra = Metadata::new();
     parse_set(set, &mut extra)?;
@@ -393,11 +393,19 @@ fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[St
     names
         .iter()
         .map(|name| {
-            let mut m = cfg.perturbation(name).metadata;
+            let known = cfg.perturbation(name).metadata;
+            let mut m = known.clone();
             m.extend(extra.clone());
-            Ok((name.clone(), m))
+            Ok((label(name, &known, &m), m))
         })
         .collect()
+}
+
+/// A perturbation's name, followed by the --set values that changed it, so that the label says
+/// what was computed: "IFN-beta 6 h (time_hours=24)".
+fn label(name: &str, known: &Metadata, computed: &Metadata) -> String {
+    let changed: Vec<String> = computed.iter().filter(|&(k, v)| known.get(k) != Some(v)).map(|(k, v)| format!("{k}={v}")).collect();
+    if changed.is_empty() { name.to_string() } else { format!("{name} ({})", changed.join(", ")) }
 }
 
 async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Result<()> {

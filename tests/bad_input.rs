@@ -871,6 +871,20 @@ fn a_full_standard_output_or_error_is_an_error_that_names_the_stream() {
     assert!(!ok && stderr.contains("cannot write /dev/full") && stderr.contains("No space left"), "{stderr}");
 }
 
+#[test]
+fn a_set_value_that_changes_a_perturbation_is_in_its_label() {
+    let w = Workdir::new();
+    let out = w.arg("out.tsv");
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "-p", "drug_a 24 h", "--set", "time_hours=24", "--output", &out]);
+    assert!(ok, "{stderr}");
+    // On screen and in the file: the 6 h perturbation was computed at 24 h, and says so; the
+    // 24 h one is what its name says.
+    assert!(stderr.contains("× drug_a 6 h (time_hours=24) (") && stderr.contains("× drug_a 24 h ("), "{stderr}");
+    let labels: std::collections::BTreeSet<String> =
+        std::fs::read_to_string(&out).unwrap().lines().skip(1).map(|l| l.split('\t').nth(1).unwrap().to_string()).collect();
+    assert_eq!(labels, ["drug_a 24 h".to_string(), "drug_a 6 h (time_hours=24)".to_string()].into());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fuzz smoke: the fuzz target bodies over deterministic mutations of valid inputs
 
