@@ -71,7 +71,7 @@ struct Common {
     #[arg(long, value_name = "HEX")]
     sha256: Option<String>,
     /// Sample file: TSV or CSV, first column genes (symbols or Ensembl ids), then one column per
-    /// sample (counts or log-CPM). A header line is optional.
+    /// sample (counts or log-CPM). A header line is optional. `-` reads standard input.
     #[arg(long, short, default_value = DEFAULT_SAMPLE)]
     sample: PathBuf,
     /// What the sample's values are: auto (from the header or the values), counts, log-cpm.
@@ -124,7 +124,9 @@ struct PredictArgs {
     /// Seed of the random stream for --num-samples.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Write the full prediction as TSV here (default: standard output).
+    /// Write the full prediction as TSV here (default, or `-`: standard output). A file is
+    /// replaced only once the whole prediction is written; a symbolic link's file is replaced and
+    /// the link kept; a device or FIFO is written in place. The sample or the model is refused.
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Genes to list in the summary, per direction.
