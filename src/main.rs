@@ -1,5 +1,8 @@
 //! `refcast`: predict a sample's response to a perturbation, on this machine.
 
+#[macro_use]
+mod cli;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,6 +14,9 @@ use refcast::backend::{Backend, BackendKind, CpuBackend, GpuBackend};
 use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, Value, checksum};
 use refcast::sample::{MAX_SAMPLE_BYTES, Reference, SampleTable, ValueKind};
 use refcast::Familiarity;
+
+use cli::input::{Limit, is_dash, read_bounded};
+use cli::output::{Output, refuse_output_over_input};
 use refcast::session::{Baseline, Prediction, PredictionMode, Request, Sampling, Session, Signature};
 
 /// The model shipped in the repository.
@@ -65,7 +71,7 @@ struct Common {
     #[arg(long, value_name = "HEX")]
     sha256: Option<String>,
     /// Sample file: TSV or CSV, first column genes (symbols or Ensembl ids), then one column per
-    /// sample (counts or log-CPM). A header line is optional.
+    /// sample (counts or log-CPM). A header line is optional. `-` reads standard input.
     #[arg(long, short, default_value = DEFAULT_SAMPLE)]
     sample: PathBuf,
     /// What the sample's values are: auto (from the header or the values), counts, log-cpm.
@@ -118,7 +124,9 @@ struct PredictArgs {
     /// Seed of the random stream for --num-samples.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Write the full prediction as TSV here (default: standard output).
+    /// Write the full prediction as TSV here (default, or `-`: standard output). A file is
+    /// replaced only once the whole prediction is written; a symbolic link's file is replaced and
+    /// the link kept; a device or FIFO is written in place. The sample or the model is refused.
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Genes to list in the summary, per direction.
@@ -140,17 +148,24 @@ struct ScreenArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    if let Err(e) = pollster::block_on(run(cli)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    let args = Cli::parse();
+    let result = cli::signals::remove_temporaries_on_termination()
+        .context("cannot set up the removal of temporary files on interruption")
+        .and_then(|()| pollster::block_on(run(args)));
+    if let Err(e) = result {
+        std::process::exit(cli::stdio::report_failure(&e));
     }
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Info { model, sha256 } => info(&load_model(&model, sha256.as_deref())?, &model),
+        Command::Info { model, sha256 } => {
+            let mut text = Vec::new();
+            info(&mut text, &load_model(&model, sha256.as_deref())?, &model)?;
+            cli::stdio::to_stdout(&text)
+        }
         Command::Predict(args) => {
+            refuse_outputs_over_inputs(&args.common, args.output.as_deref(), None)?;
             let file = load_model(&args.common.model, args.common.sha256.as_deref())?;
             match open_backend(args.common.backend).await? {
                 Engine::Gpu(b) => predict(Session::new(b, &file)?, &args).await,
@@ -158,6 +173,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Screen(args) => {
+            refuse_outputs_over_inputs(&args.common, None, args.signature.as_deref())?;
             let file = load_model(&args.common.model, args.common.sha256.as_deref())?;
             match open_backend(args.common.backend).await? {
                 Engine::Gpu(b) => screen(Session::new(b, &file)?, &args).await,
@@ -165,6 +181,17 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+}
+
+/// Refuses `--output` or `--familiarity` naming the model, the sample or the signature.
+fn refuse_outputs_over_inputs(common: &Common, output: Option<&Path>, signature: Option<&Path>) -> Result<()> {
+    let (model, sample) = (locate(&common.model), locate(&common.sample));
+    let mut inputs = vec![("model", model.as_path()), ("sample", sample.as_path())];
+    inputs.extend(signature.map(|s| ("signature", s)));
+    for out in output.into_iter().chain(common.familiarity.as_deref()) {
+        refuse_output_over_input(out, &inputs)?;
+    }
+    Ok(())
 }
 
 enum Engine {
@@ -179,7 +206,7 @@ async fn open_backend(kind: BackendKind) -> Result<Engine> {
         BackendKind::Auto => match GpuBackend::new().await {
             Ok(gpu) => Ok(Engine::Gpu(gpu)),
             Err(e) => {
-                eprintln!("refcast: no usable GPU ({e}); using the CPU backend");
+                note!("refcast: no usable GPU ({e}); using the CPU backend")?;
                 Ok(Engine::Cpu(CpuBackend::new()))
             }
         },
@@ -188,7 +215,7 @@ async fn open_backend(kind: BackendKind) -> Result<Engine> {
 
 /// Resolves a path given relative to the repository when it is not found where the user runs.
 fn locate(path: &Path) -> PathBuf {
-    if path.exists() || path.is_absolute() {
+    if path.exists() || path.is_absolute() || is_dash(path) {
         return path.to_path_buf();
     }
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -197,11 +224,8 @@ fn locate(path: &Path) -> PathBuf {
 
 fn load_model(path: &Path, sha256: Option<&str>) -> Result<ModelFile> {
     let path = locate(path);
-    let size = std::fs::metadata(&path).with_context(|| format!("cannot read the model {}", path.display()))?.len();
-    if size > MAX_MODEL_BYTES {
-        bail!("{}: {size} bytes is over the {MAX_MODEL_BYTES}-byte limit for a model file", path.display());
-    }
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read the model {}", path.display()))?;
+    let limit = Limit { what: "model file", bytes: MAX_MODEL_BYTES, fix: "is it a refcast model (.safetensors)?" };
+    let bytes = read_bounded(&path, &limit)?;
     verify_checksum(&path, &bytes, sha256)?;
     ModelFile::from_bytes(&bytes).with_context(|| format!("{}", path.display()))
 }
@@ -219,8 +243,7 @@ fn verify_checksum(path: &Path, bytes: &[u8], sha256: Option<&str>) -> Result<()
     match checksum::manifest_entry(&text, name).with_context(|| manifest.display().to_string())? {
         Some(hex) => Ok(checksum::verify(bytes, &hex, &what, &manifest.display().to_string())?),
         None => {
-            eprintln!("refcast: note: {} does not list {name}; its checksum is not verified", manifest.display());
-            Ok(())
+            note!("refcast: note: {} does not list {name}; its checksum is not verified", manifest.display())
         }
     }
 }
@@ -241,14 +264,12 @@ fn with_library_size(mut reference: Reference, library_size: Option<f64>) -> Res
 
 fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
     let path = locate(path);
-    let size = std::fs::metadata(&path).with_context(|| format!("cannot read the sample {}", path.display()))?.len();
-    if size > MAX_SAMPLE_BYTES as u64 {
-        bail!("{}: {size} bytes is over the {MAX_SAMPLE_BYTES}-byte limit for a sample file", path.display());
-    }
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read the sample {}", path.display()))?;
-    let mut table = SampleTable::parse(&bytes, kind).with_context(|| format!("{}", path.display()))?;
+    let limit = Limit { what: "sample file", bytes: MAX_SAMPLE_BYTES as u64, fix: "split the samples into several files" };
+    let bytes = read_bounded(&path, &limit)?;
+    let mut table = SampleTable::parse(&bytes, kind).with_context(|| cli::input::display(&path))?;
     // A lone value column with a generic header ("count") is named after the file.
-    if let ([name], Some(stem)) = (table.samples.as_mut_slice(), path.file_stem().and_then(|s| s.to_str())) {
+    let stem = path.file_stem().and_then(|s| s.to_str()).filter(|_| !is_dash(&path));
+    if let ([name], Some(stem)) = (table.samples.as_mut_slice(), stem) {
         let generic = ["count", "counts", "value", "values", "log_cpm", "logcpm", "expression", "sample1"];
         if generic.contains(&name.to_ascii_lowercase().as_str()) {
             *name = stem.to_string();
@@ -257,10 +278,9 @@ fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
     Ok(table)
 }
 
-fn info(file: &ModelFile, path: &Path) -> Result<()> {
+fn info(out: &mut impl Write, file: &ModelFile, path: &Path) -> Result<()> {
     let c = &file.config;
     let a = &c.architecture;
-    let mut out = std::io::stdout().lock();
     writeln!(out, "model         {} ({})", c.name, locate(path).display())?;
     writeln!(out, "genes         {}", a.genes)?;
     writeln!(
@@ -358,8 +378,8 @@ fn context_metadata(cfg: &refcast::ModelConfig, common: &Common) -> Result<Metad
     Ok(m)
 }
 
-/// Perturbation metadata: a known perturbation's name, or a value of the `perturbation` field;
-/// --set fields of the perturbation prior apply on top.
+/// Each perturbation's label and metadata: a known perturbation's name, or a value of the
+/// `perturbation` field; --set fields of the perturbation prior apply on top.
 fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[String]) -> Result<Vec<(String, Metadata)>> {
     let mut extra = Metadata::new();
     parse_set(set, &mut extra)?;
@@ -375,35 +395,27 @@ fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[St
     names
         .iter()
         .map(|name| {
-            let mut m = cfg.perturbation(name).metadata;
+            let known = cfg.perturbation(name).metadata;
+            let mut m = known.clone();
             m.extend(extra.clone());
-            Ok((name.clone(), m))
+            Ok((label(name, &known, &m), m))
         })
         .collect()
 }
 
-/// Writes to a temporary name beside `path` and renames, so a failure leaves nothing partial.
-fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("refcast"),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?);
-        write(&mut f)?;
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+/// A perturbation's name, followed by the --set values that changed it, so that the label says
+/// what was computed: "IFN-beta 6 h (time_hours=24)".
+fn label(name: &str, known: &Metadata, computed: &Metadata) -> String {
+    let changed: Vec<String> = computed.iter().filter(|&(k, v)| known.get(k) != Some(v)).map(|(k, v)| format!("{k}={v}")).collect();
+    if changed.is_empty() { name.to_string() } else { format!("{name} ({})", changed.join(", ")) }
 }
 
 async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Result<()> {
     let t0 = Instant::now();
     let cfg = session.config().clone();
+    // Outputs first: a directory that cannot be written to fails before the work is done.
+    let output = Output::prepare(args.output.as_deref().unwrap_or(Path::new("-")))?;
+    let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
     let table = load_sample(&args.common.sample, args.common.values)?;
     let context = context_metadata(&cfg, &args.common)?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
@@ -411,7 +423,7 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
         None => Sampling::Mean,
         Some(n) => Sampling::Samples { num_samples: n, seed: args.seed },
     };
-    eprintln!("refcast: {} on {}", cfg.name, session.describe());
+    note!("refcast: {} on {}", cfg.name, session.describe())?;
     let progress = ProgressBar::new(table.samples.len() as u64).with_style(
         ProgressStyle::with_template("{spinner} predicting [{bar:30}] {pos}/{len} samples {eta}").expect("template").progress_chars("=> "),
     );
@@ -421,7 +433,7 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
     let mut results = Vec::with_capacity(table.samples.len());
     for s in 0..table.samples.len() {
         let reference = with_library_size(session.reference(&table, s)?, args.common.library_size)?;
-        eprintln!("refcast: sample '{}': {}", reference.name, reference.report);
+        note!("refcast: sample '{}': {}", reference.name, reference.report)?;
         let mut req = Request::conditioned(vec![reference.clone()], perts.iter().map(|p| p.1.clone()).collect());
         req.contexts = vec![context.clone()];
         req.condition_on = args.common.condition_on.clone();
@@ -430,13 +442,13 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
         req.mode = args.common.mode;
         let t = Instant::now();
         let pred = session.predict(&req).await?;
-        progress.suspend(|| pred.familiarity.iter().for_each(report_familiarity));
+        progress.suspend(|| pred.familiarity.iter().try_for_each(report_familiarity))?;
         results.push((reference, pred, t.elapsed()));
         progress.inc(1);
     }
     progress.finish_and_clear();
-    if let Some(path) = &args.common.familiarity {
-        write_familiarity(path, results.iter().flat_map(|(_, pred, _)| &pred.familiarity))?;
+    if let Some(output) = familiarity {
+        write_familiarity(output, results.iter().flat_map(|(_, pred, _)| &pred.familiarity))?;
     }
 
     let genes = &cfg.genes;
@@ -470,33 +482,25 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
         }
         Ok(())
     };
-    match &args.output {
-        Some(path) => write_atomically(path, write_tsv)?,
-        None => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            write_tsv(&mut out)?;
-            out.flush()?;
-        }
-    }
+    output.write(write_tsv)?;
     for (reference, pred, elapsed) in &results {
-        summarise(&cfg, reference, pred, &perts, args.top, *elapsed);
+        summarise(&cfg, reference, pred, &perts, args.top, *elapsed)?;
     }
-    eprintln!("refcast: done in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
-    Ok(())
+    note!("refcast: done in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)
 }
 
 /// One line per sample on standard error: a warning when it lies outside what the model was
 /// trained on.
-fn report_familiarity(f: &Familiarity) {
+fn report_familiarity(f: &Familiarity) -> Result<()> {
     match f.outside {
-        Some(true) => eprintln!("warning: {}", f.summary()),
-        _ => eprintln!("refcast: {}", f.summary()),
+        Some(true) => note!("warning: {}", f.summary()),
+        _ => note!("refcast: {}", f.summary()),
     }
 }
 
 /// The familiarity of each sample as TSV.
-fn write_familiarity<'a>(path: &Path, list: impl IntoIterator<Item = &'a Familiarity>) -> Result<()> {
-    write_atomically(path, |w| {
+fn write_familiarity<'a>(output: Output, list: impl IntoIterator<Item = &'a Familiarity>) -> Result<()> {
+    output.write(|w| {
         writeln!(w, "reference\treconstruction_r2\tnearest_context\tdistance\toutside")?;
         for f in list {
             let or_na = |v: Option<String>| v.unwrap_or_else(|| "NA".to_string());
@@ -515,7 +519,7 @@ fn write_familiarity<'a>(path: &Path, list: impl IntoIterator<Item = &'a Familia
 }
 
 /// Top genes per direction for each perturbation, on standard error.
-fn summarise(cfg: &refcast::ModelConfig, reference: &refcast::Reference, pred: &Prediction, perts: &[(String, Metadata)], top: usize, elapsed: std::time::Duration) {
+fn summarise(cfg: &refcast::ModelConfig, reference: &refcast::Reference, pred: &Prediction, perts: &[(String, Metadata)], top: usize, elapsed: std::time::Duration) -> Result<()> {
     let lfc = pred.log_fold_change.as_ref().expect("references give fold changes");
     for (r, row) in pred.rows.iter().enumerate().filter(|(_, row)| row.sample == 0) {
         let v = Prediction::row(lfc, pred.genes, r);
@@ -524,22 +528,24 @@ fn summarise(cfg: &refcast::ModelConfig, reference: &refcast::Reference, pred: &
         let list = |it: &mut dyn Iterator<Item = &usize>| -> String {
             it.take(top).map(|&g| format!("{} {:+.2}", cfg.genes[g].symbol, v[g])).collect::<Vec<_>>().join(", ")
         };
-        eprintln!("refcast: {} × {} ({:.1} ms)", reference.name, perts[row.perturbation].0, elapsed.as_secs_f64() * 1e3);
-        eprintln!("  up:   {}", list(&mut order.iter()));
-        eprintln!("  down: {}", list(&mut order.iter().rev()));
+        note!("refcast: {} × {} ({:.1} ms)", reference.name, perts[row.perturbation].0, elapsed.as_secs_f64() * 1e3)?;
+        note!("  up:   {}", list(&mut order.iter()))?;
+        note!("  down: {}", list(&mut order.iter().rev()))?;
     }
+    Ok(())
 }
 
 async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Result<()> {
     let cfg = session.config().clone();
+    let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
     let table = load_sample(&args.common.sample, args.common.values)?;
     if table.samples.len() != 1 {
         bail!("screen takes one sample; the file has {} columns ({})", table.samples.len(), table.samples.join(", "));
     }
     let context = context_metadata(&cfg, &args.common)?;
     let reference = with_library_size(session.reference(&table, 0)?, args.common.library_size)?;
-    eprintln!("refcast: {} on {}", cfg.name, session.describe());
-    eprintln!("refcast: sample '{}': {}", reference.name, reference.report);
+    note!("refcast: {} on {}", cfg.name, session.describe())?;
+    note!("refcast: sample '{}': {}", reference.name, reference.report)?;
     let signature = match &args.signature {
         None => None,
         Some(path) => {
@@ -550,12 +556,12 @@ async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Resul
     let t = Instant::now();
     let screen = session.screen_against(&reference, &context, None, signature.as_ref(), args.common.versus, args.common.mode).await?;
     let elapsed = t.elapsed();
-    screen.familiarity.iter().for_each(report_familiarity);
-    if let Some(path) = &args.common.familiarity {
-        write_familiarity(path, &screen.familiarity)?;
+    screen.familiarity.iter().try_for_each(report_familiarity)?;
+    if let Some(output) = familiarity {
+        write_familiarity(output, &screen.familiarity)?;
     }
     let hits = &screen.hits;
-    let mut out = std::io::stdout().lock();
+    let mut out = Vec::new();
     writeln!(out, "rank\tperturbation\tscore\teffect_size\treversal\ttop_up\ttop_down")?;
     for (i, h) in hits.iter().take(args.top).enumerate() {
         let genes = |v: &[(usize, f32)]| v.iter().take(5).map(|(g, l)| format!("{}:{:+.2}", cfg.genes[*g].symbol, l)).collect::<Vec<_>>().join(",");
@@ -571,6 +577,6 @@ async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Resul
             genes(&h.top_down)
         )?;
     }
-    eprintln!("refcast: screened {} perturbations in {:.1} ms", hits.len(), elapsed.as_secs_f64() * 1e3);
-    Ok(())
+    cli::stdio::to_stdout(&out)?;
+    note!("refcast: screened {} perturbations in {:.1} ms", hits.len(), elapsed.as_secs_f64() * 1e3)
 }

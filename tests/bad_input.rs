@@ -7,9 +7,11 @@
 //! The last tests run the bodies of the fuzz targets (fuzz/src/bodies.rs) over deterministic
 //! mutations of valid files: a quick stand-in for `cargo fuzz` that needs no extra tools.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use refcast::format::synthetic::{SyntheticSpec, random_model, random_model_v2};
 use refcast::format::{MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelFile};
@@ -149,10 +151,19 @@ impl Workdir {
     }
     /// Runs `refcast predict` on the CPU with the model and the given extra arguments.
     fn predict(&self, extra: &[&str]) -> (bool, String, String) {
-        let (model, sample) = (self.arg("model.safetensors"), self.arg("sample.tsv"));
-        let mut args = vec!["predict", "--backend", "cpu", "--model", &model, "--sample", &sample];
+        let args = self.predict_args(&self.arg("sample.tsv"), extra);
+        refcast(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    }
+    /// The arguments of `refcast predict` on the CPU with the model and `sample`.
+    fn predict_args(&self, sample: &str, extra: &[&str]) -> Vec<String> {
+        let model = self.arg("model.safetensors");
+        let mut args = vec!["predict", "--backend", "cpu", "--model", &model, "--sample", sample];
         args.extend(extra);
-        refcast(&args, &[])
+        args.into_iter().map(String::from).collect()
+    }
+    /// Starts `refcast predict` on `sample` with the given standard streams.
+    fn spawn_predict(&self, sample: &str, extra: &[&str], stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_refcast")).args(self.predict_args(sample, extra)).stdin(stdin).stdout(stdout).stderr(stderr).spawn().unwrap()
     }
     /// The names of the files in the directory, sorted.
     fn listing(&self) -> Vec<String> {
@@ -413,6 +424,19 @@ bad_inputs! {
         sparse(&w.path("huge.tsv"), MAX_SAMPLE_BYTES as u64 + 1);
         cli_error(&w, &["predict", "--backend", "cpu", "--model", "{dir}/model.safetensors", "--sample", "{dir}/huge.tsv"])
     } => [format!("{} bytes is over the {MAX_SAMPLE_BYTES}-byte limit for a sample file", MAX_SAMPLE_BYTES + 1)];
+    sample_endless_standard_input_over_the_size_limit: {
+        let w = Workdir::new();
+        let mut child = w.spawn_predict("-", &[], Stdio::piped(), Stdio::null(), Stdio::piped());
+        let mut stdin = child.stdin.take().unwrap();
+        // An endless pipe, as from `yes`: the writer stops when refcast closes its end.
+        std::thread::spawn(move || {
+            let chunk = "GENE0\t5\n".repeat(8192);
+            while stdin.write_all(chunk.as_bytes()).is_ok() {}
+        });
+        let (status, _, stderr) = finish_within(child, 60);
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        stderr
+    } => [format!("standard input: more than {MAX_SAMPLE_BYTES} bytes"), "limit for a sample file", "split the samples"];
 
     // ---- metadata -------------------------------------------------------------------------
     metadata_unknown_cell_type_suggests_the_nearest:
@@ -635,6 +659,230 @@ fn without_a_gpu_adapter_auto_falls_back_to_the_cpu_with_a_message() {
     args[2] = "gpu";
     let (ok, _, stderr) = refcast(&args, &[("WGPU_BACKEND", absent)]);
     assert!(!ok && stderr.contains("GPU backend was requested") && stderr.contains("no GPU adapter"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output that never destroys what it replaces, bounded reads, closed and full standard streams
+
+/// Waits for `child` at most `seconds`, then kills it: a test must fail, never hang.
+fn finish_within(mut child: Child, seconds: u64) -> (std::process::ExitStatus, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("refcast still ran after {seconds} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success(), "mkfifo {}", path.display());
+}
+
+#[cfg(unix)]
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+/// Starts refcast on a sample that is a FIFO, `sample.fifo`: it waits there, blocked, until the
+/// test writes the sample.
+#[cfg(unix)]
+fn spawn_on_a_fifo_sample(w: &Workdir, extra: &[&str]) -> Child {
+    let fifo = w.path("sample.fifo");
+    mkfifo(&fifo);
+    w.spawn_predict(&fifo.display().to_string(), extra, Stdio::null(), Stdio::piped(), Stdio::piped())
+}
+
+#[test]
+fn an_output_naming_an_input_is_refused_and_the_input_is_untouched() {
+    let w = Workdir::new();
+    std::fs::hard_link(w.path("model.safetensors"), w.path("same-model.bin")).unwrap();
+    for (flag, out, input) in [
+        ("--output", "sample.tsv", "the sample"),
+        ("--output", "same-model.bin", "the model"),
+        ("--familiarity", "sample.tsv", "the sample"),
+    ] {
+        let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", flag, &w.arg(out)]);
+        assert!(!ok, "{flag} {out} must be refused");
+        assert!(stderr.contains(&format!("the output {} is {input}", w.arg(out))) && stderr.contains("name another output file"), "{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(w.path("sample.tsv")).unwrap(), counts_table(160));
+    assert_eq!(std::fs::read(w.path("model.safetensors")).unwrap(), good());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_replaced_output_keeps_its_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = Workdir::new();
+    let out = w.path("private.tsv");
+    std::fs::write(&out, "previous results\n").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--output", &w.arg("private.tsv")]);
+    assert!(ok, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 161);
+    assert_eq!(mode(&out), 0o600, "a private file stays private");
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_and_standard_output_are_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let w = Workdir::new();
+    // A device: replacing /dev/null by a plain file would break the system (as root).
+    let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--output", "/dev/null"]);
+    assert!(ok, "{stderr}");
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    // A FIFO: its reader gets the prediction, and it stays a FIFO.
+    let fifo = w.path("out.fifo");
+    mkfifo(&fifo);
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::read_to_string(fifo).unwrap()
+    });
+    let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--output", &fifo.display().to_string()]);
+    assert!(ok, "{stderr}");
+    assert!(is_fifo(&fifo), "the FIFO was replaced");
+    assert_eq!(reader.join().unwrap().lines().count(), 161);
+    // `-`: standard output, not a file named "-".
+    let (ok, stdout, stderr) = w.predict(&["--perturbation", "drug_a", "--output", "-"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 161);
+    assert_eq!(w.listing(), ["model.safetensors", "out.fifo", "sample.tsv"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_output_replaces_the_file_it_names_and_keeps_the_link() {
+    let w = Workdir::new();
+    std::fs::create_dir(w.path("results")).unwrap();
+    std::fs::write(w.path("results/real.tsv"), "previous results\n").unwrap();
+    std::os::unix::fs::symlink("results/real.tsv", w.path("link.tsv")).unwrap();
+    let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--output", &w.arg("link.tsv")]);
+    assert!(ok, "{stderr}");
+    assert!(std::fs::symlink_metadata(w.path("link.tsv")).unwrap().file_type().is_symlink(), "the link stays a link");
+    assert_eq!(std::fs::read_to_string(w.path("results/real.tsv")).unwrap().lines().count(), 161);
+    assert_eq!(std::fs::read_dir(w.path("results")).unwrap().count(), 1, "no temporary file is left");
+    // A link to nothing is refused, not followed to create a file wherever it points.
+    std::os::unix::fs::symlink("missing/elsewhere.tsv", w.path("dangling.tsv")).unwrap();
+    let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--output", &w.arg("dangling.tsv")]);
+    assert!(!ok && stderr.contains("symbolic link to missing/elsewhere.tsv, which does not exist"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_planted_at_a_guessable_temporary_name_is_not_followed() {
+    let w = Workdir::new();
+    std::fs::write(w.path("victim.txt"), "precious\n").unwrap();
+    let child = spawn_on_a_fifo_sample(&w, &["--perturbation", "drug_a", "--output", &w.arg("out.tsv")]);
+    // The name refcast once used for its temporary file: `.NAME.<pid>.tmp`.
+    std::os::unix::fs::symlink(w.path("victim.txt"), w.path(&format!(".out.tsv.{}.tmp", child.id()))).unwrap();
+    std::fs::write(w.path("sample.fifo"), counts_table(160)).unwrap();
+    let (status, _, stderr) = finish_within(child, 120);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(std::fs::read_to_string(w.path("victim.txt")).unwrap(), "precious\n");
+    assert!(std::fs::symlink_metadata(w.path("out.tsv")).unwrap().is_file(), "the output is a file, not the planted link");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_removes_its_temporary_file() {
+    for (signal, status) in [("TERM", 143), ("INT", 130)] {
+        let w = Workdir::new();
+        let mut child = spawn_on_a_fifo_sample(&w, &["--perturbation", "drug_a", "--output", &w.arg("out.tsv")]);
+        // refcast creates its temporary file before it reads the sample: it waits there.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !w.listing().iter().any(|n| n.ends_with(".tmp")) {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("no temporary file appeared: {:?}", w.listing());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(Command::new("kill").args([format!("-{signal}"), child.id().to_string()]).status().unwrap().success());
+        let (exit, _, stderr) = finish_within(child, 60);
+        assert_eq!(exit.code(), Some(status), "SIG{signal}: {stderr}");
+        assert_eq!(w.listing(), ["model.safetensors", "sample.fifo", "sample.tsv"], "SIG{signal}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn an_endless_device_as_the_sample_stops_at_the_size_limit() {
+    let w = Workdir::new();
+    let child = w.spawn_predict("/dev/zero", &[], Stdio::null(), Stdio::null(), Stdio::piped());
+    let (status, _, stderr) = finish_within(child, 60);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("/dev/zero: more than {MAX_SAMPLE_BYTES} bytes, over the {MAX_SAMPLE_BYTES}-byte limit")), "{stderr}");
+}
+
+#[test]
+fn a_sample_from_standard_input_is_predicted() {
+    let w = Workdir::new();
+    let mut child = w.spawn_predict("-", &["--perturbation", "drug_a"], Stdio::piped(), Stdio::piped(), Stdio::piped());
+    child.stdin.take().unwrap().write_all(counts_table(160).as_bytes()).unwrap();
+    let (status, stdout, stderr) = finish_within(child, 120);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout, w.predict(&["--perturbation", "drug_a"]).1, "the same prediction as from the file");
+}
+
+#[test]
+fn a_closed_standard_output_or_error_ends_the_run_quietly() {
+    let w = Workdir::new();
+    // `refcast predict 2>&1 >/dev/null | head -1`, with the reader gone before the first line.
+    let mut child = w.spawn_predict(&w.arg("sample.tsv"), &["--perturbation", "drug_a"], Stdio::null(), Stdio::null(), Stdio::piped());
+    drop(child.stderr.take());
+    let (status, _, _) = finish_within(child, 120);
+    assert_eq!(status.code(), Some(141), "128 + SIGPIPE, not a panic");
+    // `refcast predict | head -1`.
+    let mut child = w.spawn_predict(&w.arg("sample.tsv"), &["--perturbation", "drug_a"], Stdio::null(), Stdio::piped(), Stdio::piped());
+    drop(child.stdout.take());
+    let (status, _, stderr) = finish_within(child, 120);
+    assert_eq!(status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("error:") && !stderr.contains("panicked"), "{stderr}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_standard_output_or_error_is_an_error_that_names_the_stream() {
+    let w = Workdir::new();
+    let full = || Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap());
+    let child = w.spawn_predict(&w.arg("sample.tsv"), &["--perturbation", "drug_a"], Stdio::null(), full(), Stdio::piped());
+    let (status, _, stderr) = finish_within(child, 120);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to standard output") && stderr.contains("No space left"), "{stderr}");
+    // `2>/dev/full`: the error cannot be shown, but the status says it.
+    let child = w.spawn_predict(&w.arg("sample.tsv"), &["--perturbation", "drug_a"], Stdio::null(), Stdio::piped(), full());
+    let (status, _, _) = finish_within(child, 120);
+    assert_eq!(status.code(), Some(1), "an error status, not a panic's 101");
+    // An output file on a full device names the file.
+    let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--output", "/dev/full"]);
+    assert!(!ok && stderr.contains("cannot write /dev/full") && stderr.contains("No space left"), "{stderr}");
+}
+
+#[test]
+fn a_set_value_that_changes_a_perturbation_is_in_its_label() {
+    let w = Workdir::new();
+    let out = w.arg("out.tsv");
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "-p", "drug_a 24 h", "--set", "time_hours=24", "--output", &out]);
+    assert!(ok, "{stderr}");
+    // On screen and in the file: the 6 h perturbation was computed at 24 h, and says so; the
+    // 24 h one is what its name says.
+    assert!(stderr.contains("× drug_a 6 h (time_hours=24) (") && stderr.contains("× drug_a 24 h ("), "{stderr}");
+    let labels: std::collections::BTreeSet<String> =
+        std::fs::read_to_string(&out).unwrap().lines().skip(1).map(|l| l.split('\t').nth(1).unwrap().to_string()).collect();
+    assert_eq!(labels, ["drug_a 24 h".to_string(), "drug_a 6 h (time_hours=24)".to_string()].into());
 }
 
 // ---------------------------------------------------------------------------------------------
