@@ -219,7 +219,10 @@ export interface ScreenRequest extends SampleOptions {
   context?: string | Metadata;
   /** Default: every perturbation the model knows. */
   perturbations?: string | Metadata | Array<string | Metadata>;
-  /** A signature to reverse: gene → weight (> 0 up in the disease state). Ranks by reversal. */
+  /**
+   * A signature to reverse: gene → weight (> 0 up in the disease state, < 0 down; finite).
+   * Ranks by reversal, −Σ w·LFC / Σ |w|; equal weights make a gene set.
+   */
   signature?: Record<string, number> | Map<string, number>;
   /** How each perturbation's profile is formed: `'counterfactual'` (default) or `'decoded'`. */
   mode?: PredictionMode;
@@ -238,7 +241,10 @@ export interface ScreenHit {
   score: number;
   /** Root mean square of the predicted log fold change over the measured genes. */
   effectSize: number;
-  /** −Pearson(predicted log fold change, signature) over the signature's genes. */
+  /**
+   * −Σ w·LFC / Σ |w| over the signature's genes the model knows (LFC: predicted log fold
+   * change): positive when the perturbation moves them against the signature.
+   */
   reversal: number | null;
   topUp: GeneEffect[];
   topDown: GeneEffect[];

@@ -10,6 +10,9 @@ pub enum Error {
     /// The sample (reference expression profile) cannot be used.
     #[error("invalid sample: {0}")]
     Sample(String),
+    /// The signature to reverse (`screen --signature`) cannot be used.
+    #[error("invalid signature: {0}")]
+    Signature(String),
     /// Metadata given for a prior network is not known to the model.
     #[error("invalid metadata: {0}")]
     Metadata(String),

@@ -15,6 +15,7 @@ pub mod sample;
 
 pub use error::{Error, Result};
 pub mod session;
+pub mod signature;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

@@ -138,10 +138,17 @@ struct PredictArgs {
 struct ScreenArgs {
     #[command(flatten)]
     common: Common,
-    /// Rank by reversal of this signature instead of effect size: TSV/CSV of gene and weight
-    /// (positive = up in the state to reverse).
+    /// Rank by reversal of this signature instead of effect size. A TSV/CSV with a gene column,
+    /// then either no value column (a gene set, up in the state to reverse; a `direction` column
+    /// of up/down makes it an up/down set) or a weight column (`weight`, the only value column,
+    /// or --signature-column; > 0 = up in the state to reverse). Reversal, positive when the
+    /// perturbation moves the genes against the signature: mean predicted log fold change (LFC)
+    /// of the down genes − that of the up genes; with weights, −Σ w·LFC / Σ |w|.
     #[arg(long)]
     signature: Option<PathBuf>,
+    /// The signature's weight column, when it has several value columns and none is `weight`.
+    #[arg(long, value_name = "NAME", requires = "signature")]
+    signature_column: Option<String>,
     /// Perturbations to show.
     #[arg(long, default_value_t = 20)]
     top: usize,
@@ -276,6 +283,14 @@ fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
         }
     }
     Ok(table)
+}
+
+/// Reads a signature file (see `screen --help`); `column` names its weight column.
+fn load_signature(path: &Path, column: Option<&str>) -> Result<Signature> {
+    let path = locate(path);
+    let limit = Limit { what: "signature file", bytes: MAX_SAMPLE_BYTES as u64, fix: "keep the genes of the signature only" };
+    let bytes = read_bounded(&path, &limit)?;
+    Signature::parse(&bytes, column).with_context(|| cli::input::display(&path))
 }
 
 fn info(out: &mut impl Write, file: &ModelFile, path: &Path) -> Result<()> {
@@ -538,6 +553,7 @@ fn summarise(cfg: &refcast::ModelConfig, reference: &refcast::Reference, pred: &
 async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Result<()> {
     let cfg = session.config().clone();
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
+    let signature = args.signature.as_deref().map(|path| load_signature(path, args.signature_column.as_deref())).transpose()?;
     let table = load_sample(&args.common.sample, args.common.values)?;
     if table.samples.len() != 1 {
         bail!("screen takes one sample; the file has {} columns ({})", table.samples.len(), table.samples.join(", "));
@@ -546,17 +562,16 @@ async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Resul
     let reference = with_library_size(session.reference(&table, 0)?, args.common.library_size)?;
     note!("refcast: {} on {}", cfg.name, session.describe())?;
     note!("refcast: sample '{}': {}", reference.name, reference.report)?;
-    let signature = match &args.signature {
-        None => None,
-        Some(path) => {
-            let t = load_sample(path, ValueKind::LogCpm)?;
-            Some(Signature { genes: t.genes.iter().cloned().zip(t.values[0].iter().map(|&v| v as f32)).collect() })
-        }
-    };
     let t = Instant::now();
     let screen = session.screen_against(&reference, &context, None, signature.as_ref(), args.common.versus, args.common.mode).await?;
     let elapsed = t.elapsed();
     screen.familiarity.iter().try_for_each(report_familiarity)?;
+    let unknown = &screen.signature_unknown;
+    if let Some(signature) = signature.as_ref().filter(|_| !unknown.is_empty()) {
+        let examples = unknown.iter().take(5).map(String::as_str).collect::<Vec<_>>().join(", ");
+        let more = if unknown.len() > 5 { ", …" } else { "" };
+        note!("refcast: {} of the signature's {} genes are not in the model and are left out of the scores: {examples}{more}", unknown.len(), signature.genes().len())?;
+    }
     if let Some(output) = familiarity {
         write_familiarity(output, &screen.familiarity)?;
     }

@@ -214,11 +214,7 @@ impl Prediction {
     }
 }
 
-/// A gene signature to reverse: weights > 0 for genes up in the disease state, < 0 for down.
-#[derive(Clone, Debug, Default)]
-pub struct Signature {
-    pub genes: Vec<(String, f32)>,
-}
+pub use crate::signature::Signature;
 
 /// One perturbation's place in a screen.
 #[derive(Clone, Debug)]
@@ -229,7 +225,8 @@ pub struct ScreenHit {
     pub score: f32,
     /// Root mean square of the predicted log fold change over the measured genes.
     pub effect_size: f32,
-    /// −Pearson(predicted log fold change, signature) over the signature's genes.
+    /// How far the predicted log fold change moves the signature's genes against it
+    /// ([`Signature`]): positive reverses the signature.
     pub reversal: Option<f32>,
     /// Genes with the largest predicted increase and decrease (gene index, log fold change).
     pub top_up: Vec<(usize, f32)>,
@@ -243,6 +240,8 @@ pub struct Screen {
     pub hits: Vec<ScreenHit>,
     /// One entry (the reference's), or none for a model without a control perturbation.
     pub familiarity: Vec<Familiarity>,
+    /// The signature's genes the model does not know, left out of the reversal scores.
+    pub signature_unknown: Vec<String>,
 }
 
 /// A model loaded on a backend.
@@ -655,20 +654,7 @@ impl<B: Backend> Session<B> {
         if list.is_empty() {
             return Err(Error::request("the model lists no perturbations to screen"));
         }
-        let sig: Option<Vec<(usize, f32)>> = match signature {
-            None => None,
-            Some(s) => {
-                let found: Vec<(usize, f32)> = s.genes.iter().filter_map(|(g, w)| self.genes.get(g).map(|i| (i, *w))).collect();
-                if found.len() < 3 {
-                    return Err(Error::request(format!(
-                        "only {} of the signature's {} genes are in the model; at least 3 are needed",
-                        found.len(),
-                        s.genes.len()
-                    )));
-                }
-                Some(found)
-            }
-        };
+        let sig = signature.map(|s| s.matched(&self.genes)).transpose()?;
         let mut req = Request::conditioned(vec![reference.clone()], list.iter().map(|n| n.metadata.clone()).collect());
         req.contexts = vec![context.clone()];
         req.baseline = baseline;
@@ -684,11 +670,7 @@ impl<B: Backend> Session<B> {
                 let row = Prediction::row(&lfc, genes, p);
                 let measured: Vec<f32> = row.iter().zip(&reference.measured).filter(|(_, m)| **m).map(|(v, _)| *v).collect();
                 let effect_size = (measured.iter().map(|v| v * v).sum::<f32>() / measured.len().max(1) as f32).sqrt();
-                let reversal = sig.as_ref().map(|s| {
-                    let x: Vec<f32> = s.iter().map(|(i, _)| row[*i]).collect();
-                    let y: Vec<f32> = s.iter().map(|(_, w)| *w).collect();
-                    -pearson(&x, &y)
-                });
+                let reversal = sig.as_ref().map(|s| s.reversal(row));
                 // The ten ends of a stable descending sort: largest first (ties: lower gene
                 // first) and smallest first (ties: higher gene first).
                 let top_up = extremes(row, &measured_genes, 10, |a, b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
@@ -705,7 +687,8 @@ impl<B: Backend> Session<B> {
             })
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Ok(Screen { hits, familiarity: pred.familiarity })
+        let signature_unknown = sig.map(|s| s.unknown).unwrap_or_default();
+        Ok(Screen { hits, familiarity: pred.familiarity, signature_unknown })
     }
 }
 

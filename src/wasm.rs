@@ -80,6 +80,7 @@ fn refcast_error(e: Error) -> JsValue {
     let kind = match &e {
         Error::Format(_) => "format",
         Error::Sample(_) => "sample",
+        Error::Signature(_) => "signature",
         Error::Metadata(_) => "metadata",
         Error::Request(_) => "request",
         Error::Gpu(_) => "gpu",
@@ -164,8 +165,8 @@ struct ScreenOptions {
     column: Option<Column>,
     context: Option<NameOrMetadata>,
     perturbations: Option<Vec<NameOrMetadata>>,
-    /// Gene → weight (> 0: up in the disease state).
-    signature: Option<BTreeMap<String, f32>>,
+    /// Gene → weight (> 0: up in the disease state), scored as `Signature::Weighted`.
+    signature: Option<BTreeMap<String, f64>>,
     /// `counterfactual` (default) or `decoded`.
     mode: Option<String>,
 }
@@ -600,7 +601,7 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
         None => Metadata::new(),
     };
     let list: Option<Vec<Named>> = o.perturbations.map(|ps| ps.into_iter().map(|p| perturbation(cfg, p)).collect());
-    let signature = o.signature.map(|m| Signature { genes: m.into_iter().collect() });
+    let signature = o.signature.map(|m| Signature::Weighted(m.into_iter().collect()));
     let mode = prediction_mode(o.mode.as_deref())?;
     let screen = engine.screen(&reference, &ctx, list.as_deref(), signature.as_ref(), mode).await.map_err(refcast_error)?;
     let out = Object::new();

@@ -886,6 +886,64 @@ fn a_set_value_that_changes_a_perturbation_is_in_its_label() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// screen --signature
+
+/// Runs `refcast screen` on the CPU with a signature file of `text` and the extra arguments;
+/// success, the ranking's rows (perturbation, score) and standard error.
+fn screen_signature(w: &Workdir, text: &str, extra: &[&str]) -> (bool, Vec<(String, String)>, String) {
+    std::fs::write(w.path("signature.csv"), text).unwrap();
+    let (model, sample, signature) = (w.arg("model.safetensors"), w.arg("sample.tsv"), w.arg("signature.csv"));
+    let mut args = vec!["screen", "--backend", "cpu", "--model", &model, "--sample", &sample, "--signature", &signature, "--top", "100"];
+    args.extend(extra);
+    let (ok, stdout, stderr) = refcast(&args, &[]);
+    let rows = stdout.lines().skip(1).map(|l| l.split('\t').collect::<Vec<_>>()).map(|f| (f[1].to_string(), f[2].to_string())).collect();
+    (ok, rows, stderr)
+}
+
+#[test]
+fn a_gene_set_signature_gives_scores_that_tell_perturbations_apart() {
+    let w = Workdir::new();
+    let (ok, rows, stderr) = screen_signature(&w, "gene\nGENE1\nGENE2\nGENE3\nGENE4\n", &[]);
+    assert!(ok, "{stderr}");
+    // Once −0.0000 for all (a correlation with equal weights), the control first.
+    let scores: std::collections::BTreeSet<&str> = rows.iter().map(|(_, s)| s.as_str()).collect();
+    assert!(scores.len() > rows.len() / 2 && !scores.contains("-0.0000"), "{rows:?}");
+}
+
+#[test]
+fn the_weight_column_is_the_one_named_weight_or_chosen() {
+    let w = Workdir::new();
+    let (ok, plain, stderr) = screen_signature(&w, "gene,weight\nGENE1,2\nGENE2,-1\nGENE3,0.5\nGENE4,1\n", &[]);
+    assert!(ok, "{stderr}");
+    // p-values beside the weights are not the weights.
+    let (ok, with_pval, stderr) = screen_signature(&w, "gene,pval,weight\nGENE1,0.01,2\nGENE2,0.5,-1\nGENE3,0.02,0.5\nGENE4,0.9,1\n", &[]);
+    assert!(ok && with_pval == plain, "{stderr}");
+    let refused = "gene,pval,logfc\nGENE1,0.01,2\nGENE2,0.5,-1\nGENE3,0.02,0.5\nGENE4,0.9,1\n";
+    let (ok, _, stderr) = screen_signature(&w, refused, &[]);
+    assert!(!ok && stderr.contains("signature.csv") && stderr.contains("'pval', 'logfc'") && stderr.contains("--signature-column"), "{stderr}");
+    let (ok, chosen, stderr) = screen_signature(&w, refused, &["--signature-column", "logfc"]);
+    assert!(ok && chosen == plain, "{stderr}");
+    // Weights scaled by 1e300 rank the same, with the same scores.
+    let (ok, huge, stderr) = screen_signature(&w, "gene,weight\nGENE1,2e300\nGENE2,-1e300\nGENE3,0.5e300\nGENE4,1e300\n", &[]);
+    assert!(ok && huge == plain, "{stderr}");
+    let (ok, largest, stderr) = screen_signature(&w, "gene,weight\nGENE1,1e308\nGENE2,-1e308\nGENE3,1e308\n", &[]);
+    assert!(ok && largest.iter().all(|(_, s)| s.parse::<f32>().unwrap().is_finite()), "{stderr}");
+}
+
+#[test]
+fn signature_files_with_bad_weights_or_unknown_genes_say_so() {
+    let w = Workdir::new();
+    for weight in ["nan", "inf"] {
+        let (ok, _, stderr) = screen_signature(&w, &format!("gene,weight\nGENE1,1\nGENE2,{weight}\nGENE3,1\n"), &[]);
+        assert!(!ok && stderr.contains("signature.csv") && stderr.contains("line 3 (gene 'GENE2')") && stderr.contains("not a finite number"), "{stderr}");
+    }
+    let (ok, _, stderr) = screen_signature(&w, "gene\nGENE1\nNOPE1\nGENE2\nGENE3\nNOPE2\n", &[]);
+    assert!(ok && stderr.contains("2 of the signature's 5 genes are not in the model") && stderr.contains("NOPE1, NOPE2"), "{stderr}");
+    let (ok, _, stderr) = screen_signature(&w, "gene\nGENE1\nNOPE1\nGENE2\n", &[]);
+    assert!(!ok && stderr.contains("only 2 of the signature's 3 genes"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Fuzz smoke: the fuzz target bodies over deterministic mutations of valid inputs
 
 /// xorshift64*: a small deterministic generator, so a failure names a reproducible iteration.

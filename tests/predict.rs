@@ -5,7 +5,7 @@
 use refcast::format::synthetic::{SyntheticSpec, random_model};
 use refcast::quant::DType;
 use refcast::sample::{SampleTable, ValueKind};
-use refcast::session::{Baseline, PredictionMode, Request, Sampling, Session};
+use refcast::session::{Baseline, PredictionMode, Request, Sampling, Session, Signature};
 use refcast::{Group, Metadata, Reference, metadata};
 
 fn session() -> Session<refcast::CpuBackend> {
@@ -154,12 +154,99 @@ fn screen_ranks_every_known_perturbation() {
     assert!(hits.iter().all(|h| (h.effect_size > 0.0 || h.metadata == control) && h.top_up.len() == 10));
     // Reversing the strongest hit's own profile ranks it last.
     let top = &hits[0];
-    let sig = refcast::Signature {
-        genes: top.top_up.iter().chain(&top.top_down).map(|(g, v)| (format!("GENE{g}"), *v)).collect(),
-    };
+    let sig = Signature::Weighted(top.top_up.iter().chain(&top.top_down).map(|(g, v)| (format!("GENE{g}"), *v as f64)).collect());
     let rev = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(&sig))).unwrap().hits;
     assert_eq!(rev.last().unwrap().name, top.name);
-    assert!(rev.last().unwrap().reversal.unwrap() < -0.9);
+    assert!(rev.last().unwrap().reversal.unwrap() < 0.0);
+}
+
+/// `GENE{g}` for each gene of a screen hit's top list.
+fn names(genes: &[(usize, f32)]) -> Vec<String> {
+    genes.iter().map(|(g, _)| format!("GENE{g}")).collect()
+}
+
+fn mean(genes: &[(usize, f32)]) -> f32 {
+    genes.iter().map(|(_, v)| v).sum::<f32>() / genes.len() as f32
+}
+
+/// The screen of the first reference against `sig`.
+fn screen_with(s: &mut Session<refcast::CpuBackend>, refs: &[Reference], sig: &Signature) -> Vec<refcast::ScreenHit> {
+    pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(sig))).unwrap().hits
+}
+
+fn hit<'a>(hits: &'a [refcast::ScreenHit], name: &str) -> &'a refcast::ScreenHit {
+    hits.iter().find(|h| h.name == name).unwrap()
+}
+
+/// A plain 3-gene up set: a perturbation that raises the genes scores −(their mean change) and
+/// ranks below the control (0); one that lowers them scores above it. (The score was once
+/// −Pearson against constant weights: 0 for every perturbation.)
+#[test]
+fn a_gene_set_ranks_lowering_its_genes_above_raising_them() {
+    let mut s = session();
+    let refs = references(&s, 160);
+    let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits;
+    let (top, control_name) = (&hits[0], hits.iter().find(|h| h.metadata == control(&s)).unwrap().name.clone());
+    let raised = &top.top_up[..3];
+    let lowered = &top.top_down[..3];
+    let up_raised = screen_with(&mut s, &refs, &Signature::Sets { up: names(raised), down: vec![] });
+    let r = hit(&up_raised, &top.name).reversal.unwrap();
+    assert!((r - -mean(raised)).abs() < 1e-5 && r < 0.0, "{r} vs −{}", mean(raised));
+    assert_eq!(hit(&up_raised, &control_name).reversal, Some(0.0));
+    let rank = |hits: &[refcast::ScreenHit], name: &str| hits.iter().position(|h| h.name == name).unwrap();
+    assert!(rank(&up_raised, &top.name) > rank(&up_raised, &control_name));
+    let up_lowered = screen_with(&mut s, &refs, &Signature::Sets { up: names(lowered), down: vec![] });
+    let r = hit(&up_lowered, &top.name).reversal.unwrap();
+    assert!((r - -mean(lowered)).abs() < 1e-5 && r > 0.0, "{r}");
+    assert!(rank(&up_lowered, &top.name) < rank(&up_lowered, &control_name));
+    // Equal weights are the same score as the set.
+    let equal = Signature::Weighted(names(lowered).into_iter().map(|g| (g, 1.0)).collect());
+    assert_eq!(hit(&screen_with(&mut s, &refs, &equal), &top.name).reversal, Some(r));
+}
+
+/// Up/down sets: mean change of the down genes − mean change of the up genes.
+#[test]
+fn an_up_down_set_scores_the_down_mean_minus_the_up_mean() {
+    let mut s = session();
+    let refs = references(&s, 160);
+    let top = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits.remove(0);
+    let (up, down) = (&top.top_up[..3], &top.top_down[..2]);
+    let sig = Signature::Sets { up: names(up), down: names(down) };
+    let r = hit(&screen_with(&mut s, &refs, &sig), &top.name).reversal.unwrap();
+    assert!((r - (mean(down) - mean(up))).abs() < 1e-5, "{r} vs {}", mean(down) - mean(up));
+}
+
+/// Weights: −Σ w·LFC / Σ |w|, by hand; the same scores and ranking for weights scaled by 1e300,
+/// and finite scores for weights near the largest double (once NaN).
+#[test]
+fn weighted_scores_are_scale_free_and_finite() {
+    let mut s = session();
+    let refs = references(&s, 160);
+    let top = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits.remove(0);
+    let genes: Vec<(usize, f32)> = top.top_up[..2].iter().chain(&top.top_down[..2]).copied().collect();
+    let weights = [2.0, 1.0, -1.0, -0.5];
+    let weighted = |scale: f64| Signature::Weighted(genes.iter().zip(weights).map(|((g, _), w)| (format!("GENE{g}"), w * scale)).collect());
+    let want = -genes.iter().zip(weights).map(|((_, v), w)| *v as f64 * w).sum::<f64>() / 4.5;
+    let plain = screen_with(&mut s, &refs, &weighted(1.0));
+    assert!((hit(&plain, &top.name).reversal.unwrap() as f64 - want).abs() < 1e-5);
+    let huge = screen_with(&mut s, &refs, &weighted(1e300));
+    let order = |hits: &[refcast::ScreenHit]| hits.iter().map(|h| (h.name.clone(), h.score)).collect::<Vec<_>>();
+    assert_eq!(order(&plain), order(&huge));
+    let largest = screen_with(&mut s, &refs, &weighted(f64::MAX / 2.0));
+    assert!(largest.iter().all(|h| h.score.is_finite()));
+}
+
+/// Unknown signature genes are reported; fewer than three known genes is an error.
+#[test]
+fn unknown_signature_genes_are_reported() {
+    let mut s = session();
+    let refs = references(&s, 160);
+    let sig = Signature::Sets { up: vec!["GENE1".into(), "NOPE1".into(), "GENE2".into(), "GENE3".into()], down: vec!["NOPE2".into()] };
+    let screen = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(&sig))).unwrap();
+    assert_eq!(screen.signature_unknown, ["NOPE1", "NOPE2"]);
+    let few = Signature::Sets { up: vec!["GENE1".into(), "NOPE1".into(), "GENE2".into()], down: vec![] };
+    let e = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(&few))).unwrap_err().to_string();
+    assert!(e.contains("only 2 of the signature's 3 genes") && e.contains("'NOPE1'"), "{e}");
 }
 
 #[test]
