@@ -83,7 +83,7 @@ fn references(spec: &Spec, genes: usize) -> Vec<Reference> {
             name: format!("ref{i}"),
             log_cpm: row.to_vec(),
             library_size: spec.library_size,
-            from_counts: false,
+            depth_known: false,
             measured: vec![true; genes],
             report: MatchReport { matched: genes, ..Default::default() },
         })

@@ -109,7 +109,7 @@ mod tests {
     fn reference(log_cpm: Vec<f32>) -> Reference {
         let n = log_cpm.len();
         let measured = (0..n).map(|g| g % 5 != 4).collect();
-        Reference { name: "s1".into(), log_cpm, library_size: 1e6, from_counts: false, measured, report: MatchReport::default() }
+        Reference { name: "s1".into(), log_cpm, library_size: 1e6, depth_known: false, measured, report: MatchReport::default() }
     }
 
     fn calibration(max_distance: f64, min_reconstruction_r2: f64) -> FamiliarityCalibration {

@@ -255,18 +255,12 @@ fn verify_checksum(path: &Path, bytes: &[u8], sha256: Option<&str>) -> Result<()
     }
 }
 
-/// A log-CPM reference given the library size its values came from (`--library-size`).
-fn with_library_size(mut reference: Reference, library_size: Option<f64>) -> Result<Reference> {
-    let Some(size) = library_size else { return Ok(reference) };
-    if reference.from_counts {
-        bail!("--library-size is for log-CPM samples; sample '{}' gives counts, whose sum is its library size", reference.name);
-    }
-    if !(size.is_finite() && size >= 1.0 && size <= 1e12) {
-        bail!("--library-size must be a number of reads between 1 and 10^12, got {size}");
-    }
-    reference.library_size = size as f32;
-    reference.from_counts = true;
-    Ok(reference)
+/// The reference with `--library-size`, when given.
+fn with_library_size(reference: Reference, library_size: Option<f64>) -> Result<Reference> {
+    Ok(match library_size {
+        Some(reads) => reference.with_library_size(reads).context("--library-size")?,
+        None => reference,
+    })
 }
 
 fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {

@@ -22,6 +22,8 @@ pub const MIN_MATCHED_FRACTION: f64 = 0.2;
 /// rounding slack. Larger values mean the column is not natural-log CPM (counts with decimals,
 /// TPM, …).
 pub const MAX_LOG_CPM: f64 = 13.9;
+/// The largest library size (reads) a log-CPM sample may be given.
+pub const MAX_LIBRARY_SIZE: f64 = 1e12;
 
 /// What the values of a table are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -314,7 +316,7 @@ pub struct Reference {
     pub library_size: f32,
     /// Whether `library_size` is the sample's sequencing depth: it gave counts, or its log-CPM
     /// came with the library size they were computed from.
-    pub from_counts: bool,
+    pub depth_known: bool,
     /// Whether the sample measured each model gene.
     pub measured: Vec<bool>,
     pub report: MatchReport,
@@ -346,7 +348,25 @@ impl Reference {
     /// The sample's sequencing depth (its library size) when it gave counts and the sum is a
     /// finite number > 0; `None` for log-CPM input, whose depth is unknown.
     pub fn sequencing_depth(&self) -> Option<f32> {
-        Some(self.library_size).filter(|l| self.from_counts && l.is_finite() && *l > 0.0)
+        Some(self.library_size).filter(|l| self.depth_known && l.is_finite() && *l > 0.0)
+    }
+
+    /// A log-CPM reference given the library size (reads) its values were computed from, so that
+    /// a model with a depth covariate knows its sequencing depth; counts in the predicted output
+    /// are then at that library size. A counts reference has its own and is refused.
+    pub fn with_library_size(mut self, reads: f64) -> Result<Reference> {
+        if self.depth_known {
+            return Err(Error::Sample(format!(
+                "sample '{}' gives counts, whose sum is its library size; a library size is for log-CPM samples",
+                self.name
+            )));
+        }
+        if !(reads.is_finite() && (1.0..=MAX_LIBRARY_SIZE).contains(&reads)) {
+            return Err(Error::Sample(format!("a library size must be a number of reads between 1 and 10^12, got {reads}")));
+        }
+        self.library_size = reads as f32;
+        self.depth_known = true;
+        Ok(self)
     }
 
     /// Column `s` of a table as a reference for a model with `index` and `gene_mean`.
@@ -409,8 +429,8 @@ impl Reference {
                 MIN_MATCHED_FRACTION * 100.0
             )));
         }
-        let from_counts = table.kind == ValueKind::Counts;
-        Ok(Reference { name: table.samples[s].clone(), log_cpm, library_size: library_size as f32, from_counts, measured, report })
+        let depth_known = table.kind == ValueKind::Counts;
+        Ok(Reference { name: table.samples[s].clone(), log_cpm, library_size: library_size as f32, depth_known, measured, report })
     }
 }
 
@@ -439,6 +459,25 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("'B'") && e.contains("'x'"), "{e}");
         let e = SampleTable::parse(b"gene\tcount\nA\t1\na\t2\n", ValueKind::Auto).unwrap_err().to_string();
         assert!(e.contains("appears twice") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_log_cpm_sample_given_a_library_size_has_a_known_depth() {
+        let reference = |text: &[u8]| {
+            let t = SampleTable::parse(text, ValueKind::Auto).unwrap();
+            Reference { name: "s".into(), log_cpm: vec![], library_size: 1e6, depth_known: t.kind == ValueKind::Counts, measured: vec![], report: MatchReport::default() }
+        };
+        let log_cpm = reference(b"A,1.5\nB,2.25\n");
+        assert_eq!(log_cpm.sequencing_depth(), None);
+        let given = log_cpm.clone().with_library_size(2.5e7).unwrap();
+        assert_eq!((given.sequencing_depth(), given.library_size), (Some(2.5e7), 2.5e7));
+        for bad in [0.0, -5.0, f64::NAN, f64::INFINITY, 2e12] {
+            let e = log_cpm.clone().with_library_size(bad).unwrap_err().to_string();
+            assert!(e.contains("between 1 and 10^12"), "{bad}: {e}");
+        }
+        let counts = reference(b"gene\tcount\nA\t10\n");
+        let e = counts.with_library_size(2.5e7).unwrap_err().to_string();
+        assert!(e.contains("gives counts"), "{e}");
     }
 
     #[test]

@@ -138,7 +138,7 @@ fn the_covariate_shifts_the_encoder_input_by_its_linear_map() {
     let (w, b) = (v2.tensors["encoder.covariate.weight"].to_f32(), v2.tensors["encoder.covariate.bias"].to_f32());
     let mut s2 = Session::cpu(&v2).unwrap();
     let refs = references(&s2);
-    assert!(refs[0].from_counts && !refs[1].from_counts);
+    assert!(refs[0].depth_known && !refs[1].depth_known);
     let with_counts = predict(&mut s2, &decoded(Request::conditioned(vec![refs[0].clone()], perts())));
     let with_log_cpm = predict(&mut s2, &decoded(Request::conditioned(vec![refs[1].clone()], perts())));
     let c = field.transform(refs[0].library_size as f64);

@@ -99,7 +99,7 @@ impl Case {
                 name: "golden".into(),
                 log_cpm: r.log_cpm.clone(),
                 library_size: r.library_size,
-                from_counts: r.from_counts,
+                depth_known: r.from_counts,
                 measured: vec![true; r.log_cpm.len()],
                 report: MatchReport::default(),
             }];
