@@ -13,11 +13,11 @@
 use std::time::{Duration, Instant};
 
 use refcast::backend::{Backend, CpuBackend, GpuBackend};
-use refcast::format::synthetic::{SyntheticSpec, random_model};
+use refcast::synthetic::{SyntheticSpec, random_model};
 use refcast::format::{Latent, Metadata, ModelFile, Named};
 use refcast::quant::{DType, Matrix};
 use refcast::sample::{MatchReport, Reference};
-use refcast::session::{Baseline, PredictionMode, Request, Sampling, Session};
+use refcast::session::{Baseline, PredictionMode, Request, Sampling, ScreenOptions, Session};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
@@ -93,15 +93,19 @@ fn references(spec: &Spec, genes: usize) -> Vec<Reference> {
 /// A workload's inputs, built once outside the timed region (as the Python peers build their
 /// arrays before timing).
 enum Prepared {
-    Screen(Vec<Named>),
+    Screen(ScreenOptions),
     Predict(Request),
 }
 
 fn prepare(refs: &[Reference], w: &Workload) -> Prepared {
     match w.api.as_str() {
-        "screen" => Prepared::Screen(
-            w.perturbations.iter().enumerate().map(|(i, m)| Named { name: format!("p{i}"), metadata: m.clone() }).collect(),
-        ),
+        "screen" => Prepared::Screen(ScreenOptions {
+            perturbations: Some(w.perturbations.iter().enumerate().map(|(i, m)| Named { name: format!("p{i}"), metadata: m.clone() }).collect()),
+            // Decoded, against the measured reference: the decoder's output, as the peers compute.
+            mode: PredictionMode::Decoded,
+            baseline: Some(Baseline::Reference),
+            ..Default::default()
+        }),
         _ => {
             let mut req = Request::conditioned(refs[..w.references].to_vec(), w.perturbations.clone());
             // The peers compute the decoder's output: the decoded mode is the same work.
@@ -117,11 +121,11 @@ fn prepare(refs: &[Reference], w: &Workload) -> Prepared {
 /// One call of a workload; returns (rows predicted, the first row's log-CPM when asked).
 fn call<B: Backend>(s: &mut Session<B>, refs: &[Reference], job: &Prepared, want_row: bool) -> (usize, Option<Vec<f32>>) {
     match job {
-        Prepared::Screen(list) => {
+        Prepared::Screen(options) => {
             let context = Metadata::new();
-            let screen = s.screen_against(&refs[0], &context, Some(list), None, Baseline::Reference, PredictionMode::Decoded);
+            let screen = s.screen(&refs[0], &context, options);
             let hits = pollster::block_on(screen).expect("screen").hits;
-            assert_eq!(hits.len(), list.len());
+            assert_eq!(hits.len(), options.perturbations.as_ref().map_or(0, Vec::len));
             (hits.len(), None)
         }
         Prepared::Predict(req) => {

@@ -72,7 +72,10 @@ export interface ModelInfo {
   latent: { technical: number; biological: number; perturbation: number };
   /** The metadata each prior network knows. */
   metadata: Record<Group, PriorSpec>;
-  perturbations: Named[];
+  /** Known perturbations; `control` marks the untreated controls (a field set to "none"). */
+  perturbations: Array<Named & { control: boolean }>;
+  /** What to predict when nothing is named: the first perturbation that is not a control. */
+  defaultPerturbation: string | null;
   contexts: Named[];
   provenance: unknown;
   /** Format 2: the encoder's covariates (`library_size`, from a sample's counts); empty in format 1. */
@@ -129,6 +132,8 @@ export interface SampleOptions {
   values?: 'auto' | 'counts' | 'log-cpm';
   /** Which value column of the file: position (default 0) or header name. */
   column?: number | string;
+  /** The file's name: a lone value column with a generic header ("count", "log_cpm") is then named after it. */
+  fileName?: string;
 }
 
 /** A sample matched to the model's genes. */
@@ -175,11 +180,25 @@ export interface PredictRequest extends SampleOptions {
   numSamples?: number;
   /** Seed of the draws (a whole number below 2⁵³); default 0. */
   seed?: number;
-  /** Library size for the counts of prompt-only predictions (default 10⁶). */
+  /**
+   * For a log-CPM sample: the library size (reads) its values were computed from, so that a model
+   * with a depth covariate knows the sequencing depth (a counts sample has its own). Without a
+   * sample: the library size of the predicted counts (default 10⁶).
+   */
   librarySize?: number;
   /** How the prediction is formed from a sample: `'counterfactual'` (default) or `'decoded'`; see `PredictionMode`. */
   mode?: PredictionMode;
+  /**
+   * What `logFoldChange` is measured against: the measured sample (`'reference'`) or the model's
+   * prediction for its control (`'control'`). Default: the reference in the counterfactual mode
+   * (where the two are the same), the control in the decoded mode where the model has one.
+   */
+  baseline?: Baseline;
+  /** Also list each row's `top` largest increases and decreases over the measured genes (`Prediction.top`). */
+  top?: number;
 }
+
+export type Baseline = 'reference' | 'control';
 
 /** Mirrors the Rust `Prediction`: one row per (draw, reference, perturbation), in that nesting order. */
 export interface Prediction {
@@ -204,6 +223,10 @@ export interface Prediction {
   perturbations: Named[];
   /** How `logCpm` was formed: the request's mode, or `'decoded'` for prompt-only generation. */
   mode: PredictionMode;
+  /** What `logFoldChange` is measured against; `null` when there are no fold changes. */
+  baseline: Baseline | null;
+  /** With `top`: per row, its largest increases and decreases, largest first. */
+  top?: Array<{ topUp: GeneEffect[]; topDown: GeneEffect[] }>;
   /** The first (or only) reference; `null` for prompt-only generation. */
   reference: ReferenceInfo | null;
   /** Every reference, indexed by `rows[i].reference` (empty for prompt-only generation). */
@@ -220,12 +243,21 @@ export interface ScreenRequest extends SampleOptions {
   /** Default: every perturbation the model knows. */
   perturbations?: string | Metadata | Array<string | Metadata>;
   /**
-   * A signature to reverse: gene → weight (> 0 up in the disease state, < 0 down; finite).
-   * Ranks by reversal, −Σ w·LFC / Σ |w|; equal weights make a gene set.
+   * A signature to reverse: up and down gene sets (reversal = mean LFC of the down genes − mean
+   * LFC of the up genes), a list of genes (an up set), or gene → weight (> 0 up in the disease
+   * state, < 0 down; finite; reversal −Σ w·LFC / Σ |w|).
    */
-  signature?: Record<string, number> | Map<string, number>;
+  signature?: { up?: string[]; down?: string[] } | string[] | Record<string, number> | Map<string, number>;
   /** How each perturbation's profile is formed: `'counterfactual'` (default) or `'decoded'`. */
   mode?: PredictionMode;
+  /** For a log-CPM sample: the library size its values were computed from. */
+  librarySize?: number;
+  /** What effects are measured against; default as in `PredictRequest.baseline`. */
+  baseline?: Baseline;
+  /** Latent groups taken from the sample; default both. */
+  conditionOn?: Array<'technical' | 'biological'>;
+  /** Called as chunks of perturbations finish. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface GeneEffect {
@@ -256,12 +288,20 @@ export interface ScreenResult {
   reference: ReferenceInfo;
   /** The reference's familiarity (one entry; none for a model without a control perturbation). */
   familiarity: Familiarity[];
+  /** The signature's genes the model does not know, left out of the reversal scores. */
+  signatureUnknown: string[];
+  mode: PredictionMode;
+  /** What the effects were measured against. */
+  baseline: Baseline;
   backend: Backend;
   timings: { screenMs: number };
 }
 
 export interface LoadOptions {
-  /** `auto` (default): WebGPU when `navigator.gpu` gives an adapter, else the CPU. */
+  /**
+   * `auto` (default): WebGPU when `navigator.gpu` gives a hardware adapter, else the CPU (a
+   * software adapter such as SwiftShader is slower than the CPU backend); `backendReason` says why.
+   */
   backend?: 'auto' | Backend;
   /** Expected SHA-256 of the model file (hex); checked with `crypto.subtle`. */
   sha256?: string;

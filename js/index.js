@@ -124,34 +124,6 @@ async function sampleBytes(sample) {
   return toBytes(sample, 'sample');
 }
 
-/** `'auto' | 'webgpu' | 'cpu'` → the backend to try first, and why. */
-async function chooseBackend(requested) {
-  if (requested === 'cpu') return { backend: 'cpu', reason: 'requested' };
-  const gpu = globalThis.navigator?.gpu;
-  let adapter = null;
-  let why = 'navigator.gpu is missing (WebGPU is not available here)';
-  if (gpu) {
-    try {
-      adapter = (await gpu.requestAdapter()) ?? (requested === 'webgpu' ? await gpu.requestAdapter({ forceFallbackAdapter: true }) : null);
-      if (!adapter) why = 'navigator.gpu.requestAdapter() found no adapter';
-    } catch (e) {
-      why = `navigator.gpu.requestAdapter() failed: ${e.message}`;
-    }
-  }
-  if (adapter) {
-    const i = adapter.info ?? {};
-    const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ');
-    if (requested === 'webgpu') return { backend: 'webgpu', reason: 'requested', adapter: name };
-    // A software adapter (SwiftShader) runs these kernels far slower than the wasm CPU backend.
-    if (i.isFallbackAdapter ?? adapter.isFallbackAdapter) {
-      return { backend: 'cpu', reason: `the only WebGPU adapter is a software one (${name || 'fallback'}), slower than the CPU backend` };
-    }
-    return { backend: 'webgpu', reason: 'a WebGPU adapter was found', adapter: name };
-  }
-  if (requested === 'webgpu') throw new RefcastError('gpu', `the WebGPU backend was requested but ${why}`);
-  return { backend: 'cpu', reason: why };
-}
-
 function listOf(v) {
   if (v === undefined || v === null) return [];
   return Array.isArray(v) ? v : [v];
@@ -165,21 +137,22 @@ export class Refcast {
   #ensembl = null;
 
   /** @private */
-  constructor(model, backendReason, loadMs) {
+  constructor(model, loadMs) {
     this.#model = model;
     /** `'webgpu'` or `'cpu'`: the backend that runs this model. */
     this.backend = model.backend;
     /** The adapter, for people (e.g. "WebGPU: SwiftShader Device (Subzero)"). */
     this.adapter = model.adapter;
     /** Why this backend (e.g. why `auto` fell back to the CPU). */
-    this.backendReason = backendReason;
+    this.backendReason = model.backendReason;
     /** Milliseconds from `load` being called to the model being ready. */
     this.loadMs = loadMs;
   }
 
   /**
    * Loads a model from its bytes or a URL. `options.backend`: `'auto'` (default: WebGPU when
-   * `navigator.gpu` gives an adapter, else the CPU), `'webgpu'` or `'cpu'`. `options.sha256`:
+   * `navigator.gpu` gives a hardware adapter, else the CPU, with the reason in `backendReason`),
+   * `'webgpu'` or `'cpu'`. `options.sha256`:
    * the expected checksum (hex); a mismatch rejects with a `checksum` error.
    */
   static async load(source, options = {}) {
@@ -202,23 +175,12 @@ export class Refcast {
       }
     }
     await wasm;
-    let choice = await chooseBackend(backend);
-    let model;
     try {
-      model = await RefcastModel.load(bytes, choice.backend);
+      // The backend policy (auto, software adapters, fallback) is the library's: Engine::open.
+      return new Refcast(await RefcastModel.load(bytes, backend), performance.now() - t0);
     } catch (e) {
-      const err = wrap(e);
-      if (backend !== 'auto' || choice.backend !== 'webgpu' || err.kind !== 'gpu') throw err;
-      choice = { backend: 'cpu', reason: `WebGPU failed (${err.message})` };
-      try {
-        model = await RefcastModel.load(bytes, 'cpu');
-      } catch (e2) {
-        throw wrap(e2);
-      }
+      throw wrap(e);
     }
-    const r = new Refcast(model, choice.reason, performance.now() - t0);
-    if (r.backend === 'webgpu' && r.adapter === 'WebGPU' && choice.adapter) r.adapter = `WebGPU: ${choice.adapter}`;
-    return r;
   }
 
   #run(task) {
@@ -263,7 +225,7 @@ export class Refcast {
       const bytes = await sampleBytes(sample);
       if (!bytes) throw new RefcastError('usage', 'inspectSample needs a sample');
       try {
-        return model.inspectSample(bytes, clean({ values: options.values, column: options.column }));
+        return model.inspectSample(bytes, clean({ values: options.values, column: options.column, fileName: options.fileName }));
       } catch (e) {
         throw wrap(e);
       }
@@ -289,8 +251,11 @@ export class Refcast {
       values,
       column,
       columns,
+      fileName,
       librarySize,
       mode,
+      baseline,
+      top,
       ...rest
     } = request;
     const unknown = Object.keys(rest);
@@ -305,8 +270,11 @@ export class Refcast {
       values,
       column,
       columns,
+      fileName,
       librarySize,
       mode,
+      baseline,
+      top,
     });
     return this.#onSample(sample, 'predictMs', (bytes) => model.predict(bytes, options));
   }
@@ -330,17 +298,19 @@ export class Refcast {
   /**
    * Runs `request.sample` against every perturbation the model knows (or `request.perturbations`)
    * and ranks them by effect size, or by how well each reverses `request.signature`, with
-   * predictions in `request.mode` (default `'counterfactual'`).
+   * predictions in `request.mode` (default `'counterfactual'`). `request.onProgress(done, total)`
+   * is called as chunks of perturbations finish.
    */
   async screen(request = {}) {
-    const { sample, context, perturbations, signature, values, column, mode, ...rest } = request;
+    const { sample, context, perturbations, signature, values, column, fileName, librarySize, mode, baseline, conditionOn, onProgress, ...rest } = request;
     const unknown = Object.keys(rest);
     if (unknown.length) throw new RefcastError('usage', `screen: unknown option(s) ${unknown.join(', ')}`);
     const model = this.#live();
     if (sample === undefined || sample === null) throw new RefcastError('usage', 'screen needs a sample');
     const sig = signature instanceof Map ? Object.fromEntries(signature) : signature;
-    const options = clean({ context, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig, values, column, mode });
-    return this.#onSample(sample, 'screenMs', (bytes) => model.screen(bytes, options));
+    const options = clean({ context, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig, values, column, fileName, librarySize, mode, baseline, conditionOn });
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw new RefcastError('usage', 'screen: onProgress must be a function');
+    return this.#onSample(sample, 'screenMs', (bytes) => model.screen(bytes, options, onProgress));
   }
 
   /** Releases the model (on WebGPU: its device and GPU memory). Later calls reject. */

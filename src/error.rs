@@ -30,6 +30,20 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Which part was wrong, as one word for front ends that map errors to their own types (the
+    /// `kind` of a JS error): `format`, `sample`, `signature`, `metadata`, `request`, `gpu`, `io`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Format(_) => "format",
+            Error::Sample(_) => "sample",
+            Error::Signature(_) => "signature",
+            Error::Metadata(_) => "metadata",
+            Error::Request(_) => "request",
+            Error::Gpu(_) => "gpu",
+            Error::Io { .. } => "io",
+        }
+    }
+
     pub(crate) fn format(msg: impl Into<String>) -> Self {
         Error::Format(msg.into())
     }

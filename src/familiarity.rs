@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use crate::format::FamiliarityCalibration;
 use crate::sample::Reference;
-use crate::session::pearson;
 
-/// How familiar one reference is to the model.
+/// How familiar one reference is to the model (serialised with camelCase names, as the JS API
+/// gives it).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Familiarity {
     /// The reference's name.
     pub reference: String,
@@ -98,6 +99,20 @@ impl Familiarity {
 /// "82 %".
 fn percent(fraction: f64) -> String {
     format!("{:.0} %", 100.0 * fraction)
+}
+
+/// Pearson correlation; 0 when either side is constant.
+pub fn pearson(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().map(|&v| v as f64).sum::<f64>() / n, y.iter().map(|&v| v as f64).sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (&a, &b) in x.iter().zip(y) {
+        let (dx, dy) = (a as f64 - mx, b as f64 - my);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    if sxx == 0.0 || syy == 0.0 { 0.0 } else { (sxy / (sxx * syy).sqrt()) as f32 }
 }
 
 #[cfg(test)]

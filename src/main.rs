@@ -10,14 +10,16 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use refcast::backend::{Backend, BackendKind, CpuBackend, GpuBackend};
-use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, Value, checksum};
+use refcast::backend::BackendKind;
+use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, checksum};
+use refcast::metadata;
 use refcast::sample::{MAX_SAMPLE_BYTES, Reference, SampleTable, ValueKind};
-use refcast::Familiarity;
+use refcast::{Engine, Familiarity, ScreenOptions};
 
 use cli::input::{Limit, is_dash, read_bounded};
 use cli::output::{Output, refuse_output_over_input};
-use refcast::session::{Baseline, Prediction, PredictionMode, Request, Sampling, Session, Signature};
+use refcast::request::top_changes;
+use refcast::session::{Baseline, Prediction, PredictionMode, Request, Sampling, Signature};
 
 /// The model shipped in the repository.
 const DEFAULT_MODEL: &str = "models/refcast-q8_0.safetensors";
@@ -99,10 +101,11 @@ struct Common {
     #[arg(long, default_value = "counterfactual", value_name = "counterfactual|decoded")]
     mode: PredictionMode,
     /// Log fold changes against the measured reference, or against the model's own prediction
-    /// for the control (its reconstruction error of your sample then cancels). In the
-    /// counterfactual mode your sample is the control: both give predicted − reference.
-    #[arg(long, default_value = "reference", value_name = "reference|control")]
-    versus: Baseline,
+    /// for the control (its reconstruction error of your sample then cancels). Default: the
+    /// reference in the counterfactual mode, where your sample is the control and both give
+    /// predicted − reference; the control in the decoded mode, where the model has one.
+    #[arg(long, value_name = "reference|control")]
+    versus: Option<Baseline>,
     /// Write how familiar each sample is to the model as TSV here: reference,
     /// reconstruction_r2, nearest_context, distance, outside (NA where the model has no
     /// familiarity calibration).
@@ -174,18 +177,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => {
             refuse_outputs_over_inputs(&args.common, args.output.as_deref(), None)?;
             let file = load_model(&args.common.model, args.common.sha256.as_deref())?;
-            match open_backend(args.common.backend).await? {
-                Engine::Gpu(b) => predict(Session::new(b, &file)?, &args).await,
-                Engine::Cpu(b) => predict(Session::new(b, &file)?, &args).await,
-            }
+            predict(open_engine(args.common.backend, file).await?, &args).await
         }
         Command::Screen(args) => {
             refuse_outputs_over_inputs(&args.common, None, args.signature.as_deref())?;
             let file = load_model(&args.common.model, args.common.sha256.as_deref())?;
-            match open_backend(args.common.backend).await? {
-                Engine::Gpu(b) => screen(Session::new(b, &file)?, &args).await,
-                Engine::Cpu(b) => screen(Session::new(b, &file)?, &args).await,
-            }
+            screen(open_engine(args.common.backend, file).await?, &args).await
         }
     }
 }
@@ -201,23 +198,13 @@ fn refuse_outputs_over_inputs(common: &Common, output: Option<&Path>, signature:
     Ok(())
 }
 
-enum Engine {
-    Gpu(GpuBackend),
-    Cpu(CpuBackend),
-}
-
-async fn open_backend(kind: BackendKind) -> Result<Engine> {
-    match kind {
-        BackendKind::Cpu => Ok(Engine::Cpu(CpuBackend::new())),
-        BackendKind::Gpu => Ok(Engine::Gpu(GpuBackend::new().await.context("the GPU backend was requested")?)),
-        BackendKind::Auto => match GpuBackend::new().await {
-            Ok(gpu) => Ok(Engine::Gpu(gpu)),
-            Err(e) => {
-                note!("refcast: no usable GPU ({e}); using the CPU backend")?;
-                Ok(Engine::Cpu(CpuBackend::new()))
-            }
-        },
+/// The model on the backend the library's policy picks for `kind`; a fallback is said.
+async fn open_engine(kind: BackendKind, file: ModelFile) -> Result<Engine> {
+    let engine = Engine::open(kind, || Ok(file)).await?;
+    if engine.choice().fell_back {
+        note!("refcast: {}; using the CPU backend", engine.choice().reason)?;
     }
+    Ok(engine)
 }
 
 /// Resolves a path given relative to the repository when it is not found where the user runs.
@@ -238,21 +225,13 @@ fn load_model(path: &Path, sha256: Option<&str>) -> Result<ModelFile> {
 }
 
 /// Checks a model against `--sha256`, or else against a SHA256SUMS manifest beside it that lists
-/// it. A mismatch is an error; a model no digest is known for is read as it is.
+/// it; says so when a manifest does not list it.
 fn verify_checksum(path: &Path, bytes: &[u8], sha256: Option<&str>) -> Result<()> {
-    let what = path.display().to_string();
-    if let Some(hex) = sha256 {
-        return Ok(checksum::verify(bytes, hex, &what, "--sha256")?);
+    if let checksum::Verified::NotListed(manifest) = checksum::verify_file(path, bytes, sha256)? {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        note!("refcast: note: {} does not list {name}; its checksum is not verified", manifest.display())?;
     }
-    let manifest = path.with_file_name(checksum::MANIFEST);
-    let Ok(text) = std::fs::read_to_string(&manifest) else { return Ok(()) };
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    match checksum::manifest_entry(&text, name).with_context(|| manifest.display().to_string())? {
-        Some(hex) => Ok(checksum::verify(bytes, &hex, &what, &manifest.display().to_string())?),
-        None => {
-            note!("refcast: note: {} does not list {name}; its checksum is not verified", manifest.display())
-        }
-    }
+    Ok(())
 }
 
 /// The reference with `--library-size`, when given.
@@ -268,13 +247,8 @@ fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
     let limit = Limit { what: "sample file", bytes: MAX_SAMPLE_BYTES as u64, fix: "split the samples into several files" };
     let bytes = read_bounded(&path, &limit)?;
     let mut table = SampleTable::parse(&bytes, kind).with_context(|| cli::input::display(&path))?;
-    // A lone value column with a generic header ("count") is named after the file.
-    let stem = path.file_stem().and_then(|s| s.to_str()).filter(|_| !is_dash(&path));
-    if let ([name], Some(stem)) = (table.samples.as_mut_slice(), stem) {
-        let generic = ["count", "counts", "value", "values", "log_cpm", "logcpm", "expression", "sample1"];
-        if generic.contains(&name.to_ascii_lowercase().as_str()) {
-            *name = stem.to_string();
-        }
+    if let Some(file) = path.file_name().and_then(|s| s.to_str()).filter(|_| !is_dash(&path)) {
+        table.name_after_file(file);
     }
     Ok(table)
 }
@@ -343,60 +317,34 @@ fn info(out: &mut impl Write, file: &ModelFile, path: &Path) -> Result<()> {
         writeln!(out, "\n{title} ({})", list.len())?;
         let width = list.iter().map(|n| n.name.chars().count()).max().unwrap_or(0) + 2;
         for n in list {
-            writeln!(out, "  {:<width$}{}", n.name, describe(&n.metadata))?;
+            writeln!(out, "  {:<width$}{}", n.name, metadata::describe(&n.metadata))?;
         }
     }
     writeln!(out, "\nprovenance    {}", serde_json::to_string_pretty(&c.provenance)?.replace('\n', "\n              "))?;
     Ok(())
 }
 
-fn describe(m: &Metadata) -> String {
-    m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+/// The `--set FIELD=VALUE` fields.
+fn parse_set(set: &[String]) -> Result<Metadata> {
+    set.iter().map(|s| metadata::parse_assignment(s).with_context(|| format!("--set {s}"))).collect()
 }
 
-fn parse_set(set: &[String], into: &mut Metadata) -> Result<()> {
-    for s in set {
-        let (k, v) = s.split_once('=').ok_or_else(|| anyhow!("--set {s}: expected FIELD=VALUE"))?;
-        let v = v.trim();
-        let value = v.parse::<f64>().map(Value::Number).unwrap_or_else(|_| Value::Text(v.to_string()));
-        into.insert(k.trim().to_string(), value);
-    }
-    Ok(())
-}
-
-/// Context metadata from --context and --set (fields of the technical and biological priors).
+/// Context metadata from --context and the --set fields of the technical and biological priors.
 fn context_metadata(cfg: &refcast::ModelConfig, common: &Common) -> Result<Metadata> {
     let mut m = match &common.context {
         None => Metadata::new(),
-        Some(name) => cfg
-            .context(name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = cfg.contexts.iter().map(|c| c.name.as_str()).collect();
-                anyhow!("unknown context '{name}'{}; known: {}", refcast::metadata::suggest(name, names.iter().copied()), names.join("; "))
-            })?
-            .metadata
-            .clone(),
+        Some(name) => metadata::context_named(cfg, name)?,
     };
-    let mut set = Metadata::new();
-    parse_set(&common.set, &mut set)?;
-    for (k, v) in set {
-        if !cfg.priors.perturbation.has_field(&k) {
-            m.insert(k, v);
-        }
-    }
+    m.extend(metadata::split_fields(cfg, parse_set(&common.set)?).0);
     Ok(m)
 }
 
 /// Each perturbation's label and metadata: a known perturbation's name, or a value of the
-/// `perturbation` field; --set fields of the perturbation prior apply on top.
+/// `perturbation` field, with the --set fields of the perturbation prior on top.
 fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[String]) -> Result<Vec<(String, Metadata)>> {
-    let mut extra = Metadata::new();
-    parse_set(set, &mut extra)?;
-    extra.retain(|k, _| cfg.priors.perturbation.has_field(k));
+    let extra = metadata::split_fields(cfg, parse_set(set)?).1;
     let names: Vec<String> = if names.is_empty() {
-        // The first real perturbation: a control ("none") would predict no change.
-        let first = cfg.perturbations.iter().find(|n| !refcast::ModelConfig::is_control(n)).or(cfg.perturbations.first());
-        let first = first.ok_or_else(|| anyhow!("the model lists no perturbations; pass --perturbation"))?;
+        let first = cfg.default_perturbation().ok_or_else(|| anyhow!("the model lists no perturbations; pass --perturbation"))?;
         vec![first.name.clone()]
     } else {
         names.to_vec()
@@ -407,21 +355,14 @@ fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[St
             let known = cfg.perturbation(name).metadata;
             let mut m = known.clone();
             m.extend(extra.clone());
-            Ok((label(name, &known, &m), m))
+            Ok((metadata::label(name, &known, &m), m))
         })
         .collect()
 }
 
-/// A perturbation's name, followed by the --set values that changed it, so that the label says
-/// what was computed: "IFN-beta 6 h (time_hours=24)".
-fn label(name: &str, known: &Metadata, computed: &Metadata) -> String {
-    let changed: Vec<String> = computed.iter().filter(|&(k, v)| known.get(k) != Some(v)).map(|(k, v)| format!("{k}={v}")).collect();
-    if changed.is_empty() { name.to_string() } else { format!("{name} ({})", changed.join(", ")) }
-}
-
-async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Result<()> {
+async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     let t0 = Instant::now();
-    let cfg = session.config().clone();
+    let cfg = engine.config().clone();
     // Outputs first: a directory that cannot be written to fails before the work is done.
     let output = Output::prepare(args.output.as_deref().unwrap_or(Path::new("-")))?;
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
@@ -432,7 +373,7 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
         None => Sampling::Mean,
         Some(n) => Sampling::Samples { num_samples: n, seed: args.seed },
     };
-    note!("refcast: {} on {}", cfg.name, session.describe())?;
+    note!("refcast: {} on {}", cfg.name, engine.describe())?;
     let progress = ProgressBar::new(table.samples.len() as u64).with_style(
         ProgressStyle::with_template("{spinner} predicting [{bar:30}] {pos}/{len} samples {eta}").expect("template").progress_chars("=> "),
     );
@@ -441,16 +382,16 @@ async fn predict<B: Backend>(mut session: Session<B>, args: &PredictArgs) -> Res
     }
     let mut results = Vec::with_capacity(table.samples.len());
     for s in 0..table.samples.len() {
-        let reference = with_library_size(session.reference(&table, s)?, args.common.library_size)?;
+        let reference = with_library_size(engine.reference(&table, s)?, args.common.library_size)?;
         note!("refcast: sample '{}': {}", reference.name, reference.report)?;
         let mut req = Request::conditioned(vec![reference.clone()], perts.iter().map(|p| p.1.clone()).collect());
         req.contexts = vec![context.clone()];
         req.condition_on = args.common.condition_on.clone();
         req.sampling = sampling;
-        req.baseline = args.common.versus;
         req.mode = args.common.mode;
+        req.baseline = args.common.versus.unwrap_or_else(|| Baseline::default_for(req.mode, cfg.control().is_some()));
         let t = Instant::now();
-        let pred = session.predict(&req).await?;
+        let pred = engine.predict(&req).await?;
         progress.suspend(|| pred.familiarity.iter().try_for_each(report_familiarity))?;
         results.push((reference, pred, t.elapsed()));
         progress.inc(1);
@@ -531,21 +472,19 @@ fn write_familiarity<'a>(output: Output, list: impl IntoIterator<Item = &'a Fami
 fn summarise(cfg: &refcast::ModelConfig, reference: &refcast::Reference, pred: &Prediction, perts: &[(String, Metadata)], top: usize, elapsed: std::time::Duration) -> Result<()> {
     let lfc = pred.log_fold_change.as_ref().expect("references give fold changes");
     for (r, row) in pred.rows.iter().enumerate().filter(|(_, row)| row.sample == 0) {
-        let v = Prediction::row(lfc, pred.genes, r);
-        let mut order: Vec<usize> = (0..pred.genes).filter(|&g| reference.measured[g]).collect();
-        order.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
-        let list = |it: &mut dyn Iterator<Item = &usize>| -> String {
-            it.take(top).map(|&g| format!("{} {:+.2}", cfg.genes[g].symbol, v[g])).collect::<Vec<_>>().join(", ")
+        let (up, down) = top_changes(Prediction::row(lfc, pred.genes, r), &reference.measured_genes(), top);
+        let list = |genes: &[(usize, f32)]| -> String {
+            genes.iter().map(|&(g, v)| format!("{} {v:+.2}", cfg.genes[g].symbol)).collect::<Vec<_>>().join(", ")
         };
         note!("refcast: {} × {} ({:.1} ms)", reference.name, perts[row.perturbation].0, elapsed.as_secs_f64() * 1e3)?;
-        note!("  up:   {}", list(&mut order.iter()))?;
-        note!("  down: {}", list(&mut order.iter().rev()))?;
+        note!("  up:   {}", list(&up))?;
+        note!("  down: {}", list(&down))?;
     }
     Ok(())
 }
 
-async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Result<()> {
-    let cfg = session.config().clone();
+async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
+    let cfg = engine.config().clone();
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
     let signature = args.signature.as_deref().map(|path| load_signature(path, args.signature_column.as_deref())).transpose()?;
     let table = load_sample(&args.common.sample, args.common.values)?;
@@ -553,11 +492,22 @@ async fn screen<B: Backend>(mut session: Session<B>, args: &ScreenArgs) -> Resul
         bail!("screen takes one sample; the file has {} columns ({})", table.samples.len(), table.samples.join(", "));
     }
     let context = context_metadata(&cfg, &args.common)?;
-    let reference = with_library_size(session.reference(&table, 0)?, args.common.library_size)?;
-    note!("refcast: {} on {}", cfg.name, session.describe())?;
+    let reference = with_library_size(engine.reference(&table, 0)?, args.common.library_size)?;
+    note!("refcast: {} on {}", cfg.name, engine.describe())?;
     note!("refcast: sample '{}': {}", reference.name, reference.report)?;
     let t = Instant::now();
-    let screen = session.screen_against(&reference, &context, None, signature.as_ref(), args.common.versus, args.common.mode).await?;
+    let options = ScreenOptions {
+        signature: signature.clone(),
+        mode: args.common.mode,
+        baseline: args.common.versus,
+        condition_on: Some(args.common.condition_on.clone()),
+        ..Default::default()
+    };
+    let progress = ProgressBar::new(cfg.perturbations.len() as u64).with_style(
+        ProgressStyle::with_template("{spinner} screening [{bar:30}] {pos}/{len} perturbations {eta}").expect("template").progress_chars("=> "),
+    );
+    let screen = engine.screen(&reference, &context, &options, &mut |done, _| progress.set_position(done as u64)).await?;
+    progress.finish_and_clear();
     let elapsed = t.elapsed();
     screen.familiarity.iter().try_for_each(report_familiarity)?;
     let unknown = &screen.signature_unknown;

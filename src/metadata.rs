@@ -1,20 +1,15 @@
-//! Turns user metadata (`{"cell_type": "CD14 Mono", "perturbation": "IFN-beta", …}`) into the
-//! inputs of a prior network: one-hot table rows and transformed numeric values. Unknown values
-//! are errors that suggest the nearest known names; a field left out means "unknown".
+//! A request's metadata (`{"cell_type": "CD14 Mono", "perturbation": "IFN-beta", …}`): which
+//! fields exist, names resolved to known contexts, fields routed to their prior, labels that say
+//! what was computed, and what a reference adds (its sequencing depth, the encoder's covariates).
+//! How values encode against a prior's vocabulary is `format::prior`, shared with the checks of
+//! model files.
 
 use crate::error::{Error, Result};
-use crate::format::{Group, LIBRARY_SIZE, Metadata, ModelConfig, NumericField, PriorSpec, Value};
-use crate::sample::Reference;
+use crate::format::prior::{listing, outside_training_range};
+use crate::format::{Group, LIBRARY_SIZE, Metadata, ModelConfig, Value};
 
-/// Prior-network inputs for a batch of rows of one group.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PriorInputs {
-    /// `[rows, categorical fields]` rows of the embedding table.
-    pub index: Vec<u32>,
-    /// `[rows, numeric fields]` transformed values.
-    pub numeric: Vec<f32>,
-    pub rows: usize,
-}
+pub use crate::format::prior::{PriorInputs, encode, suggest};
+use crate::sample::Reference;
 
 /// Checks that every key of `metadata` is a field of some prior of the model.
 pub fn check_fields(config: &ModelConfig, metadata: &Metadata) -> Result<()> {
@@ -37,56 +32,6 @@ pub fn check_fields(config: &ModelConfig, metadata: &Metadata) -> Result<()> {
     Ok(())
 }
 
-/// Encodes one row per metadata map for the prior of `group`.
-pub fn encode(spec: &PriorSpec, group: Group, rows: &[&Metadata]) -> Result<PriorInputs> {
-    let mut out = PriorInputs { rows: rows.len(), ..Default::default() };
-    for md in rows {
-        let mut offset = 0u32;
-        for field in &spec.categorical {
-            let idx = match md.get(&field.name) {
-                None => 0,
-                // the exact spelling first: two studies may spell one compound differently
-                // ("Dexamethasone", "dexamethasone"), and they are distinct entries
-                Some(Value::Text(v)) => (field.values.iter().position(|known| known == v.trim()))
-                    .or_else(|| field.values.iter().position(|known| known.eq_ignore_ascii_case(v.trim())))
-                    .ok_or_else(|| {
-                        Error::Metadata(format!(
-                            "{} '{v}' is not known to the model{}; known values: {}",
-                            field.name,
-                            suggest(v, field.values.iter().map(String::as_str)),
-                            listing(&field.values)
-                        ))
-                    })?,
-                Some(Value::Number(n)) => {
-                    return Err(Error::Metadata(format!("{} ({} field) must be a name, got the number {n}", field.name, group.name())));
-                }
-            };
-            out.index.push(offset + idx as u32);
-            offset += field.values.len() as u32;
-        }
-        for field in &spec.numeric {
-            let v = match md.get(&field.name) {
-                None => 0.0,
-                Some(Value::Number(n)) => {
-                    if !n.is_finite() || *n < field.min || *n > field.max {
-                        return Err(Error::Metadata(outside_training_range(field, *n)));
-                    }
-                    field.transform(*n)
-                }
-                Some(Value::Text(t)) => {
-                    let n: f64 = t.trim().parse().map_err(|_| Error::Metadata(format!("{} must be a number, got '{t}'", field.name)))?;
-                    let mut md = Metadata::new();
-                    md.insert(field.name.clone(), Value::Number(n));
-                    let spec = PriorSpec { categorical: vec![], numeric: vec![field.clone()] };
-                    encode(&spec, group, &[&md])?.numeric[0]
-                }
-            };
-            out.numeric.push(v);
-        }
-    }
-    Ok(out)
-}
-
 /// The encoder's covariates (format 2) of each reference, `[references, covariates]`: the
 /// transformed value, or 0 (the training mean, as for a missing numeric prior field) where the
 /// reference does not give one — a log-CPM sample has no library size. Empty in format 1.
@@ -107,11 +52,6 @@ pub fn covariates(config: &ModelConfig, references: &[Reference]) -> Result<Vec<
     Ok(out)
 }
 
-fn outside_training_range(field: &NumericField, v: f64) -> String {
-    let unit = field.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
-    format!("{} = {v} is outside the range the model was trained on, [{}, {}]{unit}", field.name, field.min, field.max)
-}
-
 /// The technical prior's context for a reference of known `depth` (or a prompt-only request's
 /// library size): `library_size` is filled in when the prior has that field and the context does
 /// not set it, so the prior sees the sequencing depth the prediction is for.
@@ -123,80 +63,150 @@ pub fn with_depth(config: &ModelConfig, context: &Metadata, depth: Option<f32>) 
     m
 }
 
-/// At most this many values are listed in an error; the rest are counted.
-const LISTED_VALUES: usize = 30;
-
-/// "a, b, c" — or the first values and how many more there are, for a long vocabulary.
-fn listing(values: &[String]) -> String {
-    if values.len() <= LISTED_VALUES {
-        return values.join(", ");
-    }
-    format!("{}, … and {} more (`refcast info` lists them all)", values[..LISTED_VALUES].join(", "), values.len() - LISTED_VALUES)
+/// `field=value field=value`: metadata given as fields, named for people.
+pub fn describe(m: &Metadata) -> String {
+    m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
-/// " (did you mean 'X'?)" for the closest name by edit distance, when one is close; between
-/// names equally close whatever the case, the one closer to the spelling as written.
-pub fn suggest<'a>(wanted: &str, known: impl Iterator<Item = &'a str>) -> String {
-    let w = wanted.to_lowercase();
-    known
-        .map(|k| (edit_distance(&w, &k.to_lowercase()), k))
-        .filter(|(d, k)| *d <= (k.chars().count().max(w.chars().count()) / 2).max(2))
-        .min_by_key(|(d, k)| (*d, edit_distance(wanted, k)))
-        .map(|(_, k)| format!(" (did you mean '{k}'?)"))
-        .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+/// A known context by name (case-insensitive), or an error that lists the known ones and
+/// suggests the nearest.
+pub fn context_named(config: &ModelConfig, name: &str) -> Result<Metadata> {
+    match config.context(name) {
+        Some(n) => Ok(n.metadata.clone()),
+        None => {
+            let names: Vec<String> = config.contexts.iter().map(|c| c.name.clone()).collect();
+            let known = if names.is_empty() { "the model lists no contexts".to_string() } else { format!("known: {}", listing(&names)) };
+            Err(Error::Metadata(format!("unknown context '{name}'{}; {known}", suggest(name, names.iter().map(String::as_str)))))
         }
-        prev = cur;
     }
-    prev[b.len()]
+}
+
+/// `FIELD=VALUE` as given on a command line: the value is a number when it reads as one.
+pub fn parse_assignment(text: &str) -> Result<(String, Value)> {
+    let (k, v) = text.split_once('=').ok_or_else(|| Error::Metadata(format!("expected FIELD=VALUE, got '{text}'")))?;
+    let v = v.trim();
+    let value = v.parse::<f64>().map(Value::Number).unwrap_or_else(|_| Value::Text(v.to_string()));
+    Ok((k.trim().to_string(), value))
+}
+
+/// Fields given for a whole request, split between the ones of the perturbation prior and the
+/// rest (technical and biological: the context's).
+pub fn split_fields(config: &ModelConfig, fields: Metadata) -> (Metadata, Metadata) {
+    fields.into_iter().partition(|(k, _)| !config.priors.perturbation.has_field(k))
+}
+
+/// A perturbation's name followed by the fields set on top of it that changed it, so that the
+/// label says what was computed: "IFN-beta 6 h (time_hours=24)".
+pub fn label(name: &str, known: &Metadata, computed: &Metadata) -> String {
+    let changed: Vec<String> = computed.iter().filter(|&(k, v)| known.get(k) != Some(v)).map(|(k, v)| format!("{k}={v}")).collect();
+    if changed.is_empty() { name.to_string() } else { format!("{name} ({})", changed.join(", ")) }
+}
+
+/// Builds a [`Metadata`] map: `metadata! { "cell_type" => "B", "time_hours" => 6.0 }`.
+#[macro_export]
+macro_rules! metadata {
+    ($($k:expr => $v:expr),* $(,)?) => {{
+        let mut m = $crate::format::Metadata::new();
+        $( m.insert($k.to_string(), $crate::metadata::IntoValue::into_value($v)); )*
+        m
+    }};
+}
+
+/// Conversion used by [`metadata!`].
+pub trait IntoValue {
+    fn into_value(self) -> crate::format::Value;
+}
+impl IntoValue for &str {
+    fn into_value(self) -> crate::format::Value {
+        crate::format::Value::Text(self.to_string())
+    }
+}
+impl IntoValue for String {
+    fn into_value(self) -> crate::format::Value {
+        crate::format::Value::Text(self)
+    }
+}
+impl IntoValue for f64 {
+    fn into_value(self) -> crate::format::Value {
+        crate::format::Value::Number(self)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::{Metadata, Value};
 
-    #[test]
-    fn suggests_close_names_only() {
-        let known = ["IFN-beta", "dexamethasone", "none"];
-        assert_eq!(suggest("IFN-b", known.iter().copied()), " (did you mean 'IFN-beta'?)");
-        assert_eq!(suggest("dexamethazone", known.iter().copied()), " (did you mean 'dexamethasone'?)");
-        assert_eq!(suggest("completely different", known.iter().copied()), "");
-        // equally close in any case: the spelling as written decides
-        let both = ["Dexamethasone", "dexamethasone"];
-        assert_eq!(suggest("dexamethazone", both.iter().copied()), " (did you mean 'dexamethasone'?)");
-        assert_eq!(suggest("Dexamethazone", both.iter().copied()), " (did you mean 'Dexamethasone'?)");
+    fn named(name: &str, fields: &[(&str, Value)]) -> crate::format::Named {
+        crate::format::Named { name: name.into(), metadata: fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
+    }
+
+    fn text(v: &str) -> Value {
+        Value::Text(v.into())
+    }
+
+    /// A model whose perturbation list has one compound in two spellings and at several doses.
+    fn config() -> crate::format::ModelConfig {
+        let mut cfg = crate::synthetic::random_model(crate::synthetic::SyntheticSpec::tiny(crate::quant::DType::F32)).config;
+        cfg.perturbations = vec![
+            named("none (control)", &[("perturbation", text("none"))]),
+            named("dexamethasone 1 µM 18 h", &[("perturbation", text("dexamethasone")), ("class", text("glucocorticoid")), ("dose_um", Value::Number(1.0))]),
+            named("Dexamethasone 10 µM 24 h", &[("perturbation", text("Dexamethasone")), ("class", text("compound")), ("dose_um", Value::Number(10.0))]),
+            named("Dexamethasone 100 µM 24 h", &[("perturbation", text("Dexamethasone")), ("class", text("compound")), ("dose_um", Value::Number(100.0))]),
+        ];
+        cfg
     }
 
     #[test]
-    fn long_vocabularies_are_listed_in_part() {
-        let short: Vec<String> = ["unknown", "B", "T"].iter().map(|v| v.to_string()).collect();
-        assert_eq!(listing(&short), "unknown, B, T");
-        let long: Vec<String> = (0..250).map(|i| format!("c{i}")).collect();
-        let text = listing(&long);
-        assert!(text.starts_with("c0, c1, ") && text.contains("c29, … and 220 more"), "{text}");
-        assert!(!text.contains("c30"), "{text}");
+    fn a_perturbation_is_found_by_name_then_by_its_value_spelt_exactly_then_in_any_case() {
+        let cfg = config();
+        assert_eq!(cfg.perturbation("DEXAMETHASONE 10 µM 24 H").name, "Dexamethasone 10 µM 24 h");
+        // the exact spelling picks the one airway entry although another study spells it otherwise
+        assert_eq!(cfg.perturbation("dexamethasone").name, "dexamethasone 1 µM 18 h");
+        // two entries share the exact spelling: the fields they agree on, dose left out
+        let shared = cfg.perturbation("Dexamethasone").metadata;
+        assert_eq!(shared, Metadata::from([("perturbation".to_string(), text("Dexamethasone")), ("class".to_string(), text("compound"))]));
+        // no exact spelling: one case-insensitive match is taken
+        assert_eq!(cfg.perturbation(" NONE ").metadata.get("perturbation"), Some(&text("none")));
+        // unknown: the value alone, for the vocabulary check to name
+        assert_eq!(cfg.perturbation("cisplatin").metadata, Metadata::from([("perturbation".to_string(), text("cisplatin"))]));
     }
 
     #[test]
-    fn an_exact_spelling_wins_over_another_case() {
-        let field = |values: &[&str]| crate::format::CategoricalField {
-            name: "perturbation".into(),
-            values: values.iter().map(|v| v.to_string()).collect(),
-        };
-        let spec = PriorSpec { categorical: vec![field(&["unknown", "Dexamethasone", "dexamethasone", "IFN-beta"])], numeric: vec![] };
-        let row = |v: &str| Metadata::from([("perturbation".to_string(), Value::Text(v.into()))]);
-        let index = |v: &str| encode(&spec, Group::Perturbation, &[&row(v)]).unwrap().index[0];
-        assert_eq!(index("dexamethasone"), 2);
-        assert_eq!(index("Dexamethasone"), 1);
-        assert_eq!(index("ifn-BETA"), 3, "another case still finds a value spelt once");
-        assert!(encode(&spec, Group::Perturbation, &[&row("cortisol")]).is_err());
+    fn contexts_are_found_by_name_and_unknown_ones_named_with_a_suggestion() {
+        let cfg = config();
+        let known = cfg.contexts[0].name.clone();
+        assert_eq!(context_named(&cfg, &known.to_uppercase()).unwrap(), cfg.contexts[0].metadata);
+        let misspelt = format!("{known}x");
+        let e = context_named(&cfg, &misspelt).unwrap_err();
+        assert!(matches!(e, crate::Error::Metadata(_)), "{e}");
+        let e = e.to_string();
+        assert!(e.contains(&format!("unknown context '{misspelt}'")) && e.contains(&format!("did you mean '{known}'?")) && e.contains("known: "), "{e}");
+    }
+
+    #[test]
+    fn set_fields_are_parsed_routed_to_their_prior_and_shown_in_labels() {
+        let cfg = config();
+        assert_eq!(parse_assignment(" time_hours = 24").unwrap(), ("time_hours".to_string(), Value::Number(24.0)));
+        assert_eq!(parse_assignment("cell_type=CD14 Mono").unwrap(), ("cell_type".to_string(), text("CD14 Mono")));
+        let e = parse_assignment("time_hours").unwrap_err().to_string();
+        assert!(e.contains("expected FIELD=VALUE"), "{e}");
+        let fields = Metadata::from([("time_hours".to_string(), Value::Number(24.0)), ("cell_type".to_string(), text("T"))]);
+        let (context, perturbation) = split_fields(&cfg, fields);
+        assert_eq!(context.keys().collect::<Vec<_>>(), ["cell_type"]);
+        assert_eq!(perturbation.keys().collect::<Vec<_>>(), ["time_hours"]);
+        let known = Metadata::from([("perturbation".to_string(), text("IFN-beta")), ("time_hours".to_string(), Value::Number(6.0))]);
+        let mut computed = known.clone();
+        assert_eq!(label("IFN-beta 6 h", &known, &computed), "IFN-beta 6 h");
+        computed.insert("time_hours".into(), Value::Number(24.0));
+        assert_eq!(label("IFN-beta 6 h", &known, &computed), "IFN-beta 6 h (time_hours=24)");
+        assert_eq!(describe(&known), "perturbation=IFN-beta time_hours=6");
+    }
+
+    #[test]
+    fn the_default_perturbation_is_the_first_that_is_not_a_control() {
+        let cfg = config();
+        assert_eq!(cfg.control().unwrap().name, "none (control)");
+        assert_eq!(cfg.default_perturbation().unwrap().name, "dexamethasone 1 µM 18 h");
     }
 }

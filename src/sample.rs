@@ -61,6 +61,19 @@ pub struct SampleTable {
 }
 
 impl SampleTable {
+    /// Names a lone value column with a generic header ("count", "log_cpm", …) after the file it
+    /// came from: `tumour_01.tsv` → "tumour_01". Other columns keep their headers.
+    pub fn name_after_file(&mut self, file_name: &str) {
+        const GENERIC: [&str; 8] = ["count", "counts", "value", "values", "log_cpm", "logcpm", "expression", "sample1"];
+        let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+        let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem).trim();
+        if let ([name], false) = (self.samples.as_mut_slice(), stem.is_empty()) {
+            if GENERIC.contains(&name.to_ascii_lowercase().as_str()) {
+                *name = stem.to_string();
+            }
+        }
+    }
+
     /// Parses a table from a file's bytes. `kind` says what the values are.
     pub fn parse(bytes: &[u8], kind: ValueKind) -> Result<SampleTable> {
         if bytes.len() > MAX_SAMPLE_BYTES {
@@ -345,6 +358,11 @@ impl std::fmt::Display for MatchReport {
 }
 
 impl Reference {
+    /// Positions of the model's genes the sample measured.
+    pub fn measured_genes(&self) -> Vec<usize> {
+        (0..self.measured.len()).filter(|&g| self.measured[g]).collect()
+    }
+
     /// The sample's sequencing depth (its library size) when it gave counts and the sum is a
     /// finite number > 0; `None` for log-CPM input, whose depth is unknown.
     pub fn sequencing_depth(&self) -> Option<f32> {

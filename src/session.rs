@@ -16,97 +16,18 @@
 use crate::backend::{Backend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::familiarity::Familiarity;
-use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
+use crate::format::{Group, Metadata, ModelConfig, ModelFile};
 use crate::metadata;
 use crate::model::Model;
-use crate::ops::{Noise, reparameterize::Streams};
+use crate::ops::reparameterize::Streams;
 use crate::sample::{GeneIndex, Reference, SampleTable};
 
-/// Mean estimation or seeded sample generation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Sampling {
-    /// Latent means: deterministic.
-    #[default]
-    Mean,
-    /// `num_samples` draws of the latents from the stream of `seed`.
-    Samples { num_samples: usize, seed: u64 },
-}
+pub use crate::request::{Baseline, Prediction, PredictionMode, Request, Row, Sampling};
+pub use crate::screen::{Screen, ScreenHit, ScreenOptions, ScreenRun};
+pub use crate::signature::Signature;
+pub use crate::familiarity::pearson;
 
-impl Sampling {
-    fn count(self) -> usize {
-        match self {
-            Sampling::Mean => 1,
-            Sampling::Samples { num_samples, .. } => num_samples,
-        }
-    }
-    fn noise(self) -> Option<Noise> {
-        match self {
-            Sampling::Mean => None,
-            Sampling::Samples { seed, .. } => Some(Noise { seed, first_sample: 0 }),
-        }
-    }
-}
-
-/// A prediction request: references (or none, for prompt-only generation) × perturbations.
-#[derive(Clone, Debug)]
-pub struct Request {
-    /// Reference samples; empty for prompt-only generation.
-    pub references: Vec<Reference>,
-    /// Technical and biological metadata: one per reference, or one for all. Used by the prior
-    /// of every group that is not conditioned on; for prompt-only generation one prediction
-    /// context per entry.
-    pub contexts: Vec<Metadata>,
-    pub perturbations: Vec<Metadata>,
-    /// Groups taken from the encoder of the reference (technical and/or biological).
-    pub condition_on: Vec<Group>,
-    pub sampling: Sampling,
-    /// Library size for counts of prompt-only predictions.
-    pub library_size: f32,
-    /// What log fold changes are relative to.
-    pub baseline: Baseline,
-    /// How a reference-conditioned prediction is formed from the decoder's output (prompt-only
-    /// predictions are always decoded).
-    pub mode: PredictionMode,
-}
-
-/// How a reference-conditioned prediction is formed from the decoder's output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum PredictionMode {
-    /// The measured reference moved by the predicted change:
-    /// `max(0, reference + decode(z_ref, perturbation) − decode(z_ref, control))`, both rows decoded
-    /// from the same technical and biological latents (the same draw when sampling), the control
-    /// being the model's control perturbation (its first known perturbation that is "none"). The
-    /// decoder's error in reconstructing the reference cancels, so the profile keeps what the
-    /// sample measured and changes only where the model predicts an effect. The reference stands
-    /// for the control, so fold changes against the reference and against the control
-    /// ([`Baseline::Control`]) are the same numbers: predicted − reference.
-    #[default]
-    Counterfactual,
-    /// `decode(z_ref, perturbation)`: the decoder's own profile, reconstruction error included.
-    Decoded,
-}
-
-impl std::str::FromStr for PredictionMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "counterfactual" => Ok(PredictionMode::Counterfactual),
-            "decoded" => Ok(PredictionMode::Decoded),
-            other => Err(format!("unknown prediction mode '{other}' (expected counterfactual or decoded)")),
-        }
-    }
-}
-
-impl std::fmt::Display for PredictionMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PredictionMode::Counterfactual => "counterfactual",
-            PredictionMode::Decoded => "decoded",
-        })
-    }
-}
-
-/// What `decode_request` makes of the decoder's output.
+/// What `forward` makes of the decoder's output.
 enum Output {
     /// The decoder's profile; fold changes against the measured reference when `fold_changes`.
     Decoded { fold_changes: bool },
@@ -123,125 +44,6 @@ enum ControlRow {
     Appended,
     /// The request's own perturbation at this position is the control.
     Among(usize),
-}
-
-/// What a prediction's log fold changes are relative to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Baseline {
-    /// The reference sample as measured: GEM-1's predicted differential expression.
-    #[default]
-    Reference,
-    /// The model's own prediction for the same reference under the control perturbation (the
-    /// model's first known perturbation that is "none"). The decoder's reconstruction error of
-    /// the reference is common to both and cancels, leaving the perturbation's effect; prompt-only
-    /// predictions get fold changes this way too. In the counterfactual mode the control is the
-    /// reference itself, so these are the fold changes against the reference.
-    Control,
-}
-
-impl std::str::FromStr for Baseline {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "reference" | "sample" => Ok(Baseline::Reference),
-            "control" => Ok(Baseline::Control),
-            other => Err(format!("unknown baseline '{other}' (expected reference or control)")),
-        }
-    }
-}
-
-impl Request {
-    /// Reference conditioning on the technical and biological latents, mean estimation.
-    pub fn conditioned(references: Vec<Reference>, perturbations: Vec<Metadata>) -> Request {
-        Request {
-            references,
-            contexts: vec![],
-            perturbations,
-            condition_on: vec![Group::Technical, Group::Biological],
-            sampling: Sampling::Mean,
-            library_size: 1e6,
-            baseline: Baseline::Reference,
-            mode: PredictionMode::default(),
-        }
-    }
-
-    /// Prompt-only generation: every latent from its prior.
-    pub fn prompt(contexts: Vec<Metadata>, perturbations: Vec<Metadata>) -> Request {
-        Request { contexts, condition_on: vec![], ..Request::conditioned(vec![], perturbations) }
-    }
-
-    fn bases(&self) -> usize {
-        if self.references.is_empty() { self.contexts.len().max(1) } else { self.references.len() }
-    }
-}
-
-/// Which reference, perturbation and sample a prediction row is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Row {
-    /// Index into `references` (or `contexts` for prompt-only).
-    pub reference: usize,
-    pub perturbation: usize,
-    pub sample: usize,
-}
-
-/// Predicted profiles, one row per (sample, reference, perturbation), in that nesting order.
-#[derive(Clone, Debug, Default)]
-pub struct Prediction {
-    pub genes: usize,
-    pub rows: Vec<Row>,
-    /// `[rows, genes]` predicted log-CPM (natural log of CPM + 1), formed as the request's
-    /// [`PredictionMode`] says.
-    pub log_cpm: Vec<f32>,
-    /// `[rows, genes]` expected counts at the reference's library size.
-    pub counts: Vec<f32>,
-    /// `[rows, genes]` predicted − reference log-CPM (or − the predicted control, see
-    /// [`Baseline`]); absent for prompt-only generation unless against the control.
-    pub log_fold_change: Option<Vec<f32>>,
-    /// `[rows, technical + biological + perturbation]` latents fed to the decoder for the rows'
-    /// perturbations.
-    pub latents: Vec<f32>,
-    /// `[genes]` σ of the model's Normal likelihood on log-CPM.
-    pub sigma: Vec<f32>,
-    /// One per reference of a request with references (none for prompt-only generation, or for
-    /// a model that lists no control perturbation): whether the reference resembles the
-    /// training data ([`Familiarity`]).
-    pub familiarity: Vec<Familiarity>,
-}
-
-impl Prediction {
-    pub fn row(values: &[f32], genes: usize, r: usize) -> &[f32] {
-        &values[r * genes..(r + 1) * genes]
-    }
-}
-
-pub use crate::signature::Signature;
-
-/// One perturbation's place in a screen.
-#[derive(Clone, Debug)]
-pub struct ScreenHit {
-    pub name: String,
-    pub metadata: Metadata,
-    /// What the ranking sorts by (descending): effect size, or reversal of the signature.
-    pub score: f32,
-    /// Root mean square of the predicted log fold change over the measured genes.
-    pub effect_size: f32,
-    /// How far the predicted log fold change moves the signature's genes against it
-    /// ([`Signature`]): positive reverses the signature.
-    pub reversal: Option<f32>,
-    /// Genes with the largest predicted increase and decrease (gene index, log fold change).
-    pub top_up: Vec<(usize, f32)>,
-    pub top_down: Vec<(usize, f32)>,
-}
-
-/// A screen's ranking, and the familiarity of its reference.
-#[derive(Clone, Debug)]
-pub struct Screen {
-    /// Every perturbation screened, best score first.
-    pub hits: Vec<ScreenHit>,
-    /// One entry (the reference's), or none for a model without a control perturbation.
-    pub familiarity: Vec<Familiarity>,
-    /// The signature's genes the model does not know, left out of the reversal scores.
-    pub signature_unknown: Vec<String>,
 }
 
 /// A model loaded on a backend.
@@ -298,6 +100,11 @@ impl<B: Backend> Session<B> {
         Reference::from_table(table, s, &self.genes, &self.model.gene_mean)
     }
 
+    /// The model's genes, by symbol and Ensembl id.
+    pub(crate) fn genes(&self) -> &GeneIndex {
+        &self.genes
+    }
+
     /// Position of a gene (symbol or Ensembl id) in the model.
     pub fn gene(&self, id: &str) -> Option<usize> {
         self.genes.get(id)
@@ -309,16 +116,16 @@ impl<B: Backend> Session<B> {
             // The control is decoded beside each reference's rows; the reference stands for it,
             // so both baselines give the fold changes against the reference.
             let control = self.control("the counterfactual prediction mode needs", "use the decoded mode")?;
-            return self.decode_request(req, Output::Counterfactual(control)).await;
+            return self.forward(req, Output::Counterfactual(control)).await;
         }
         if req.baseline == Baseline::Reference {
-            return self.decode_request(req, Output::Decoded { fold_changes: true }).await;
+            return self.forward(req, Output::Decoded { fold_changes: true }).await;
         }
         // The control rides along as one more perturbation, so the references are encoded once.
         let control = self.control("fold changes against the control need", "use the measured reference as the baseline")?;
         let mut with_control = req.clone();
         with_control.perturbations.push(control);
-        let full = self.decode_request(&with_control, Output::Decoded { fold_changes: false }).await?;
+        let full = self.forward(&with_control, Output::Decoded { fold_changes: false }).await?;
         let (g, p_n) = (full.genes, req.perturbations.len());
         let d = full.latents.len() / full.rows.len().max(1);
         let mut out = Prediction { genes: g, sigma: full.sigma.clone(), ..Default::default() };
@@ -347,11 +154,11 @@ impl<B: Backend> Session<B> {
     }
 
     fn control_metadata(&self) -> Option<Metadata> {
-        self.model.config().perturbations.iter().find(|n| ModelConfig::is_control(n)).map(|n| n.metadata.clone())
+        self.model.config().control().map(|n| n.metadata.clone())
     }
 
     /// The forward pass of a request, with what `output` asks of the decoder's rows.
-    async fn decode_request(&mut self, req: &Request, output: Output) -> Result<Prediction> {
+    async fn forward(&mut self, req: &Request, output: Output) -> Result<Prediction> {
         let cfg = self.model.config();
         let genes = cfg.architecture.genes;
         let lat = cfg.architecture.latent;
@@ -625,83 +432,6 @@ impl<B: Backend> Session<B> {
         }
         Ok(out)
     }
-
-    /// Runs one reference against every perturbation the model knows (or the ones given) and
-    /// ranks them: by effect size, or by how well each reverses `signature`. Predictions are in
-    /// the default mode ([`PredictionMode::Counterfactual`]), fold changes against the reference.
-    pub async fn screen(
-        &mut self,
-        reference: &Reference,
-        context: &Metadata,
-        perturbations: Option<&[Named]>,
-        signature: Option<&Signature>,
-    ) -> Result<Screen> {
-        self.screen_against(reference, context, perturbations, signature, Baseline::Reference, PredictionMode::default()).await
-    }
-
-    /// [`Session::screen`] with predictions in `mode` and fold changes against `baseline`.
-    pub async fn screen_against(
-        &mut self,
-        reference: &Reference,
-        context: &Metadata,
-        perturbations: Option<&[Named]>,
-        signature: Option<&Signature>,
-        baseline: Baseline,
-        mode: PredictionMode,
-    ) -> Result<Screen> {
-        let known = self.model.config().perturbations.clone();
-        let list = perturbations.unwrap_or(&known);
-        if list.is_empty() {
-            return Err(Error::request("the model lists no perturbations to screen"));
-        }
-        let sig = signature.map(|s| s.matched(&self.genes)).transpose()?;
-        let mut req = Request::conditioned(vec![reference.clone()], list.iter().map(|n| n.metadata.clone()).collect());
-        req.contexts = vec![context.clone()];
-        req.baseline = baseline;
-        req.mode = mode;
-        let pred = self.predict(&req).await?;
-        let lfc = pred.log_fold_change.expect("screens have a reference");
-        let genes = pred.genes;
-        let measured_genes: Vec<usize> = (0..genes).filter(|&g| reference.measured[g]).collect();
-        let mut hits: Vec<ScreenHit> = list
-            .iter()
-            .enumerate()
-            .map(|(p, named)| {
-                let row = Prediction::row(&lfc, genes, p);
-                let measured: Vec<f32> = row.iter().zip(&reference.measured).filter(|(_, m)| **m).map(|(v, _)| *v).collect();
-                let effect_size = (measured.iter().map(|v| v * v).sum::<f32>() / measured.len().max(1) as f32).sqrt();
-                let reversal = sig.as_ref().map(|s| s.reversal(row));
-                // The ten ends of a stable descending sort: largest first (ties: lower gene
-                // first) and smallest first (ties: higher gene first).
-                let top_up = extremes(row, &measured_genes, 10, |a, b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-                let top_down = extremes(row, &measured_genes, 10, |a, b| row[a].total_cmp(&row[b]).then(b.cmp(&a)));
-                ScreenHit {
-                    name: named.name.clone(),
-                    metadata: named.metadata.clone(),
-                    score: reversal.unwrap_or(effect_size),
-                    effect_size,
-                    reversal,
-                    top_up,
-                    top_down,
-                }
-            })
-            .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        let signature_unknown = sig.map(|s| s.unknown).unwrap_or_default();
-        Ok(Screen { hits, familiarity: pred.familiarity, signature_unknown })
-    }
-}
-
-/// The first `n` of `genes` in the order `cmp` (a total order), with their values: a selection
-/// then a sort of `n`, not a sort of every gene.
-fn extremes(row: &[f32], genes: &[usize], n: usize, cmp: impl Fn(usize, usize) -> std::cmp::Ordering) -> Vec<(usize, f32)> {
-    let mut order = genes.to_vec();
-    if order.len() > n {
-        order.select_nth_unstable_by(n, |&a, &b| cmp(a, b));
-        order.truncate(n);
-    }
-    order.sort_by(|&a, &b| cmp(a, b));
-    order.into_iter().map(|g| (g, row[g])).collect()
 }
 
 /// Appends one chunk's values; the first chunk's buffer is taken over rather than copied.
@@ -713,74 +443,3 @@ fn append(all: &mut Vec<f32>, chunk: Vec<f32>) {
     }
 }
 
-/// Pearson correlation; 0 when either side is constant.
-pub fn pearson(x: &[f32], y: &[f32]) -> f32 {
-    let n = x.len() as f64;
-    let (mx, my) = (x.iter().map(|&v| v as f64).sum::<f64>() / n, y.iter().map(|&v| v as f64).sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (&a, &b) in x.iter().zip(y) {
-        let (dx, dy) = (a as f64 - mx, b as f64 - my);
-        sxy += dx * dy;
-        sxx += dx * dx;
-        syy += dy * dy;
-    }
-    if sxx == 0.0 || syy == 0.0 { 0.0 } else { (sxy / (sxx * syy).sqrt()) as f32 }
-}
-
-/// Builds a [`Metadata`] map: `metadata! { "cell_type" => "B", "time_hours" => 6.0 }`.
-#[macro_export]
-macro_rules! metadata {
-    ($($k:expr => $v:expr),* $(,)?) => {{
-        let mut m = $crate::format::Metadata::new();
-        $( m.insert($k.to_string(), $crate::session::IntoValue::into_value($v)); )*
-        m
-    }};
-}
-
-/// Conversion used by [`metadata!`].
-pub trait IntoValue {
-    fn into_value(self) -> crate::format::Value;
-}
-impl IntoValue for &str {
-    fn into_value(self) -> crate::format::Value {
-        crate::format::Value::Text(self.to_string())
-    }
-}
-impl IntoValue for String {
-    fn into_value(self) -> crate::format::Value {
-        crate::format::Value::Text(self)
-    }
-}
-impl IntoValue for f64 {
-    fn into_value(self) -> crate::format::Value {
-        crate::format::Value::Number(self)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The selection gives exactly the ends of a stable descending sort, ties and short lists
-    /// included.
-    #[test]
-    fn extremes_match_the_ends_of_a_full_sort() {
-        let philox = crate::ops::Philox::new(4);
-        for (len, levels) in [(3usize, 0u32), (25, 4), (1000, 7), (1000, 0)] {
-            // Few distinct values make many ties.
-            let row: Vec<f32> = (0..len)
-                .map(|j| {
-                    let v = philox.normal(0, j as u32, 1, 0);
-                    if levels > 0 { (v * levels as f32).round() } else { v }
-                })
-                .collect();
-            let genes: Vec<usize> = (0..len).filter(|g| g % 7 != 3).collect();
-            let mut order = genes.clone();
-            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-            let want_up: Vec<(usize, f32)> = order.iter().take(10).map(|&g| (g, row[g])).collect();
-            let want_down: Vec<(usize, f32)> = order.iter().rev().take(10).map(|&g| (g, row[g])).collect();
-            assert_eq!(extremes(&row, &genes, 10, |a, b| row[b].total_cmp(&row[a]).then(a.cmp(&b))), want_up, "len {len}");
-            assert_eq!(extremes(&row, &genes, 10, |a, b| row[a].total_cmp(&row[b]).then(b.cmp(&a))), want_down, "len {len}");
-        }
-    }
-}

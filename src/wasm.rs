@@ -1,6 +1,7 @@
-//! The JavaScript front end (wasm-bindgen), thin over the Rust API in [`crate::session`]: it turns
-//! JS inputs into [`Request`]s and [`Prediction`]s into typed arrays. `js/index.js` wraps it in the
-//! documented package API (loading from URLs, checksums, backend choice, call queueing).
+//! The JavaScript front end (wasm-bindgen), thin over [`Engine`]: it turns JS inputs into
+//! [`Request`]s and [`ScreenOptions`], and results into typed arrays and plain objects. The
+//! backend policy, name resolution, baselines and screen ranking are the library's. `js/index.js`
+//! wraps it in the documented package API (loading from URLs, checksums, call queueing).
 //!
 //! Every error reaches JS as an `Error` whose message is the Rust [`Error`]'s (it names the line,
 //! gene or field) and whose `kind` property says which part was wrong: `format`, `sample`,
@@ -14,60 +15,16 @@ use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::backend::gpu::{forward_kernels, yield_to_browser, Prebuilt};
-use crate::backend::{CpuBackend, GpuBackend};
+use crate::backend::BackendKind;
+use crate::engine::{Engine, adapter_name};
 use crate::error::Error;
 use crate::familiarity::Familiarity;
 use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
-use crate::model::linear_dtypes;
+use crate::metadata;
+use crate::request::{Baseline, PredictionMode, Request, Sampling, top_changes};
 use crate::sample::{Reference, SampleTable, ValueKind};
-use crate::session::{Baseline, Prediction, PredictionMode, Request, Sampling, Screen, ScreenHit, Session, Signature};
-
-enum Engine {
-    /// `prebuilt`: the first prediction's pipelines, still compiling when `load` returns; the first
-    /// call awaits them after reading its sample and before recording its first dispatch.
-    Gpu { session: Box<Session<GpuBackend>>, device: wgpu::Device, prebuilt: Vec<Prebuilt> },
-    Cpu(Box<Session<CpuBackend>>),
-}
-
-impl Engine {
-    fn reference(&self, table: &SampleTable, s: usize) -> crate::Result<Reference> {
-        match self {
-            Engine::Gpu { session, .. } => session.reference(table, s),
-            Engine::Cpu(session) => session.reference(table, s),
-        }
-    }
-    /// Waits for the pipelines compiled ahead (once; see `RefcastModel::load`).
-    async fn pipelines_ready(&mut self) {
-        if let Engine::Gpu { prebuilt, .. } = self {
-            for p in std::mem::take(prebuilt) {
-                p.ready().await;
-            }
-        }
-    }
-    async fn predict(&mut self, req: &Request) -> crate::Result<Prediction> {
-        self.pipelines_ready().await;
-        match self {
-            Engine::Gpu { session, .. } => session.predict(req).await,
-            Engine::Cpu(session) => session.predict(req).await,
-        }
-    }
-    async fn screen(
-        &mut self,
-        reference: &Reference,
-        context: &Metadata,
-        perturbations: Option<&[Named]>,
-        signature: Option<&Signature>,
-        mode: PredictionMode,
-    ) -> crate::Result<Screen> {
-        self.pipelines_ready().await;
-        let baseline = Baseline::Reference;
-        match self {
-            Engine::Gpu { session, .. } => session.screen_against(reference, context, perturbations, signature, baseline, mode).await,
-            Engine::Cpu(session) => session.screen_against(reference, context, perturbations, signature, baseline, mode).await,
-        }
-    }
-}
+use crate::screen::{ScreenHit, ScreenOptions};
+use crate::signature::Signature;
 
 /// A JS `Error` with a `kind` property.
 fn error(kind: &str, message: &str) -> JsValue {
@@ -77,16 +34,7 @@ fn error(kind: &str, message: &str) -> JsValue {
 }
 
 fn refcast_error(e: Error) -> JsValue {
-    let kind = match &e {
-        Error::Format(_) => "format",
-        Error::Sample(_) => "sample",
-        Error::Signature(_) => "signature",
-        Error::Metadata(_) => "metadata",
-        Error::Request(_) => "request",
-        Error::Gpu(_) => "gpu",
-        Error::Io { .. } => "io",
-    };
-    error(kind, &e.to_string())
+    error(e.kind(), &e.to_string())
 }
 
 fn usage(message: impl AsRef<str>) -> JsValue {
@@ -137,6 +85,8 @@ struct SampleOptions {
     /// `auto`, `counts` or `log-cpm`.
     values: Option<String>,
     column: Option<Column>,
+    /// The file's name, to name a lone generic column ("count") after it.
+    file_name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -144,6 +94,7 @@ struct SampleOptions {
 struct PredictOptions {
     values: Option<String>,
     column: Option<Column>,
+    file_name: Option<String>,
     columns: Option<Columns>,
     context: Option<NameOrMetadata>,
     #[serde(default)]
@@ -153,33 +104,65 @@ struct PredictOptions {
     condition_on: Option<Vec<Group>>,
     num_samples: Option<usize>,
     seed: Option<f64>,
-    library_size: Option<f32>,
+    /// A log-CPM sample's library size (as the CLI's `--library-size`); without a sample, the
+    /// library size of the predicted counts.
+    library_size: Option<f64>,
     /// `counterfactual` (default) or `decoded`.
     mode: Option<String>,
+    /// `reference` or `control`; by default the library's choice for the mode
+    /// ([`Baseline::default_for`]).
+    baseline: Option<String>,
+    /// Also list each row's `top` genes per direction (`topUp`, `topDown` per row).
+    top: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ScreenOptions {
+struct ScreenOptionsJs {
     values: Option<String>,
     column: Option<Column>,
+    file_name: Option<String>,
+    /// For a log-CPM sample: the library size its values were computed from.
+    library_size: Option<f64>,
     context: Option<NameOrMetadata>,
     perturbations: Option<Vec<NameOrMetadata>>,
-    /// Gene → weight (> 0: up in the disease state), scored as `Signature::Weighted`.
-    signature: Option<BTreeMap<String, f64>>,
+    signature: Option<SignatureJs>,
     /// `counterfactual` (default) or `decoded`.
     mode: Option<String>,
+    /// `reference` or `control`; by default the library's choice for the mode.
+    baseline: Option<String>,
+    condition_on: Option<Vec<Group>>,
 }
 
-/// `field=value field=value`, for naming metadata given as fields.
-fn describe(m: &Metadata) -> String {
-    m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+/// A signature to reverse: `{up: [genes], down: [genes]}` sets, a list of genes (an up set), or
+/// `{gene: weight}` (> 0: up in the state to reverse); see [`Signature`].
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SignatureJs {
+    Sets {
+        #[serde(default)]
+        up: Vec<String>,
+        #[serde(default)]
+        down: Vec<String>,
+    },
+    Genes(Vec<String>),
+    Weighted(BTreeMap<String, f64>),
+}
+
+impl From<SignatureJs> for Signature {
+    fn from(s: SignatureJs) -> Signature {
+        match s {
+            SignatureJs::Sets { up, down } => Signature::Sets { up, down },
+            SignatureJs::Genes(up) => Signature::Sets { up, down: vec![] },
+            SignatureJs::Weighted(m) => Signature::Weighted(m.into_iter().collect()),
+        }
+    }
 }
 
 /// A perturbation by name (see `ModelConfig::perturbation`) or by its fields.
 fn perturbation(cfg: &ModelConfig, p: NameOrMetadata) -> Named {
     match p {
-        NameOrMetadata::Metadata(metadata) => Named { name: describe(&metadata), metadata },
+        NameOrMetadata::Metadata(metadata) => Named { name: metadata::describe(&metadata), metadata },
         NameOrMetadata::Name(name) => cfg.perturbation(&name),
     }
 }
@@ -187,30 +170,29 @@ fn perturbation(cfg: &ModelConfig, p: NameOrMetadata) -> Named {
 fn context(cfg: &ModelConfig, c: NameOrMetadata) -> Result<Metadata, JsValue> {
     match c {
         NameOrMetadata::Metadata(m) => Ok(m),
-        NameOrMetadata::Name(name) => cfg.context(&name).map(|n| n.metadata.clone()).ok_or_else(|| {
-            let names: Vec<&str> = cfg.contexts.iter().map(|c| c.name.as_str()).collect();
-            error(
-                "metadata",
-                &format!(
-                    "invalid metadata: unknown context '{name}'{}; known: {}",
-                    crate::metadata::suggest(&name, names.iter().copied()),
-                    names.join("; ")
-                ),
-            )
-        }),
+        NameOrMetadata::Name(name) => metadata::context_named(cfg, &name).map_err(refcast_error),
     }
 }
 
-fn parse_table(bytes: &[u8], values: Option<&str>) -> Result<SampleTable, JsValue> {
+/// The table of a sample file; `file_name` names a lone generic column ("count") after the file.
+fn parse_table(bytes: &[u8], values: Option<&str>, file_name: Option<&str>) -> Result<SampleTable, JsValue> {
     let kind: ValueKind = match values {
         None => ValueKind::Auto,
         Some(v) => v.parse().map_err(|e: String| usage(e))?,
     };
-    SampleTable::parse(bytes, kind).map_err(refcast_error)
+    let mut table = SampleTable::parse(bytes, kind).map_err(refcast_error)?;
+    if let Some(f) = file_name {
+        table.name_after_file(f);
+    }
+    Ok(table)
 }
 
 fn prediction_mode(mode: Option<&str>) -> Result<PredictionMode, JsValue> {
     mode.map_or(Ok(PredictionMode::default()), |m| m.parse().map_err(|e: String| usage(e)))
+}
+
+fn baseline(b: Option<&str>) -> Result<Option<Baseline>, JsValue> {
+    b.map(|b| b.parse().map_err(|e: String| usage(e))).transpose()
 }
 
 fn column(table: &SampleTable, c: Option<&Column>) -> Result<usize, JsValue> {
@@ -255,22 +237,30 @@ fn reference_js(r: &Reference, table: &SampleTable) -> Object {
     o
 }
 
-/// A familiarity report, camelCase; `nearestContext`, `distance` and `outside` are null for a
-/// model without a familiarity calibration.
-fn familiarity_js(f: &Familiarity) -> JsValue {
-    let o = Object::new();
-    set(&o, "reference", f.reference.as_str());
-    set(&o, "reconstructionR2", f.reconstruction_r2);
-    set(&o, "nearestContext", f.nearest_context.as_deref().map(JsValue::from).unwrap_or(JsValue::NULL));
-    set(&o, "distance", f.distance.map(JsValue::from).unwrap_or(JsValue::NULL));
-    set(&o, "outside", f.outside.map(JsValue::from).unwrap_or(JsValue::NULL));
-    set(&o, "reasons", f.reasons.iter().map(|r| JsValue::from(r.as_str())).collect::<Array>());
-    set(&o, "summary", f.summary());
-    o.into()
+/// Familiarity reports as JS objects: the fields of [`Familiarity`], camelCase (`nearestContext`,
+/// `distance` and `outside` null for a model without a calibration), and its `summary`.
+fn familiarity_list(list: &[Familiarity]) -> Result<JsValue, JsValue> {
+    #[derive(Serialize)]
+    struct WithSummary<'a> {
+        #[serde(flatten)]
+        familiarity: &'a Familiarity,
+        summary: String,
+    }
+    let list: Vec<WithSummary> = list.iter().map(|f| WithSummary { familiarity: f, summary: f.summary() }).collect();
+    to_js(&list)
 }
 
-fn familiarity_list(list: &[Familiarity]) -> Array {
-    list.iter().map(familiarity_js).collect()
+/// `[{index, gene, logFoldChange}]` for (gene, fold change) pairs.
+fn genes_js(list: &[(usize, f32)], cfg: &ModelConfig) -> Array {
+    list.iter()
+        .map(|&(g, lfc)| {
+            let e = Object::new();
+            set(&e, "index", g as u32);
+            set(&e, "gene", cfg.genes[g].symbol.as_str());
+            set(&e, "logFoldChange", lfc);
+            JsValue::from(e)
+        })
+        .collect()
 }
 
 fn hit_js(h: &ScreenHit, cfg: &ModelConfig) -> Result<Object, JsValue> {
@@ -280,19 +270,8 @@ fn hit_js(h: &ScreenHit, cfg: &ModelConfig) -> Result<Object, JsValue> {
     set(&o, "score", h.score);
     set(&o, "effectSize", h.effect_size);
     set(&o, "reversal", h.reversal.map(JsValue::from).unwrap_or(JsValue::NULL));
-    let genes = |list: &[(usize, f32)]| -> Array {
-        list.iter()
-            .map(|&(g, lfc)| {
-                let e = Object::new();
-                set(&e, "index", g as u32);
-                set(&e, "gene", cfg.genes[g].symbol.as_str());
-                set(&e, "logFoldChange", lfc);
-                JsValue::from(e)
-            })
-            .collect()
-    };
-    set(&o, "topUp", genes(&h.top_up));
-    set(&o, "topDown", genes(&h.top_down));
+    set(&o, "topUp", genes_js(&h.top_up, cfg));
+    set(&o, "topDown", genes_js(&h.top_down, cfg));
     Ok(o)
 }
 
@@ -303,13 +282,23 @@ struct Info<'a> {
     genes: usize,
     latent: crate::format::Latent,
     metadata: BTreeMap<&'static str, &'a crate::format::PriorSpec>,
-    perturbations: &'a [Named],
+    perturbations: Vec<PerturbationInfo<'a>>,
+    /// What to predict when the user names nothing ([`ModelConfig::default_perturbation`]).
+    default_perturbation: Option<&'a str>,
     contexts: &'a [Named],
     provenance: &'a serde_json::Value,
     /// Format 2: the encoder's covariates (empty in format 1).
     covariates: &'a [crate::format::NumericField],
     /// The familiarity calibration, or null.
     familiarity: Option<CalibrationInfo<'a>>,
+}
+
+/// A known perturbation, and whether it is a control ([`ModelConfig::is_control`]).
+#[derive(Serialize)]
+struct PerturbationInfo<'a> {
+    name: &'a str,
+    metadata: &'a Metadata,
+    control: bool,
 }
 
 #[derive(Serialize)]
@@ -338,50 +327,43 @@ pub struct RefcastModel {
     config: Rc<ModelConfig>,
     backend: String,
     adapter: String,
+    backend_reason: String,
 }
 
 #[wasm_bindgen]
 impl RefcastModel {
-    /// Parses and validates a model file and uploads it to `backend` (`webgpu` or `cpu`).
-    /// `bytes` stays a JS array until the device is open and the first pipelines are compiling:
-    /// copying a model into wasm memory takes milliseconds.
+    /// Parses and validates a model file and uploads it to the backend the library's policy picks
+    /// for `backend` (`auto`, `webgpu` or `cpu`; see [`Engine::open`]). `bytes` stays a JS array
+    /// until the device is open and the first pipelines are compiling: copying a model into wasm
+    /// memory takes milliseconds.
     pub async fn load(bytes: Uint8Array, backend: String) -> Result<RefcastModel, JsValue> {
-        let (engine, adapter, file) = match backend.as_str() {
-            "cpu" => {
-                let file = ModelFile::from_bytes(&bytes.to_vec()).map_err(refcast_error)?;
-                (Engine::Cpu(Box::new(Session::cpu(&file).map_err(refcast_error)?)), "CPU (WebAssembly)".to_string(), file)
-            }
-            "webgpu" => {
-                // The device first, so that the browser compiles the first prediction's pipelines
-                // on its own threads while this thread parses and uploads the model: the kernels
-                // every model uses during the parse, the model's linear-layer variants and
-                // activation during the upload (see GpuBackend::prebuild), and on into the first
-                // call, which reads its sample before it waits for them.
-                let mut gpu = GpuBackend::new().await.map_err(refcast_error)?;
-                let style = gpu.kernel_style();
-                let common = gpu.prebuild(&forward_kernels(style, &[], &[])).map_err(refcast_error)?;
-                yield_to_browser().await;
-                let file = ModelFile::from_bytes(&bytes.to_vec()).map_err(refcast_error)?;
-                let own = forward_kernels(style, &linear_dtypes(&file), &[file.config.architecture.activation]);
-                let linear = gpu.prebuild(&own).map_err(refcast_error)?;
-                yield_to_browser().await;
-                let device = gpu.device().clone();
-                let info = gpu.adapter_info();
-                let adapter = if info.name.is_empty() {
-                    "WebGPU".to_string()
-                } else {
-                    format!("WebGPU: {}{}", info.name, if info.driver.is_empty() { String::new() } else { format!(" ({})", info.driver) })
-                };
-                let session = Box::new(Session::new(gpu, &file).map_err(refcast_error)?);
-                // Not awaited here: the first call reads its sample while they finish.
-                (Engine::Gpu { session, device, prebuilt: vec![common, linear] }, adapter, file)
-            }
-            other => return Err(usage(format!("unknown backend '{other}' (expected webgpu or cpu)"))),
+        let kind: BackendKind = match backend.as_str() {
+            "auto" | "webgpu" | "cpu" => backend.parse().map_err(|e: String| usage(e))?,
+            other => return Err(usage(format!("unknown backend '{other}' (expected 'auto', 'webgpu' or 'cpu')"))),
         };
-        Ok(RefcastModel { state: Rc::new(RefCell::new(State { engine: Some(engine), disposed: false })), config: Rc::new(file.config), backend, adapter })
+        let engine = Engine::open(kind, || ModelFile::from_bytes(&bytes.to_vec())).await.map_err(refcast_error)?;
+        let (backend, adapter) = match engine.gpu() {
+            Some(session) => {
+                let info = session.backend().adapter_info();
+                let adapter = if info.name.trim().is_empty() { "WebGPU".to_string() } else { format!("WebGPU: {}", adapter_name(info)) };
+                ("webgpu".to_string(), adapter)
+            }
+            None => ("cpu".to_string(), "CPU (WebAssembly)".to_string()),
+        };
+        let config = Rc::new(engine.config().clone());
+        let backend_reason = engine.choice().reason.clone();
+        let state = Rc::new(RefCell::new(State { engine: Some(engine), disposed: false }));
+        Ok(RefcastModel { state, config, backend, adapter, backend_reason })
     }
 
-    /// `webgpu` or `cpu`.
+    /// Why this backend: "requested", "a GPU adapter was found", or why `auto` fell back to the
+    /// CPU.
+    #[wasm_bindgen(getter, js_name = backendReason)]
+    pub fn backend_reason(&self) -> String {
+        self.backend_reason.clone()
+    }
+
+    /// `webgpu` or `cpu`.    /// `webgpu` or `cpu`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.backend.clone()
@@ -407,7 +389,8 @@ impl RefcastModel {
             genes: c.architecture.genes,
             latent: c.architecture.latent,
             metadata,
-            perturbations: &c.perturbations,
+            perturbations: c.perturbations.iter().map(|n| PerturbationInfo { name: &n.name, metadata: &n.metadata, control: ModelConfig::is_control(n) }).collect(),
+            default_perturbation: c.default_perturbation().map(|n| n.name.as_str()),
             contexts: &c.contexts,
             provenance: &c.provenance,
             covariates: &c.covariates,
@@ -436,7 +419,7 @@ impl RefcastModel {
     #[wasm_bindgen(js_name = inspectSample)]
     pub fn inspect_sample(&self, sample: &[u8], options: JsValue) -> Result<JsValue, JsValue> {
         let o: SampleOptions = if options.is_undefined() { SampleOptions::default() } else { from_js(options, "sample options")? };
-        let table = parse_table(sample, o.values.as_deref())?;
+        let table = parse_table(sample, o.values.as_deref(), o.file_name.as_deref())?;
         let s = column(&table, o.column.as_ref())?;
         let guard = self.state.borrow();
         let engine = guard.engine.as_ref().ok_or_else(|| self.gone())?;
@@ -459,14 +442,16 @@ impl RefcastModel {
     }
 
     /// Runs the sample against every known perturbation (or the ones given) and ranks them by
-    /// effect size, or by reversal of `signature` when one is given.
-    pub fn screen(&self, sample: Vec<u8>, options: JsValue) -> Result<js_sys::Promise, JsValue> {
-        let o: ScreenOptions = if options.is_undefined() { ScreenOptions::default() } else { from_js(options, "screen options")? };
+    /// effect size, or by reversal of `signature` when one is given. `on_progress(done, total)`
+    /// is called after each chunk of perturbations, and the page gets its event loop back
+    /// between chunks.
+    pub fn screen(&self, sample: Vec<u8>, options: JsValue, on_progress: Option<js_sys::Function>) -> Result<js_sys::Promise, JsValue> {
+        let o: ScreenOptionsJs = if options.is_undefined() { ScreenOptionsJs::default() } else { from_js(options, "screen options")? };
         let cfg = self.config.clone();
         let mut engine = self.take()?;
         let slot = self.state.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let result = screen(&mut engine, &cfg, &sample, o).await;
+            let result = screen(&mut engine, &cfg, &sample, o, on_progress).await;
             put_back(&slot, engine);
             result
         }))
@@ -495,17 +480,9 @@ impl RefcastModel {
     }
 }
 
+/// Frees a model's engine: on WebGPU its device at once.
 fn release(engine: Engine) {
-    if let Engine::Gpu { session, device, prebuilt } = engine {
-        drop(session);
-        device.destroy();
-        // Settles the pipelines still compiling, so that none is left unobserved.
-        wasm_bindgen_futures::spawn_local(async move {
-            for p in prebuilt {
-                p.ready().await;
-            }
-        });
-    }
+    wasm_bindgen_futures::spawn_local(engine.release());
 }
 
 /// Returns the engine after a call; a model disposed meanwhile is released instead.
@@ -529,9 +506,13 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     }
     let (references, table) = match &sample {
         Some(bytes) => {
-            let table = parse_table(bytes, o.values.as_deref())?;
+            let table = parse_table(bytes, o.values.as_deref(), o.file_name.as_deref())?;
             let cols = columns(&table, o.column.as_ref(), o.columns.as_ref())?;
-            let refs = cols.into_iter().map(|s| engine.reference(&table, s)).collect::<crate::Result<Vec<_>>>().map_err(refcast_error)?;
+            let refs = cols
+                .into_iter()
+                .map(|s| with_library_size(engine.reference(&table, s)?, o.library_size))
+                .collect::<crate::Result<Vec<_>>>()
+                .map_err(refcast_error)?;
             (refs, Some(table))
         }
         None if o.column.is_some() || o.columns.is_some() => return Err(usage("column(s) given without a sample")),
@@ -543,10 +524,11 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     if let Some(c) = o.condition_on {
         req.condition_on = c;
     }
-    if let Some(l) = o.library_size {
-        req.library_size = l;
+    if let (Some(l), None) = (o.library_size, &table) {
+        req.library_size = l as f32;
     }
     req.mode = prediction_mode(o.mode.as_deref())?;
+    req.baseline = baseline(o.baseline.as_deref())?.unwrap_or_else(|| Baseline::default_for(req.mode, cfg.control().is_some()));
     if let Some(n) = o.num_samples {
         let seed = o.seed.unwrap_or(0.0);
         if seed < 0.0 || seed.fract() != 0.0 || seed > 9_007_199_254_740_991.0 {
@@ -588,26 +570,73 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     };
     set(&out, "reference", if infos.length() > 0 { infos.get(0) } else { JsValue::NULL });
     set(&out, "references", infos);
-    set(&out, "familiarity", familiarity_list(&pred.familiarity));
+    set(&out, "baseline", if pred.log_fold_change.is_some() { JsValue::from(baseline_name(req.baseline)) } else { JsValue::NULL });
+    if let (Some(n), Some(lfc)) = (o.top, &pred.log_fold_change) {
+        // Each row's extremes, over the genes its reference measured (all, for prompt-only rows).
+        let all: Vec<usize> = (0..pred.genes).collect();
+        let measured: Vec<Vec<usize>> = req.references.iter().map(Reference::measured_genes).collect();
+        let tops: Array = pred
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(r, row)| {
+                let genes = measured.get(row.reference).unwrap_or(&all);
+                let (up, down) = top_changes(crate::request::Prediction::row(lfc, pred.genes, r), genes, n);
+                let o = Object::new();
+                set(&o, "topUp", genes_js(&up, cfg));
+                set(&o, "topDown", genes_js(&down, cfg));
+                JsValue::from(o)
+            })
+            .collect();
+        set(&out, "top", tops);
+    }
+    set(&out, "familiarity", familiarity_list(&pred.familiarity)?);
     Ok(out.into())
 }
 
-async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: ScreenOptions) -> Result<JsValue, JsValue> {
-    let table = parse_table(sample, o.values.as_deref())?;
+/// A reference with the library size given for it, if any (see [`Reference::with_library_size`]).
+fn with_library_size(r: Reference, library_size: Option<f64>) -> crate::Result<Reference> {
+    match library_size {
+        Some(reads) => r.with_library_size(reads),
+        None => Ok(r),
+    }
+}
+
+fn baseline_name(b: Baseline) -> &'static str {
+    match b {
+        Baseline::Reference => "reference",
+        Baseline::Control => "control",
+    }
+}
+
+async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: ScreenOptionsJs, on_progress: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
+    let table = parse_table(sample, o.values.as_deref(), o.file_name.as_deref())?;
     let s = column(&table, o.column.as_ref())?;
-    let reference = engine.reference(&table, s).map_err(refcast_error)?;
+    let reference = with_library_size(engine.reference(&table, s).map_err(refcast_error)?, o.library_size).map_err(refcast_error)?;
     let ctx = match o.context {
         Some(c) => context(cfg, c)?,
         None => Metadata::new(),
     };
-    let list: Option<Vec<Named>> = o.perturbations.map(|ps| ps.into_iter().map(|p| perturbation(cfg, p)).collect());
-    let signature = o.signature.map(|m| Signature::Weighted(m.into_iter().collect()));
-    let mode = prediction_mode(o.mode.as_deref())?;
-    let screen = engine.screen(&reference, &ctx, list.as_deref(), signature.as_ref(), mode).await.map_err(refcast_error)?;
+    let options = ScreenOptions {
+        perturbations: o.perturbations.map(|ps| ps.into_iter().map(|p| perturbation(cfg, p)).collect()),
+        signature: o.signature.map(Signature::from),
+        mode: prediction_mode(o.mode.as_deref())?,
+        baseline: baseline(o.baseline.as_deref())?,
+        condition_on: o.condition_on,
+    };
+    let mut progress = |done: usize, total: usize| {
+        if let Some(f) = &on_progress {
+            let _ = f.call2(&JsValue::NULL, &(done as u32).into(), &(total as u32).into());
+        }
+    };
+    let screen = engine.screen(&reference, &ctx, &options, &mut progress).await.map_err(refcast_error)?;
     let out = Object::new();
     let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg).map(JsValue::from)).collect::<Result<_, _>>()?;
     set(&out, "hits", ranked);
-    set(&out, "familiarity", familiarity_list(&screen.familiarity));
+    set(&out, "mode", screen.mode.to_string());
+    set(&out, "baseline", baseline_name(screen.baseline));
+    set(&out, "signatureUnknown", screen.signature_unknown.iter().map(|g| JsValue::from(g.as_str())).collect::<Array>());
+    set(&out, "familiarity", familiarity_list(&screen.familiarity)?);
     set(&out, "reference", reference_js(&reference, &table));
     Ok(out.into())
 }

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use refcast::format::synthetic::{SyntheticSpec, random_model, random_model_v2};
+use refcast::synthetic::{SyntheticSpec, random_model, random_model_v2};
 use refcast::format::{MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelFile};
 use refcast::quant::DType;
 use refcast::sample::{MAX_COLUMNS, MAX_ROWS, MAX_SAMPLE_BYTES, SampleTable, ValueKind};
@@ -354,6 +354,11 @@ bad_inputs! {
         std::fs::write(w.path("SHA256SUMS"), "# models\nnot-a-digest  model.safetensors\n").unwrap();
         cli_error(&w, &["info", "{dir}/model.safetensors"])
     } => ["SHA256SUMS line 2", "not a SHA-256 digest"];
+    model_checksum_manifest_over_its_size_limit: {
+        let w = Workdir::new();
+        sparse(&w.path("SHA256SUMS"), refcast::format::checksum::MAX_MANIFEST_BYTES + 1);
+        cli_error(&w, &["info", "{dir}/model.safetensors"])
+    } => ["SHA256SUMS", "too large for a checksum manifest"];
     model_file_over_the_size_limit: {
         let w = Workdir::new();
         sparse(&w.path("huge.safetensors"), MAX_MODEL_BYTES + 1);

@@ -1,7 +1,7 @@
 //! Model files: round trips through refcast's writer and the Python `safetensors` package, and
 //! clear errors for damaged files.
 
-use refcast::format::synthetic::{SyntheticSpec, random_model};
+use refcast::synthetic::{SyntheticSpec, random_model};
 use refcast::format::{ModelFile, TensorSpec};
 use refcast::quant::DType;
 

@@ -6,12 +6,12 @@
 mod common;
 
 use refcast::backend::Backend;
-use refcast::format::synthetic::{SyntheticSpec, library_size_field, random_model, random_model_v2};
+use refcast::synthetic::{SyntheticSpec, library_size_field, random_model, random_model_v2};
 use refcast::format::{Latent, ModelFile};
 use refcast::ops::kernel::KernelStyle;
 use refcast::quant::{DType, Matrix};
 use refcast::sample::{SampleTable, ValueKind};
-use refcast::session::{PredictionMode, Request, Sampling, Session, pearson};
+use refcast::session::{PredictionMode, Request, Sampling, ScreenOptions, Session, pearson};
 use refcast::{CpuBackend, Group, Metadata, Prediction, Reference, metadata};
 
 /// The tiny synthetic sizes with a 32-wide perturbation latent, so that the perturbation path's
@@ -251,7 +251,7 @@ fn familiarity_reports_the_reconstruction_and_the_nearest_context() {
     assert_eq!(f.nearest_context.as_deref(), Some("the reference's own"));
     assert!(f.distance.unwrap() < 1e-5, "{f:?}");
     assert_eq!((f.outside, f.reasons.len()), (Some(false), 0));
-    let screen = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap();
+    let screen = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &ScreenOptions::default())).unwrap();
     // The screen decodes the control among other rows: the same numbers to f32 rounding.
     assert_eq!(screen.familiarity.len(), 1);
     let sf = &screen.familiarity[0];

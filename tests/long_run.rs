@@ -20,7 +20,7 @@ mod common;
 use std::sync::{Mutex, MutexGuard};
 
 use refcast::backend::{Backend, GpuBackend};
-use refcast::format::synthetic::{SyntheticSpec, random_model};
+use refcast::synthetic::{SyntheticSpec, random_model};
 use refcast::quant::DType;
 use refcast::sample::{SampleTable, ValueKind};
 use refcast::session::{Prediction, Request, Sampling, Session};

@@ -2,10 +2,10 @@
 //! never changes a row, samples are reproducible, inputs are checked, the prediction modes are
 //! what they say (also through the command line).
 
-use refcast::format::synthetic::{SyntheticSpec, random_model};
+use refcast::synthetic::{SyntheticSpec, random_model};
 use refcast::quant::DType;
 use refcast::sample::{SampleTable, ValueKind};
-use refcast::session::{Baseline, PredictionMode, Request, Sampling, Session, Signature};
+use refcast::session::{Baseline, PredictionMode, Request, Sampling, ScreenOptions, Session, Signature};
 use refcast::{Group, Metadata, Reference, metadata};
 
 fn session() -> Session<refcast::CpuBackend> {
@@ -146,7 +146,7 @@ fn bad_requests_are_explained() {
 fn screen_ranks_every_known_perturbation() {
     let mut s = session();
     let refs = references(&s, 160);
-    let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits;
+    let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &ScreenOptions::default())).unwrap().hits;
     assert_eq!(hits.len(), s.config().perturbations.len());
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     // Counterfactual (the default): every perturbation moves the sample but the control.
@@ -155,7 +155,7 @@ fn screen_ranks_every_known_perturbation() {
     // Reversing the strongest hit's own profile ranks it last.
     let top = &hits[0];
     let sig = Signature::Weighted(top.top_up.iter().chain(&top.top_down).map(|(g, v)| (format!("GENE{g}"), *v as f64)).collect());
-    let rev = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(&sig))).unwrap().hits;
+    let rev = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &signed(sig))).unwrap().hits;
     assert_eq!(rev.last().unwrap().name, top.name);
     assert!(rev.last().unwrap().reversal.unwrap() < 0.0);
 }
@@ -169,9 +169,14 @@ fn mean(genes: &[(usize, f32)]) -> f32 {
     genes.iter().map(|(_, v)| v).sum::<f32>() / genes.len() as f32
 }
 
+/// Screen options ranking by reversal of `signature`.
+fn signed(signature: Signature) -> ScreenOptions {
+    ScreenOptions { signature: Some(signature), ..Default::default() }
+}
+
 /// The screen of the first reference against `sig`.
 fn screen_with(s: &mut Session<refcast::CpuBackend>, refs: &[Reference], sig: &Signature) -> Vec<refcast::ScreenHit> {
-    pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(sig))).unwrap().hits
+    pollster::block_on(s.screen(&refs[0], &Metadata::new(), &signed(sig.clone()))).unwrap().hits
 }
 
 fn hit<'a>(hits: &'a [refcast::ScreenHit], name: &str) -> &'a refcast::ScreenHit {
@@ -185,7 +190,7 @@ fn hit<'a>(hits: &'a [refcast::ScreenHit], name: &str) -> &'a refcast::ScreenHit
 fn a_gene_set_ranks_lowering_its_genes_above_raising_them() {
     let mut s = session();
     let refs = references(&s, 160);
-    let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits;
+    let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &ScreenOptions::default())).unwrap().hits;
     let (top, control_name) = (&hits[0], hits.iter().find(|h| h.metadata == control(&s)).unwrap().name.clone());
     let raised = &top.top_up[..3];
     let lowered = &top.top_down[..3];
@@ -209,7 +214,7 @@ fn a_gene_set_ranks_lowering_its_genes_above_raising_them() {
 fn an_up_down_set_scores_the_down_mean_minus_the_up_mean() {
     let mut s = session();
     let refs = references(&s, 160);
-    let top = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits.remove(0);
+    let top = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &ScreenOptions::default())).unwrap().hits.remove(0);
     let (up, down) = (&top.top_up[..3], &top.top_down[..2]);
     let sig = Signature::Sets { up: names(up), down: names(down) };
     let r = hit(&screen_with(&mut s, &refs, &sig), &top.name).reversal.unwrap();
@@ -222,7 +227,7 @@ fn an_up_down_set_scores_the_down_mean_minus_the_up_mean() {
 fn weighted_scores_are_scale_free_and_finite() {
     let mut s = session();
     let refs = references(&s, 160);
-    let top = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits.remove(0);
+    let top = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &ScreenOptions::default())).unwrap().hits.remove(0);
     let genes: Vec<(usize, f32)> = top.top_up[..2].iter().chain(&top.top_down[..2]).copied().collect();
     let weights = [2.0, 1.0, -1.0, -0.5];
     let weighted = |scale: f64| Signature::Weighted(genes.iter().zip(weights).map(|((g, _), w)| (format!("GENE{g}"), w * scale)).collect());
@@ -242,10 +247,10 @@ fn unknown_signature_genes_are_reported() {
     let mut s = session();
     let refs = references(&s, 160);
     let sig = Signature::Sets { up: vec!["GENE1".into(), "NOPE1".into(), "GENE2".into(), "GENE3".into()], down: vec!["NOPE2".into()] };
-    let screen = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(&sig))).unwrap();
+    let screen = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &signed(sig))).unwrap();
     assert_eq!(screen.signature_unknown, ["NOPE1", "NOPE2"]);
     let few = Signature::Sets { up: vec!["GENE1".into(), "NOPE1".into(), "GENE2".into()], down: vec![] };
-    let e = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, Some(&few))).unwrap_err().to_string();
+    let e = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &signed(few))).unwrap_err().to_string();
     assert!(e.contains("only 2 of the signature's 3 genes") && e.contains("'NOPE1'"), "{e}");
 }
 
@@ -415,11 +420,11 @@ fn screens_rank_in_the_chosen_mode() {
     let mut s = session();
     let refs = references(&s, 150);
     let screen = |s: &mut Session<refcast::CpuBackend>, mode| {
-        pollster::block_on(s.screen_against(&refs[0], &Metadata::new(), None, None, Baseline::Reference, mode)).unwrap().hits
+        pollster::block_on(s.screen(&refs[0], &Metadata::new(), &ScreenOptions { mode, baseline: Some(Baseline::Reference), ..Default::default() })).unwrap().hits
     };
     let cf = screen(&mut s, PredictionMode::Counterfactual);
     let dec = screen(&mut s, PredictionMode::Decoded);
-    let default = pollster::block_on(s.screen(&refs[0], &Metadata::new(), None, None)).unwrap().hits;
+    let default = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &ScreenOptions::default())).unwrap().hits;
     assert_eq!(cf.iter().map(|h| (&h.name, h.score)).collect::<Vec<_>>(), default.iter().map(|h| (&h.name, h.score)).collect::<Vec<_>>());
     let known: Vec<Metadata> = s.config().perturbations.iter().map(|n| n.metadata.clone()).collect();
     let mut req = Request::conditioned(refs[..1].to_vec(), known);
@@ -445,9 +450,9 @@ fn screens_rank_in_the_chosen_mode() {
 // ---------------------------------------------------------------------------------------------
 // The command line
 
-/// `refcast predict|screen --mode`: counterfactual by default, decoded on request, the same
-/// fold changes against the control as against the reference in the counterfactual mode, and a
-/// clear error for an unknown mode.
+/// `refcast predict|screen --mode`: counterfactual by default, decoded on request (its fold
+/// changes against the predicted control by default), the same fold changes against the control
+/// as against the reference in the counterfactual mode, and a clear error for an unknown mode.
 #[test]
 fn the_command_line_takes_the_prediction_mode() {
     let dir = tempfile::tempdir().unwrap();
@@ -477,6 +482,7 @@ fn the_command_line_takes_the_prediction_mode() {
     let cf = table(&[&p[..], &["--mode", "counterfactual"]].concat());
     let cf_versus_control = table(&[&p[..], &["--mode", "counterfactual", "--versus", "control"]].concat());
     let dec = table(&[&p[..], &["--mode", "decoded"]].concat());
+    let dec_versus_reference = table(&[&p[..], &["--mode", "decoded", "--versus", "reference"]].concat());
     let dec_control = table(&["--perturbation", "none (control)", "--mode", "decoded"]);
     assert_eq!(default, cf, "counterfactual is the default");
     assert_eq!(cf_versus_control, cf);
@@ -486,7 +492,10 @@ fn the_command_line_takes_the_prediction_mode() {
         let want = (reference + dec[g][1] - dec_control[g][1]).max(0.0);
         assert!((predicted - want).abs() <= 2e-5, "gene {g}: {predicted} vs {want}");
         assert!((lfc - (predicted - reference)).abs() <= 2e-5, "gene {g}: fold change {lfc}");
-        assert!((dec[g][2] - (dec[g][1] - dec[g][0])).abs() <= 2e-5, "gene {g}: decoded fold change");
+        // Decoded profiles are measured against the predicted control unless asked otherwise.
+        assert!((dec[g][2] - (dec[g][1] - dec_control[g][1])).abs() <= 2e-5, "gene {g}: decoded fold change");
+        let vs_reference = &dec_versus_reference[g];
+        assert!((vs_reference[2] - (vs_reference[1] - vs_reference[0])).abs() <= 2e-5, "gene {g}: decoded fold change vs the reference");
     }
     let (ok, _, stderr) = run("predict", &["--mode", "reconstruction"]);
     assert!(!ok && stderr.contains("unknown prediction mode 'reconstruction'") && stderr.contains("counterfactual or decoded"), "{stderr}");

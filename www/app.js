@@ -135,7 +135,7 @@ function fillConditions(info) {
   }
   ctx.value = [...ctx.options].some((o) => o.value === previousContext) ? previousContext : '';
 
-  fillPerturbations(info.perturbations);
+  fillPerturbations(info.perturbations, info.defaultPerturbation);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -144,7 +144,6 @@ function fillConditions(info) {
 // one flat list otherwise; and what is selected, which a search never changes.
 
 const CLASS_FIELD = 'perturbation_class';
-const DEFAULT_PERTURBATION = 'IFN-beta 6 h';
 const picker = {
   items: [], // { name, key (lower case), label, input }
   groups: [], // { name, details, count, items }
@@ -152,22 +151,18 @@ const picker = {
   open: new Map(), // group name → open, as the user left it while not searching
 };
 
-/** The selection for a model that has none yet: IFN-beta 6 h when it has it, else the first non-control entry. */
-function defaultPerturbation(list) {
-  return (list.find((p) => p.name.startsWith(DEFAULT_PERTURBATION)) ?? list.find((p) => !isControl(p)))?.name;
-}
-
 /** The group of a perturbation: its class, or "other" where it has none. */
 function classOf(p) {
   const c = String(p.metadata[CLASS_FIELD] ?? '').trim();
   return c && c.toLowerCase() !== 'unknown' ? c : 'other';
 }
 
-function fillPerturbations(list) {
+/** `list`: the model's perturbations; `first`: what to select for a model that has no selection yet. */
+function fillPerturbations(list, first) {
   const before = new Set(selectedPerturbations());
   const kept = list.filter((p) => before.has(p.name)).map((p) => p.name);
-  const chosen = new Set(kept.length ? kept : [defaultPerturbation(list)].filter(Boolean));
-  const grouped = list.some((p) => !isControl(p) && CLASS_FIELD in p.metadata);
+  const chosen = new Set(kept.length ? kept : [first].filter(Boolean));
+  const grouped = list.some((p) => !p.control && CLASS_FIELD in p.metadata);
   picker.items = list.map((p, i) => {
     const input = document.createElement('input');
     input.type = 'checkbox';
@@ -175,8 +170,8 @@ function fillPerturbations(list) {
     input.id = `pert-${i}`;
     input.checked = chosen.has(p.name);
     const label = el('label');
-    label.append(input, ` ${p.name}${isControl(p) && !/control/i.test(p.name) ? ' (control)' : ''}`);
-    return { name: p.name, key: p.name.toLowerCase(), label, input, group: grouped && !isControl(p) ? classOf(p) : null };
+    label.append(input, ` ${p.name}${p.control && !/control/i.test(p.name) ? ' (control)' : ''}`);
+    return { name: p.name, key: p.name.toLowerCase(), label, input, group: grouped && !p.control ? classOf(p) : null };
   });
   picker.loose = el('div', undefined, 'checks');
   picker.loose.append(...picker.items.filter((it) => it.group === null).map((it) => it.label));
@@ -278,6 +273,7 @@ async function inspect() {
     const r = await state.model.inspectSample(state.sample.bytes, {
       values: $('values-select').value,
       column: col.value ? Number(col.value) : 0,
+      fileName: state.sample.name,
     });
     if (r.columns.length > 1 && col.options.length !== r.columns.length) {
       col.replaceChildren(...r.columns.map((c, i) => Object.assign(el('option', c), { value: String(i) })));
@@ -286,7 +282,7 @@ async function inspect() {
     state.sample.ok = true;
     show(
       $('sample-status'),
-      `${state.sample.name}: sample “${sampleName(r, state.sample.name)}”, ${r.rows.toLocaleString('en')} genes read as ${r.valueKind === 'counts' ? `raw counts (library size ${Math.round(r.librarySize).toLocaleString('en')})` : 'log-CPM'}. ${r.report}.`,
+      `${state.sample.name}: sample “${r.name}”, ${r.rows.toLocaleString('en')} genes read as ${r.valueKind === 'counts' ? `raw counts (library size ${Math.round(r.librarySize).toLocaleString('en')})` : 'log-CPM'}. ${r.report}.`,
     );
   } catch (e) {
     state.sample.ok = false;
@@ -317,11 +313,12 @@ async function useExample(path, name) {
 // ---------------------------------------------------------------------------------------------
 // Predict and screen
 
-const isControl = (p) => Object.values(p.metadata).some((v) => String(v).toLowerCase() === 'none');
+/** Genes listed per direction under a prediction (the volcano plot labels the first 8 of each). */
+const TOP_GENES = 15;
 
-/** The model's untreated control perturbation, if it has one. */
-function controlName() {
-  return state.info?.perturbations.find(isControl)?.name ?? null;
+/** Whether the model has an untreated control to measure decoded profiles against. */
+function hasControl() {
+  return !!state.info?.perturbations.some((p) => p.control);
 }
 
 function selectedPerturbations() {
@@ -340,10 +337,6 @@ function conditionOn() {
   return groups;
 }
 
-/** The sample's name: its column header, or the file's name when the header is generic. */
-function sampleName(r, file) {
-  return r.columns.length === 1 && /^(counts?|values?|log_?cpm|expression|sample1)$/i.test(r.name) ? file.replace(/\.[^.]*$/, '') : r.name;
-}
 
 function setReady() {
   const ready = !!state.model && !!state.sample?.ok && !state.busy;
@@ -358,6 +351,7 @@ function request() {
     sample: state.sample.bytes,
     values: $('values-select').value,
     column: $('column-select').value ? Number($('column-select').value) : 0,
+    fileName: state.sample.name,
     context: context || undefined,
   };
 }
@@ -370,15 +364,12 @@ async function run() {
   show($('run-error'), '');
   show($('run-status'), 'Predicting…');
   try {
-    // Decoded profiles: the control rides along so that effects can be shown relative to the
-    // predicted control (a counterfactual profile's control is the measured sample itself).
+    // Decoded profiles are measured against the baseline chosen (the library's default: the
+    // predicted control); a counterfactual profile's control is the measured sample itself.
     const m = mode();
-    const control = m === 'decoded' ? controlName() : null;
-    const all = control && !perturbations.includes(control) ? [...perturbations, control] : perturbations;
-    const p = await state.model.predict({ ...request(), perturbations: all, conditionOn: conditionOn(), mode: m });
+    const baseline = m === 'decoded' && hasControl() ? $('baseline-select').value : undefined;
+    const p = await state.model.predict({ ...request(), perturbations, conditionOn: conditionOn(), mode: m, baseline, top: TOP_GENES });
     state.prediction = p;
-    state.shown = perturbations.length;
-    state.controlRow = control ? all.indexOf(control) : -1;
     state.predictionSample = state.sample.name;
     show($('run-status'), '');
     renderPrediction();
@@ -402,7 +393,8 @@ async function screen() {
   show($('run-error'), '');
   show($('run-status'), 'Running every perturbation…');
   try {
-    const s = await rankAll();
+    const progress = (done, total) => show($('run-status'), `Running every perturbation… ${done.toLocaleString('en')} of ${total.toLocaleString('en')}`);
+    const s = await state.model.screen({ ...request(), mode: mode(), conditionOn: conditionOn(), onProgress: progress });
     show($('run-status'), '');
     renderScreen(s);
     document.body.dataset.screen = 'done';
@@ -420,23 +412,23 @@ function renderPrediction() {
   $('results').hidden = false;
   const sel = $('result-pert');
   sel.replaceChildren(
-    ...p.rows.slice(0, state.shown).map((r, i) => Object.assign(el('option', p.perturbations[r.perturbation].name), { value: String(i) })),
+    ...p.rows.map((r, i) => Object.assign(el('option', p.perturbations[r.perturbation].name), { value: String(i) })),
   );
-  sel.hidden = $('result-pert-label').hidden = state.shown < 2;
+  sel.hidden = $('result-pert-label').hidden = p.rows.length < 2;
   const base = $('baseline-select');
   const counterfactual = p.mode === 'counterfactual';
   base.hidden = $('baseline-label').hidden = counterfactual;
   $('baseline-note').hidden = !counterfactual;
-  base.options[0].disabled = state.controlRow < 0;
-  if (state.controlRow < 0) base.value = 'reference';
+  base.options[0].disabled = !hasControl();
+  if (p.baseline) base.value = p.baseline;
   const where = p.backend === 'webgpu' ? `GPU (${state.model.adapter})` : 'CPU (WebAssembly)';
   const profile = counterfactual
     ? 'your sample’s profile changed by the predicted effect (counterfactual)'
     : 'the model’s reconstruction of your sample under the perturbation (decoded)';
   $('timings').textContent =
-    `Sample “${sampleName(p.reference, state.predictionSample)}” from ${state.predictionSample}; predicted: ${profile}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
+    `Sample “${p.reference.name}” from ${state.predictionSample}; predicted: ${profile}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
     `(model loaded in ${ms(state.model.loadMs)}). ${p.reference.report}.`;
-  renderFamiliarity($('familiarity'), p.familiarity, sampleName(p.reference, state.predictionSample));
+  renderFamiliarity($('familiarity'), p.familiarity, p.reference.name);
   renderRow(0);
 }
 
@@ -461,23 +453,15 @@ function renderRow(r) {
   const genes = state.model.genes;
   const n = p.genes;
   const pred = p.logCpm.subarray(r * n, (r + 1) * n);
-  const vsControl = p.mode === 'decoded' && $('baseline-select').value === 'control' && state.controlRow >= 0;
-  let lfc = p.logFoldChange.subarray(r * n, (r + 1) * n);
-  if (vsControl) {
-    const ctl = p.logCpm.subarray(state.controlRow * n, (state.controlRow + 1) * n);
-    lfc = pred.map((v, g) => v - ctl[g]);
-  }
+  const vsControl = p.mode === 'decoded' && p.baseline === 'control';
+  const lfc = p.logFoldChange.subarray(r * n, (r + 1) * n);
   const label = vsControl ? 'log FC vs control' : 'log FC vs sample';
   for (const t of ['top-up', 'top-down']) $(t).tHead.rows[0].cells[1].textContent = label;
-  const measured = p.reference.measured;
-  const order = [];
-  for (let g = 0; g < n; g++) if (measured[g]) order.push(g);
-  order.sort((a, b) => lfc[b] - lfc[a]);
-  const top = 15;
+  const { topUp, topDown } = p.top[r];
   const fill = (id, list) => {
     const body = $(id).tBodies[0];
     body.replaceChildren(
-      ...list.map((g) => {
+      ...list.map(({ index: g }) => {
         const tr = el('tr');
         tr.append(
           el('td', genes[g]),
@@ -490,9 +474,10 @@ function renderRow(r) {
       }),
     );
   };
-  fill('top-up', order.slice(0, top));
-  fill('top-down', order.slice(-top).reverse());
-  drawVolcano(lfc, p.sigma, measured, genes, [...order.slice(0, 8), ...order.slice(-8)], vsControl ? 'predicted log fold change vs the predicted control' : 'predicted log fold change vs the measured sample');
+  fill('top-up', topUp);
+  fill('top-down', topDown);
+  const labelled = [...topUp.slice(0, 8), ...topDown.slice(0, 8)].map((e) => e.index);
+  drawVolcano(lfc, p.sigma, p.reference.measured, genes, labelled, vsControl ? 'predicted log fold change vs the predicted control' : 'predicted log fold change vs the measured sample');
 }
 
 function drawVolcano(lfc, sigma, measured, genes, labelled, xlabel) {
@@ -572,62 +557,15 @@ function niceStep(range) {
   return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
 }
 
-/** Perturbations per prediction when ranking them all: bounds the memory of one call's outputs. */
-const RANK_CHUNK = 64;
-
-/**
- * Every perturbation, ranked by the RMS of its predicted change over the sample's measured genes,
- * with the chosen mode and conditioning: counterfactual profiles against the measured sample (the
- * control, in that mode), decoded ones against the predicted control (against the measured sample
- * the model's reconstruction error would dominate). Decoded without a control: `screen` as it is.
- * Predicted in chunks (the control in the first), so that a model with many perturbations needs
- * no more memory than one chunk's rows.
- */
-async function rankAll() {
-  const m = mode();
-  const control = m === 'decoded' ? controlName() : null;
-  if (m === 'decoded' && !control) return { ...(await state.model.screen({ ...request(), mode: m })), mode: m, control: false };
-  const all = state.info.perturbations.map((p) => p.name);
-  const names = control ? [control, ...all.filter((n) => n !== control)] : all;
-  const t0 = performance.now();
-  const genes = state.model.genes;
-  const hits = [];
-  let first = null;
-  let ctl = null;
-  let measured = null;
-  for (let at = 0; at < names.length; at += RANK_CHUNK) {
-    if (at) show($('run-status'), `Running every perturbation… ${at.toLocaleString('en')} of ${names.length.toLocaleString('en')}`);
-    const chunk = names.slice(at, at + RANK_CHUNK);
-    const p = await state.model.predict({ ...request(), perturbations: chunk, conditionOn: conditionOn(), mode: m });
-    const n = p.genes;
-    if (!first) {
-      first = p;
-      if (control) ctl = p.logCpm.slice(0, n); // the control is row 0 of the first chunk
-      measured = [];
-      for (let g = 0; g < n; g++) if (p.reference.measured[g]) measured.push(g);
-    }
-    chunk.forEach((name, r) => {
-      const row = ctl ? p.logCpm.subarray(r * n, (r + 1) * n) : p.logFoldChange.subarray(r * n, (r + 1) * n);
-      const d = measured.map((g) => [g, ctl ? row[g] - ctl[g] : row[g]]);
-      const effectSize = Math.sqrt(d.reduce((a, [, v]) => a + v * v, 0) / Math.max(d.length, 1));
-      d.sort((a, b) => b[1] - a[1]);
-      const gene = ([g, v]) => ({ index: g, gene: genes[g], logFoldChange: v });
-      hits.push({ name, effectSize, topUp: d.slice(0, 10).map(gene), topDown: d.slice(-10).reverse().map(gene) });
-    });
-  }
-  hits.sort((a, b) => b.effectSize - a.effectSize);
-  return { hits, reference: first.reference, familiarity: first.familiarity, backend: first.backend, timings: { screenMs: performance.now() - t0 }, mode: m, control: !!ctl };
-}
-
 function renderScreen(s) {
   $('screen-results').hidden = false;
   const where = s.backend === 'webgpu' ? 'GPU' : 'CPU';
-  $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${sampleName(s.reference, state.sample.name)}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
-  renderFamiliarity($('screen-familiarity'), s.familiarity, sampleName(s.reference, state.sample.name));
+  $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${s.reference.name}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
+  renderFamiliarity($('screen-familiarity'), s.familiarity, s.reference.name);
   $('screen-effect').textContent =
     s.mode === 'counterfactual'
       ? 'effect size (RMS predicted log FC)'
-      : `effect size (RMS log FC vs ${s.control ? 'predicted control' : 'sample'}, decoded)`;
+      : `effect size (RMS log FC vs ${s.baseline === 'control' ? 'predicted control' : 'sample'}, decoded)`;
   const best = Math.max(...s.hits.map((h) => h.effectSize), 1e-9);
   const body = $('screen-table').tBodies[0];
   body.replaceChildren(
@@ -703,7 +641,10 @@ $('run').addEventListener('click', () => run());
 $('screen').addEventListener('click', () => screen());
 $('download').addEventListener('click', () => download());
 $('result-pert').addEventListener('change', (e) => renderRow(Number(e.target.value)));
-$('baseline-select').addEventListener('change', () => renderRow(Number($('result-pert').value || 0)));
+// Another baseline is another prediction: the library computes the fold changes.
+$('baseline-select').addEventListener('change', () => {
+  if (state.prediction) run();
+});
 
 const drop = $('drop');
 drop.addEventListener('dragover', (e) => {

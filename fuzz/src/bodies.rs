@@ -3,7 +3,7 @@
 //! this file by path. Each body panics only when refcast breaks a promise: a parser may reject
 //! any input, but must not panic, and what it accepts must be consistent.
 
-use refcast::format::synthetic::{SyntheticSpec, random_model};
+use refcast::synthetic::{SyntheticSpec, random_model};
 use refcast::format::{Gene, Latent, ModelFile, Trunk, expected_tensors};
 use refcast::quant::{DType, Matrix};
 use refcast::sample::{GeneIndex, Reference, SampleTable, ValueKind};

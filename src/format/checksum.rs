@@ -41,6 +41,52 @@ pub fn verify(bytes: &[u8], expected: &str, what: &str, source: &str) -> Result<
     Ok(())
 }
 
+/// Largest `SHA256SUMS` read: a manifest lists a few files, a line each.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// How [`verify_file`] checked a model file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// Against the digest the caller gave.
+    Given,
+    /// Against this manifest's entry.
+    Manifest(std::path::PathBuf),
+    /// This manifest lies beside the file but does not list it: not checked.
+    NotListed(std::path::PathBuf),
+    /// No digest is known: not checked.
+    Unknown,
+}
+
+/// Checks the bytes of the model file at `path` against `sha256` when given, else against a
+/// `SHA256SUMS` manifest beside it (read up to [`MAX_MANIFEST_BYTES`]) that lists it. A mismatch,
+/// or a manifest that cannot be parsed, is an error.
+pub fn verify_file(path: &std::path::Path, bytes: &[u8], sha256: Option<&str>) -> Result<Verified> {
+    use std::io::Read;
+    let what = path.display().to_string();
+    if let Some(hex) = sha256 {
+        verify(bytes, hex, &what, "--sha256")?;
+        return Ok(Verified::Given);
+    }
+    let manifest = path.with_file_name(MANIFEST);
+    let Ok(file) = std::fs::File::open(&manifest) else { return Ok(Verified::Unknown) };
+    let mut text = String::new();
+    if file.take(MAX_MANIFEST_BYTES + 1).read_to_string(&mut text).is_err() {
+        return Err(Error::format(format!("{}: not a text file", manifest.display())));
+    }
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(Error::format(format!("{}: over {} KiB, too large for a checksum manifest", manifest.display(), MAX_MANIFEST_BYTES >> 10)));
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let entry = manifest_entry(&text, name).map_err(|e| Error::format(format!("{}: {}", manifest.display(), strip(&e))))?;
+    match entry {
+        Some(hex) => {
+            verify(bytes, &hex, &what, &manifest.display().to_string())?;
+            Ok(Verified::Manifest(manifest))
+        }
+        None => Ok(Verified::NotListed(manifest)),
+    }
+}
+
 /// The digest a `SHA256SUMS` manifest lists for `file_name`, if any. Malformed lines are errors
 /// that name the line; blank lines and `#` comments are skipped.
 pub fn manifest_entry(manifest: &str, file_name: &str) -> Result<Option<String>> {

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ops::Activation;
 use crate::quant::DType;
 
 /// The newest format version this build reads and writes.
@@ -245,6 +244,15 @@ impl NumericField {
     }
 }
 
+/// An activation function named in the model file's architecture (its CPU twin and kernel are
+/// `ops::activation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    GeluTanh,
+    Relu,
+}
+
 /// A metadata value: a vocabulary entry or a number.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
@@ -337,48 +345,19 @@ impl ModelConfig {
     pub fn is_control(named: &Named) -> bool {
         named.metadata.values().any(|v| matches!(v, Value::Text(t) if t.eq_ignore_ascii_case("none")))
     }
+
+    /// The model's control perturbation: its first known perturbation that is a control.
+    pub fn control(&self) -> Option<&Named> {
+        self.perturbations.iter().find(|n| Self::is_control(n))
+    }
+
+    /// What to predict when no perturbation is named: the first that is not a control (a control
+    /// would predict no change), else the first.
+    pub fn default_perturbation(&self) -> Option<&Named> {
+        self.perturbations.iter().find(|n| !Self::is_control(n)).or(self.perturbations.first())
+    }
 }
 
 fn find<'a>(list: &'a [Named], name: &str) -> Option<&'a Named> {
     list.iter().find(|n| n.name.eq_ignore_ascii_case(name.trim()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn named(name: &str, fields: &[(&str, Value)]) -> Named {
-        Named { name: name.into(), metadata: fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
-    }
-
-    fn text(v: &str) -> Value {
-        Value::Text(v.into())
-    }
-
-    /// A model whose perturbation list has one compound in two spellings and at several doses.
-    fn config() -> ModelConfig {
-        let mut cfg = crate::format::synthetic::random_model(crate::format::synthetic::SyntheticSpec::tiny(DType::F32)).config;
-        cfg.perturbations = vec![
-            named("none (control)", &[("perturbation", text("none"))]),
-            named("dexamethasone 1 µM 18 h", &[("perturbation", text("dexamethasone")), ("class", text("glucocorticoid")), ("dose_um", Value::Number(1.0))]),
-            named("Dexamethasone 10 µM 24 h", &[("perturbation", text("Dexamethasone")), ("class", text("compound")), ("dose_um", Value::Number(10.0))]),
-            named("Dexamethasone 100 µM 24 h", &[("perturbation", text("Dexamethasone")), ("class", text("compound")), ("dose_um", Value::Number(100.0))]),
-        ];
-        cfg
-    }
-
-    #[test]
-    fn a_perturbation_is_found_by_name_then_by_its_value_spelt_exactly_then_in_any_case() {
-        let cfg = config();
-        assert_eq!(cfg.perturbation("DEXAMETHASONE 10 µM 24 H").name, "Dexamethasone 10 µM 24 h");
-        // the exact spelling picks the one airway entry although another study spells it otherwise
-        assert_eq!(cfg.perturbation("dexamethasone").name, "dexamethasone 1 µM 18 h");
-        // two entries share the exact spelling: the fields they agree on, dose left out
-        let shared = cfg.perturbation("Dexamethasone").metadata;
-        assert_eq!(shared, Metadata::from([("perturbation".to_string(), text("Dexamethasone")), ("class".to_string(), text("compound"))]));
-        // no exact spelling: one case-insensitive match is taken
-        assert_eq!(cfg.perturbation(" NONE ").metadata.get("perturbation"), Some(&text("none")));
-        // unknown: the value alone, for the vocabulary check to name
-        assert_eq!(cfg.perturbation("cisplatin").metadata, Metadata::from([("perturbation".to_string(), text("cisplatin"))]));
-    }
 }

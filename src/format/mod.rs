@@ -4,7 +4,7 @@
 
 pub mod checksum;
 pub mod config;
-pub mod synthetic;
+pub mod prior;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -369,7 +369,7 @@ fn validate_config(c: &ModelConfig) -> Result<()> {
         // Every value must be one the model's own priors accept, or predicting it would fail later
         // with a message about the user's input.
         for g in Group::ALL {
-            crate::metadata::encode(c.priors.of(g), g, &[&named.metadata])
+            prior::encode(c.priors.of(g), g, &[&named.metadata])
                 .map_err(|e| Error::format(format!("{list} entry '{}': {}", named.name, inner(&e))))?;
         }
     }

@@ -1,12 +1,6 @@
 //! Element-wise activations: GELU (tanh approximation, as PyTorch's `approximate="tanh"`) and ReLU.
 
-/// An activation function named in the model file's architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    GeluTanh,
-    Relu,
-}
+pub use crate::format::Activation;
 
 impl Activation {
     pub fn apply(self, v: f32) -> f32 {

@@ -27,13 +27,19 @@ pub enum KernelStyle {
 impl KernelStyle {
     /// `Flat` for adapters that run on the CPU, `Workgroup` otherwise.
     pub fn for_adapter(cpu_device: bool, names: &[&str]) -> Self {
-        const SOFTWARE: [&str; 4] = ["swiftshader", "llvmpipe", "lavapipe", "basic render driver"];
-        let named = names.iter().any(|n| {
+        if is_software_adapter(cpu_device, names) { KernelStyle::Flat } else { KernelStyle::Workgroup }
+    }
+}
+
+/// Whether an adapter emulates a GPU on the CPU: it says so (`cpu_device`: a CPU device type,
+/// or the browser's fallback adapter), or one of its names is a known software rasteriser.
+pub fn is_software_adapter(cpu_device: bool, names: &[&str]) -> bool {
+    const SOFTWARE: [&str; 4] = ["swiftshader", "llvmpipe", "lavapipe", "basic render driver"];
+    cpu_device
+        || names.iter().any(|n| {
             let n = n.to_lowercase();
             SOFTWARE.iter().any(|s| n.contains(s))
-        });
-        if cpu_device || named { KernelStyle::Flat } else { KernelStyle::Workgroup }
-    }
+        })
 }
 
 /// A WGSL source file from `shaders/`.

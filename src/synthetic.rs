@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::*;
-use crate::ops::{Activation, Philox};
+use crate::format::*;
+use crate::ops::Philox;
+use crate::quant::{DType, Matrix};
 
 /// Sizes of a synthetic model.
 #[derive(Clone, Copy, Debug)]

@@ -1,0 +1,251 @@
+//! Screens: one reference against many perturbations, ranked. The ranking (effect size or
+//! reversal of a signature), the baseline a screen's fold changes are measured against and the
+//! chunking that bounds its memory are decided here, once, for every front end.
+//!
+//! A screen runs a chunk of perturbations at a time ([`Session::advance_screen`]), so that a
+//! front end can report progress and, in a browser, return to the event loop between chunks;
+//! [`Session::screen`] runs it to the end.
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::familiarity::Familiarity;
+use crate::format::{Group, Metadata, Named};
+use crate::request::{Baseline, Prediction, PredictionMode, Request, top_changes};
+use crate::sample::Reference;
+use crate::session::Session;
+use crate::signature::{MatchedSignature, Signature};
+
+/// Predicted values (perturbations × genes) per chunk of a screen: each of a chunk's output
+/// arrays holds at most this many f32 (16 MiB), whatever the number of perturbations screened.
+const SCREEN_CHUNK_VALUES: usize = 4 << 20;
+
+/// Genes listed per direction for each perturbation of a screen.
+pub const TOP_GENES: usize = 10;
+
+/// How to run a screen; `ScreenOptions::default()` is the ranking by effect size of every known
+/// perturbation, counterfactual profiles, conditioned on the technical and biological latents.
+#[derive(Clone, Debug, Default)]
+pub struct ScreenOptions {
+    /// The perturbations to rank; `None` for every one the model knows.
+    pub perturbations: Option<Vec<Named>>,
+    /// Rank by reversal of this signature instead of by effect size.
+    pub signature: Option<Signature>,
+    pub mode: PredictionMode,
+    /// What fold changes are measured against; `None` for [`Baseline::default_for`].
+    pub baseline: Option<Baseline>,
+    /// Groups taken from the reference's encoding; `None` for technical and biological.
+    pub condition_on: Option<Vec<Group>>,
+}
+
+/// One perturbation's place in a screen.
+#[derive(Clone, Debug)]
+pub struct ScreenHit {
+    pub name: String,
+    pub metadata: Metadata,
+    /// What the ranking sorts by (descending): effect size, or reversal of the signature.
+    pub score: f32,
+    /// Root mean square of the predicted log fold change over the measured genes.
+    pub effect_size: f32,
+    /// How far the predicted log fold change moves the signature's genes against it
+    /// ([`Signature`]): positive reverses the signature.
+    pub reversal: Option<f32>,
+    /// Genes with the largest predicted increase and decrease (gene index, log fold change).
+    pub top_up: Vec<(usize, f32)>,
+    pub top_down: Vec<(usize, f32)>,
+}
+
+/// A screen's ranking, and the familiarity of its reference.
+#[derive(Clone, Debug)]
+pub struct Screen {
+    /// Every perturbation screened, best score first.
+    pub hits: Vec<ScreenHit>,
+    /// One entry (the reference's), or none for a model without a control perturbation.
+    pub familiarity: Vec<Familiarity>,
+    /// The signature's genes the model does not know, left out of the reversal scores.
+    pub signature_unknown: Vec<String>,
+    /// How the profiles were formed and what their fold changes are against.
+    pub mode: PredictionMode,
+    pub baseline: Baseline,
+}
+
+/// A screen under way: the perturbations left, and the hits so far (see
+/// [`Session::begin_screen`]).
+pub struct ScreenRun {
+    reference: Reference,
+    context: Metadata,
+    list: Vec<Named>,
+    signature: Option<MatchedSignature>,
+    mode: PredictionMode,
+    baseline: Baseline,
+    condition_on: Option<Vec<Group>>,
+    measured_genes: Vec<usize>,
+    chunk: usize,
+    done: usize,
+    hits: Vec<ScreenHit>,
+    familiarity: Option<Vec<Familiarity>>,
+}
+
+impl ScreenRun {
+    /// Perturbations ranked so far.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+
+    /// Perturbations in the screen.
+    pub fn total(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.done == self.list.len()
+    }
+
+    /// The ranking, best score first (ties keep the order screened).
+    pub fn finish(mut self) -> Screen {
+        self.hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Screen {
+            hits: self.hits,
+            familiarity: self.familiarity.unwrap_or_default(),
+            signature_unknown: self.signature.map(|s| s.unknown).unwrap_or_default(),
+            mode: self.mode,
+            baseline: self.baseline,
+        }
+    }
+
+    fn hit(&self, named: &Named, lfc: &[f32]) -> ScreenHit {
+        let measured = &self.reference.measured;
+        let squares: f32 = lfc.iter().zip(measured).filter(|(_, m)| **m).map(|(v, _)| v * v).sum();
+        let effect_size = (squares / self.measured_genes.len().max(1) as f32).sqrt();
+        let reversal = self.signature.as_ref().map(|s| s.reversal(lfc));
+        let (top_up, top_down) = top_changes(lfc, &self.measured_genes, TOP_GENES);
+        ScreenHit {
+            name: named.name.clone(),
+            metadata: named.metadata.clone(),
+            score: reversal.unwrap_or(effect_size),
+            effect_size,
+            reversal,
+            top_up,
+            top_down,
+        }
+    }
+}
+
+impl<B: Backend> Session<B> {
+    /// Runs one reference against every perturbation the model knows (or those `options` lists)
+    /// and ranks them: by effect size, or by how well each reverses the signature.
+    pub async fn screen(&mut self, reference: &Reference, context: &Metadata, options: &ScreenOptions) -> Result<Screen> {
+        let mut run = self.begin_screen(reference, context, options)?;
+        while !run.is_finished() {
+            self.advance_screen(&mut run).await?;
+        }
+        Ok(run.finish())
+    }
+
+    /// A screen to run a chunk at a time with [`Session::advance_screen`]; its inputs are checked
+    /// here, before any work.
+    pub fn begin_screen(&self, reference: &Reference, context: &Metadata, options: &ScreenOptions) -> Result<ScreenRun> {
+        let cfg = self.config();
+        let list = options.perturbations.clone().unwrap_or_else(|| cfg.perturbations.clone());
+        if list.is_empty() {
+            return Err(Error::request("the model lists no perturbations to screen"));
+        }
+        let signature = options.signature.as_ref().map(|s| s.matched(self.genes())).transpose()?;
+        let baseline = options.baseline.unwrap_or_else(|| Baseline::default_for(options.mode, cfg.control().is_some()));
+        let genes = cfg.architecture.genes.max(1);
+        Ok(ScreenRun {
+            reference: reference.clone(),
+            context: context.clone(),
+            signature,
+            mode: options.mode,
+            baseline,
+            condition_on: options.condition_on.clone(),
+            measured_genes: reference.measured_genes(),
+            chunk: (SCREEN_CHUNK_VALUES / genes).clamp(1, list.len()),
+            list,
+            done: 0,
+            hits: Vec::new(),
+            familiarity: None,
+        })
+    }
+
+    /// Predicts and ranks the next chunk of `run`'s perturbations.
+    pub async fn advance_screen(&mut self, run: &mut ScreenRun) -> Result<()> {
+        let chunk = &run.list[run.done..(run.done + run.chunk).min(run.list.len())];
+        let mut req = Request::conditioned(vec![run.reference.clone()], chunk.iter().map(|n| n.metadata.clone()).collect());
+        req.contexts = vec![run.context.clone()];
+        req.baseline = run.baseline;
+        req.mode = run.mode;
+        if let Some(groups) = &run.condition_on {
+            req.condition_on = groups.clone();
+        }
+        let pred = self.predict(&req).await?;
+        let lfc = pred.log_fold_change.as_deref().expect("screens have a reference");
+        let hits: Vec<ScreenHit> = chunk.iter().enumerate().map(|(p, named)| run.hit(named, Prediction::row(lfc, pred.genes, p))).collect();
+        run.done += hits.len();
+        run.hits.extend(hits);
+        run.familiarity.get_or_insert(pred.familiarity);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::DType;
+    use crate::sample::{SampleTable, ValueKind};
+    use crate::synthetic::{SyntheticSpec, random_model};
+
+    fn reference(session: &Session<crate::CpuBackend>) -> Reference {
+        let mut text = String::from("gene\tcount\n");
+        for g in 0..150 {
+            text += &format!("GENE{g}\t{}\n", (g * 7919) % 97);
+        }
+        session.reference(&SampleTable::parse(text.as_bytes(), ValueKind::Auto).unwrap(), 0).unwrap()
+    }
+
+    /// A screen run a few perturbations at a time ranks exactly as one run in a single chunk,
+    /// reports its progress, and measures decoded profiles against the predicted control.
+    #[test]
+    fn a_screen_in_chunks_ranks_as_one_in_a_single_chunk() {
+        let mut session = Session::cpu(&random_model(SyntheticSpec::tiny(DType::Q8_0))).unwrap();
+        let reference = reference(&session);
+        let context = Metadata::new();
+        for mode in [PredictionMode::Counterfactual, PredictionMode::Decoded] {
+            let options = ScreenOptions { mode, ..Default::default() };
+            let whole = pollster::block_on(session.screen(&reference, &context, &options)).unwrap();
+            let mut run = session.begin_screen(&reference, &context, &options).unwrap();
+            assert_eq!(run.chunk, run.total(), "a tiny model's screen is one chunk");
+            run.chunk = 2;
+            let mut seen = Vec::new();
+            while !run.is_finished() {
+                pollster::block_on(session.advance_screen(&mut run)).unwrap();
+                seen.push(run.done());
+            }
+            let total = session.config().perturbations.len();
+            assert_eq!(seen, (1..=total.div_ceil(2)).map(|c| (2 * c).min(total)).collect::<Vec<_>>());
+            let chunked = run.finish();
+            // The CPU kernels may take other paths for other batch sizes: the same numbers to
+            // float rounding (1e-5 relative, f32 dot products of 64-256 terms).
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + a.abs().max(b.abs()));
+            assert_eq!(chunked.hits.iter().map(|h| &h.name).collect::<Vec<_>>(), whole.hits.iter().map(|h| &h.name).collect::<Vec<_>>(), "{mode}");
+            for (c, w) in chunked.hits.iter().zip(&whole.hits) {
+                assert!(close(c.score, w.score), "{mode} {}: {} vs {}", c.name, c.score, w.score);
+                for (a, b) in c.top_up.iter().chain(&c.top_down).zip(w.top_up.iter().chain(&w.top_down)) {
+                    assert!(a.0 == b.0 && close(a.1, b.1), "{mode} {}: top genes {a:?} vs {b:?}", c.name);
+                }
+            }
+            let (c, w) = (&chunked.familiarity[0], &whole.familiarity[0]);
+            assert!(close(c.reconstruction_r2, w.reconstruction_r2) && c.outside == w.outside, "{c:?} vs {w:?}");
+            let want = if mode == PredictionMode::Decoded { Baseline::Control } else { Baseline::Reference };
+            assert_eq!((whole.mode, whole.baseline), (mode, want));
+        }
+    }
+
+    #[test]
+    fn an_empty_perturbation_list_is_refused_before_any_work() {
+        let session = Session::cpu(&random_model(SyntheticSpec::tiny(DType::Q8_0))).unwrap();
+        let options = ScreenOptions { perturbations: Some(vec![]), ..Default::default() };
+        let e = session.begin_screen(&reference(&session), &Metadata::new(), &options).err().unwrap().to_string();
+        assert!(e.contains("no perturbations to screen"), "{e}");
+    }
+}
