@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if __name__ == "__main__":  # the repository root in place of bench/ (see run.py)
+    sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p).resolve() != REPO / "bench"]
 
 from training.export import model_from_file  # noqa: E402
 from training.quantize import QUANT  # noqa: E402

@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+if __name__ == "__main__":  # the repository root in place of bench/ (see run.py)
+    sys.path[:] = [REPO] + [p for p in sys.path if os.path.realpath(p) != os.path.realpath(os.path.join(REPO, "bench"))]
 
 
 def peak_rss():
