@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if __name__ == "__main__":  # the repository root in place of bench/ (see run.py)
+    sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p).resolve() != REPO / "bench"]
 
 from training.export import model_from_file  # noqa: E402
 from training.quantize import QUANT  # noqa: E402
@@ -28,7 +29,9 @@ from training.quantize import QUANT  # noqa: E402
 
 def read_file(path):
     """A refcast file -> (metadata document, {name: f32 array in its logical shape}); quantized
-    tensors (named in the document's `tensors` table) are dequantized."""
+    tensors (named in the document's `tensors` table) are dequantized. Unlike
+    training.export.read_file, it takes files whose table names only the quantized tensors
+    (refcast's synthetic models of the scaling runs)."""
     import json
     import struct
 
@@ -45,6 +48,10 @@ def read_file(path):
 
 
 class Graph(nn.Module):
+    """refcast's decoded prediction over the training code's network `vae` (a RefcastVAE): its
+    encoder (a format 2 depth covariate at its mean, as for references of unknown depth), its
+    perturbation prior and its decoder (with, in format 2, the perturbation path)."""
+
     def __init__(self, vae):
         super().__init__()
         self.vae = vae
@@ -53,16 +60,14 @@ class Graph(nn.Module):
         self.dp = lat["perturbation"]
 
     def forward(self, x, lib, pert, eps_tb, eps_p):
-        enc = self.vae.encoder(x)                                   # [B, 2·Dtb]
-        mu, lv = enc[:, :self.dtb], enc[:, self.dtb:]
+        mu, lv = self.vae.encode(x)                                 # [B, Dtb]
         z_tb = mu[None] + torch.exp(0.5 * lv)[None] * eps_tb        # [S, B, Dtb]
-        pp = self.vae.prior["perturbation"](pert)                   # [P, 2·Dp]
-        mp, lp = pp[:, :self.dp], pp[:, self.dp:]
+        mp, lp = self.vae.prior_params("perturbation", pert)        # [P, Dp]
         z_p = mp[None] + torch.exp(0.5 * lp)[None] * eps_p          # [S, P, Dp]
         s, b, p = eps_tb.shape[0], x.shape[0], pert.shape[0]
         z = torch.cat([z_tb[:, :, None, :].expand(s, b, p, self.dtb),
                        z_p[:, None, :, :].expand(s, b, p, self.dp)], -1).reshape(-1, self.dtb + self.dp)
-        y = self.vae.decoder(z)                                     # [S·B·P, G]
+        y = self.vae.decode(z)                                      # [S·B·P, G]
         g = y.shape[1]
         y4 = y.reshape(s, b, p, g)
         lfc = (y4 - x[None, :, None, :]).reshape(-1, g)
@@ -71,8 +76,9 @@ class Graph(nn.Module):
 
 
 def load_graph(model_path):
+    """A refcast file's metadata document and its Graph, the weights dequantized to f32."""
     doc, arrays = read_file(model_path)
-    return doc, Graph(model_from_file(doc, arrays)).eval()
+    return doc, Graph(model_from_file(doc, arrays)).eval(), arrays
 
 
 def example_inputs(doc):
@@ -88,8 +94,9 @@ def example_inputs(doc):
 def export(model_path, outdir, int8=True):
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    doc, graph = load_graph(model_path)
-    torch.save(graph.vae.state_dict(), outdir / "model.pt")
+    doc, graph, arrays = load_graph(model_path)
+    # The PyTorch peer's weights: the file's tensors, dequantized, for training.export.model_from_file.
+    torch.save({name: torch.from_numpy(a) for name, a in arrays.items()}, outdir / "model.pt")
     names_in = ["x", "lib", "pert", "eps_tb", "eps_p"]
     names_out = ["log_cpm", "counts", "lfc", "z"]
     axes = {"x": {0: "B"}, "lib": {0: "B"}, "pert": {0: "P"}, "eps_tb": {0: "S", 1: "B"}, "eps_p": {0: "S", 1: "P"},

@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+if __name__ == "__main__":  # the repository root in place of bench/ (see run.py)
+    sys.path[:] = [REPO] + [p for p in sys.path if os.path.realpath(p) != os.path.realpath(os.path.join(REPO, "bench"))]
 
 
 def peak_rss():
@@ -42,7 +43,9 @@ def model_doc(path):
 
 
 def encode_prior(spec, rows):
-    """refcast's prior input for metadata rows: one-hot per categorical field, then numerics."""
+    """refcast's prior input for metadata rows: one-hot per categorical field, then numerics.
+    training.model.PriorSpec.encode in numpy alone: the ONNX Runtime peers and the driver do not
+    import torch (a peer's peak memory is its own)."""
     dim = sum(len(c["values"]) for c in spec["categorical"]) + len(spec["numeric"])
     out = np.zeros((len(rows), dim), dtype=np.float32)
     for r, md in enumerate(rows):
@@ -115,15 +118,11 @@ def main(argv):
         import torch
         torch.set_num_threads(threads)
         from bench.graph import Graph
-        from training.model import GROUPS, PriorSpec, RefcastVAE
+        from training.export import model_from_file
         path = os.path.join(model_dir, "model.pt")
         t = time.perf_counter()
-        doc0 = model_doc(spec["model"])
-        a = doc0["architecture"]
-        specs = {g: PriorSpec(**doc0["priors"][g]) for g in GROUPS}
-        vae = RefcastVAE(a["genes"], a["latent"], a["encoder"], a["decoder"], a["prior"], specs)
-        vae.load_state_dict(torch.load(path))
-        graph = Graph(vae).eval()
+        arrays = {name: a.numpy() for name, a in torch.load(path).items()}
+        graph = Graph(model_from_file(model_doc(spec["model"]), arrays)).eval()
         load_s = time.perf_counter() - t
         describe = f"PyTorch {torch.__version__} eager, CPU, {threads} threads"
 
