@@ -105,6 +105,15 @@ pub enum Baseline {
     Control,
 }
 
+impl std::fmt::Display for Baseline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Baseline::Reference => "reference",
+            Baseline::Control => "control",
+        })
+    }
+}
+
 impl std::str::FromStr for Baseline {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

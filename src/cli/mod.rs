@@ -1,8 +1,10 @@
-//! The parts of the `refcast` command line that touch files and the standard streams: bounded
-//! reads, output that never destroys what it replaces, signals, and closed or full streams.
+//! The parts of the `refcast` command line around the library: bounded reads, output that never
+//! destroys what it replaces, signals, closed or full streams, and the layout of what it prints.
 
 pub mod input;
 pub mod output;
 pub mod signals;
 #[macro_use]
 pub mod stdio;
+// After `stdio`, whose `note!` it uses.
+pub mod report;

@@ -8,308 +8,26 @@
 //! `metadata`, `request`, `gpu` or `usage`.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
-use serde::{Deserialize, Serialize};
+use js_sys::{Array, Float32Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::backend::BackendKind;
 use crate::engine::{Engine, adapter_name};
-use crate::error::Error;
-use crate::familiarity::Familiarity;
-use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
-use crate::metadata;
+use crate::format::{Metadata, ModelConfig, ModelFile, Named};
 use crate::request::{Baseline, PredictionMode, Request, Sampling, top_changes};
-use crate::sample::{Reference, SampleTable, ValueKind};
-use crate::screen::{ScreenHit, ScreenOptions};
+use crate::sample::Reference;
+use crate::screen::ScreenOptions;
 use crate::signature::Signature;
 
-/// A JS `Error` with a `kind` property.
-fn error(kind: &str, message: &str) -> JsValue {
-    let e = js_sys::Error::new(message);
-    let _ = Reflect::set(&e, &"kind".into(), &kind.into());
-    e.into()
-}
+mod js;
+mod options;
+mod results;
 
-fn refcast_error(e: Error) -> JsValue {
-    error(e.kind(), &e.to_string())
-}
-
-fn usage(message: impl AsRef<str>) -> JsValue {
-    error("usage", message.as_ref())
-}
-
-fn set(target: &Object, key: &str, value: impl Into<JsValue>) {
-    let _ = Reflect::set(target, &key.into(), &value.into());
-}
-
-fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| usage(format!("cannot convert a result to JS: {e}")))
-}
-
-fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue, what: &str) -> Result<T, JsValue> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| usage(format!("{what}: {e}")))
-}
-
-/// A metadata combination given by name (a known perturbation or context) or as fields.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NameOrMetadata {
-    Name(String),
-    Metadata(Metadata),
-}
-
-/// A sample column by position or by name.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Column {
-    Index(usize),
-    Name(String),
-}
-
-/// Several sample columns: `'all'`, or a list of positions and names.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Columns {
-    List(Vec<Column>),
-    All(String),
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SampleOptions {
-    /// `auto`, `counts` or `log-cpm`.
-    values: Option<String>,
-    column: Option<Column>,
-    /// The file's name, to name a lone generic column ("count") after it.
-    file_name: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PredictOptions {
-    values: Option<String>,
-    column: Option<Column>,
-    file_name: Option<String>,
-    columns: Option<Columns>,
-    context: Option<NameOrMetadata>,
-    #[serde(default)]
-    contexts: Vec<NameOrMetadata>,
-    #[serde(default)]
-    perturbations: Vec<NameOrMetadata>,
-    condition_on: Option<Vec<Group>>,
-    num_samples: Option<usize>,
-    seed: Option<f64>,
-    /// A log-CPM sample's library size (as the CLI's `--library-size`); without a sample, the
-    /// library size of the predicted counts.
-    library_size: Option<f64>,
-    /// `counterfactual` (default) or `decoded`.
-    mode: Option<String>,
-    /// `reference` or `control`; by default the library's choice for the mode
-    /// ([`Baseline::default_for`]).
-    baseline: Option<String>,
-    /// Also list each row's `top` genes per direction (`topUp`, `topDown` per row).
-    top: Option<usize>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ScreenOptionsJs {
-    values: Option<String>,
-    column: Option<Column>,
-    file_name: Option<String>,
-    /// For a log-CPM sample: the library size its values were computed from.
-    library_size: Option<f64>,
-    context: Option<NameOrMetadata>,
-    perturbations: Option<Vec<NameOrMetadata>>,
-    signature: Option<SignatureJs>,
-    /// `counterfactual` (default) or `decoded`.
-    mode: Option<String>,
-    /// `reference` or `control`; by default the library's choice for the mode.
-    baseline: Option<String>,
-    condition_on: Option<Vec<Group>>,
-}
-
-/// A signature to reverse: `{up: [genes], down: [genes]}` sets, a list of genes (an up set), or
-/// `{gene: weight}` (> 0: up in the state to reverse); see [`Signature`].
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SignatureJs {
-    Sets {
-        #[serde(default)]
-        up: Vec<String>,
-        #[serde(default)]
-        down: Vec<String>,
-    },
-    Genes(Vec<String>),
-    Weighted(BTreeMap<String, f64>),
-}
-
-impl From<SignatureJs> for Signature {
-    fn from(s: SignatureJs) -> Signature {
-        match s {
-            SignatureJs::Sets { up, down } => Signature::Sets { up, down },
-            SignatureJs::Genes(up) => Signature::Sets { up, down: vec![] },
-            SignatureJs::Weighted(m) => Signature::Weighted(m.into_iter().collect()),
-        }
-    }
-}
-
-/// A perturbation by name (see `ModelConfig::perturbation`) or by its fields.
-fn perturbation(cfg: &ModelConfig, p: NameOrMetadata) -> Named {
-    match p {
-        NameOrMetadata::Metadata(metadata) => Named { name: metadata::describe(&metadata), metadata },
-        NameOrMetadata::Name(name) => cfg.perturbation(&name),
-    }
-}
-
-fn context(cfg: &ModelConfig, c: NameOrMetadata) -> Result<Metadata, JsValue> {
-    match c {
-        NameOrMetadata::Metadata(m) => Ok(m),
-        NameOrMetadata::Name(name) => metadata::context_named(cfg, &name).map_err(refcast_error),
-    }
-}
-
-/// The table of a sample file; `file_name` names a lone generic column ("count") after the file.
-fn parse_table(bytes: &[u8], values: Option<&str>, file_name: Option<&str>) -> Result<SampleTable, JsValue> {
-    let kind: ValueKind = match values {
-        None => ValueKind::Auto,
-        Some(v) => v.parse().map_err(|e: String| usage(e))?,
-    };
-    let mut table = SampleTable::parse(bytes, kind).map_err(refcast_error)?;
-    if let Some(f) = file_name {
-        table.name_after_file(f);
-    }
-    Ok(table)
-}
-
-fn prediction_mode(mode: Option<&str>) -> Result<PredictionMode, JsValue> {
-    mode.map_or(Ok(PredictionMode::default()), |m| m.parse().map_err(|e: String| usage(e)))
-}
-
-fn baseline(b: Option<&str>) -> Result<Option<Baseline>, JsValue> {
-    b.map(|b| b.parse().map_err(|e: String| usage(e))).transpose()
-}
-
-fn column(table: &SampleTable, c: Option<&Column>) -> Result<usize, JsValue> {
-    match c {
-        None => Ok(0),
-        Some(Column::Index(i)) if *i < table.samples.len() => Ok(*i),
-        Some(Column::Index(i)) => Err(usage(format!("column {i} asked for, the sample has {} value column(s)", table.samples.len()))),
-        Some(Column::Name(n)) => table.samples.iter().position(|s| s == n).ok_or_else(|| {
-            usage(format!("no sample column named '{n}' (the file has: {})", table.samples.join(", ")))
-        }),
-    }
-}
-
-/// The columns a prediction takes its references from: `column` (one, default the first) or
-/// `columns` (several, in the order given).
-fn columns(table: &SampleTable, one: Option<&Column>, many: Option<&Columns>) -> Result<Vec<usize>, JsValue> {
-    match (one, many) {
-        (Some(_), Some(_)) => Err(usage("give either column or columns, not both")),
-        (_, None) => Ok(vec![column(table, one)?]),
-        (None, Some(Columns::All(a))) if a == "all" => Ok((0..table.samples.len()).collect()),
-        (None, Some(Columns::All(a))) => Err(usage(format!("columns must be 'all' or a list of columns, got '{a}'"))),
-        (None, Some(Columns::List(list))) if list.is_empty() => Err(usage("columns is an empty list")),
-        (None, Some(Columns::List(list))) => list.iter().map(|c| column(table, Some(c))).collect(),
-    }
-}
-
-fn reference_js(r: &Reference, table: &SampleTable) -> Object {
-    let o = Object::new();
-    set(&o, "name", r.name.as_str());
-    set(&o, "librarySize", r.library_size);
-    set(&o, "valueKind", if table.kind == ValueKind::Counts { "counts" } else { "log-cpm" });
-    set(&o, "columns", table.samples.iter().map(|s| JsValue::from(s.as_str())).collect::<Array>());
-    set(&o, "rows", table.genes.len() as u32);
-    set(&o, "logCpm", Float32Array::from(r.log_cpm.as_slice()));
-    let measured: Vec<u8> = r.measured.iter().map(|&m| u8::from(m)).collect();
-    set(&o, "measured", Uint8Array::from(measured.as_slice()));
-    set(&o, "matched", r.report.matched as u32);
-    set(&o, "missing", r.report.missing as u32);
-    set(&o, "unknown", r.report.unknown as u32);
-    set(&o, "unknownExamples", r.report.unknown_examples.iter().map(|s| JsValue::from(s.as_str())).collect::<Array>());
-    set(&o, "report", r.report.to_string());
-    o
-}
-
-/// Familiarity reports as JS objects: the fields of [`Familiarity`], camelCase (`nearestContext`,
-/// `distance` and `outside` null for a model without a calibration), and its `summary`.
-fn familiarity_list(list: &[Familiarity]) -> Result<JsValue, JsValue> {
-    #[derive(Serialize)]
-    struct WithSummary<'a> {
-        #[serde(flatten)]
-        familiarity: &'a Familiarity,
-        summary: String,
-    }
-    let list: Vec<WithSummary> = list.iter().map(|f| WithSummary { familiarity: f, summary: f.summary() }).collect();
-    to_js(&list)
-}
-
-/// `[{index, gene, logFoldChange}]` for (gene, fold change) pairs.
-fn genes_js(list: &[(usize, f32)], cfg: &ModelConfig) -> Array {
-    list.iter()
-        .map(|&(g, lfc)| {
-            let e = Object::new();
-            set(&e, "index", g as u32);
-            set(&e, "gene", cfg.genes[g].symbol.as_str());
-            set(&e, "logFoldChange", lfc);
-            JsValue::from(e)
-        })
-        .collect()
-}
-
-fn hit_js(h: &ScreenHit, cfg: &ModelConfig) -> Result<Object, JsValue> {
-    let o = Object::new();
-    set(&o, "name", h.name.as_str());
-    set(&o, "metadata", to_js(&h.metadata)?);
-    set(&o, "score", h.score);
-    set(&o, "effectSize", h.effect_size);
-    set(&o, "reversal", h.reversal.map(JsValue::from).unwrap_or(JsValue::NULL));
-    set(&o, "topUp", genes_js(&h.top_up, cfg));
-    set(&o, "topDown", genes_js(&h.top_down, cfg));
-    Ok(o)
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Info<'a> {
-    name: &'a str,
-    genes: usize,
-    latent: crate::format::Latent,
-    metadata: BTreeMap<&'static str, &'a crate::format::PriorSpec>,
-    perturbations: Vec<PerturbationInfo<'a>>,
-    /// What to predict when the user names nothing ([`ModelConfig::default_perturbation`]).
-    default_perturbation: Option<&'a str>,
-    contexts: &'a [Named],
-    provenance: &'a serde_json::Value,
-    /// Format 2: the encoder's covariates (empty in format 1).
-    covariates: &'a [crate::format::NumericField],
-    /// The familiarity calibration, or null.
-    familiarity: Option<CalibrationInfo<'a>>,
-}
-
-/// A known perturbation, and whether it is a control ([`ModelConfig::is_control`]).
-#[derive(Serialize)]
-struct PerturbationInfo<'a> {
-    name: &'a str,
-    metadata: &'a Metadata,
-    control: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CalibrationInfo<'a> {
-    /// Training contexts with a centroid.
-    contexts: Vec<&'a str>,
-    max_distance: f64,
-    min_reconstruction_r2: f64,
-    calibration: &'a str,
-}
+use js::{from_js, refcast_error, set, to_js, usage};
+use options::*;
+use results::*;
 
 /// The engine is taken out while a call runs (calls do not overlap); `dispose` during a call
 /// releases it when the call ends.
@@ -378,29 +96,7 @@ impl RefcastModel {
     /// Name, gene count, latent widths, the metadata vocabularies of the three priors, known
     /// perturbations and contexts, provenance.
     pub fn info(&self) -> Result<JsValue, JsValue> {
-        let c = &*self.config;
-        let metadata = BTreeMap::from([
-            ("technical", &c.priors.technical),
-            ("biological", &c.priors.biological),
-            ("perturbation", &c.priors.perturbation),
-        ]);
-        to_js(&Info {
-            name: &c.name,
-            genes: c.architecture.genes,
-            latent: c.architecture.latent,
-            metadata,
-            perturbations: c.perturbations.iter().map(|n| PerturbationInfo { name: &n.name, metadata: &n.metadata, control: ModelConfig::is_control(n) }).collect(),
-            default_perturbation: c.default_perturbation().map(|n| n.name.as_str()),
-            contexts: &c.contexts,
-            provenance: &c.provenance,
-            covariates: &c.covariates,
-            familiarity: c.familiarity.as_ref().map(|f| CalibrationInfo {
-                contexts: f.centroids.iter().map(|c| c.context.as_str()).collect(),
-                max_distance: f.max_distance,
-                min_reconstruction_r2: f.min_reconstruction_r2,
-                calibration: &f.calibration,
-            }),
-        })
+        info_js(&self.config)
     }
 
     /// Gene symbols, in model order.
@@ -570,7 +266,7 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     };
     set(&out, "reference", if infos.length() > 0 { infos.get(0) } else { JsValue::NULL });
     set(&out, "references", infos);
-    set(&out, "baseline", if pred.log_fold_change.is_some() { JsValue::from(baseline_name(req.baseline)) } else { JsValue::NULL });
+    set(&out, "baseline", if pred.log_fold_change.is_some() { JsValue::from(req.baseline.to_string()) } else { JsValue::NULL });
     if let (Some(n), Some(lfc)) = (o.top, &pred.log_fold_change) {
         // Each row's extremes, over the genes its reference measured (all, for prompt-only rows).
         let all: Vec<usize> = (0..pred.genes).collect();
@@ -602,12 +298,6 @@ fn with_library_size(r: Reference, library_size: Option<f64>) -> crate::Result<R
     }
 }
 
-fn baseline_name(b: Baseline) -> &'static str {
-    match b {
-        Baseline::Reference => "reference",
-        Baseline::Control => "control",
-    }
-}
 
 async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: ScreenOptionsJs, on_progress: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
     let table = parse_table(sample, o.values.as_deref(), o.file_name.as_deref())?;
@@ -634,7 +324,7 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
     let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg).map(JsValue::from)).collect::<Result<_, _>>()?;
     set(&out, "hits", ranked);
     set(&out, "mode", screen.mode.to_string());
-    set(&out, "baseline", baseline_name(screen.baseline));
+    set(&out, "baseline", screen.baseline.to_string());
     set(&out, "signatureUnknown", screen.signature_unknown.iter().map(|g| JsValue::from(g.as_str())).collect::<Array>());
     set(&out, "familiarity", familiarity_list(&screen.familiarity)?);
     set(&out, "reference", reference_js(&reference, &table));
