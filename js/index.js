@@ -239,42 +239,13 @@ export class Refcast {
    * from `contexts` (always decoded).
    */
   async predict(request = {}) {
-    const {
-      sample,
-      perturbations,
-      perturbation,
-      context,
-      contexts,
-      conditionOn,
-      numSamples,
-      seed,
-      values,
-      column,
-      columns,
-      fileName,
-      librarySize,
-      mode,
-      baseline,
-      top,
-      ...rest
-    } = request;
-    const unknown = Object.keys(rest);
-    if (unknown.length) throw new RefcastError('usage', `predict: unknown option(s) ${unknown.join(', ')}`);
+    checkOptions('predict', request, PREDICT_OPTIONS);
+    const { sample, perturbation, perturbations, context, contexts, ...rest } = request;
     const model = this.#live();
     const options = clean({
+      ...rest,
       perturbations: [...listOf(perturbations), ...listOf(perturbation)],
       contexts: [...listOf(context), ...listOf(contexts)],
-      conditionOn,
-      numSamples,
-      seed,
-      values,
-      column,
-      columns,
-      fileName,
-      librarySize,
-      mode,
-      baseline,
-      top,
     });
     return this.#onSample(sample, 'predictMs', (bytes) => model.predict(bytes, options));
   }
@@ -302,14 +273,13 @@ export class Refcast {
    * is called as chunks of perturbations finish.
    */
   async screen(request = {}) {
-    const { sample, context, perturbations, signature, values, column, fileName, librarySize, mode, baseline, conditionOn, onProgress, ...rest } = request;
-    const unknown = Object.keys(rest);
-    if (unknown.length) throw new RefcastError('usage', `screen: unknown option(s) ${unknown.join(', ')}`);
+    checkOptions('screen', request, SCREEN_OPTIONS);
+    const { sample, perturbations, signature, onProgress, ...rest } = request;
     const model = this.#live();
     if (sample === undefined || sample === null) throw new RefcastError('usage', 'screen needs a sample');
-    const sig = signature instanceof Map ? Object.fromEntries(signature) : signature;
-    const options = clean({ context, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig, values, column, fileName, librarySize, mode, baseline, conditionOn });
     if (onProgress !== undefined && typeof onProgress !== 'function') throw new RefcastError('usage', 'screen: onProgress must be a function');
+    const sig = signature instanceof Map ? Object.fromEntries(signature) : signature;
+    const options = clean({ ...rest, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig });
     return this.#onSample(sample, 'screenMs', (bytes) => model.screen(bytes, options, onProgress));
   }
 
@@ -323,6 +293,15 @@ export class Refcast {
       model.free();
     });
   }
+}
+
+/** The options each call takes (the wasm side checks them again, with their types). */
+const PREDICT_OPTIONS = ['sample', 'perturbations', 'perturbation', 'context', 'contexts', 'conditionOn', 'numSamples', 'seed', 'values', 'column', 'columns', 'fileName', 'librarySize', 'mode', 'baseline', 'top'];
+const SCREEN_OPTIONS = ['sample', 'context', 'perturbations', 'signature', 'values', 'column', 'fileName', 'librarySize', 'mode', 'baseline', 'conditionOn', 'onProgress'];
+
+function checkOptions(call, request, known) {
+  const unknown = Object.keys(request).filter((k) => !known.includes(k));
+  if (unknown.length) throw new RefcastError('usage', `${call}: unknown option(s) ${unknown.join(', ')}`);
 }
 
 function clean(o) {

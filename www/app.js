@@ -2,8 +2,10 @@
 // and the model; the sample is read from the user's disk and stays in memory here.
 
 import { Refcast, predictionToTsv } from '/js/index.js';
+import { $, el, fmt, ms, show } from './dom.js';
+import { clearSelection, describeSelection, fillPerturbations, filterPerturbations, selectedPerturbations } from './picker.js';
+import { drawVolcano } from './volcano.js';
 
-const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
 const state = {
@@ -15,26 +17,6 @@ const state = {
   predictionSample: null,
   loading: null,
 };
-
-function show(el, text) {
-  el.textContent = text;
-  el.hidden = !text;
-}
-
-function fmt(x, digits = 2) {
-  return Number.isFinite(x) ? x.toFixed(digits) : '–';
-}
-
-function ms(x) {
-  return x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${Math.round(x)} ms`;
-}
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (cls) e.className = cls;
-  return e;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Model
@@ -139,118 +121,6 @@ function fillConditions(info) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Perturbation picker: a search box over the names; the list grouped by the metadata's
-// perturbation_class when the model has one (the control first, each class a collapsible group),
-// one flat list otherwise; and what is selected, which a search never changes.
-
-const CLASS_FIELD = 'perturbation_class';
-const picker = {
-  items: [], // { name, key (lower case), label, input }
-  groups: [], // { name, details, count, items }
-  loose: null, // the controls (grouped) or every entry (flat)
-  open: new Map(), // group name → open, as the user left it while not searching
-};
-
-/** The group of a perturbation: its class, or "other" where it has none. */
-function classOf(p) {
-  const c = String(p.metadata[CLASS_FIELD] ?? '').trim();
-  return c && c.toLowerCase() !== 'unknown' ? c : 'other';
-}
-
-/** `list`: the model's perturbations; `first`: what to select for a model that has no selection yet. */
-function fillPerturbations(list, first) {
-  const before = new Set(selectedPerturbations());
-  const kept = list.filter((p) => before.has(p.name)).map((p) => p.name);
-  const chosen = new Set(kept.length ? kept : [first].filter(Boolean));
-  const grouped = list.some((p) => !p.control && CLASS_FIELD in p.metadata);
-  picker.items = list.map((p, i) => {
-    const input = document.createElement('input');
-    input.type = 'checkbox';
-    input.value = p.name;
-    input.id = `pert-${i}`;
-    input.checked = chosen.has(p.name);
-    const label = el('label');
-    label.append(input, ` ${p.name}${p.control && !/control/i.test(p.name) ? ' (control)' : ''}`);
-    return { name: p.name, key: p.name.toLowerCase(), label, input, group: grouped && !p.control ? classOf(p) : null };
-  });
-  picker.loose = el('div', undefined, 'checks');
-  picker.loose.append(...picker.items.filter((it) => it.group === null).map((it) => it.label));
-  const names = [...new Set(picker.items.map((it) => it.group).filter((g) => g !== null))];
-  names.sort((a, b) => (a === 'other') - (b === 'other') || a.localeCompare(b, 'en', { sensitivity: 'base' }));
-  picker.groups = names.map((name) => {
-    const items = picker.items.filter((it) => it.group === name);
-    const details = el('details', undefined, 'pert-group');
-    const count = el('span', undefined, 'pert-n');
-    const summary = el('summary');
-    summary.append(el('span', name, 'pert-class'), ' ', count);
-    const checks = el('div', undefined, 'checks');
-    checks.setAttribute('role', 'group');
-    checks.setAttribute('aria-label', name);
-    checks.append(...items.map((it) => it.label));
-    details.append(summary, checks);
-    // Open as the user left it, and wherever the selection is.
-    picker.open.set(name, !!picker.open.get(name) || items.some((it) => it.input.checked));
-    details.open = picker.open.get(name);
-    details.addEventListener('toggle', () => {
-      if (!searchText()) picker.open.set(name, details.open);
-    });
-    return { name, details, count, items };
-  });
-  $('perturbations').replaceChildren(picker.loose, ...picker.groups.map((g) => g.details));
-  $('perturbations').classList.toggle('grouped', grouped);
-  filterPerturbations();
-}
-
-const searchText = () => $('pert-search').value.trim().toLowerCase();
-
-/** Shows the entries whose name contains the search text (case-insensitive); opens the groups that hold them. */
-function filterPerturbations() {
-  const q = searchText();
-  let shown = 0;
-  for (const it of picker.items) {
-    it.label.hidden = !!q && !it.key.includes(q);
-    if (!it.label.hidden) shown++;
-  }
-  picker.loose.hidden = picker.items.every((it) => it.group !== null || it.label.hidden);
-  for (const g of picker.groups) {
-    const hits = g.items.filter((it) => !it.label.hidden).length;
-    g.details.hidden = hits === 0;
-    const open = q ? hits > 0 : picker.open.get(g.name);
-    if (g.details.open !== open) g.details.open = open;
-  }
-  const total = picker.items.length;
-  const all = `${total.toLocaleString('en')} perturbation${total === 1 ? '' : 's'}`;
-  $('pert-count').textContent = !q
-    ? `${all}${picker.groups.length ? ` in ${picker.groups.length} groups` : ''}.`
-    : shown
-      ? `${shown.toLocaleString('en')} of ${all} match “${$('pert-search').value.trim()}”.`
-      : `No perturbation matches “${$('pert-search').value.trim()}”.`;
-  describeSelection();
-}
-
-/** The selection in words (it may sit in closed groups or be filtered out), and the groups' counts. */
-function describeSelection() {
-  const q = searchText();
-  for (const g of picker.groups) {
-    const hits = g.items.filter((it) => !it.label.hidden).length;
-    const picked = g.items.filter((it) => it.input.checked).length;
-    g.count.textContent = `(${q ? `${hits} of ` : ''}${g.items.length}${picked ? `, ${picked} selected` : ''})`;
-  }
-  const names = selectedPerturbations();
-  const most = 6;
-  $('pert-selected').textContent = names.length
-    ? `Selected (${names.length}): ${names.slice(0, most).join('; ')}${names.length > most ? `; and ${names.length - most} more` : ''}.`
-    : 'Nothing selected: choose at least one perturbation to predict.';
-  $('pert-clear').disabled = names.length === 0;
-}
-
-function clearSelection() {
-  for (const it of picker.items) it.input.checked = false;
-  describeSelection();
-  setReady();
-}
-
-// ---------------------------------------------------------------------------------------------
 // Sample
 
 async function setSample(bytes, name) {
@@ -319,10 +189,6 @@ const TOP_GENES = 15;
 /** Whether the model has an untreated control to measure decoded profiles against. */
 function hasControl() {
   return !!state.info?.perturbations.some((p) => p.control);
-}
-
-function selectedPerturbations() {
-  return picker.items.filter((it) => it.input.checked).map((it) => it.name);
 }
 
 /** How the profile is formed: 'counterfactual' (the sample moved by the predicted change) or 'decoded'. */
@@ -420,7 +286,7 @@ function renderPrediction() {
   base.hidden = $('baseline-label').hidden = counterfactual;
   $('baseline-note').hidden = !counterfactual;
   base.options[0].disabled = !hasControl();
-  if (p.baseline) base.value = p.baseline;
+  if (!counterfactual && p.baseline) base.value = p.baseline;
   const where = p.backend === 'webgpu' ? `GPU (${state.model.adapter})` : 'CPU (WebAssembly)';
   const profile = counterfactual
     ? 'your sample’s profile changed by the predicted effect (counterfactual)'
@@ -477,84 +343,7 @@ function renderRow(r) {
   fill('top-up', topUp);
   fill('top-down', topDown);
   const labelled = [...topUp.slice(0, 8), ...topDown.slice(0, 8)].map((e) => e.index);
-  drawVolcano(lfc, p.sigma, p.reference.measured, genes, labelled, vsControl ? 'predicted log fold change vs the predicted control' : 'predicted log fold change vs the measured sample');
-}
-
-function drawVolcano(lfc, sigma, measured, genes, labelled, xlabel) {
-  const canvas = $('volcano');
-  const ratio = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 640;
-  const h = Math.round((w * 440) / 640);
-  canvas.width = Math.round(w * ratio);
-  canvas.height = Math.round(h * ratio);
-  const ctx = canvas.getContext('2d');
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, w, h);
-  const pad = { l: 56, r: 16, t: 16, b: 44 };
-  let xmax = 0.5;
-  let ymax = 1;
-  for (let g = 0; g < lfc.length; g++) {
-    if (!measured[g]) continue;
-    xmax = Math.max(xmax, Math.abs(lfc[g]));
-    ymax = Math.max(ymax, Math.abs(lfc[g]) / sigma[g]);
-  }
-  xmax *= 1.05;
-  ymax *= 1.08;
-  const X = (v) => pad.l + ((v + xmax) / (2 * xmax)) * (w - pad.l - pad.r);
-  const Y = (v) => h - pad.b - (v / ymax) * (h - pad.t - pad.b);
-  const style = getComputedStyle(document.body);
-  const ink = style.getPropertyValue('--ink').trim() || '#222';
-  const faint = style.getPropertyValue('--faint').trim() || '#999';
-  ctx.strokeStyle = faint;
-  ctx.fillStyle = ink;
-  ctx.lineWidth = 1;
-  ctx.font = '12px system-ui, sans-serif';
-  // Axes and ticks.
-  ctx.beginPath();
-  ctx.moveTo(pad.l, pad.t);
-  ctx.lineTo(pad.l, h - pad.b);
-  ctx.lineTo(w - pad.r, h - pad.b);
-  ctx.moveTo(X(0), pad.t);
-  ctx.lineTo(X(0), h - pad.b);
-  ctx.stroke();
-  ctx.textAlign = 'center';
-  const step = niceStep(xmax);
-  for (let v = -Math.floor(xmax / step) * step; v <= xmax; v += step) {
-    ctx.fillText(fmt(v, step < 1 ? 1 : 0), X(v), h - pad.b + 16);
-  }
-  ctx.fillText(xlabel, (pad.l + w - pad.r) / 2, h - 8);
-  ctx.textAlign = 'right';
-  const ystep = niceStep(ymax / 2);
-  for (let v = 0; v <= ymax; v += ystep) ctx.fillText(fmt(v, ystep < 1 ? 1 : 0), pad.l - 6, Y(v) + 4);
-  ctx.save();
-  ctx.translate(14, (pad.t + h - pad.b) / 2);
-  ctx.rotate(-Math.PI / 2);
-  ctx.textAlign = 'center';
-  ctx.fillText('|log fold change| / σ', 0, 0);
-  ctx.restore();
-  // Points.
-  const up = style.getPropertyValue('--up').trim() || '#c0392b';
-  const down = style.getPropertyValue('--down').trim() || '#2e6fba';
-  for (let g = 0; g < lfc.length; g++) {
-    if (!measured[g]) continue;
-    const z = Math.abs(lfc[g]) / sigma[g];
-    ctx.fillStyle = z < 1 ? faint : lfc[g] > 0 ? up : down;
-    ctx.globalAlpha = z < 1 ? 0.35 : 0.75;
-    ctx.fillRect(X(lfc[g]) - 1.5, Y(z) - 1.5, 3, 3);
-  }
-  ctx.globalAlpha = 1;
-  ctx.fillStyle = ink;
-  for (const g of labelled) {
-    const x = X(lfc[g]);
-    ctx.textAlign = lfc[g] > 0 ? 'right' : 'left';
-    ctx.fillText(genes[g], x + (lfc[g] > 0 ? -5 : 5), Y(Math.abs(lfc[g]) / sigma[g]) + 4);
-  }
-}
-
-function niceStep(range) {
-  const raw = range / 4;
-  const p = 10 ** Math.floor(Math.log10(raw));
-  return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
+  drawVolcano($('volcano'), lfc, p.sigma, p.reference.measured, genes, labelled, vsControl ? 'predicted log fold change vs the predicted control' : 'predicted log fold change vs the measured sample');
 }
 
 function renderScreen(s) {
@@ -636,7 +425,10 @@ $('pert-search').addEventListener('keydown', (e) => {
     }
   }
 });
-$('pert-clear').addEventListener('click', () => clearSelection());
+$('pert-clear').addEventListener('click', () => {
+  clearSelection();
+  setReady();
+});
 $('run').addEventListener('click', () => run());
 $('screen').addEventListener('click', () => screen());
 $('download').addEventListener('click', () => download());

@@ -97,14 +97,16 @@ pub(super) struct ScreenOptionsJs {
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub(super) enum SignatureJs {
+    // Tried in this order: a map of numbers is a weighted signature (even a gene named "up"),
+    // and only an object whose values are lists is a pair of sets.
+    Genes(Vec<String>),
+    Weighted(BTreeMap<String, f64>),
     Sets {
         #[serde(default)]
         up: Vec<String>,
         #[serde(default)]
         down: Vec<String>,
     },
-    Genes(Vec<String>),
-    Weighted(BTreeMap<String, f64>),
 }
 
 impl From<SignatureJs> for Signature {

@@ -65,7 +65,13 @@ test('predict on the bundled example matches PyTorch (golden vectors)', async ()
   assertClose('z', p.latents, c.expected.z);
   assertClose('log-CPM', p.logCpm, c.expected.log_cpm);
   assertClose('reference', p.reference.logCpm, c.reference.log_cpm);
-  for (let g = 0; g < GENES; g++) assert.ok(Math.abs(p.logFoldChange[g] - (p.logCpm[g] - p.reference.logCpm[g])) < 1e-5);
+  // Decoded fold changes are against the predicted control by default, against the sample on request.
+  assert.equal(p.baseline, 'control');
+  const control = await model.predict({ sample: kang, perturbations: [CONTROL], conditionOn: c.condition_on, mode: 'decoded' });
+  for (let g = 0; g < GENES; g++) assert.ok(Math.abs(p.logFoldChange[g] - (p.logCpm[g] - control.logCpm[g])) < 1e-5);
+  const vsSample = await model.predict({ sample: kang, perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'decoded', baseline: 'reference' });
+  assert.equal(vsSample.baseline, 'reference');
+  for (let g = 0; g < GENES; g++) assert.ok(Math.abs(vsSample.logFoldChange[g] - (p.logCpm[g] - p.reference.logCpm[g])) < 1e-5);
   assert.equal(p.reference.valueKind, 'counts');
   assert.ok(p.reference.matched > 5000);
 });
@@ -218,14 +224,44 @@ test('screen ranks every perturbation', async () => {
   assert.ok(Math.abs(s.familiarity[0].reconstructionR2 - p.familiarity[0].reconstructionR2) < 1e-5, 'screen and predict agree on R²');
   for (let i = 1; i < s.hits.length; i++) assert.ok(s.hits[i - 1].score >= s.hits[i].score);
   assert.ok(s.hits[0].topUp.length > 0 && typeof s.hits[0].topUp[0].gene === 'string');
+  assert.deepEqual([s.mode, s.baseline, s.signatureUnknown], ['counterfactual', 'reference', []]);
   const sig = await model.screen({ sample: kang, signature: { ISG15: -1, IFI6: -1, MX1: -1, CD14: 1, LYZ: 1 } });
   assert.ok(sig.hits.every((h) => typeof h.reversal === 'number'));
-  // In the counterfactual mode (the default) the control changes nothing; decoded, it carries the
-  // model's reconstruction error of the sample.
+  // The three signature forms: weights, up/down sets, a list (an up set); unknown genes are listed.
+  const sets = await model.screen({ sample: kang, signature: { up: ['CD14', 'LYZ', 'NOPE1'], down: ['ISG15', 'IFI6', 'MX1'] } });
+  assert.deepEqual(sets.signatureUnknown, ['NOPE1']);
+  assert.ok(sets.hits[0].reversal > 0 && sets.hits[0].score === sets.hits[0].reversal);
+  const list = await model.screen({ sample: kang, signature: ['ISG15', 'IFI6', 'MX1'] });
+  const upSet = await model.screen({ sample: kang, signature: { up: ['ISG15', 'IFI6', 'MX1'] } });
+  assert.deepEqual(list.hits.map((h) => [h.name, h.reversal]), upSet.hits.map((h) => [h.name, h.reversal]));
+  // In the counterfactual mode (the default) the control changes nothing. Decoded, effects are
+  // measured against the predicted control by default (the control again changes nothing);
+  // against the sample, the control carries the model's reconstruction error of the sample.
   const control = (r) => r.hits.find((h) => h.name === CONTROL).effectSize;
   const decoded = await model.screen({ sample: kang, mode: 'decoded' });
-  assert.ok(control(s) < 1e-4 && control(decoded) > 1e-2, `control: counterfactual ${control(s)}, decoded ${control(decoded)}`);
+  assert.equal(decoded.baseline, 'control');
+  const versusSample = await model.screen({ sample: kang, mode: 'decoded', baseline: 'reference' });
+  assert.ok(control(s) < 1e-4 && control(decoded) < 1e-4 && control(versusSample) > 1e-2, `control: ${control(s)}, ${control(decoded)}, ${control(versusSample)}`);
   assert.deepEqual((await model.screen({ sample: kang, mode: 'counterfactual' })).hits.map((h) => h.score), s.hits.map((h) => h.score));
+  // Progress comes after each chunk, ending at the total.
+  const seen = [];
+  await model.screen({ sample: kang, onProgress: (done, total) => seen.push([done, total]) });
+  const total = model.info().perturbations.length;
+  assert.ok(seen.length >= 1 && seen.at(-1)[0] === total && seen.every(([d, t], i) => t === total && (i === 0 || d > seen[i - 1][0])), JSON.stringify(seen));
+});
+
+test('info marks the controls and the default perturbation; a generic column takes the file name; a log-CPM sample takes a library size', async () => {
+  const info = model.info();
+  const controls = info.perturbations.filter((p) => p.control).map((p) => p.name);
+  assert.ok(controls.includes(CONTROL), controls.join(', '));
+  assert.equal(info.defaultPerturbation, info.perturbations.find((p) => !p.control).name);
+  const text = `gene\tcount\n${model.genes.slice(0, 4000).map((g, i) => `${g}\t${i % 7}`).join('\n')}\n`;
+  assert.equal((await model.inspectSample(text, { fileName: 'tumour_01.tsv' })).name, 'tumour_01');
+  assert.equal((await model.inspectSample(text)).name, 'count');
+  const logCpm = `gene\tlog_cpm\n${model.genes.slice(0, 4000).map((g, i) => `${g}\t${(i % 7) / 2}`).join('\n')}\n`;
+  const p = await model.predict({ sample: logCpm, perturbations: [IFN], librarySize: 2e6 });
+  assert.equal(p.reference.librarySize, 2e6);
+  await assert.rejects(model.predict({ sample: text, perturbations: [IFN], librarySize: 2e6 }), { kind: 'sample', message: /gives counts/ });
 });
 
 test('sample errors name the line and gene', async () => {
