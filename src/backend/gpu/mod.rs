@@ -39,7 +39,7 @@ const MAX_PENDING: usize = 512;
 /// Bit pattern written into poisoned outputs (a quiet NaN).
 const POISON: u32 = 0x7fc0_0000;
 
-const FILL: Shader = Shader { name: "fill", source: include_str!("../../shaders/fill.wgsl") };
+const FILL: Shader = Shader { name: "fill", source: include_str!("../../../shaders/fill.wgsl") };
 
 /// Fills a buffer with one word (poisoned outputs in tests). Bindings: y.
 struct FillKernel {
