@@ -422,16 +422,6 @@ impl GpuBackend {
         self.flush(&[]);
     }
 
-    /// `x + bias` per row (the standalone bias kernel; linear layers fuse their bias).
-    pub fn bias(&mut self, x: &GpuTensor, bias: &GpuTensor) -> Result<GpuTensor> {
-        if bias.rows * bias.cols != x.cols {
-            return Err(Error::request(format!("bias of {} values for {} columns", bias.rows * bias.cols, x.cols)));
-        }
-        let out = self.output(x.rows, x.cols)?;
-        self.dispatch(&ops::bias::BiasKernel { rows: x.rows, cols: x.cols }, &[x.bound(), bias.bound()], out.bound())?;
-        Ok(out)
-    }
-
     /// Raw Philox4x32-10 blocks for `counters` under `seed`, computed by the reparameterize
     /// shader (checks that the GPU stream is bit-identical to `ops::Philox`).
     pub async fn philox_words(&mut self, seed: u64, counters: &[[u32; 4]]) -> Result<Vec<[u32; 4]>> {
