@@ -7,7 +7,6 @@
 pub mod activation;
 pub mod add;
 pub mod assemble;
-pub mod bias;
 pub mod kernel;
 pub mod layer_norm;
 pub mod linear;

@@ -115,11 +115,6 @@ impl Pool {
         }
     }
 
-    /// A fresh id for a buffer created outside the pool (weights).
-    pub fn next_id(&self) -> u64 {
-        self.0.borrow_mut().next_id()
-    }
-
     /// Frees every idle buffer.
     pub fn clear(&self) {
         let mut inner = self.0.borrow_mut();
