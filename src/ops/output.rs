@@ -60,7 +60,7 @@ pub fn check_counterfactual(pred: (usize, usize), reference: (usize, usize), ind
 // ---------------------------------------------------------------------------------------------
 // GPU kernels (shaders/output.wgsl)
 
-use super::kernel::{Kernel, Shader, grid_for, u};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
 
 pub const SHADER: Shader = Shader { name: "output", source: include_str!("../../shaders/output.wgsl") };
 
@@ -74,6 +74,17 @@ pub enum Transform {
     /// Bindings: pred (the rows to transform, then the control rows), reference log-CPM,
     /// `[rows, 2]` index of (reference row, control row of pred), y.
     Counterfactual,
+}
+
+uniform! {
+    /// `Params` of shaders/output.wgsl.
+    pub struct OutputParams {
+        pub rows: u32,
+        pub genes: u32,
+        /// 0: log fold change, 1: counts, 2: counterfactual.
+        pub transform: u32,
+        _pad1: u32,
+    }
 }
 
 /// One invocation per output element.
@@ -95,14 +106,21 @@ impl Kernel for OutputKernel {
         3
     }
     fn params(&self) -> Vec<u32> {
+        self.uniform().words()
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        grid_for(self.rows * self.genes)
+    }
+}
+
+impl TypedKernel for OutputKernel {
+    type Params = OutputParams;
+    fn uniform(&self) -> OutputParams {
         let transform = match self.transform {
             Transform::LogFoldChange => 0,
             Transform::Counts => 1,
             Transform::Counterfactual => 2,
         };
-        vec![u(self.rows), u(self.genes), transform, 0]
-    }
-    fn workgroups(&self) -> [u32; 3] {
-        grid_for(self.rows * self.genes)
+        OutputParams { rows: u(self.rows), genes: u(self.genes), transform, ..bytemuck::Zeroable::zeroed() }
     }
 }

@@ -39,9 +39,24 @@ pub fn cpu(
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/prior_embed.wgsl)
 
-use super::kernel::{Kernel, Shader, grid_for, u};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
 
 pub const SHADER: Shader = Shader { name: "prior_embed", source: include_str!("../../shaders/prior_embed.wgsl") };
+
+uniform! {
+    /// `Params` of shaders/prior_embed.wgsl.
+    pub struct PriorEmbedParams {
+        pub rows: u32,
+        pub hidden: u32,
+        pub fields: u32,
+        pub numeric_row0: u32,
+        /// Numeric fields per row.
+        pub numeric: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
+}
 
 /// One invocation per output element. Bindings: table, bias, index, numeric, y.
 #[derive(Clone, Copy, Debug)]
@@ -65,9 +80,23 @@ impl Kernel for PriorEmbedKernel {
         4
     }
     fn params(&self) -> Vec<u32> {
-        vec![u(self.rows), u(self.hidden), u(self.fields), u(self.numeric_row0), u(self.numeric), 0, 0, 0]
+        self.uniform().words()
     }
     fn workgroups(&self) -> [u32; 3] {
         grid_for(self.rows * self.hidden)
+    }
+}
+
+impl TypedKernel for PriorEmbedKernel {
+    type Params = PriorEmbedParams;
+    fn uniform(&self) -> PriorEmbedParams {
+        PriorEmbedParams {
+            rows: u(self.rows),
+            hidden: u(self.hidden),
+            fields: u(self.fields),
+            numeric_row0: u(self.numeric_row0),
+            numeric: u(self.numeric),
+            ..bytemuck::Zeroable::zeroed()
+        }
     }
 }

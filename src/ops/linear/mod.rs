@@ -208,12 +208,32 @@ fn decode_range(simd: Simd, w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/linear.wgsl)
 
-use super::kernel::{Kernel, KernelStyle, Shader, u};
+use super::kernel::{Kernel, KernelStyle, Shader, TypedKernel, Uniform, u, uniform};
 pub const SHADER: Shader = Shader { name: "linear", source: include_str!("../../../shaders/linear.wgsl") };
 
 /// Input rows up to which the matrix–vector entry point is used (it reads the weights once per
 /// input row; the tiled one once per 64 rows).
 pub const MATVEC_MAX_ROWS: usize = 2;
+
+uniform! {
+    /// `Params` of shaders/linear.wgsl.
+    pub struct LinearParams {
+        /// Input rows.
+        pub m: u32,
+        /// Weight rows in this chunk.
+        pub n: u32,
+        /// Input columns.
+        pub k: u32,
+        /// Output columns of the whole layer.
+        pub out_stride: u32,
+        /// First output column (and bias index) of this chunk.
+        pub out_offset: u32,
+        /// Words per packed weight row.
+        pub row_words: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
 
 /// One dispatch of `shaders/linear.wgsl` over a chunk of weight rows. Bindings: x, weight words,
 /// (scales,) bias, y.
@@ -263,8 +283,7 @@ impl Kernel for LinearKernel {
         if self.dtype.is_quantized() { 4 } else { 3 }
     }
     fn params(&self) -> Vec<u32> {
-        let rw = row_words(self.dtype, self.k);
-        vec![u(self.m), u(self.rows), u(self.k), u(self.n_total), u(self.row0), u(rw), 0, 0]
+        self.uniform().words()
     }
     fn workgroups(&self) -> [u32; 3] {
         match (self.style, self.matvec()) {
@@ -273,6 +292,21 @@ impl Kernel for LinearKernel {
             (KernelStyle::Flat, true) => [u(self.rows.div_ceil(64)), u(self.m), 1],
             // 8 × 8 invocations of 4 × 4 outputs each.
             (KernelStyle::Flat, false) => [u(self.rows.div_ceil(32)), u(self.m.div_ceil(32)), 1],
+        }
+    }
+}
+
+impl TypedKernel for LinearKernel {
+    type Params = LinearParams;
+    fn uniform(&self) -> LinearParams {
+        LinearParams {
+            m: u(self.m),
+            n: u(self.rows),
+            k: u(self.k),
+            out_stride: u(self.n_total),
+            out_offset: u(self.row0),
+            row_words: u(row_words(self.dtype, self.k)),
+            ..bytemuck::Zeroable::zeroed()
         }
     }
 }
