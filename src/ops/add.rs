@@ -1,5 +1,13 @@
 //! Element-wise sum of two equally shaped matrices: the residual connection.
 
+/// What every backend checks before the sum (shapes are `(rows, cols)`).
+pub fn check(a: (usize, usize), b: (usize, usize)) -> crate::Result<()> {
+    if a != b {
+        return Err(crate::Error::request(format!("add: shapes [{}, {}] and [{}, {}] differ", a.0, a.1, b.0, b.1)));
+    }
+    Ok(())
+}
+
 /// CPU twin.
 pub fn cpu(a: &[f32], b: &[f32], out: &mut [f32]) {
     assert!(a.len() == b.len() && a.len() == out.len(), "add shapes");

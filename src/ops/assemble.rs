@@ -15,6 +15,24 @@ pub struct Part<'a> {
     pub width: usize,
 }
 
+/// What every backend checks: `index` is `[rows, 3]` and each part, `((rows, cols) of its source,
+/// first column, width)`, lies inside its source, with every index a row of it.
+pub fn check(parts: [((usize, usize), usize, usize); 3], index: &[u32]) -> crate::Result<()> {
+    use crate::Error;
+    if !index.len().is_multiple_of(3) {
+        return Err(Error::request(format!("assemble index of {} values is not [rows, 3]", index.len())));
+    }
+    for (g, ((rows, cols), offset, width)) in parts.into_iter().enumerate() {
+        if offset + width > cols {
+            return Err(Error::request(format!("assemble part {g}: columns {offset}..{} of {cols}", offset + width)));
+        }
+        if let Some(bad) = index.iter().skip(g).step_by(3).find(|&&i| i as usize >= rows) {
+            return Err(Error::request(format!("assemble part {g}: row {bad} of {rows}")));
+        }
+    }
+    Ok(())
+}
+
 /// CPU twin. `index` is `[rows, 3]`: the source row of each group for each output row; `out`
 /// is `[rows, Σ widths]`.
 pub fn cpu(parts: [Part<'_>; 3], index: &[u32], out: &mut [f32]) {

@@ -1,5 +1,15 @@
 //! Layer normalisation over the last dimension, with affine weight and bias.
 
+/// What every backend checks: `x` is `(rows, cols)`, weight and bias hold one value per column.
+pub fn check(x: (usize, usize), weight: usize, bias: usize) -> crate::Result<()> {
+    for (len, name) in [(weight, "weight"), (bias, "bias")] {
+        if len != x.1 {
+            return Err(crate::Error::request(format!("layer norm {name} of {len} values for {} columns", x.1)));
+        }
+    }
+    Ok(())
+}
+
 /// CPU twin. `x` and `out` are `[rows, cols]`; `weight`, `bias` are `[cols]`.
 pub fn cpu(x: &[f32], cols: usize, weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "layer norm output");

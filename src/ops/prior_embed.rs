@@ -3,6 +3,28 @@
 //! `h[r] = bias + Σ_f table[index[r, f]] + Σ_k numeric[r, k] · table[numeric_row0 + k]`.
 //! `index` holds rows of the table (field offsets already added).
 
+/// What every backend checks (`table` is `(rows, hidden)`, `bias` and `numeric` are value counts):
+/// the table has the numeric rows from `numeric_row0`, one bias per hidden unit, every output row
+/// its numeric inputs and as many indices as the others, each a one-hot row of the table.
+pub fn check(table: (usize, usize), numeric_row0: usize, bias: usize, index: &[u32], numeric: usize, rows: usize) -> crate::Result<()> {
+    use crate::Error;
+    let hidden = table.1;
+    let k = table.0.checked_sub(numeric_row0).ok_or_else(|| {
+        Error::request(format!("prior table of {} rows has no numeric row {numeric_row0}", table.0))
+    })?;
+    if bias != hidden {
+        return Err(Error::request(format!("prior bias of {bias} values for width {hidden}")));
+    }
+    if numeric != rows * k {
+        return Err(Error::request(format!("prior numeric inputs: {numeric} values for {rows} rows × {k} fields")));
+    }
+    let fields = index.len().checked_div(rows).unwrap_or(0);
+    if index.len() != rows * fields {
+        return Err(Error::request(format!("prior index of {} values for {rows} rows", index.len())));
+    }
+    super::check_index(index, numeric_row0, "prior")
+}
+
 /// CPU twin. `table` is `[table_rows, hidden]`, `index` is `[rows, fields]`, `numeric` is
 /// `[rows, table_rows − numeric_row0]`, `out` is `[rows, hidden]`.
 pub fn cpu(

@@ -87,6 +87,17 @@ pub fn uniform(x: u32) -> f32 {
     ((x >> 8) as f32 + 0.5) * (1.0 / 16_777_216.0)
 }
 
+/// What every backend checks: the head (`(rows, cols)`) is `[μ ‖ log σ²]` of the streams' latent.
+pub fn check(head: (usize, usize), streams: Streams) -> crate::Result<()> {
+    if head.1 != 2 * streams.latent {
+        return Err(crate::Error::request(format!(
+            "reparameterize: head has {} columns for latent {}",
+            head.1, streams.latent
+        )));
+    }
+    Ok(())
+}
+
 /// CPU twin. `head` is `[rows, 2·D]`; `out` is `[samples · rows, D]`, row `s · rows + r` holding
 /// sample `first_sample + s` of input row `r`.
 pub fn cpu(head: &[f32], streams: Streams, noise: Option<Noise>, out: &mut [f32]) {

@@ -79,6 +79,23 @@ impl std::ops::Deref for Weights {
     }
 }
 
+/// What every backend checks before a layer is uploaded (`weight` is `(rows, cols)`): one bias
+/// value per output.
+pub fn check_weights(weight: (usize, usize), bias: usize) -> crate::Result<()> {
+    if bias != weight.0 {
+        return Err(crate::Error::request(format!("bias of {bias} for {} outputs", weight.0)));
+    }
+    Ok(())
+}
+
+/// What every backend checks before `x · Wᵀ + b` (shapes are `(rows, cols)`).
+pub fn check(x: (usize, usize), weight: (usize, usize)) -> crate::Result<()> {
+    if x.1 != weight.1 {
+        return Err(crate::Error::request(format!("linear: input has {} columns, weight expects {}", x.1, weight.1)));
+    }
+    Ok(())
+}
+
 /// CPU twin. `x` is `[m, w.cols]`, `out` is `[m, w.rows]`.
 pub fn cpu(x: &[f32], m: usize, w: &Matrix, bias: Option<&[f32]>, out: &mut [f32]) {
     cpu_weights(x, m, &Weights::new(w.clone()), bias, out)
