@@ -19,7 +19,10 @@ pub(super) struct Simd {
     pub(super) simd128: bool,
 }
 
+// The methods are small dispatchers called per block, row or tile from other files of this
+// folder: `#[inline]` keeps them inlined there as when they shared one file.
 impl Simd {
+    #[inline]
     pub(super) fn detect() -> Simd {
         Simd {
             #[cfg(target_arch = "x86_64")]
@@ -42,6 +45,7 @@ impl Simd {
         }
     }
 
+    #[inline]
     pub(super) fn avx2(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -53,6 +57,7 @@ impl Simd {
         }
     }
 
+    #[inline]
     pub(super) fn simd128(self) -> bool {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         {
@@ -65,6 +70,7 @@ impl Simd {
     }
 
     /// One Q8_0 / Q4_0 block to its 32 values.
+    #[inline]
     pub(super) fn decode_block(self, dtype: DType, b: &[u8], out: &mut [f32]) {
         let q8 = dtype == DType::Q8_0;
         #[cfg(target_arch = "x86_64")]
@@ -81,6 +87,7 @@ impl Simd {
 
     /// Input rows up to which `dot_quant` reads quantized rows straight off their blocks (0: it
     /// does not exist here).
+    #[inline]
     pub(super) fn direct_rows(self) -> usize {
         if self.avx2() {
             DIRECT_MAX_ROWS
@@ -91,6 +98,7 @@ impl Simd {
         }
     }
 
+    #[inline]
     pub(super) fn dot(self, a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
@@ -106,6 +114,7 @@ impl Simd {
 
     /// Dot products of a Q8_0 / Q4_0 row (stored blocks) with the `m` ≤ 3 rows of `x` (first `m`
     /// sums); the wasm SIMD path of `direct_rows`.
+    #[inline]
     pub(super) fn dot_quant(self, dtype: DType, row: &[u8], x: &[f32], m: usize) -> [f32; 3] {
         assert!((1..PANEL_MIN_ROWS).contains(&m), "dot_quant rows");
         let k = x.len() / m;
@@ -134,6 +143,7 @@ impl Simd {
     }
 
     /// The 4 × 3 dot products of four input slices with three weight slices (all of one length).
+    #[inline]
     pub(super) fn tile(self, xs: [&[f32]; 4], ws: [&[f32]; 3]) -> [[f32; 3]; 4] {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
