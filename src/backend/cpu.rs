@@ -90,16 +90,6 @@ impl CpuBackend {
     }
 }
 
-fn same_shape(a: &CpuTensor, b: &CpuTensor, op: &str) -> Result<()> {
-    if (a.rows, a.cols) != (b.rows, b.cols) {
-        return Err(Error::request(format!(
-            "{op}: shapes [{}, {}] and [{}, {}] differ",
-            a.rows, a.cols, b.rows, b.cols
-        )));
-    }
-    Ok(())
-}
-
 /// Values from which an element- or row-wise op is split across the worker threads.
 #[cfg(not(target_arch = "wasm32"))]
 const PARALLEL_MIN_VALUES: usize = 1 << 16;
@@ -154,22 +144,19 @@ impl Backend for CpuBackend {
     }
 
     fn linear_weights(&mut self, weight: &Matrix, bias: &[f32]) -> Result<CpuLinear> {
-        if bias.len() != weight.rows {
-            return Err(Error::request(format!("bias of {} for {} outputs", bias.len(), weight.rows)));
-        }
+        ops::linear::check_weights((weight.rows, weight.cols), bias.len())?;
         Ok(CpuLinear { weight: ops::linear::Weights::new(weight.clone()), bias: bias.to_vec() })
     }
 
     fn linear(&mut self, x: &CpuTensor, w: &CpuLinear) -> Result<CpuTensor> {
-        if x.cols != w.weight.cols {
-            return Err(Error::request(format!("linear: input has {} columns, weight expects {}", x.cols, w.weight.cols)));
-        }
+        ops::linear::check((x.rows, x.cols), (w.weight.rows, w.weight.cols))?;
         let mut out = output(x.rows, w.weight.rows);
         ops::linear::cpu_weights(&x.data, x.rows, &w.weight, Some(&w.bias), &mut out.data);
         Ok(out)
     }
 
     fn layer_norm(&mut self, x: &CpuTensor, weight: &CpuTensor, bias: &CpuTensor, eps: f32) -> Result<CpuTensor> {
+        ops::layer_norm::check((x.rows, x.cols), weight.rows * weight.cols, bias.rows * bias.cols)?;
         let mut out = output(x.rows, x.cols);
         let c = x.cols;
         split_rows(x.rows, c, &mut out.data, |r, o| {
@@ -186,7 +173,7 @@ impl Backend for CpuBackend {
     }
 
     fn add(&mut self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        same_shape(a, b, "add")?;
+        ops::add::check((a.rows, a.cols), (b.rows, b.cols))?;
         let mut out = output(a.rows, a.cols);
         let c = a.cols;
         split_rows(a.rows, c, &mut out.data, |r, o| {
@@ -205,21 +192,21 @@ impl Backend for CpuBackend {
         numeric: &[f32],
         rows: usize,
     ) -> Result<CpuTensor> {
-        if let Some(&bad) = index.iter().find(|&&i| i as usize >= numeric_row0) {
-            return Err(Error::request(format!("prior index {bad} outside the {numeric_row0} one-hot rows")));
-        }
+        ops::prior_embed::check((table.rows, table.cols), numeric_row0, bias.rows * bias.cols, index, numeric.len(), rows)?;
         let mut out = output(rows, table.cols);
         ops::prior_embed::cpu(&table.data, table.cols, numeric_row0, &bias.data, index, numeric, &mut out.data);
         Ok(out)
     }
 
     fn reparameterize(&mut self, head: &CpuTensor, streams: Streams, noise: Option<Noise>, samples: usize) -> Result<CpuTensor> {
+        ops::reparameterize::check((head.rows, head.cols), streams)?;
         let mut out = output(samples * head.rows, streams.latent);
         ops::reparameterize::cpu(&head.data, streams, noise, &mut out.data);
         Ok(out)
     }
 
     fn assemble(&mut self, parts: [(&CpuTensor, usize, usize); 3], index: &[u32]) -> Result<CpuTensor> {
+        ops::assemble::check(parts.map(|(t, offset, width)| ((t.rows, t.cols), offset, width)), index)?;
         let width = parts.iter().map(|p| p.2).sum();
         let mut out = output(index.len() / 3, width);
         let parts = parts.map(|(t, offset, width)| ops::assemble::Part { source: &t.data, cols: t.cols, offset, width });
@@ -228,6 +215,7 @@ impl Backend for CpuBackend {
     }
 
     fn log_fold_change(&mut self, pred: &CpuTensor, reference: &CpuTensor, index: &[u32]) -> Result<CpuTensor> {
+        ops::output::check_log_fold_change((pred.rows, pred.cols), (reference.rows, reference.cols), index)?;
         let mut out = output(pred.rows, pred.cols);
         let c = pred.cols;
         split_rows(pred.rows, c, &mut out.data, |r, o| {
@@ -249,6 +237,7 @@ impl Backend for CpuBackend {
     }
 
     fn counts(&mut self, pred: &CpuTensor, library_size: &[f32], index: &[u32]) -> Result<CpuTensor> {
+        ops::output::check_counts((pred.rows, pred.cols), library_size.len(), index)?;
         let mut out = output(pred.rows, pred.cols);
         let c = pred.cols;
         split_rows(pred.rows, c, &mut out.data, |r, o| {

@@ -28,9 +28,19 @@ pub fn cpu(act: Activation, x: &[f32], out: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/activation.wgsl)
 
-use super::kernel::{Kernel, Shader, grid_for, u};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
 
 pub const SHADER: Shader = Shader { name: "activation", source: include_str!("../../shaders/activation.wgsl") };
+
+uniform! {
+    /// `Params` of shaders/activation.wgsl.
+    pub struct ActivationParams {
+        pub n: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
+}
 
 /// One invocation per element. Bindings: x, y.
 #[derive(Clone, Copy, Debug)]
@@ -53,9 +63,16 @@ impl Kernel for ActivationKernel {
         1
     }
     fn params(&self) -> Vec<u32> {
-        vec![u(self.n), 0, 0, 0]
+        self.uniform().words()
     }
     fn workgroups(&self) -> [u32; 3] {
         grid_for(self.n)
+    }
+}
+
+impl TypedKernel for ActivationKernel {
+    type Params = ActivationParams;
+    fn uniform(&self) -> ActivationParams {
+        ActivationParams { n: u(self.n), ..bytemuck::Zeroable::zeroed() }
     }
 }

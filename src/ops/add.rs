@@ -1,5 +1,13 @@
 //! Element-wise sum of two equally shaped matrices: the residual connection.
 
+/// What every backend checks before the sum (shapes are `(rows, cols)`).
+pub fn check(a: (usize, usize), b: (usize, usize)) -> crate::Result<()> {
+    if a != b {
+        return Err(crate::Error::request(format!("add: shapes [{}, {}] and [{}, {}] differ", a.0, a.1, b.0, b.1)));
+    }
+    Ok(())
+}
+
 /// CPU twin.
 pub fn cpu(a: &[f32], b: &[f32], out: &mut [f32]) {
     assert!(a.len() == b.len() && a.len() == out.len(), "add shapes");
@@ -11,9 +19,19 @@ pub fn cpu(a: &[f32], b: &[f32], out: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/add.wgsl)
 
-use super::kernel::{Kernel, Shader, grid_for, u};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
 
 pub const SHADER: Shader = Shader { name: "add", source: include_str!("../../shaders/add.wgsl") };
+
+uniform! {
+    /// `Params` of shaders/add.wgsl.
+    pub struct AddParams {
+        pub n: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
+}
 
 /// One invocation per element. Bindings: a, b, y.
 #[derive(Clone, Copy, Debug)]
@@ -32,9 +50,16 @@ impl Kernel for AddKernel {
         2
     }
     fn params(&self) -> Vec<u32> {
-        vec![u(self.n), 0, 0, 0]
+        self.uniform().words()
     }
     fn workgroups(&self) -> [u32; 3] {
         grid_for(self.n)
+    }
+}
+
+impl TypedKernel for AddKernel {
+    type Params = AddParams;
+    fn uniform(&self) -> AddParams {
+        AddParams { n: u(self.n), ..bytemuck::Zeroable::zeroed() }
     }
 }

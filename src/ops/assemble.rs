@@ -15,6 +15,24 @@ pub struct Part<'a> {
     pub width: usize,
 }
 
+/// What every backend checks: `index` is `[rows, 3]` and each part, `((rows, cols) of its source,
+/// first column, width)`, lies inside its source, with every index a row of it.
+pub fn check(parts: [((usize, usize), usize, usize); 3], index: &[u32]) -> crate::Result<()> {
+    use crate::Error;
+    if !index.len().is_multiple_of(3) {
+        return Err(Error::request(format!("assemble index of {} values is not [rows, 3]", index.len())));
+    }
+    for (g, ((rows, cols), offset, width)) in parts.into_iter().enumerate() {
+        if offset + width > cols {
+            return Err(Error::request(format!("assemble part {g}: columns {offset}..{} of {cols}", offset + width)));
+        }
+        if let Some(bad) = index.iter().skip(g).step_by(3).find(|&&i| i as usize >= rows) {
+            return Err(Error::request(format!("assemble part {g}: row {bad} of {rows}")));
+        }
+    }
+    Ok(())
+}
+
 /// CPU twin. `index` is `[rows, 3]`: the source row of each group for each output row; `out`
 /// is `[rows, Σ widths]`.
 pub fn cpu(parts: [Part<'_>; 3], index: &[u32], out: &mut [f32]) {
@@ -34,9 +52,28 @@ pub fn cpu(parts: [Part<'_>; 3], index: &[u32], out: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/assemble.wgsl)
 
-use super::kernel::{Kernel, Shader, grid_for, u};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
 
 pub const SHADER: Shader = Shader { name: "assemble", source: include_str!("../../shaders/assemble.wgsl") };
+
+uniform! {
+    /// `Params` of shaders/assemble.wgsl.
+    pub struct AssembleParams {
+        pub rows: u32,
+        /// Σ widths.
+        pub width: u32,
+        pub width0: u32,
+        pub width1: u32,
+        pub width2: u32,
+        pub cols0: u32,
+        pub cols1: u32,
+        pub cols2: u32,
+        pub offset0: u32,
+        pub offset1: u32,
+        pub offset2: u32,
+        _pad: u32,
+    }
+}
 
 /// One invocation per output element. Bindings: source 0, 1, 2, index, y.
 #[derive(Clone, Copy, Debug)]
@@ -57,11 +94,30 @@ impl Kernel for AssembleKernel {
         4
     }
     fn params(&self) -> Vec<u32> {
-        let [a, b, c] = self.parts;
-        let width = a.2 + b.2 + c.2;
-        vec![u(self.rows), u(width), u(a.2), u(b.2), u(c.2), u(a.0), u(b.0), u(c.0), u(a.1), u(b.1), u(c.1), 0]
+        self.uniform().words()
     }
     fn workgroups(&self) -> [u32; 3] {
         grid_for(self.rows * self.parts.iter().map(|p| p.2).sum::<usize>())
+    }
+}
+
+impl TypedKernel for AssembleKernel {
+    type Params = AssembleParams;
+    fn uniform(&self) -> AssembleParams {
+        let [a, b, c] = self.parts;
+        AssembleParams {
+            rows: u(self.rows),
+            width: u(a.2 + b.2 + c.2),
+            width0: u(a.2),
+            width1: u(b.2),
+            width2: u(c.2),
+            cols0: u(a.0),
+            cols1: u(b.0),
+            cols2: u(c.0),
+            offset0: u(a.1),
+            offset1: u(b.1),
+            offset2: u(c.1),
+            ..bytemuck::Zeroable::zeroed()
+        }
     }
 }

@@ -57,7 +57,7 @@ pub struct PipelineKey {
     pub defines: Vec<&'static str>,
 }
 
-/// One dispatch of a WGSL kernel.
+/// One dispatch of a WGSL kernel (object-safe: the backend holds `Box<dyn Kernel>`).
 pub trait Kernel {
     fn shader(&self) -> Shader;
     fn entry(&self) -> &'static str;
@@ -67,7 +67,8 @@ pub trait Kernel {
     }
     /// Read-only storage bindings (`1..=inputs`); the output is binding `inputs + 1`.
     fn inputs(&self) -> u32;
-    /// The uniform `Params` struct as 32-bit words (f32 values via `to_bits`).
+    /// The uniform `Params` struct as 32-bit words (the ops' kernels: [`TypedKernel::uniform`]
+    /// as [`Uniform::words`]).
     fn params(&self) -> Vec<u32>;
     /// Workgroups in x, y, z.
     fn workgroups(&self) -> [u32; 3];
@@ -79,6 +80,57 @@ pub trait Kernel {
         PipelineKey { shader: self.shader(), entry: self.entry(), defines }
     }
 }
+
+/// A kernel whose `Params` struct has a Rust mirror: [`Kernel::params`] is its words.
+pub trait TypedKernel: Kernel {
+    type Params: Uniform;
+    fn uniform(&self) -> Self::Params;
+}
+
+/// A `#[repr(C)]` mirror of a shader's uniform `Params` struct, declared with `uniform!` (which
+/// lists its fields for the test that compares them with the WGSL layout).
+pub trait Uniform: bytemuck::Pod {
+    /// Every field in declaration order.
+    const FIELDS: &'static [Field];
+
+    /// The struct as the 32-bit words the backend uploads.
+    fn words(&self) -> Vec<u32> {
+        bytemuck::cast_slice(std::slice::from_ref(self)).to_vec()
+    }
+}
+
+/// One field of a [`Uniform`] struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    /// The Rust type as written (`u32`, `f32`).
+    pub ty: &'static str,
+    pub offset: usize,
+    pub size: usize,
+}
+
+/// Declares a `#[repr(C)]` `Pod` parameter struct and implements [`Uniform`] for it.
+macro_rules! uniform {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($(#[$fmeta:meta])* $fvis:vis $field:ident: $ty:ty),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name { $($(#[$fmeta])* $fvis $field: $ty),* }
+
+        impl $crate::ops::kernel::Uniform for $name {
+            const FIELDS: &'static [$crate::ops::kernel::Field] = &[$($crate::ops::kernel::Field {
+                name: stringify!($field),
+                ty: stringify!($ty),
+                offset: std::mem::offset_of!($name, $field),
+                size: size_of::<$ty>(),
+            }),*];
+        }
+    };
+}
+pub(crate) use uniform;
 
 /// Spreads `groups` workgroups over x and y so neither exceeds [`MAX_GROUPS`]; shaders recover the
 /// flat index as `(wid.y * nwg.x + wid.x)` and skip the few extra groups.

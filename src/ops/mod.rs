@@ -19,3 +19,12 @@ pub mod workers;
 
 pub use activation::Activation;
 pub use reparameterize::{Noise, Philox};
+
+/// Fails on the first index of a row at or past `limit`: every backend checks host indices
+/// before an op reads rows by them.
+pub fn check_index<'a>(index: impl IntoIterator<Item = &'a u32>, limit: usize, what: &str) -> crate::Result<()> {
+    match index.into_iter().find(|&&i| i as usize >= limit) {
+        Some(bad) => Err(crate::Error::request(format!("{what} index {bad} outside the {limit} rows"))),
+        None => Ok(()),
+    }
+}

@@ -2,6 +2,27 @@
 //! log fold change against the reference's log-CPM, counts at the reference's library size, and
 //! the counterfactual profile (the reference moved by the decoder's change from the control).
 
+/// What every backend checks before the log fold change (shapes are `(rows, cols)`): one
+/// reference row per prediction row, over the same genes.
+pub fn check_log_fold_change(pred: (usize, usize), reference: (usize, usize), index: &[u32]) -> crate::Result<()> {
+    if index.len() != pred.0 || reference.1 != pred.1 {
+        return Err(crate::Error::request(format!(
+            "log fold change: [{}, {}] prediction, [{}, {}] reference, {} indices",
+            pred.0, pred.1, reference.0, reference.1, index.len()
+        )));
+    }
+    super::check_index(index, reference.0, "reference")
+}
+
+/// What every backend checks before counts (`pred` is `(rows, cols)`): one library size per
+/// prediction row.
+pub fn check_counts(pred: (usize, usize), library_sizes: usize, index: &[u32]) -> crate::Result<()> {
+    if index.len() != pred.0 {
+        return Err(crate::Error::request(format!("counts: {} indices for {} rows", index.len(), pred.0)));
+    }
+    super::check_index(index, library_sizes, "library size")
+}
+
 /// CPU twin of the log fold change: `out[r, g] = pred[r, g] − reference[index[r], g]`.
 pub fn log_fold_change_cpu(pred: &[f32], reference: &[f32], index: &[u32], out: &mut [f32]) {
     let genes = pred.len() / index.len().max(1);
@@ -49,18 +70,14 @@ pub fn check_counterfactual(pred: (usize, usize), reference: (usize, usize), ind
             pred.0, pred.1, reference.0, reference.1, index.len()
         )));
     }
-    for (k, limit, what) in [(0, reference.0, "reference"), (1, pred.0, "control")] {
-        if let Some(&bad) = index.iter().skip(k).step_by(2).find(|&&i| i as usize >= limit) {
-            return Err(crate::Error::request(format!("counterfactual: {what} index {bad} outside the {limit} rows")));
-        }
-    }
-    Ok(())
+    super::check_index(index.iter().step_by(2), reference.0, "counterfactual: reference")?;
+    super::check_index(index.iter().skip(1).step_by(2), pred.0, "counterfactual: control")
 }
 
 // ---------------------------------------------------------------------------------------------
 // GPU kernels (shaders/output.wgsl)
 
-use super::kernel::{Kernel, Shader, grid_for, u};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
 
 pub const SHADER: Shader = Shader { name: "output", source: include_str!("../../shaders/output.wgsl") };
 
@@ -74,6 +91,17 @@ pub enum Transform {
     /// Bindings: pred (the rows to transform, then the control rows), reference log-CPM,
     /// `[rows, 2]` index of (reference row, control row of pred), y.
     Counterfactual,
+}
+
+uniform! {
+    /// `Params` of shaders/output.wgsl.
+    pub struct OutputParams {
+        pub rows: u32,
+        pub genes: u32,
+        /// 0: log fold change, 1: counts, 2: counterfactual.
+        pub transform: u32,
+        _pad1: u32,
+    }
 }
 
 /// One invocation per output element.
@@ -95,14 +123,21 @@ impl Kernel for OutputKernel {
         3
     }
     fn params(&self) -> Vec<u32> {
+        self.uniform().words()
+    }
+    fn workgroups(&self) -> [u32; 3] {
+        grid_for(self.rows * self.genes)
+    }
+}
+
+impl TypedKernel for OutputKernel {
+    type Params = OutputParams;
+    fn uniform(&self) -> OutputParams {
         let transform = match self.transform {
             Transform::LogFoldChange => 0,
             Transform::Counts => 1,
             Transform::Counterfactual => 2,
         };
-        vec![u(self.rows), u(self.genes), transform, 0]
-    }
-    fn workgroups(&self) -> [u32; 3] {
-        grid_for(self.rows * self.genes)
+        OutputParams { rows: u(self.rows), genes: u(self.genes), transform, ..bytemuck::Zeroable::zeroed() }
     }
 }

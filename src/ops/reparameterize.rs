@@ -87,6 +87,17 @@ pub fn uniform(x: u32) -> f32 {
     ((x >> 8) as f32 + 0.5) * (1.0 / 16_777_216.0)
 }
 
+/// What every backend checks: the head (`(rows, cols)`) is `[μ ‖ log σ²]` of the streams' latent.
+pub fn check(head: (usize, usize), streams: Streams) -> crate::Result<()> {
+    if head.1 != 2 * streams.latent {
+        return Err(crate::Error::request(format!(
+            "reparameterize: head has {} columns for latent {}",
+            head.1, streams.latent
+        )));
+    }
+    Ok(())
+}
+
 /// CPU twin. `head` is `[rows, 2·D]`; `out` is `[samples · rows, D]`, row `s · rows + r` holding
 /// sample `first_sample + s` of input row `r`.
 pub fn cpu(head: &[f32], streams: Streams, noise: Option<Noise>, out: &mut [f32]) {
@@ -116,7 +127,7 @@ pub fn cpu(head: &[f32], streams: Streams, noise: Option<Noise>, out: &mut [f32]
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/reparameterize.wgsl)
 
-use super::kernel::{Kernel, Shader, grid_for, u};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
 
 pub const SHADER: Shader = Shader { name: "reparameterize", source: include_str!("../../shaders/reparameterize.wgsl") };
 
@@ -130,6 +141,28 @@ pub enum Draw {
     /// Raw Philox blocks for `blocks` counters (the bit-identity check). Bindings: counters
     /// (4 words each), words.
     Words { seed: u64, blocks: usize },
+}
+
+uniform! {
+    /// `Params` of shaders/reparameterize.wgsl.
+    pub struct ReparameterizeParams {
+        pub rows: u32,
+        /// D.
+        pub latent: u32,
+        pub samples: u32,
+        /// Elements `j < split` use stream `stream_lo` with index `j`, the rest `stream_hi`.
+        pub split: u32,
+        pub stream_lo: u32,
+        pub stream_hi: u32,
+        /// Seed, low and high 32 bits.
+        pub key0: u32,
+        pub key1: u32,
+        pub first_sample: u32,
+        /// Counters of [`Draw::Words`].
+        pub blocks: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
 
 /// One invocation per output element (or per counter for [`Draw::Words`]).
@@ -162,31 +195,37 @@ impl Kernel for ReparameterizeKernel {
         1
     }
     fn params(&self) -> Vec<u32> {
-        let (seed, first, blocks) = match self.draw {
-            Draw::Mean => (0, 0, 0),
-            Draw::Sample(n) => (n.seed, n.first_sample, 0),
-            Draw::Words { seed, blocks } => (seed, 0, blocks),
-        };
-        let s = self.streams;
-        vec![
-            u(self.rows),
-            u(s.latent),
-            u(self.samples),
-            u(s.split),
-            s.lo,
-            s.hi,
-            seed as u32,
-            (seed >> 32) as u32,
-            first,
-            u(blocks),
-            0,
-            0,
-        ]
+        self.uniform().words()
     }
     fn workgroups(&self) -> [u32; 3] {
         match self.draw {
             Draw::Words { blocks, .. } => grid_for(blocks),
             _ => grid_for(self.samples * self.rows * self.streams.latent),
+        }
+    }
+}
+
+impl TypedKernel for ReparameterizeKernel {
+    type Params = ReparameterizeParams;
+    fn uniform(&self) -> ReparameterizeParams {
+        let (seed, first_sample, blocks) = match self.draw {
+            Draw::Mean => (0, 0, 0),
+            Draw::Sample(n) => (n.seed, n.first_sample, 0),
+            Draw::Words { seed, blocks } => (seed, 0, blocks),
+        };
+        let s = self.streams;
+        ReparameterizeParams {
+            rows: u(self.rows),
+            latent: u(s.latent),
+            samples: u(self.samples),
+            split: u(s.split),
+            stream_lo: s.lo,
+            stream_hi: s.hi,
+            key0: seed as u32,
+            key1: (seed >> 32) as u32,
+            first_sample,
+            blocks: u(blocks),
+            ..bytemuck::Zeroable::zeroed()
         }
     }
 }
