@@ -8,6 +8,7 @@ use refcast::backend::gpu::preprocess;
 use refcast::ops::activation::ActivationKernel;
 use refcast::ops::add::AddKernel;
 use refcast::ops::assemble::AssembleKernel;
+use refcast::ops::fill::FillKernel;
 use refcast::ops::kernel::{KernelStyle, TypedKernel, Uniform};
 use refcast::ops::layer_norm::LayerNormKernel;
 use refcast::ops::linear::LinearKernel;
@@ -77,6 +78,11 @@ fn activation_params_match_the_shader() {
 #[test]
 fn add_params_match_the_shader() {
     check(AddKernel { n: 5 });
+}
+
+#[test]
+fn fill_params_match_the_shader() {
+    check(FillKernel { words: 5, value: 0x7fc0_0000 });
 }
 
 #[test]

@@ -7,6 +7,7 @@
 pub mod activation;
 pub mod add;
 pub mod assemble;
+pub mod fill;
 pub mod kernel;
 pub mod layer_norm;
 pub mod linear;

@@ -1,10 +1,10 @@
 //! Persistent worker threads for the CPU twins (native targets only; the wasm build runs every
 //! op on the calling thread).
 //!
-//! A layer split across threads used to spawn and join OS threads on every call — tens of µs
-//! each, a forward pass makes about ten such calls. The workers here live for the process: a
-//! private `rayon-core` pool of `threads() − 1` threads (so a host program's own rayon
-//! configuration is untouched), with the calling thread running the first part itself.
+//! Spawning and joining OS threads costs tens of µs per call, and a forward pass splits about ten
+//! layers, so the workers live for the process: a private `rayon-core` pool of `threads() − 1`
+//! threads (so a host program's own rayon configuration is untouched), with the calling thread
+//! running the first part itself.
 
 use std::sync::OnceLock;
 

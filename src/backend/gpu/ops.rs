@@ -1,5 +1,5 @@
-//! The model's operations on the GPU: checks of shapes and indices, then one dispatch each (a
-//! linear layer one per row chunk of its weight).
+//! The model's operations on the GPU: each op's shape guard (`ops::<op>::check…`, the one the CPU
+//! backend calls), then one dispatch (a linear layer one per row chunk of its weight).
 
 use std::rc::Rc;
 
@@ -32,9 +32,7 @@ impl Backend for GpuBackend {
     }
 
     fn linear_weights(&mut self, weight: &Matrix, bias: &[f32]) -> Result<GpuLinear> {
-        if bias.len() != weight.rows {
-            return Err(Error::request(format!("bias of {} for {} outputs", bias.len(), weight.rows)));
-        }
+        ops::linear::check_weights((weight.rows, weight.cols), bias.len())?;
         self.check()?;
         let row_bytes = ops::linear::packed_row_bytes(weight.dtype, weight.cols).max(1) as u64;
         let rows_per_chunk = (self.max_binding / row_bytes) as usize;
@@ -70,9 +68,7 @@ impl Backend for GpuBackend {
     }
 
     fn linear(&mut self, x: &GpuTensor, w: &GpuLinear) -> Result<GpuTensor> {
-        if x.cols != w.cols {
-            return Err(Error::request(format!("linear: input has {} columns, weight expects {}", x.cols, w.cols)));
-        }
+        ops::linear::check((x.rows, x.cols), (w.rows, w.cols))?;
         let out = self.output(x.rows, w.rows)?;
         for c in &w.chunks {
             let k = ops::linear::LinearKernel {
@@ -93,11 +89,7 @@ impl Backend for GpuBackend {
     }
 
     fn layer_norm(&mut self, x: &GpuTensor, weight: &GpuTensor, bias: &GpuTensor, eps: f32) -> Result<GpuTensor> {
-        for (t, name) in [(weight, "weight"), (bias, "bias")] {
-            if t.rows * t.cols != x.cols {
-                return Err(Error::request(format!("layer norm {name} of {} values for {} columns", t.rows * t.cols, x.cols)));
-            }
-        }
+        ops::layer_norm::check((x.rows, x.cols), weight.rows * weight.cols, bias.rows * bias.cols)?;
         let out = self.output(x.rows, x.cols)?;
         let k = ops::layer_norm::LayerNormKernel { rows: x.rows, cols: x.cols, eps, style: self.style };
         self.dispatch(&k, &[x.bound(), weight.bound(), bias.bound()], out.bound())?;
@@ -111,9 +103,7 @@ impl Backend for GpuBackend {
     }
 
     fn add(&mut self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
-        if (a.rows, a.cols) != (b.rows, b.cols) {
-            return Err(Error::request(format!("add: shapes [{}, {}] and [{}, {}] differ", a.rows, a.cols, b.rows, b.cols)));
-        }
+        ops::add::check((a.rows, a.cols), (b.rows, b.cols))?;
         let out = self.output(a.rows, a.cols)?;
         self.dispatch(&ops::add::AddKernel { n: a.rows * a.cols }, &[a.bound(), b.bound()], out.bound())?;
         Ok(out)
@@ -128,21 +118,10 @@ impl Backend for GpuBackend {
         numeric: &[f32],
         rows: usize,
     ) -> Result<GpuTensor> {
-        let hidden = table.cols;
-        let k = table.rows.checked_sub(numeric_row0).ok_or_else(|| {
-            Error::request(format!("prior table of {} rows has no numeric row {numeric_row0}", table.rows))
-        })?;
-        if bias.rows * bias.cols != hidden {
-            return Err(Error::request(format!("prior bias of {} values for width {hidden}", bias.rows * bias.cols)));
-        }
-        if numeric.len() != rows * k {
-            return Err(Error::request(format!("prior numeric inputs: {} values for {rows} rows × {k} fields", numeric.len())));
-        }
+        ops::prior_embed::check((table.rows, table.cols), numeric_row0, bias.rows * bias.cols, index, numeric.len(), rows)?;
+        let (hidden, k) = (table.cols, table.rows - numeric_row0);
         let fields = index.len().checked_div(rows).unwrap_or(0);
-        if index.len() != rows * fields {
-            return Err(Error::request(format!("prior index of {} values for {rows} rows", index.len())));
-        }
-        let idx = self.upload_index(index, numeric_row0, "prior")?;
+        let idx = self.upload(bytemuck::cast_slice(index))?;
         let num = self.upload(bytemuck::cast_slice(numeric))?;
         let out = self.output(rows, hidden)?;
         let kernel = ops::prior_embed::PriorEmbedKernel { rows, hidden, fields, numeric_row0, numeric: k };
@@ -157,9 +136,7 @@ impl Backend for GpuBackend {
     }
 
     fn reparameterize(&mut self, head: &GpuTensor, streams: Streams, noise: Option<Noise>, samples: usize) -> Result<GpuTensor> {
-        if head.cols != 2 * streams.latent {
-            return Err(Error::request(format!("reparameterize: head has {} columns for latent {}", head.cols, streams.latent)));
-        }
+        ops::reparameterize::check((head.rows, head.cols), streams)?;
         let out = self.output(samples * head.rows, streams.latent)?;
         let draw = match noise {
             None => ops::reparameterize::Draw::Mean,
@@ -171,18 +148,8 @@ impl Backend for GpuBackend {
     }
 
     fn assemble(&mut self, parts: [(&GpuTensor, usize, usize); 3], index: &[u32]) -> Result<GpuTensor> {
-        if !index.len().is_multiple_of(3) {
-            return Err(Error::request(format!("assemble index of {} values is not [rows, 3]", index.len())));
-        }
+        ops::assemble::check(parts.map(|(t, offset, width)| ((t.rows, t.cols), offset, width)), index)?;
         let rows = index.len() / 3;
-        for (g, (t, offset, width)) in parts.iter().enumerate() {
-            if offset + width > t.cols {
-                return Err(Error::request(format!("assemble part {g}: columns {offset}..{} of {}", offset + width, t.cols)));
-            }
-            if let Some(bad) = index.iter().skip(g).step_by(3).find(|&&i| i as usize >= t.rows) {
-                return Err(Error::request(format!("assemble part {g}: row {bad} of {}", t.rows)));
-            }
-        }
         let width = parts.iter().map(|p| p.2).sum();
         let idx = self.upload(bytemuck::cast_slice(index))?;
         let out = self.output(rows, width)?;
@@ -193,13 +160,8 @@ impl Backend for GpuBackend {
     }
 
     fn log_fold_change(&mut self, pred: &GpuTensor, reference: &GpuTensor, index: &[u32]) -> Result<GpuTensor> {
-        if index.len() != pred.rows || reference.cols != pred.cols {
-            return Err(Error::request(format!(
-                "log fold change: [{}, {}] prediction, [{}, {}] reference, {} indices",
-                pred.rows, pred.cols, reference.rows, reference.cols, index.len()
-            )));
-        }
-        let idx = self.upload_index(index, reference.rows, "reference")?;
+        ops::output::check_log_fold_change((pred.rows, pred.cols), (reference.rows, reference.cols), index)?;
+        let idx = self.upload(bytemuck::cast_slice(index))?;
         let out = self.output(pred.rows, pred.cols)?;
         let k = ops::output::OutputKernel { transform: ops::output::Transform::LogFoldChange, rows: pred.rows, genes: pred.cols };
         let inputs = [pred.bound(), reference.bound(), Bound::pooled(&idx, index.len() as u64 * 4)];
@@ -219,10 +181,8 @@ impl Backend for GpuBackend {
     }
 
     fn counts(&mut self, pred: &GpuTensor, library_size: &[f32], index: &[u32]) -> Result<GpuTensor> {
-        if index.len() != pred.rows {
-            return Err(Error::request(format!("counts: {} indices for {} rows", index.len(), pred.rows)));
-        }
-        let idx = self.upload_index(index, library_size.len(), "library size")?;
+        ops::output::check_counts((pred.rows, pred.cols), library_size.len(), index)?;
+        let idx = self.upload(bytemuck::cast_slice(index))?;
         let lib = self.upload(bytemuck::cast_slice(library_size))?;
         let out = self.output(pred.rows, pred.cols)?;
         let k = ops::output::OutputKernel { transform: ops::output::Transform::Counts, rows: pred.rows, genes: pred.cols };

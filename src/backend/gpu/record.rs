@@ -7,39 +7,14 @@ use super::device::gpu;
 use super::map::MapFuture;
 use super::pool::PooledBuffer;
 use super::{Bound, GpuBackend, GpuTensor, PARAM_SLOT};
-use crate::error::{Error, Result};
-use crate::ops::kernel::{Kernel, Shader, grid_for, u};
+use crate::error::Result;
+use crate::ops::fill::FillKernel;
+use crate::ops::kernel::Kernel;
 
 /// Dispatches recorded before a submission is forced (the parameter buffer holds this many slots).
 pub(super) const MAX_PENDING: usize = 512;
 /// Bit pattern written into poisoned outputs (a quiet NaN).
 const POISON: u32 = 0x7fc0_0000;
-
-const FILL: Shader = Shader { name: "fill", source: include_str!("../../../shaders/fill.wgsl") };
-
-/// Fills a buffer with one word (poisoned outputs in tests). Bindings: y.
-struct FillKernel {
-    words: usize,
-    value: u32,
-}
-
-impl Kernel for FillKernel {
-    fn shader(&self) -> Shader {
-        FILL
-    }
-    fn entry(&self) -> &'static str {
-        "main"
-    }
-    fn inputs(&self) -> u32 {
-        0
-    }
-    fn params(&self) -> Vec<u32> {
-        vec![u(self.words), self.value, 0, 0]
-    }
-    fn workgroups(&self) -> [u32; 3] {
-        grid_for(self.words)
-    }
-}
 
 /// A recorded dispatch.
 pub(super) struct Pending {
@@ -64,14 +39,6 @@ impl GpuBackend {
             self.queue.write_buffer(&buf.buffer, 0, data);
         }
         Ok(buf)
-    }
-
-    /// Host indices as a storage array, checked against `limit`.
-    pub(super) fn upload_index(&mut self, index: &[u32], limit: usize, what: &str) -> Result<Rc<PooledBuffer>> {
-        if let Some(&bad) = index.iter().find(|&&i| i as usize >= limit) {
-            return Err(Error::request(format!("{what} index {bad} outside the {limit} rows")));
-        }
-        self.upload(bytemuck::cast_slice(index))
     }
 
     /// A pooled output tensor (poisoned first when asked).
