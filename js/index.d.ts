@@ -223,6 +223,8 @@ export interface Prediction {
   perturbations: Named[];
   /** How `logCpm` was formed: the request's mode, or `'decoded'` for prompt-only generation. */
   mode: PredictionMode;
+  /** Settings without effect and combinations the model never saw, in words (e.g. a context field of a group taken from the sample). */
+  warnings: string[];
   /** What `logFoldChange` is measured against; `null` when there are no fold changes. */
   baseline: Baseline | null;
   /** With `top`: per row, its largest increases and decreases, largest first. */
@@ -290,6 +292,8 @@ export interface ScreenResult {
   familiarity: Familiarity[];
   /** The signature's genes the model does not know, left out of the reversal scores. */
   signatureUnknown: string[];
+  /** Settings without effect, in words. */
+  warnings: string[];
   mode: PredictionMode;
   /** What the effects were measured against. */
   baseline: Baseline;

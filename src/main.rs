@@ -124,9 +124,9 @@ struct PredictArgs {
     /// Draw this many samples instead of estimating the mean.
     #[arg(long)]
     num_samples: Option<usize>,
-    /// Seed of the random stream for --num-samples.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed of the random stream for --num-samples (default 0).
+    #[arg(long, requires = "num_samples")]
+    seed: Option<u64>,
     /// Write the full prediction as TSV here (default, or `-`: standard output). A file is
     /// replaced only once the whole prediction is written; a symbolic link's file is replaced and
     /// the link kept; a device or FIFO is written in place. The sample or the model is refused.
@@ -227,11 +227,16 @@ fn load_model(path: &Path, sha256: Option<&str>) -> Result<ModelFile> {
 /// Checks a model against `--sha256`, or else against a SHA256SUMS manifest beside it that lists
 /// it; says so when a manifest does not list it.
 fn verify_checksum(path: &Path, bytes: &[u8], sha256: Option<&str>) -> Result<()> {
-    if let checksum::Verified::NotListed(manifest) = checksum::verify_file(path, bytes, sha256)? {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        note!("refcast: note: {} does not list {name}; its checksum is not verified", manifest.display())?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    match checksum::verify_file(path, bytes, sha256)? {
+        checksum::Verified::NotListed(manifest) => {
+            note!("refcast: note: {} does not list {name}; its checksum is not verified", manifest.display())
+        }
+        checksum::Verified::Unknown => {
+            note!("refcast: note: no checksum is known for {name} (no --sha256, no {} beside it); it is not verified", checksum::MANIFEST)
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The reference with `--library-size`, when given.
@@ -286,15 +291,21 @@ fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[St
     } else {
         names.to_vec()
     };
-    names
+    let perts: Vec<(String, Metadata)> = names
         .iter()
         .map(|name| {
             let known = cfg.perturbation(name).metadata;
             let mut m = known.clone();
             m.extend(extra.clone());
-            Ok((metadata::label(name, &known, &m), m))
+            (metadata::label(name, &known, &m), m)
         })
-        .collect()
+        .collect();
+    for (i, (label, _)) in perts.iter().enumerate() {
+        if perts[..i].iter().any(|(other, _)| other == label) {
+            bail!("--perturbation '{label}' is given twice: its rows could not be told apart; give it once");
+        }
+    }
+    Ok(perts)
 }
 
 async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
@@ -306,9 +317,13 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     let table = load_sample(&args.common.sample, args.common.values)?;
     let context = context_metadata(&cfg, &args.common)?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
+    let requested: Vec<Metadata> = perts.iter().map(|p| p.1.clone()).collect();
+    for w in metadata::request_warnings(&cfg, &context, &args.common.condition_on, &requested) {
+        note!("refcast: warning: {w}")?;
+    }
     let sampling = match args.num_samples {
         None => Sampling::Mean,
-        Some(n) => Sampling::Samples { num_samples: n, seed: args.seed },
+        Some(n) => Sampling::Samples { num_samples: n, seed: args.seed.unwrap_or(0) },
     };
     note!("refcast: {} on {}", cfg.name, engine.describe())?;
     let progress = ProgressBar::new(table.samples.len() as u64).with_style(
@@ -369,6 +384,13 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
         }
         Ok(())
     };
+    // Tens of bytes per line: a sampled prediction of many genes is gigabytes, said before it is.
+    let lines: usize = results.iter().map(|(_, pred, _)| pred.rows.len() * pred.genes).sum();
+    let bytes = lines as f64 * if many { 80.0 } else { 60.0 };
+    if bytes > 1e9 {
+        let target = args.output.as_deref().filter(|p| !is_dash(p)).map_or("standard output".to_string(), |p| p.display().to_string());
+        note!("refcast: writing {lines} lines, about {:.1} GB, to {target}", bytes / 1e9)?;
+    }
     output.write(write_tsv)?;
     for (reference, pred, elapsed) in &results {
         summarise(&cfg, reference, pred, &perts, args.top, *elapsed)?;
@@ -385,6 +407,9 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
         bail!("screen takes one sample; the file has {} columns ({})", table.samples.len(), table.samples.join(", "));
     }
     let context = context_metadata(&cfg, &args.common)?;
+    for w in metadata::request_warnings(&cfg, &context, &args.common.condition_on, &[]) {
+        note!("refcast: warning: {w}")?;
+    }
     let reference = with_library_size(engine.reference(&table, 0)?, args.common.library_size)?;
     note!("refcast: {} on {}", cfg.name, engine.describe())?;
     note!("refcast: sample '{}': {}", reference.name, reference.report)?;

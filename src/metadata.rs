@@ -32,6 +32,51 @@ pub fn check_fields(config: &ModelConfig, metadata: &Metadata) -> Result<()> {
     Ok(())
 }
 
+/// What a reference-conditioned request's context and perturbations do not do, in words, so that
+/// no setting is silently without effect:
+/// - context fields of a group taken from the reference (`condition_on`), which its prior never
+///   sees;
+/// - a group taken from its prior (not conditioned on) whose categorical fields the context
+///   leaves out: the prior predicts for "unknown";
+/// - perturbations whose fields make a combination the model was never trained on (no known
+///   perturbation has them all), e.g. a known compound at another time.
+pub fn request_warnings(config: &ModelConfig, context: &Metadata, condition_on: &[Group], perturbations: &[Metadata]) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in [Group::Technical, Group::Biological] {
+        let prior = config.priors.of(g);
+        let only_here = |k: &String| prior.has_field(k) && !Group::ALL.iter().any(|o| *o != g && config.priors.of(*o).has_field(k));
+        let fields: Vec<&String> = context.keys().filter(|k| only_here(k)).collect();
+        if condition_on.contains(&g) {
+            // The library size the technical prior gets from the sample is not the user's doing.
+            let given: Vec<&str> = fields.iter().map(|k| k.as_str()).filter(|k| *k != LIBRARY_SIZE).collect();
+            if !given.is_empty() {
+                out.push(format!(
+                    "{} has no effect: the {} latent comes from the sample (conditioned on {}); condition on fewer groups for the {} prior to use it",
+                    given.join(", "),
+                    g.name(),
+                    g.name(),
+                    g.name()
+                ));
+            }
+        } else if !prior.categorical.is_empty() && !prior.categorical.iter().any(|f| context.contains_key(&f.name)) {
+            let names: Vec<&str> = prior.categorical.iter().map(|f| f.name.as_str()).collect();
+            out.push(format!(
+                "the {} latent comes from its prior, which is given no {}: it predicts for an unknown one; give a context or set {}",
+                g.name(),
+                names.join(" or "),
+                names.join(", ")
+            ));
+        }
+    }
+    for m in perturbations {
+        let known = config.perturbations.iter().any(|n| m.iter().all(|(k, v)| n.metadata.get(k) == Some(v)));
+        if !known && !m.is_empty() {
+            out.push(format!("perturbation {} is a combination the model was never trained on: an extrapolation", describe(m)));
+        }
+    }
+    out
+}
+
 /// The encoder's covariates (format 2) of each reference, `[references, covariates]`: the
 /// transformed value, or 0 (the training mean, as for a missing numeric prior field) where the
 /// reference does not give one — a log-CPM sample has no library size. Empty in format 1.

@@ -202,12 +202,15 @@ impl Baseline {
     }
 }
 
-/// The `n` genes of `genes` with the largest increase in `lfc`, largest first, and the `n` with
-/// the largest decrease, most negative first: the ends of a stable descending sort (ties: the
-/// lower gene first among increases, the higher among decreases), with their values.
+/// The at most `n` genes of `genes` with the largest increase in `lfc`, largest first, and the at
+/// most `n` with the largest decrease, most negative first: the ends of a stable descending sort
+/// (ties: the lower gene first among increases, the higher among decreases), with their values.
+/// Only increases (> 0) are listed as increases and decreases (< 0) as decreases, however large
+/// `n` is.
 pub fn top_changes(lfc: &[f32], genes: &[usize], n: usize) -> (Vec<(usize, f32)>, Vec<(usize, f32)>) {
-    let up = extremes(lfc, genes, n, |a, b| lfc[b].total_cmp(&lfc[a]).then(a.cmp(&b)));
-    let down = extremes(lfc, genes, n, |a, b| lfc[a].total_cmp(&lfc[b]).then(b.cmp(&a)));
+    let (rising, falling): (Vec<usize>, Vec<usize>) = genes.iter().filter(|&&g| lfc[g] != 0.0).partition(|&&g| lfc[g] > 0.0);
+    let up = extremes(lfc, &rising, n, |a, b| lfc[b].total_cmp(&lfc[a]).then(a.cmp(&b)));
+    let down = extremes(lfc, &falling, n, |a, b| lfc[a].total_cmp(&lfc[b]).then(b.cmp(&a)));
     (up, down)
 }
 
@@ -255,5 +258,17 @@ mod tests {
             assert_eq!(extremes(&row, &genes, 10, |a, b| row[b].total_cmp(&row[a]).then(a.cmp(&b))), want_up, "len {len}");
             assert_eq!(extremes(&row, &genes, 10, |a, b| row[a].total_cmp(&row[b]).then(b.cmp(&a))), want_down, "len {len}");
         }
+    }
+
+    /// However many are asked for, increases are listed as increases and decreases as decreases.
+    #[test]
+    fn top_changes_never_list_a_decrease_as_an_increase() {
+        let lfc = [0.5, -0.25, 0.0, 2.0, -3.0];
+        let genes = [0, 1, 2, 3, 4];
+        let (up, down) = top_changes(&lfc, &genes, 100_000);
+        assert_eq!(up, [(3, 2.0), (0, 0.5)]);
+        assert_eq!(down, [(4, -3.0), (1, -0.25)]);
+        let (up, down) = top_changes(&lfc, &genes, 1);
+        assert_eq!((up, down), (vec![(3, 2.0)], vec![(4, -3.0)]));
     }
 }

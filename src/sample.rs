@@ -58,6 +58,9 @@ pub struct SampleTable {
     pub values: Vec<Vec<f64>>,
     /// Counts or log-CPM, resolved.
     pub kind: ValueKind,
+    /// Read-counter summary rows (HTSeq `__no_feature`, STAR `N_unmapped`, …) left out: they are
+    /// not genes, and their reads are not part of any gene's library.
+    pub summary_rows: Vec<String>,
 }
 
 impl SampleTable {
@@ -78,6 +81,9 @@ impl SampleTable {
     pub fn parse(bytes: &[u8], kind: ValueKind) -> Result<SampleTable> {
         if bytes.len() > MAX_SAMPLE_BYTES {
             return Err(Error::Sample(format!("the file is {} bytes, over the {MAX_SAMPLE_BYTES}-byte limit", bytes.len())));
+        }
+        if let Some(format) = binary_format(bytes) {
+            return Err(Error::Sample(format!("the file is {format}, not a table of text")));
         }
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
@@ -118,6 +124,17 @@ impl SampleTable {
         } else {
             (1..=columns).map(|i| format!("sample{i}")).collect()
         };
+        for (c, name) in samples.iter().enumerate() {
+            if let Some(first) = samples[..c].iter().position(|n| n == name) {
+                return Err(Error::Sample(format!(
+                    "line {}: columns {} and {} are both named '{}': their results could not be told apart; rename one",
+                    first_no + 1,
+                    first + 2,
+                    c + 2,
+                    excerpt(name)
+                )));
+            }
+        }
         // Sized from the line count so that nothing grows while reading.
         let rows = text.bytes().filter(|&b| b == b'\n').count().min(MAX_ROWS) + 1;
         let mut genes = Vec::with_capacity(rows);
@@ -125,6 +142,7 @@ impl SampleTable {
         let mut seen = Seen::with_capacity(rows);
         let mut line_of = Vec::with_capacity(rows);
         let mut fields = Vec::with_capacity(columns + 1);
+        let mut summary_rows = Vec::new();
         let other = if delim == '\t' { ("comma", ',') } else { ("tab", '\t') };
         let body = if has_header { None } else { Some((first_no, first)) };
         for (no, line) in body.into_iter().chain(lines) {
@@ -154,16 +172,29 @@ impl SampleTable {
             if gene.is_empty() {
                 return Err(Error::Sample(format!("line {}: empty gene name", no + 1)));
             }
+            if is_counter_summary(gene) {
+                // Reads no gene got: they are not part of the library of any gene.
+                if summary_rows.len() < MAX_SUMMARY_ROWS {
+                    summary_rows.push(gene.to_string());
+                }
+                continue;
+            }
             if let Some(prev) = seen.insert(gene, genes.len(), &genes) {
                 let prev = line_of[prev];
                 return Err(Error::Sample(format!("line {}: gene '{gene}' appears twice (first on line {prev})", no + 1)));
             }
             for (c, f) in fields[1..].iter().enumerate() {
                 let v: f64 = f.parse().map_err(|_| {
-                    Error::Sample(format!("line {}, column {} (gene '{gene}'): '{f}' is not a number", no + 1, c + 2))
+                    Error::Sample(format!("line {}, column {} (gene '{}'): '{}' is not a number", no + 1, c + 2, excerpt(gene), excerpt(f)))
                 })?;
                 if !v.is_finite() {
-                    return Err(Error::Sample(format!("line {}, column {} (gene '{gene}'): {f} is not a finite number", no + 1, c + 2)));
+                    return Err(Error::Sample(format!(
+                        "line {}, column {} (gene '{}'): {} is not a finite number",
+                        no + 1,
+                        c + 2,
+                        excerpt(gene),
+                        excerpt(f)
+                    )));
                 }
                 values[c].push(v);
             }
@@ -186,12 +217,62 @@ impl SampleTable {
                 if library <= 0.0 {
                     return Err(Error::Sample(format!("sample '{}' has no counts (library size 0)", samples[c])));
                 }
-                if !library.is_finite() || library > f32::MAX as f64 {
-                    return Err(Error::Sample(format!("sample '{}': the counts sum to {library}, too large to be a library size", samples[c])));
+                if !library.is_finite() || library > MAX_LIBRARY_SIZE {
+                    let (g, top) = col.iter().enumerate().fold((0, 0.0), |best, (g, &v)| if v > best.1 { (g, v) } else { best });
+                    return Err(Error::Sample(format!(
+                        "sample '{}': the counts sum to {library:.3e}, more reads than a sequencing library holds (limit {MAX_LIBRARY_SIZE:.0e}); \
+                         the largest is gene '{}' with {top:.3e} (line {})",
+                        samples[c], genes[g], line_of[g]
+                    )));
+                }
+                let (g, top) = col.iter().enumerate().fold((0, 0.0), |best, (g, &v)| if v > best.1 { (g, v) } else { best });
+                if genes.len() >= DOMINANCE_MIN_GENES && top > MAX_GENE_FRACTION * library {
+                    return Err(Error::Sample(format!(
+                        "sample '{}': gene '{}' (line {}) holds {:.1} % of the sample's {library:.0} counts, which would push every \
+                         other gene's CPM toward 0; an implausible library (a data-entry error?)",
+                        samples[c],
+                        genes[g],
+                        line_of[g],
+                        100.0 * top / library
+                    )));
                 }
             }
         }
-        Ok(SampleTable { genes, samples, values, kind })
+        Ok(SampleTable { genes, samples, values, kind, summary_rows })
+    }
+}
+
+/// Rows of read counters that count reads no gene got: HTSeq's `__no_feature`, `__ambiguous`,
+/// …, and STAR's `N_unmapped`, `N_multimapping`, `N_noFeature`, `N_ambiguous`.
+fn is_counter_summary(id: &str) -> bool {
+    id.starts_with("__") || matches!(id, "N_unmapped" | "N_multimapping" | "N_noFeature" | "N_ambiguous")
+}
+
+/// The summary rows a table lists at most (HTSeq writes five, STAR four).
+const MAX_SUMMARY_ROWS: usize = 16;
+
+/// A sample with at least this many genes, one of which holds more than this fraction of its
+/// counts, is refused: no real library puts 90 % of its reads on one gene.
+const DOMINANCE_MIN_GENES: usize = 100;
+const MAX_GENE_FRACTION: f64 = 0.9;
+
+/// What a file that is not text is, by its first bytes, with what to do instead.
+pub fn binary_format(bytes: &[u8]) -> Option<&'static str> {
+    const FORMATS: [(&[u8], &str); 5] = [
+        (b"\x1f\x8b", "gzip-compressed (decompress it first, e.g. gunzip; a Seurat .rds file is gzip too: export its counts as TSV)"),
+        (b"PK\x03\x04", "a ZIP archive, such as an Excel .xlsx workbook (save the sheet as TSV or CSV)"),
+        (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook (save the sheet as TSV or CSV)"),
+        (b"\x89HDF", "an HDF5 file, such as an AnnData .h5ad or a 10x .h5 (read it with the Python package, refcast.load(...).predict(adata))"),
+        (b"\x89PNG", "a PNG image"),
+    ];
+    FORMATS.iter().find(|(magic, _)| bytes.starts_with(magic)).map(|(_, what)| *what)
+}
+
+/// At most 40 characters of a cell, for quoting it in a message.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
     }
 }
 

@@ -12,7 +12,7 @@
 use foldhash::HashMap;
 
 use crate::error::{Error, Result};
-use crate::sample::{GeneIndex, MAX_ROWS, normalise_id};
+use crate::sample::{GeneIndex, MAX_ROWS, binary_format, excerpt, normalise_id};
 
 /// Fewest signature genes the model must know for a reversal score to mean anything.
 pub const MIN_KNOWN_GENES: usize = 3;
@@ -95,6 +95,9 @@ impl Signature {
     /// when the file has several value columns and none is called `weight`.
     pub fn parse(bytes: &[u8], column: Option<&str>) -> Result<Signature> {
         let err = |msg: String| Error::Signature(msg);
+        if let Some(format) = binary_format(bytes) {
+            return Err(err(format!("the file is {format}, not a list of genes")));
+        }
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
             err(format!("line {line}: the file is not UTF-8 text"))
@@ -222,12 +225,6 @@ impl Layout {
 }
 
 /// A gene name or cell as messages quote it: at most 40 characters, so a huge cell stays short.
-fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(40) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
-}
 
 impl MatchedSignature {
     /// How far `lfc` (one predicted log fold change per model gene) moves the signature's genes

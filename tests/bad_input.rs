@@ -18,7 +18,7 @@ use refcast::format::{MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelFile};
 use refcast::quant::DType;
 use refcast::sample::{MAX_COLUMNS, MAX_ROWS, MAX_SAMPLE_BYTES, SampleTable, ValueKind};
 use refcast::session::{Request, Session};
-use refcast::{Metadata, metadata};
+use refcast::{Metadata, Signature, metadata};
 
 #[path = "../fuzz/src/bodies.rs"]
 mod bodies;
@@ -395,7 +395,33 @@ bad_inputs! {
     sample_counts_summing_to_zero:
         sample_error(b"gene\tcount\nGENE0\t0\nGENE1\t0\n") => ["sample 'count'", "library size 0"];
     sample_counts_overflowing_the_library_size:
-        sample_error(b"gene\tcount\nGENE0\t1e308\nGENE1\t1e308\n") => ["sample 'count'", "too large to be a library size"];
+        sample_error(b"gene\tcount\nGENE0\t1e308\nGENE1\t1e308\n") => ["sample 'count'", "more reads than a sequencing library holds", "gene 'GENE0'"];
+    sample_one_implausible_count:
+        sample_error(format!("{}GENE999\t1e16\n", counts_table(150)).as_bytes())
+            => ["sample 'count'", "more reads than a sequencing library holds", "gene 'GENE999' with 1.000e16 (line 152)"];
+    sample_one_gene_holding_nearly_every_read:
+        sample_error(format!("{}GENE999\t1e9\n", counts_table(150)).as_bytes())
+            => ["gene 'GENE999' (line 152) holds 100.0 % of the sample's", "implausible library"];
+    sample_gzip_compressed:
+        sample_error(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03") => ["gzip-compressed", "gunzip"];
+    sample_excel_workbook:
+        sample_error(b"PK\x03\x04\x14\x00\x06\x00") => ["ZIP archive", ".xlsx", "TSV or CSV"];
+    sample_h5ad:
+        sample_error(b"\x89HDF\r\n\x1a\n") => ["HDF5", ".h5ad", "Python package"];
+    sample_duplicate_column_names:
+        sample_error(b"gene\tA\tB\tA\nGENE0\t1\t2\t3\n") => ["line 1", "columns 2 and 4 are both named 'A'", "rename one"];
+    sample_long_cell_quoted_in_part:
+        sample_error(format!("gene\tcount\nGENE0\t1\nGENE1\t{}\n", "x".repeat(200_000)).as_bytes())
+            => ["line 3, column 2", "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' is not a number"];
+    signature_gzip_compressed:
+        Signature::parse(b"\x1f\x8b\x08\x00", None).unwrap_err().to_string() => ["invalid signature", "gzip-compressed"];
+    model_that_is_a_sample_file:
+        model_error(counts_table(160).as_bytes()) => ["text file ('gene", "not a refcast model", "a sample or signature given as the model?"];
+    model_checksum_manifest_with_escape_codes: {
+        let w = Workdir::new();
+        std::fs::write(w.path("SHA256SUMS"), "\x1b]0;pwned\x07\x1b[2J\n").unwrap();
+        cli_error(&w, &["info", "{dir}/model.safetensors"])
+    } => ["SHA256SUMS line 1", "\\u{1b}]0;pwned\\u{7}"];
     sample_negative_log_cpm:
         reference_error("gene\tlog_cpm\nGENE0\t2.5\nGENE1\t-1.5\n", ValueKind::Auto) => ["gene 'GENE1'", "log-CPM -1.5", "never negative"];
     sample_log_cpm_above_the_maximum:
@@ -1050,5 +1076,73 @@ fn write_fuzz_seeds() {
             let data = if target == "sample_table" { [&[i as u8][..], seed].concat() } else { seed.clone() };
             std::fs::write(dir.join(format!("seed{i}")), data).unwrap();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings that would otherwise do nothing, or give output that cannot be told apart
+
+#[test]
+fn settings_without_effect_and_unseen_combinations_are_warned_about() {
+    let w = Workdir::new();
+    // cell_type belongs to the biological prior, whose latent comes from the sample by default.
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--set", "cell_type=B"]);
+    assert!(ok && stderr.contains("warning: cell_type has no effect: the biological latent comes from the sample"), "{stderr}");
+    // Taking the biological latent from its prior without a cell type predicts for "unknown".
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--condition-on", "technical"]);
+    assert!(ok && stderr.contains("warning: the biological latent comes from its prior, which is given no cell_type"), "{stderr}");
+    // A known context fills the cell type; its platform is then the one field without effect.
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--condition-on", "technical", "--context", "T cells (10x)"]);
+    assert!(ok && !stderr.contains("given no") && stderr.contains("warning: platform has no effect: the technical latent comes from the sample"), "{stderr}");
+    // A known compound at a time it was never trained at.
+    let (ok, _, stderr) = w.predict(&["-p", "drug_b 6 h", "--set", "time_hours=168"]);
+    assert!(ok && stderr.contains("warning: perturbation perturbation=drug_b time_hours=168 is a combination the model was never trained on"), "{stderr}");
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h"]);
+    assert!(ok && !stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn a_repeated_perturbation_and_a_seed_without_draws_are_refused() {
+    let w = Workdir::new();
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "-p", "drug_b 6 h", "-p", "drug_a 6 h"]);
+    assert!(!ok && stderr.contains("--perturbation 'drug_a 6 h' is given twice"), "{stderr}");
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--seed", "7"]);
+    assert!(!ok && stderr.contains("--seed") && stderr.contains("--num-samples"), "{stderr}");
+}
+
+#[test]
+fn a_model_without_a_known_checksum_is_said_to_be_unverified() {
+    let w = Workdir::new();
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h"]);
+    assert!(ok && stderr.contains("no checksum is known for model.safetensors"), "{stderr}");
+}
+
+#[test]
+fn a_long_top_list_never_lists_a_decrease_under_up() {
+    let w = Workdir::new();
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--top", "100000"]);
+    assert!(ok, "{stderr}");
+    let values = |line: &str| -> Vec<f64> { line.split(", ").filter_map(|e| e.rsplit(' ').next()?.parse().ok()).collect() };
+    let up = stderr.lines().find_map(|l| l.strip_prefix("  up:   ")).unwrap();
+    let down = stderr.lines().find_map(|l| l.strip_prefix("  down: ")).unwrap();
+    let (up, down) = (values(up), values(down));
+    assert!(!up.is_empty() && up.iter().all(|&v| v > 0.0), "{up:?}");
+    assert!(!down.is_empty() && down.iter().all(|&v| v < 0.0), "{down:?}");
+    assert!(up.len() + down.len() <= 160);
+}
+
+/// HTSeq's and STAR's summary rows are not genes: left out of the genes and the library size.
+#[test]
+fn read_counter_summary_rows_are_left_out_of_the_library() {
+    let plain = SampleTable::parse(counts_table(160).as_bytes(), ValueKind::Auto).unwrap();
+    let htseq = format!("{}__no_feature\t500000\n__ambiguous\t1000\n__alignment_not_unique\t20000\n", counts_table(160));
+    let star = format!("N_unmapped\t1000\nN_multimapping\t2000\nN_noFeature\t3000\nN_ambiguous\t4000\n{}", counts_table(160).lines().skip(1).collect::<Vec<_>>().join("\n"));
+    for (text, rows) in [(htseq, 3), (star, 4)] {
+        let t = SampleTable::parse(text.as_bytes(), ValueKind::Counts).unwrap();
+        assert_eq!(t.summary_rows.len(), rows, "{:?}", t.summary_rows);
+        assert_eq!(t.genes, plain.genes);
+        assert_eq!(t.values, plain.values);
+        let s = session();
+        assert_eq!(s.reference(&t, 0).unwrap().library_size, s.reference(&plain, 0).unwrap().library_size);
     }
 }

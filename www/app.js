@@ -293,7 +293,8 @@ function renderPrediction() {
     : 'the model’s reconstruction of your sample under the perturbation (decoded)';
   $('timings').textContent =
     `Sample “${p.reference.name}” from ${state.predictionSample}; predicted: ${profile}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
-    `(model loaded in ${ms(state.model.loadMs)}). ${p.reference.report}.`;
+    `(model loaded in ${ms(state.model.loadMs)}). ${p.reference.report}.` +
+    p.warnings.map((w) => ` Note: ${w}.`).join('');
   renderFamiliarity($('familiarity'), p.familiarity, p.reference.name);
   renderRow(0);
 }

@@ -20,7 +20,8 @@ pub fn parse_hex(expected: &str) -> Result<String> {
     let e = expected.trim();
     if e.len() != 64 || !e.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::format(format!(
-            "'{e}' is not a SHA-256 digest (expected 64 hexadecimal digits, got {} characters)",
+            "'{}' is not a SHA-256 digest (expected 64 hexadecimal digits, got {} characters)",
+            quoted(e),
             e.chars().count()
         )));
     }
@@ -97,7 +98,7 @@ pub fn manifest_entry(manifest: &str, file_name: &str) -> Result<Option<String>>
             continue;
         }
         let Some((hex, name)) = line.split_once(char::is_whitespace) else {
-            return Err(Error::format(format!("{MANIFEST} line {}: expected 'SHA256  FILE', got '{line}'", no + 1)));
+            return Err(Error::format(format!("{MANIFEST} line {}: expected 'SHA256  FILE', got '{}'", no + 1, quoted(line))));
         };
         let hex = parse_hex(hex).map_err(|e| Error::format(format!("{MANIFEST} line {}: {}", no + 1, strip(&e))))?;
         let name = name.trim_start();
@@ -113,6 +114,16 @@ pub fn manifest_entry(manifest: &str, file_name: &str) -> Result<Option<String>>
         }
     }
     Ok(found)
+}
+
+/// At most 60 characters of a manifest line for a message, control characters escaped: a
+/// downloaded manifest must not write escape sequences to a terminal.
+fn quoted(line: &str) -> String {
+    let mut out: String = line.chars().take(60).flat_map(char::escape_debug).collect();
+    if line.chars().nth(60).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 fn strip(e: &Error) -> String {

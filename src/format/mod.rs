@@ -172,6 +172,14 @@ fn check_header_length(bytes: &[u8]) -> Result<()> {
         return Err(Error::format(format!("file is {} bytes, too short for a safetensors header", bytes.len())));
     };
     let n = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+    // A safetensors file starts with a small binary length; text there is some other file.
+    if n > MAX_HEADER_BYTES as u64 && len.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+        let start: String = bytes.iter().take(24).map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { ' ' }).collect();
+        return Err(Error::format(format!(
+            "this is a text file ('{}…'), not a refcast model (.safetensors): a sample or signature given as the model?",
+            start.trim_end()
+        )));
+    }
     if n > MAX_HEADER_BYTES as u64 {
         return Err(Error::format(format!("header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")));
     }

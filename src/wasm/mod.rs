@@ -15,7 +15,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::backend::BackendKind;
 use crate::engine::{Engine, adapter_name};
-use crate::format::{Metadata, ModelConfig, ModelFile, Named};
+use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
+use crate::metadata;
 use crate::request::{Baseline, PredictionMode, Request, Sampling, top_changes};
 use crate::sample::Reference;
 use crate::screen::ScreenOptions;
@@ -287,6 +288,8 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
         set(&out, "top", tops);
     }
     set(&out, "familiarity", familiarity_list(&pred.familiarity)?);
+    let context = req.contexts.first().cloned().unwrap_or_default();
+    set(&out, "warnings", strings(metadata::request_warnings(cfg, &context, &req.condition_on, &req.perturbations)));
     Ok(out.into())
 }
 
@@ -327,6 +330,8 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
     set(&out, "baseline", screen.baseline.to_string());
     set(&out, "signatureUnknown", screen.signature_unknown.iter().map(|g| JsValue::from(g.as_str())).collect::<Array>());
     set(&out, "familiarity", familiarity_list(&screen.familiarity)?);
+    let condition_on = options.condition_on.clone().unwrap_or_else(|| vec![Group::Technical, Group::Biological]);
+    set(&out, "warnings", strings(metadata::request_warnings(cfg, &ctx, &condition_on, &[])));
     set(&out, "reference", reference_js(&reference, &table));
     Ok(out.into())
 }
@@ -335,4 +340,8 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+}
+
+fn strings(list: Vec<String>) -> Array {
+    list.into_iter().map(JsValue::from).collect()
 }
