@@ -264,6 +264,17 @@ test('info marks the controls and the default perturbation; a generic column tak
   await assert.rejects(model.predict({ sample: text, perturbations: [IFN], librarySize: 2e6 }), { kind: 'sample', message: /gives counts/ });
 });
 
+test('settings without effect come back as warnings', async () => {
+  const cellType = model.info().metadata.biological.categorical.find((f) => f.name === 'cell_type');
+  const quiet = await model.predict({ sample: kang, perturbations: [IFN] });
+  assert.deepEqual(quiet.warnings, []);
+  // The biological latent comes from the sample by default: a cell type given for its prior does nothing.
+  const p = await model.predict({ sample: kang, perturbations: [IFN], context: { cell_type: cellType.values[1] } });
+  assert.ok(p.warnings.some((w) => /^cell_type has no effect: the biological latent comes from the sample/.test(w)), p.warnings.join('; '));
+  const s = await model.screen({ sample: kang, context: { cell_type: cellType.values[1] } });
+  assert.ok(s.warnings.some((w) => /cell_type has no effect/.test(w)), s.warnings.join('; '));
+});
+
 test('sample errors name the line and gene', async () => {
   await assert.rejects(model.predict({ sample: 'gene\tcount\nISG15\t3\nMX1\tabc\n', perturbations: [IFN] }), (e) => {
     assert.ok(e instanceof RefcastError);
