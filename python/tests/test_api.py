@@ -91,7 +91,7 @@ def test_info_and_prompt_only(model):
 
 
 def raises(kind, match, call):
-    with pytest.raises(kind, match=match) as e:
+    with pytest.raises(kind, match=match or None) as e:
         call()
     assert isinstance(e.value, ValueError)
     return e.value
