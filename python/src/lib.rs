@@ -215,7 +215,7 @@ impl Model {
         out.set_item("reference_index", pred.rows.iter().map(|r| r.reference).collect::<Vec<_>>())?;
         out.set_item("perturbation_index", pred.rows.iter().map(|r| r.perturbation).collect::<Vec<_>>())?;
         out.set_item("draw", pred.rows.iter().map(|r| r.sample).collect::<Vec<_>>())?;
-        let width = if rows == 0 { 0 } else { pred.latents.len() / rows };
+        let width = pred.latents.len().checked_div(rows).unwrap_or(0);
         out.set_item("log_cpm", matrix(py, pred.log_cpm, rows, genes))?;
         out.set_item("counts", matrix(py, pred.counts, rows, genes))?;
         out.set_item("log_fold_change", pred.log_fold_change.map(|v| matrix(py, v, rows, genes)))?;
