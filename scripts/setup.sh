@@ -4,6 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Whether every `name==version` line of a requirements file is installed at that version.
+pinned_versions_installed() {
+  python3 - "$1" <<'EOF'
+import importlib.metadata as md, re, sys
+for line in open(sys.argv[1]):
+    m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
+    if m:
+        try:
+            if md.version(m[1]) != m[2]:
+                sys.exit(1)
+        except md.PackageNotFoundError:
+            sys.exit(1)
+EOF
+}
+
 need_apt=()
 # The software Vulkan adapter (lavapipe) that GPU tests run on where there is no GPU.
 dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
@@ -26,20 +41,16 @@ fi
 # minutes on 2 cores (by load); --no-compile and --no-cache-dir save 3 minutes of byte-compiling
 # and 2.6 GB of cache. Skipped when every locked package is installed at its locked version (a check
 # that takes well under a second, where importing torch and scanpy takes 10-30 s).
-if ! python3 - <<'EOF'
-import importlib.metadata as md, re, sys
-for line in open("training/requirements.lock"):
-    m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
-    if m:
-        try:
-            if md.version(m[1]) != m[2]:
-                sys.exit(1)
-        except md.PackageNotFoundError:
-            sys.exit(1)
-EOF
-then
+if ! pinned_versions_installed training/requirements.lock; then
   echo "setup: pip install --require-hashes --no-deps -r training/requirements.lock (2.6 GB, a few minutes)"
   python3 -m pip install -q --no-cache-dir --no-compile --require-hashes --no-deps -r training/requirements.lock
+fi
+
+# The Python package's build and tests (python/): maturin and pytest at python/requirements-dev.txt's
+# versions.
+if ! pinned_versions_installed python/requirements-dev.txt; then
+  echo "setup: pip install -r python/requirements-dev.txt"
+  python3 -m pip install -q -r python/requirements-dev.txt
 fi
 
 # The browser side (scripts/build-wasm.sh, scripts/test-web.sh): the wasm32 target, wasm-bindgen-cli

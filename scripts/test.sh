@@ -12,6 +12,14 @@ cargo test --locked --all-targets
 # test just built.
 REFCAST_BIN="$PWD/target/debug/refcast" python3 -m training.test_runtime
 REFCAST_BIN="$PWD/target/debug/refcast" python3 -m training smoke
+# The Python package (python/): a release wheel (the tests' screens of every perturbation and
+# 1,000 predictions need the CPU backend at speed; the tests compare it with the debug CLI, so
+# also the profiles' numbers), installed into a fresh venv that sees the system's anndata and
+# scanpy. See python/README.md.
+bash python/build-wheel.sh --release
+rm -rf target/pyenv && python3 -m venv --system-site-packages target/pyenv
+target/pyenv/bin/python -m pip install -q --no-deps --force-reinstall target/wheels/refcast-0.1.0-*.whl
+(cd python/tests && REFCAST_BIN="$PWD/../../target/debug/refcast" ../../target/pyenv/bin/python -m pytest -q -p no:cacheprovider .)
 # Benchmark harness, smoke mode (seconds; peers that are not installed are skipped): bench/run.py.
 python3 bench/run.py --smoke
 # The wasm build, the npm package (Node) and the www/ page in headless Chromium: scripts/test-web.sh.

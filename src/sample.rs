@@ -1,6 +1,7 @@
 //! Samples: expression tables (TSV/CSV: a gene column, then one value column per sample) read
 //! strictly, and matched to a model's gene vocabulary. Every error names the line, column, gene
 //! or limit; nothing is dropped without being counted.
+//! (Over 500 lines with its tests: the reader of files and of in-memory tables share their checks.)
 
 use foldhash::HashMap;
 
@@ -205,40 +206,95 @@ impl SampleTable {
             return Err(Error::Sample(format!("the file has a header (line {}) but no gene rows", first_no + 1)));
         }
         let kind = resolve_kind(kind, has_header.then_some(&head[1..]), &values);
-        if kind == ValueKind::Counts {
-            for (c, col) in values.iter().enumerate() {
-                if let Some(g) = col.iter().position(|&v| v < 0.0) {
-                    return Err(Error::Sample(format!(
-                        "line {}: gene '{}' in sample '{}' has a negative count ({})",
-                        line_of[g], genes[g], samples[c], col[g]
-                    )));
-                }
-                let library = col.iter().sum::<f64>();
-                if library <= 0.0 {
-                    return Err(Error::Sample(format!("sample '{}' has no counts (library size 0)", samples[c])));
-                }
-                if !library.is_finite() || library > MAX_LIBRARY_SIZE {
-                    let (g, top) = col.iter().enumerate().fold((0, 0.0), |best, (g, &v)| if v > best.1 { (g, v) } else { best });
-                    return Err(Error::Sample(format!(
-                        "sample '{}': the counts sum to {library:.3e}, more reads than a sequencing library holds (limit {MAX_LIBRARY_SIZE:.0e}); \
-                         the largest is gene '{}' with {top:.3e} (line {})",
-                        samples[c], genes[g], line_of[g]
-                    )));
-                }
-                let (g, top) = col.iter().enumerate().fold((0, 0.0), |best, (g, &v)| if v > best.1 { (g, v) } else { best });
-                if genes.len() >= DOMINANCE_MIN_GENES && top > MAX_GENE_FRACTION * library {
-                    return Err(Error::Sample(format!(
-                        "sample '{}': gene '{}' (line {}) holds {:.1} % of the sample's {library:.0} counts, which would push every \
-                         other gene's CPM toward 0; an implausible library (a data-entry error?)",
-                        samples[c],
-                        genes[g],
-                        line_of[g],
-                        100.0 * top / library
-                    )));
-                }
+        let table = SampleTable { genes, samples, values, kind, summary_rows };
+        table.check_counts(|g| format!("line {}: ", line_of[g]))?;
+        Ok(table)
+    }
+
+    /// A table from values already in memory (a data frame or matrix of a front end), checked as
+    /// [`SampleTable::parse`] checks a file: the limits, empty and duplicate gene ids, finite
+    /// values, and for counts, no negative value and a library size > 0 per sample. `values[s][g]`
+    /// is sample `s`'s value of `genes[g]`; `ValueKind::Auto` decides from the values (all
+    /// non-negative integers → counts), there being no header to read.
+    pub fn from_columns(genes: Vec<String>, samples: Vec<String>, values: Vec<Vec<f64>>, kind: ValueKind) -> Result<SampleTable> {
+        if genes.is_empty() {
+            return Err(Error::Sample("no genes".into()));
+        }
+        if genes.len() > MAX_ROWS {
+            return Err(Error::Sample(format!("{} genes, over the limit of {MAX_ROWS}", genes.len())));
+        }
+        if samples.is_empty() {
+            return Err(Error::Sample("no samples".into()));
+        }
+        if samples.len() > MAX_COLUMNS {
+            return Err(Error::Sample(format!("{} samples, over the limit of {MAX_COLUMNS}", samples.len())));
+        }
+        if values.len() != samples.len() {
+            return Err(Error::Sample(format!("{} sample names for {} value columns", samples.len(), values.len())));
+        }
+        let mut seen = Seen::with_capacity(genes.len());
+        for (g, gene) in genes.iter().enumerate() {
+            if gene.trim().is_empty() {
+                return Err(Error::Sample(format!("gene {} has an empty name", g + 1)));
+            }
+            if let Some(c) = unsafe_char(gene, ',') {
+                return Err(Error::Sample(format!("gene {}: the name contains the control character U+{:04X}", g + 1, c as u32)));
+            }
+            if let Some(prev) = seen.insert(gene, g, &genes) {
+                return Err(Error::Sample(format!("gene '{gene}' appears twice (genes {} and {})", prev + 1, g + 1)));
             }
         }
-        Ok(SampleTable { genes, samples, values, kind, summary_rows })
+        for (s, column) in values.iter().enumerate() {
+            if column.len() != genes.len() {
+                return Err(Error::Sample(format!("sample '{}' has {} values for {} genes", samples[s], column.len(), genes.len())));
+            }
+            if let Some(g) = column.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Sample(format!("gene '{}' in sample '{}': {} is not a finite number", genes[g], samples[s], column[g])));
+            }
+        }
+        let kind = resolve_kind(kind, None, &values);
+        let table = SampleTable { genes, samples, values, kind, summary_rows: Vec::new() };
+        table.check_counts(|_| String::new())?;
+        Ok(table)
+    }
+
+    /// For counts: no negative value, and each sample's library size > 0 and within f32.
+    /// `place(g)` prefixes a message about gene row `g` (the line of a file).
+    fn check_counts(&self, place: impl Fn(usize) -> String) -> Result<()> {
+        if self.kind != ValueKind::Counts {
+            return Ok(());
+        }
+        let SampleTable { genes, samples, values, .. } = self;
+        for (c, col) in values.iter().enumerate() {
+            if let Some(g) = col.iter().position(|&v| v < 0.0) {
+                return Err(Error::Sample(format!("{}gene '{}' in sample '{}' has a negative count ({})", place(g), genes[g], samples[c], col[g])));
+            }
+            let library = col.iter().sum::<f64>();
+            if library <= 0.0 {
+                return Err(Error::Sample(format!("sample '{}' has no counts (library size 0)", samples[c])));
+            }
+            let (g, top) = col.iter().enumerate().fold((0, 0.0), |best, (g, &v)| if v > best.1 { (g, v) } else { best });
+            if !library.is_finite() || library > MAX_LIBRARY_SIZE {
+                return Err(Error::Sample(format!(
+                    "{}sample '{}': the counts sum to {library:.3e}, more reads than a sequencing library holds (limit \
+                     {MAX_LIBRARY_SIZE:.0e}); the largest is gene '{}' with {top:.3e}",
+                    place(g),
+                    samples[c],
+                    genes[g]
+                )));
+            }
+            if genes.len() >= DOMINANCE_MIN_GENES && top > MAX_GENE_FRACTION * library {
+                return Err(Error::Sample(format!(
+                    "{}sample '{}': gene '{}' holds {:.1} % of the sample's {library:.0} counts, which would push every other \
+                     gene's CPM toward 0; an implausible library (a data-entry error?)",
+                    place(g),
+                    samples[c],
+                    genes[g],
+                    100.0 * top / library
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -577,6 +633,33 @@ mod tests {
         let counts = reference(b"gene\tcount\nA\t10\n");
         let e = counts.with_library_size(2.5e7).unwrap_err().to_string();
         assert!(e.contains("gives counts"), "{e}");
+    }
+
+    /// In-memory tables meet the checks of files: the same table as parsed, and the same refusals.
+    #[test]
+    fn tables_from_columns_are_checked_as_files_are() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let t = SampleTable::from_columns(strings(&["ISG15", "ENSG00000000003.14"]), strings(&["count"]), vec![vec![10.0, 0.0]], ValueKind::Auto).unwrap();
+        assert_eq!(t, SampleTable::parse(b"gene\tcount\nISG15\t10\nENSG00000000003.14\t0\n", ValueKind::Auto).unwrap());
+        assert_eq!(SampleTable::from_columns(strings(&["A", "B"]), strings(&["s"]), vec![vec![1.5, 2.25]], ValueKind::Auto).unwrap().kind, ValueKind::LogCpm);
+        let refused = |genes: &[&str], values: Vec<Vec<f64>>, kind| {
+            let samples = (0..values.len()).map(|s| format!("s{s}")).collect();
+            SampleTable::from_columns(strings(genes), samples, values, kind).unwrap_err()
+        };
+        for (e, want) in [
+            (refused(&["A", "a"], vec![vec![1.0, 2.0]], ValueKind::Auto), "gene 'a' appears twice (genes 1 and 2)"),
+            (refused(&["A", "B"], vec![vec![1.0, f64::NAN]], ValueKind::Auto), "gene 'B' in sample 's0': NaN is not a finite number"),
+            (refused(&["A", "B"], vec![vec![1.0, -2.0]], ValueKind::Counts), "gene 'B' in sample 's0' has a negative count (-2)"),
+            (refused(&["A", "B"], vec![vec![0.0, 0.0]], ValueKind::Counts), "sample 's0' has no counts (library size 0)"),
+            (refused(&["A", "B"], vec![vec![1.0]], ValueKind::Auto), "sample 's0' has 1 values for 2 genes"),
+            (refused(&["A", " "], vec![vec![1.0, 2.0]], ValueKind::Auto), "gene 2 has an empty name"),
+            (refused(&[], vec![vec![]], ValueKind::Auto), "no genes"),
+        ] {
+            assert!(matches!(e, Error::Sample(_)), "{e}");
+            assert!(e.to_string().contains(want), "{e}");
+        }
+        let e = SampleTable::parse(b"gene\tcount\nA\t1\nB\t-2\n", ValueKind::Counts).unwrap_err().to_string();
+        assert!(e.contains("line 3: gene 'B' in sample 'count' has a negative count (-2)"), "{e}");
     }
 
     #[test]

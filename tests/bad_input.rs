@@ -398,10 +398,10 @@ bad_inputs! {
         sample_error(b"gene\tcount\nGENE0\t1e308\nGENE1\t1e308\n") => ["sample 'count'", "more reads than a sequencing library holds", "gene 'GENE0'"];
     sample_one_implausible_count:
         sample_error(format!("{}GENE999\t1e16\n", counts_table(150)).as_bytes())
-            => ["sample 'count'", "more reads than a sequencing library holds", "gene 'GENE999' with 1.000e16 (line 152)"];
+            => ["line 152: sample 'count'", "more reads than a sequencing library holds", "gene 'GENE999' with 1.000e16"];
     sample_one_gene_holding_nearly_every_read:
         sample_error(format!("{}GENE999\t1e9\n", counts_table(150)).as_bytes())
-            => ["gene 'GENE999' (line 152) holds 100.0 % of the sample's", "implausible library"];
+            => ["line 152: sample 'count': gene 'GENE999' holds 100.0 % of the sample's", "implausible library"];
     sample_gzip_compressed:
         sample_error(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03") => ["gzip-compressed", "gunzip"];
     sample_excel_workbook:

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds the refcast wheel into target/wheels: copies the bundled model and its SHA256SUMS line
+# into the package (refcast/models/, not in git), then runs maturin with the arguments given
+# (e.g. --release).
+set -euo pipefail
+cd "$(dirname "$0")"
+mkdir -p refcast/models
+cp -p ../models/refcast-q8_0.safetensors refcast/models/
+grep -E '[ *]refcast-q8_0\.safetensors$' ../models/SHA256SUMS > refcast/models/SHA256SUMS
+exec maturin build --locked --out ../target/wheels "$@"

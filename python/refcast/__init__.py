@@ -1,0 +1,231 @@
+"""refcast: reference-conditioned perturbation prediction of gene expression, on this machine.
+
+The same Rust library as the ``refcast`` command line (and the npm package) runs the model, on
+the GPU (wgpu) or the CPU: it decides the backend, resolves perturbation and context names,
+checks the data, predicts and ranks. This package turns AnnData and pandas objects into its
+inputs and its results into an AnnData (``Model.predict``) or a DataFrame (``Model.screen``).
+
+>>> import refcast
+>>> model = refcast.load()                      # the bundled model (Q8_0)
+>>> pred = model.predict(adata, ["IFN-beta 6 h"], layer="counts", groupby="cell_type")
+>>> pred.X                                       # predicted log-CPM, one row per group × perturbation
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from . import _refcast
+from ._inputs import signature_arguments, to_table
+from ._outputs import prediction_anndata, screen_frame
+from .errors import (
+    FormatError,
+    GpuError,
+    IoError,
+    MetadataError,
+    RefcastError,
+    RequestError,
+    SampleError,
+    SignatureError,
+)
+
+__version__ = _refcast.__version__
+
+BUNDLED_MODEL = "refcast-q8_0.safetensors"
+
+
+def bundled_model_path() -> Path:
+    """The model file shipped inside the wheel (``refcast/models/refcast-q8_0.safetensors``, with
+    its ``SHA256SUMS``), or, for a package imported from a source checkout, the checkout's
+    ``models/`` file."""
+    packaged = resources.files("refcast").joinpath("models", BUNDLED_MODEL)
+    if packaged.is_file():
+        return Path(os.fspath(packaged))
+    checkout = Path(__file__).resolve().parents[2] / "models" / BUNDLED_MODEL
+    if checkout.is_file():
+        return checkout
+    raise IoError(f"no bundled model: {packaged} is missing (a wheel built without python/build-wheel.sh?); pass load(path=...)")
+
+
+def load(path: str | os.PathLike | None = None, backend: str = "auto", sha256: str | None = None) -> "Model":
+    """Loads a refcast model file.
+
+    path: a ``.safetensors`` model; None for the bundled Q8_0 model (see ``bundled_model_path``).
+    backend: ``"auto"`` (a hardware GPU when there is one, else the CPU, with the reason in
+        ``Model.backend_reason``), ``"gpu"`` (any adapter, software ones included) or ``"cpu"``.
+    sha256: the file's expected SHA-256 (hex); without it, a ``SHA256SUMS`` beside the file is
+        used when it lists the file. A mismatch raises ``FormatError``.
+
+    The GIL is released while the model is read, checked and uploaded.
+    """
+    file = bundled_model_path() if path is None else Path(path)
+    return Model(_refcast.load(os.fspath(file), backend, sha256), file)
+
+
+class Model:
+    """A model loaded on a backend. Calls run on the model's own engine thread with the GIL
+    released; calls from several Python threads run one at a time."""
+
+    def __init__(self, inner, path: Path):
+        self._inner = inner
+        self.path = path
+        self.info_cached = inner.info()
+
+    @property
+    def genes(self) -> list[str]:
+        """Gene symbols, in model order."""
+        return self._inner.genes
+
+    @property
+    def ensembl(self) -> list[str | None]:
+        """Ensembl ids, in model order (None where the model has none)."""
+        return self._inner.ensembl
+
+    @property
+    def backend(self) -> str:
+        """``"cpu"`` or ``"gpu"``."""
+        return self._inner.backend
+
+    @property
+    def backend_reason(self) -> str:
+        """Why this backend: "requested", "a GPU adapter was found", or why ``auto`` fell back."""
+        return self._inner.backend_reason
+
+    @property
+    def checksum(self) -> str:
+        """How the file's checksum was verified (or why it was not)."""
+        return self._inner.checksum
+
+    def info(self) -> dict:
+        """Name, gene count, latent widths, the metadata vocabularies of the three priors, known
+        perturbations (``control`` flags), the default perturbation, known contexts, covariates,
+        the familiarity calibration, provenance, and the backend with its reason and adapter."""
+        return self._inner.info()
+
+    def __repr__(self) -> str:
+        return f"<refcast.Model {self.info_cached['name']!r}: {self.info_cached['genes']} genes on {self._inner.adapter}>"
+
+    def predict(
+        self,
+        data,
+        perturbations=None,
+        *,
+        layer: str | None = None,
+        use_raw: bool = False,
+        groupby: str | None = None,
+        orient: str | None = None,
+        condition_on=("technical", "biological"),
+        versus: str | None = None,
+        mode: str = "counterfactual",
+        num_samples: int | None = None,
+        seed: int = 0,
+        values: str = "auto",
+        context=None,
+        library_size: float | None = None,
+    ):
+        """Predicts each sample of ``data`` under each perturbation; returns an AnnData.
+
+        data: an ``AnnData`` (one sample per observation; genes as ``var_names``, symbols or
+            Ensembl ids; values from ``.X``, ``layers[layer]`` or ``.raw`` with ``use_raw``), a
+            ``DataFrame`` with ``orient="genes x samples"`` (as a sample file) or
+            ``"samples x genes"`` (as AnnData) — never guessed —, a ``Series`` (one sample, index =
+            genes), a path to a TSV/CSV sample file (read by the library, as the CLI reads it), or
+            None for prompt-only generation from ``context``.
+        perturbations: names (``"IFN-beta 6 h"``, or a value of the perturbation field such as
+            ``"IFN-beta"``) or dicts of fields; one name alone is fine. None: the model's default.
+        groupby: an ``.obs`` column; raw counts are summed per group (pseudobulk) and each group
+            is one reference, named after it.
+        values: ``"auto"`` (counts when every value is a non-negative whole number, else
+            log-CPM), ``"counts"`` or ``"log-cpm"`` (natural log of CPM + 1). scanpy's
+            ``normalize_total`` + ``log1p`` is not log-CPM: pass the raw counts.
+        mode: ``"counterfactual"`` (the sample moved by the predicted change) or ``"decoded"``.
+        versus: fold changes against ``"reference"`` or ``"control"``; None: the library's
+            default for the mode.
+        num_samples, seed: draw samples of the latents instead of their means.
+        context: a known context's name or a dict of metadata fields, for the priors of the groups
+            not conditioned on (and for prompt-only generation).
+        library_size: for log-CPM samples, the reads their values came from; for prompt-only
+            generation, the library size of the predicted counts.
+
+        Returns an AnnData with one observation per (draw, reference, perturbation): ``.X``
+        predicted log-CPM (float32); layers ``counts``, ``log_fold_change``, ``reference`` (the
+        reference's log-CPM) and ``measured`` (whether the reference measured the gene; missing
+        genes hold the model's gene mean); ``.obs`` reference, perturbation, control, draw,
+        ``pert_<field>`` for each perturbation field, mode, baseline; ``.obsm["latent"]`` the
+        decoder's latents; ``.var`` symbol, ensembl, sigma (σ of the model's likelihood);
+        ``.uns["refcast"]`` model, backend, references (match reports) and familiarity (a
+        DataFrame, one row per reference).
+        """
+        table = to_table(data, layer=layer, use_raw=use_raw, groupby=groupby, orient=orient, values=values)
+        if isinstance(perturbations, (str, dict)):
+            perturbations = [perturbations]
+        result = self._inner.predict(
+            table,
+            None if perturbations is None else list(perturbations),
+            context=context,
+            condition_on=None if table is None and condition_on == ("technical", "biological") else list(condition_on),
+            mode=mode,
+            versus=versus,
+            num_samples=num_samples,
+            seed=seed,
+            library_size=library_size,
+        )
+        result["num_samples"] = num_samples
+        return prediction_anndata(result, self)
+
+    def screen(
+        self,
+        data,
+        *,
+        perturbations=None,
+        signature=None,
+        layer: str | None = None,
+        use_raw: bool = False,
+        orient: str | None = None,
+        context=None,
+        mode: str = "counterfactual",
+        versus: str | None = None,
+        condition_on=("technical", "biological"),
+        values: str = "auto",
+        library_size: float | None = None,
+    ):
+        """Ranks perturbations (all the model knows, or ``perturbations``) by their predicted
+        effect on one sample, or by how well they reverse ``signature``; returns a DataFrame
+        (rank, perturbation, score, effect_size, reversal, top_up, top_down and their fold
+        changes), with mode, baseline, familiarity and the reference's match report in ``.attrs``.
+
+        data: one sample, as for ``predict`` (an AnnData with one observation, a Series, …).
+        signature: ``{"up": [...], "down": [...]}``, a list of genes (up in the state to
+            reverse), or weights per gene (a dict or a Series; > 0 up in the state to reverse).
+        """
+        table = to_table(data, layer=layer, use_raw=use_raw, orient=orient, values=values)
+        if table is None:
+            raise RequestError("a screen needs a sample")
+        result = self._inner.screen(
+            table,
+            perturbations=None if perturbations is None else list([perturbations] if isinstance(perturbations, (str, dict)) else perturbations),
+            context=context,
+            condition_on=list(condition_on),
+            mode=mode,
+            versus=versus,
+            library_size=library_size,
+            **signature_arguments(signature),
+        )
+        return screen_frame(result)
+
+
+__all__ = [
+    "load",
+    "Model",
+    "bundled_model_path",
+    "RefcastError",
+    "FormatError",
+    "SampleError",
+    "SignatureError",
+    "MetadataError",
+    "RequestError",
+    "GpuError",
+    "IoError",
+]

@@ -1,0 +1,66 @@
+"""Type stubs of the compiled module (python/src/lib.rs); use the ``refcast`` package's API."""
+
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class Table:
+    @staticmethod
+    def from_columns(genes: list[str], samples: list[str], values: npt.NDArray[np.float64], kind: str = "auto") -> Table: ...
+    @staticmethod
+    def read(path: str | PathLike[str], kind: str = "auto") -> Table: ...
+    @property
+    def genes(self) -> list[str]: ...
+    @property
+    def samples(self) -> list[str]: ...
+    @property
+    def kind(self) -> str: ...
+
+class Model:
+    @property
+    def backend(self) -> str: ...
+    @property
+    def backend_reason(self) -> str: ...
+    @property
+    def adapter(self) -> str: ...
+    @property
+    def checksum(self) -> str: ...
+    @property
+    def genes(self) -> list[str]: ...
+    @property
+    def ensembl(self) -> list[str | None]: ...
+    def info(self) -> dict[str, Any]: ...
+    def predict(
+        self,
+        table: Table | None,
+        perturbations: list[str | dict[str, str | float]] | None,
+        *,
+        context: str | dict[str, str | float] | None = None,
+        condition_on: list[str] | None = None,
+        mode: str | None = None,
+        versus: str | None = None,
+        num_samples: int | None = None,
+        seed: int = 0,
+        library_size: float | None = None,
+    ) -> dict[str, Any]: ...
+    def screen(
+        self,
+        table: Table,
+        *,
+        perturbations: list[str | dict[str, str | float]] | None = None,
+        up: list[str] | None = None,
+        down: list[str] | None = None,
+        weights: list[tuple[str, float]] | None = None,
+        context: str | dict[str, str | float] | None = None,
+        condition_on: list[str] | None = None,
+        mode: str | None = None,
+        versus: str | None = None,
+        library_size: float | None = None,
+    ) -> dict[str, Any]: ...
+
+def load(path: str | PathLike[str], backend: str = "auto", sha256: str | None = None) -> Model: ...
+def describe_metadata(fields: dict[str, str | float]) -> str: ...
