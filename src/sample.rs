@@ -154,7 +154,11 @@ impl SampleTable {
                 return Err(Error::Sample(format!("line {}: more than {MAX_ROWS} gene rows, the limit for a sample file", no + 1)));
             }
             fields.clear();
-            fields.extend(split(line, delim));
+            if line.contains('"') {
+                fields.extend(split_quoted(line, delim));
+            } else {
+                fields.extend(split(line, delim));
+            }
             if fields.len() != columns + 1 {
                 let hint = if line.contains(other.1) {
                     format!("; the line is separated by {}s but line {} by {}", other.0, first_no + 1, if delim == '\t' { "tabs" } else { "commas" })
@@ -338,7 +342,50 @@ fn split(line: &str, delim: char) -> impl Iterator<Item = &str> {
 }
 
 fn split_fields(line: &str, delim: char) -> Vec<&str> {
-    split(line, delim).collect()
+    if line.contains('"') { split_quoted(line, delim) } else { split(line, delim).collect() }
+}
+
+/// [`split`] for a line with quotes: a field in double quotes may hold the delimiter
+/// (`"sample, one"`), and a doubled quote inside it is kept as it is. Borrowed, like `split`.
+fn split_quoted(line: &str, delim: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    loop {
+        let field = rest.trim_start();
+        if let Some(inner) = field.strip_prefix('"') {
+            let bytes = inner.as_bytes();
+            let mut i = 0;
+            let close = loop {
+                match bytes.get(i) {
+                    Some(b'"') if bytes.get(i + 1) == Some(&b'"') => i += 2,
+                    Some(b'"') => break Some(i),
+                    Some(_) => i += 1,
+                    None => break None,
+                }
+            };
+            let Some(close) = close else {
+                // No closing quote: the rest of the line is the field.
+                out.push(inner.trim());
+                return out;
+            };
+            out.push(&inner[..close]);
+            match inner[close + 1..].find(delim) {
+                Some(d) => rest = &inner[close + 1 + d + delim.len_utf8()..],
+                None => return out,
+            }
+        } else {
+            match rest.find(delim) {
+                Some(d) => {
+                    out.push(rest[..d].trim().trim_matches('"'));
+                    rest = &rest[d + delim.len_utf8()..];
+                }
+                None => {
+                    out.push(rest.trim().trim_matches('"'));
+                    return out;
+                }
+            }
+        }
+    }
 }
 
 /// The first control or bidirectional-override character of `line` other than `delim`.
@@ -666,5 +713,17 @@ mod tests {
     fn version_suffixes_and_case_are_ignored() {
         assert_eq!(normalise_id("ENSG00000187608.10"), "ensg00000187608");
         assert_eq!(normalise_id("Isg15"), "isg15");
+    }
+
+    #[test]
+    fn quoted_csv_fields_may_hold_the_delimiter() {
+        assert_eq!(split_quoted(r#"gene,"sample, one","b""c",d"#, ','), ["gene", "sample, one", r#"b""c"#, "d"]);
+        assert_eq!(split_quoted(r#""GENE0", 1 ,"2""#, ','), ["GENE0", "1", "2"]);
+        assert_eq!(split_quoted(r#"a,"unterminated, field"#, ','), ["a", "unterminated, field"]);
+        assert_eq!(split_quoted("a,\"b\",", ','), ["a", "b", ""]);
+        let t = SampleTable::parse(b"gene,\"sample, one\",\"two\"\n\"GENE0\",1,2\nGENE1,\"3\",4\n", ValueKind::Auto).unwrap();
+        assert_eq!(t.samples, ["sample, one", "two"]);
+        assert_eq!(t.genes, ["GENE0", "GENE1"]);
+        assert_eq!(t.values, [vec![1.0, 3.0], vec![2.0, 4.0]]);
     }
 }

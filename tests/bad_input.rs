@@ -1063,17 +1063,23 @@ fn fuzz_smoke_sample_parser() {
     smoke(&seeds, 20000, bodies::sample_table);
 }
 
+#[test]
+fn fuzz_smoke_signature_parser() {
+    let seeds = bodies::signature_seeds();
+    smoke(&seeds, 20000, bodies::signature_file);
+}
+
 /// Writes the seed corpora of the cargo-fuzz targets to fuzz/corpus/<target>/.
 #[test]
 #[ignore = "writes fuzz/corpus: run with --ignored before cargo fuzz"]
 fn write_fuzz_seeds() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    for (target, seeds) in [("model_file", bodies::model_seeds()), ("sample_table", bodies::sample_seeds())] {
+    for (target, seeds) in [("model_file", bodies::model_seeds()), ("sample_table", bodies::sample_seeds()), ("signature_file", bodies::signature_seeds())] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
         for (i, seed) in seeds.iter().enumerate() {
             // The sample target reads its first byte as the value kind.
-            let data = if target == "sample_table" { [&[i as u8][..], seed].concat() } else { seed.clone() };
+            let data = if target == "model_file" { seed.clone() } else { [&[i as u8][..], seed].concat() };
             std::fs::write(dir.join(format!("seed{i}")), data).unwrap();
         }
     }

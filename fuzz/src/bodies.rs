@@ -7,6 +7,7 @@ use refcast::synthetic::{SyntheticSpec, random_model};
 use refcast::format::{Gene, Latent, ModelFile, Trunk, expected_tensors};
 use refcast::quant::{DType, Matrix};
 use refcast::sample::{GeneIndex, Reference, SampleTable, ValueKind};
+use refcast::signature::Signature;
 
 /// Genes of the vocabulary samples are matched against (GENE0…, with Ensembl ids).
 pub const SAMPLE_VOCABULARY: usize = 40;
@@ -110,4 +111,36 @@ pub fn sample_table(data: &[u8]) {
         }
     }
     let _ = Reference::from_table(&table, table.samples.len(), &index, &gene_mean).expect_err("a column past the end is an error");
+}
+
+/// Valid signature files in the forms `screen --signature` reads: a gene set, up/down sets, and
+/// weights in a named column among others.
+pub fn signature_seeds() -> Vec<Vec<u8>> {
+    let set: String = (0..12).map(|g| format!("GENE{g}\n")).collect();
+    let mut sets = String::from("gene\tdirection\n");
+    let mut weights = String::from("gene,pval,weight\n");
+    for g in 0..12 {
+        sets += &format!("GENE{g}\t{}\n", if g % 2 == 0 { "up" } else { "down" });
+        weights += &format!("\"ENSG{:011}\",{:.3},{}\n", 100_000 + g, 0.01 * g as f64, g as f64 - 5.5);
+    }
+    vec![set.into_bytes(), sets.into_bytes(), weights.into_bytes()]
+}
+
+/// Signature parser and scoring: the first byte picks whether the weight column is named; what
+/// parses either matches the vocabulary and scores finite reversals, or is rejected with an error.
+pub fn signature_file(data: &[u8]) {
+    let (column, text) = match data.split_first() {
+        Some((k, rest)) if k % 2 == 1 => (Some("weight"), rest),
+        Some((_, rest)) => (None, rest),
+        None => (None, data),
+    };
+    let Ok(signature) = Signature::parse(text, column) else { return };
+    assert!(!signature.genes().is_empty());
+    let (index, _) = vocabulary();
+    if let Ok(matched) = signature.matched(&index) {
+        for lfc in [vec![0.0; SAMPLE_VOCABULARY], (0..SAMPLE_VOCABULARY).map(|g| g as f32 - 20.0).collect()] {
+            let r = matched.reversal(&lfc);
+            assert!(r.is_finite(), "reversal {r}");
+        }
+    }
 }
