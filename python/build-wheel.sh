@@ -7,4 +7,5 @@ cd "$(dirname "$0")"
 mkdir -p refcast/models
 cp -p ../models/refcast-q8_0.safetensors refcast/models/
 grep -E '[ *]refcast-q8_0\.safetensors$' ../models/SHA256SUMS > refcast/models/SHA256SUMS
-exec maturin build --locked --out ../target/wheels "$@"
+# Through the interpreter: a console script installed by `python3 -m pip` may have no pyenv shim yet.
+exec python3 -m maturin build --locked --out ../target/wheels "$@"
