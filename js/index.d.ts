@@ -209,11 +209,13 @@ export interface Prediction {
   /** `[rows × genes]` expected counts at the reference's library size. */
   counts: Float32Array;
   /**
-   * `[rows × genes]` predicted − reference log-CPM; `null` for prompt-only generation. In the
+   * `[rows × genes]` predicted − reference log-CPM, a natural-log fold change; `null` for prompt-only generation. In the
    * counterfactual mode this is the predicted change itself (decode(perturbation) − decode(control),
    * except where the profile was floored at 0).
    */
   logFoldChange: Float32Array | null;
+  /** The units of `logFoldChange`: "ln fold change" (natural log; log2 = ln / ln 2). */
+  foldChangeUnits: string;
   /** `[rows × latentWidth]` latents fed to the decoder. */
   latents: Float32Array;
   latentWidth: number;
@@ -271,22 +273,59 @@ export interface GeneEffect {
 export interface ScreenHit {
   name: string;
   metadata: Metadata;
-  /** What the ranking sorts by (descending): reversal when a signature is given, else effect size. */
-  score: number;
-  /** Root mean square of the predicted log fold change over the measured genes. */
+  /**
+   * Root mean square of the predicted natural-log fold change (`foldChangeUnits`) over the
+   * measured genes. Hits are ranked by it when the screen has no signature.
+   */
   effectSize: number;
   /**
-   * −Σ w·LFC / Σ |w| over the signature's genes the model knows (LFC: predicted log fold
-   * change): positive when the perturbation moves them against the signature.
+   * −Σ w·LFC / Σ |w| over the signature's genes the model knows (LFC: predicted ln fold
+   * change): positive when the perturbation moves them against the signature. Hits are ranked by
+   * it when the screen has a signature; null without one.
    */
   reversal: number | null;
   topUp: GeneEffect[];
   topDown: GeneEffect[];
 }
 
+/** The model described for people (`refcast info --json`'s card); see `src/card.rs`. */
+export interface ModelCard {
+  name: string;
+  /** What the model is and predicts, in one paragraph. */
+  description: string;
+  genes: number;
+  latents: string;
+  networks: string;
+  activation: string;
+  /** How the weights are stored, e.g. `{ encoding: '8-bit blocks (Q8_0)', dtype: 'Q8_0', parameters: 12824576 }`. */
+  weights: Array<{ encoding: string; dtype: string; parameters: number }>;
+  values: string;
+  fold_change_units: string;
+  datasets: Array<{ name: string; source: string; size: string | null; licence: string | null; links: string[] }>;
+  training: Array<{ dataset: string; contexts: number; units: number }>;
+  perturbations: Array<{ class: string; entries: number; settings: string; agents: Array<{ name: string; entries: number; settings: string; measured_in: string[] }> }>;
+  perturbation_count: number;
+  contexts: Array<{ source: string; contexts: string[] }>;
+  context_count: number;
+  /** Only when the model file carries its evaluation. */
+  evaluation: unknown | null;
+  training_source: string | null;
+  notes: string | null;
+}
+
+/** One column of a screen's table and what it means. */
+export interface ScreenColumn {
+  column: 'rank' | 'perturbation' | 'effect_size' | 'reversal' | 'top_up' | 'top_down';
+  meaning: string;
+}
+
 export interface ScreenResult {
-  /** Best first. */
+  /** Best first: by reversal when a signature is given, else by effect size. */
   hits: ScreenHit[];
+  /** The table's columns and what each means, the same legend as the CLI's. */
+  legend: ScreenColumn[];
+  /** The units of every fold change: "ln fold change" (natural log; log2 = ln / ln 2). */
+  foldChangeUnits: string;
   reference: ReferenceInfo;
   /** The reference's familiarity (one entry; none for a model without a control perturbation). */
   familiarity: Familiarity[];
@@ -338,6 +377,8 @@ export class Refcast {
   /** Ensembl ids in model order. */
   readonly ensembl: Array<string | null>;
   info(): ModelInfo;
+  /** The model described for people: the same card as `refcast info --json`. */
+  card(): ModelCard;
   /** Parses and matches a sample without predicting (to show file errors early). */
   inspectSample(sample: SampleInput, options?: SampleOptions): Promise<ReferenceInfo>;
   predict(request: PredictRequest): Promise<Prediction>;

@@ -203,6 +203,19 @@ export class Refcast {
     }
   }
 
+  /**
+   * The model described for people: what it is (in words), its weights, training datasets with
+   * their links, perturbations grouped by class with their times and doses, contexts; the same
+   * card as `refcast info --json`.
+   */
+  card() {
+    try {
+      return this.#live().card();
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
   /** Gene symbols in model order (index i of every prediction vector is gene i). */
   get genes() {
     this.#genes ??= this.#live().geneSymbols();

@@ -8,13 +8,15 @@
 //! - [`model`]: the conditional VAE graph, written once against [`backend::Backend`];
 //!   [`backend`]: the CPU backend and the wgpu/WGSL one.
 //! - [`session`] ([`request`], [`screen`], [`familiarity`]): predictions and screens on one
-//!   backend; [`engine`]: which backend, decided once for every front end.
+//!   backend; [`engine`]: which backend, decided once for every front end; [`card`]: a model
+//!   described for people.
 //! - Front ends: the CLI (`src/main.rs`, `src/cli/`), the wasm bindings ([`wasm`]) and the
 //!   npm package over them (`js/`).
 //!
 //! [`synthetic`] builds models with random weights for tests and benchmarks.
 
 pub mod backend;
+pub mod card;
 pub mod engine;
 pub mod error;
 pub mod familiarity;

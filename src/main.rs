@@ -47,7 +47,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Describe a model: genes, metadata the priors know, perturbations, provenance.
+    /// Describe a model: what it is, its training data, how well it did on held-out data, the
+    /// perturbations and contexts it knows; --genes lists its genes.
     Info {
         /// Model file (.safetensors).
         #[arg(default_value = DEFAULT_MODEL)]
@@ -56,6 +57,18 @@ enum Command {
         /// model is used when it lists the model.
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
+        /// List the model's genes (symbol and Ensembl id, TSV) instead of the description.
+        #[arg(long)]
+        genes: bool,
+        /// Also list every perturbation with its metadata, and the raw provenance.
+        #[arg(long, short)]
+        verbose: bool,
+        /// The description as JSON (with --genes, the gene list too).
+        #[arg(long)]
+        json: bool,
+        /// The model's evaluation (default: evaluation.json beside the model, if there is one).
+        #[arg(long, value_name = "FILE")]
+        evaluation: Option<PathBuf>,
     },
     /// Predict the perturbed expression profile of one or more samples.
     Predict(PredictArgs),
@@ -127,7 +140,8 @@ struct PredictArgs {
     /// Seed of the random stream for --num-samples (default 0).
     #[arg(long, requires = "num_samples")]
     seed: Option<u64>,
-    /// Write the full prediction as TSV here (default, or `-`: standard output). A file is
+    /// Write the full prediction as TSV here (default, or `-`: standard output); its
+    /// log_fold_change column is a natural-log (ln) fold change, not log2. A file is
     /// replaced only once the whole prediction is written; a symbolic link's file is replaced and
     /// the link kept; a device or FIFO is written in place. The sample or the model is refused.
     #[arg(long, short)]
@@ -135,6 +149,10 @@ struct PredictArgs {
     /// Genes to list in the summary, per direction.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Also write a self-contained HTML report here (volcano plots and top-gene tables; it
+    /// loads nothing, so it opens offline).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -155,6 +173,10 @@ struct ScreenArgs {
     /// Perturbations to show.
     #[arg(long, default_value_t = 20)]
     top: usize,
+    /// Also write a self-contained HTML report here (every perturbation ranked, a chart of the
+    /// first, what the columns mean; it loads nothing, so it opens offline).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 fn main() {
@@ -169,30 +191,31 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Info { model, sha256 } => {
+        Command::Info { model, sha256, genes, verbose, json, evaluation } => {
             let mut text = Vec::new();
-            cli::report::info(&mut text, &load_model(&model, sha256.as_deref())?, &locate(&model))?;
+            let options = cli::info::InfoOptions { genes, verbose, json, evaluation: evaluation.as_deref().map(locate) };
+            cli::info::info(&mut text, &load_model(&model, sha256.as_deref())?, &locate(&model), &options)?;
             cli::stdio::to_stdout(&text)
         }
         Command::Predict(args) => {
-            refuse_outputs_over_inputs(&args.common, args.output.as_deref(), None)?;
+            refuse_outputs_over_inputs(&args.common, &[args.output.as_deref(), args.report.as_deref()], None)?;
             let file = load_model(&args.common.model, args.common.sha256.as_deref())?;
             predict(open_engine(args.common.backend, file).await?, &args).await
         }
         Command::Screen(args) => {
-            refuse_outputs_over_inputs(&args.common, None, args.signature.as_deref())?;
+            refuse_outputs_over_inputs(&args.common, &[args.report.as_deref()], args.signature.as_deref())?;
             let file = load_model(&args.common.model, args.common.sha256.as_deref())?;
             screen(open_engine(args.common.backend, file).await?, &args).await
         }
     }
 }
 
-/// Refuses `--output` or `--familiarity` naming the model, the sample or the signature.
-fn refuse_outputs_over_inputs(common: &Common, output: Option<&Path>, signature: Option<&Path>) -> Result<()> {
+/// Refuses `--output`, `--report` or `--familiarity` naming the model, the sample or the signature.
+fn refuse_outputs_over_inputs(common: &Common, outputs: &[Option<&Path>], signature: Option<&Path>) -> Result<()> {
     let (model, sample) = (locate(&common.model), locate(&common.sample));
     let mut inputs = vec![("model", model.as_path()), ("sample", sample.as_path())];
     inputs.extend(signature.map(|s| ("signature", s)));
-    for out in output.into_iter().chain(common.familiarity.as_deref()) {
+    for out in outputs.iter().flatten().copied().chain(common.familiarity.as_deref()) {
         refuse_output_over_input(out, &inputs)?;
     }
     Ok(())
@@ -314,6 +337,7 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     // Outputs first: a directory that cannot be written to fails before the work is done.
     let output = Output::prepare(args.output.as_deref().unwrap_or(Path::new("-")))?;
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
+    let report = args.report.as_deref().map(Output::prepare).transpose()?;
     let table = load_sample(&args.common.sample, args.common.values)?;
     let context = context_metadata(&cfg, &args.common)?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
@@ -395,12 +419,19 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     for (reference, pred, elapsed) in &results {
         summarise(&cfg, reference, pred, &perts, args.top, *elapsed)?;
     }
+    if let Some(report) = report {
+        let names: Vec<&str> = perts.iter().map(|p| p.0.as_str()).collect();
+        let baseline = args.common.versus.unwrap_or_else(|| Baseline::default_for(args.common.mode, cfg.control().is_some()));
+        let data = cli::html::prediction_data(&cfg, results.iter().map(|(r, p, _)| (r, p)), &names, baseline, &args.common.mode.to_string());
+        cli::html::write(report, "refcast prediction", &data)?;
+    }
     note!("refcast: done in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)
 }
 
 async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     let cfg = engine.config().clone();
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
+    let report = args.report.as_deref().map(Output::prepare).transpose()?;
     let signature = args.signature.as_deref().map(|path| load_signature(path, args.signature_column.as_deref())).transpose()?;
     let table = load_sample(&args.common.sample, args.common.values)?;
     if table.samples.len() != 1 {
@@ -438,22 +469,11 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
         write_familiarity(output, &screen.familiarity)?;
     }
     let hits = &screen.hits;
-    let mut out = Vec::new();
-    writeln!(out, "rank\tperturbation\tscore\teffect_size\treversal\ttop_up\ttop_down")?;
-    for (i, h) in hits.iter().take(args.top).enumerate() {
-        let genes = |v: &[(usize, f32)]| v.iter().take(5).map(|(g, l)| format!("{}:{:+.2}", cfg.genes[*g].symbol, l)).collect::<Vec<_>>().join(",");
-        writeln!(
-            out,
-            "{}\t{}\t{:.4}\t{:.4}\t{}\t{}\t{}",
-            i + 1,
-            h.name,
-            h.score,
-            h.effect_size,
-            h.reversal.map_or("-".to_string(), |r| format!("{r:.4}")),
-            genes(&h.top_up),
-            genes(&h.top_down)
-        )?;
-    }
+    let out = cli::report::screen_table(&cfg, &screen, args.top)?;
     cli::stdio::to_stdout(&out)?;
+    cli::report::screen_legend(&screen)?;
+    if let Some(report) = report {
+        cli::html::write(report, "refcast screen", &cli::html::screen_data(&cfg, &screen, &reference.name))?;
+    }
     note!("refcast: screened {} perturbations in {:.1} ms", hits.len(), elapsed.as_secs_f64() * 1e3)
 }

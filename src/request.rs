@@ -7,6 +7,14 @@ use crate::format::{Group, Metadata};
 use crate::ops::Noise;
 use crate::sample::Reference;
 
+/// The units of every fold change refcast reports: differences of log-CPM, which is the natural
+/// logarithm of CPM + 1. Every front end labels fold changes with this, so that no one reads
+/// them as log2 (a log2 fold change is this divided by ln 2).
+pub const FOLD_CHANGE_UNITS: &str = "ln fold change";
+
+/// One sentence on the fold changes' log base, for summaries and file headers.
+pub const FOLD_CHANGE_NOTE: &str = "fold changes are natural-log (ln) differences of log-CPM = ln(1 + CPM); divide by ln 2 = 0.693 for log2";
+
 /// Mean estimation or seeded sample generation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Sampling {
@@ -170,7 +178,8 @@ pub struct Prediction {
     /// `[rows, genes]` expected counts at the reference's library size.
     pub counts: Vec<f32>,
     /// `[rows, genes]` predicted − reference log-CPM (or − the predicted control, see
-    /// [`Baseline`]); absent for prompt-only generation unless against the control.
+    /// [`Baseline`]): natural-log fold changes ([`FOLD_CHANGE_UNITS`]); absent for prompt-only
+    /// generation unless against the control.
     pub log_fold_change: Option<Vec<f32>>,
     /// `[rows, technical + biological + perturbation]` latents fed to the decoder for the rows'
     /// perturbations.

@@ -42,9 +42,8 @@ pub struct ScreenOptions {
 pub struct ScreenHit {
     pub name: String,
     pub metadata: Metadata,
-    /// What the ranking sorts by (descending): effect size, or reversal of the signature.
-    pub score: f32,
-    /// Root mean square of the predicted log fold change over the measured genes.
+    /// Root mean square of the predicted log fold change (natural log,
+    /// [`FOLD_CHANGE_UNITS`](crate::request::FOLD_CHANGE_UNITS)) over the measured genes.
     pub effect_size: f32,
     /// How far the predicted log fold change moves the signature's genes against it
     /// ([`Signature`]): positive reverses the signature.
@@ -54,10 +53,41 @@ pub struct ScreenHit {
     pub top_down: Vec<(usize, f32)>,
 }
 
+impl ScreenHit {
+    /// What the ranking sorts by (descending): the reversal of the signature when the screen has
+    /// one, else the effect size.
+    pub fn score(&self) -> f32 {
+        self.reversal.unwrap_or(self.effect_size)
+    }
+}
+
+/// The columns of a screen's table, in every front end's order, after `rank` and `perturbation`.
+pub const SCREEN_COLUMNS: [&str; 4] = ["effect_size", "reversal", "top_up", "top_down"];
+
+/// What each column of a screen's table means, one `(column, meaning)` per column, for the
+/// legend every front end prints beside the table. `ranked_by_reversal`: the screen had a
+/// signature; `top_genes`: how many genes the front end lists per direction.
+pub fn column_legend(ranked_by_reversal: bool, top_genes: usize) -> Vec<(&'static str, String)> {
+    let units = crate::request::FOLD_CHANGE_UNITS;
+    let (rank, reversal) = if ranked_by_reversal {
+        ("1 = reverses the signature most (ranked by reversal)", "the ranking: how far the predicted change moves the signature's genes against it (mean over the down genes − mean over the up genes, or −Σ w·LFC / Σ |w|); > 0 reverses it")
+    } else {
+        ("1 = largest predicted effect (ranked by effect_size)", "how far the predicted change reverses a signature; '-' without --signature")
+    };
+    vec![
+        ("rank", rank.to_string()),
+        ("perturbation", "a perturbation the model knows (see `refcast info`)".to_string()),
+        ("effect_size", format!("root mean square of the predicted {units} over the sample's measured genes; 0 = no change")),
+        ("reversal", reversal.to_string()),
+        ("top_up", format!("the {top_genes} genes with the largest predicted increase, as gene:{units}")),
+        ("top_down", format!("the {top_genes} genes with the largest predicted decrease, as gene:{units}")),
+    ]
+}
+
 /// A screen's ranking, and the familiarity of its reference.
 #[derive(Clone, Debug)]
 pub struct Screen {
-    /// Every perturbation screened, best score first.
+    /// Every perturbation screened, best [`ScreenHit::score`] first.
     pub hits: Vec<ScreenHit>,
     /// One entry (the reference's), or none for a model without a control perturbation.
     pub familiarity: Vec<Familiarity>,
@@ -100,9 +130,9 @@ impl ScreenRun {
         self.done == self.list.len()
     }
 
-    /// The ranking, best score first (ties keep the order screened).
+    /// The ranking, best [`ScreenHit::score`] first (ties keep the order screened).
     pub fn finish(mut self) -> Screen {
-        self.hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        self.hits.sort_by(|a, b| b.score().total_cmp(&a.score()));
         Screen {
             hits: self.hits,
             familiarity: self.familiarity.unwrap_or_default(),
@@ -121,7 +151,6 @@ impl ScreenRun {
         ScreenHit {
             name: named.name.clone(),
             metadata: named.metadata.clone(),
-            score: reversal.unwrap_or(effect_size),
             effect_size,
             reversal,
             top_up,
@@ -229,7 +258,7 @@ mod tests {
             let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + a.abs().max(b.abs()));
             assert_eq!(chunked.hits.iter().map(|h| &h.name).collect::<Vec<_>>(), whole.hits.iter().map(|h| &h.name).collect::<Vec<_>>(), "{mode}");
             for (c, w) in chunked.hits.iter().zip(&whole.hits) {
-                assert!(close(c.score, w.score), "{mode} {}: {} vs {}", c.name, c.score, w.score);
+                assert!(close(c.score(), w.score()), "{mode} {}: {} vs {}", c.name, c.score(), w.score());
                 for (a, b) in c.top_up.iter().chain(&c.top_down).zip(w.top_up.iter().chain(&w.top_down)) {
                     assert!(a.0 == b.0 && close(a.1, b.1), "{mode} {}: top genes {a:?} vs {b:?}", c.name);
                 }

@@ -148,7 +148,7 @@ fn screen_ranks_every_known_perturbation() {
     let refs = references(&s, 160);
     let hits = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &ScreenOptions::default())).unwrap().hits;
     assert_eq!(hits.len(), s.config().perturbations.len());
-    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(hits.windows(2).all(|w| w[0].score() >= w[1].score()));
     // Counterfactual (the default): every perturbation moves the sample but the control.
     let control = control(&s);
     assert!(hits.iter().all(|h| (h.effect_size > 0.0 && h.top_up.len() == 10) || (h.metadata == control && h.top_up.is_empty() && h.top_down.is_empty())));
@@ -235,10 +235,10 @@ fn weighted_scores_are_scale_free_and_finite() {
     let plain = screen_with(&mut s, &refs, &weighted(1.0));
     assert!((hit(&plain, &top.name).reversal.unwrap() as f64 - want).abs() < 1e-5);
     let huge = screen_with(&mut s, &refs, &weighted(1e300));
-    let order = |hits: &[refcast::ScreenHit]| hits.iter().map(|h| (h.name.clone(), h.score)).collect::<Vec<_>>();
+    let order = |hits: &[refcast::ScreenHit]| hits.iter().map(|h| (h.name.clone(), h.score())).collect::<Vec<_>>();
     assert_eq!(order(&plain), order(&huge));
     let largest = screen_with(&mut s, &refs, &weighted(f64::MAX / 2.0));
-    assert!(largest.iter().all(|h| h.score.is_finite()));
+    assert!(largest.iter().all(|h| h.score().is_finite()));
 }
 
 /// Unknown signature genes are reported; fewer than three known genes is an error.
@@ -425,7 +425,7 @@ fn screens_rank_in_the_chosen_mode() {
     let cf = screen(&mut s, PredictionMode::Counterfactual);
     let dec = screen(&mut s, PredictionMode::Decoded);
     let default = pollster::block_on(s.screen(&refs[0], &Metadata::new(), &ScreenOptions::default())).unwrap().hits;
-    assert_eq!(cf.iter().map(|h| (&h.name, h.score)).collect::<Vec<_>>(), default.iter().map(|h| (&h.name, h.score)).collect::<Vec<_>>());
+    assert_eq!(cf.iter().map(|h| (&h.name, h.score())).collect::<Vec<_>>(), default.iter().map(|h| (&h.name, h.score())).collect::<Vec<_>>());
     let known: Vec<Metadata> = s.config().perturbations.iter().map(|n| n.metadata.clone()).collect();
     let mut req = Request::conditioned(refs[..1].to_vec(), known);
     let want = predict(&mut s, &req);

@@ -89,6 +89,7 @@ async function loadModel() {
       `Ready: ${info.name}, ${facts.join(', ')}, on the ${where} (${model.adapter}); loaded in ${ms(model.loadMs)}.` +
         (backend === 'auto' && model.backend === 'cpu' ? ` Not on the GPU: ${model.backendReason}.` : ''),
     );
+    renderCard(model.card());
     document.body.dataset.backend = model.backend;
     document.body.dataset.loadMs = String(Math.round(model.loadMs));
     document.body.dataset.readyAt = String(Math.round(performance.now()));
@@ -299,6 +300,20 @@ function renderPrediction() {
   renderRow(0);
 }
 
+/** What the model is, in the library's words (the same card as `refcast info`). */
+function renderCard(card) {
+  const weights = card.weights.map((w) => `${w.encoding}: ${w.parameters.toLocaleString('en')} parameters`).join('; ');
+  const classes = card.perturbations.map((c) => `${c.class} (${c.entries.toLocaleString('en')})`).join(', ');
+  $('model-card-body').replaceChildren(
+    el('p', card.description),
+    el('p', `Latents: ${card.latents}. Activation: ${card.activation}. Weights: ${weights}.`),
+    el('p', `Values: ${card.values}.`),
+    el('p', `Perturbations by class: ${classes}.`),
+    el('p', `Trained on: ${card.datasets.map((d) => d.name).join('; ')}.`),
+  );
+  $('model-card').hidden = false;
+}
+
 /**
  * Whether the sample resembles what the model was trained on: a visible notice when it does not
  * (its predictions are extrapolations), else one unobtrusive line.
@@ -322,7 +337,7 @@ function renderRow(r) {
   const pred = p.logCpm.subarray(r * n, (r + 1) * n);
   const vsControl = p.mode === 'decoded' && p.baseline === 'control';
   const lfc = p.logFoldChange.subarray(r * n, (r + 1) * n);
-  const label = vsControl ? 'log FC vs control' : 'log FC vs sample';
+  const label = `${p.foldChangeUnits} vs ${vsControl ? 'control' : 'sample'}`;
   for (const t of ['top-up', 'top-down']) $(t).tHead.rows[0].cells[1].textContent = label;
   const { topUp, topDown } = p.top[r];
   const fill = (id, list) => {
@@ -344,7 +359,7 @@ function renderRow(r) {
   fill('top-up', topUp);
   fill('top-down', topDown);
   const labelled = [...topUp.slice(0, 8), ...topDown.slice(0, 8)].map((e) => e.index);
-  drawVolcano($('volcano'), lfc, p.sigma, p.reference.measured, genes, labelled, vsControl ? 'predicted log fold change vs the predicted control' : 'predicted log fold change vs the measured sample');
+  drawVolcano($('volcano'), lfc, p.sigma, p.reference.measured, genes, labelled, `predicted ${p.foldChangeUnits} vs the ${vsControl ? 'predicted control' : 'measured sample'}`);
 }
 
 function renderScreen(s) {
@@ -354,8 +369,10 @@ function renderScreen(s) {
   renderFamiliarity($('screen-familiarity'), s.familiarity, s.reference.name);
   $('screen-effect').textContent =
     s.mode === 'counterfactual'
-      ? 'effect size (RMS predicted log FC)'
-      : `effect size (RMS log FC vs ${s.baseline === 'control' ? 'predicted control' : 'sample'}, decoded)`;
+      ? `effect size (RMS predicted ${s.foldChangeUnits})`
+      : `effect size (RMS ${s.foldChangeUnits} vs ${s.baseline === 'control' ? 'predicted control' : 'sample'}, decoded)`;
+  // What each column means, in the library's words (the CLI prints the same legend).
+  $('screen-legend').replaceChildren(...s.legend.flatMap(({ column, meaning }) => [el('dt', column), el('dd', meaning)]));
   const best = Math.max(...s.hits.map((h) => h.effectSize), 1e-9);
   const body = $('screen-table').tBodies[0];
   body.replaceChildren(

@@ -1,4 +1,4 @@
-// The volcano plot of one prediction: log fold change against its size in units of the model's σ,
+// The volcano plot of one prediction: ln fold change against its size in units of the model's σ,
 // the measured genes only, the most changed labelled.
 
 import { fmt } from './dom.js';
@@ -52,7 +52,7 @@ export function drawVolcano(canvas, lfc, sigma, measured, genes, labelled, xlabe
   ctx.translate(14, (pad.t + h - pad.b) / 2);
   ctx.rotate(-Math.PI / 2);
   ctx.textAlign = 'center';
-  ctx.fillText('|log fold change| / σ', 0, 0);
+  ctx.fillText('|ln fold change| / σ', 0, 0);
   ctx.restore();
   // Points.
   const up = style.getPropertyValue('--up').trim() || '#c0392b';

@@ -9,6 +9,10 @@ inputs and its results into an AnnData (``Model.predict``) or a DataFrame (``Mod
 >>> model = refcast.load()                      # the bundled model (Q8_0)
 >>> pred = model.predict(adata, ["IFN-beta 6 h"], layer="counts", groupby="cell_type")
 >>> pred.X                                       # predicted log-CPM, one row per group × perturbation
+>>> pred.layers["log_fold_change"]               # natural-log fold changes (refcast.FOLD_CHANGE_UNITS)
+
+Every fold change is natural-log ("ln fold change": differences of ln(1 + CPM)); divide by
+ln 2 = 0.693 for log2.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from .errors import (
 )
 
 __version__ = _refcast.__version__
+#: The units of every fold change: "ln fold change" (natural log, not log2).
+FOLD_CHANGE_UNITS: str = _refcast.FOLD_CHANGE_UNITS
 
 BUNDLED_MODEL = "refcast-q8_0.safetensors"
 
@@ -150,12 +156,13 @@ class Model:
             generation, the library size of the predicted counts.
 
         Returns an AnnData with one observation per (draw, reference, perturbation): ``.X``
-        predicted log-CPM (float32); layers ``counts``, ``log_fold_change``, ``reference`` (the
+        predicted log-CPM (float32); layers ``counts``, ``log_fold_change`` (natural log,
+        ``FOLD_CHANGE_UNITS``), ``reference`` (the
         reference's log-CPM) and ``measured`` (whether the reference measured the gene; missing
         genes hold the model's gene mean); ``.obs`` reference, perturbation, control, draw,
         ``pert_<field>`` for each perturbation field, mode, baseline; ``.obsm["latent"]`` the
         decoder's latents; ``.var`` symbol, ensembl, sigma (σ of the model's likelihood);
-        ``.uns["refcast"]`` model, backend, references (match reports) and familiarity (a
+        ``.uns["refcast"]`` model, backend, ``log_fold_change_units``, references (match reports) and familiarity (a
         DataFrame, one row per reference).
         """
         table = to_table(data, layer=layer, use_raw=use_raw, groupby=groupby, orient=orient, values=values)
@@ -192,9 +199,13 @@ class Model:
         library_size: float | None = None,
     ):
         """Ranks perturbations (all the model knows, or ``perturbations``) by their predicted
-        effect on one sample, or by how well they reverse ``signature``; returns a DataFrame
-        (rank, perturbation, score, effect_size, reversal, top_up, top_down and their fold
-        changes), with mode, baseline, familiarity and the reference's match report in ``.attrs``.
+        effect on one sample, or by how well they reverse ``signature``; returns a DataFrame,
+        best first: rank, perturbation, effect_size (root mean square of the predicted ln fold
+        change over the measured genes: the ranking without a signature), reversal (how far the
+        predicted change moves the signature against it: the ranking with one), top_up,
+        top_down and their ln fold changes; ``.attrs`` holds ``legend`` (what each column
+        means, as the CLI prints it), mode, baseline, familiarity and the reference's match
+        report.
 
         data: one sample, as for ``predict`` (an AnnData with one observation, a Series, …).
         signature: ``{"up": [...], "down": [...]}``, a list of genes (up in the state to
@@ -217,6 +228,7 @@ class Model:
 
 
 __all__ = [
+    "FOLD_CHANGE_UNITS",
     "load",
     "Model",
     "bundled_model_path",

@@ -1,10 +1,13 @@
 """Results out: the library's prediction as an AnnData, its screen as a pandas DataFrame. The
-arrays are the library's own buffers (no copy); only their layout is decided here."""
+arrays are the library's own buffers (no copy); only their layout is decided here. Fold changes
+are natural-log (``FOLD_CHANGE_UNITS``: "ln fold change"; divide by ln 2 for log2)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from . import _refcast
 
 
 def prediction_anndata(p: dict, model) -> "anndata.AnnData":  # noqa: F821
@@ -50,6 +53,8 @@ def prediction_anndata(p: dict, model) -> "anndata.AnnData":  # noqa: F821
         "backend_reason": model.backend_reason,
         "mode": p["mode"],
         "baseline": p["baseline"] if p["baseline"] is not None else "none",
+        "log_fold_change_units": _refcast.FOLD_CHANGE_UNITS,
+        "log_fold_change_note": _refcast.FOLD_CHANGE_NOTE,
         "condition_on": list(p["condition_on"]),
         "references": references_frame(refs),
         "familiarity": familiarity_frame(p["familiarity"]),
@@ -82,12 +87,15 @@ def familiarity_frame(reports: list) -> pd.DataFrame:
 
 
 def screen_frame(s: dict) -> pd.DataFrame:
+    """The screen's table, best first: rank, perturbation, effect_size, reversal, top_up, top_down
+    (then the top genes' ln fold changes); ``.attrs["legend"]`` says what each column means, in
+    the library's words (the CLI prints the same legend)."""
     hits = s["hits"]
+    by_reversal = bool(hits) and hits[0]["reversal"] is not None
     frame = pd.DataFrame(
         {
             "rank": np.arange(1, len(hits) + 1),
             "perturbation": [h["perturbation"] for h in hits],
-            "score": np.array([h["score"] for h in hits], dtype=np.float32),
             "effect_size": np.array([h["effect_size"] for h in hits], dtype=np.float32),
             "reversal": np.array([np.nan if h["reversal"] is None else h["reversal"] for h in hits], dtype=np.float32),
             "top_up": [[g for g, _ in h["top_up"]] for h in hits],
@@ -97,6 +105,8 @@ def screen_frame(s: dict) -> pd.DataFrame:
         }
     )
     frame.attrs = {
+        "legend": list(_refcast.SCREEN_LEGEND_BY_REVERSAL if by_reversal else _refcast.SCREEN_LEGEND),
+        "fold_change_units": _refcast.FOLD_CHANGE_UNITS,
         "mode": s["mode"],
         "baseline": s["baseline"],
         "signature_unknown": list(s["signature_unknown"]),

@@ -7,6 +7,10 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+FOLD_CHANGE_UNITS: str
+FOLD_CHANGE_NOTE: str
+SCREEN_LEGEND: list[tuple[str, str]]
+SCREEN_LEGEND_BY_REVERSAL: list[tuple[str, str]]
 
 class Table:
     @staticmethod

@@ -294,7 +294,6 @@ impl Model {
             let d = PyDict::new(py);
             d.set_item("perturbation", &h.name)?;
             d.set_item("metadata", metadata_py(py, &h.metadata)?)?;
-            d.set_item("score", h.score)?;
             d.set_item("effect_size", h.effect_size)?;
             d.set_item("reversal", h.reversal)?;
             d.set_item("top_up", top_genes(&cfg, &h.top_up))?;
@@ -345,6 +344,11 @@ fn _refcast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(describe_metadata, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("FOLD_CHANGE_UNITS", refcast::request::FOLD_CHANGE_UNITS)?;
+    m.add("FOLD_CHANGE_NOTE", refcast::request::FOLD_CHANGE_NOTE)?;
+    let legend = |by_reversal: bool| -> Vec<(&'static str, String)> { refcast::screen::column_legend(by_reversal, refcast::screen::TOP_GENES) };
+    m.add("SCREEN_LEGEND", legend(false))?;
+    m.add("SCREEN_LEGEND_BY_REVERSAL", legend(true))?;
     Ok(())
 }
 

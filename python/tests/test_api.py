@@ -24,6 +24,7 @@ def same(a, b):
 
 def test_every_input_gives_the_files_prediction(model, kang):
     from_file = model.predict(KANG, ["IFN-beta 6 h", "none (control)"])
+    assert from_file.uns["refcast"]["log_fold_change_units"] == refcast.FOLD_CHANGE_UNITS == "ln fold change"
     adata = ad.AnnData(X=sp.csr_matrix(kang.to_numpy()[None, :].astype(np.float32)), obs=pd.DataFrame(index=[kang.name]), var=pd.DataFrame(index=kang.index))
     for data, kwargs in [
         (kang, {}),

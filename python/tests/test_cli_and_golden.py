@@ -51,16 +51,24 @@ def test_predictions_are_the_clis(model, tmp_path):
 
 
 def test_screens_are_the_clis(model):
-    """The CLI's screen table (4 decimals, top 20) and the DataFrame agree, rank for rank."""
-    text = subprocess.run([str(cli()), "screen", "--backend", "cpu", "--sample", str(KANG), "--top", "20"], check=True, capture_output=True, text=True).stdout
-    rows = [line.split("\t") for line in text.strip().splitlines()[1:]]
+    """The CLI's screen table (4 decimals, top 20) and the DataFrame agree, rank for rank, and
+    both explain the same columns."""
+    run = subprocess.run([str(cli()), "screen", "--backend", "cpu", "--sample", str(KANG), "--top", "20"], check=True, capture_output=True, text=True)
+    rows = [line.split("\t") for line in run.stdout.strip().splitlines()[1:]]
     hits = model.screen(KANG)
-    assert list(hits.columns[:7]) == ["rank", "perturbation", "score", "effect_size", "reversal", "top_up", "top_down"]
+    columns = ["rank", "perturbation", "effect_size", "reversal", "top_up", "top_down"]
+    assert list(hits.columns[:6]) == columns and "score" not in hits.columns
+    assert run.stdout.splitlines()[0].split("\t") == columns
+    assert [c for c, _ in hits.attrs["legend"]] == columns
+    for column, meaning in hits.attrs["legend"]:
+        assert f"  {column}" in run.stderr, f"the CLI's legend lacks {column}"
+    assert refcast.FOLD_CHANGE_UNITS == "ln fold change" and refcast.FOLD_CHANGE_UNITS in run.stderr
+    assert hits.attrs["fold_change_units"] == refcast.FOLD_CHANGE_UNITS
     assert len(hits) == len(model.info()["perturbations"])
     for row, (_, hit) in zip(rows, hits.iterrows()):
-        assert row[:4] == [str(hit["rank"]), hit["perturbation"], f"{hit['score']:.4f}", f"{hit['effect_size']:.4f}"]
-        assert row[5] == ",".join(f"{g}:{v:+.2f}" for g, v in list(zip(hit["top_up"], hit["top_up_lfc"]))[:5])
-    assert (np.diff(hits["score"].to_numpy()) <= 0).all()
+        assert row[:3] == [str(hit["rank"]), hit["perturbation"], f"{hit['effect_size']:.4f}"]
+        assert row[4] == ",".join(f"{g}:{v:+.2f}" for g, v in list(zip(hit["top_up"], hit["top_up_lfc"]))[:5])
+    assert (np.diff(hits["effect_size"].to_numpy()) <= 0).all()
 
 
 TOLERANCE = 5e-5

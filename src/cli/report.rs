@@ -1,79 +1,16 @@
-//! What the command line prints about a model and its results: `refcast info`, familiarity
-//! reports and the top genes of a prediction. The numbers come from the library; this is layout.
+//! What the command line prints about results: familiarity reports, the top genes of a
+//! prediction and the screen's table with its legend. The numbers come from the library; this
+//! is layout (`refcast info` is `info.rs`).
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Result;
-use refcast::format::{Group, Metadata, ModelFile};
-use refcast::request::top_changes;
+use refcast::format::Metadata;
+use refcast::request::{FOLD_CHANGE_UNITS, top_changes};
+use refcast::screen::{Screen, column_legend};
 use refcast::{Familiarity, Prediction};
 
 use super::output::Output;
-
-/// `refcast info`: the model at `path` (as the user named it, found at `path`).
-pub fn info(out: &mut impl Write, file: &ModelFile, path: &Path) -> Result<()> {
-    let c = &file.config;
-    let a = &c.architecture;
-    writeln!(out, "model         {} ({})", c.name, path.display())?;
-    writeln!(out, "genes         {}", a.genes)?;
-    writeln!(
-        out,
-        "latents       technical {}, biological {}, perturbation {}",
-        a.latent.technical, a.latent.biological, a.latent.perturbation
-    )?;
-    writeln!(
-        out,
-        "networks      encoder {}×{} ({} blocks), decoder {}×{} ({} blocks), priors {}×{} ({} block{}), {:?}",
-        a.encoder.hidden, a.encoder.ff, a.encoder.blocks, a.decoder.hidden, a.decoder.ff, a.decoder.blocks,
-        a.prior.hidden, a.prior.ff, a.prior.blocks, if a.prior.blocks == 1 { "" } else { "s" }, a.activation
-    )?;
-    let mut dtypes = std::collections::BTreeMap::<String, usize>::new();
-    for m in file.tensors.values() {
-        *dtypes.entry(m.dtype.to_string()).or_default() += m.rows * m.cols;
-    }
-    let summary: Vec<String> = dtypes.iter().map(|(d, n)| format!("{d} {n}")).collect();
-    writeln!(out, "parameters    {}", summary.join(", "))?;
-    for g in Group::ALL {
-        let p = c.priors.of(g);
-        writeln!(out, "\n{} metadata", g.name())?;
-        for f in &p.categorical {
-            writeln!(out, "  {:<14}{}", f.name, f.values.join(", "))?;
-        }
-        for f in &p.numeric {
-            let unit = f.unit.as_deref().unwrap_or("");
-            writeln!(out, "  {:<14}number in [{}, {}] {unit}", f.name, f.min, f.max)?;
-        }
-    }
-    if !c.covariates.is_empty() {
-        writeln!(out, "\nencoder covariates (from the sample; a log-CPM sample enters at the training mean)")?;
-        for f in &c.covariates {
-            let unit = f.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
-            writeln!(out, "  {:<14}the sample's sum of counts, as the {}; trained on [{}, {}]{unit}", f.name, f.transform.describe(), f.min, f.max)?;
-        }
-    }
-    match &c.familiarity {
-        Some(cal) => {
-            let n = cal.centroids.len();
-            writeln!(out, "\nfamiliarity   {n} training context{}; a sample is flagged as unlike the training data when its", if n == 1 { "" } else { "s" })?;
-            writeln!(out, "              encoding is farther than {} from every context's centroid, or when the model", cal.max_distance)?;
-            writeln!(out, "              reconstructs less than {:.0} % of its profile (R²)", 100.0 * cal.min_reconstruction_r2)?;
-            if !cal.calibration.trim().is_empty() {
-                writeln!(out, "              calibration: {}", cal.calibration.trim().replace('\n', "\n              "))?;
-            }
-        }
-        None => writeln!(out, "\nfamiliarity   not calibrated (only how well the model reconstructs a sample is reported)")?,
-    }
-    for (title, list) in [("perturbations", &c.perturbations), ("contexts", &c.contexts)] {
-        writeln!(out, "\n{title} ({})", list.len())?;
-        let width = list.iter().map(|n| n.name.chars().count()).max().unwrap_or(0) + 2;
-        for n in list {
-            writeln!(out, "  {:<width$}{}", n.name, refcast::metadata::describe(&n.metadata))?;
-        }
-    }
-    writeln!(out, "\nprovenance    {}", serde_json::to_string_pretty(&c.provenance)?.replace('\n', "\n              "))?;
-    Ok(())
-}
 
 /// One line per sample on standard error: a warning when it lies outside what the model was
 /// trained on.
@@ -104,7 +41,7 @@ pub fn write_familiarity<'a>(output: Output, list: impl IntoIterator<Item = &'a 
     })
 }
 
-/// Top genes per direction for each perturbation, on standard error.
+/// Top genes per direction for each perturbation, on standard error, with the fold changes' units.
 pub fn summarise(cfg: &refcast::ModelConfig, reference: &refcast::Reference, pred: &Prediction, perts: &[(String, Metadata)], top: usize, elapsed: std::time::Duration) -> Result<()> {
     let lfc = pred.log_fold_change.as_ref().expect("references give fold changes");
     for (r, row) in pred.rows.iter().enumerate().filter(|(_, row)| row.sample == 0) {
@@ -112,9 +49,46 @@ pub fn summarise(cfg: &refcast::ModelConfig, reference: &refcast::Reference, pre
         let list = |genes: &[(usize, f32)]| -> String {
             genes.iter().map(|&(g, v)| format!("{} {v:+.2}", cfg.genes[g].symbol)).collect::<Vec<_>>().join(", ")
         };
-        note!("refcast: {} × {} ({:.1} ms)", reference.name, perts[row.perturbation].0, elapsed.as_secs_f64() * 1e3)?;
+        note!("refcast: {} × {} ({:.1} ms), top genes by {FOLD_CHANGE_UNITS}", reference.name, perts[row.perturbation].0, elapsed.as_secs_f64() * 1e3)?;
         note!("  up:   {}", list(&up))?;
         note!("  down: {}", list(&down))?;
+    }
+    note!("refcast: {}", refcast::request::FOLD_CHANGE_NOTE)
+}
+
+/// Genes per direction in the CLI's screen table.
+pub const SCREEN_TOP_GENES: usize = 5;
+
+/// The screen's table, best first: `rank, perturbation, effect_size, reversal, top_up, top_down`
+/// (see [`column_legend`]), `top` perturbations.
+pub fn screen_table(cfg: &refcast::ModelConfig, screen: &Screen, top: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let columns: Vec<&str> = column_legend(false, SCREEN_TOP_GENES).into_iter().map(|(c, _)| c).collect();
+    writeln!(out, "{}", columns.join("\t"))?;
+    let genes = |v: &[(usize, f32)]| v.iter().take(SCREEN_TOP_GENES).map(|(g, l)| format!("{}:{:+.2}", cfg.genes[*g].symbol, l)).collect::<Vec<_>>().join(",");
+    for (i, h) in screen.hits.iter().take(top).enumerate() {
+        writeln!(
+            out,
+            "{}\t{}\t{:.4}\t{}\t{}\t{}",
+            i + 1,
+            h.name,
+            h.effect_size,
+            h.reversal.map_or("-".to_string(), |r| format!("{r:.4}")),
+            genes(&h.top_up),
+            genes(&h.top_down)
+        )?;
+    }
+    Ok(out)
+}
+
+/// What the screen's columns mean, on standard error after the table.
+pub fn screen_legend(screen: &Screen) -> Result<()> {
+    let ranked_by_reversal = screen.hits.first().is_some_and(|h| h.reversal.is_some());
+    let legend = column_legend(ranked_by_reversal, SCREEN_TOP_GENES);
+    let width = legend.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    note!("refcast: what the columns mean ({}):", refcast::request::FOLD_CHANGE_NOTE)?;
+    for (column, meaning) in legend {
+        note!("  {column:<width$}  {meaning}")?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use js_sys::{Array, Float32Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::backend::BackendKind;
+use crate::card::ModelCard;
 use crate::engine::{Engine, adapter_name};
 use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
 use crate::metadata;
@@ -44,6 +45,7 @@ struct State {
 pub struct RefcastModel {
     state: Rc<RefCell<State>>,
     config: Rc<ModelConfig>,
+    card: Rc<ModelCard>,
     backend: String,
     adapter: String,
     backend_reason: String,
@@ -60,7 +62,15 @@ impl RefcastModel {
             "auto" | "webgpu" | "cpu" => backend.parse().map_err(|e: String| usage(e))?,
             other => return Err(usage(format!("unknown backend '{other}' (expected 'auto', 'webgpu' or 'cpu')"))),
         };
-        let engine = Engine::open(kind, || ModelFile::from_bytes(&bytes.to_vec())).await.map_err(refcast_error)?;
+        let mut card = None;
+        let engine = Engine::open(kind, || {
+            let file = ModelFile::from_bytes(&bytes.to_vec())?;
+            card = Some(ModelCard::new(&file));
+            Ok(file)
+        })
+        .await
+        .map_err(refcast_error)?;
+        let card = Rc::new(card.expect("a model that opened was read"));
         let (backend, adapter) = match engine.gpu() {
             Some(session) => {
                 let info = session.backend().adapter_info();
@@ -72,7 +82,7 @@ impl RefcastModel {
         let config = Rc::new(engine.config().clone());
         let backend_reason = engine.choice().reason.clone();
         let state = Rc::new(RefCell::new(State { engine: Some(engine), disposed: false }));
-        Ok(RefcastModel { state, config, backend, adapter, backend_reason })
+        Ok(RefcastModel { state, config, card, backend, adapter, backend_reason })
     }
 
     /// Why this backend: "requested", "a GPU adapter was found", or why `auto` fell back to the
@@ -98,6 +108,12 @@ impl RefcastModel {
     /// perturbations and contexts, provenance.
     pub fn info(&self) -> Result<JsValue, JsValue> {
         info_js(&self.config)
+    }
+
+    /// The model described for people ([`ModelCard`]): what it is, its weights, datasets with
+    /// links, perturbations grouped by class, contexts; the evaluation when the file carries one.
+    pub fn card(&self) -> Result<JsValue, JsValue> {
+        to_js(&*self.card)
     }
 
     /// Gene symbols, in model order.
@@ -254,6 +270,7 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     set(&out, "logCpm", Float32Array::from(pred.log_cpm.as_slice()));
     set(&out, "counts", Float32Array::from(pred.counts.as_slice()));
     set(&out, "logFoldChange", pred.log_fold_change.as_deref().map(|v| JsValue::from(Float32Array::from(v))).unwrap_or(JsValue::NULL));
+    set(&out, "foldChangeUnits", crate::request::FOLD_CHANGE_UNITS);
     set(&out, "latents", Float32Array::from(pred.latents.as_slice()));
     set(&out, "latentWidth", cfg.architecture.latent.total() as u32);
     set(&out, "sigma", Float32Array::from(pred.sigma.as_slice()));
@@ -326,6 +343,8 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
     let out = Object::new();
     let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg).map(JsValue::from)).collect::<Result<_, _>>()?;
     set(&out, "hits", ranked);
+    set(&out, "legend", legend_js(options.signature.is_some()));
+    set(&out, "foldChangeUnits", crate::request::FOLD_CHANGE_UNITS);
     set(&out, "mode", screen.mode.to_string());
     set(&out, "baseline", screen.baseline.to_string());
     set(&out, "signatureUnknown", screen.signature_unknown.iter().map(|g| JsValue::from(g.as_str())).collect::<Array>());

@@ -60,12 +60,24 @@ pub(super) fn hit_js(h: &ScreenHit, cfg: &ModelConfig) -> Result<Object, JsValue
     let o = Object::new();
     set(&o, "name", h.name.as_str());
     set(&o, "metadata", to_js(&h.metadata)?);
-    set(&o, "score", h.score);
     set(&o, "effectSize", h.effect_size);
     set(&o, "reversal", h.reversal.map(JsValue::from).unwrap_or(JsValue::NULL));
     set(&o, "topUp", genes_js(&h.top_up, cfg));
     set(&o, "topDown", genes_js(&h.top_down, cfg));
     Ok(o)
+}
+
+/// `[{column, meaning}]`: the screen's columns and what each means ([`crate::screen::column_legend`]).
+pub(super) fn legend_js(ranked_by_reversal: bool) -> Array {
+    crate::screen::column_legend(ranked_by_reversal, crate::screen::TOP_GENES)
+        .into_iter()
+        .map(|(column, meaning)| {
+            let e = Object::new();
+            set(&e, "column", column);
+            set(&e, "meaning", meaning.as_str());
+            JsValue::from(e)
+        })
+        .collect()
 }
 
 #[derive(Serialize)]

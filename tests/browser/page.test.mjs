@@ -536,7 +536,7 @@ test('ranking every perturbation (decoded): the library’s screen, as the nativ
   assert.equal(Object.fromEntries(rows)[doc.perturbations.find(isControl).name], 0, 'the control against itself');
   if (!cli) return console.log('# no built refcast CLI: the ranking is not compared with it');
   const out = execFileSync(cli, ['screen', '--backend', 'cpu', '--mode', 'decoded', '--top', String(rows.length)], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
-  const native = Object.fromEntries(out.trim().split('\n').slice(1).map((l) => l.split('\t')).map((f) => [f[1], Number(f[3])]));
+  const native = Object.fromEntries(out.trim().split('\n').slice(1).map((l) => l.split('\t')).map((f) => [f[1], Number(f[2])]));
   // The table shows 3 decimals; the CLI's 4.
   for (const [name, effect] of rows) assert.ok(Math.abs(effect - native[name]) <= 1.1e-3, `${name}: ${effect} in the page, ${native[name]} from the CLI`);
 });

@@ -55,6 +55,22 @@ test('info lists genes, vocabularies, perturbations and contexts', () => {
   assert.equal(info.latent.technical + info.latent.biological + info.latent.perturbation, kangCase.expected.z.length);
 });
 
+test('the model card describes the model in words, as refcast info does', () => {
+  const card = model.card();
+  assert.equal(card.genes, GENES);
+  assert.match(card.description, /^A conditional variational autoencoder/);
+  assert.equal(card.weights[0].encoding, '8-bit blocks (Q8_0)');
+  assert.equal(card.activation, 'GELU (tanh approximation)');
+  assert.equal(card.fold_change_units, 'ln fold change');
+  assert.equal(card.perturbations.reduce((n, c) => n + c.entries, 0), model.info().perturbations.length);
+  assert.ok(card.datasets.length > 0 && card.datasets.every((d) => d.links.every((l) => l.startsWith('https://'))));
+});
+
+test('fold changes say their units', async () => {
+  const p = await model.predict({ sample: kang, perturbations: [IFN] });
+  assert.equal(p.foldChangeUnits, 'ln fold change');
+});
+
 test('predict on the bundled example matches PyTorch (golden vectors)', async () => {
   const c = kangCase;
   const p = await model.predict({ sample: kang, perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'decoded' });
@@ -222,7 +238,10 @@ test('screen ranks every perturbation', async () => {
   assert.equal(s.familiarity.length, 1);
   const p = await model.predict({ sample: kang, perturbations: [IFN] });
   assert.ok(Math.abs(s.familiarity[0].reconstructionR2 - p.familiarity[0].reconstructionR2) < 1e-5, 'screen and predict agree on R²');
-  for (let i = 1; i < s.hits.length; i++) assert.ok(s.hits[i - 1].score >= s.hits[i].score);
+  for (let i = 1; i < s.hits.length; i++) assert.ok(s.hits[i - 1].effectSize >= s.hits[i].effectSize, 'ranked by effect size');
+  assert.ok(!('score' in s.hits[0]), 'no score column repeating effectSize');
+  assert.deepEqual(s.legend.map((c) => c.column), ['rank', 'perturbation', 'effect_size', 'reversal', 'top_up', 'top_down']);
+  assert.match(s.legend.find((c) => c.column === 'effect_size').meaning, /ln fold change/);
   assert.ok(s.hits[0].topUp.length > 0 && typeof s.hits[0].topUp[0].gene === 'string');
   assert.deepEqual([s.mode, s.baseline, s.signatureUnknown], ['counterfactual', 'reference', []]);
   const sig = await model.screen({ sample: kang, signature: { ISG15: -1, IFI6: -1, MX1: -1, CD14: 1, LYZ: 1 } });
@@ -230,7 +249,8 @@ test('screen ranks every perturbation', async () => {
   // The three signature forms: weights, up/down sets, a list (an up set); unknown genes are listed.
   const sets = await model.screen({ sample: kang, signature: { up: ['CD14', 'LYZ', 'NOPE1'], down: ['ISG15', 'IFI6', 'MX1'] } });
   assert.deepEqual(sets.signatureUnknown, ['NOPE1']);
-  assert.ok(sets.hits[0].reversal > 0 && sets.hits[0].score === sets.hits[0].reversal);
+  assert.ok(sets.hits[0].reversal > 0);
+  for (let i = 1; i < sets.hits.length; i++) assert.ok(sets.hits[i - 1].reversal >= sets.hits[i].reversal, 'ranked by reversal');
   const list = await model.screen({ sample: kang, signature: ['ISG15', 'IFI6', 'MX1'] });
   const upSet = await model.screen({ sample: kang, signature: { up: ['ISG15', 'IFI6', 'MX1'] } });
   assert.deepEqual(list.hits.map((h) => [h.name, h.reversal]), upSet.hits.map((h) => [h.name, h.reversal]));
@@ -242,7 +262,7 @@ test('screen ranks every perturbation', async () => {
   assert.equal(decoded.baseline, 'control');
   const versusSample = await model.screen({ sample: kang, mode: 'decoded', baseline: 'reference' });
   assert.ok(control(s) < 1e-4 && control(decoded) < 1e-4 && control(versusSample) > 1e-2, `control: ${control(s)}, ${control(decoded)}, ${control(versusSample)}`);
-  assert.deepEqual((await model.screen({ sample: kang, mode: 'counterfactual' })).hits.map((h) => h.score), s.hits.map((h) => h.score));
+  assert.deepEqual((await model.screen({ sample: kang, mode: 'counterfactual' })).hits.map((h) => [h.name, h.effectSize]), s.hits.map((h) => [h.name, h.effectSize]));
   // Progress comes after each chunk, ending at the total.
   const seen = [];
   await model.screen({ sample: kang, onProgress: (done, total) => seen.push([done, total]) });
