@@ -39,6 +39,11 @@ export function drawBars(canvas, labels, values, xlabel) {
   ctx.fillText(xlabel, (pad.l + w - pad.r) / 2, h - 10);
 }
 
+/** A familiarity summary as a sentence. */
+function sentence(text) {
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
+}
+
 function table(head, rows) {
   const t = el('table');
   const tr = el('tr');
@@ -57,7 +62,7 @@ function renderPrediction(data, main) {
   for (const row of data.rows) {
     const section = el('section');
     section.append(el('h2', `${row.sample} × ${row.perturbation}`));
-    if (row.familiarity) section.append(el('p', row.familiarity, row.outside ? 'familiarity-outside' : 'hint'));
+    if (row.familiarity) section.append(el('p', sentence(row.familiarity), row.outside ? 'familiarity-outside' : 'hint'));
     const grid = el('div', undefined, 'results-grid');
     const figure = el('figure');
     const canvas = el('canvas');
@@ -82,7 +87,7 @@ function renderPrediction(data, main) {
 function renderScreen(data, main) {
   const section = el('section');
   section.append(el('h2', `${data.hits.length} perturbations ranked by ${data.ranked_by} for sample “${data.sample}”`));
-  if (data.familiarity) section.append(el('p', data.familiarity, data.outside ? 'familiarity-outside' : 'hint'));
+  if (data.familiarity) section.append(el('p', sentence(data.familiarity), data.outside ? 'familiarity-outside' : 'hint'));
   const figure = el('figure');
   const canvas = el('canvas');
   canvas.setAttribute('aria-label', `Bar chart: the ${data.chart.length} highest-ranked perturbations by ${data.ranked_by}`);
