@@ -232,10 +232,9 @@ impl GeneSets {
         let hit = self.sets.iter().position(|s| collection.is_none_or(|c| s.collection == c) && (s.id.eq_ignore_ascii_case(&go_id)));
         hit.ok_or_else(|| {
             let pathways: Vec<&str> = self.sets.iter().filter(|s| s.collection == PATHWAYS).map(|s| s.id.as_str()).collect();
-            err(format!(
-                "no gene set '{key}'; give pathway:NAME ({}) or go:GO:NNNNNNN (a GO biological process term with {}–500 of the model's genes)",
-                pathways.join(", "),
-                15
+            Error::request(format!(
+                "no gene set '{key}'; give pathway:NAME ({}) or go:GO:NNNNNNN (a GO biological process term of the gene-set file)",
+                pathways.join(", ")
             ))
         })
     }
@@ -336,28 +335,42 @@ impl GeneSets {
     /// weight × (fold change − the universe's mean) of that sign, at most `k`, as (gene index,
     /// fold change).
     pub fn leading(&self, set: usize, score: f64, values: &[f32], universe: Option<&[bool]>, k: usize) -> Vec<(usize, f32)> {
-        let inside = |g: usize| universe.is_none_or(|u| u[g]);
-        let (n, sum) = values.iter().enumerate().filter(|&(g, _)| inside(g)).fold((0usize, 0.0f64), |(n, s), (_, &v)| (n + 1, s + v as f64));
-        let mean = sum / n.max(1) as f64;
+        self.leading_around(set, score, values, universe, k, universe_mean(values, universe))
+    }
+
+    fn leading_around(&self, set: usize, score: f64, values: &[f32], universe: Option<&[bool]>, k: usize, mean: f64) -> Vec<(usize, f32)> {
         let sign = if score < 0.0 { -1.0 } else { 1.0 };
         let (idx, w) = self.members(set);
         let mut c: Vec<(f64, usize)> = idx
             .iter()
             .zip(w)
-            .filter(|(g, _)| inside(**g as usize))
+            .filter(|(g, _)| universe.is_none_or(|u| u[**g as usize]))
             .map(|(&g, &w)| (sign * w as f64 * (values[g as usize] as f64 - mean), g as usize))
             .filter(|(c, _)| *c > 0.0)
             .collect();
-        c.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let order = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if c.len() > k && k > 0 {
+            c.select_nth_unstable_by(k - 1, order);
+            c.truncate(k);
+        }
+        c.sort_by(order);
         c.into_iter().take(k).map(|(_, g)| (g, values[g])).collect()
+    }
+
+    /// `scores` with their [`LEADING_GENES`] leading genes each.
+    pub fn results(&self, scores: &[SetScore], values: &[f32], universe: Option<&[bool]>) -> Vec<SetResult> {
+        let mean = universe_mean(values, universe);
+        scores
+            .iter()
+            .map(|&score| SetResult { leading: self.leading_around(score.set, score.score, values, universe, LEADING_GENES, mean), score })
+            .collect()
     }
 }
 
-impl GeneSets {
-    /// `score` with its [`LEADING_GENES`] leading genes.
-    pub fn result(&self, score: SetScore, values: &[f32], universe: Option<&[bool]>) -> SetResult {
-        SetResult { leading: self.leading(score.set, score.score, values, universe, LEADING_GENES), score }
-    }
+/// The mean of `values` over `universe` (every value without one).
+fn universe_mean(values: &[f32], universe: Option<&[bool]>) -> f64 {
+    let (n, sum) = values.iter().enumerate().filter(|&(g, _)| universe.is_none_or(|u| u[g])).fold((0usize, 0.0f64), |(n, s), (_, &v)| (n + 1, s + v as f64));
+    sum / n.max(1) as f64
 }
 
 impl Enrichment {

@@ -111,6 +111,8 @@ struct Common {
     /// familiarity calibration).
     #[arg(long, value_name = "FILE")]
     familiarity: Option<PathBuf>,
+    #[command(flatten)]
+    sets: cli::enrichment::EnrichmentArgs,
 }
 
 #[derive(Args)]
@@ -155,6 +157,11 @@ struct ScreenArgs {
     /// Perturbations to show.
     #[arg(long, default_value_t = 20)]
     top: usize,
+    /// Rank by the activity of a gene set instead: pathway:NAME (a PROGENy pathway, e.g.
+    /// pathway:JAK-STAT) or go:ID (a GO biological process term, e.g. go:GO:0034340); the score
+    /// is the set's ULM t-value (see --enrichment), highest first.
+    #[arg(long, value_name = "pathway:NAME|go:ID", conflicts_with = "signature")]
+    rank_by: Option<String>,
 }
 
 fn main() {
@@ -192,7 +199,7 @@ fn refuse_outputs_over_inputs(common: &Common, output: Option<&Path>, signature:
     let (model, sample) = (locate(&common.model), locate(&common.sample));
     let mut inputs = vec![("model", model.as_path()), ("sample", sample.as_path())];
     inputs.extend(signature.map(|s| ("signature", s)));
-    for out in output.into_iter().chain(common.familiarity.as_deref()) {
+    for out in output.into_iter().chain(common.familiarity.as_deref()).chain(common.sets.enrichment.as_deref()) {
         refuse_output_over_input(out, &inputs)?;
     }
     Ok(())
@@ -314,6 +321,8 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     // Outputs first: a directory that cannot be written to fails before the work is done.
     let output = Output::prepare(args.output.as_deref().unwrap_or(Path::new("-")))?;
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
+    let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
+    let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, enrichment.as_ref().map(|_| "--enrichment"))?;
     let table = load_sample(&args.common.sample, args.common.values)?;
     let context = context_metadata(&cfg, &args.common)?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
@@ -392,8 +401,22 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
         note!("refcast: writing {lines} lines, about {:.1} GB, to {target}", bytes / 1e9)?;
     }
     output.write(write_tsv)?;
+    let mut scored = Vec::new();
     for (reference, pred, elapsed) in &results {
         summarise(&cfg, reference, pred, &perts, args.top, *elapsed)?;
+        let (Some(sets), Some(lfc)) = (&gene_sets, &pred.log_fold_change) else { continue };
+        for (r, row) in pred.rows.iter().enumerate() {
+            let (_, sets_scored) = cli::enrichment::score(sets, refcast::Prediction::row(lfc, pred.genes, r), &reference.measured)?;
+            if row.sample == 0 {
+                note!("refcast: gene sets, {} × {}", reference.name, perts[row.perturbation].0)?;
+                cli::enrichment::summarise(&cfg, sets, &sets_scored)?;
+            }
+            let labels = [reference.name.clone(), perts[row.perturbation].0.clone(), row.sample.to_string()];
+            scored.push(cli::enrichment::Scored { labels, results: sets_scored });
+        }
+    }
+    if let (Some(output), Some(sets)) = (enrichment, &gene_sets) {
+        cli::enrichment::write_predict(output, &cfg, sets, &scored)?;
     }
     note!("refcast: done in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)
 }
@@ -401,6 +424,10 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
 async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     let cfg = engine.config().clone();
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
+    let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
+    let needed = args.rank_by.as_ref().map(|_| "--rank-by").or(enrichment.as_ref().map(|_| "--enrichment"));
+    let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, needed)?;
+    let sets_options = cli::enrichment::screen_options(gene_sets.clone(), &args.common.sets, args.rank_by.as_deref())?;
     let signature = args.signature.as_deref().map(|path| load_signature(path, args.signature_column.as_deref())).transpose()?;
     let table = load_sample(&args.common.sample, args.common.values)?;
     if table.samples.len() != 1 {
@@ -419,6 +446,7 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
         mode: args.common.mode,
         baseline: args.common.versus,
         condition_on: Some(args.common.condition_on.clone()),
+        enrichment: sets_options.clone(),
         ..Default::default()
     };
     let progress = ProgressBar::new(cfg.perturbations.len() as u64).with_style(
@@ -455,5 +483,11 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
         )?;
     }
     cli::stdio::to_stdout(&out)?;
+    if let Some(sets) = &gene_sets {
+        cli::enrichment::summarise_screen(sets, hits, args.top, sets_options.as_ref().and_then(|o| o.rank_by))?;
+        if let Some(output) = enrichment {
+            cli::enrichment::write_screen(output, &cfg, sets, hits)?;
+        }
+    }
     note!("refcast: screened {} perturbations in {:.1} ms", hits.len(), elapsed.as_secs_f64() * 1e3)
 }

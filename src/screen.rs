@@ -159,7 +159,7 @@ impl ScreenRun {
             others.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()).then(a.set.cmp(&b.set)));
             others.truncate(SCREEN_GO_TERMS);
             pathways.extend(others);
-            enrichment = pathways.into_iter().map(|score| sets.result(score, lfc, universe)).collect();
+            enrichment = sets.results(&pathways, lfc, universe);
         }
         Ok(ScreenHit {
             name: named.name.clone(),

@@ -296,3 +296,50 @@ fn scores_agree_with_decoupler() {
     assert_eq!(n, ours.scores.len(), "decoupler and refcast score the same sets");
     eprintln!("{n} sets: worst relative difference of t {worst_t:.1e}, of adjusted p {worst_p:.1e}");
 }
+
+fn refcast(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_refcast")).current_dir(ROOT).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The command line: `predict --enrichment` writes every scored set and summarises pathways and
+/// GO terms; `screen --rank-by` ranks by a pathway's activity and `--enrichment` writes each
+/// perturbation's sets; a set that does not exist, or gene sets that are not there, are errors
+/// that say what to give.
+#[test]
+fn the_cli_writes_scores_and_ranks_a_screen_by_a_pathway() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sets.tsv");
+    let f = file.to_str().unwrap();
+    let (ok, _, err) = refcast(&["predict", "-s", "examples/kang_cd14_mono_ctrl.tsv", "-p", "IFN-beta", "--backend", "cpu", "-o", "/dev/null", "--enrichment", f]);
+    assert!(ok, "{err}");
+    assert!(err.contains("pathways (PROGENy activity, ULM t): up JAK-STAT"), "{err}");
+    assert!(err.contains("GO processes up (FDR ≤ 0.05): "), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("collection\tset\tname\tscore\tp_value\tfdr\tsize\tleading_genes"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == 8));
+    assert_eq!(rows.iter().filter(|r| r[0] == "progeny").count(), 14);
+    assert!(rows.iter().filter(|r| r[0] == "go_bp").count() > 3000);
+    let jak = rows.iter().find(|r| r[1] == "JAK-STAT").unwrap();
+    assert!(jak[3].parse::<f64>().unwrap() > 10.0 && jak[7].contains(':'), "{jak:?}");
+
+    let (ok, out, err) = refcast(&["screen", "-s", "examples/kang_cd14_mono_ctrl.tsv", "--backend", "cpu", "--top", "5", "--rank-by", "pathway:jak-stat", "--enrichment", f]);
+    assert!(ok, "{err}");
+    assert!(err.contains("ranked by the activity of progeny 'JAK-STAT'"), "{err}");
+    let scores: Vec<f64> = out.lines().skip(1).map(|l| l.split('\t').nth(2).unwrap().parse().unwrap()).collect();
+    assert_eq!(scores.len(), 5);
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] > 10.0, "{out}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("rank\tperturbation\tcollection\tset\tname\tscore\tp_value\tfdr\tsize\tleading_genes\n"));
+    let first: Vec<&str> = text.lines().filter(|l| l.starts_with("1\t")).collect();
+    let jak = first.iter().find(|l| l.contains("\tprogeny\tJAK-STAT\t")).unwrap();
+    assert_eq!(jak.split('\t').nth(5).unwrap().parse::<f64>().unwrap(), scores[0], "{jak}");
+    assert_eq!(first.iter().filter(|l| l.contains("\tgo_bp\t")).count(), refcast::screen::SCREEN_GO_TERMS);
+
+    let (ok, _, err) = refcast(&["screen", "-s", "examples/kang_cd14_mono_ctrl.tsv", "--backend", "cpu", "--rank-by", "pathway:JAK"]);
+    assert!(!ok && err.contains("no gene set 'pathway:JAK'; give pathway:NAME (Androgen, EGFR"), "{err}");
+    let (ok, _, err) = refcast(&["predict", "-s", "examples/kang_cd14_mono_ctrl.tsv", "--backend", "cpu", "-o", "/dev/null", "--gene-sets", "models/refcast-q8_0.safetensors"]);
+    assert!(!ok && err.contains("invalid gene-set file: no 'refcast_genesets' entry"), "{err}");
+}
