@@ -194,10 +194,12 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Refuses `--output` or `--familiarity` naming the model, the sample or the signature.
+/// Refuses `--output`, `--familiarity` or `--enrichment` naming the model, the sample, the gene
+/// sets or the signature.
 fn refuse_outputs_over_inputs(common: &Common, output: Option<&Path>, signature: Option<&Path>) -> Result<()> {
     let (model, sample) = (locate(&common.model), locate(&common.sample));
-    let mut inputs = vec![("model", model.as_path()), ("sample", sample.as_path())];
+    let sets = cli::enrichment::path(&common.sets, &model);
+    let mut inputs = vec![("model", model.as_path()), ("sample", sample.as_path()), ("gene-set file", sets.as_path())];
     inputs.extend(signature.map(|s| ("signature", s)));
     for out in output.into_iter().chain(common.familiarity.as_deref()).chain(common.sets.enrichment.as_deref()) {
         refuse_output_over_input(out, &inputs)?;

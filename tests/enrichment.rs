@@ -102,6 +102,15 @@ fn ulm_gives_the_t_value_of_the_regression_slope() {
 }
 
 #[test]
+fn benjamini_hochberg_matches_r_p_adjust() {
+    // R: p.adjust(c(0.01, 0.04, 0.03, 0.2, 0.5), "BH") = 0.05 0.0666667 0.0666667 0.25 0.5
+    let q = refcast::enrichment::benjamini_hochberg(&[0.01, 0.04, 0.03, 0.2, 0.5]);
+    for (a, b) in q.iter().zip([0.05, 0.2 / 3.0, 0.2 / 3.0, 0.25, 0.5]) {
+        assert!((a - b).abs() < 1e-12, "{q:?}");
+    }
+}
+
+#[test]
 fn small_sets_are_not_scored_and_bad_values_are_refused() {
     let config = tiny();
     let g = config.genes.len();
@@ -342,4 +351,6 @@ fn the_cli_writes_scores_and_ranks_a_screen_by_a_pathway() {
     assert!(!ok && err.contains("no gene set 'pathway:JAK'; give pathway:NAME (Androgen, EGFR"), "{err}");
     let (ok, _, err) = refcast(&["predict", "-s", "examples/kang_cd14_mono_ctrl.tsv", "--backend", "cpu", "-o", "/dev/null", "--gene-sets", "models/refcast-q8_0.safetensors"]);
     assert!(!ok && err.contains("invalid gene-set file: no 'refcast_genesets' entry"), "{err}");
+    let (ok, _, err) = refcast(&["predict", "-s", "examples/kang_cd14_mono_ctrl.tsv", "--backend", "cpu", "-o", "/dev/null", "--enrichment", "models/refcast-genesets.safetensors"]);
+    assert!(!ok && err.contains("is the gene-set file"), "{err}");
 }

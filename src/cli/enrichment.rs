@@ -34,13 +34,18 @@ pub struct EnrichmentArgs {
     pub enrichment: Option<PathBuf>,
 }
 
+/// Where the gene sets are read from: `--gene-sets`, else beside the model.
+pub fn path(args: &EnrichmentArgs, model: &Path) -> PathBuf {
+    args.gene_sets.clone().unwrap_or_else(|| model.parent().unwrap_or(Path::new(".")).join(GENE_SETS_FILE))
+}
+
 /// The gene sets: `--gene-sets`, else the file beside the model. `None` (said once) when no file
 /// is given and none is beside the model, unless `needed` (for `--enrichment`, `--rank-by`).
 pub fn load(args: &EnrichmentArgs, model: &Path, config: &ModelConfig, needed: Option<&str>) -> Result<Option<Arc<GeneSets>>> {
     let path = match &args.gene_sets {
         Some(p) => p.clone(),
         None => {
-            let beside = model.parent().unwrap_or(Path::new(".")).join(GENE_SETS_FILE);
+            let beside = path(args, model);
             if !beside.exists() {
                 if let Some(option) = needed {
                     bail!("{option} needs gene sets: there is no {GENE_SETS_FILE} beside the model ({}); give --gene-sets FILE", beside.display());
