@@ -12,9 +12,12 @@ use refcast::{Baseline, ModelConfig, Request, SampleTable, Session, ValueKind};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// (collection, id, members as (gene index, weight)).
+type SetSpec<'a> = (&'a str, &'a str, Vec<(u16, f32)>);
+
 /// A gene-set file for `config` with `sets` = (collection, id, [(gene, weight)]); the first
 /// `weighted` sets store their weights.
-fn set_file(config: &ModelConfig, sets: &[(&str, &str, Vec<(u16, f32)>)], weighted: usize, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+fn set_file(config: &ModelConfig, sets: &[SetSpec], weighted: usize, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let mut offsets = vec![0u32];
     let (mut indices, mut weights) = (Vec::new(), Vec::new());
     for (s, (_, _, members)) in sets.iter().enumerate() {

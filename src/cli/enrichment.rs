@@ -28,8 +28,9 @@ pub struct EnrichmentArgs {
     /// Write every gene set's score as TSV here: collection (progeny = PROGENy pathway
     /// activity, go_bp = GO biological process), set, name, score (decoupler's ULM t-value of
     /// the fold changes regressed on the set's weights, over the genes the sample measured;
-    /// > 0 = up), p_value, fdr (Benjamini–Hochberg within the collection), size (genes in the
-    /// sample), leading_genes (largest contributions in the score's direction, with their LFC).
+    /// positive = up), p_value, fdr (Benjamini–Hochberg within the collection), size (genes in
+    /// the sample), leading_genes (largest contributions in the score's direction, with their
+    /// LFC).
     #[arg(long, value_name = "FILE")]
     pub enrichment: Option<PathBuf>,
 }
@@ -67,7 +68,7 @@ pub fn load(args: &EnrichmentArgs, model: &Path, config: &ModelConfig, needed: O
 
 /// The set `screen --rank-by` names.
 pub fn rank_by(sets: &GeneSets, key: &str) -> Result<usize> {
-    Ok(sets.find(key).context("--rank-by")?)
+    sets.find(key).context("--rank-by")
 }
 
 /// Screen options for gene sets: the pathways of every perturbation, every set with
