@@ -46,6 +46,13 @@ if ! pinned_versions_installed training/requirements.lock; then
   python3 -m pip install -q --no-cache-dir --no-compile --require-hashes --no-deps -r training/requirements.lock
 fi
 
+# decoupler, the reference the enrichment test compares with (tests/requirements-decoupler.txt says
+# why --no-deps: its remaining dependencies come from the training lock above).
+if ! pinned_versions_installed tests/requirements-decoupler.txt; then
+  echo "setup: pip install --require-hashes --no-deps -r tests/requirements-decoupler.txt"
+  python3 -m pip install -q --require-hashes --no-deps -r tests/requirements-decoupler.txt
+fi
+
 # The Python package's build and tests (python/): maturin and pytest at python/requirements-dev.txt's
 # versions.
 if ! pinned_versions_installed python/requirements-dev.txt; then

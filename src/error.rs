@@ -13,6 +13,9 @@ pub enum Error {
     /// The signature to reverse (`screen --signature`) cannot be used.
     #[error("invalid signature: {0}")]
     Signature(String),
+    /// The gene-set file beside the model (`enrichment`) is not valid for this model.
+    #[error("invalid gene-set file: {0}")]
+    GeneSets(String),
     /// Metadata given for a prior network is not known to the model.
     #[error("invalid metadata: {0}")]
     Metadata(String),
@@ -34,7 +37,7 @@ impl Error {
     /// `kind` of a JS error): `format`, `sample`, `signature`, `metadata`, `request`, `gpu`, `io`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Format(_) => "format",
+            Error::Format(_) | Error::GeneSets(_) => "format",
             Error::Sample(_) => "sample",
             Error::Signature(_) => "signature",
             Error::Metadata(_) => "metadata",

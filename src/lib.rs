@@ -13,11 +13,14 @@
 //! - Front ends: the CLI (`src/main.rs`, `src/cli/`), the wasm bindings ([`wasm`]) and the
 //!   npm package over them (`js/`).
 //!
+//! [`enrichment`] scores fold changes against the gene sets shipped beside the model.
+//!
 //! [`synthetic`] builds models with random weights for tests and benchmarks.
 
 pub mod backend;
 pub mod card;
 pub mod engine;
+pub mod enrichment;
 pub mod error;
 pub mod familiarity;
 pub mod format;

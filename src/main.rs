@@ -124,6 +124,8 @@ struct Common {
     /// familiarity calibration).
     #[arg(long, value_name = "FILE")]
     familiarity: Option<PathBuf>,
+    #[command(flatten)]
+    sets: cli::enrichment::EnrichmentArgs,
 }
 
 #[derive(Args)]
@@ -177,6 +179,11 @@ struct ScreenArgs {
     /// first, what the columns mean; it loads nothing, so it opens offline).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Rank by the activity of a gene set instead: pathway:NAME (a PROGENy pathway, e.g.
+    /// pathway:JAK-STAT) or go:ID (a GO biological process term, e.g. go:GO:0034340); the score
+    /// is the set's ULM t-value (see --enrichment), highest first.
+    #[arg(long, value_name = "pathway:NAME|go:ID", conflicts_with = "signature")]
+    rank_by: Option<String>,
 }
 
 fn main() {
@@ -210,12 +217,14 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Refuses `--output`, `--report` or `--familiarity` naming the model, the sample or the signature.
+/// Refuses `--output`, `--report`, `--familiarity` or `--enrichment` naming the model, the
+/// sample, the gene sets or the signature.
 fn refuse_outputs_over_inputs(common: &Common, outputs: &[Option<&Path>], signature: Option<&Path>) -> Result<()> {
     let (model, sample) = (locate(&common.model), locate(&common.sample));
-    let mut inputs = vec![("model", model.as_path()), ("sample", sample.as_path())];
+    let sets = cli::enrichment::path(&common.sets, &model);
+    let mut inputs = vec![("model", model.as_path()), ("sample", sample.as_path()), ("gene-set file", sets.as_path())];
     inputs.extend(signature.map(|s| ("signature", s)));
-    for out in outputs.iter().flatten().copied().chain(common.familiarity.as_deref()) {
+    for out in outputs.iter().flatten().copied().chain(common.familiarity.as_deref()).chain(common.sets.enrichment.as_deref()) {
         refuse_output_over_input(out, &inputs)?;
     }
     Ok(())
@@ -338,6 +347,8 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     let output = Output::prepare(args.output.as_deref().unwrap_or(Path::new("-")))?;
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
     let report = args.report.as_deref().map(Output::prepare).transpose()?;
+    let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
+    let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, enrichment.as_ref().map(|_| "--enrichment"))?;
     let table = load_sample(&args.common.sample, args.common.values)?;
     let context = context_metadata(&cfg, &args.common)?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
@@ -416,8 +427,22 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
         note!("refcast: writing {lines} lines, about {:.1} GB, to {target}", bytes / 1e9)?;
     }
     output.write(write_tsv)?;
+    let mut scored = Vec::new();
     for (reference, pred, elapsed) in &results {
         summarise(&cfg, reference, pred, &perts, args.top, *elapsed)?;
+        let (Some(sets), Some(lfc)) = (&gene_sets, &pred.log_fold_change) else { continue };
+        for (r, row) in pred.rows.iter().enumerate() {
+            let (_, sets_scored) = cli::enrichment::score(sets, refcast::Prediction::row(lfc, pred.genes, r), &reference.measured)?;
+            if row.sample == 0 {
+                note!("refcast: gene sets, {} × {}", reference.name, perts[row.perturbation].0)?;
+                cli::enrichment::summarise(&cfg, sets, &sets_scored)?;
+            }
+            let labels = [reference.name.clone(), perts[row.perturbation].0.clone(), row.sample.to_string()];
+            scored.push(cli::enrichment::Scored { labels, results: sets_scored });
+        }
+    }
+    if let (Some(output), Some(sets)) = (enrichment, &gene_sets) {
+        cli::enrichment::write_predict(output, &cfg, sets, &scored)?;
     }
     if let Some(report) = report {
         let names: Vec<&str> = perts.iter().map(|p| p.0.as_str()).collect();
@@ -432,6 +457,10 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     let cfg = engine.config().clone();
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
     let report = args.report.as_deref().map(Output::prepare).transpose()?;
+    let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
+    let needed = args.rank_by.as_ref().map(|_| "--rank-by").or(enrichment.as_ref().map(|_| "--enrichment"));
+    let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, needed)?;
+    let sets_options = cli::enrichment::screen_options(gene_sets.clone(), &args.common.sets, args.rank_by.as_deref())?;
     let signature = args.signature.as_deref().map(|path| load_signature(path, args.signature_column.as_deref())).transpose()?;
     let table = load_sample(&args.common.sample, args.common.values)?;
     if table.samples.len() != 1 {
@@ -450,6 +479,7 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
         mode: args.common.mode,
         baseline: args.common.versus,
         condition_on: Some(args.common.condition_on.clone()),
+        enrichment: sets_options.clone(),
         ..Default::default()
     };
     let progress = ProgressBar::new(cfg.perturbations.len() as u64).with_style(
@@ -472,6 +502,12 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     let out = cli::report::screen_table(&cfg, &screen, args.top)?;
     cli::stdio::to_stdout(&out)?;
     cli::report::screen_legend(&screen)?;
+    if let Some(sets) = &gene_sets {
+        cli::enrichment::summarise_screen(sets, hits, args.top, sets_options.as_ref().and_then(|o| o.rank_by))?;
+        if let Some(output) = enrichment {
+            cli::enrichment::write_screen(output, &cfg, sets, hits)?;
+        }
+    }
     if let Some(report) = report {
         cli::html::write(report, "refcast screen", &cli::html::screen_data(&cfg, &screen, &reference.name))?;
     }

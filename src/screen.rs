@@ -6,7 +6,10 @@
 //! front end can report progress and, in a browser, return to the event loop between chunks;
 //! [`Session::screen`] runs it to the end.
 
+use std::sync::Arc;
+
 use crate::backend::Backend;
+use crate::enrichment::{GeneSets, MIN_SET_SIZE, PATHWAYS, SetResult};
 use crate::error::{Error, Result};
 use crate::familiarity::Familiarity;
 use crate::format::{Group, Metadata, Named};
@@ -35,6 +38,24 @@ pub struct ScreenOptions {
     pub baseline: Option<Baseline>,
     /// Groups taken from the reference's encoding; `None` for technical and biological.
     pub condition_on: Option<Vec<Group>>,
+    /// Gene-set scores of each perturbation, and ranking by one set's activity.
+    pub enrichment: Option<ScreenEnrichment>,
+}
+
+/// GO terms kept per perturbation of a screen that scores every set (those with the largest
+/// |score|), beside every pathway.
+pub const SCREEN_GO_TERMS: usize = 20;
+
+/// Gene-set scores in a screen (see [`crate::enrichment`]), over the genes the sample measured.
+#[derive(Clone, Debug)]
+pub struct ScreenEnrichment {
+    pub gene_sets: Arc<GeneSets>,
+    /// Rank the perturbations by this set's score (highest first: the strongest activation)
+    /// instead of by effect size or reversal.
+    pub rank_by: Option<usize>,
+    /// Score every set (else the pathways only) and keep, per perturbation, every pathway and
+    /// the [`SCREEN_GO_TERMS`] other sets with the largest |score|.
+    pub all_sets: bool,
 }
 
 /// One perturbation's place in a screen.
@@ -51,13 +72,18 @@ pub struct ScreenHit {
     /// Genes with the largest predicted increase and decrease (gene index, log fold change).
     pub top_up: Vec<(usize, f32)>,
     pub top_down: Vec<(usize, f32)>,
+    /// With [`ScreenOptions::enrichment`]: the pathways' scores, then the kept GO terms' (with
+    /// their leading genes).
+    pub enrichment: Vec<SetResult>,
+    /// With a rank-by set: that set's score (ULM t-value), which the ranking then sorts by.
+    pub activity: Option<f32>,
 }
 
 impl ScreenHit {
-    /// What the ranking sorts by (descending): the reversal of the signature when the screen has
-    /// one, else the effect size.
+    /// What the ranking sorts by (descending): the rank-by set's activity when the screen has
+    /// one, else the reversal of the signature when it has one, else the effect size.
     pub fn score(&self) -> f32 {
-        self.reversal.unwrap_or(self.effect_size)
+        self.activity.or(self.reversal).unwrap_or(self.effect_size)
     }
 }
 
@@ -84,6 +110,11 @@ pub fn column_legend(ranked_by_reversal: bool, top_genes: usize) -> Vec<(&'stati
     ]
 }
 
+/// The column a screen ranked by a gene set's activity adds after the others, and its meaning.
+pub fn activity_legend() -> (&'static str, String) {
+    ("activity", "the ranking: the rank-by gene set's ULM t-value over the predicted change (> 0 activates it; see --enrichment)".to_string())
+}
+
 /// A screen's ranking, and the familiarity of its reference.
 #[derive(Clone, Debug)]
 pub struct Screen {
@@ -108,6 +139,7 @@ pub struct ScreenRun {
     mode: PredictionMode,
     baseline: Baseline,
     condition_on: Option<Vec<Group>>,
+    enrichment: Option<ScreenEnrichment>,
     measured_genes: Vec<usize>,
     chunk: usize,
     done: usize,
@@ -142,20 +174,40 @@ impl ScreenRun {
         }
     }
 
-    fn hit(&self, named: &Named, lfc: &[f32]) -> ScreenHit {
+    fn hit(&self, named: &Named, lfc: &[f32]) -> Result<ScreenHit> {
         let measured = &self.reference.measured;
         let squares: f32 = lfc.iter().zip(measured).filter(|(_, m)| **m).map(|(v, _)| v * v).sum();
         let effect_size = (squares / self.measured_genes.len().max(1) as f32).sqrt();
         let reversal = self.signature.as_ref().map(|s| s.reversal(lfc));
         let (top_up, top_down) = top_changes(lfc, &self.measured_genes, TOP_GENES);
-        ScreenHit {
+        let (mut enrichment, mut activity) = (Vec::new(), None);
+        if let Some(e) = &self.enrichment {
+            let sets = &e.gene_sets;
+            let universe = Some(measured.as_slice());
+            if let Some(s) = e.rank_by {
+                activity = sets.score_one(s, lfc, universe)?;
+            }
+            let scored = if e.all_sets {
+                sets.score(lfc, universe)?
+            } else {
+                sets.score_sets(lfc, universe, (0..sets.sets().len()).filter(|&s| sets.sets()[s].collection == PATHWAYS))?
+            };
+            let (mut pathways, mut others): (Vec<_>, Vec<_>) = scored.scores.into_iter().partition(|s| sets.sets()[s.set].collection == PATHWAYS);
+            others.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()).then(a.set.cmp(&b.set)));
+            others.truncate(SCREEN_GO_TERMS);
+            pathways.extend(others);
+            enrichment = sets.results(&pathways, lfc, universe);
+        }
+        Ok(ScreenHit {
             name: named.name.clone(),
             metadata: named.metadata.clone(),
+            activity: activity.map(|t| t as f32),
             effect_size,
             reversal,
             top_up,
             top_down,
-        }
+            enrichment,
+        })
     }
 }
 
@@ -181,6 +233,20 @@ impl<B: Backend> Session<B> {
         let signature = options.signature.as_ref().map(|s| s.matched(self.genes())).transpose()?;
         let baseline = options.baseline.unwrap_or_else(|| Baseline::default_for(options.mode, cfg.control().is_some()));
         let genes = cfg.architecture.genes.max(1);
+        if let Some(e) = &options.enrichment {
+            if let Some(s) = e.rank_by {
+                let set = e.gene_sets.sets().get(s).ok_or_else(|| Error::request(format!("rank by gene set {s}: there are {}", e.gene_sets.sets().len())))?;
+                let measured = e.gene_sets.members(s).0.iter().filter(|&&g| reference.measured[g as usize]).count();
+                if measured < MIN_SET_SIZE {
+                    return Err(Error::request(format!(
+                        "cannot rank by '{}' ({}): the sample measured {measured} of its {} genes; at least {MIN_SET_SIZE} are needed",
+                        set.id,
+                        set.name,
+                        e.gene_sets.members(s).0.len()
+                    )));
+                }
+            }
+        }
         Ok(ScreenRun {
             reference: reference.clone(),
             context: context.clone(),
@@ -188,6 +254,7 @@ impl<B: Backend> Session<B> {
             mode: options.mode,
             baseline,
             condition_on: options.condition_on.clone(),
+            enrichment: options.enrichment.clone(),
             measured_genes: reference.measured_genes(),
             chunk: (SCREEN_CHUNK_VALUES / genes).clamp(1, list.len()),
             list,
@@ -209,7 +276,7 @@ impl<B: Backend> Session<B> {
         }
         let pred = self.predict(&req).await?;
         let lfc = pred.log_fold_change.as_deref().expect("screens have a reference");
-        let hits: Vec<ScreenHit> = chunk.iter().enumerate().map(|(p, named)| run.hit(named, Prediction::row(lfc, pred.genes, p))).collect();
+        let hits: Vec<ScreenHit> = chunk.iter().enumerate().map(|(p, named)| run.hit(named, Prediction::row(lfc, pred.genes, p))).collect::<Result<_>>()?;
         run.done += hits.len();
         run.hits.extend(hits);
         run.familiarity.get_or_insert(pred.familiarity);

@@ -273,6 +273,7 @@ impl Model {
             mode: parse_mode(mode)?,
             baseline: parse_baseline(versus)?,
             condition_on: condition_on.map(|gs| gs.iter().map(|g| g.parse::<Group>().map_err(usage)).collect::<PyResult<Vec<_>>>()).transpose()?,
+            ..Default::default()
         };
         let context = context.map(|c| context_metadata(&cfg, &c)).transpose()?.unwrap_or_default();
         let table = table.table.clone();

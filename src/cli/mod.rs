@@ -8,5 +8,6 @@ pub mod output;
 pub mod signals;
 #[macro_use]
 pub mod stdio;
-// After `stdio`, whose `note!` it uses.
+// After `stdio`, whose `note!` they use.
+pub mod enrichment;
 pub mod report;

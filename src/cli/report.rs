@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::Result;
 use refcast::format::Metadata;
 use refcast::request::{FOLD_CHANGE_UNITS, top_changes};
-use refcast::screen::{Screen, column_legend};
+use refcast::screen::{Screen, activity_legend, column_legend};
 use refcast::{Familiarity, Prediction};
 
 use super::output::Output;
@@ -63,11 +63,15 @@ pub const SCREEN_TOP_GENES: usize = 5;
 /// (see [`column_legend`]), `top` perturbations.
 pub fn screen_table(cfg: &refcast::ModelConfig, screen: &Screen, top: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let columns: Vec<&str> = column_legend(false, SCREEN_TOP_GENES).into_iter().map(|(c, _)| c).collect();
+    let mut columns: Vec<&str> = column_legend(false, SCREEN_TOP_GENES).into_iter().map(|(c, _)| c).collect();
+    let by_activity = screen.hits.first().is_some_and(|h| h.activity.is_some());
+    if by_activity {
+        columns.push(activity_legend().0);
+    }
     writeln!(out, "{}", columns.join("\t"))?;
     let genes = |v: &[(usize, f32)]| v.iter().take(SCREEN_TOP_GENES).map(|(g, l)| format!("{}:{:+.2}", cfg.genes[*g].symbol, l)).collect::<Vec<_>>().join(",");
     for (i, h) in screen.hits.iter().take(top).enumerate() {
-        writeln!(
+        write!(
             out,
             "{}\t{}\t{:.4}\t{}\t{}\t{}",
             i + 1,
@@ -77,6 +81,10 @@ pub fn screen_table(cfg: &refcast::ModelConfig, screen: &Screen, top: usize) -> 
             genes(&h.top_up),
             genes(&h.top_down)
         )?;
+        match h.activity {
+            Some(a) if by_activity => writeln!(out, "\t{a:.4}")?,
+            _ => writeln!(out)?,
+        }
     }
     Ok(out)
 }
@@ -84,7 +92,11 @@ pub fn screen_table(cfg: &refcast::ModelConfig, screen: &Screen, top: usize) -> 
 /// What the screen's columns mean, on standard error after the table.
 pub fn screen_legend(screen: &Screen) -> Result<()> {
     let ranked_by_reversal = screen.hits.first().is_some_and(|h| h.reversal.is_some());
-    let legend = column_legend(ranked_by_reversal, SCREEN_TOP_GENES);
+    let mut legend = column_legend(ranked_by_reversal, SCREEN_TOP_GENES);
+    if screen.hits.first().is_some_and(|h| h.activity.is_some()) {
+        legend[0].1 = "1 = activates the rank-by gene set most (ranked by activity)".to_string();
+        legend.push(activity_legend());
+    }
     let width = legend.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     note!("refcast: what the columns mean ({}):", refcast::request::FOLD_CHANGE_NOTE)?;
     for (column, meaning) in legend {

@@ -333,6 +333,7 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
         mode: prediction_mode(o.mode.as_deref())?,
         baseline: baseline(o.baseline.as_deref())?,
         condition_on: o.condition_on,
+        ..Default::default()
     };
     let mut progress = |done: usize, total: usize| {
         if let Some(f) = &on_progress {

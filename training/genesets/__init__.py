@@ -1,0 +1,1 @@
+"""Gene-set collections shipped beside the model (build.py)."""
