@@ -202,27 +202,28 @@ const MIB: u64 = 1 << 20;
 
 /// 10,000 samples in chunks with flat memory.
 ///
-/// The table: 10,000 columns × 2,000 gene rows (the model's 160 and 1,840 it does not know,
-/// which are read, checked and spilled like the others). Holding it as `SampleTable` does takes
-/// 2,000 × 10,000 × 8 bytes = 160 MB (153 MiB) of f64 values, beside the file's 63 MB of text
-/// that `SampleTable::parse` reads whole; the in-memory CLI also kept every prediction until the
-/// end (10,000 × 160 genes × 3 outputs × 4 bytes = 19 MB). Streamed with an 8 MiB chunk budget,
-/// the values held at once are 4 MiB of rows while reading and 8 MiB of columns (4 MiB of values
-/// and the bytes they are read through) while predicting. The bound, 64 MiB, leaves the
-/// process's own memory (the binary, the model, the worker threads: 13 MiB peak in all in a
-/// release build) room, and is well below the 153 MiB the matrix alone would take.
+/// The model: 64 genes, small networks, so that 10,000 predictions take seconds even in a debug
+/// build. The table: 10,000 columns × 2,000 gene rows (the model's 64 and 1,936 it does not
+/// know, which are read, checked and spilled like the others). Holding it as `SampleTable` does
+/// takes 2,000 × 10,000 × 8 bytes = 160 MB (153 MiB) of f64 values, beside the file's 60 MB of
+/// text that `SampleTable::parse` reads whole; the in-memory CLI also kept every prediction
+/// until the end. Streamed with an 8 MiB chunk budget, the values held at once are 4 MiB of rows
+/// while reading and 8 MiB of columns (4 MiB of values and the bytes they are read through)
+/// while predicting. The bound, 64 MiB, leaves the process's own memory (the binary, the model,
+/// the worker threads: 13 MiB peak in all in a release build) room, and is well below the
+/// 153 MiB the matrix alone would take.
 ///
 /// Flat: the resident memory in the last quarter of the prediction phase exceeds that of the
-/// second quarter by at most 8 MiB (allocator noise), where the output (100 MB) would add its
-/// size if it were held, and the predictions kept to the end 9.5 MB per half of the run.
+/// second quarter by at most 8 MiB (allocator noise), where the output (45 MB) would add
+/// its size if it were held, and the predictions kept to the end 3.8 MB per half of the run.
 #[cfg(target_os = "linux")]
 #[test]
 fn ten_thousand_samples_stream_with_flat_memory() {
     const COLUMNS: usize = 10_000;
-    const GENES: usize = MODEL_GENES;
+    const GENES: usize = 64;
     const EXTRA_GENES: usize = 2_000 - GENES;
-    let w = Workdir::new();
-    write_counts(&w.path("cohort.tsv"), COLUMNS, EXTRA_GENES);
+    let w = Workdir::with_model(SyntheticSpec { genes: GENES, hidden: 48, ff: 64, ..SyntheticSpec::tiny(DType::Q8_0) });
+    write_counts_for(&w.path("cohort.tsv"), GENES, COLUMNS, EXTRA_GENES);
     let out = w.path("predictions.tsv");
     let mut child = w
         .command("cohort.tsv", &["--perturbation", "drug_a", "--chunk-budget", &(8 * MIB).to_string(), "-o", out.to_str().unwrap()])
