@@ -13,12 +13,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use refcast::backend::BackendKind;
 use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, checksum};
 use refcast::metadata;
-use refcast::sample::{MAX_SAMPLE_BYTES, Reference, SampleTable, ValueKind};
+use refcast::sample::{DEFAULT_CHUNK_BUDGET, MAX_SAMPLE_BYTES, MAX_STREAM_BYTES, Reference, SampleTable, StreamedTable, ValueKind};
 use refcast::{Engine, ScreenOptions};
 
-use cli::input::{Limit, is_dash, read_bounded};
+use cli::input::{Limit, is_dash, open_bounded, read_bounded};
 use cli::output::{Output, refuse_output_over_input};
-use cli::report::{report_familiarity, summarise, write_familiarity};
+use cli::report::{report_familiarity, summarise, write_familiarity, write_familiarity_header, write_familiarity_row};
 use refcast::session::{Baseline, PredictionMode, Request, Sampling, Signature};
 
 /// The model shipped in the repository.
@@ -155,6 +155,10 @@ struct PredictArgs {
     /// loads nothing, so it opens offline).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Bytes of sample values held at once: the sample is read in blocks of rows and predicted
+    /// in chunks of columns of about this size (for tests).
+    #[arg(long, default_value_t = DEFAULT_CHUNK_BUDGET, hide = true)]
+    chunk_budget: usize,
 }
 
 #[derive(Args)]
@@ -290,6 +294,21 @@ fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
     Ok(table)
 }
 
+/// Reads a sample table for `predict` in one pass, its columns spilled to an anonymous temporary
+/// file (removed by the system however the process ends), every check done before it returns.
+fn stream_sample(path: &Path, kind: ValueKind, budget: usize) -> Result<StreamedTable<std::fs::File>> {
+    let path = locate(path);
+    let limit = Limit { what: "sample file", bytes: MAX_STREAM_BYTES, fix: "split the samples into several files" };
+    let input = open_bounded(&path, &limit)?;
+    let spill = tempfile::tempfile().context("cannot create a temporary file for the sample's columns")?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, input);
+    let mut table = StreamedTable::read(reader, kind, spill, budget).with_context(|| cli::input::display(&path))?;
+    if let Some(file) = path.file_name().and_then(|s| s.to_str()).filter(|_| !is_dash(&path)) {
+        table.name_after_file(file);
+    }
+    Ok(table)
+}
+
 /// Reads a signature file (see `screen --help`); `column` names its weight column.
 fn load_signature(path: &Path, column: Option<&str>) -> Result<Signature> {
     let path = locate(path);
@@ -349,108 +368,158 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     let report = args.report.as_deref().map(Output::prepare).transpose()?;
     let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
     let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, enrichment.as_ref().map(|_| "--enrichment"))?;
-    let table = load_sample(&args.common.sample, args.common.values)?;
+    let mut table = stream_sample(&args.common.sample, args.common.values, args.chunk_budget)?;
     let context = context_metadata(&cfg, &args.common)?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
     let requested: Vec<Metadata> = perts.iter().map(|p| p.1.clone()).collect();
     for w in metadata::request_warnings(&cfg, &context, &args.common.condition_on, &requested) {
         note!("refcast: warning: {w}")?;
     }
+    // What a column can fail on is refused before anything is written.
+    table.check_columns(|chunk, s| with_library_size(engine.reference(chunk, s)?, args.common.library_size).map(drop))?;
     let sampling = match args.num_samples {
         None => Sampling::Mean,
         Some(n) => Sampling::Samples { num_samples: n, seed: args.seed.unwrap_or(0) },
     };
     note!("refcast: {} on {}", cfg.name, engine.describe())?;
-    let progress = ProgressBar::new(table.samples.len() as u64).with_style(
+    let samples = table.samples.len();
+    let progress = ProgressBar::new(samples as u64).with_style(
         ProgressStyle::with_template("{spinner} predicting [{bar:30}] {pos}/{len} samples {eta}").expect("template").progress_chars("=> "),
     );
-    if table.samples.len() < 4 {
+    if samples < 4 {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut results = Vec::with_capacity(table.samples.len());
-    for s in 0..table.samples.len() {
-        let reference = with_library_size(engine.reference(&table, s)?, args.common.library_size)?;
-        note!("refcast: sample '{}': {}", reference.name, reference.report)?;
-        let mut req = Request::conditioned(vec![reference.clone()], perts.iter().map(|p| p.1.clone()).collect());
-        req.contexts = vec![context.clone()];
-        req.condition_on = args.common.condition_on.clone();
-        req.sampling = sampling;
-        req.mode = args.common.mode;
-        req.baseline = args.common.versus.unwrap_or_else(|| Baseline::default_for(req.mode, cfg.control().is_some()));
-        let t = Instant::now();
-        let pred = engine.predict(&req).await?;
-        progress.suspend(|| pred.familiarity.iter().try_for_each(report_familiarity))?;
-        results.push((reference, pred, t.elapsed()));
-        progress.inc(1);
-    }
-    progress.finish_and_clear();
-    if let Some(output) = familiarity {
-        write_familiarity(output, results.iter().flat_map(|(_, pred, _)| &pred.familiarity))?;
-    }
-
-    let genes = &cfg.genes;
-    let many = results.len() > 1 || perts.len() > 1 || args.num_samples.is_some();
-    let write_tsv = |w: &mut dyn Write| -> Result<()> {
-        if many {
-            write!(w, "sample\tperturbation\tdraw\t")?;
-        }
-        writeln!(w, "gene\treference\tpredicted\tlog_fold_change\tcounts\tsigma\tmeasured")?;
-        for (reference, pred, _) in &results {
-            let lfc = pred.log_fold_change.as_ref().expect("references give fold changes");
-            for (r, row) in pred.rows.iter().enumerate() {
-                for g in 0..pred.genes {
-                    if many {
-                        write!(w, "{}\t{}\t{}\t", reference.name, perts[row.perturbation].0, row.sample)?;
-                    }
-                    let i = r * pred.genes + g;
-                    writeln!(
-                        w,
-                        "{}\t{:.5}\t{:.5}\t{:.5}\t{:.3}\t{:.5}\t{}",
-                        genes[g].symbol,
-                        reference.log_cpm[g],
-                        pred.log_cpm[i],
-                        lfc[i],
-                        pred.counts[i],
-                        pred.sigma[g],
-                        u8::from(reference.measured[g])
-                    )?;
-                }
-            }
-        }
-        Ok(())
-    };
+    let many = samples > 1 || perts.len() > 1 || args.num_samples.is_some();
     // Tens of bytes per line: a sampled prediction of many genes is gigabytes, said before it is.
-    let lines: usize = results.iter().map(|(_, pred, _)| pred.rows.len() * pred.genes).sum();
-    let bytes = lines as f64 * if many { 80.0 } else { 60.0 };
+    let lines = samples as f64 * perts.len() as f64 * args.num_samples.unwrap_or(1) as f64 * cfg.genes.len() as f64;
+    let bytes = lines * if many { 80.0 } else { 60.0 };
     if bytes > 1e9 {
         let target = args.output.as_deref().filter(|p| !is_dash(p)).map_or("standard output".to_string(), |p| p.display().to_string());
         note!("refcast: writing {lines} lines, about {:.1} GB, to {target}", bytes / 1e9)?;
     }
-    output.write(write_tsv)?;
-    let mut scored = Vec::new();
-    for (reference, pred, elapsed) in &results {
-        summarise(&cfg, reference, pred, &perts, args.top, *elapsed)?;
-        let (Some(sets), Some(lfc)) = (&gene_sets, &pred.log_fold_change) else { continue };
-        for (r, row) in pred.rows.iter().enumerate() {
-            let (_, sets_scored) = cli::enrichment::score(sets, refcast::Prediction::row(lfc, pred.genes, r), &reference.measured)?;
-            if row.sample == 0 {
-                note!("refcast: gene sets, {} × {}", reference.name, perts[row.perturbation].0)?;
-                cli::enrichment::summarise(&cfg, sets, &sets_scored)?;
+    let mut out = output.begin()?;
+    out.write(|w| write_prediction_header(w, many))?;
+    let mut familiarity = familiarity.map(Output::begin).transpose()?;
+    if let Some(f) = familiarity.as_mut() {
+        f.write(write_familiarity_header)?;
+    }
+    let mut enrichment = enrichment.map(Output::begin).transpose()?;
+    if let Some(e) = enrichment.as_mut() {
+        e.write(|w| cli::enrichment::write_predict_header(w, many))?;
+    }
+    // The report shows the samples the summary shows.
+    let mut reported = Vec::new();
+    let mut outside = 0;
+    let mut chunk = table.empty_chunk();
+    for range in table.chunks().collect::<Vec<_>>() {
+        let first = range.start;
+        table.read_columns(range, &mut chunk)?;
+        for s in 0..chunk.samples.len() {
+            // The first few samples are summarised on standard error; the output has them all.
+            let shown = first + s < SUMMARISED_SAMPLES;
+            let reference = with_library_size(engine.reference(&chunk, s)?, args.common.library_size)?;
+            if shown {
+                progress.suspend(|| note!("refcast: sample '{}': {}", reference.name, reference.report))?;
             }
-            let labels = [reference.name.clone(), perts[row.perturbation].0.clone(), row.sample.to_string()];
-            scored.push(cli::enrichment::Scored { labels, results: sets_scored });
+            let mut req = Request::conditioned(vec![reference], perts.iter().map(|p| p.1.clone()).collect());
+            req.contexts = vec![context.clone()];
+            req.condition_on = args.common.condition_on.clone();
+            req.sampling = sampling;
+            req.mode = args.common.mode;
+            req.baseline = args.common.versus.unwrap_or_else(|| Baseline::default_for(req.mode, cfg.control().is_some()));
+            let t = Instant::now();
+            let pred = engine.predict(&req).await?;
+            let elapsed = t.elapsed();
+            let reference = &req.references[0];
+            outside += pred.familiarity.iter().filter(|f| f.outside == Some(true)).count();
+            if shown {
+                progress.suspend(|| pred.familiarity.iter().try_for_each(report_familiarity))?;
+            }
+            out.write(|w| write_prediction(w, &cfg.genes, reference, &pred, &perts, many))?;
+            if let Some(f) = familiarity.as_mut() {
+                f.write(|w| pred.familiarity.iter().try_for_each(|fam| write_familiarity_row(w, fam)))?;
+            }
+            if shown {
+                progress.suspend(|| summarise(&cfg, reference, &pred, &perts, args.top, elapsed))?;
+            }
+            if let (Some(sets), Some(lfc)) = (&gene_sets, &pred.log_fold_change) {
+                for (r, row) in pred.rows.iter().enumerate() {
+                    let (_, scored) = cli::enrichment::score(sets, refcast::Prediction::row(lfc, pred.genes, r), &reference.measured)?;
+                    if shown && row.sample == 0 {
+                        progress.suspend(|| {
+                            note!("refcast: gene sets, {} × {}", reference.name, perts[row.perturbation].0)?;
+                            cli::enrichment::summarise(&cfg, sets, &scored)
+                        })?;
+                    }
+                    if let Some(e) = enrichment.as_mut() {
+                        let labels = [reference.name.clone(), perts[row.perturbation].0.clone(), row.sample.to_string()];
+                        e.write(|w| cli::enrichment::write_predict_row(w, &cfg, sets, many.then_some(&labels), &scored))?;
+                    }
+                }
+            }
+            if shown && report.is_some() {
+                reported.push((reference.clone(), pred));
+            }
+            progress.inc(1);
         }
     }
-    if let (Some(output), Some(sets)) = (enrichment, &gene_sets) {
-        cli::enrichment::write_predict(output, &cfg, sets, &scored)?;
-    }
+    progress.finish_and_clear();
+    out.finish()?;
+    familiarity.map(|f| f.finish()).transpose()?;
+    enrichment.map(|e| e.finish()).transpose()?;
     if let Some(report) = report {
         let names: Vec<&str> = perts.iter().map(|p| p.0.as_str()).collect();
         let baseline = args.common.versus.unwrap_or_else(|| Baseline::default_for(args.common.mode, cfg.control().is_some()));
-        let data = cli::html::prediction_data(&cfg, results.iter().map(|(r, p, _)| (r, p)), &names, baseline, &args.common.mode.to_string());
+        let data = cli::html::prediction_data(&cfg, reported.iter().map(|(r, p)| (r, p)), &names, baseline, &args.common.mode.to_string());
         cli::html::write(report, "refcast prediction", &data)?;
+        if samples > SUMMARISED_SAMPLES {
+            note!("refcast: the report shows the first {SUMMARISED_SAMPLES} samples")?;
+        }
+    }
+    if samples > SUMMARISED_SAMPLES {
+        let more = samples - SUMMARISED_SAMPLES;
+        note!("refcast: … and {more} more sample{} predicted, not summarised here; the output has every sample", if more == 1 { "" } else { "s" })?;
+    }
+    if outside > 0 && samples > SUMMARISED_SAMPLES {
+        note!("refcast: warning: {outside} of the {samples} samples look unlike anything the model was trained on (--familiarity FILE lists each)")?;
     }
     note!("refcast: done in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Samples summarised on standard error (the top genes, familiarity, gene matching).
+const SUMMARISED_SAMPLES: usize = 5;
+
+/// The header of the prediction table; `many`: with `sample, perturbation, draw` columns.
+fn write_prediction_header(w: &mut dyn Write, many: bool) -> Result<()> {
+    if many {
+        write!(w, "sample\tperturbation\tdraw\t")?;
+    }
+    Ok(writeln!(w, "gene\treference\tpredicted\tlog_fold_change\tcounts\tsigma\tmeasured")?)
+}
+
+/// The lines of one reference's prediction.
+fn write_prediction(w: &mut dyn Write, genes: &[refcast::format::Gene], reference: &Reference, pred: &refcast::Prediction, perts: &[(String, Metadata)], many: bool) -> Result<()> {
+    let lfc = pred.log_fold_change.as_ref().expect("references give fold changes");
+    for (r, row) in pred.rows.iter().enumerate() {
+        for g in 0..pred.genes {
+            if many {
+                write!(w, "{}\t{}\t{}\t", reference.name, perts[row.perturbation].0, row.sample)?;
+            }
+            let i = r * pred.genes + g;
+            writeln!(
+                w,
+                "{}\t{:.5}\t{:.5}\t{:.5}\t{:.3}\t{:.5}\t{}",
+                genes[g].symbol,
+                reference.log_cpm[g],
+                pred.log_cpm[i],
+                lfc[i],
+                pred.counts[i],
+                pred.sigma[g],
+                u8::from(reference.measured[g])
+            )?;
+        }
+    }
+    Ok(())
 }
 
 async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {

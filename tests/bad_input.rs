@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use refcast::synthetic::{SyntheticSpec, random_model, random_model_v2};
 use refcast::format::{MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelFile};
 use refcast::quant::DType;
-use refcast::sample::{MAX_COLUMNS, MAX_ROWS, MAX_SAMPLE_BYTES, SampleTable, ValueKind};
+use refcast::sample::{MAX_COLUMNS, MAX_LINE_BYTES, MAX_ROWS, MAX_SAMPLE_BYTES, MAX_STREAM_BYTES, SampleTable, ValueKind};
 use refcast::session::{Request, Session};
 use refcast::{Metadata, Signature, metadata};
 
@@ -453,11 +453,29 @@ bad_inputs! {
     sample_file_over_the_size_limit: {
         let w = Workdir::new();
         sparse(&w.path("huge.tsv"), MAX_SAMPLE_BYTES as u64 + 1);
-        cli_error(&w, &["predict", "--backend", "cpu", "--model", "{dir}/model.safetensors", "--sample", "{dir}/huge.tsv"])
+        cli_error(&w, &["screen", "--backend", "cpu", "--model", "{dir}/model.safetensors", "--sample", "{dir}/huge.tsv"])
     } => [format!("{} bytes is over the {MAX_SAMPLE_BYTES}-byte limit for a sample file", MAX_SAMPLE_BYTES + 1)];
+    streamed_sample_file_over_the_size_limit: {
+        let w = Workdir::new();
+        sparse(&w.path("huge.tsv"), MAX_STREAM_BYTES + 1);
+        cli_error(&w, &["predict", "--backend", "cpu", "--model", "{dir}/model.safetensors", "--sample", "{dir}/huge.tsv"])
+    } => [format!("{} bytes is over the {MAX_STREAM_BYTES}-byte limit for a sample file", MAX_STREAM_BYTES + 1)];
+    streamed_sample_line_over_the_length_limit: {
+        let w = Workdir::new();
+        sparse(&w.path("zeros.tsv"), MAX_LINE_BYTES as u64 + 2);
+        cli_error(&w, &["predict", "--backend", "cpu", "--model", "{dir}/model.safetensors", "--sample", "{dir}/zeros.tsv"])
+    } => [format!("line 1: longer than {MAX_LINE_BYTES} bytes, the limit for a line")];
     sample_endless_standard_input_over_the_size_limit: {
         let w = Workdir::new();
-        let mut child = w.spawn_predict("-", &[], Stdio::piped(), Stdio::null(), Stdio::piped());
+        let args = w.predict_args("-", &[]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_refcast"))
+            .arg("screen")
+            .args(&args[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut stdin = child.stdin.take().unwrap();
         // An endless pipe, as from `yes`: the writer stops when refcast closes its end.
         std::thread::spawn(move || {
@@ -468,6 +486,27 @@ bad_inputs! {
         assert_eq!(status.code(), Some(1), "{stderr}");
         stderr
     } => [format!("standard input: more than {MAX_SAMPLE_BYTES} bytes"), "limit for a sample file", "split the samples"];
+    streamed_endless_standard_input_stops_at_the_row_limit: {
+        let w = Workdir::new();
+        let mut child = w.spawn_predict("-", &[], Stdio::piped(), Stdio::null(), Stdio::piped());
+        let mut stdin = child.stdin.take().unwrap();
+        // Endless distinct genes: the stream holds no table, so the row limit stops it.
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            for g in 0.. {
+                text += &format!("G{g}\t5\n");
+                if text.len() > 1 << 16 {
+                    if stdin.write_all(text.as_bytes()).is_err() {
+                        break;
+                    }
+                    text.clear();
+                }
+            }
+        });
+        let (status, _, stderr) = finish_within(child, 120);
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        stderr
+    } => ["standard input", format!("line {}: more than {MAX_ROWS} gene rows, the limit for a sample file", MAX_ROWS + 1)];
 
     // ---- metadata -------------------------------------------------------------------------
     metadata_unknown_cell_type_suggests_the_nearest:
@@ -854,10 +893,16 @@ fn an_interrupted_run_removes_its_temporary_file() {
 #[test]
 fn an_endless_device_as_the_sample_stops_at_the_size_limit() {
     let w = Workdir::new();
-    let child = w.spawn_predict("/dev/zero", &[], Stdio::null(), Stdio::null(), Stdio::piped());
+    let args = w.predict_args("/dev/zero", &[]);
+    let child = Command::new(env!("CARGO_BIN_EXE_refcast")).arg("screen").args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let (status, _, stderr) = finish_within(child, 60);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("/dev/zero: more than {MAX_SAMPLE_BYTES} bytes, over the {MAX_SAMPLE_BYTES}-byte limit")), "{stderr}");
+    // `predict` streams the sample: the line limit stops a line without end.
+    let child = w.spawn_predict("/dev/zero", &[], Stdio::null(), Stdio::null(), Stdio::piped());
+    let (status, _, stderr) = finish_within(child, 60);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("/dev/zero: invalid sample: line 1: longer than {MAX_LINE_BYTES} bytes")), "{stderr}");
 }
 
 #[test]

@@ -340,7 +340,9 @@ fn the_cli_writes_scores_and_ranks_a_screen_by_a_pathway() {
     let (ok, out, err) = refcast(&["screen", "-s", "examples/kang_cd14_mono_ctrl.tsv", "--backend", "cpu", "--top", "5", "--rank-by", "pathway:jak-stat", "--enrichment", f]);
     assert!(ok, "{err}");
     assert!(err.contains("ranked by the activity of progeny 'JAK-STAT'"), "{err}");
-    let scores: Vec<f64> = out.lines().skip(1).map(|l| l.split('\t').nth(2).unwrap().parse().unwrap()).collect();
+    let header: Vec<&str> = out.lines().next().unwrap().split('\t').collect();
+    let activity = header.iter().position(|c| *c == "activity").expect("an activity column");
+    let scores: Vec<f64> = out.lines().skip(1).map(|l| l.split('\t').nth(activity).unwrap().parse().unwrap()).collect();
     assert_eq!(scores.len(), 5);
     assert!(scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] > 10.0, "{out}");
     let text = std::fs::read_to_string(&file).unwrap();

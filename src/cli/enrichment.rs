@@ -91,12 +91,6 @@ fn set_columns(w: &mut dyn Write, config: &ModelConfig, sets: &GeneSets, r: &Set
 
 const COLUMNS: &str = "collection\tset\tname\tscore\tp_value\tfdr\tsize\tleading_genes";
 
-/// One scored prediction of `predict`: its labels (sample, perturbation, draw) and results.
-pub struct Scored {
-    pub labels: [String; 3],
-    pub results: Vec<SetResult>,
-}
-
 /// Scores one prediction row (every set, with leading genes).
 pub fn score(sets: &GeneSets, lfc: &[f32], measured: &[bool]) -> Result<(Enrichment, Vec<SetResult>)> {
     let e = sets.score(lfc, Some(measured))?;
@@ -104,26 +98,26 @@ pub fn score(sets: &GeneSets, lfc: &[f32], measured: &[bool]) -> Result<(Enrichm
     Ok((e, results))
 }
 
-/// `predict --enrichment`: one line per set and prediction row; the sample, perturbation and
-/// draw columns when the prediction has several rows.
-pub fn write_predict(output: Output, config: &ModelConfig, sets: &GeneSets, rows: &[Scored]) -> Result<()> {
-    let many = rows.len() > 1;
-    output.write(|w| {
-        if many {
-            write!(w, "sample\tperturbation\tdraw\t")?;
+/// `predict --enrichment`'s header; `many`: the prediction has several rows (samples,
+/// perturbations or draws), which the sample, perturbation and draw columns then tell apart.
+pub fn write_predict_header(w: &mut dyn Write, many: bool) -> Result<()> {
+    if many {
+        write!(w, "sample\tperturbation\tdraw\t")?;
+    }
+    Ok(writeln!(w, "{COLUMNS}")?)
+}
+
+/// `predict --enrichment`: one line per set of one prediction row, after its labels (sample,
+/// perturbation, draw) when the header has them.
+pub fn write_predict_row(w: &mut dyn Write, config: &ModelConfig, sets: &GeneSets, labels: Option<&[String; 3]>, results: &[SetResult]) -> Result<()> {
+    for r in results {
+        if let Some(labels) = labels {
+            write!(w, "{}\t", labels.join("\t"))?;
         }
-        writeln!(w, "{COLUMNS}")?;
-        for row in rows {
-            for r in &row.results {
-                if many {
-                    write!(w, "{}\t", row.labels.join("\t"))?;
-                }
-                set_columns(w, config, sets, r)?;
-                writeln!(w)?;
-            }
-        }
-        Ok(())
-    })
+        set_columns(w, config, sets, r)?;
+        writeln!(w)?;
+    }
+    Ok(())
 }
 
 /// `screen --enrichment`: per perturbation (in rank order) its pathways and the GO terms kept.

@@ -25,22 +25,29 @@ pub fn display(path: &Path) -> String {
     if is_dash(path) { "standard input".to_string() } else { path.display().to_string() }
 }
 
-/// Reads `path` (`-`: standard input), refusing more than `limit.bytes`. A regular file is
-/// refused by its size before anything is read; anything else is read up to one byte past the
-/// limit, since a pipe or a device has no size to check.
+/// Opens `path` (`-`: standard input) for reading; a regular file over `limit.bytes` is refused
+/// by its size before anything is read. A pipe or a device has no size to check: its reader
+/// must count.
+pub fn open_bounded(path: &Path, limit: &Limit) -> Result<Box<dyn Read>> {
+    if is_dash(path) {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let name = display(path);
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read the {} {name}", limit.what))?;
+    match file.metadata() {
+        Ok(m) if m.is_file() && m.len() > limit.bytes => {
+            bail!("{name}: {} bytes is over the {}-byte limit for a {}; {}", m.len(), limit.bytes, limit.what, limit.fix)
+        }
+        _ => Ok(Box::new(file)),
+    }
+}
+
+/// Reads `path` (`-`: standard input), refusing more than `limit.bytes`: a regular file by its
+/// size before anything is read ([`open_bounded`]), anything else once it has given one byte
+/// past the limit.
 pub fn read_bounded(path: &Path, limit: &Limit) -> Result<Vec<u8>> {
     let name = display(path);
-    let source: Box<dyn Read> = if is_dash(path) {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot read the {} {name}", limit.what))?;
-        match file.metadata() {
-            Ok(m) if m.is_file() && m.len() > limit.bytes => {
-                bail!("{name}: {} bytes is over the {}-byte limit for a {}; {}", m.len(), limit.bytes, limit.what, limit.fix)
-            }
-            _ => Box::new(file),
-        }
-    };
+    let source = open_bounded(path, limit)?;
     let mut bytes = Vec::new();
     source.take(limit.bytes + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read the {} {name}", limit.what))?;
     if bytes.len() as u64 > limit.bytes {

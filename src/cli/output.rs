@@ -69,18 +69,99 @@ impl Output {
 
     /// Writes the output with `write`; a regular file changes only when all of it is written.
     pub fn write(self, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-        match self {
-            Output::Stdout => write_through(std::io::stdout().lock(), write).context("cannot write to standard output"),
+        let mut writer = self.begin()?;
+        writer.write(write)?;
+        writer.finish()
+    }
+
+    /// Opens the output for writing in parts ([`Writer::write`]); a regular file changes only
+    /// at [`Writer::finish`], and a writer dropped before it leaves the file as it was.
+    pub fn begin(self) -> Result<Writer> {
+        let (sink, name) = match self {
+            Output::Stdout => (Sink::Stdout(std::io::stdout().lock()), None),
             Output::InPlace(path) => {
                 let file = OpenOptions::new().write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-                write_through(file, write).with_context(|| format!("cannot write {}", path.display()))
+                (Sink::File(file), Some(path))
             }
-            Output::Replace { path, target, temp } => {
-                let temp_path = temp.path().to_path_buf();
-                let result = write_and_rename(temp, &target, write).with_context(|| format!("cannot write {}", path.display()));
-                signals::untrack(&temp_path);
-                result
+            Output::Replace { path, target, temp } => (Sink::Temp { temp, target }, Some(path)),
+        };
+        Ok(Writer { sink: Some(BufWriter::new(sink)), name })
+    }
+}
+
+/// Where a [`Writer`] writes.
+enum Sink {
+    Stdout(std::io::StdoutLock<'static>),
+    File(std::fs::File),
+    /// The temporary renamed over `target` at the end.
+    Temp { temp: NamedTempFile, target: PathBuf },
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Stdout(s) => s.write(buf),
+            Sink::File(f) => f.write(buf),
+            Sink::Temp { temp, .. } => temp.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(s) => s.flush(),
+            Sink::File(f) => f.flush(),
+            Sink::Temp { temp, .. } => temp.flush(),
+        }
+    }
+}
+
+/// An output being written in parts: [`Output::begin`], [`Writer::write`] as often as needed,
+/// [`Writer::finish`].
+pub struct Writer {
+    /// `None` once finished.
+    sink: Option<BufWriter<Sink>>,
+    /// The path as the user gave it; `None` for standard output.
+    name: Option<PathBuf>,
+}
+
+impl Writer {
+    /// Writes one part with `write`.
+    pub fn write(&mut self, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+        let sink = self.sink.as_mut().expect("a writer is written before it is finished");
+        write(sink).with_context(|| self.failure())
+    }
+
+    /// Writes what is buffered and, for a regular file, renames the temporary into place.
+    pub fn finish(mut self) -> Result<()> {
+        let sink = self.sink.take().expect("a writer is finished once");
+        let result = (|| -> Result<()> {
+            match sink.into_inner().map_err(|e| e.into_error())? {
+                Sink::Stdout(mut s) => s.flush()?,
+                Sink::File(mut f) => f.flush()?,
+                Sink::Temp { temp, target } => {
+                    let temp_path = temp.path().to_path_buf();
+                    let persisted = temp.as_file().sync_all().map_err(anyhow::Error::from).and_then(|()| temp.persist(&target).map(drop).map_err(|e| e.error.into()));
+                    signals::untrack(&temp_path);
+                    persisted?
+                }
             }
+            Ok(())
+        })();
+        result.with_context(|| self.failure())
+    }
+
+    fn failure(&self) -> String {
+        match &self.name {
+            None => "cannot write to standard output".to_string(),
+            Some(path) => format!("cannot write {}", path.display()),
+        }
+    }
+}
+
+impl Drop for Writer {
+    /// A writer dropped unfinished (an error before the end) removes its temporary.
+    fn drop(&mut self) {
+        if let Some(Sink::Temp { temp, .. }) = self.sink.as_ref().map(BufWriter::get_ref) {
+            signals::untrack(temp.path());
         }
     }
 }
@@ -104,21 +185,6 @@ fn temporary_beside(target: &Path, permissions: Option<Permissions>) -> std::io:
         temp.as_file().set_permissions(p)?;
     }
     Ok(temp)
-}
-
-fn write_through(sink: impl Write, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let mut w = BufWriter::new(sink);
-    write(&mut w)?;
-    Ok(w.flush()?)
-}
-
-fn write_and_rename(temp: NamedTempFile, target: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let mut w = BufWriter::new(temp);
-    write(&mut w)?;
-    let temp = w.into_inner().map_err(|e| e.into_error())?;
-    temp.as_file().sync_all()?;
-    temp.persist(target).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// Refuses an output that is one of the inputs (`(what, path)`), by any path to the same file:

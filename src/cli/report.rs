@@ -24,21 +24,28 @@ pub fn report_familiarity(f: &Familiarity) -> Result<()> {
 /// The familiarity of each sample as TSV.
 pub fn write_familiarity<'a>(output: Output, list: impl IntoIterator<Item = &'a Familiarity>) -> Result<()> {
     output.write(|w| {
-        writeln!(w, "reference\treconstruction_r2\tnearest_context\tdistance\toutside")?;
-        for f in list {
-            let or_na = |v: Option<String>| v.unwrap_or_else(|| "NA".to_string());
-            writeln!(
-                w,
-                "{}\t{:.4}\t{}\t{}\t{}",
-                f.reference,
-                f.reconstruction_r2,
-                or_na(f.nearest_context.clone()),
-                or_na(f.distance.map(|d| format!("{d:.4}"))),
-                or_na(f.outside.map(|o| o.to_string()))
-            )?;
-        }
-        Ok(())
+        write_familiarity_header(w)?;
+        list.into_iter().try_for_each(|f| write_familiarity_row(w, f))
     })
+}
+
+/// The header of [`write_familiarity`]'s table.
+pub fn write_familiarity_header(w: &mut dyn Write) -> Result<()> {
+    Ok(writeln!(w, "reference\treconstruction_r2\tnearest_context\tdistance\toutside")?)
+}
+
+/// One sample's line of [`write_familiarity`]'s table.
+pub fn write_familiarity_row(w: &mut dyn Write, f: &Familiarity) -> Result<()> {
+    let or_na = |v: Option<String>| v.unwrap_or_else(|| "NA".to_string());
+    Ok(writeln!(
+        w,
+        "{}\t{:.4}\t{}\t{}\t{}",
+        f.reference,
+        f.reconstruction_r2,
+        or_na(f.nearest_context.clone()),
+        or_na(f.distance.map(|d| format!("{d:.4}"))),
+        or_na(f.outside.map(|o| o.to_string()))
+    )?)
 }
 
 /// Top genes per direction for each perturbation, on standard error, with the fold changes' units.

@@ -3,14 +3,17 @@
 //! or limit; nothing is dropped without being counted.
 //!
 //! `table`: reading and checking tables (files and in-memory columns share the checks);
+//! `stream`: tables too large to hold, read in one pass and given back in chunks of columns;
 //! `reference`: gene identifiers, the model's gene index, and a column matched to it.
 
 use crate::error::{Error, Result};
 
 mod reference;
+mod stream;
 mod table;
 
 pub use reference::{GeneIndex, MatchReport, Reference, normalise_id};
+pub use stream::{DEFAULT_CHUNK_BUDGET, MAX_LINE_BYTES, MAX_STREAM_BYTES, MAX_STREAM_CELLS, StreamedTable};
 pub use table::{binary_format, excerpt};
 
 /// Largest sample file refcast reads (a genome-wide matrix of a few hundred samples fits).

@@ -8,14 +8,7 @@ impl SampleTable {
     /// Names a lone value column with a generic header ("count", "log_cpm", …) after the file it
     /// came from: `tumour_01.tsv` → "tumour_01". Other columns keep their headers.
     pub fn name_after_file(&mut self, file_name: &str) {
-        const GENERIC: [&str; 8] = ["count", "counts", "value", "values", "log_cpm", "logcpm", "expression", "sample1"];
-        let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
-        let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem).trim();
-        if let ([name], false) = (self.samples.as_mut_slice(), stem.is_empty()) {
-            if GENERIC.contains(&name.to_ascii_lowercase().as_str()) {
-                *name = stem.to_string();
-            }
-        }
+        name_lone_column(&mut self.samples, file_name);
     }
 
     /// Parses a table from a file's bytes. `kind` says what the values are.
@@ -31,126 +24,28 @@ impl SampleTable {
             Error::Sample(format!("line {line}: the file is not UTF-8 text"))
         })?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+        let mut lines = text.lines().enumerate().filter(|(_, l)| is_content(l));
         let Some((first_no, first)) = lines.next() else {
             return Err(Error::Sample("the file is empty".into()));
         };
-        let delim = if first.contains('\t') {
-            '\t'
-        } else if first.contains(',') {
-            ','
-        } else {
-            return Err(Error::Sample(format!(
-                "line {}: no tab or comma found; expected a gene column and a value column separated by tabs (TSV) or commas (CSV)",
-                first_no + 1
-            )));
-        };
-        if let Some(c) = first.chars().find(|&c| c != delim && crate::format::is_unsafe_char(c)) {
-            return Err(Error::Sample(format!("line {}: contains the control character U+{:04X}", first_no + 1, c as u32)));
-        }
-        let head = split_fields(first, delim);
-        let has_header = head[1..].iter().any(|f| f.parse::<f64>().is_err());
-        let columns = head.len() - 1;
-        if columns == 0 {
-            return Err(Error::Sample(format!("line {}: only one column; expected gene and value columns", first_no + 1)));
-        }
-        if columns > MAX_COLUMNS {
-            return Err(Error::Sample(format!(
-                "line {}: {columns} value columns, over the limit of {MAX_COLUMNS}",
-                first_no + 1
-            )));
-        }
-        let samples: Vec<String> = if has_header {
-            head[1..].iter().map(|s| s.to_string()).collect()
-        } else {
-            (1..=columns).map(|i| format!("sample{i}")).collect()
-        };
-        for (c, name) in samples.iter().enumerate() {
-            if let Some(first) = samples[..c].iter().position(|n| n == name) {
-                return Err(Error::Sample(format!(
-                    "line {}: columns {} and {} are both named '{}': their results could not be told apart; rename one",
-                    first_no + 1,
-                    first + 2,
-                    c + 2,
-                    excerpt(name)
-                )));
-            }
-        }
+        let layout = Layout::read(first_no, first)?;
+        let columns = layout.samples.len();
         // Sized from the line count so that nothing grows while reading.
         let rows = text.bytes().filter(|&b| b == b'\n').count().min(MAX_ROWS) + 1;
-        let mut genes = Vec::with_capacity(rows);
         let mut values = vec![Vec::with_capacity(rows); columns];
-        let mut seen = Seen::with_capacity(rows);
-        let mut line_of = Vec::with_capacity(rows);
-        let mut fields = Vec::with_capacity(columns + 1);
-        let mut summary_rows = Vec::new();
-        let other = if delim == '\t' { ("comma", ',') } else { ("tab", '\t') };
-        let body = if has_header { None } else { Some((first_no, first)) };
+        let body = if layout.header.is_some() { None } else { Some((first_no, first)) };
+        let mut reader = Rows::new(layout, rows);
+        let mut row = Vec::with_capacity(columns);
         for (no, line) in body.into_iter().chain(lines) {
-            if let Some(c) = unsafe_char(line, delim) {
-                return Err(Error::Sample(format!("line {}: contains the control character U+{:04X}", no + 1, c as u32)));
-            }
-            if genes.len() == MAX_ROWS {
-                return Err(Error::Sample(format!("line {}: more than {MAX_ROWS} gene rows, the limit for a sample file", no + 1)));
-            }
-            fields.clear();
-            if line.contains('"') {
-                fields.extend(split_quoted(line, delim));
-            } else {
-                fields.extend(split(line, delim));
-            }
-            if fields.len() != columns + 1 {
-                let hint = if line.contains(other.1) {
-                    format!("; the line is separated by {}s but line {} by {}", other.0, first_no + 1, if delim == '\t' { "tabs" } else { "commas" })
-                } else {
-                    String::new()
-                };
-                return Err(Error::Sample(format!(
-                    "line {}: {} fields, expected {} (gene + {columns} value column{}){hint}",
-                    no + 1,
-                    fields.len(),
-                    columns + 1,
-                    if columns == 1 { "" } else { "s" }
-                )));
-            }
-            let gene = fields[0];
-            if gene.is_empty() {
-                return Err(Error::Sample(format!("line {}: empty gene name", no + 1)));
-            }
-            if is_counter_summary(gene) {
-                // Reads no gene got: they are not part of the library of any gene.
-                if summary_rows.len() < MAX_SUMMARY_ROWS {
-                    summary_rows.push(gene.to_string());
+            if reader.read(no, line, &mut row)? {
+                for (column, &v) in values.iter_mut().zip(&row) {
+                    column.push(v);
                 }
-                continue;
             }
-            if let Some(prev) = seen.insert(gene, genes.len(), &genes) {
-                let prev = line_of[prev];
-                return Err(Error::Sample(format!("line {}: gene '{gene}' appears twice (first on line {prev})", no + 1)));
-            }
-            for (c, f) in fields[1..].iter().enumerate() {
-                let v: f64 = f.parse().map_err(|_| {
-                    Error::Sample(format!("line {}, column {} (gene '{}'): '{}' is not a number", no + 1, c + 2, excerpt(gene), excerpt(f)))
-                })?;
-                if !v.is_finite() {
-                    return Err(Error::Sample(format!(
-                        "line {}, column {} (gene '{}'): {} is not a finite number",
-                        no + 1,
-                        c + 2,
-                        excerpt(gene),
-                        excerpt(f)
-                    )));
-                }
-                values[c].push(v);
-            }
-            genes.push(gene.to_string());
-            line_of.push(no + 1);
         }
-        if genes.is_empty() {
-            return Err(Error::Sample(format!("the file has a header (line {}) but no gene rows", first_no + 1)));
-        }
-        let kind = resolve_kind(kind, has_header.then_some(&head[1..]), &values);
-        let table = SampleTable { genes, samples, values, kind, summary_rows };
+        let Rows { layout, genes, line_of, summary_rows, .. } = reader.finish()?;
+        let kind = resolve_kind(kind, layout.header.as_deref(), || integral(&values));
+        let table = SampleTable { genes, samples: layout.samples, values, kind, summary_rows };
         table.check_counts(|g| format!("line {}: ", line_of[g]))?;
         Ok(table)
     }
@@ -196,7 +91,7 @@ impl SampleTable {
                 return Err(Error::Sample(format!("gene '{}' in sample '{}': {} is not a finite number", genes[g], samples[s], column[g])));
             }
         }
-        let kind = resolve_kind(kind, None, &values);
+        let kind = resolve_kind(kind, None, || integral(&values));
         let table = SampleTable { genes, samples, values, kind, summary_rows: Vec::new() };
         table.check_counts(|_| String::new())?;
         Ok(table)
@@ -208,37 +103,247 @@ impl SampleTable {
         if self.kind != ValueKind::Counts {
             return Ok(());
         }
-        let SampleTable { genes, samples, values, .. } = self;
-        for (c, col) in values.iter().enumerate() {
-            if let Some(g) = col.iter().position(|&v| v < 0.0) {
-                return Err(Error::Sample(format!("{}gene '{}' in sample '{}' has a negative count ({})", place(g), genes[g], samples[c], col[g])));
-            }
-            let library = col.iter().sum::<f64>();
-            if library <= 0.0 {
-                return Err(Error::Sample(format!("sample '{}' has no counts (library size 0)", samples[c])));
-            }
-            let (g, top) = col.iter().enumerate().fold((0, 0.0), |best, (g, &v)| if v > best.1 { (g, v) } else { best });
-            if !library.is_finite() || library > MAX_LIBRARY_SIZE {
-                return Err(Error::Sample(format!(
-                    "{}sample '{}': the counts sum to {library:.3e}, more reads than a sequencing library holds (limit \
-                     {MAX_LIBRARY_SIZE:.0e}); the largest is gene '{}' with {top:.3e}",
-                    place(g),
-                    samples[c],
-                    genes[g]
-                )));
-            }
-            if genes.len() >= DOMINANCE_MIN_GENES && top > MAX_GENE_FRACTION * library {
-                return Err(Error::Sample(format!(
-                    "{}sample '{}': gene '{}' holds {:.1} % of the sample's {library:.0} counts, which would push every other \
-                     gene's CPM toward 0; an implausible library (a data-entry error?)",
-                    place(g),
-                    samples[c],
-                    genes[g],
-                    100.0 * top / library
-                )));
-            }
+        for (column, name) in self.values.iter().zip(&self.samples) {
+            ColumnStats::of(column).check_counts(&self.genes, name, &place)?;
         }
         Ok(())
+    }
+}
+
+/// What the checks need to know of a column, gathered one value at a time (a file streamed by
+/// rows holds no column whole).
+#[derive(Clone, Debug)]
+pub(super) struct ColumnStats {
+    /// The first gene row with a negative value, and the value.
+    first_negative: Option<(usize, f64)>,
+    /// The first gene row outside the log-CPM range `0..=MAX_LOG_CPM`.
+    pub(super) first_outside_log_cpm: Option<usize>,
+    /// The sum of the values, added in row order.
+    library: f64,
+    /// The first gene row holding the largest value (row 0 and 0 when none is positive).
+    top: (usize, f64),
+    /// Whether every value is a non-negative integer.
+    pub(super) integral: bool,
+}
+
+impl Default for ColumnStats {
+    fn default() -> Self {
+        ColumnStats { first_negative: None, first_outside_log_cpm: None, library: 0.0, top: (0, 0.0), integral: true }
+    }
+}
+
+impl ColumnStats {
+    pub(super) fn of(column: &[f64]) -> ColumnStats {
+        let mut stats = ColumnStats::default();
+        for (g, &v) in column.iter().enumerate() {
+            stats.push(g, v);
+        }
+        stats
+    }
+
+    /// Adds the value of gene row `g` (rows in order).
+    pub(super) fn push(&mut self, g: usize, v: f64) {
+        if v < 0.0 && self.first_negative.is_none() {
+            self.first_negative = Some((g, v));
+        }
+        if !(0.0..=MAX_LOG_CPM).contains(&v) && self.first_outside_log_cpm.is_none() {
+            self.first_outside_log_cpm = Some(g);
+        }
+        self.library += v;
+        if v > self.top.1 {
+            self.top = (g, v);
+        }
+        self.integral &= v >= 0.0 && v.fract() == 0.0;
+    }
+
+    /// The checks of a counts column named `sample`: no negative value, and a library size > 0,
+    /// within f32 and not held by one gene. `place(g)` prefixes a message about gene row `g`.
+    pub(super) fn check_counts(&self, genes: &[String], sample: &str, place: impl Fn(usize) -> String) -> Result<()> {
+        let library = self.library;
+        if let Some((g, v)) = self.first_negative {
+            return Err(Error::Sample(format!("{}gene '{}' in sample '{sample}' has a negative count ({v})", place(g), genes[g])));
+        }
+        if library <= 0.0 {
+            return Err(Error::Sample(format!("sample '{sample}' has no counts (library size 0)")));
+        }
+        let (g, top) = self.top;
+        if !library.is_finite() || library > MAX_LIBRARY_SIZE {
+            return Err(Error::Sample(format!(
+                "{}sample '{sample}': the counts sum to {library:.3e}, more reads than a sequencing library holds (limit \
+                 {MAX_LIBRARY_SIZE:.0e}); the largest is gene '{}' with {top:.3e}",
+                place(g),
+                genes[g]
+            )));
+        }
+        if genes.len() >= DOMINANCE_MIN_GENES && top > MAX_GENE_FRACTION * library {
+            return Err(Error::Sample(format!(
+                "{}sample '{sample}': gene '{}' holds {:.1} % of the sample's {library:.0} counts, which would push every other \
+                 gene's CPM toward 0; an implausible library (a data-entry error?)",
+                place(g),
+                genes[g],
+                100.0 * top / library
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// [`SampleTable::name_after_file`] on a table's sample names.
+pub(super) fn name_lone_column(samples: &mut [String], file_name: &str) {
+    const GENERIC: [&str; 8] = ["count", "counts", "value", "values", "log_cpm", "logcpm", "expression", "sample1"];
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+    let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem).trim();
+    if let ([name], false) = (samples, stem.is_empty()) {
+        if GENERIC.contains(&name.to_ascii_lowercase().as_str()) {
+            *name = stem.to_string();
+        }
+    }
+}
+
+/// Whether a line holds data: blank lines and `#` comments are skipped.
+pub(super) fn is_content(line: &str) -> bool {
+    !line.trim().is_empty() && !line.starts_with('#')
+}
+
+/// A table's first line: its delimiter, and its header (sample names) or its first row.
+pub(super) struct Layout {
+    delim: char,
+    /// The line (1-based).
+    line: usize,
+    /// The names of the value columns when the first line is a header.
+    pub(super) header: Option<Vec<String>>,
+    /// One name per value column (the header's, or `sample1`, …).
+    pub(super) samples: Vec<String>,
+}
+
+impl Layout {
+    /// Reads the first content line, `no` (0-based).
+    pub(super) fn read(no: usize, first: &str) -> Result<Layout> {
+        let line = no + 1;
+        let delim = if first.contains('\t') {
+            '\t'
+        } else if first.contains(',') {
+            ','
+        } else {
+            return Err(Error::Sample(format!(
+                "line {line}: no tab or comma found; expected a gene column and a value column separated by tabs (TSV) or commas (CSV)"
+            )));
+        };
+        if let Some(c) = first.chars().find(|&c| c != delim && crate::format::is_unsafe_char(c)) {
+            return Err(Error::Sample(format!("line {line}: contains the control character U+{:04X}", c as u32)));
+        }
+        let head = split_fields(first, delim);
+        let has_header = head[1..].iter().any(|f| f.parse::<f64>().is_err());
+        let columns = head.len() - 1;
+        if columns == 0 {
+            return Err(Error::Sample(format!("line {line}: only one column; expected gene and value columns")));
+        }
+        if columns > MAX_COLUMNS {
+            return Err(Error::Sample(format!("line {line}: {columns} value columns, over the limit of {MAX_COLUMNS}")));
+        }
+        let header: Option<Vec<String>> = has_header.then(|| head[1..].iter().map(|s| s.to_string()).collect());
+        let samples = header.clone().unwrap_or_else(|| (1..=columns).map(|i| format!("sample{i}")).collect());
+        // Each name's first column, so that a wide header is checked in linear time.
+        let mut first_of = foldhash::HashMap::<&str, usize>::default();
+        for (c, name) in samples.iter().enumerate() {
+            if let Some(&first) = first_of.get(name.as_str()) {
+                return Err(Error::Sample(format!(
+                    "line {line}: columns {} and {} are both named '{}': their results could not be told apart; rename one",
+                    first + 2,
+                    c + 2,
+                    excerpt(name)
+                )));
+            }
+            first_of.insert(name, c);
+        }
+        Ok(Layout { delim, line, header, samples })
+    }
+}
+
+/// The gene rows of a table read so far, and the checks of each new row.
+pub(super) struct Rows {
+    pub(super) layout: Layout,
+    pub(super) genes: Vec<String>,
+    /// The line (1-based) of each gene row.
+    pub(super) line_of: Vec<usize>,
+    pub(super) summary_rows: Vec<String>,
+    seen: Seen,
+}
+
+impl Rows {
+    /// `rows`: the number of rows expected (capacity only).
+    pub(super) fn new(layout: Layout, rows: usize) -> Rows {
+        Rows { layout, genes: Vec::with_capacity(rows), line_of: Vec::with_capacity(rows), summary_rows: Vec::new(), seen: Seen::with_capacity(rows) }
+    }
+
+    /// Reads content line `no` (0-based), its values into `values`; false for a read-counter
+    /// summary row, which is recorded and has no values.
+    pub(super) fn read(&mut self, no: usize, line: &str, values: &mut Vec<f64>) -> Result<bool> {
+        let (delim, first_line, columns) = (self.layout.delim, self.layout.line, self.layout.samples.len());
+        if let Some(c) = unsafe_char(line, delim) {
+            return Err(Error::Sample(format!("line {}: contains the control character U+{:04X}", no + 1, c as u32)));
+        }
+        if self.genes.len() == MAX_ROWS {
+            return Err(Error::Sample(format!("line {}: more than {MAX_ROWS} gene rows, the limit for a sample file", no + 1)));
+        }
+        let fields = split_fields(line, delim);
+        if fields.len() != columns + 1 {
+            let other = if delim == '\t' { ("comma", ',') } else { ("tab", '\t') };
+            let hint = if line.contains(other.1) {
+                format!("; the line is separated by {}s but line {first_line} by {}", other.0, if delim == '\t' { "tabs" } else { "commas" })
+            } else {
+                String::new()
+            };
+            return Err(Error::Sample(format!(
+                "line {}: {} fields, expected {} (gene + {columns} value column{}){hint}",
+                no + 1,
+                fields.len(),
+                columns + 1,
+                if columns == 1 { "" } else { "s" }
+            )));
+        }
+        let gene = fields[0];
+        if gene.is_empty() {
+            return Err(Error::Sample(format!("line {}: empty gene name", no + 1)));
+        }
+        if is_counter_summary(gene) {
+            // Reads no gene got: they are not part of the library of any gene.
+            if self.summary_rows.len() < MAX_SUMMARY_ROWS {
+                self.summary_rows.push(gene.to_string());
+            }
+            return Ok(false);
+        }
+        if let Some(prev) = self.seen.insert(gene, self.genes.len(), &self.genes) {
+            let prev = self.line_of[prev];
+            return Err(Error::Sample(format!("line {}: gene '{gene}' appears twice (first on line {prev})", no + 1)));
+        }
+        values.clear();
+        for (c, f) in fields[1..].iter().enumerate() {
+            let v: f64 = f.parse().map_err(|_| {
+                Error::Sample(format!("line {}, column {} (gene '{}'): '{}' is not a number", no + 1, c + 2, excerpt(gene), excerpt(f)))
+            })?;
+            if !v.is_finite() {
+                return Err(Error::Sample(format!(
+                    "line {}, column {} (gene '{}'): {} is not a finite number",
+                    no + 1,
+                    c + 2,
+                    excerpt(gene),
+                    excerpt(f)
+                )));
+            }
+            values.push(v);
+        }
+        self.genes.push(gene.to_string());
+        self.line_of.push(no + 1);
+        Ok(true)
+    }
+
+    /// The rows read, or the error of a table without any.
+    pub(super) fn finish(self) -> Result<Rows> {
+        if self.genes.is_empty() {
+            return Err(Error::Sample(format!("the file has a header (line {}) but no gene rows", self.layout.line)));
+        }
+        Ok(self)
     }
 }
 
@@ -371,7 +476,14 @@ impl Seen {
     }
 }
 
-fn resolve_kind(kind: ValueKind, header: Option<&[&str]>, values: &[Vec<f64>]) -> ValueKind {
+/// Whether every value is a non-negative integer (counts).
+fn integral(values: &[Vec<f64>]) -> bool {
+    values.iter().flatten().all(|&v| v >= 0.0 && v.fract() == 0.0)
+}
+
+/// `kind`, or for `Auto` what the header says or else what the values are (`integral`: whether
+/// they are all non-negative integers, asked only when the header does not tell).
+pub(super) fn resolve_kind(kind: ValueKind, header: Option<&[String]>, integral: impl FnOnce() -> bool) -> ValueKind {
     if kind != ValueKind::Auto {
         return kind;
     }
@@ -384,6 +496,5 @@ fn resolve_kind(kind: ValueKind, header: Option<&[&str]>, values: &[Vec<f64>]) -
             return ValueKind::Counts;
         }
     }
-    let integral = values.iter().flatten().all(|&v| v >= 0.0 && v.fract() == 0.0);
-    if integral { ValueKind::Counts } else { ValueKind::LogCpm }
+    if integral() { ValueKind::Counts } else { ValueKind::LogCpm }
 }
