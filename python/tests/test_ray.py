@@ -18,9 +18,9 @@ import refcast.ray as rr  # noqa: E402
 from conftest import EXAMPLES  # noqa: E402
 
 SAMPLES = 200
-# Every 10th known perturbation (124 of the bundled model's 1,239): 200 × 124 screens take about a
-# minute per pass on 2 cores, and the test makes two (Ray, then the plain loop);
-# REFCAST_PY_COHORT=all screens every known perturbation (about 8 minutes per pass on 2 cores).
+# Every 10th known perturbation (124 of the bundled model's 1,239): 200 × 124 screens took 1-3
+# minutes per pass on 2 busy cores, and the test makes two (Ray, then the plain loop);
+# REFCAST_PY_COHORT=all screens every known perturbation (7-8 minutes per pass there).
 EVERY = 1 if os.environ.get("REFCAST_PY_COHORT") == "all" else 10
 # Two actors on the 2-CPU cluster, each reserving half a CPU, so that Ray Data's tasks (Parquet
 # reads and writes, from_pandas) always find a whole one, even while a failed run's actors are
