@@ -4,12 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Whether every `name==version` line of a requirements file is installed at that version.
+# Whether every `name==version` (or `name[extra,...]==version`) line of a requirements file is
+# installed at that version (extras: the package itself is checked).
 pinned_versions_installed() {
   python3 - "$1" <<'EOF'
 import importlib.metadata as md, re, sys
 for line in open(sys.argv[1]):
-    m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
+    m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", line)
     if m:
         try:
             if md.version(m[1]) != m[2]:
@@ -53,8 +54,8 @@ if ! pinned_versions_installed tests/requirements-decoupler.txt; then
   python3 -m pip install -q --require-hashes --no-deps -r tests/requirements-decoupler.txt
 fi
 
-# The Python package's build and tests (python/): maturin and pytest at python/requirements-dev.txt's
-# versions.
+# The Python package's build and tests (python/): maturin, pytest and ray[data] at
+# python/requirements-dev.txt's versions.
 if ! pinned_versions_installed python/requirements-dev.txt; then
   echo "setup: pip install -r python/requirements-dev.txt"
   python3 -m pip install -q -r python/requirements-dev.txt

@@ -28,7 +28,7 @@ def to_table(data, *, layer=None, use_raw=False, groupby=None, orient=None, valu
         return _refcast.Table.read(os.fspath(data), values)
     if isinstance(data, pd.Series):
         name = "sample" if data.name is None else str(data.name)
-        return _from_matrix([str(g) for g in data.index], [name], _numbers(data.to_numpy())[None, :], values)
+        return _from_matrix([str(g) for g in data.index], [name], numbers(data.to_numpy())[None, :], values)
     if isinstance(data, pd.DataFrame):
         if orient not in ORIENTS:
             raise RequestError(
@@ -36,17 +36,17 @@ def to_table(data, *, layer=None, use_raw=False, groupby=None, orient=None, valu
                 f"or orient='samples x genes' (a row per sample, as AnnData), got orient={orient!r}"
             )
         frame = data if orient == "samples x genes" else data.T
-        return _from_matrix([str(g) for g in frame.columns], [str(s) for s in frame.index], _numbers(frame.to_numpy()), values)
-    if _is_anndata(data):
+        return _from_matrix([str(g) for g in frame.columns], [str(s) for s in frame.index], numbers(frame.to_numpy()), values)
+    if is_anndata(data):
         return _from_anndata(data, layer=layer, use_raw=use_raw, groupby=groupby, values=values)
     raise RequestError(f"data must be an AnnData, a pandas DataFrame or Series, a path to a sample file, or None; got {type(data).__name__}")
 
 
-def _is_anndata(data) -> bool:
+def is_anndata(data) -> bool:
     return type(data).__name__ == "AnnData" and hasattr(data, "obs") and hasattr(data, "var_names")
 
 
-def _numbers(matrix) -> np.ndarray:
+def numbers(matrix) -> np.ndarray:
     try:
         return np.asarray(matrix, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -57,7 +57,9 @@ def _from_matrix(genes, samples, matrix, values):
     return _refcast.Table.from_columns(genes, samples, np.ascontiguousarray(matrix, dtype=np.float64), values)
 
 
-def _from_anndata(adata, *, layer, use_raw, groupby, values):
+def anndata_matrix(adata, *, layer=None, use_raw=False):
+    """The AnnData's expression matrix (``.X``, ``layers[layer]`` or ``.raw.X``), its genes and
+    where it came from (for messages)."""
     if use_raw and layer is not None:
         raise RequestError("give layer or use_raw, not both")
     if use_raw:
@@ -72,7 +74,11 @@ def _from_anndata(adata, *, layer, use_raw, groupby, values):
         matrix, genes, where = adata.X, adata.var_names, ".X"
     if matrix is None:
         raise SampleError(f"the AnnData has no expression values in {where}; pass layer= (e.g. layer='counts') or use_raw=True")
-    genes = [str(g) for g in genes]
+    return matrix, [str(g) for g in genes], where
+
+
+def _from_anndata(adata, *, layer, use_raw, groupby, values):
+    matrix, genes, where = anndata_matrix(adata, layer=layer, use_raw=use_raw)
     if groupby is None:
         return _from_matrix(genes, [str(s) for s in adata.obs_names], _dense(matrix), values)
     if groupby not in adata.obs.columns:
@@ -85,7 +91,7 @@ def _from_anndata(adata, *, layer, use_raw, groupby, values):
 def _dense(matrix) -> np.ndarray:
     if hasattr(matrix, "toarray"):
         matrix = matrix.toarray()
-    return _numbers(matrix)
+    return numbers(matrix)
 
 
 def _pseudobulk(matrix, genes, groups: pd.Series, where: str):

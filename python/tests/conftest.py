@@ -21,6 +21,17 @@ def cli() -> Path:
     return path
 
 
+def load_on(backend: str, path=None) -> refcast.Model:
+    """A model on `backend`. The GPU backend takes any adapter, lavapipe included; without one
+    the GPU cases skip, except under CI=true, where they fail."""
+    try:
+        return refcast.load(path, backend=backend)
+    except refcast.GpuError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true requires a GPU adapter (lavapipe in CI), and none was found: {e}")
+        pytest.skip(f"no GPU adapter: {e}")
+
+
 @pytest.fixture(scope="session")
 def model():
     return refcast.load(backend="cpu")
