@@ -73,12 +73,20 @@ struct Common {
     #[arg(long, value_name = "HEX")]
     sha256: Option<String>,
     /// Sample file: TSV or CSV, first column genes (symbols or Ensembl ids), then one column per
-    /// sample (counts or log-CPM). A header line is optional. `-` reads standard input.
+    /// sample (counts, log-CPM, TPM, FPKM or CPM); a header line is optional. Also read:
+    /// gzip-compressed files, featureCounts output, Salmon quant.genes.sf, kallisto
+    /// abundance.tsv, and a 10x Genomics filtered_feature_bc_matrix/ directory (pseudobulk).
+    /// `-` reads standard input. What the file was read as is printed on standard error.
     #[arg(long, short, default_value = DEFAULT_SAMPLE)]
     sample: PathBuf,
-    /// What the sample's values are: auto (from the header or the values), counts, log-cpm.
+    /// What the sample's values are: auto (from the header or the values), counts, log-cpm
+    /// (natural log, ln(1 + CPM)), log2-cpm, log10-cpm, tpm, fpkm or cpm.
     #[arg(long, default_value = "auto")]
     values: ValueKind,
+    /// For a 10x matrix directory: a barcode → group table (two columns, tab or comma); each
+    /// group's cells are summed into one sample. Without it, all cells make one sample.
+    #[arg(long, value_name = "FILE")]
+    groups: Option<PathBuf>,
     /// For log-CPM samples: the library size (sum of counts) the values were computed from, so
     /// that a model with a depth covariate knows the sequencing depth. Count samples have theirs.
     #[arg(long, value_name = "READS")]
@@ -247,15 +255,8 @@ fn with_library_size(reference: Reference, library_size: Option<f64>) -> Result<
     })
 }
 
-fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
-    let path = locate(path);
-    let limit = Limit { what: "sample file", bytes: MAX_SAMPLE_BYTES as u64, fix: "split the samples into several files" };
-    let bytes = read_bounded(&path, &limit)?;
-    let mut table = SampleTable::parse(&bytes, kind).with_context(|| cli::input::display(&path))?;
-    if let Some(file) = path.file_name().and_then(|s| s.to_str()).filter(|_| !is_dash(&path)) {
-        table.name_after_file(file);
-    }
-    Ok(table)
+fn load_sample(common: &Common) -> Result<SampleTable> {
+    Ok(cli::sample::load(&locate(&common.sample), common.values, common.groups.as_deref())?.table)
 }
 
 /// Reads a signature file (see `screen --help`); `column` names its weight column.
@@ -314,7 +315,7 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     // Outputs first: a directory that cannot be written to fails before the work is done.
     let output = Output::prepare(args.output.as_deref().unwrap_or(Path::new("-")))?;
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
-    let table = load_sample(&args.common.sample, args.common.values)?;
+    let table = load_sample(&args.common)?;
     let context = context_metadata(&cfg, &args.common)?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
     let requested: Vec<Metadata> = perts.iter().map(|p| p.1.clone()).collect();
@@ -402,7 +403,7 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     let cfg = engine.config().clone();
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
     let signature = args.signature.as_deref().map(|path| load_signature(path, args.signature_column.as_deref())).transpose()?;
-    let table = load_sample(&args.common.sample, args.common.values)?;
+    let table = load_sample(&args.common)?;
     if table.samples.len() != 1 {
         bail!("screen takes one sample; the file has {} columns ({})", table.samples.len(), table.samples.join(", "));
     }

@@ -8,3 +8,4 @@ pub mod signals;
 pub mod stdio;
 // After `stdio`, whose `note!` it uses.
 pub mod report;
+pub mod sample;

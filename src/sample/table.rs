@@ -2,14 +2,26 @@
 //! read-counter summary rows left out) or columns already in memory, checked the same way.
 
 use super::reference::normalise_into;
+use super::units::{self, KindSource};
 use super::*;
+
+/// Which columns of a table hold the gene ids and the values (0-based).
+pub(super) enum Columns {
+    /// The first column genes, every other one values.
+    All,
+    Some { gene: usize, values: Vec<usize> },
+}
 
 impl SampleTable {
     /// Names a lone value column with a generic header ("count", "log_cpm", …) after the file it
     /// came from: `tumour_01.tsv` → "tumour_01". Other columns keep their headers.
     pub fn name_after_file(&mut self, file_name: &str) {
-        const GENERIC: [&str; 8] = ["count", "counts", "value", "values", "log_cpm", "logcpm", "expression", "sample1"];
+        const GENERIC: [&str; 17] = [
+            "count", "counts", "value", "values", "log_cpm", "logcpm", "ln_cpm", "log2_cpm", "log10_cpm", "tpm", "fpkm", "rpkm",
+            "cpm", "numreads", "est_counts", "expression", "sample1",
+        ];
         let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+        let base = base.strip_suffix(".gz").unwrap_or(base);
         let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem).trim();
         if let ([name], false) = (self.samples.as_mut_slice(), stem.is_empty()) {
             if GENERIC.contains(&name.to_ascii_lowercase().as_str()) {
@@ -20,6 +32,12 @@ impl SampleTable {
 
     /// Parses a table from a file's bytes. `kind` says what the values are.
     pub fn parse(bytes: &[u8], kind: ValueKind) -> Result<SampleTable> {
+        Ok(Self::parse_columns(bytes, kind, Columns::All)?.0)
+    }
+
+    /// [`SampleTable::parse`] reading only some columns (a tool's table with annotation columns),
+    /// and saying how the value kind was decided.
+    pub(super) fn parse_columns(bytes: &[u8], kind: ValueKind, columns: Columns) -> Result<(SampleTable, KindSource)> {
         if bytes.len() > MAX_SAMPLE_BYTES {
             return Err(Error::Sample(format!("the file is {} bytes, over the {MAX_SAMPLE_BYTES}-byte limit", bytes.len())));
         }
@@ -49,8 +67,16 @@ impl SampleTable {
             return Err(Error::Sample(format!("line {}: contains the control character U+{:04X}", first_no + 1, c as u32)));
         }
         let head = split_fields(first, delim);
+        let width = head.len();
+        let (gene_col, value_cols): (usize, Vec<usize>) = match columns {
+            Columns::All => (0, (1..width).collect()),
+            Columns::Some { gene, values } => (gene, values),
+        };
+        if let Some(&c) = value_cols.iter().chain([&gene_col]).find(|&&c| c >= width) {
+            return Err(Error::Sample(format!("line {}: {width} columns, but column {} was expected", first_no + 1, c + 1)));
+        }
         let has_header = head[1..].iter().any(|f| f.parse::<f64>().is_err());
-        let columns = head.len() - 1;
+        let columns = value_cols.len();
         if columns == 0 {
             return Err(Error::Sample(format!("line {}: only one column; expected gene and value columns", first_no + 1)));
         }
@@ -61,7 +87,7 @@ impl SampleTable {
             )));
         }
         let samples: Vec<String> = if has_header {
-            head[1..].iter().map(|s| s.to_string()).collect()
+            value_cols.iter().map(|&c| head[c].to_string()).collect()
         } else {
             (1..=columns).map(|i| format!("sample{i}")).collect()
         };
@@ -70,8 +96,8 @@ impl SampleTable {
                 return Err(Error::Sample(format!(
                     "line {}: columns {} and {} are both named '{}': their results could not be told apart; rename one",
                     first_no + 1,
-                    first + 2,
-                    c + 2,
+                    value_cols[first] + 1,
+                    value_cols[c] + 1,
                     excerpt(name)
                 )));
             }
@@ -99,21 +125,24 @@ impl SampleTable {
             } else {
                 fields.extend(split(line, delim));
             }
-            if fields.len() != columns + 1 {
+            if fields.len() != width {
                 let hint = if line.contains(other.1) {
                     format!("; the line is separated by {}s but line {} by {}", other.0, first_no + 1, if delim == '\t' { "tabs" } else { "commas" })
                 } else {
                     String::new()
                 };
                 return Err(Error::Sample(format!(
-                    "line {}: {} fields, expected {} (gene + {columns} value column{}){hint}",
+                    "line {}: {} fields, expected {width} ({}){hint}",
                     no + 1,
                     fields.len(),
-                    columns + 1,
-                    if columns == 1 { "" } else { "s" }
+                    if width == columns + 1 {
+                        format!("gene + {columns} value column{}", if columns == 1 { "" } else { "s" })
+                    } else {
+                        format!("as the header, line {}", first_no + 1)
+                    }
                 )));
             }
-            let gene = fields[0];
+            let gene = fields[gene_col];
             if gene.is_empty() {
                 return Err(Error::Sample(format!("line {}: empty gene name", no + 1)));
             }
@@ -128,15 +157,16 @@ impl SampleTable {
                 let prev = line_of[prev];
                 return Err(Error::Sample(format!("line {}: gene '{gene}' appears twice (first on line {prev})", no + 1)));
             }
-            for (c, f) in fields[1..].iter().enumerate() {
+            for (c, &col) in value_cols.iter().enumerate() {
+                let f = fields[col];
                 let v: f64 = f.parse().map_err(|_| {
-                    Error::Sample(format!("line {}, column {} (gene '{}'): '{}' is not a number", no + 1, c + 2, excerpt(gene), excerpt(f)))
+                    Error::Sample(format!("line {}, column {} (gene '{}'): '{}' is not a number", no + 1, col + 1, excerpt(gene), excerpt(f)))
                 })?;
                 if !v.is_finite() {
                     return Err(Error::Sample(format!(
                         "line {}, column {} (gene '{}'): {} is not a finite number",
                         no + 1,
-                        c + 2,
+                        col + 1,
                         excerpt(gene),
                         excerpt(f)
                     )));
@@ -149,10 +179,11 @@ impl SampleTable {
         if genes.is_empty() {
             return Err(Error::Sample(format!("the file has a header (line {}) but no gene rows", first_no + 1)));
         }
-        let kind = resolve_kind(kind, has_header.then_some(&head[1..]), &values);
+        let header: Vec<&str> = value_cols.iter().map(|&c| head[c]).collect();
+        let (kind, source) = units::resolve(kind, has_header.then_some(&header[..]), &values, genes.len())?;
         let table = SampleTable { genes, samples, values, kind, summary_rows };
         table.check_counts(|g| format!("line {}: ", line_of[g]))?;
-        Ok(table)
+        Ok((table, source))
     }
 
     /// A table from values already in memory (a data frame or matrix of a front end), checked as
@@ -196,7 +227,7 @@ impl SampleTable {
                 return Err(Error::Sample(format!("gene '{}' in sample '{}': {} is not a finite number", genes[g], samples[s], column[g])));
             }
         }
-        let kind = resolve_kind(kind, None, &values);
+        let (kind, _) = units::resolve(kind, None, &values, genes.len())?;
         let table = SampleTable { genes, samples, values, kind, summary_rows: Vec::new() };
         table.check_counts(|_| String::new())?;
         Ok(table)
@@ -258,12 +289,22 @@ const MAX_GENE_FRACTION: f64 = 0.9;
 
 /// What a file that is not text is, by its first bytes, with what to do instead.
 pub fn binary_format(bytes: &[u8]) -> Option<&'static str> {
-    const FORMATS: [(&[u8], &str); 5] = [
+    const R: &str = "an R data file (.rds/.RData), such as a Seurat or DESeq2 object: export its counts in R, e.g. \
+                     write.table(as.matrix(counts), \"counts.tsv\", sep = \"\\t\", quote = FALSE)";
+    const FORMATS: [(&[u8], &str); 13] = [
         (b"\x1f\x8b", "gzip-compressed (decompress it first, e.g. gunzip; a Seurat .rds file is gzip too: export its counts as TSV)"),
         (b"PK\x03\x04", "a ZIP archive, such as an Excel .xlsx workbook (save the sheet as TSV or CSV)"),
         (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook (save the sheet as TSV or CSV)"),
         (b"\x89HDF", "an HDF5 file, such as an AnnData .h5ad or a 10x .h5 (read it with the Python package, refcast.load(...).predict(adata))"),
         (b"\x89PNG", "a PNG image"),
+        (b"\xfd7zXZ\x00", "xz-compressed (decompress it first: xz -d; refcast reads gzip)"),
+        (b"BZh", "bzip2-compressed (decompress it first: bunzip2; refcast reads gzip)"),
+        (b"\x28\xb5\x2f\xfd", "zstd-compressed (decompress it first: zstd -d; refcast reads gzip)"),
+        (b"X\n\x00\x00\x00", R),
+        (b"RDX2\n", R),
+        (b"RDX3\n", R),
+        (b"RDA2\n", R),
+        (b"RDA3\n", R),
     ];
     FORMATS.iter().find(|(magic, _)| bytes.starts_with(magic)).map(|(_, what)| *what)
 }
@@ -369,21 +410,4 @@ impl Seen {
         rows.insert_unique(h, row, |&r| hasher.hash_one(normalise_id(&genes[r])));
         None
     }
-}
-
-fn resolve_kind(kind: ValueKind, header: Option<&[&str]>, values: &[Vec<f64>]) -> ValueKind {
-    if kind != ValueKind::Auto {
-        return kind;
-    }
-    if let Some(h) = header {
-        let h: Vec<String> = h.iter().map(|s| s.to_ascii_lowercase().replace(['-', '_', ' '], "")).collect();
-        if h.iter().all(|s| s.contains("logcpm")) {
-            return ValueKind::LogCpm;
-        }
-        if h.iter().all(|s| s.contains("count")) {
-            return ValueKind::Counts;
-        }
-    }
-    let integral = values.iter().flatten().all(|&v| v >= 0.0 && v.fract() == 0.0);
-    if integral { ValueKind::Counts } else { ValueKind::LogCpm }
 }
