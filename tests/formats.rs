@@ -252,6 +252,10 @@ const REFUSED: &[(&str, fn() -> String, &[&str])] = &[
         },
         &["the header 'log_cpm' reads as ln(1 + CPM), but only log2(1 + CPM) brings", "--values"],
     ),
+    ("log_base_stated_against_the_values", || {
+        let b = bytes("tests/data/formats/airway_log2cpm.tsv");
+        sample::read(&b, "x.tsv", ValueKind::LogCpm).unwrap_err().to_string()
+    }, &["--values log-cpm reads the values as ln(1 + CPM), but only log2(1 + CPM) brings", "base 2: 1.000e6"]),
     ("anndata_h5ad", || error(b"\x89HDF\r\n\x1a\n\0\0\0\0", "pbmc.h5ad"), &["AnnData .h5ad", "anndata.read_h5ad", "refcast.load().predict"]),
     ("loom", || error(b"\x89HDF\r\n\x1a\n\0\0\0\0", "pbmc.loom"), &["a loom file", "anndata.read_loom"]),
     (

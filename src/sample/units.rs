@@ -174,24 +174,29 @@ fn unique_base(values: &[Vec<f64>]) -> Option<ValueKind> {
 /// Decides what a table's values are. `header`: its value columns' names, if it has a header;
 /// `genes`: how many gene rows it has.
 pub(super) fn resolve(kind: ValueKind, header: Option<&[&str]>, values: &[Vec<f64>], genes: usize) -> Result<(ValueKind, KindSource)> {
-    if kind != ValueKind::Auto {
-        return Ok((kind, KindSource::Stated));
-    }
     let ask = |why: String| Error::Sample(format!("{why}; state what the values are with --values, e.g. --values log2-cpm (one of {KIND_NAMES})"));
-    if let Some(k) = header.and_then(from_header) {
-        let head = header.and_then(|h| h.first()).map_or(String::new(), |h| super::excerpt(h));
-        // A header that names a log base the values contradict (the sums fit one other base only)
-        // is refused rather than followed: that misreading moves every gene.
+    // A log base, stated or named by the header, that the values contradict (the sums fit one
+    // other base only) is refused rather than followed: that misreading moves every gene.
+    let contradicted = |k: ValueKind, said: String| -> Result<()> {
         if k.log_base().is_some() && genes >= MIN_GENES_FOR_BASE {
             if let Some(fit) = unique_base(values).filter(|&fit| fit != k) {
                 return Err(ask(format!(
-                    "the header '{head}' reads as {}, but only {} brings every sample's CPM to a sum near 10⁶ ({})",
+                    "{said} {}, but only {} brings every sample's CPM to a sum near 10⁶ ({})",
                     k.describe(),
                     fit.describe(),
                     sums_by_base(values)
                 )));
             }
         }
+        Ok(())
+    };
+    if kind != ValueKind::Auto {
+        contradicted(kind, format!("--values {} reads the values as", kind.name()))?;
+        return Ok((kind, KindSource::Stated));
+    }
+    if let Some(k) = header.and_then(from_header) {
+        let head = header.and_then(|h| h.first()).map_or(String::new(), |h| super::excerpt(h));
+        contradicted(k, format!("the header '{head}' reads as"))?;
         return Ok((k, KindSource::Header(head)));
     }
     if values.iter().flatten().all(|&v| v >= 0.0 && v.fract() == 0.0) {
