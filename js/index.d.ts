@@ -116,20 +116,28 @@ export interface Familiarity {
   summary: string;
 }
 
+/** What a sample's values are: `log-cpm` is the natural log, ln(1 + CPM). */
+export type ValueKind = 'counts' | 'log-cpm' | 'log2-cpm' | 'log10-cpm' | 'tpm' | 'fpkm' | 'cpm';
+
 /**
  * A sample: TSV/CSV text, a `File`/`Blob` or bytes of such a file (first column genes as symbols
  * or Ensembl ids, then one value column per sample; header optional), or one profile as arrays.
+ * Files may be gzip-compressed (decompressed with `DecompressionStream`), featureCounts output,
+ * Salmon `quant.genes.sf` or kallisto `abundance.tsv`.
  */
 export type SampleInput =
   | string
   | Blob
   | ArrayBuffer
   | ArrayBufferView
-  | { genes: string[]; values: ArrayLike<number>; kind?: 'counts' | 'log-cpm' };
+  | { genes: string[]; values: ArrayLike<number>; kind?: ValueKind };
 
 export interface SampleOptions {
-  /** What the values are; `auto` (default) decides from the header or the values. */
-  values?: 'auto' | 'counts' | 'log-cpm';
+  /**
+   * What the values are; `auto` (default) decides from the header or the values (a log base only
+   * when exactly one fits, else the call rejects asking for it).
+   */
+  values?: 'auto' | ValueKind;
   /** Which value column of the file: position (default 0) or header name. */
   column?: number | string;
   /** The file's name: a lone value column with a generic header ("count", "log_cpm") is then named after it. */
@@ -141,7 +149,9 @@ export interface ReferenceInfo {
   name: string;
   /** Sum of counts; 10⁶ for log-CPM input. */
   librarySize: number;
-  valueKind: 'counts' | 'log-cpm';
+  valueKind: ValueKind;
+  /** What the file was read as (format, value kind and how it was decided, gzip), one line. */
+  interpretation: string;
   /** Names of the file's value columns. */
   columns: string[];
   /** Gene rows in the file. */
@@ -203,6 +213,8 @@ export type Baseline = 'reference' | 'control';
 /** Mirrors the Rust `Prediction`: one row per (draw, reference, perturbation), in that nesting order. */
 export interface Prediction {
   genes: number;
+  /** What the sample file was read as (one line); `null` for prompt-only generation. */
+  interpretation: string | null;
   rows: Array<{ reference: number; perturbation: number; sample: number }>;
   /** `[rows × genes]` predicted log-CPM (natural log of CPM + 1), formed as `mode` says. */
   logCpm: Float32Array;
@@ -327,6 +339,8 @@ export interface ScreenResult {
   /** The units of every fold change: "ln fold change" (natural log; log2 = ln / ln 2). */
   foldChangeUnits: string;
   reference: ReferenceInfo;
+  /** What the sample file was read as (one line). */
+  interpretation: string;
   /** The reference's familiarity (one entry; none for a model without a control perturbation). */
   familiarity: Familiarity[];
   /** The signature's genes the model does not know, left out of the reversal scores. */

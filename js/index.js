@@ -112,7 +112,8 @@ async function sampleBytes(sample) {
     if (!values || typeof values.length !== 'number' || values.length !== genes.length) {
       throw new RefcastError('sample', `invalid sample: ${genes.length} genes but ${values?.length ?? 'no'} values`);
     }
-    const header = sample.values === undefined ? 'value' : sample.kind === 'counts' ? 'count' : sample.kind === 'log-cpm' ? 'log_cpm' : 'value';
+    // The kind as a header the library reads (`count`, `log2_cpm`, `tpm`, …); none: `value`.
+    const header = sample.kind === undefined ? 'value' : sample.kind === 'counts' ? 'count' : String(sample.kind).replace('-', '_');
     const lines = [`gene\t${header}`];
     for (let i = 0; i < genes.length; i++) {
       const g = String(genes[i]);
@@ -122,6 +123,46 @@ async function sampleBytes(sample) {
     return new TextEncoder().encode(lines.join('\n'));
   }
   return toBytes(sample, 'sample');
+}
+
+/** The most bytes a sample may decompress to: the library's limit on a sample file. */
+const MAX_SAMPLE_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Sample bytes as the library reads them: gzip (magic 1f 8b) decompressed with the platform's
+ * DecompressionStream, at most MAX_SAMPLE_BYTES (a small file may expand to gigabytes); other
+ * bytes as they are. `gzip` says which, for the interpretation the library reports.
+ */
+async function gunzipSample(bytes) {
+  if (!bytes || bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return { bytes, gzip: false };
+  if (typeof DecompressionStream === 'undefined') {
+    throw new RefcastError('sample', 'the sample is gzip-compressed and this platform has no DecompressionStream; decompress it first (gunzip)');
+  }
+  const reader = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip')).getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    let step;
+    try {
+      step = await reader.read();
+    } catch (e) {
+      throw new RefcastError('sample', `the gzip data is corrupt or truncated after ${total} decompressed bytes (${e.message}); copy the file again`, { cause: e });
+    }
+    if (step.done) break;
+    total += step.value.length;
+    if (total > MAX_SAMPLE_BYTES) {
+      await reader.cancel().catch(() => {});
+      throw new RefcastError('sample', `the gzip file (${bytes.length} bytes) decompresses to more than ${MAX_SAMPLE_BYTES} bytes, over the limit for a sample file (a decompression bomb, or a table to split into several files)`);
+    }
+    chunks.push(step.value);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return { bytes: out, gzip: true };
 }
 
 function listOf(v) {
@@ -235,10 +276,10 @@ export class Refcast {
   async inspectSample(sample, options = {}) {
     const model = this.#live();
     return this.#run(async () => {
-      const bytes = await sampleBytes(sample);
+      const { bytes, gzip } = await gunzipSample(await sampleBytes(sample));
       if (!bytes) throw new RefcastError('usage', 'inspectSample needs a sample');
       try {
-        return model.inspectSample(bytes, clean({ values: options.values, column: options.column, fileName: options.fileName }));
+        return model.inspectSample(bytes, clean({ values: options.values, column: options.column, fileName: options.fileName, gzip: gzip || undefined }));
       } catch (e) {
         throw wrap(e);
       }
@@ -260,16 +301,16 @@ export class Refcast {
       perturbations: [...listOf(perturbations), ...listOf(perturbation)],
       contexts: [...listOf(context), ...listOf(contexts)],
     });
-    return this.#onSample(sample, 'predictMs', (bytes) => model.predict(bytes, options));
+    return this.#onSample(sample, 'predictMs', (bytes, gzip) => model.predict(bytes, gzip ? { ...options, gzip } : options));
   }
 
   /** Queues `call` on the sample's bytes; times it under `timing` and tags the backend. */
   #onSample(sample, timing, call) {
     return this.#run(async () => {
-      const bytes = await sampleBytes(sample);
+      const { bytes, gzip } = await gunzipSample(await sampleBytes(sample));
       const t0 = performance.now();
       try {
-        const out = await call(bytes);
+        const out = await call(bytes, gzip);
         out.timings = { [timing]: performance.now() - t0 };
         out.backend = this.backend;
         return out;
@@ -293,7 +334,7 @@ export class Refcast {
     if (onProgress !== undefined && typeof onProgress !== 'function') throw new RefcastError('usage', 'screen: onProgress must be a function');
     const sig = signature instanceof Map ? Object.fromEntries(signature) : signature;
     const options = clean({ ...rest, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig });
-    return this.#onSample(sample, 'screenMs', (bytes) => model.screen(bytes, options, onProgress));
+    return this.#onSample(sample, 'screenMs', (bytes, gzip) => model.screen(bytes, gzip ? { ...options, gzip } : options, onProgress));
   }
 
   /** Releases the model (on WebGPU: its device and GPU memory). Later calls reject. */

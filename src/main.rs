@@ -13,10 +13,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use refcast::backend::BackendKind;
 use refcast::format::{Group, MAX_MODEL_BYTES, Metadata, ModelFile, checksum};
 use refcast::metadata;
-use refcast::sample::{DEFAULT_CHUNK_BUDGET, MAX_SAMPLE_BYTES, MAX_STREAM_BYTES, Reference, SampleTable, StreamedTable, ValueKind};
+use refcast::sample::{DEFAULT_CHUNK_BUDGET, MAX_SAMPLE_BYTES, Reference, SampleTable, ValueKind};
 use refcast::{Engine, ScreenOptions};
 
-use cli::input::{Limit, is_dash, open_bounded, read_bounded};
+use cli::input::{Limit, is_dash, read_bounded};
 use cli::output::{Output, refuse_output_over_input};
 use cli::report::{report_familiarity, summarise, write_familiarity, write_familiarity_header, write_familiarity_row};
 use refcast::session::{Baseline, PredictionMode, Request, Sampling, Signature};
@@ -86,12 +86,20 @@ struct Common {
     #[arg(long, value_name = "HEX")]
     sha256: Option<String>,
     /// Sample file: TSV or CSV, first column genes (symbols or Ensembl ids), then one column per
-    /// sample (counts or log-CPM). A header line is optional. `-` reads standard input.
+    /// sample (counts, log-CPM, TPM, FPKM or CPM); a header line is optional. Also read:
+    /// gzip-compressed files, featureCounts output, Salmon quant.genes.sf, kallisto
+    /// abundance.tsv, and a 10x Genomics filtered_feature_bc_matrix/ directory (pseudobulk).
+    /// `-` reads standard input. What the file was read as is printed on standard error.
     #[arg(long, short, default_value = DEFAULT_SAMPLE)]
     sample: PathBuf,
-    /// What the sample's values are: auto (from the header or the values), counts, log-cpm.
+    /// What the sample's values are: auto (from the header or the values), counts, log-cpm
+    /// (natural log, ln(1 + CPM)), log2-cpm, log10-cpm, tpm, fpkm or cpm.
     #[arg(long, default_value = "auto")]
     values: ValueKind,
+    /// For a 10x matrix directory: a barcode → group table (two columns, tab or comma); each
+    /// group's cells are summed into one sample. Without it, all cells make one sample.
+    #[arg(long, value_name = "FILE")]
+    groups: Option<PathBuf>,
     /// For log-CPM samples: the library size (sum of counts) the values were computed from, so
     /// that a model with a depth covariate knows the sequencing depth. Count samples have theirs.
     #[arg(long, value_name = "READS")]
@@ -283,30 +291,8 @@ fn with_library_size(reference: Reference, library_size: Option<f64>) -> Result<
     })
 }
 
-fn load_sample(path: &Path, kind: ValueKind) -> Result<SampleTable> {
-    let path = locate(path);
-    let limit = Limit { what: "sample file", bytes: MAX_SAMPLE_BYTES as u64, fix: "split the samples into several files" };
-    let bytes = read_bounded(&path, &limit)?;
-    let mut table = SampleTable::parse(&bytes, kind).with_context(|| cli::input::display(&path))?;
-    if let Some(file) = path.file_name().and_then(|s| s.to_str()).filter(|_| !is_dash(&path)) {
-        table.name_after_file(file);
-    }
-    Ok(table)
-}
-
-/// Reads a sample table for `predict` in one pass, its columns spilled to an anonymous temporary
-/// file (removed by the system however the process ends), every check done before it returns.
-fn stream_sample(path: &Path, kind: ValueKind, budget: usize) -> Result<StreamedTable<std::fs::File>> {
-    let path = locate(path);
-    let limit = Limit { what: "sample file", bytes: MAX_STREAM_BYTES, fix: "split the samples into several files" };
-    let input = open_bounded(&path, &limit)?;
-    let spill = tempfile::tempfile().context("cannot create a temporary file for the sample's columns")?;
-    let reader = std::io::BufReader::with_capacity(1 << 20, input);
-    let mut table = StreamedTable::read(reader, kind, spill, budget).with_context(|| cli::input::display(&path))?;
-    if let Some(file) = path.file_name().and_then(|s| s.to_str()).filter(|_| !is_dash(&path)) {
-        table.name_after_file(file);
-    }
-    Ok(table)
+fn load_sample(common: &Common) -> Result<SampleTable> {
+    Ok(cli::sample::load(&locate(&common.sample), common.values, common.groups.as_deref())?.table)
 }
 
 /// Reads a signature file (see `screen --help`); `column` names its weight column.
@@ -368,7 +354,7 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     let report = args.report.as_deref().map(Output::prepare).transpose()?;
     let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
     let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, enrichment.as_ref().map(|_| "--enrichment"))?;
-    let mut table = stream_sample(&args.common.sample, args.common.values, args.chunk_budget)?;
+    let mut table = cli::sample::for_predict(&locate(&args.common.sample), args.common.values, args.common.groups.as_deref(), args.chunk_budget)?;
     let context = context_metadata(&cfg, &args.common)?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
     let requested: Vec<Metadata> = perts.iter().map(|p| p.1.clone()).collect();
@@ -382,7 +368,7 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
         Some(n) => Sampling::Samples { num_samples: n, seed: args.seed.unwrap_or(0) },
     };
     note!("refcast: {} on {}", cfg.name, engine.describe())?;
-    let samples = table.samples.len();
+    let samples = table.samples().len();
     let progress = ProgressBar::new(samples as u64).with_style(
         ProgressStyle::with_template("{spinner} predicting [{bar:30}] {pos}/{len} samples {eta}").expect("template").progress_chars("=> "),
     );
@@ -410,10 +396,9 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     // The report shows the samples the summary shows.
     let mut reported = Vec::new();
     let mut outside = 0;
-    let mut chunk = table.empty_chunk();
-    for range in table.chunks().collect::<Vec<_>>() {
+    for range in table.chunks() {
         let first = range.start;
-        table.read_columns(range, &mut chunk)?;
+        let chunk = table.read_columns(range)?;
         for s in 0..chunk.samples.len() {
             // The first few samples are summarised on standard error; the output has them all.
             let shown = first + s < SUMMARISED_SAMPLES;
@@ -531,7 +516,7 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, needed)?;
     let sets_options = cli::enrichment::screen_options(gene_sets.clone(), &args.common.sets, args.rank_by.as_deref())?;
     let signature = args.signature.as_deref().map(|path| load_signature(path, args.signature_column.as_deref())).transpose()?;
-    let table = load_sample(&args.common.sample, args.common.values)?;
+    let table = load_sample(&args.common)?;
     if table.samples.len() != 1 {
         bail!("screen takes one sample; the file has {} columns ({})", table.samples.len(), table.samples.join(", "));
     }

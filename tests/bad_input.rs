@@ -425,7 +425,7 @@ bad_inputs! {
     sample_negative_log_cpm:
         reference_error("gene\tlog_cpm\nGENE0\t2.5\nGENE1\t-1.5\n", ValueKind::Auto) => ["gene 'GENE1'", "log-CPM -1.5", "never negative"];
     sample_log_cpm_above_the_maximum:
-        reference_error("gene\tvalue\nGENE0\t2.5\nGENE1\t5000.5\n", ValueKind::Auto) => ["gene 'GENE1'", "log-CPM 5000.5", "above 13.9", "--values counts"];
+        reference_error("gene\tvalue\nGENE0\t2.5\nGENE1\t5000.5\n", ValueKind::LogCpm) => ["gene 'GENE1'", "log-CPM 5000.5", "above 13.9", "--values counts"];
     sample_duplicate_gene:
         sample_error(b"gene\tcount\nGENE0\t1\nGENE1\t2\ngene0\t3\n") => ["line 4", "gene 'gene0' appears twice", "first on line 2"];
     sample_duplicate_gene_by_symbol_and_ensembl_id:

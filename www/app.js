@@ -124,6 +124,16 @@ function fillConditions(info) {
 // ---------------------------------------------------------------------------------------------
 // Sample
 
+/** The value kinds the library reads, as the status line names them. */
+const VALUE_KINDS = {
+  'log-cpm': 'log-CPM (natural log)',
+  'log2-cpm': 'log2-CPM',
+  'log10-cpm': 'log10-CPM',
+  tpm: 'TPM',
+  fpkm: 'FPKM',
+  cpm: 'CPM',
+};
+
 async function setSample(bytes, name) {
   state.sample = { bytes, name };
   $('column-select').replaceChildren();
@@ -153,7 +163,8 @@ async function inspect() {
     state.sample.ok = true;
     show(
       $('sample-status'),
-      `${state.sample.name}: sample “${r.name}”, ${r.rows.toLocaleString('en')} genes read as ${r.valueKind === 'counts' ? `raw counts (library size ${Math.round(r.librarySize).toLocaleString('en')})` : 'log-CPM'}. ${r.report}.`,
+      `${state.sample.name}: sample “${r.name}”, ${r.rows.toLocaleString('en')} genes read as ${r.valueKind === 'counts' ? `raw counts (library size ${Math.round(r.librarySize).toLocaleString('en')})` : VALUE_KINDS[r.valueKind] ?? r.valueKind}. ` +
+        `The file was ${r.interpretation}. ${r.report}.`,
     );
   } catch (e) {
     state.sample.ok = false;

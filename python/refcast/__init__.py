@@ -143,8 +143,10 @@ class Model:
             ``"IFN-beta"``) or dicts of fields; one name alone is fine. None: the model's default.
         groupby: an ``.obs`` column; raw counts are summed per group (pseudobulk) and each group
             is one reference, named after it.
-        values: ``"auto"`` (counts when every value is a non-negative whole number, else
-            log-CPM), ``"counts"`` or ``"log-cpm"`` (natural log of CPM + 1). scanpy's
+        values: ``"auto"`` (counts when every value is a non-negative whole number; TPM/CPM
+            when each sample sums to about 10⁶; else the one log base under which the CPM sums to
+            10⁶, or an error asking), ``"counts"``, ``"log-cpm"`` (natural log of CPM + 1),
+            ``"log2-cpm"``, ``"log10-cpm"``, ``"tpm"``, ``"fpkm"`` or ``"cpm"``. scanpy's
             ``normalize_total`` + ``log1p`` is not log-CPM: pass the raw counts.
         mode: ``"counterfactual"`` (the sample moved by the predicted change) or ``"decoded"``.
         versus: fold changes against ``"reference"`` or ``"control"``; None: the library's

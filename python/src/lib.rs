@@ -30,6 +30,8 @@ use worker::EngineThread;
 #[pyclass(frozen, module = "refcast._refcast")]
 struct Table {
     table: SampleTable,
+    /// What a file was read as (format, value kind, gzip), for files.
+    interpretation: Option<String>,
 }
 
 #[pymethods]
@@ -42,7 +44,7 @@ impl Table {
         let matrix = values.as_array();
         let columns: Vec<Vec<f64>> = matrix.outer_iter().map(|row| row.to_vec()).collect();
         let table = SampleTable::from_columns(genes, samples, columns, kind).map_err(error)?;
-        Ok(Table { table })
+        Ok(Table { table, interpretation: None })
     }
 
     /// A TSV/CSV sample file read by the library, as the CLI reads `--sample`.
@@ -50,20 +52,24 @@ impl Table {
     #[pyo3(signature = (path, kind = "auto"))]
     fn read(py: Python<'_>, path: PathBuf, kind: &str) -> PyResult<Table> {
         let kind: ValueKind = kind.parse().map_err(usage)?;
-        let table = py.detach(|| -> refcast::Result<SampleTable> {
+        let table = py.detach(|| -> refcast::Result<refcast::sample::SampleFile> {
             let io = |source| refcast::Error::Io { path: path.display().to_string(), source };
             let size = std::fs::metadata(&path).map_err(io)?.len();
             if size > MAX_SAMPLE_BYTES as u64 {
                 return Err(refcast::Error::Sample(format!("{}: {size} bytes, over the {MAX_SAMPLE_BYTES}-byte limit for a sample file", path.display())));
             }
             let bytes = std::fs::read(&path).map_err(io)?;
-            let mut table = SampleTable::parse(&bytes, kind)?;
-            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-                table.name_after_file(name);
-            }
-            Ok(table)
+            refcast::sample::read(&bytes, &path.to_string_lossy(), kind)
         });
-        Ok(Table { table: table.map_err(error)? })
+        let file = table.map_err(error)?;
+        Ok(Table { table: file.table, interpretation: Some(file.interpretation.to_string()) })
+    }
+
+    /// What the file was read as (format, value kind and how it was decided, gzip); None for a
+    /// table made from columns.
+    #[getter]
+    fn interpretation(&self) -> Option<String> {
+        self.interpretation.clone()
     }
 
     #[getter]
@@ -359,11 +365,7 @@ fn matrix(py: Python<'_>, values: Vec<f32>, rows: usize, cols: usize) -> Bound<'
 }
 
 fn kind_name(kind: ValueKind) -> &'static str {
-    match kind {
-        ValueKind::Counts => "counts",
-        ValueKind::LogCpm => "log-cpm",
-        ValueKind::Auto => "auto",
-    }
+    kind.name()
 }
 
 /// A metadata value from Python: text, or a number (bool refused: no prior field is boolean).

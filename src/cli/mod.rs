@@ -11,3 +11,4 @@ pub mod stdio;
 // After `stdio`, whose `note!` they use.
 pub mod enrichment;
 pub mod report;
+pub mod sample;

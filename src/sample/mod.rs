@@ -2,19 +2,32 @@
 //! strictly, and matched to a model's gene vocabulary. Every error names the line, column, gene
 //! or limit; nothing is dropped without being counted.
 //!
+//! `format_detect`: a file's bytes to a table, whatever its format (gzip, featureCounts, Salmon,
+//! kallisto, plain TSV/CSV), with the [`Interpretation`] every front end prints; formats refcast
+//! does not read are refused by name there;
+//! `units`: what the values are (counts, log-CPM in base 2, e or 10, TPM/FPKM/CPM) and how that
+//! is decided;
+//! `tenx`: a 10x Genomics matrix (Matrix Market + features + barcodes), pseudobulked;
 //! `table`: reading and checking tables (files and in-memory columns share the checks);
 //! `stream`: tables too large to hold, read in one pass and given back in chunks of columns;
 //! `reference`: gene identifiers, the model's gene index, and a column matched to it.
 
 use crate::error::{Error, Result};
 
+mod format_detect;
 mod reference;
 mod stream;
 mod table;
+pub mod tenx;
+mod units;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use format_detect::gunzip;
+pub use format_detect::{Format, Interpretation, SampleFile, is_plain_table, read, read_decompressed};
 pub use reference::{GeneIndex, MatchReport, Reference, normalise_id};
 pub use stream::{DEFAULT_CHUNK_BUDGET, MAX_LINE_BYTES, MAX_STREAM_BYTES, MAX_STREAM_CELLS, StreamedTable};
 pub use table::{binary_format, excerpt};
+pub use units::{CPM_SUM_RANGE, KIND_NAMES, KindSource, MIN_GENES_FOR_BASE, ValueKind};
 
 /// Largest sample file refcast reads (a genome-wide matrix of a few hundred samples fits).
 pub const MAX_SAMPLE_BYTES: usize = 256 << 20;
@@ -34,29 +47,6 @@ pub const MAX_LOG_CPM: f64 = 13.9;
 /// The largest library size (reads) a log-CPM sample may be given.
 pub const MAX_LIBRARY_SIZE: f64 = 1e12;
 
-/// What the values of a table are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ValueKind {
-    /// Decide from the header (`count`/`counts` vs `log_cpm`/`logcpm`) or, without one, from the
-    /// values (all non-negative integers → counts).
-    #[default]
-    Auto,
-    Counts,
-    LogCpm,
-}
-
-impl std::str::FromStr for ValueKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
-            "auto" => Ok(ValueKind::Auto),
-            "counts" | "count" => Ok(ValueKind::Counts),
-            "logcpm" => Ok(ValueKind::LogCpm),
-            _ => Err(format!("unknown value kind '{s}' (expected auto, counts or log-cpm)")),
-        }
-    }
-}
-
 /// A parsed expression table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleTable {
@@ -65,7 +55,7 @@ pub struct SampleTable {
     pub samples: Vec<String>,
     /// `values[s][g]`.
     pub values: Vec<Vec<f64>>,
-    /// Counts or log-CPM, resolved.
+    /// What the values are, resolved (never `Auto`).
     pub kind: ValueKind,
     /// Read-counter summary rows (HTSeq `__no_feature`, STAR `N_unmapped`, …) left out: they are
     /// not genes, and their reads are not part of any gene's library.
@@ -86,10 +76,13 @@ mod tests {
     }
 
     #[test]
-    fn reads_headerless_csv_as_log_cpm() {
-        let t = SampleTable::parse(b"A,1.5\nB,2.25\n", ValueKind::Auto).unwrap();
+    fn reads_headerless_csv_of_a_stated_kind() {
+        let t = SampleTable::parse(b"A,1.5\nB,2.25\n", ValueKind::LogCpm).unwrap();
         assert_eq!(t.kind, ValueKind::LogCpm);
         assert_eq!(t.samples, ["sample1"]);
+        // Two genes cannot tell a log base from the values: the kind is asked for.
+        let e = SampleTable::parse(b"A,1.5\nB,2.25\n", ValueKind::Auto).unwrap_err().to_string();
+        assert!(e.contains("too few") && e.contains("--values"), "{e}");
     }
 
     #[test]
@@ -106,7 +99,7 @@ mod tests {
             let t = SampleTable::parse(text, ValueKind::Auto).unwrap();
             Reference { name: "s".into(), log_cpm: vec![], library_size: 1e6, depth_known: t.kind == ValueKind::Counts, measured: vec![], report: MatchReport::default() }
         };
-        let log_cpm = reference(b"A,1.5\nB,2.25\n");
+        let log_cpm = reference(b"gene,log_cpm\nA,1.5\nB,2.25\n");
         assert_eq!(log_cpm.sequencing_depth(), None);
         let given = log_cpm.clone().with_library_size(2.5e7).unwrap();
         assert_eq!((given.sequencing_depth(), given.library_size), (Some(2.5e7), 2.5e7));
@@ -125,7 +118,9 @@ mod tests {
         let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let t = SampleTable::from_columns(strings(&["ISG15", "ENSG00000000003.14"]), strings(&["count"]), vec![vec![10.0, 0.0]], ValueKind::Auto).unwrap();
         assert_eq!(t, SampleTable::parse(b"gene\tcount\nISG15\t10\nENSG00000000003.14\t0\n", ValueKind::Auto).unwrap());
-        assert_eq!(SampleTable::from_columns(strings(&["A", "B"]), strings(&["s"]), vec![vec![1.5, 2.25]], ValueKind::Auto).unwrap().kind, ValueKind::LogCpm);
+        let stated = SampleTable::from_columns(strings(&["A", "B"]), strings(&["s"]), vec![vec![1.5, 2.25]], ValueKind::LogCpm);
+        assert_eq!(stated.unwrap().kind, ValueKind::LogCpm);
+        assert!(SampleTable::from_columns(strings(&["A", "B"]), strings(&["s"]), vec![vec![1.5, 2.25]], ValueKind::Auto).is_err());
         let refused = |genes: &[&str], values: Vec<Vec<f64>>, kind| {
             let samples = (0..values.len()).map(|s| format!("s{s}")).collect();
             SampleTable::from_columns(strings(genes), samples, values, kind).unwrap_err()

@@ -137,30 +137,25 @@ impl Reference {
         let mut log_cpm = gene_mean.to_vec();
         let mut measured = vec![false; index.genes];
         let mut report = MatchReport::default();
-        let library_size = match table.kind {
+        let kind = table.kind;
+        let library_size = match kind {
             ValueKind::Counts => values.iter().sum::<f64>(),
             _ => 1e6,
         };
+        let sample = &table.samples[s];
+        // Each model gene the sample gives, with its value; converted to log-CPM below, once an
+        // abundance's sum over the model's genes is known.
+        let mut given = Vec::with_capacity(index.genes.min(values.len()));
         let mut buf = String::new();
         for (gene, &v) in table.genes.iter().zip(values) {
-            if table.kind != ValueKind::Counts && !(0.0..=MAX_LOG_CPM).contains(&v) {
-                let why = if v < 0.0 {
-                    "log-CPM is ln(1 + CPM) and never negative".to_string()
-                } else {
-                    format!("above {MAX_LOG_CPM}, the largest possible log-CPM (ln(1 + 10⁶)); if the values are counts, say so (--values counts)")
-                };
-                return Err(Error::Sample(format!("gene '{gene}' in sample '{}' has log-CPM {v}: {why}", table.samples[s])));
-            }
+            check_value(kind, gene, sample, v)?;
             match index.get_with(gene, &mut buf) {
                 Some(i) if measured[i] => {
                     return Err(Error::Sample(format!("gene '{gene}' maps to model gene {i}, which another row of the sample already gave")));
                 }
                 Some(i) => {
                     measured[i] = true;
-                    log_cpm[i] = match table.kind {
-                        ValueKind::Counts => (v / library_size * 1e6).ln_1p() as f32,
-                        _ => v as f32,
-                    };
+                    given.push((i, v));
                 }
                 None => {
                     report.unknown += 1;
@@ -169,6 +164,24 @@ impl Reference {
                     }
                 }
             }
+        }
+        // Abundances are rescaled to sum to 10⁶ over the model's genes: TPM and FPKM are
+        // relative to whatever genes the quantifier saw, and only their proportions carry over.
+        let scale = if kind.is_abundance() {
+            let total: f64 = given.iter().map(|&(_, v)| v).sum();
+            if total <= 0.0 {
+                return Err(Error::Sample(format!("sample '{sample}': the {} of the model's genes sum to 0", kind.describe())));
+            }
+            1e6 / total
+        } else {
+            1.0
+        };
+        for (i, v) in given {
+            log_cpm[i] = match kind {
+                ValueKind::Counts => (v / library_size * 1e6).ln_1p(),
+                k if k.is_abundance() => (v * scale).ln_1p(),
+                k => v * k.log_base().map_or(1.0, f64::ln),
+            } as f32;
         }
         report.matched = measured.iter().filter(|&&m| m).count();
         report.missing = index.genes - report.matched;
@@ -189,7 +202,32 @@ impl Reference {
                 MIN_MATCHED_FRACTION * 100.0
             )));
         }
-        let depth_known = table.kind == ValueKind::Counts;
+        let depth_known = kind == ValueKind::Counts;
         Ok(Reference { name: table.samples[s].clone(), log_cpm, library_size: library_size as f32, depth_known, measured, report })
     }
+}
+
+/// A value's range for its kind: log-CPM between 0 and ln(1 + 10⁶) (in its base), abundances not
+/// negative (counts are checked when the table is read).
+fn check_value(kind: ValueKind, gene: &str, sample: &str, v: f64) -> Result<()> {
+    if let Some(base) = kind.log_base() {
+        let label = match kind {
+            ValueKind::Log2Cpm => "log2-CPM",
+            ValueKind::Log10Cpm => "log10-CPM",
+            _ => "log-CPM",
+        };
+        let max = MAX_LOG_CPM / base.ln();
+        if !(0.0..=max).contains(&v) {
+            let why = if v < 0.0 {
+                format!("{} is never negative", kind.describe())
+            } else {
+                let largest = kind.describe().replace("CPM", "10⁶");
+                format!("above {max:.1}, the largest possible {label} ({largest}); if the values are counts, say so (--values counts)")
+            };
+            return Err(Error::Sample(format!("gene '{gene}' in sample '{sample}' has {label} {v}: {why}")));
+        }
+    } else if kind.is_abundance() && v < 0.0 {
+        return Err(Error::Sample(format!("gene '{gene}' in sample '{sample}' has a negative {} ({v})", kind.describe())));
+    }
+    Ok(())
 }

@@ -11,7 +11,9 @@
 use std::io::{BufRead, BufWriter, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 
-use super::table::{ColumnStats, Layout, Rows, is_content, name_lone_column, resolve_kind};
+use super::format_detect::{Format, Interpretation};
+use super::table::{ColumnStats, Columns, Layout, Rows, is_content, name_lone_column};
+use super::units::{self, ValueSums};
 use super::*;
 
 /// Most bytes a streamed table may have (a genome-wide matrix of tens of thousands of samples).
@@ -30,8 +32,10 @@ pub struct StreamedTable<F> {
     pub genes: Vec<String>,
     /// One name per value column.
     pub samples: Vec<String>,
-    /// Counts or log-CPM, resolved.
+    /// What the values are, resolved.
     pub kind: ValueKind,
+    /// What the file was read as (a plain table, never gzip: those are read whole).
+    pub interpretation: Interpretation,
     /// Read-counter summary rows left out (see [`SampleTable::summary_rows`]).
     pub summary_rows: Vec<String>,
     stats: Vec<ColumnStats>,
@@ -95,6 +99,7 @@ impl<F: Read + Write + Seek> Spill<F> {
 struct Reader<F> {
     rows: Rows,
     stats: Vec<ColumnStats>,
+    sums: ValueSums,
     /// Rows not yet spilled, row-major.
     block: Vec<f64>,
     block_rows: usize,
@@ -114,8 +119,9 @@ impl<F: Read + Write + Seek> Reader<F> {
                 no + 1
             )));
         }
-        for (stats, &v) in self.stats.iter_mut().zip(&self.row) {
+        for (s, (stats, &v)) in self.stats.iter_mut().zip(&self.row).enumerate() {
             stats.push(g, v);
+            self.sums.add(s, v);
         }
         self.block.extend_from_slice(&self.row);
         if self.block.len() == self.block_rows * columns {
@@ -181,13 +187,14 @@ impl<F: Read + Write + Seek> StreamedTable<F> {
                 reader.line(no, line)?;
                 continue;
             }
-            let layout = Layout::read(no, line)?;
+            let layout = Layout::read(no, line, Columns::All)?;
             let columns = layout.samples.len();
             let headerless = layout.header.is_none();
             let block_rows = (budget / 2 / (columns * 8)).max(1);
             let mut first = Reader {
                 rows: Rows::new(layout, 0),
                 stats: vec![ColumnStats::default(); columns],
+                sums: ValueSums::new(columns),
                 block: Vec::with_capacity(block_rows * columns),
                 block_rows,
                 row: Vec::with_capacity(columns),
@@ -202,15 +209,17 @@ impl<F: Read + Write + Seek> StreamedTable<F> {
             return Err(Error::Sample("the file is empty".into()));
         };
         reader.flush()?;
-        let Reader { rows, stats, spill, .. } = reader;
+        let Reader { rows, stats, sums, spill, .. } = reader;
         let Rows { layout, genes, line_of, summary_rows, .. } = rows.finish()?;
-        let kind = resolve_kind(kind, layout.header.as_deref(), || stats.iter().all(|s| s.integral));
+        let header: Option<Vec<&str>> = layout.header.as_ref().map(|h| h.iter().map(String::as_str).collect());
+        let (kind, source) = units::resolve(kind, header.as_deref(), &sums, genes.len())?;
+        let interpretation = Interpretation { format: Format::Table { delimiter: layout.delim }, gzip: false, kind, source };
         if kind == ValueKind::Counts {
             for (s, name) in stats.iter().zip(&layout.samples) {
                 s.check_counts(&genes, name, |g| format!("line {}: ", line_of[g]))?;
             }
         }
-        Ok(StreamedTable { genes, samples: layout.samples, kind, summary_rows, stats, spill, budget })
+        Ok(StreamedTable { genes, samples: layout.samples, kind, interpretation, summary_rows, stats, spill, budget })
     }
 
     /// [`SampleTable::name_after_file`].

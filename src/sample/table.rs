@@ -2,7 +2,15 @@
 //! read-counter summary rows left out) or columns already in memory, checked the same way.
 
 use super::reference::normalise_into;
+use super::units::{self, KindSource, ValueSums};
 use super::*;
+
+/// Which columns of a table hold the gene ids and the values (0-based).
+pub(super) enum Columns {
+    /// The first column genes, every other one values.
+    All,
+    Some { gene: usize, values: Vec<usize> },
+}
 
 impl SampleTable {
     /// Names a lone value column with a generic header ("count", "log_cpm", …) after the file it
@@ -13,6 +21,12 @@ impl SampleTable {
 
     /// Parses a table from a file's bytes. `kind` says what the values are.
     pub fn parse(bytes: &[u8], kind: ValueKind) -> Result<SampleTable> {
+        Ok(Self::parse_columns(bytes, kind, Columns::All)?.0)
+    }
+
+    /// [`SampleTable::parse`] reading only some columns (a tool's table with annotation columns),
+    /// and saying how the value kind was decided.
+    pub(super) fn parse_columns(bytes: &[u8], kind: ValueKind, columns: Columns) -> Result<(SampleTable, KindSource)> {
         if bytes.len() > MAX_SAMPLE_BYTES {
             return Err(Error::Sample(format!("the file is {} bytes, over the {MAX_SAMPLE_BYTES}-byte limit", bytes.len())));
         }
@@ -28,7 +42,7 @@ impl SampleTable {
         let Some((first_no, first)) = lines.next() else {
             return Err(Error::Sample("the file is empty".into()));
         };
-        let layout = Layout::read(first_no, first)?;
+        let layout = Layout::read(first_no, first, columns)?;
         let columns = layout.samples.len();
         // Sized from the line count so that nothing grows while reading.
         let rows = text.bytes().filter(|&b| b == b'\n').count().min(MAX_ROWS) + 1;
@@ -44,10 +58,11 @@ impl SampleTable {
             }
         }
         let Rows { layout, genes, line_of, summary_rows, .. } = reader.finish()?;
-        let kind = resolve_kind(kind, layout.header.as_deref(), || integral(&values));
+        let header: Option<Vec<&str>> = layout.header.as_ref().map(|h| h.iter().map(String::as_str).collect());
+        let (kind, source) = units::resolve(kind, header.as_deref(), &ValueSums::of(&values), genes.len())?;
         let table = SampleTable { genes, samples: layout.samples, values, kind, summary_rows };
         table.check_counts(|g| format!("line {}: ", line_of[g]))?;
-        Ok(table)
+        Ok((table, source))
     }
 
     /// A table from values already in memory (a data frame or matrix of a front end), checked as
@@ -91,7 +106,7 @@ impl SampleTable {
                 return Err(Error::Sample(format!("gene '{}' in sample '{}': {} is not a finite number", genes[g], samples[s], column[g])));
             }
         }
-        let kind = resolve_kind(kind, None, || integral(&values));
+        let (kind, _) = units::resolve(kind, None, &ValueSums::of(&values), genes.len())?;
         let table = SampleTable { genes, samples, values, kind, summary_rows: Vec::new() };
         table.check_counts(|_| String::new())?;
         Ok(table)
@@ -190,8 +205,12 @@ impl ColumnStats {
 
 /// [`SampleTable::name_after_file`] on a table's sample names.
 pub(super) fn name_lone_column(samples: &mut [String], file_name: &str) {
-    const GENERIC: [&str; 8] = ["count", "counts", "value", "values", "log_cpm", "logcpm", "expression", "sample1"];
+    const GENERIC: [&str; 17] = [
+        "count", "counts", "value", "values", "log_cpm", "logcpm", "ln_cpm", "log2_cpm", "log10_cpm", "tpm", "fpkm", "rpkm", "cpm",
+        "numreads", "est_counts", "expression", "sample1",
+    ];
     let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+    let base = base.strip_suffix(".gz").unwrap_or(base);
     let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem).trim();
     if let ([name], false) = (samples, stem.is_empty()) {
         if GENERIC.contains(&name.to_ascii_lowercase().as_str()) {
@@ -207,9 +226,13 @@ pub(super) fn is_content(line: &str) -> bool {
 
 /// A table's first line: its delimiter, and its header (sample names) or its first row.
 pub(super) struct Layout {
-    delim: char,
+    pub(super) delim: char,
     /// The line (1-based).
     line: usize,
+    /// Fields per line, the gene's column and the value columns (0-based).
+    width: usize,
+    gene: usize,
+    values: Vec<usize>,
     /// The names of the value columns when the first line is a header.
     pub(super) header: Option<Vec<String>>,
     /// One name per value column (the header's, or `sample1`, …).
@@ -218,7 +241,7 @@ pub(super) struct Layout {
 
 impl Layout {
     /// Reads the first content line, `no` (0-based).
-    pub(super) fn read(no: usize, first: &str) -> Result<Layout> {
+    pub(super) fn read(no: usize, first: &str, columns: Columns) -> Result<Layout> {
         let line = no + 1;
         let delim = if first.contains('\t') {
             '\t'
@@ -233,15 +256,23 @@ impl Layout {
             return Err(Error::Sample(format!("line {line}: contains the control character U+{:04X}", c as u32)));
         }
         let head = split_fields(first, delim);
+        let width = head.len();
+        let (gene, values): (usize, Vec<usize>) = match columns {
+            Columns::All => (0, (1..width).collect()),
+            Columns::Some { gene, values } => (gene, values),
+        };
+        if let Some(&c) = values.iter().chain([&gene]).find(|&&c| c >= width) {
+            return Err(Error::Sample(format!("line {line}: {width} columns, but column {} was expected", c + 1)));
+        }
         let has_header = head[1..].iter().any(|f| f.parse::<f64>().is_err());
-        let columns = head.len() - 1;
+        let columns = values.len();
         if columns == 0 {
             return Err(Error::Sample(format!("line {line}: only one column; expected gene and value columns")));
         }
         if columns > MAX_COLUMNS {
             return Err(Error::Sample(format!("line {line}: {columns} value columns, over the limit of {MAX_COLUMNS}")));
         }
-        let header: Option<Vec<String>> = has_header.then(|| head[1..].iter().map(|s| s.to_string()).collect());
+        let header: Option<Vec<String>> = has_header.then(|| values.iter().map(|&c| head[c].to_string()).collect());
         let samples = header.clone().unwrap_or_else(|| (1..=columns).map(|i| format!("sample{i}")).collect());
         // Each name's first column, so that a wide header is checked in linear time.
         let mut first_of = foldhash::HashMap::<&str, usize>::default();
@@ -249,14 +280,14 @@ impl Layout {
             if let Some(&first) = first_of.get(name.as_str()) {
                 return Err(Error::Sample(format!(
                     "line {line}: columns {} and {} are both named '{}': their results could not be told apart; rename one",
-                    first + 2,
-                    c + 2,
+                    values[first] + 1,
+                    values[c] + 1,
                     excerpt(name)
                 )));
             }
             first_of.insert(name, c);
         }
-        Ok(Layout { delim, line, header, samples })
+        Ok(Layout { delim, line, width, gene, values, header, samples })
     }
 }
 
@@ -279,7 +310,7 @@ impl Rows {
     /// Reads content line `no` (0-based), its values into `values`; false for a read-counter
     /// summary row, which is recorded and has no values.
     pub(super) fn read(&mut self, no: usize, line: &str, values: &mut Vec<f64>) -> Result<bool> {
-        let (delim, first_line, columns) = (self.layout.delim, self.layout.line, self.layout.samples.len());
+        let (delim, first_line, columns, width) = (self.layout.delim, self.layout.line, self.layout.samples.len(), self.layout.width);
         if let Some(c) = unsafe_char(line, delim) {
             return Err(Error::Sample(format!("line {}: contains the control character U+{:04X}", no + 1, c as u32)));
         }
@@ -287,7 +318,7 @@ impl Rows {
             return Err(Error::Sample(format!("line {}: more than {MAX_ROWS} gene rows, the limit for a sample file", no + 1)));
         }
         let fields = split_fields(line, delim);
-        if fields.len() != columns + 1 {
+        if fields.len() != width {
             let other = if delim == '\t' { ("comma", ',') } else { ("tab", '\t') };
             let hint = if line.contains(other.1) {
                 format!("; the line is separated by {}s but line {first_line} by {}", other.0, if delim == '\t' { "tabs" } else { "commas" })
@@ -295,14 +326,17 @@ impl Rows {
                 String::new()
             };
             return Err(Error::Sample(format!(
-                "line {}: {} fields, expected {} (gene + {columns} value column{}){hint}",
+                "line {}: {} fields, expected {width} ({}){hint}",
                 no + 1,
                 fields.len(),
-                columns + 1,
-                if columns == 1 { "" } else { "s" }
+                if width == columns + 1 {
+                    format!("gene + {columns} value column{}", if columns == 1 { "" } else { "s" })
+                } else {
+                    format!("as the header, line {first_line}")
+                }
             )));
         }
-        let gene = fields[0];
+        let gene = fields[self.layout.gene];
         if gene.is_empty() {
             return Err(Error::Sample(format!("line {}: empty gene name", no + 1)));
         }
@@ -318,15 +352,16 @@ impl Rows {
             return Err(Error::Sample(format!("line {}: gene '{gene}' appears twice (first on line {prev})", no + 1)));
         }
         values.clear();
-        for (c, f) in fields[1..].iter().enumerate() {
+        for &c in &self.layout.values {
+            let f = fields[c];
             let v: f64 = f.parse().map_err(|_| {
-                Error::Sample(format!("line {}, column {} (gene '{}'): '{}' is not a number", no + 1, c + 2, excerpt(gene), excerpt(f)))
+                Error::Sample(format!("line {}, column {} (gene '{}'): '{}' is not a number", no + 1, c + 1, excerpt(gene), excerpt(f)))
             })?;
             if !v.is_finite() {
                 return Err(Error::Sample(format!(
                     "line {}, column {} (gene '{}'): {} is not a finite number",
                     no + 1,
-                    c + 2,
+                    c + 1,
                     excerpt(gene),
                     excerpt(f)
                 )));
@@ -363,12 +398,22 @@ const MAX_GENE_FRACTION: f64 = 0.9;
 
 /// What a file that is not text is, by its first bytes, with what to do instead.
 pub fn binary_format(bytes: &[u8]) -> Option<&'static str> {
-    const FORMATS: [(&[u8], &str); 5] = [
+    const R: &str = "an R data file (.rds/.RData), such as a Seurat or DESeq2 object: export its counts in R, e.g. \
+                     write.table(as.matrix(counts), \"counts.tsv\", sep = \"\\t\", quote = FALSE)";
+    const FORMATS: [(&[u8], &str); 13] = [
         (b"\x1f\x8b", "gzip-compressed (decompress it first, e.g. gunzip; a Seurat .rds file is gzip too: export its counts as TSV)"),
         (b"PK\x03\x04", "a ZIP archive, such as an Excel .xlsx workbook (save the sheet as TSV or CSV)"),
         (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook (save the sheet as TSV or CSV)"),
         (b"\x89HDF", "an HDF5 file, such as an AnnData .h5ad or a 10x .h5 (read it with the Python package, refcast.load(...).predict(adata))"),
         (b"\x89PNG", "a PNG image"),
+        (b"\xfd7zXZ\x00", "xz-compressed (decompress it first: xz -d; refcast reads gzip)"),
+        (b"BZh", "bzip2-compressed (decompress it first: bunzip2; refcast reads gzip)"),
+        (b"\x28\xb5\x2f\xfd", "zstd-compressed (decompress it first: zstd -d; refcast reads gzip)"),
+        (b"X\n\x00\x00\x00", R),
+        (b"RDX2\n", R),
+        (b"RDX3\n", R),
+        (b"RDA2\n", R),
+        (b"RDA3\n", R),
     ];
     FORMATS.iter().find(|(magic, _)| bytes.starts_with(magic)).map(|(_, what)| *what)
 }
@@ -476,25 +521,3 @@ impl Seen {
     }
 }
 
-/// Whether every value is a non-negative integer (counts).
-fn integral(values: &[Vec<f64>]) -> bool {
-    values.iter().flatten().all(|&v| v >= 0.0 && v.fract() == 0.0)
-}
-
-/// `kind`, or for `Auto` what the header says or else what the values are (`integral`: whether
-/// they are all non-negative integers, asked only when the header does not tell).
-pub(super) fn resolve_kind(kind: ValueKind, header: Option<&[String]>, integral: impl FnOnce() -> bool) -> ValueKind {
-    if kind != ValueKind::Auto {
-        return kind;
-    }
-    if let Some(h) = header {
-        let h: Vec<String> = h.iter().map(|s| s.to_ascii_lowercase().replace(['-', '_', ' '], "")).collect();
-        if h.iter().all(|s| s.contains("logcpm")) {
-            return ValueKind::LogCpm;
-        }
-        if h.iter().all(|s| s.contains("count")) {
-            return ValueKind::Counts;
-        }
-    }
-    if integral() { ValueKind::Counts } else { ValueKind::LogCpm }
-}

@@ -132,12 +132,12 @@ impl RefcastModel {
     #[wasm_bindgen(js_name = inspectSample)]
     pub fn inspect_sample(&self, sample: &[u8], options: JsValue) -> Result<JsValue, JsValue> {
         let o: SampleOptions = if options.is_undefined() { SampleOptions::default() } else { from_js(options, "sample options")? };
-        let table = parse_table(sample, o.values.as_deref(), o.file_name.as_deref())?;
-        let s = column(&table, o.column.as_ref())?;
+        let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip)?;
+        let s = column(&file.table, o.column.as_ref())?;
         let guard = self.state.borrow();
         let engine = guard.engine.as_ref().ok_or_else(|| self.gone())?;
-        let r = engine.reference(&table, s).map_err(refcast_error)?;
-        Ok(reference_js(&r, &table).into())
+        let r = engine.reference(&file.table, s).map_err(refcast_error)?;
+        Ok(reference_js(&r, &file).into())
     }
 
     /// Predicts the sample (file bytes; `undefined` for prompt-only generation) under each
@@ -219,14 +219,14 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     }
     let (references, table) = match &sample {
         Some(bytes) => {
-            let table = parse_table(bytes, o.values.as_deref(), o.file_name.as_deref())?;
-            let cols = columns(&table, o.column.as_ref(), o.columns.as_ref())?;
+            let file = read_sample(bytes, o.values.as_deref(), o.file_name.as_deref(), o.gzip)?;
+            let cols = columns(&file.table, o.column.as_ref(), o.columns.as_ref())?;
             let refs = cols
                 .into_iter()
-                .map(|s| with_library_size(engine.reference(&table, s)?, o.library_size))
+                .map(|s| with_library_size(engine.reference(&file.table, s)?, o.library_size))
                 .collect::<crate::Result<Vec<_>>>()
                 .map_err(refcast_error)?;
-            (refs, Some(table))
+            (refs, Some(file))
         }
         None if o.column.is_some() || o.columns.is_some() => return Err(usage("column(s) given without a sample")),
         None => (Vec::new(), None),
@@ -284,6 +284,7 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     };
     set(&out, "reference", if infos.length() > 0 { infos.get(0) } else { JsValue::NULL });
     set(&out, "references", infos);
+    set(&out, "interpretation", table.as_ref().map(|f| JsValue::from(f.interpretation.to_string())).unwrap_or(JsValue::NULL));
     set(&out, "baseline", if pred.log_fold_change.is_some() { JsValue::from(req.baseline.to_string()) } else { JsValue::NULL });
     if let (Some(n), Some(lfc)) = (o.top, &pred.log_fold_change) {
         // Each row's extremes, over the genes its reference measured (all, for prompt-only rows).
@@ -320,9 +321,9 @@ fn with_library_size(r: Reference, library_size: Option<f64>) -> crate::Result<R
 
 
 async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: ScreenOptionsJs, on_progress: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
-    let table = parse_table(sample, o.values.as_deref(), o.file_name.as_deref())?;
-    let s = column(&table, o.column.as_ref())?;
-    let reference = with_library_size(engine.reference(&table, s).map_err(refcast_error)?, o.library_size).map_err(refcast_error)?;
+    let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip)?;
+    let s = column(&file.table, o.column.as_ref())?;
+    let reference = with_library_size(engine.reference(&file.table, s).map_err(refcast_error)?, o.library_size).map_err(refcast_error)?;
     let ctx = match o.context {
         Some(c) => context(cfg, c)?,
         None => Metadata::new(),
@@ -352,7 +353,8 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
     set(&out, "familiarity", familiarity_list(&screen.familiarity)?);
     let condition_on = options.condition_on.clone().unwrap_or_else(|| vec![Group::Technical, Group::Biological]);
     set(&out, "warnings", strings(metadata::request_warnings(cfg, &ctx, &condition_on, &[])));
-    set(&out, "reference", reference_js(&reference, &table));
+    set(&out, "reference", reference_js(&reference, &file));
+    set(&out, "interpretation", file.interpretation.to_string());
     Ok(out.into())
 }
 

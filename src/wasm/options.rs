@@ -10,7 +10,7 @@ use super::js::{refcast_error, usage};
 use crate::format::{Group, Metadata, ModelConfig, Named};
 use crate::metadata;
 use crate::request::{Baseline, PredictionMode};
-use crate::sample::{SampleTable, ValueKind};
+use crate::sample::{self, SampleFile, SampleTable, ValueKind};
 use crate::signature::Signature;
 
 /// A metadata combination given by name (a known perturbation or context) or as fields.
@@ -40,11 +40,13 @@ pub(super) enum Columns {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct SampleOptions {
-    /// `auto`, `counts` or `log-cpm`.
+    /// `auto`, `counts`, `log-cpm`, `log2-cpm`, `log10-cpm`, `tpm`, `fpkm` or `cpm`.
     pub(super) values: Option<String>,
     pub(super) column: Option<Column>,
     /// The file's name, to name a lone generic column ("count") after it.
     pub(super) file_name: Option<String>,
+    /// The bytes were gzip-compressed (the JS layer decompressed them).
+    pub(super) gzip: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -53,6 +55,7 @@ pub(super) struct PredictOptions {
     pub(super) values: Option<String>,
     pub(super) column: Option<Column>,
     pub(super) file_name: Option<String>,
+    pub(super) gzip: Option<bool>,
     pub(super) columns: Option<Columns>,
     pub(super) context: Option<NameOrMetadata>,
     #[serde(default)]
@@ -80,6 +83,7 @@ pub(super) struct ScreenOptionsJs {
     pub(super) values: Option<String>,
     pub(super) column: Option<Column>,
     pub(super) file_name: Option<String>,
+    pub(super) gzip: Option<bool>,
     /// For a log-CPM sample: the library size its values were computed from.
     pub(super) library_size: Option<f64>,
     pub(super) context: Option<NameOrMetadata>,
@@ -134,17 +138,16 @@ pub(super) fn context(cfg: &ModelConfig, c: NameOrMetadata) -> Result<Metadata, 
     }
 }
 
-/// The table of a sample file; `file_name` names a lone generic column ("count") after the file.
-pub(super) fn parse_table(bytes: &[u8], values: Option<&str>, file_name: Option<&str>) -> Result<SampleTable, JsValue> {
+/// A sample file read as the library reads any ([`sample::read_decompressed`]: featureCounts,
+/// Salmon, kallisto or a plain table; the value kind from `values`, the header or the values).
+/// `file_name` names a lone generic column ("count") after the file; `gzip` says the JS layer
+/// decompressed it (with `DecompressionStream`), for the interpretation.
+pub(super) fn read_sample(bytes: &[u8], values: Option<&str>, file_name: Option<&str>, gzip: Option<bool>) -> Result<SampleFile, JsValue> {
     let kind: ValueKind = match values {
         None => ValueKind::Auto,
         Some(v) => v.parse().map_err(|e: String| usage(e))?,
     };
-    let mut table = SampleTable::parse(bytes, kind).map_err(refcast_error)?;
-    if let Some(f) = file_name {
-        table.name_after_file(f);
-    }
-    Ok(table)
+    sample::read_decompressed(bytes, file_name.unwrap_or(""), kind, gzip.unwrap_or(false)).map_err(refcast_error)
 }
 
 pub(super) fn prediction_mode(mode: Option<&str>) -> Result<PredictionMode, JsValue> {

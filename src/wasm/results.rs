@@ -9,14 +9,15 @@ use wasm_bindgen::JsValue;
 use super::js::{set, to_js};
 use crate::familiarity::Familiarity;
 use crate::format::{Metadata, ModelConfig, Named};
-use crate::sample::{Reference, SampleTable, ValueKind};
+use crate::sample::{Reference, SampleFile};
 use crate::screen::ScreenHit;
 
-pub(super) fn reference_js(r: &Reference, table: &SampleTable) -> Object {
-    let o = Object::new();
+pub(super) fn reference_js(r: &Reference, file: &SampleFile) -> Object {
+    let (o, table) = (Object::new(), &file.table);
     set(&o, "name", r.name.as_str());
     set(&o, "librarySize", r.library_size);
-    set(&o, "valueKind", if table.kind == ValueKind::Counts { "counts" } else { "log-cpm" });
+    set(&o, "valueKind", table.kind.name());
+    set(&o, "interpretation", file.interpretation.to_string());
     set(&o, "columns", table.samples.iter().map(|s| JsValue::from(s.as_str())).collect::<Array>());
     set(&o, "rows", table.genes.len() as u32);
     set(&o, "logCpm", Float32Array::from(r.log_cpm.as_slice()));

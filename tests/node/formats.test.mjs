@@ -1,0 +1,76 @@
+// The input formats through the npm package: gzip decompressed by the platform's
+// DecompressionStream (bounded), featureCounts, Salmon, kallisto, log2-CPM and TPM tables, each
+// read as the native library reads it (tests/formats.rs), with its one-line interpretation. Files
+// are made from the bundled samples by tests/data/formats/make.py.
+//
+// Tolerance: a log2-CPM table written with 4 decimals gives the counts' log-CPM within 3.5e-5
+// (in natural log); 1e-4 is asserted. Gzip and the tools' tables give the counts themselves.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
+import { Refcast, RefcastError } from '../../js/index.js';
+
+const root = new URL('../../', import.meta.url);
+const read = (p) => readFile(new URL(p, root));
+const model = await Refcast.load(await read('models/refcast-q8_0.safetensors'), { backend: 'cpu' });
+const plain = await model.inspectSample(await read('examples/airway_N61311_untreated.tsv'), { fileName: 'airway.tsv' });
+
+function maxDiff(a, b) {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  return worst;
+}
+
+const files = [
+  ['gzip', 'tests/data/formats/airway.tsv.gz', 'airway', 'counts', /^read as a TSV table \(gzip-compressed\); values: counts \(from the header 'count'\)$/, 0],
+  ['featureCounts', 'tests/data/formats/airway_featurecounts.txt.gz', 'N61311', 'counts', /^read as featureCounts output \(annotation columns .* skipped\) \(gzip-compressed\); values: counts \(the tool's read counts\)$/, 0],
+  ['Salmon', 'tests/data/formats/salmon/N61311/quant.genes.sf.gz', 'N61311', 'counts', /^read as a Salmon quantification \(its NumReads column\) \(gzip-compressed\)/, 0],
+  ['kallisto', 'tests/data/formats/kallisto/N61311/abundance.tsv.gz', 'N61311', 'counts', /^read as a kallisto abundance table \(its est_counts column\)/, 0],
+  ['log2-CPM', 'tests/data/formats/airway_log2cpm.tsv', 'N61311', 'log2-cpm', /values: log2\(1 \+ CPM\) \(from the values: only this base brings every sample's CPM to a sum near 10⁶/, 1e-4],
+  ['log10-CPM, gzip', 'tests/data/formats/airway_log10cpm.tsv.gz', 'N61311', 'log10-cpm', /\(gzip-compressed\); values: log10\(1 \+ CPM\) \(from the values/, 1e-4],
+];
+
+for (const [what, path, name, kind, interpretation, tolerance] of files) {
+  test(`${what}: read as the native library reads it, and said so`, async () => {
+    const r = await model.inspectSample(await read(path), { fileName: path });
+    assert.equal(r.name, name);
+    assert.equal(r.valueKind, kind);
+    assert.match(r.interpretation, interpretation);
+    assert.deepEqual(r.measured, plain.measured);
+    assert.ok(maxDiff(r.logCpm, plain.logCpm) <= tolerance, `${what}: ${maxDiff(r.logCpm, plain.logCpm)}`);
+  });
+}
+
+test('TPM from the header: rescaled over the model genes, and said so', async () => {
+  const r = await model.inspectSample(await read('tests/data/formats/airway_tpm.tsv.gz'), { fileName: 'airway_tpm.tsv.gz' });
+  assert.equal(r.valueKind, 'tpm');
+  assert.match(r.interpretation, /values: TPM \(from the header 'tpm'\), rescaled to sum to 10⁶ over the model's genes$/);
+});
+
+test('a prediction carries the interpretation', async () => {
+  const sample = new Blob([await read('tests/data/formats/airway.tsv.gz')]);
+  const p = await model.predict({ sample, perturbations: ['dexamethasone'], fileName: 'airway.tsv.gz' });
+  assert.match(p.interpretation, /\(gzip-compressed\)/);
+  assert.equal(p.reference.interpretation, p.interpretation);
+});
+
+const refused = [
+  ['a gzip bomb', () => gzipSync(Buffer.alloc(256 * 1024 * 1024 + 1, 48), { level: 1 }), 'x.tsv.gz', /decompresses to more than 268435456 bytes.*decompression bomb/],
+  ['a truncated gzip file', async () => (await read('tests/data/formats/airway.tsv.gz')).subarray(0, 50_000), 'airway.tsv.gz', /gzip data is corrupt or truncated/],
+  ['an AnnData file', () => Buffer.from('\x89HDF\r\n\x1a\n\0\0\0\0', 'latin1'), 'pbmc.h5ad', /AnnData \.h5ad.*anndata\.read_h5ad/],
+  ['an Excel workbook', () => Buffer.from('PK\x03\x04\x14\0', 'latin1'), 'counts.xlsx', /Excel \.xlsx/],
+  ['a log table of no single base', () => `gene\tS\n${model.genes.slice(0, 6000).map((g) => `${g}\t0.5`).join('\n')}\n`, 'x.tsv', /no single log base.*base 2: .*--values log2-cpm/],
+];
+
+for (const [what, make, fileName, message] of refused) {
+  test(`refused: ${what}`, async () => {
+    await assert.rejects(model.inspectSample(await make(), { fileName }), (e) => {
+      assert.ok(e instanceof RefcastError, `${what}: ${e}`);
+      assert.equal(e.kind, 'sample');
+      assert.match(e.message, message);
+      return true;
+    });
+  });
+}
