@@ -97,7 +97,7 @@ def main():
             if run:
                 times.append(time.perf_counter() - t)
         got = pd.read_parquet(out).sort_values(key).reset_index(drop=True)
-        assert got[["sample", "rank", "perturbation", "score"]].equals(want[["sample", "rank", "perturbation", "score"]]), "Ray's rows differ from one process's"
+        assert got[["sample", "rank", "perturbation", "effect_size"]].equals(want[["sample", "rank", "perturbation", "effect_size"]]), "Ray's rows differ from one process's"
         rows.append((f"Ray Data, {actors} actor{'s' if actors > 1 else ''} × 1 thread", times))
     ray.shutdown()
 

@@ -49,7 +49,6 @@ SCREEN_SCHEMA = pa.schema(
         ("sample", pa.string()),
         ("rank", pa.int64()),
         ("perturbation", pa.string()),
-        ("score", pa.float32()),
         ("effect_size", pa.float32()),
         ("reversal", pa.float32()),
         ("top_up", pa.list_(pa.string())),
@@ -371,7 +370,7 @@ def _screen_rows(model, sample: str, data: pd.Series, request: dict) -> pa.Table
     (familiarity,) = frame.attrs["familiarity"]  # one report: one reference
     reference = frame.attrs["reference"]
     n = len(frame)
-    columns = {name: frame[name].tolist() for name in ["rank", "perturbation", "score", "effect_size", "reversal", "top_up", "top_down", "top_up_lfc", "top_down_lfc"]}
+    columns = {name: frame[name].tolist() for name in ["rank", "perturbation", "effect_size", "reversal", "top_up", "top_down", "top_up_lfc", "top_down_lfc"]}
     columns.update(
         sample=[sample] * n,
         mode=[frame.attrs["mode"]] * n,

@@ -108,7 +108,7 @@ def test_errors_by_kind_with_the_librarys_messages(model, kang, tmp_path):
     raises(refcast.SampleError, f"gene '{kang.index[0]}' appears twice", lambda: model.predict(ad.AnnData(X=row, obs=obs, var=twice), "IFN-beta"))
     negative = sp.csr_matrix(np.where(np.arange(row.shape[1]) == 7, -3.0, row))
     raises(refcast.SampleError, "has a negative count \\(-3\\)", lambda: model.predict(ad.AnnData(X=negative, obs=obs, var=var), "IFN-beta", values="counts"))
-    raises(refcast.SampleError, "has log-CPM", lambda: model.predict(ad.AnnData(X=negative, obs=obs, var=var), "IFN-beta"))
+    raises(refcast.SampleError, "the values include negative numbers \\(-3\\)", lambda: model.predict(ad.AnnData(X=negative, obs=obs, var=var), "IFN-beta"))
     raises(refcast.SampleError, "not whole numbers", lambda: model.predict(ad.AnnData(X=np.log1p(row), obs=pd.DataFrame({"g": ["a"]}, index=["s"]), var=var), "IFN-beta", groupby="g"))
     raises(refcast.RequestError, "orient=", lambda: model.predict(kang.to_frame(), "IFN-beta"))
     raises(refcast.MetadataError, "unknown context 'Mars'", lambda: model.predict(kang, "IFN-beta", context="Mars"))

@@ -59,11 +59,11 @@ def in_order(frame: pd.DataFrame, samples) -> pd.DataFrame:
 
 
 def assert_same_screens(got: pd.DataFrame, want: pd.DataFrame):
-    """Equal, bit for bit: the same ranks, perturbations, float32 scores and top genes."""
+    """Equal, bit for bit: the same ranks, perturbations, float32 effect sizes and top genes."""
     assert len(got) == len(want)
     for column in ["sample", "rank", "perturbation"]:
         assert got[column].tolist() == want[column].tolist(), column
-    for column in ["score", "effect_size", "reversal"]:
+    for column in ["effect_size", "reversal"]:
         a, b = got[column].to_numpy(np.float32), want[column].to_numpy(np.float32)
         assert np.array_equal(a, b, equal_nan=True), f"{column}: {np.sum(a != b)} values differ"
     for column in ["top_up", "top_down", "top_up_lfc", "top_down_lfc"]:
