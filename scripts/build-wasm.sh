@@ -34,7 +34,10 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 t0=$(date +%s)
 # 128-bit SIMD: every browser with WebGPU and Node ≥ 20 runs it, and the CPU kernels' dot
 # products and element-wise loops vectorise with it (about twice the speed of scalar code).
+# Whole-program LTO in one codegen unit for this build alone: about 7 % smaller than the native
+# release profile's thin LTO, which keeps the module inside its 1 MiB budget.
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-} -C target-feature=+simd128" \
+CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
   cargo build --locked --lib --release --target wasm32-unknown-unknown --no-default-features
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 wasm-bindgen --target web --out-dir "$out.tmp" --out-name refcast --no-typescript \
