@@ -101,7 +101,25 @@ def training_source_sha256():
     return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
-def metadata_doc(model, genes, meta, tensors, notes, familiarity=None):
+def measured_in(entries, meta, centroid_contexts):
+    """Where each perturbation entry was measured: the indices (into the familiarity centroids) of
+    the training contexts holding a unit of that perturbation at that time and dose; the control
+    entry is measured wherever there is an untreated unit. What lets a screen say whether the model
+    ever saw a perturbation in a context like the sample's (docs/FORMAT.md)."""
+    index = {c: i for i, c in enumerate(centroid_contexts)}
+    dose = meta["dose_um"] if "dose_um" in meta.columns else pd.Series(0.0, index=meta.index)
+    labels = [perturbation_label(p, float(h), float(d)) if p != "none" else None
+              for p, h, d in zip(meta.perturbation, meta.time_hours, dose)]
+    where = {}
+    for label, ctx in zip(labels, meta.context):
+        where.setdefault(label, set()).add(ctx)
+    for e in entries:
+        key = None if e["metadata"].get("perturbation") == "none" else e["name"]
+        e["measured_in"] = sorted(index[c] for c in where.get(key, ()) if c in index)
+    return entries
+
+
+def metadata_doc(model, genes, meta, tensors, notes, familiarity=None, centroid_contexts=None):
     data = [{"name": s["name"], "package": s["spec"], "registry": "PyPI" if s["kind"].startswith("pip") else "Debian",
              "archive": s["file"], "sha256": s["sha256"]} for s in C.SOURCES.values()
             if not s.get("evaluation_only")]
@@ -125,6 +143,7 @@ def metadata_doc(model, genes, meta, tensors, notes, familiarity=None):
         doc["covariates"] = model.covariates.numeric
         if familiarity is not None:
             doc["familiarity"] = familiarity
+            doc["perturbations"] = measured_in(doc["perturbations"], meta, centroid_contexts)
     return doc
 
 
@@ -134,11 +153,11 @@ def write_file(path, tensors, doc):
     save_file(arrays, str(path), metadata={"refcast": json.dumps(doc, separators=(",", ":"))})
 
 
-def write_model(model_f, kind, genes, meta, path, notes, familiarity=None):
+def write_model(model_f, kind, genes, meta, path, notes, familiarity=None, centroid_contexts=None):
     """One refcast file at `path` for a folded model (infer.folded) in `kind` (q8_0, q4_0 or f32);
     returns (tensors, doc)."""
     tensors = infer.file_tensors(model_f, kind)
-    doc = metadata_doc(model_f, genes, meta, tensors, notes, familiarity)
+    doc = metadata_doc(model_f, genes, meta, tensors, notes, familiarity, centroid_contexts)
     write_file(path, tensors, doc)
     return tensors, doc
 
@@ -369,9 +388,9 @@ def familiarity(model, X, masks, datasets, meta):
     ev = C.MODELS / "evaluation.json"
     th = json.load(open(ev)).get("familiarity_thresholds", {}) if ev.exists() else {}
     if "latent_distance_max" not in th:
-        return None
+        return None, None
     names, cents, units = evaluate.centroids(model, X, masks, datasets, meta, np.ones(len(meta), dtype=bool))
-    return {"space": "encoder_mean",
+    return names, {"space": "encoder_mean",
             "centroids": [{"context": context_label(n), "units": u, "mean": [float(v) for v in c]}
                           for n, c, u in zip(names, cents, units)],
             "max_distance": round(th["latent_distance_max"], 4),
@@ -387,7 +406,7 @@ def main():
     determinism.configure()
     X, masks, datasets, meta, genes, kang = T.load()
     model = infer.folded(T.load_model(C.RUNS / "final.pt"))
-    calibration = familiarity(model, X, masks, datasets, meta)
+    centroid_contexts, calibration = familiarity(model, X, masks, datasets, meta)
     C.MODELS.mkdir(exist_ok=True)
     C.EXAMPLES.mkdir(exist_ok=True)
     for f in sorted((C.PREPARED / "examples").glob("*.tsv")):
@@ -398,7 +417,7 @@ def main():
     sums = []
     for kind in KINDS:
         path = C.MODELS / f"refcast-{kind}.safetensors"
-        tensors, doc = write_model(model, kind, genes, meta, path, notes, calibration)
+        tensors, doc = write_model(model, kind, genes, meta, path, notes, calibration, centroid_contexts)
         doc2, arrays = read_file(path)
         # round-trip check: the file's dequantized weights == numpy dequantization of our quantization
         for n, (d, s, a) in tensors.items():
