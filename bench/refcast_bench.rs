@@ -100,7 +100,7 @@ enum Prepared {
 fn prepare(refs: &[Reference], w: &Workload) -> Prepared {
     match w.api.as_str() {
         "screen" => Prepared::Screen(ScreenOptions {
-            perturbations: Some(w.perturbations.iter().enumerate().map(|(i, m)| Named { name: format!("p{i}"), metadata: m.clone() }).collect()),
+            perturbations: Some(w.perturbations.iter().enumerate().map(|(i, m)| Named::new(format!("p{i}"), m.clone())).collect()),
             // Decoded, against the measured reference: the decoder's output, as the peers compute.
             mode: PredictionMode::Decoded,
             baseline: Some(Baseline::Reference),

@@ -605,7 +605,7 @@ mod tests {
         assert_eq!(dtype_words(DType::Q8_0), "8-bit blocks (Q8_0)");
         let file = random_model(SyntheticSpec::tiny(DType::Q8_0));
         let c = &file.config;
-        let named = |t: f64| Named { name: format!("x {t} h"), metadata: Metadata::from([("time_hours".into(), Value::Number(t))]) };
+        let named = |t: f64| Named::new(format!("x {t} h"), Metadata::from([("time_hours".into(), Value::Number(t))]));
         let few: Vec<Named> = [6.0, 18.0].map(named).into();
         assert_eq!(settings(c, &few.iter().collect::<Vec<_>>()), "6, 18 h");
         let many: Vec<Named> = [2.0, 8.0, 24.0, 0.5, 48.0].map(named).into();

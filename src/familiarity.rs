@@ -31,6 +31,10 @@ pub struct Familiarity {
     pub outside: Option<bool>,
     /// Why it is outside, in plain words; empty when it is not.
     pub reasons: Vec<String>,
+    /// The distance to every centroid of the calibration, in its order (empty without one): what
+    /// [`crate::coverage::Coverage`] compares the contexts a perturbation was measured in by.
+    #[serde(skip)]
+    pub centroid_distances: Vec<f32>,
 }
 
 impl Familiarity {
@@ -48,16 +52,16 @@ impl Familiarity {
             distance: None,
             outside: None,
             reasons: Vec::new(),
+            centroid_distances: Vec::new(),
         };
         let Some(cal) = calibration else { return f };
-        let nearest = cal
+        let distances: Vec<f64> = cal
             .centroids
             .iter()
-            .map(|c| {
-                let d2: f64 = c.mean.iter().zip(encoder_mean).map(|(m, x)| (*x as f64 - m).powi(2)).sum();
-                (c, d2.sqrt())
-            })
-            .min_by(|a, b| a.1.total_cmp(&b.1));
+            .map(|c| c.mean.iter().zip(encoder_mean).map(|(m, x)| (*x as f64 - m).powi(2)).sum::<f64>().sqrt())
+            .collect();
+        f.centroid_distances = distances.iter().map(|&d| d as f32).collect();
+        let nearest = cal.centroids.iter().zip(distances).min_by(|a, b| a.1.total_cmp(&b.1));
         if let Some((centroid, distance)) = nearest {
             if distance > cal.max_distance {
                 f.reasons.push(format!(

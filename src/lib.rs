@@ -19,6 +19,7 @@
 
 pub mod backend;
 pub mod card;
+pub mod coverage;
 pub mod engine;
 pub mod enrichment;
 pub mod error;
@@ -38,6 +39,7 @@ pub mod synthetic;
 pub mod wasm;
 
 pub use backend::{Backend, BackendKind, CpuBackend};
+pub use coverage::{Coverage, Measured};
 pub use engine::{BackendChoice, Engine};
 pub use error::{Error, Result};
 pub use familiarity::Familiarity;

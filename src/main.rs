@@ -419,6 +419,7 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
             outside += pred.familiarity.iter().filter(|f| f.outside == Some(true)).count();
             if shown {
                 progress.suspend(|| pred.familiarity.iter().try_for_each(report_familiarity))?;
+                progress.suspend(|| cli::report::measured_elsewhere(&cfg, &pred, &perts))?;
             }
             out.write(|w| write_prediction(w, &cfg.genes, reference, &pred, &perts, many))?;
             if let Some(f) = familiarity.as_mut() {
@@ -556,6 +557,7 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     let out = cli::report::screen_table(&cfg, &screen, args.top)?;
     cli::stdio::to_stdout(&out)?;
     cli::report::screen_legend(&screen)?;
+    cli::report::screen_coverage(&cfg, &screen, args.top.min(10))?;
     if let Some(sets) = &gene_sets {
         cli::enrichment::summarise_screen(sets, hits, args.top, sets_options.as_ref().and_then(|o| o.rank_by))?;
         if let Some(output) = enrichment {

@@ -183,7 +183,7 @@ mod tests {
     use crate::format::{Metadata, Value};
 
     fn named(name: &str, fields: &[(&str, Value)]) -> crate::format::Named {
-        crate::format::Named { name: name.into(), metadata: fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
+        crate::format::Named::new(name, fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
     }
 
     fn text(v: &str) -> Value {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::backend::Backend;
+use crate::coverage::Coverage;
 use crate::enrichment::{GeneSets, MIN_SET_SIZE, PATHWAYS, SetResult};
 use crate::error::{Error, Result};
 use crate::familiarity::Familiarity;
@@ -77,6 +78,9 @@ pub struct ScreenHit {
     pub enrichment: Vec<SetResult>,
     /// With a rank-by set: that set's score (ULM t-value), which the ranking then sorts by.
     pub activity: Option<f32>,
+    /// Whether the model saw this perturbation, at this time and dose, in a context like the
+    /// sample's.
+    pub coverage: Coverage,
 }
 
 impl ScreenHit {
@@ -113,6 +117,16 @@ pub fn column_legend(ranked_by_reversal: bool, top_genes: usize) -> Vec<(&'stati
 /// The column a screen ranked by a gene set's activity adds after the others, and its meaning.
 pub fn activity_legend() -> (&'static str, String) {
     ("activity", "the ranking: the rank-by gene set's ULM t-value over the predicted change (> 0 activates it; see --enrichment)".to_string())
+}
+
+/// The columns a screen adds after the others for a model that records where its perturbations
+/// were measured ([`Coverage`]), and their meanings.
+pub fn coverage_legend() -> [(&'static str, &'static str); 3] {
+    [
+        ("measured", "whether the model saw this perturbation, at this time and dose, in training: 'nearby' = in a context like this sample's; 'elsewhere' = only in other contexts (an extrapolation here); 'never' = not at this time and dose"),
+        ("measured_context", "the training context nearest the sample among those that hold this perturbation"),
+        ("measured_distance", "that context's distance from the sample (encoder latent space; 'nearby' is within the model's familiarity threshold)"),
+    ]
 }
 
 /// A screen's ranking, and the familiarity of its reference.
@@ -174,7 +188,7 @@ impl ScreenRun {
         }
     }
 
-    fn hit(&self, named: &Named, lfc: &[f32]) -> Result<ScreenHit> {
+    fn hit(&self, config: &crate::ModelConfig, named: &Named, lfc: &[f32]) -> Result<ScreenHit> {
         let measured = &self.reference.measured;
         let squares: f32 = lfc.iter().zip(measured).filter(|(_, m)| **m).map(|(v, _)| v * v).sum();
         let effect_size = (squares / self.measured_genes.len().max(1) as f32).sqrt();
@@ -207,6 +221,7 @@ impl ScreenRun {
             top_up,
             top_down,
             enrichment,
+            coverage: Coverage::assess(config, self.familiarity.as_ref().and_then(|f| f.first()), &named.metadata),
         })
     }
 }
@@ -276,10 +291,11 @@ impl<B: Backend> Session<B> {
         }
         let pred = self.predict(&req).await?;
         let lfc = pred.log_fold_change.as_deref().expect("screens have a reference");
-        let hits: Vec<ScreenHit> = chunk.iter().enumerate().map(|(p, named)| run.hit(named, Prediction::row(lfc, pred.genes, p))).collect::<Result<_>>()?;
+        run.familiarity.get_or_insert(pred.familiarity.clone());
+        let cfg = self.config();
+        let hits: Vec<ScreenHit> = chunk.iter().enumerate().map(|(p, named)| run.hit(cfg, named, Prediction::row(lfc, pred.genes, p))).collect::<Result<_>>()?;
         run.done += hits.len();
         run.hits.extend(hits);
-        run.familiarity.get_or_insert(pred.familiarity);
         Ok(())
     }
 }

@@ -61,10 +61,7 @@ pub fn random_model(spec: SyntheticSpec) -> ModelFile {
             }],
         },
     };
-    let pert = |name: &str, p: &str, t: f64| Named {
-        name: name.into(),
-        metadata: BTreeMap::from([("perturbation".into(), text(p)), ("time_hours".into(), Value::Number(t))]),
-    };
+    let pert = |name: &str, p: &str, t: f64| Named::new(name, BTreeMap::from([("perturbation".into(), text(p)), ("time_hours".into(), Value::Number(t))]));
     let config = ModelConfig {
         format_version: 1,
         name: format!("synthetic-{}genes", spec.genes),
@@ -88,10 +85,7 @@ pub fn random_model(spec: SyntheticSpec) -> ModelFile {
             pert("cytokine_c 6 h", "cytokine_c", 6.0),
             pert("none (control)", "none", 0.0),
         ],
-        contexts: vec![Named {
-            name: "T cells (10x)".into(),
-            metadata: BTreeMap::from([("platform".into(), text("10x")), ("cell_type".into(), text("T"))]),
-        }],
+        contexts: vec![Named::new("T cells (10x)", BTreeMap::from([("platform".into(), text("10x")), ("cell_type".into(), text("T"))]))],
         normalisation: Normalisation::default(),
         provenance: serde_json::json!({ "data": "random weights", "seed": spec.seed }),
         tensors: BTreeMap::new(),

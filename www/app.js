@@ -382,6 +382,14 @@ function renderScreen(s) {
     s.mode === 'counterfactual'
       ? `effect size (RMS predicted ${s.foldChangeUnits})`
       : `effect size (RMS ${s.foldChangeUnits} vs ${s.baseline === 'control' ? 'predicted control' : 'sample'}, decoded)`;
+  const recorded = s.hits.some((h) => h.coverage.measured !== 'unknown');
+  $('screen-measured').hidden = !recorded;
+  const count = (m) => s.hits.filter((h) => h.coverage.measured === m).length;
+  $('screen-coverage').hidden = !recorded;
+  $('screen-coverage').textContent = recorded
+    ? `${count('nearby')} of the ${s.hits.length} perturbations were measured in training in a context like this sample’s; ` +
+      `${count('elsewhere')} only in other contexts and ${count('never')} never at that time and dose: their predictions here are extrapolations (marked “elsewhere”).`
+    : '';
   // What each column means, in the library's words (the CLI prints the same legend).
   $('screen-legend').replaceChildren(...s.legend.flatMap(({ column, meaning }) => [el('dt', column), el('dd', meaning)]));
   const best = Math.max(...s.hits.map((h) => h.effectSize), 1e-9);
@@ -400,10 +408,19 @@ function renderScreen(s) {
         bar,
         el('td', h.topUp.slice(0, 5).map((g) => g.gene).join(', ')),
         el('td', h.topDown.slice(0, 5).map((g) => g.gene).join(', ')),
+        measuredCell(h.coverage),
       );
       return tr;
     }),
   );
+}
+
+/** Whether the model saw this perturbation in a context like the sample's; the reason on hover. */
+function measuredCell(coverage) {
+  const td = el('td', coverage.measured === 'unknown' ? '' : coverage.measured, `measured-${coverage.measured}`);
+  if (coverage.warning) td.title = coverage.warning;
+  else if (coverage.context) td.title = `measured in ${coverage.context} (distance ${coverage.distance.toFixed(1)})`;
+  return td;
 }
 
 function download() {

@@ -32,6 +32,11 @@ def prediction_anndata(p: dict, model) -> "anndata.AnnData":  # noqa: F821
     for k in fields:
         column = [perts[i]["metadata"].get(k) for i in pert_index]
         obs[f"pert_{k}"] = pd.Series(column, dtype=object if any(isinstance(v, str) for v in column) else float).values
+    # Whether the model measured each row's perturbation in a context like its reference's.
+    cover = p["coverage"]
+    at = [r * len(perts) + q if len(cover) > len(perts) else q for r, q in zip(ref_index, pert_index)]
+    obs["measured"] = [cover[k]["measured"] for k in at]
+    obs["measured_context"] = [cover[k]["context"] or "" for k in at]
     obs["mode"] = p["mode"]
     obs["baseline"] = p["baseline"] if p["baseline"] is not None else "none"
     names = [f"{ref_names[r]}|{perts[q]['name']}" + (f"|{d}" if sampled else "") for r, q, d in zip(ref_index, pert_index, draw)]
@@ -58,6 +63,7 @@ def prediction_anndata(p: dict, model) -> "anndata.AnnData":  # noqa: F821
         "condition_on": list(p["condition_on"]),
         "references": references_frame(refs),
         "familiarity": familiarity_frame(p["familiarity"]),
+        "coverage_warnings": list(dict.fromkeys(c["warning"] for c in p["coverage"] if c["warning"])),
     }
     return adata
 
@@ -88,7 +94,8 @@ def familiarity_frame(reports: list) -> pd.DataFrame:
 
 def screen_frame(s: dict) -> pd.DataFrame:
     """The screen's table, best first: rank, perturbation, effect_size, reversal, top_up, top_down
-    (then the top genes' ln fold changes); ``.attrs["legend"]`` says what each column means, in
+    (then the top genes' ln fold changes, and whether the model measured each perturbation in a
+    context like the sample's: measured, measured_context, measured_distance); ``.attrs["legend"]`` says what each column means, in
     the library's words (the CLI prints the same legend)."""
     hits = s["hits"]
     by_reversal = bool(hits) and hits[0]["reversal"] is not None
@@ -102,10 +109,16 @@ def screen_frame(s: dict) -> pd.DataFrame:
             "top_down": [[g for g, _ in h["top_down"]] for h in hits],
             "top_up_lfc": [[v for _, v in h["top_up"]] for h in hits],
             "top_down_lfc": [[v for _, v in h["top_down"]] for h in hits],
+            "measured": [h["measured"] for h in hits],
+            "measured_context": [h["measured_context"] for h in hits],
+            "measured_distance": np.array([np.nan if h["measured_distance"] is None else h["measured_distance"] for h in hits], dtype=np.float32),
         }
     )
+    recorded = any(h["measured"] != "unknown" for h in hits)
+    legend = list(_refcast.SCREEN_LEGEND_BY_REVERSAL if by_reversal else _refcast.SCREEN_LEGEND)
     frame.attrs = {
-        "legend": list(_refcast.SCREEN_LEGEND_BY_REVERSAL if by_reversal else _refcast.SCREEN_LEGEND),
+        "legend": legend + (list(_refcast.SCREEN_COVERAGE_LEGEND) if recorded else []),
+        "coverage_warnings": [h["coverage_warning"] for h in hits if h["coverage_warning"]],
         "fold_change_units": _refcast.FOLD_CHANGE_UNITS,
         "mode": s["mode"],
         "baseline": s["baseline"],

@@ -55,6 +55,9 @@ SCREEN_SCHEMA = pa.schema(
         ("top_down", pa.list_(pa.string())),
         ("top_up_lfc", pa.list_(pa.float32())),
         ("top_down_lfc", pa.list_(pa.float32())),
+        ("measured", pa.string()),
+        ("measured_context", pa.string()),
+        ("measured_distance", pa.float32()),
         ("mode", pa.string()),
         ("baseline", pa.string()),
         ("reconstruction_r2", pa.float64()),
@@ -370,7 +373,7 @@ def _screen_rows(model, sample: str, data: pd.Series, request: dict) -> pa.Table
     (familiarity,) = frame.attrs["familiarity"]  # one report: one reference
     reference = frame.attrs["reference"]
     n = len(frame)
-    columns = {name: frame[name].tolist() for name in ["rank", "perturbation", "effect_size", "reversal", "top_up", "top_down", "top_up_lfc", "top_down_lfc"]}
+    columns = {name: frame[name].tolist() for name in ["rank", "perturbation", "effect_size", "reversal", "top_up", "top_down", "top_up_lfc", "top_down_lfc", "measured", "measured_context", "measured_distance"]}
     columns.update(
         sample=[sample] * n,
         mode=[frame.attrs["mode"]] * n,

@@ -61,7 +61,7 @@ pub fn metadata_from_py(fields: &Bound<'_, PyDict>) -> PyResult<Metadata> {
 pub fn named_perturbation(cfg: &ModelConfig, p: &Bound<'_, PyAny>) -> PyResult<Named> {
     if let Ok(fields) = p.cast::<PyDict>() {
         let metadata = metadata_from_py(fields)?;
-        return Ok(Named { name: metadata::describe(&metadata), metadata });
+        return Ok(Named::new(metadata::describe(&metadata), metadata));
     }
     let name: String = p.extract().map_err(|_| usage(format!("a perturbation is a name or a dict of fields, got {}", p.get_type())))?;
     Ok(cfg.perturbation(&name))

@@ -242,6 +242,17 @@ impl Model {
         out.set_item("baseline", if out.get_item("log_fold_change")?.is_some_and(|v| !v.is_none()) { Some(req.baseline.to_string()) } else { None })?;
         out.set_item("condition_on", req.condition_on.iter().map(|g| g.name()).collect::<Vec<_>>())?;
         out.set_item("familiarity", familiarity_py(py, &pred.familiarity)?)?;
+        // Reference-major (one per perturbation for prompt-only), as `familiarity` lists references.
+        let coverage = PyList::empty(py);
+        for (k, c) in refcast::Coverage::of_request(&cfg, &pred.familiarity, &req.perturbations).iter().enumerate() {
+            let d = PyDict::new(py);
+            d.set_item("measured", c.measured.as_str())?;
+            d.set_item("context", c.context.as_deref())?;
+            d.set_item("distance", c.distance)?;
+            d.set_item("warning", c.warning(&perts[k % perts.len()].name))?;
+            coverage.append(d)?;
+        }
+        out.set_item("coverage", coverage)?;
         Ok(out)
     }
 
@@ -305,6 +316,10 @@ impl Model {
             d.set_item("reversal", h.reversal)?;
             d.set_item("top_up", top_genes(&cfg, &h.top_up))?;
             d.set_item("top_down", top_genes(&cfg, &h.top_down))?;
+            d.set_item("measured", h.coverage.measured.as_str())?;
+            d.set_item("measured_context", h.coverage.context.as_deref())?;
+            d.set_item("measured_distance", h.coverage.distance)?;
+            d.set_item("coverage_warning", h.coverage.warning(&h.name))?;
             hits.append(d)?;
         }
         out.set_item("hits", hits)?;
@@ -356,6 +371,7 @@ fn _refcast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let legend = |by_reversal: bool| -> Vec<(&'static str, String)> { refcast::screen::column_legend(by_reversal, refcast::screen::TOP_GENES) };
     m.add("SCREEN_LEGEND", legend(false))?;
     m.add("SCREEN_LEGEND_BY_REVERSAL", legend(true))?;
+    m.add("SCREEN_COVERAGE_LEGEND", refcast::screen::coverage_legend().to_vec())?;
     Ok(())
 }
 

@@ -56,9 +56,12 @@ def test_screens_are_the_clis(model):
     rows = [line.split("\t") for line in run.stdout.strip().splitlines()[1:]]
     hits = model.screen(KANG)
     columns = ["rank", "perturbation", "effect_size", "reversal", "top_up", "top_down"]
+    coverage = ["measured", "measured_context", "measured_distance"]
     assert list(hits.columns[:6]) == columns and "score" not in hits.columns
-    assert run.stdout.splitlines()[0].split("\t") == columns
-    assert [c for c, _ in hits.attrs["legend"]] == columns
+    assert set(coverage) <= set(hits.columns)
+    # The shipped model records where each perturbation was measured: both add its columns.
+    assert run.stdout.splitlines()[0].split("\t") == columns + coverage
+    assert [c for c, _ in hits.attrs["legend"]] == columns + coverage
     for column, meaning in hits.attrs["legend"]:
         assert f"  {column}" in run.stderr, f"the CLI's legend lacks {column}"
     assert refcast.FOLD_CHANGE_UNITS == "ln fold change" and refcast.FOLD_CHANGE_UNITS in run.stderr
@@ -67,6 +70,8 @@ def test_screens_are_the_clis(model):
     for row, (_, hit) in zip(rows, hits.iterrows()):
         assert row[:3] == [str(hit["rank"]), hit["perturbation"], f"{hit['effect_size']:.4f}"]
         assert row[4] == ",".join(f"{g}:{v:+.2f}" for g, v in list(zip(hit["top_up"], hit["top_up_lfc"]))[:5])
+        assert row[6:8] == [hit["measured"], hit["measured_context"]] and hit["measured"] in ("nearby", "elsewhere")
+    assert hits.set_index("perturbation").loc["IFN-beta 6 h", "measured"] == "nearby"
     assert (np.diff(hits["effect_size"].to_numpy()) <= 0).all()
 
 

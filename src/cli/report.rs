@@ -7,8 +7,8 @@ use std::io::Write;
 use anyhow::Result;
 use refcast::format::Metadata;
 use refcast::request::{FOLD_CHANGE_UNITS, top_changes};
-use refcast::screen::{Screen, activity_legend, column_legend};
-use refcast::{Familiarity, Prediction};
+use refcast::screen::{Screen, activity_legend, column_legend, coverage_legend};
+use refcast::{Coverage, Familiarity, Measured, Prediction};
 
 use super::output::Output;
 
@@ -75,6 +75,10 @@ pub fn screen_table(cfg: &refcast::ModelConfig, screen: &Screen, top: usize) -> 
     if by_activity {
         columns.push(activity_legend().0);
     }
+    let coverage = Coverage::recorded(cfg);
+    if coverage {
+        columns.extend(coverage_legend().iter().map(|(c, _)| *c));
+    }
     writeln!(out, "{}", columns.join("\t"))?;
     let genes = |v: &[(usize, f32)]| v.iter().take(SCREEN_TOP_GENES).map(|(g, l)| format!("{}:{:+.2}", cfg.genes[*g].symbol, l)).collect::<Vec<_>>().join(",");
     for (i, h) in screen.hits.iter().take(top).enumerate() {
@@ -88,10 +92,14 @@ pub fn screen_table(cfg: &refcast::ModelConfig, screen: &Screen, top: usize) -> 
             genes(&h.top_up),
             genes(&h.top_down)
         )?;
-        match h.activity {
-            Some(a) if by_activity => writeln!(out, "\t{a:.4}")?,
-            _ => writeln!(out)?,
+        if let (Some(a), true) = (h.activity, by_activity) {
+            write!(out, "\t{a:.4}")?;
         }
+        if coverage {
+            let c = &h.coverage;
+            write!(out, "\t{}\t{}\t{}", c.measured, c.context.as_deref().unwrap_or("-"), c.distance.map_or("-".to_string(), |d| format!("{d:.2}")))?;
+        }
+        writeln!(out)?;
     }
     Ok(out)
 }
@@ -104,10 +112,59 @@ pub fn screen_legend(screen: &Screen) -> Result<()> {
         legend[0].1 = "1 = activates the rank-by gene set most (ranked by activity)".to_string();
         legend.push(activity_legend());
     }
+    if screen.hits.first().is_some_and(|h| h.coverage.measured != Measured::Unknown) {
+        legend.extend(coverage_legend().into_iter().map(|(c, m)| (c, m.to_string())));
+    }
     let width = legend.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     note!("refcast: what the columns mean ({}):", refcast::request::FOLD_CHANGE_NOTE)?;
     for (column, meaning) in legend {
         note!("  {column:<width$}  {meaning}")?;
+    }
+    Ok(())
+}
+
+/// How many of a screen's perturbations the model saw in a context like the sample's, a warning
+/// when the first `top` include some it did not (a high rank there is an extrapolation), and where
+/// those it did see rank.
+pub fn screen_coverage(cfg: &refcast::ModelConfig, screen: &Screen, top: usize) -> Result<()> {
+    if !Coverage::recorded(cfg) || screen.familiarity.is_empty() {
+        return Ok(());
+    }
+    let count = |m: Measured| screen.hits.iter().filter(|h| h.coverage.measured == m).count();
+    note!(
+        "refcast: of the {} perturbations screened, {} were measured in training in a context like this sample's, {} only in other contexts, {} never at that time and dose (column 'measured')",
+        screen.hits.len(),
+        count(Measured::Nearby),
+        count(Measured::Elsewhere),
+        count(Measured::Never)
+    )?;
+    let shown = top.min(screen.hits.len());
+    let unseen = screen.hits[..shown].iter().filter(|h| h.coverage.measured != Measured::Nearby).count();
+    if unseen == 0 {
+        return Ok(());
+    }
+    let nearby: Vec<String> = screen
+        .hits
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.coverage.measured == Measured::Nearby && !refcast::ModelConfig::is_control(&refcast::format::Named::new(h.name.clone(), h.metadata.clone())))
+        .take(5)
+        .map(|(rank, h)| format!("'{}' (rank {})", h.name, rank + 1))
+        .collect();
+    let seen = if nearby.is_empty() { "none of the others either".to_string() } else { format!("those measured there rank: {}", nearby.join(", ")) };
+    note!("refcast: warning: {unseen} of the top {shown} were never measured in a context like this sample's, so their predictions are extrapolations; {seen}")
+}
+
+/// Warnings for the perturbations of one sample's prediction that the model measured only in
+/// contexts unlike the sample's.
+pub fn measured_elsewhere(cfg: &refcast::ModelConfig, pred: &Prediction, perts: &[(String, Metadata)]) -> Result<()> {
+    for f in &pred.familiarity {
+        for (label, m) in perts {
+            let c = Coverage::assess(cfg, Some(f), m);
+            if let (Measured::Elsewhere, Some(w)) = (c.measured, c.warning(label)) {
+                note!("refcast: warning: sample '{}': {w}", f.reference)?;
+            }
+        }
     }
     Ok(())
 }

@@ -278,6 +278,18 @@ pub type Metadata = BTreeMap<String, Value>;
 pub struct Named {
     pub name: String,
     pub metadata: Metadata,
+    /// A known perturbation of a format 2 model with a familiarity calibration, optionally: the
+    /// training contexts (indices into `familiarity.centroids`) that hold a sample of it at this
+    /// time and dose (see [`crate::coverage`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_in: Option<Vec<u32>>,
+}
+
+impl Named {
+    /// A combination with no record of where it was measured.
+    pub fn new(name: impl Into<String>, metadata: Metadata) -> Named {
+        Named { name: name.into(), metadata, measured_in: None }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -326,12 +338,12 @@ impl ModelConfig {
             matches = with(&|v| v.eq_ignore_ascii_case(value));
         }
         match matches.as_slice() {
-            [] => Named { name: name.to_string(), metadata: Metadata::from([(field, Value::Text(value.to_string()))]) },
+            [] => Named::new(name, Metadata::from([(field, Value::Text(value.to_string()))])),
             [only] => (*only).clone(),
             [first, rest @ ..] => {
                 let mut shared = first.metadata.clone();
                 shared.retain(|k, v| rest.iter().all(|n| n.metadata.get(k) == Some(v)));
-                Named { name: name.to_string(), metadata: shared }
+                Named::new(name, shared)
             }
         }
     }

@@ -86,7 +86,8 @@ pub(super) fn validate_config(c: &ModelConfig) -> Result<()> {
 /// What format 2 adds (covariates, familiarity) is present only in format 2 files, and valid.
 fn check_version_fields(c: &ModelConfig) -> Result<()> {
     if c.format_version < 2 {
-        for (field, present) in [("covariates", !c.covariates.is_empty()), ("familiarity", c.familiarity.is_some())] {
+        let measured_in = c.perturbations.iter().any(|p| p.measured_in.is_some());
+        for (field, present) in [("covariates", !c.covariates.is_empty()), ("familiarity", c.familiarity.is_some()), ("measured_in", measured_in)] {
             if present {
                 return Err(Error::format(format!("'{field}' is a format 2 field; this file says format_version {}", c.format_version)));
             }
@@ -113,6 +114,31 @@ fn check_version_fields(c: &ModelConfig) -> Result<()> {
     }
     if let Some(cal) = &c.familiarity {
         check_familiarity(cal, c.architecture.latent.technical + c.architecture.latent.biological)?;
+    }
+    check_measured_in(c)
+}
+
+/// Where each perturbation was measured: indices into the familiarity centroids, ascending, each
+/// once; only in a model with a calibration (without one there are no contexts to point at).
+fn check_measured_in(c: &ModelConfig) -> Result<()> {
+    for p in &c.perturbations {
+        let Some(list) = &p.measured_in else { continue };
+        let Some(cal) = &c.familiarity else {
+            return Err(Error::format(format!(
+                "perturbation '{}' lists where it was measured (measured_in), but the model has no familiarity calibration whose contexts it could name",
+                p.name
+            )));
+        };
+        if let Some(&i) = list.iter().find(|&&i| i as usize >= cal.centroids.len()) {
+            return Err(Error::format(format!(
+                "perturbation '{}': measured_in names context {i}; familiarity.centroids has {}",
+                p.name,
+                cal.centroids.len()
+            )));
+        }
+        if list.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::format(format!("perturbation '{}': measured_in must list each context once, in ascending order", p.name)));
+        }
     }
     Ok(())
 }

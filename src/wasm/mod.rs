@@ -15,6 +15,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::backend::BackendKind;
 use crate::card::ModelCard;
+use crate::coverage::Coverage;
 use crate::engine::{Engine, adapter_name};
 use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
 use crate::metadata;
@@ -274,7 +275,8 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     set(&out, "latents", Float32Array::from(pred.latents.as_slice()));
     set(&out, "latentWidth", cfg.architecture.latent.total() as u32);
     set(&out, "sigma", Float32Array::from(pred.sigma.as_slice()));
-    set(&out, "perturbations", to_js(&perts)?);
+    let labels: Vec<Named> = perts.iter().map(|p| Named::new(p.name.clone(), p.metadata.clone())).collect();
+    set(&out, "perturbations", to_js(&labels)?);
     // What the profile is: prompt-only predictions are always decoded.
     let mode = if table.is_some() { req.mode } else { PredictionMode::Decoded };
     set(&out, "mode", mode.to_string());
@@ -306,8 +308,21 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
         set(&out, "top", tops);
     }
     set(&out, "familiarity", familiarity_list(&pred.familiarity)?);
+    // Reference-major, as `familiarity` lists references (one per perturbation for prompt-only).
+    let coverage = Coverage::of_request(cfg, &pred.familiarity, &req.perturbations);
+    let names = (0..coverage.len()).map(|k| &perts[k % perts.len()].name);
+    set(&out, "coverage", coverage.iter().zip(names.clone()).map(|(c, n)| coverage_js(c, n)).collect::<Result<Array, _>>()?);
     let context = req.contexts.first().cloned().unwrap_or_default();
-    set(&out, "warnings", strings(metadata::request_warnings(cfg, &context, &req.condition_on, &req.perturbations)));
+    let mut warnings = metadata::request_warnings(cfg, &context, &req.condition_on, &req.perturbations);
+    // A combination never measured is already one of request_warnings'; a context unlike the
+    // sample's is said here.
+    let elsewhere = coverage.iter().zip(names).filter(|(c, _)| c.measured == crate::coverage::Measured::Elsewhere);
+    for w in elsewhere.filter_map(|(c, n)| c.warning(n)) {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
+    set(&out, "warnings", strings(warnings));
     Ok(out.into())
 }
 
@@ -345,7 +360,7 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
     let out = Object::new();
     let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg).map(JsValue::from)).collect::<Result<_, _>>()?;
     set(&out, "hits", ranked);
-    set(&out, "legend", legend_js(options.signature.is_some()));
+    set(&out, "legend", legend_js(options.signature.is_some(), Coverage::recorded(cfg)));
     set(&out, "foldChangeUnits", crate::request::FOLD_CHANGE_UNITS);
     set(&out, "mode", screen.mode.to_string());
     set(&out, "baseline", screen.baseline.to_string());

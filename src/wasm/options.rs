@@ -126,7 +126,7 @@ impl From<SignatureJs> for Signature {
 /// A perturbation by name (see `ModelConfig::perturbation`) or by its fields.
 pub(super) fn perturbation(cfg: &ModelConfig, p: NameOrMetadata) -> Named {
     match p {
-        NameOrMetadata::Metadata(metadata) => Named { name: metadata::describe(&metadata), metadata },
+        NameOrMetadata::Metadata(metadata) => Named::new(metadata::describe(&metadata), metadata),
         NameOrMetadata::Name(name) => cfg.perturbation(&name),
     }
 }

@@ -65,13 +65,29 @@ pub(super) fn hit_js(h: &ScreenHit, cfg: &ModelConfig) -> Result<Object, JsValue
     set(&o, "reversal", h.reversal.map(JsValue::from).unwrap_or(JsValue::NULL));
     set(&o, "topUp", genes_js(&h.top_up, cfg));
     set(&o, "topDown", genes_js(&h.top_down, cfg));
+    set(&o, "coverage", coverage_js(&h.coverage, &h.name)?);
     Ok(o)
 }
 
-/// `[{column, meaning}]`: the screen's columns and what each means ([`crate::screen::column_legend`]).
-pub(super) fn legend_js(ranked_by_reversal: bool) -> Array {
+/// A [`Coverage`](crate::coverage::Coverage) as a JS object (`measured`, `context`, `distance`,
+/// `maxDistance`, `measuredAs`) with its `warning` (null when there is nothing to warn of).
+pub(super) fn coverage_js(c: &crate::coverage::Coverage, label: &str) -> Result<JsValue, JsValue> {
+    #[derive(Serialize)]
+    struct WithWarning<'a> {
+        #[serde(flatten)]
+        coverage: &'a crate::coverage::Coverage,
+        warning: Option<String>,
+    }
+    to_js(&WithWarning { coverage: c, warning: c.warning(label) })
+}
+
+/// `[{column, meaning}]`: the screen's columns and what each means ([`crate::screen::column_legend`]),
+/// with the coverage columns for a model that records where its perturbations were measured.
+pub(super) fn legend_js(ranked_by_reversal: bool, coverage: bool) -> Array {
+    let extra = crate::screen::coverage_legend().into_iter().filter(|_| coverage).map(|(c, m)| (c, m.to_string()));
     crate::screen::column_legend(ranked_by_reversal, crate::screen::TOP_GENES)
         .into_iter()
+        .chain(extra)
         .map(|(column, meaning)| {
             let e = Object::new();
             set(&e, "column", column);

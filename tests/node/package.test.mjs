@@ -240,7 +240,23 @@ test('screen ranks every perturbation', async () => {
   assert.ok(Math.abs(s.familiarity[0].reconstructionR2 - p.familiarity[0].reconstructionR2) < 1e-5, 'screen and predict agree on R²');
   for (let i = 1; i < s.hits.length; i++) assert.ok(s.hits[i - 1].effectSize >= s.hits[i].effectSize, 'ranked by effect size');
   assert.ok(!('score' in s.hits[0]), 'no score column repeating effectSize');
-  assert.deepEqual(s.legend.map((c) => c.column), ['rank', 'perturbation', 'effect_size', 'reversal', 'top_up', 'top_down']);
+  assert.deepEqual(s.legend.map((c) => c.column), ['rank', 'perturbation', 'effect_size', 'reversal', 'top_up', 'top_down', 'measured', 'measured_context', 'measured_distance']);
+  // Where the model measured each perturbation: IFN-beta in Kang's monocytes, near this sample;
+  // T-cell activation only elsewhere (an extrapolation here), with a warning that says so.
+  const ifn = s.hits.find((h) => h.name === IFN).coverage;
+  assert.equal(ifn.measured, 'nearby');
+  assert.match(ifn.context, /^PBMC \(Kang 2018\)/);
+  assert.ok(ifn.distance <= ifn.maxDistance && ifn.warning === null);
+  const tcr = s.hits.find((h) => h.name === 'anti-CD3/CD28 24 h').coverage;
+  assert.equal(tcr.measured, 'elsewhere');
+  assert.match(tcr.warning, /measured only in training contexts unlike this sample \(nearest: T cells/);
+  assert.ok(s.hits.every((h) => ['nearby', 'elsewhere'].includes(h.coverage.measured)), 'every shipped entry was measured somewhere');
+  const at168 = await model.predict({ sample: kang, perturbations: [{ ...model.info().perturbations.find((q) => q.name === IFN).metadata, time_hours: 168 }] });
+  assert.equal(at168.coverage.length, 1);
+  assert.equal(at168.coverage[0].measured, 'never');
+  assert.deepEqual(at168.coverage[0].measuredAs, [IFN]);
+  assert.match(at168.coverage[0].warning, /was never measured at this time and dose \(the model measured it as 'IFN-beta 6 h'\)/);
+  assert.ok(at168.warnings.some((w) => /time_hours=168 is a combination the model was never trained on/.test(w)), at168.warnings.join('\n'));
   assert.match(s.legend.find((c) => c.column === 'effect_size').meaning, /ln fold change/);
   assert.ok(s.hits[0].topUp.length > 0 && typeof s.hits[0].topUp[0].gene === 'string');
   assert.deepEqual([s.mode, s.baseline, s.signatureUnknown], ['counterfactual', 'reference', []]);
