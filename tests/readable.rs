@@ -174,7 +174,9 @@ fn screen() -> &'static ScreenRun {
     })
 }
 
-const COLUMNS: [&str; 6] = ["rank", "perturbation", "effect_size", "reversal", "top_up", "top_down"];
+/// The screen's columns: the shipped model records where its perturbations were measured, so the
+/// coverage columns follow the others.
+const COLUMNS: [&str; 9] = ["rank", "perturbation", "effect_size", "reversal", "top_up", "top_down", "measured", "measured_context", "measured_distance"];
 
 #[test]
 fn screen_columns_are_explained() {

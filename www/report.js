@@ -93,7 +93,10 @@ function renderScreen(data, main) {
   canvas.setAttribute('aria-label', `Bar chart: the ${data.chart.length} highest-ranked perturbations by ${data.ranked_by}`);
   figure.append(canvas, el('figcaption', `The ${data.chart.length} highest-ranked perturbations.`));
   section.append(figure);
-  const rows = data.hits.map((h) => [[String(h.rank)], [h.perturbation], [fmt(h.effect_size, 4)], [h.reversal === null ? '-' : fmt(h.reversal, 4)], [h.top_up], [h.top_down]]);
+  // Where the model measured each perturbation, for models that record it (see the legend).
+  const coverage = data.legend.some((c) => c.column === 'measured');
+  const measured = (h) => (coverage ? [[h.measured], [h.measured_context ?? '-'], [h.measured_distance === null ? '-' : fmt(h.measured_distance, 2)]] : []);
+  const rows = data.hits.map((h) => [[String(h.rank)], [h.perturbation], [fmt(h.effect_size, 4)], [h.reversal === null ? '-' : fmt(h.reversal, 4)], [h.top_up], [h.top_down], ...measured(h)]);
   section.append(table(data.legend.map((c) => c.column), rows));
   const legend = el('dl', undefined, 'legend');
   for (const { column, meaning } of data.legend) legend.append(el('dt', column), el('dd', meaning));

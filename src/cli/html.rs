@@ -164,10 +164,12 @@ pub fn screen_data(cfg: &ModelConfig, screen: &Screen, sample: &str) -> Value {
         .enumerate()
         .map(|(i, h)| {
             json!({"rank": i + 1, "perturbation": h.name, "effect_size": round(h.effect_size), "reversal": h.reversal.map(round),
-                   "top_up": genes(&h.top_up), "top_down": genes(&h.top_down)})
+                   "top_up": genes(&h.top_up), "top_down": genes(&h.top_down), "measured": h.coverage.measured.as_str(),
+                   "measured_context": h.coverage.context, "measured_distance": h.coverage.distance.map(round)})
         })
         .collect();
-    let legend: Vec<Value> = column_legend(by_reversal, 5).into_iter().map(|(column, meaning)| json!({"column": column, "meaning": meaning})).collect();
+    let coverage = refcast::screen::coverage_legend().into_iter().filter(|_| refcast::Coverage::recorded(cfg)).map(|(c, m)| (c, m.to_string()));
+    let legend: Vec<Value> = column_legend(by_reversal, 5).into_iter().chain(coverage).map(|(column, meaning)| json!({"column": column, "meaning": meaning})).collect();
     let (familiarity, outside) = familiarity_fields(screen.familiarity.first());
     json!({
         "kind": "screen",
