@@ -370,7 +370,11 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
         note!("refcast: warning: {w}")?;
     }
     // What a column can fail on is refused before anything is written.
-    table.check_columns(|chunk, s| with_library_size(engine.reference(chunk, s)?, args.common.library_size).map(drop))?;
+    let sample_path = cli::input::display(&locate(&args.common.sample));
+    table.check_columns(|chunk, s| {
+        let reference = engine.reference(chunk, s).with_context(|| sample_path.clone())?;
+        with_library_size(reference, args.common.library_size).map(drop)
+    })?;
     let sampling = match args.num_samples {
         None => Sampling::Mean,
         Some(n) => Sampling::Samples { num_samples: n, seed: args.seed.unwrap_or(0) },
@@ -563,7 +567,8 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     for w in metadata::request_warnings(&cfg, &context, &args.common.condition_on, &[]) {
         note!("refcast: warning: {w}")?;
     }
-    let reference = with_library_size(engine.reference(&table, 0)?, args.common.library_size)?;
+    let reference = engine.reference(&table, 0).with_context(|| cli::input::display(&locate(&args.common.sample)))?;
+    let reference = with_library_size(reference, args.common.library_size)?;
     note!("refcast: {} on {}", cfg.name, engine.describe())?;
     note!("refcast: sample '{}': {}", reference.name, reference.report)?;
     let t = Instant::now();

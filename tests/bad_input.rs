@@ -1265,6 +1265,14 @@ fn a_long_top_list_never_lists_a_decrease_under_up() {
     assert!(up.len() + down.len() <= 160);
 }
 
+/// A value refused when the sample's columns are checked names the file, as a parse error does.
+#[test]
+fn a_log_cpm_value_out_of_range_names_the_file() {
+    let w = Workdir::new();
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--values", "log-cpm"]);
+    assert!(!ok && stderr.contains(&format!("error: {}: invalid sample: gene '", w.arg("sample.tsv"))) && stderr.contains("above 13.9"), "{stderr}");
+}
+
 /// The summary rows left out are said, by name, where the file's reading is.
 #[test]
 fn read_counter_summary_rows_are_named_on_standard_error() {
