@@ -19,7 +19,7 @@ use refcast::{Engine, ScreenOptions};
 use cli::input::{Limit, is_dash, read_bounded};
 use cli::output::{Output, refuse_output_over_input};
 use cli::report::{report_familiarity, summarise, write_familiarity, write_familiarity_header, write_familiarity_row};
-use refcast::session::{Baseline, PredictionMode, Request, Sampling, Signature};
+use refcast::session::{Baseline, MAX_PREDICTION_VALUES, PredictionMode, Request, Sampling, Signature};
 
 /// The model shipped in the repository.
 const DEFAULT_MODEL: &str = "models/refcast-q8_0.safetensors";
@@ -337,9 +337,16 @@ fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[St
             (metadata::label(name, &known, &m), m)
         })
         .collect();
-    for (i, (label, _)) in perts.iter().enumerate() {
+    for (i, (label, m)) in perts.iter().enumerate() {
         if perts[..i].iter().any(|(other, _)| other == label) {
             bail!("--perturbation '{label}' is given twice: its rows could not be told apart; give it once");
+        }
+        // Told apart by their labels, but the same numbers: said.
+        if let Some((other, _)) = perts[..i].iter().find(|(_, earlier)| earlier == m) {
+            note!(
+                "refcast: warning: --perturbation '{label}' is the same perturbation as '{other}' ({}): their rows hold the same numbers",
+                metadata::describe(m)
+            )?;
         }
     }
     Ok(perts)
@@ -354,15 +361,20 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     let report = args.report.as_deref().map(Output::prepare).transpose()?;
     let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
     let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, enrichment.as_ref().map(|_| "--enrichment"))?;
+    let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
+    check_draws(args.num_samples, perts.len(), cfg.genes.len())?;
     let mut table = cli::sample::for_predict(&locate(&args.common.sample), args.common.values, args.common.groups.as_deref(), args.chunk_budget)?;
     let context = context_metadata(&cfg, &args.common)?;
-    let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
     let requested: Vec<Metadata> = perts.iter().map(|p| p.1.clone()).collect();
     for w in metadata::request_warnings(&cfg, &context, &args.common.condition_on, &requested) {
         note!("refcast: warning: {w}")?;
     }
     // What a column can fail on is refused before anything is written.
-    table.check_columns(|chunk, s| with_library_size(engine.reference(chunk, s)?, args.common.library_size).map(drop))?;
+    let sample_path = cli::input::display(&locate(&args.common.sample));
+    table.check_columns(|chunk, s| {
+        let reference = engine.reference(chunk, s).with_context(|| sample_path.clone())?;
+        with_library_size(reference, args.common.library_size).map(drop)
+    })?;
     let sampling = match args.num_samples {
         None => Sampling::Mean,
         Some(n) => Sampling::Samples { num_samples: n, seed: args.seed.unwrap_or(0) },
@@ -472,6 +484,25 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     note!("refcast: done in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)
 }
 
+/// Refuses `--num-samples` of 0, or of more draws than one sample's prediction may hold
+/// ([`MAX_PREDICTION_VALUES`] values), before the sample is read.
+fn check_draws(num_samples: Option<usize>, perturbations: usize, genes: usize) -> Result<()> {
+    let Some(n) = num_samples else { return Ok(()) };
+    if n == 0 {
+        bail!("--num-samples 0: draw at least 1 (or leave it out for the mean)");
+    }
+    let per_draw = (perturbations * genes).max(1);
+    let values = n as u128 * per_draw as u128;
+    if values > MAX_PREDICTION_VALUES as u128 {
+        bail!(
+            "--num-samples {n}: {n} draws × {perturbations} perturbation(s) × {genes} genes = {values} values per sample, over the \
+             limit of {MAX_PREDICTION_VALUES} predicted values per request; draw at most {} with {perturbations} perturbation(s)",
+            (MAX_PREDICTION_VALUES / per_draw).max(1)
+        );
+    }
+    Ok(())
+}
+
 /// Samples summarised on standard error (the top genes, familiarity, gene matching).
 const SUMMARISED_SAMPLES: usize = 5;
 
@@ -510,6 +541,18 @@ fn write_prediction(w: &mut dyn Write, genes: &[refcast::format::Gene], referenc
 
 async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     let cfg = engine.config().clone();
+    // A screen ranks the perturbations as the model knows them: a perturbation's field set for
+    // all of them would be silently without effect.
+    let perturbation_fields = metadata::split_fields(&cfg, parse_set(&args.common.set)?).1;
+    if !perturbation_fields.is_empty() {
+        let fields: Vec<&str> = perturbation_fields.keys().map(String::as_str).collect();
+        bail!(
+            "--set {}: a perturbation's field, which screen does not take (it ranks every perturbation the model knows, each \
+             as trained); to predict one at another value, use predict -p NAME --set {}=…",
+            fields.join(", "),
+            fields[0]
+        );
+    }
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
     let report = args.report.as_deref().map(Output::prepare).transpose()?;
     let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
@@ -525,7 +568,8 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     for w in metadata::request_warnings(&cfg, &context, &args.common.condition_on, &[]) {
         note!("refcast: warning: {w}")?;
     }
-    let reference = with_library_size(engine.reference(&table, 0)?, args.common.library_size)?;
+    let reference = engine.reference(&table, 0).with_context(|| cli::input::display(&locate(&args.common.sample)))?;
+    let reference = with_library_size(reference, args.common.library_size)?;
     note!("refcast: {} on {}", cfg.name, engine.describe())?;
     note!("refcast: sample '{}': {}", reference.name, reference.report)?;
     let t = Instant::now();

@@ -376,7 +376,10 @@ function renderRow(r) {
 function renderScreen(s) {
   $('screen-results').hidden = false;
   const where = s.backend === 'webgpu' ? 'GPU' : 'CPU';
-  $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${s.reference.name}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
+  // A context without effect under the chosen conditioning is said, as for a prediction.
+  $('screen-timings').textContent =
+    `${s.hits.length} perturbations for sample “${s.reference.name}”, on the ${where} in ${ms(s.timings.screenMs)}.` +
+    s.warnings.map((w) => ` Note: ${w}.`).join('');
   renderFamiliarity($('screen-familiarity'), s.familiarity, s.reference.name);
   $('screen-effect').textContent =
     s.mode === 'counterfactual'

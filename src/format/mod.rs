@@ -180,6 +180,16 @@ fn check_header_length(bytes: &[u8]) -> Result<()> {
             start.trim_end()
         )));
     }
+    // A compressed or archived file, a spreadsheet or an HDF5 file, named by its first bytes
+    // when they cannot start a safetensors file (a header in the file, starting with '{').
+    let not_safetensors = n > MAX_HEADER_BYTES as u64 || 8 + n > bytes.len() as u64 || bytes.get(8) != Some(&b'{');
+    if let Some(what) = crate::sample::binary_format(bytes).filter(|_| not_safetensors) {
+        let what = what.split(" (").next().unwrap_or(what);
+        return Err(Error::format(format!(
+            "this file is {what}, not a refcast model (.safetensors){}",
+            if what.ends_with("-compressed") { ": decompress it first (a model file is read as it is)" } else { "" }
+        )));
+    }
     if n > MAX_HEADER_BYTES as u64 {
         return Err(Error::format(format!("header length {n} exceeds the {MAX_HEADER_BYTES}-byte limit")));
     }

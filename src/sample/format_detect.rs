@@ -49,6 +49,9 @@ pub struct Interpretation {
     pub kind: ValueKind,
     /// How `kind` was decided.
     pub source: KindSource,
+    /// Read-counter summary rows left out of the genes and the library size
+    /// ([`SampleTable::summary_rows`]).
+    pub summary_rows: Vec<String>,
 }
 
 impl std::fmt::Display for Interpretation {
@@ -62,6 +65,12 @@ impl std::fmt::Display for Interpretation {
         }
         if self.kind.is_abundance() {
             write!(f, ", rescaled to sum to 10⁶ over the model's genes")?;
+        }
+        if let Some((last, rest)) = self.summary_rows.split_last() {
+            let names: Vec<String> = rest.iter().map(|r| excerpt(r)).collect();
+            let names = if names.is_empty() { excerpt(last) } else { format!("{} and {}", names.join(", "), excerpt(last)) };
+            let n = self.summary_rows.len();
+            write!(f, "; {names}: read-counter summary row{}, left out of the genes and the library size", if n == 1 { "" } else { "s" })?;
         }
         Ok(())
     }
@@ -133,7 +142,7 @@ pub fn read_decompressed(bytes: &[u8], name: &str, kind: ValueKind, gzip: bool) 
         _ => table.name_after_file(name),
     }
     let source = if by_format { KindSource::Format } else { source };
-    let interpretation = Interpretation { format, gzip, kind: table.kind, source };
+    let interpretation = Interpretation { format, gzip, kind: table.kind, source, summary_rows: table.summary_rows.clone() };
     Ok(SampleFile { table, interpretation })
 }
 
@@ -263,5 +272,12 @@ mod tests {
         let f = read(b"gene\ttpm\nA\t10.5\nB\t3\n", "x.tsv", ValueKind::Auto).unwrap();
         assert_eq!(f.interpretation.to_string(), "read as a TSV table; values: TPM (from the header 'tpm'), rescaled to sum to 10⁶ over the model's genes");
         assert_eq!(f.table.samples, ["x"]);
+        // HTSeq's summary rows are said, by name.
+        let f = read(b"gene\tcount\nA\t10\nB\t3\n__no_feature\t50\n__ambiguous\t7\n", "h.tsv", ValueKind::Auto).unwrap();
+        assert_eq!(
+            f.interpretation.to_string(),
+            "read as a TSV table; values: counts (from the header 'count'); __no_feature and __ambiguous: read-counter summary rows, \
+             left out of the genes and the library size"
+        );
     }
 }

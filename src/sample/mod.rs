@@ -26,7 +26,7 @@ pub use format_detect::gunzip;
 pub use format_detect::{Format, Interpretation, SampleFile, is_plain_table, read, read_decompressed};
 pub use reference::{GeneIndex, MatchReport, Reference, normalise_id};
 pub use stream::{DEFAULT_CHUNK_BUDGET, MAX_LINE_BYTES, MAX_STREAM_BYTES, MAX_STREAM_CELLS, StreamedTable};
-pub use table::{binary_format, excerpt};
+pub use table::{binary_format, excerpt, number};
 pub use units::{CPM_SUM_RANGE, KIND_NAMES, KindSource, MIN_GENES_FOR_BASE, ValueKind};
 
 /// Largest sample file refcast reads (a genome-wide matrix of a few hundred samples fits).
@@ -35,6 +35,9 @@ pub const MAX_SAMPLE_BYTES: usize = 256 << 20;
 /// ones a few hundred thousand). With the column limit, keeps the memory a hostile file can make
 /// refcast use to a small multiple of the file's size.
 pub const MAX_ROWS: usize = 2_000_000;
+/// Longest gene or sample name (bytes): gene ids are tens of characters, sample names (a
+/// featureCounts BAM path) hundreds; a longer cell is not a name, and would be echoed whole.
+pub const MAX_NAME_BYTES: usize = 1024;
 /// Most value (sample) columns a sample file may have.
 pub const MAX_COLUMNS: usize = 100_000;
 /// A reference must match at least this fraction of the model's genes to be meaningful: below it,

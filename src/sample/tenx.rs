@@ -88,7 +88,7 @@ pub fn pseudobulk(matrix: impl BufRead, features: &[u8], barcodes: &[u8], groups
     let used = (0..barcode_names.len()).filter(|&c| group_of[c].is_some() && cells[c]).count();
     let table = SampleTable::from_columns(genes, samples.clone(), sums, ValueKind::Counts)?;
     let format = Format::TenX { cells: used, groups: groups.map(|_| samples.len()) };
-    let interpretation = Interpretation { format, gzip: false, kind: ValueKind::Counts, source: KindSource::Format };
+    let interpretation = Interpretation { format, gzip: false, kind: ValueKind::Counts, source: KindSource::Format, summary_rows: Vec::new() };
     Ok(SampleFile { table, interpretation })
 }
 

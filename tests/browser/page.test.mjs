@@ -524,9 +524,12 @@ test('ranking every perturbation (decoded): the library’s screen, as the nativ
   await page.click('#example-kang');
   await page.waitForFunction(() => document.body.dataset.ready === 'yes', null, { timeout: 60_000 });
   await page.check('#mode-decoded');
+  // A context, while both latents come from the sample: it changes nothing, and the page says so.
+  await page.selectOption('#context-select', { index: 1 });
   await page.click('#screen');
   await page.waitForFunction(() => document.body.dataset.screen === 'done' || !document.getElementById('run-error').hidden, null, { timeout: 180_000 });
   assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
+  assert.match(await page.textContent('#screen-timings'), /Note: cell_type, tissue have no effect: the biological latent comes from the sample/);
   const rows = await page.$$eval('#screen-table tbody tr', (trs) => trs.map((tr) => [tr.children[1].textContent, Number(tr.children[2].textContent)]));
   assert.match(await page.textContent('#screen-effect'), /vs predicted control/);
   assert.deepEqual(log.errors, []);
