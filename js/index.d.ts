@@ -274,6 +274,13 @@ export interface ScreenRequest extends SampleOptions {
   conditionOn?: Array<'technical' | 'biological'>;
   /** Called as chunks of perturbations finish. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Rank by a gene set's activity (needs `loadGeneSets`): `'pathway:JAK-STAT'`, `'go:GO:0051607'`;
+   * highest activity first.
+   */
+  rankBy?: string;
+  /** Score every gene set per perturbation (needs `loadGeneSets`), not only the pathways. */
+  allSets?: boolean;
 }
 
 export interface GeneEffect {
@@ -298,6 +305,56 @@ export interface ScreenHit {
   reversal: number | null;
   topUp: GeneEffect[];
   topDown: GeneEffect[];
+  /** After `loadGeneSets`: the pathways' scores (and with `allSets`, the GO terms that move most). */
+  enrichment?: GeneSetScore[];
+  /** After `loadGeneSets`: the `rankBy` set's ULM t-value (null without `rankBy`). */
+  activity?: number | null;
+}
+
+/** A gene-set file's collections, as `loadGeneSets` read them. */
+export interface GeneSetsInfo {
+  collections: Array<{ name: 'progeny' | 'go_bp' | string; title: string; method: string; sets: number }>;
+  /** The packages the sets were built from (name, version, archive SHA-256, licence). */
+  sources: unknown;
+}
+
+/** One gene set's score against a prediction (a line of the CLI's `--enrichment` file). */
+export interface GeneSetScore {
+  /** `progeny` (PROGENy pathway activity) or `go_bp` (GO biological process). */
+  collection: string;
+  /** The pathway's name or the GO id. */
+  id: string;
+  name: string;
+  /** decoupler's ULM t-value of the ln fold changes on the set's weights; > 0: the set goes up. */
+  score: number;
+  /** Two-sided p-value of the t-value. */
+  pValue: number;
+  /** Benjamini–Hochberg FDR within the collection. */
+  fdr: number;
+  /** The set's genes the sample measured. */
+  size: number;
+  /** The genes contributing most in the score's direction, with their ln fold change. */
+  leading: GeneEffect[];
+}
+
+export interface EnrichmentResult {
+  /** Each collection of the file, its sets highest score first. */
+  collections: Array<{ name: string; title: string; method: string; sets: GeneSetScore[] }>;
+  /** The `progeny` collection's sets (pathway activities), highest first. */
+  pathways: GeneSetScore[];
+  /** The `go_bp` collection's sets (GO biological process), highest first. */
+  terms: GeneSetScore[];
+  /** What each field means, in the library's words (the CLI's `--enrichment` columns). */
+  legend: Array<{ column: string; meaning: string }>;
+  /** "ln fold change". */
+  foldChangeUnits: string;
+}
+
+export interface EnrichmentOptions {
+  /** The prediction's row (default 0). */
+  row?: number;
+  /** With fold changes given directly: 0/1 per gene, the genes measured (default every gene). */
+  measured?: ArrayLike<number>;
 }
 
 /** The model described for people (`refcast info --json`'s card); see `src/card.rs`. */
@@ -327,7 +384,7 @@ export interface ModelCard {
 
 /** One column of a screen's table and what it means. */
 export interface ScreenColumn {
-  column: 'rank' | 'perturbation' | 'effect_size' | 'reversal' | 'top_up' | 'top_down';
+  column: 'rank' | 'perturbation' | 'effect_size' | 'reversal' | 'top_up' | 'top_down' | 'activity';
   meaning: string;
 }
 
@@ -350,6 +407,8 @@ export interface ScreenResult {
   mode: PredictionMode;
   /** What the effects were measured against. */
   baseline: Baseline;
+  /** After `loadGeneSets`: the set ranked by (`progeny:JAK-STAT`), or null. */
+  rankedBy?: string | null;
   backend: Backend;
   timings: { screenMs: number };
 }
@@ -397,6 +456,10 @@ export class Refcast {
   inspectSample(sample: SampleInput, options?: SampleOptions): Promise<ReferenceInfo>;
   predict(request: PredictRequest): Promise<Prediction>;
   screen(request: ScreenRequest): Promise<ScreenResult>;
+  /** Reads the gene sets (`refcast-genesets.safetensors` beside the model) for `enrichment` and screens. */
+  loadGeneSets(source: string | URL | Blob | ArrayBuffer | ArrayBufferView, options?: { sha256?: string; onProgress?: (loaded: number, total: number) => void }): Promise<GeneSetsInfo>;
+  /** Scores a prediction row (or fold changes, one per gene) against every gene set: the CLI's `--enrichment`. */
+  enrichment(prediction: Prediction | ArrayLike<number>, options?: EnrichmentOptions): EnrichmentResult;
   /** Releases the model and, on WebGPU, its device. Later calls reject. */
   dispose(): void;
 }

@@ -115,6 +115,17 @@ pub fn activity_legend() -> (&'static str, String) {
     ("activity", "the ranking: the rank-by gene set's ULM t-value over the predicted change (> 0 activates it; see --enrichment)".to_string())
 }
 
+/// The legend of a screen's table as it was ranked: [`column_legend`], and when ranked by a gene
+/// set's activity, the rank's meaning said so and the [`activity_legend`] column added.
+pub fn ranked_legend(ranked_by_reversal: bool, ranked_by_set: bool, top_genes: usize) -> Vec<(&'static str, String)> {
+    let mut legend = column_legend(ranked_by_reversal, top_genes);
+    if ranked_by_set {
+        legend[0].1 = "1 = activates the rank-by gene set most (ranked by activity)".to_string();
+        legend.push(activity_legend());
+    }
+    legend
+}
+
 /// A screen's ranking, and the familiarity of its reference.
 #[derive(Clone, Debug)]
 pub struct Screen {

@@ -94,6 +94,11 @@ pub(super) struct ScreenOptionsJs {
     /// `reference` or `control`; by default the library's choice for the mode.
     pub(super) baseline: Option<String>,
     pub(super) condition_on: Option<Vec<Group>>,
+    /// Rank by this gene set's activity (`pathway:NAME`, `go:GO:…`; see `GeneSets::find`).
+    pub(super) rank_by: Option<String>,
+    /// Score every gene set per perturbation (else the pathways only), keeping the GO terms that
+    /// move most.
+    pub(super) all_sets: Option<bool>,
 }
 
 /// A signature to reverse: `{up: [genes], down: [genes]}` sets, a list of genes (an up set), or
