@@ -316,6 +316,8 @@ export interface GeneSetsInfo {
   collections: Array<{ name: 'progeny' | 'go_bp' | string; title: string; method: string; sets: number }>;
   /** The packages the sets were built from (name, version, archive SHA-256, licence). */
   sources: unknown;
+  /** The PROGENy pathways (for `rankBy: 'pathway:' + id`). */
+  pathways: Array<{ id: string; name: string }>;
 }
 
 /** One gene set's score against a prediction (a line of the CLI's `--enrichment` file). */

@@ -278,7 +278,7 @@ export class Refcast {
    * Reads the gene sets to score predictions against: a URL or the bytes of
    * `refcast-genesets.safetensors` (published beside the model), built for this model's genes.
    * `options.sha256` checks the file first. Resolves to its collections (`name`, `title`,
-   * `method`, `sets`: how many) and `sources`; afterwards `enrichment` scores predictions and
+   * `method`, `sets`: how many), `sources` and the `pathways` (`{ id, name }`); afterwards `enrichment` scores predictions and
    * `screen` scores each perturbation's pathways and can rank by one (`rankBy`).
    */
   async loadGeneSets(source, options = {}) {
@@ -289,7 +289,8 @@ export class Refcast {
       try {
         const { id, name, collection, ...info } = model.loadGeneSets(bytes);
         this.#sets = { id, name, collection };
-        return info;
+        // The pathways by name, for choosing one to rank a screen by.
+        return { ...info, pathways: id.flatMap((x, i) => (collection[i] === 'progeny' ? [{ id: x, name: name[i] }] : [])) };
       } catch (e) {
         throw wrap(e);
       }

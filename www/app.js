@@ -4,6 +4,7 @@
 import { Refcast, predictionToTsv } from '/js/index.js';
 import { $, el, fmt, ms, show } from './dom.js';
 import { clearSelection, describeSelection, fillPerturbations, filterPerturbations, selectedPerturbations } from './picker.js';
+import { drawSetBars, fillSetTable, shownTerms } from './pathways.js';
 import { drawVolcano } from './volcano.js';
 
 const params = new URLSearchParams(location.search);
@@ -16,6 +17,8 @@ const state = {
   prediction: null,
   predictionSample: null,
   loading: null,
+  geneSets: null, // model.loadGeneSets() of the loaded model, or null
+  geneSetsNote: '', // why there are no pathway scores, in words
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -90,6 +93,8 @@ async function loadModel() {
         (backend === 'auto' && model.backend === 'cpu' ? ` Not on the GPU: ${model.backendReason}.` : ''),
     );
     renderCard(model.card());
+    await loadGeneSets(model, select.value === 'file' ? null : select.value);
+    if (state.model !== model) return;
     document.body.dataset.backend = model.backend;
     document.body.dataset.loadMs = String(Math.round(model.loadMs));
     document.body.dataset.readyAt = String(Math.round(performance.now()));
@@ -102,6 +107,38 @@ async function loadModel() {
     if (state.loading === task) state.loading = null;
     setReady();
   }
+}
+
+/**
+ * The gene sets published beside a bundled model (checked against models/SHA256SUMS), for the
+ * pathway and GO scores of each prediction and for ranking a screen by a pathway.
+ */
+async function loadGeneSets(model, modelPath) {
+  state.geneSets = null;
+  state.geneSetsNote = '';
+  if (!modelPath) {
+    state.geneSetsNote = 'No pathway or GO scores: they need the gene-set file published beside a bundled model, and a model from this computer has none.';
+  } else {
+    const path = `${modelPath.slice(0, modelPath.lastIndexOf('/') + 1)}refcast-genesets.safetensors`;
+    try {
+      const sets = await model.loadGeneSets(path, { sha256: await bundledChecksum(path) });
+      if (state.model === model) state.geneSets = sets;
+    } catch (e) {
+      state.geneSetsNote = `No pathway or GO scores: the gene sets could not be loaded (${e.message}).`;
+    }
+  }
+  document.body.dataset.geneSets = state.geneSets ? 'loaded' : 'none';
+  fillRankBy();
+}
+
+/** The screen's ranking: by effect size, or by the activity of a pathway (with gene sets). */
+function fillRankBy() {
+  const select = $('rank-by');
+  const previous = select.value;
+  select.replaceChildren(Object.assign(el('option', 'predicted effect size'), { value: '' }));
+  for (const p of state.geneSets?.pathways ?? []) select.append(Object.assign(el('option', `${p.name} pathway activity (PROGENy)`), { value: `pathway:${p.id}` }));
+  select.value = [...select.options].some((o) => o.value === previous) ? previous : '';
+  select.hidden = $('rank-by-label').hidden = !state.geneSets;
 }
 
 function fillConditions(info) {
@@ -272,7 +309,8 @@ async function screen() {
   show($('run-status'), 'Running every perturbation…');
   try {
     const progress = (done, total) => show($('run-status'), `Running every perturbation… ${done.toLocaleString('en')} of ${total.toLocaleString('en')}`);
-    const s = await state.model.screen({ ...request(), mode: mode(), conditionOn: conditionOn(), onProgress: progress });
+    const rankBy = $('rank-by').value || undefined;
+    const s = await state.model.screen({ ...request(), mode: mode(), conditionOn: conditionOn(), onProgress: progress, rankBy });
     show($('run-status'), '');
     renderScreen(s);
     document.body.dataset.screen = 'done';
@@ -371,10 +409,41 @@ function renderRow(r) {
   fill('top-down', topDown);
   const labelled = [...topUp.slice(0, 8), ...topDown.slice(0, 8)].map((e) => e.index);
   drawVolcano($('volcano'), lfc, p.sigma, p.reference.measured, genes, labelled, `predicted ${p.foldChangeUnits} vs the ${vsControl ? 'predicted control' : 'measured sample'}`);
+  renderSets(r);
+}
+
+/** The row's pathway and GO scores (the library's, as the CLI's --enrichment) as bars and a table. */
+function renderSets(r) {
+  const p = state.prediction;
+  const body = document.body.dataset;
+  if (!state.geneSets) {
+    $('sets').hidden = $('sets-details').hidden = true;
+    show($('sets-note'), state.geneSetsNote);
+    body.sets = 'none';
+    return;
+  }
+  const e = state.model.enrichment(p, { row: r });
+  const terms = shownTerms(e.terms);
+  $('sets').hidden = $('sets-details').hidden = false;
+  show($('sets-note'), '');
+  drawSetBars($('set-bars'), e.pathways, terms);
+  fillSetTable($('set-table'), [...e.pathways, ...terms]);
+  $('set-legend').replaceChildren(...e.legend.flatMap(({ column, meaning }) => [el('dt', column), el('dd', meaning)]));
+  body.topPathway = e.pathways[0]?.id ?? '';
+  body.topTerm = terms[0]?.name ?? '';
+  body.sets = 'drawn';
 }
 
 function renderScreen(s) {
   $('screen-results').hidden = false;
+  // Ranked by a pathway's activity: its column, and the bars follow it.
+  const pathway = s.rankedBy ? state.geneSets?.pathways.find((p) => `progeny:${p.id}` === s.rankedBy) : null;
+  $('screen-h').textContent = pathway
+    ? `Every perturbation, ranked by how much it activates the ${pathway.name} pathway in this sample`
+    : 'Every perturbation, ranked by predicted effect on this sample';
+  $('screen-activity').hidden = !pathway;
+  if (pathway) $('screen-activity').textContent = `${pathway.name} activity (t)`;
+  const value = (h) => (pathway ? Math.max(h.activity ?? 0, 0) : h.effectSize);
   const where = s.backend === 'webgpu' ? 'GPU' : 'CPU';
   $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${s.reference.name}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
   renderFamiliarity($('screen-familiarity'), s.familiarity, s.reference.name);
@@ -384,19 +453,20 @@ function renderScreen(s) {
       : `effect size (RMS ${s.foldChangeUnits} vs ${s.baseline === 'control' ? 'predicted control' : 'sample'}, decoded)`;
   // What each column means, in the library's words (the CLI prints the same legend).
   $('screen-legend').replaceChildren(...s.legend.flatMap(({ column, meaning }) => [el('dt', column), el('dd', meaning)]));
-  const best = Math.max(...s.hits.map((h) => h.effectSize), 1e-9);
+  const best = Math.max(...s.hits.map(value), 1e-9);
   const body = $('screen-table').tBodies[0];
   body.replaceChildren(
     ...s.hits.map((h, i) => {
       const tr = el('tr');
-      const bar = el('td');
+      const bar = el('td', undefined, 'meter');
       const meter = el('span', undefined, 'bar');
-      meter.style.width = `${Math.round((100 * h.effectSize) / best)}%`;
+      meter.style.width = `${Math.round((100 * value(h)) / best)}%`;
       bar.append(meter);
       tr.append(
         el('td', String(i + 1)),
         el('td', h.name),
         el('td', fmt(h.effectSize, 3)),
+        ...(pathway ? [el('td', fmt(h.activity, 1), h.activity >= 0 ? 'up' : 'down')] : []),
         bar,
         el('td', h.topUp.slice(0, 5).map((g) => g.gene).join(', ')),
         el('td', h.topDown.slice(0, 5).map((g) => g.gene).join(', ')),
