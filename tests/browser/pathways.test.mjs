@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { start, openPage, webgpuAdapter, waitReady, shot, modelDoc, perturbationNamed, root, CI } from './harness.mjs';
+import { start, openPage, requireWebgpu, ink, waitReady, shot, modelDoc, perturbationNamed, root } from './harness.mjs';
 
 let env;
 let IFN;
@@ -32,30 +32,10 @@ async function dropFile(page, name, bytes) {
   await page.dispatchEvent('#drop', 'drop', { dataTransfer });
 }
 
-/** Pixels drawn on a canvas and how many colours they have (a blank canvas has none). */
-function inked(page, selector) {
-  return page.$eval(selector, (c) => {
-    const { data } = c.getContext('2d').getImageData(0, 0, c.width, c.height);
-    const colours = new Set();
-    let n = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      if (data[i + 3] === 0) continue;
-      n += 1;
-      colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-    }
-    return { width: c.width, height: c.height, inked: n, colours: colours.size };
-  });
-}
-
 test('IFN-beta on the dropped Kang sample: pathway bars with JAK-STAT first, GO terms with leading genes', async (t) => {
   const { page, context, log } = await openPage(env);
   await page.goto(`${env.url}?backend=webgpu`);
-  const adapter = await webgpuAdapter(page);
-  if (!adapter) {
-    if (CI) assert.fail('no WebGPU adapter in Chromium (CI=true: this must not be skipped)');
-    t.skip('no WebGPU adapter in this Chromium');
-    return context.close();
-  }
+  if (!(await requireWebgpu(page, t))) return context.close();
   await waitReady(page, 'webgpu');
   assert.equal(await page.evaluate(() => document.body.dataset.geneSets), 'loaded');
   // The gene sets came from beside the model, as the model did.
@@ -73,7 +53,7 @@ test('IFN-beta on the dropped Kang sample: pathway bars with JAK-STAT first, GO 
   assert.equal(data.topPathway, 'JAK-STAT');
   assert.match(data.topTerm, /virus|interferon/, `top GO term: ${data.topTerm}`);
   // The chart is drawn beside the volcano plot: not blank, bars in both colours, text.
-  const bars = await inked(page, '#set-bars');
+  const [bars] = await page.$$eval('#set-bars', ink);
   assert.ok(bars.width > 100 && bars.height > 200, `${bars.width}×${bars.height}`);
   assert.ok(bars.inked > 5000, `only ${bars.inked} pixels drawn`);
   assert.ok(bars.colours >= 4, `${bars.colours} colours`);
