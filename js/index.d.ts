@@ -123,14 +123,20 @@ export type ValueKind = 'counts' | 'log-cpm' | 'log2-cpm' | 'log10-cpm' | 'tpm' 
  * A sample: TSV/CSV text, a `File`/`Blob` or bytes of such a file (first column genes as symbols
  * or Ensembl ids, then one value column per sample; header optional), or one profile as arrays.
  * Files may be gzip-compressed (decompressed with `DecompressionStream`), featureCounts output,
- * Salmon `quant.genes.sf` or kallisto `abundance.tsv`.
+ * Salmon `quant.genes.sf` or kallisto `abundance.tsv`. A 10x Genomics Cell Ranger matrix
+ * (`filtered_feature_bc_matrix/`: its three files, each plain or gzip) is summed over all cells into
+ * one pseudobulk sample called `name`, or one per group of a barcode → group table (`groups`).
  */
 export type SampleInput =
   | string
   | Blob
   | ArrayBuffer
   | ArrayBufferView
-  | { genes: string[]; values: ArrayLike<number>; kind?: ValueKind };
+  | { genes: string[]; values: ArrayLike<number>; kind?: ValueKind }
+  | { matrix: FileData; features: FileData; barcodes: FileData; groups?: FileData; name?: string };
+
+/** The contents of one file. */
+export type FileData = string | Blob | ArrayBuffer | ArrayBufferView;
 
 export interface SampleOptions {
   /**

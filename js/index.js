@@ -134,6 +134,35 @@ async function sampleBytes(sample) {
   return toBytes(sample, 'sample');
 }
 
+/**
+ * A sample as the library reads it: its bytes, decompressed, and `extra` options saying how
+ * (`gzip`; `tenx`: for a 10x Genomics matrix given as `{ matrix, features, barcodes, groups, name }`,
+ * the text of its other files, each decompressed when gzip).
+ */
+async function readSample(sample) {
+  if (sample && typeof sample === 'object' && !ArrayBuffer.isView(sample) && 'matrix' in sample) {
+    const files = { matrix: 'matrix.mtx', features: 'features.tsv', barcodes: 'barcodes.tsv' };
+    const missing = Object.keys(files).filter((k) => sample[k] === undefined || sample[k] === null);
+    if (missing.length) {
+      throw new RefcastError('sample', `a 10x Genomics matrix needs matrix.mtx, features.tsv and barcodes.tsv; ${missing.map((k) => files[k]).join(' and ')} missing`);
+    }
+    const { bytes, gzip } = await gunzipSample(await toBytes(sample.matrix, 'matrix.mtx'));
+    const text = async (what, source) => {
+      const plain = (await gunzipSample(await toBytes(source, what))).bytes;
+      try {
+        return new TextDecoder('utf-8', { fatal: true }).decode(plain);
+      } catch {
+        throw new RefcastError('sample', `${what}: not UTF-8 text (is it the file of that name from Cell Ranger's filtered_feature_bc_matrix/?)`);
+      }
+    };
+    const groups = sample.groups === undefined || sample.groups === null ? undefined : await text('the group table', sample.groups);
+    const tenx = clean({ features: await text('features.tsv', sample.features), barcodes: await text('barcodes.tsv', sample.barcodes), groups, name: sample.name });
+    return { bytes, extra: clean({ gzip: gzip || undefined, tenx }) };
+  }
+  const { bytes, gzip } = await gunzipSample(await sampleBytes(sample));
+  return { bytes, extra: gzip ? { gzip } : {} };
+}
+
 /** The most bytes a sample may decompress to: the library's limit on a sample file. */
 const MAX_SAMPLE_BYTES = 256 * 1024 * 1024;
 
@@ -353,10 +382,10 @@ export class Refcast {
   async inspectSample(sample, options = {}) {
     const model = this.#live();
     return this.#run(async () => {
-      const { bytes, gzip } = await gunzipSample(await sampleBytes(sample));
+      const { bytes, extra } = await readSample(sample);
       if (!bytes) throw new RefcastError('usage', 'inspectSample needs a sample');
       try {
-        return model.inspectSample(bytes, clean({ values: options.values, column: options.column, fileName: options.fileName, gzip: gzip || undefined }));
+        return model.inspectSample(bytes, clean({ values: options.values, column: options.column, fileName: options.fileName, ...extra }));
       } catch (e) {
         throw wrap(e);
       }
@@ -378,16 +407,16 @@ export class Refcast {
       perturbations: [...listOf(perturbations), ...listOf(perturbation)],
       contexts: [...listOf(context), ...listOf(contexts)],
     });
-    return this.#onSample(sample, 'predictMs', (bytes, gzip) => model.predict(bytes, gzip ? { ...options, gzip } : options));
+    return this.#onSample(sample, 'predictMs', (bytes, extra) => model.predict(bytes, { ...options, ...extra }));
   }
 
   /** Queues `call` on the sample's bytes; times it under `timing` and tags the backend. */
   #onSample(sample, timing, call) {
     return this.#run(async () => {
-      const { bytes, gzip } = await gunzipSample(await sampleBytes(sample));
+      const { bytes, extra } = await readSample(sample);
       const t0 = performance.now();
       try {
-        const out = await call(bytes, gzip);
+        const out = await call(bytes, extra);
         out.timings = { [timing]: performance.now() - t0 };
         out.backend = this.backend;
         return out;
@@ -414,8 +443,8 @@ export class Refcast {
     if (onProgress !== undefined && typeof onProgress !== 'function') throw new RefcastError('usage', 'screen: onProgress must be a function');
     const sig = signature instanceof Map ? Object.fromEntries(signature) : signature;
     const options = clean({ ...rest, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig });
-    return this.#onSample(sample, 'screenMs', async (bytes, gzip) => {
-      const out = await model.screen(bytes, gzip ? { ...options, gzip } : options, onProgress);
+    return this.#onSample(sample, 'screenMs', async (bytes, extra) => {
+      const out = await model.screen(bytes, { ...options, ...extra }, onProgress);
       for (const h of out.hits) if (h.enrichment) h.enrichment = this.#setObjects(h.enrichment);
       return out;
     });

@@ -176,7 +176,7 @@ impl RefcastModel {
     #[wasm_bindgen(js_name = inspectSample)]
     pub fn inspect_sample(&self, sample: &[u8], options: JsValue) -> Result<JsValue, JsValue> {
         let o: SampleOptions = if options.is_undefined() { SampleOptions::default() } else { from_js(options, "sample options")? };
-        let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip)?;
+        let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip, o.tenx.as_ref())?;
         let s = column(&file.table, o.column.as_ref())?;
         let guard = self.state.borrow();
         let engine = guard.engine.as_ref().ok_or_else(|| self.gone())?;
@@ -264,7 +264,7 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     }
     let (references, table) = match &sample {
         Some(bytes) => {
-            let file = read_sample(bytes, o.values.as_deref(), o.file_name.as_deref(), o.gzip)?;
+            let file = read_sample(bytes, o.values.as_deref(), o.file_name.as_deref(), o.gzip, o.tenx.as_ref())?;
             let cols = columns(&file.table, o.column.as_ref(), o.columns.as_ref())?;
             let refs = cols
                 .into_iter()
@@ -382,7 +382,7 @@ async fn screen(
             Some(ScreenEnrichment { gene_sets, rank_by, all_sets: o.all_sets.unwrap_or(false) })
         }
     };
-    let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip)?;
+    let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip, o.tenx.as_ref())?;
     let s = column(&file.table, o.column.as_ref())?;
     let reference = with_library_size(engine.reference(&file.table, s).map_err(refcast_error)?, o.library_size).map_err(refcast_error)?;
     let ctx = match o.context {
