@@ -13,7 +13,7 @@ const state = {
   model: null,
   info: null, // model.info() of the loaded model
   modelSource: null,
-  sample: null, // { bytes, name }
+  sample: null, // { data, name }: data is the file's bytes, or a 10x matrix's files ({ matrix, features, barcodes, name })
   prediction: null,
   predictionSample: null,
   loading: null,
@@ -171,8 +171,8 @@ const VALUE_KINDS = {
   cpm: 'CPM',
 };
 
-async function setSample(bytes, name) {
-  state.sample = { bytes, name };
+async function setSample(data, name) {
+  state.sample = { data, name };
   $('column-select').replaceChildren();
   await inspect();
 }
@@ -188,7 +188,7 @@ async function inspect() {
   }
   const col = $('column-select');
   try {
-    const r = await state.model.inspectSample(state.sample.bytes, {
+    const r = await state.model.inspectSample(state.sample.data, {
       values: $('values-select').value,
       column: col.value ? Number(col.value) : 0,
       fileName: state.sample.name,
@@ -212,9 +212,44 @@ async function inspect() {
   setReady();
 }
 
-async function readFile(file) {
-  if (!file) return;
-  await setSample(new Uint8Array(await file.arrayBuffer()), file.name);
+/** Cell Ranger's folder names, which name no sample. */
+const TENX_FOLDERS = ['filtered_feature_bc_matrix', 'raw_feature_bc_matrix', 'filtered_gene_bc_matrices', 'outs'];
+
+/**
+ * Files chosen or dropped: one sample file, or the three files of a 10x Genomics matrix (from its
+ * folder, `folder` being the folder's name), which the library sums over all cells.
+ */
+async function readFiles(files, folder) {
+  if (!files.length) return;
+  const named = (...names) => files.find((f) => names.includes(f.name));
+  const matrix = named('matrix.mtx.gz', 'matrix.mtx');
+  if (matrix) {
+    const name = folder && !TENX_FOLDERS.includes(folder) ? folder : '10x_pseudobulk';
+    const tenx = { matrix, features: named('features.tsv.gz', 'features.tsv', 'genes.tsv.gz', 'genes.tsv'), barcodes: named('barcodes.tsv.gz', 'barcodes.tsv'), name };
+    await setSample(tenx, folder ? `${folder}/` : files.map((f) => f.name).join(' + '));
+    return;
+  }
+  if (files.length > 1) {
+    state.sample = null;
+    setReady();
+    show($('sample-status'), '');
+    show($('sample-error'), `${files.length} files: choose one sample file, or the three files of a 10x Genomics matrix (matrix.mtx, features.tsv, barcodes.tsv).`);
+    $('drop').classList.add('bad');
+    return;
+  }
+  await setSample(new Uint8Array(await files[0].arrayBuffer()), files[0].name);
+}
+
+/** The files directly inside a dropped folder (a 10x matrix's). */
+async function folderFiles(dir) {
+  const reader = dir.createReader();
+  const entries = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) break;
+    entries.push(...batch);
+  }
+  return Promise.all(entries.filter((e) => e.isFile).map((e) => new Promise((resolve, reject) => e.file(resolve, reject))));
 }
 
 async function useExample(path, name) {
@@ -263,7 +298,7 @@ function setReady() {
 function request() {
   const context = $('context-select').value;
   return {
-    sample: state.sample.bytes,
+    sample: state.sample.data,
     values: $('values-select').value,
     column: $('column-select').value ? Number($('column-select').value) : 0,
     fileName: state.sample.name,
@@ -499,7 +534,7 @@ $('model-select').addEventListener('change', () => {
 });
 $('model-file').addEventListener('change', () => loadModel());
 $('backend-select').addEventListener('change', () => loadModel());
-$('sample-file').addEventListener('change', (e) => readFile(e.target.files[0]));
+$('sample-file').addEventListener('change', (e) => readFiles([...e.target.files]));
 $('values-select').addEventListener('change', () => inspect());
 $('column-select').addEventListener('change', () => inspect());
 $('example-kang').addEventListener('click', () => useExample('examples/kang_cd14_mono_ctrl.tsv', 'kang_cd14_mono_ctrl.tsv'));
@@ -546,7 +581,15 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => {
   e.preventDefault();
   drop.classList.remove('over');
-  readFile(e.dataTransfer.files[0]);
+  // A folder arrives as an entry (read now: the drop's data is gone after this handler).
+  const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  if (entries.length === 1 && entries[0].isDirectory) {
+    folderFiles(entries[0])
+      .then((files) => readFiles(files, entries[0].name))
+      .catch((err) => show($('sample-error'), `The folder ${entries[0].name} could not be read: ${err.message}`));
+  } else {
+    readFiles([...e.dataTransfer.files]);
+  }
 });
 drop.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' || e.key === ' ') $('sample-file').click();

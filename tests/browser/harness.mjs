@@ -113,6 +113,16 @@ export function ink(canvases) {
   });
 }
 
+/** Drops `files` (`[{ name, bytes }]`) on the page's drop zone together, as a person dragging them there. */
+export async function dropFiles(page, files) {
+  const dataTransfer = await page.evaluateHandle((list) => {
+    const dt = new DataTransfer();
+    for (const { name, data } of list) dt.items.add(new File([new Uint8Array(data)], name));
+    return dt;
+  }, files.map(({ name, bytes }) => ({ name, data: [...bytes] })));
+  await page.dispatchEvent('#drop', 'drop', { dataTransfer });
+}
+
 export async function waitReady(page, backend) {
   await page.waitForFunction(() => document.body.dataset.backend, null, { timeout: 120_000 });
   const got = await page.evaluate(() => document.body.dataset.backend);

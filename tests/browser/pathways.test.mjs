@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { start, openPage, requireWebgpu, ink, waitReady, shot, modelDoc, perturbationNamed, root } from './harness.mjs';
+import { start, openPage, requireWebgpu, ink, dropFiles, waitReady, shot, modelDoc, perturbationNamed, root } from './harness.mjs';
 
 let env;
 let IFN;
@@ -19,19 +19,6 @@ before(async () => {
 });
 after(() => env?.close());
 
-/** Drops `bytes` as the file `name` on the page's drop zone, as a person dragging it there. */
-async function dropFile(page, name, bytes) {
-  const dataTransfer = await page.evaluateHandle(
-    ({ name, data }) => {
-      const dt = new DataTransfer();
-      dt.items.add(new File([new Uint8Array(data)], name, { type: 'text/tab-separated-values' }));
-      return dt;
-    },
-    { name, data: [...bytes] },
-  );
-  await page.dispatchEvent('#drop', 'drop', { dataTransfer });
-}
-
 test('IFN-beta on the dropped Kang sample: pathway bars with JAK-STAT first, GO terms with leading genes', async (t) => {
   const { page, context, log } = await openPage(env);
   await page.goto(`${env.url}?backend=webgpu`);
@@ -40,7 +27,7 @@ test('IFN-beta on the dropped Kang sample: pathway bars with JAK-STAT first, GO 
   assert.equal(await page.evaluate(() => document.body.dataset.geneSets), 'loaded');
   // The gene sets came from beside the model, as the model did.
   assert.ok(log.requests.some((r) => new URL(r.url).pathname === '/models/refcast-genesets.safetensors'), 'the gene-set file was fetched');
-  await dropFile(page, 'kang_cd14_mono_ctrl.tsv', await readFile(join(root, 'examples/kang_cd14_mono_ctrl.tsv')));
+  await dropFiles(page, [{ name: 'kang_cd14_mono_ctrl.tsv', bytes: await readFile(join(root, 'examples/kang_cd14_mono_ctrl.tsv')) }]);
   await page.waitForFunction(() => document.body.dataset.ready === 'yes' || !document.getElementById('sample-error').hidden, null, { timeout: 60_000 });
   assert.equal(await page.isHidden('#sample-error'), true, await page.textContent('#sample-error'));
   assert.match(await page.textContent('#sample-status'), /^kang_cd14_mono_ctrl\.tsv: sample/);
