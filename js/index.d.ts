@@ -285,7 +285,9 @@ export interface ScreenRequest extends SampleOptions {
    * highest activity first.
    */
   rankBy?: string;
-  /** Score every gene set per perturbation (needs `loadGeneSets`), not only the pathways. */
+  /** Give each hit its pathways' scores (`enrichment`; needs `loadGeneSets`). */
+  pathways?: boolean;
+  /** Give each hit every gene set's score (the GO terms that move most too; needs `loadGeneSets`). */
   allSets?: boolean;
 }
 
@@ -311,7 +313,7 @@ export interface ScreenHit {
   reversal: number | null;
   topUp: GeneEffect[];
   topDown: GeneEffect[];
-  /** After `loadGeneSets`: the pathways' scores (and with `allSets`, the GO terms that move most). */
+  /** With `pathways` or `allSets`: the pathways' scores (with `allSets` also the GO terms that move most). */
   enrichment?: GeneSetScore[];
   /** After `loadGeneSets`: the `rankBy` set's ULM t-value (null without `rankBy`). */
   activity?: number | null;

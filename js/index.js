@@ -430,10 +430,10 @@ export class Refcast {
    * Runs `request.sample` against every perturbation the model knows (or `request.perturbations`)
    * and ranks them by effect size, or by how well each reverses `request.signature`, with
    * predictions in `request.mode` (default `'counterfactual'`). `request.onProgress(done, total)`
-   * is called as chunks of perturbations finish. After `loadGeneSets`, each hit carries its
-   * pathways' scores (`enrichment`; every set's with `allSets: true`, keeping the GO terms that
-   * move most), and `rankBy: 'pathway:JAK-STAT'` (or `'go:GO:0051607'`) ranks by that set's
-   * activity (`activity`, highest first).
+   * is called as chunks of perturbations finish. After `loadGeneSets`, `rankBy: 'pathway:JAK-STAT'`
+   * (or `'go:GO:0051607'`) ranks by that set's activity (`activity`, highest first), and with
+   * `pathways: true` each hit carries its pathways' scores (`enrichment`; with `allSets: true`
+   * also the GO terms that move most).
    */
   async screen(request = {}) {
     checkOptions('screen', request, SCREEN_OPTIONS);
@@ -464,7 +464,7 @@ export class Refcast {
 
 /** The options each call takes (the wasm side checks them again, with their types). */
 const PREDICT_OPTIONS = ['sample', 'perturbations', 'perturbation', 'context', 'contexts', 'conditionOn', 'numSamples', 'seed', 'values', 'column', 'columns', 'fileName', 'librarySize', 'mode', 'baseline', 'top'];
-const SCREEN_OPTIONS = ['sample', 'context', 'perturbations', 'signature', 'values', 'column', 'fileName', 'librarySize', 'mode', 'baseline', 'conditionOn', 'onProgress', 'rankBy', 'allSets'];
+const SCREEN_OPTIONS = ['sample', 'context', 'perturbations', 'signature', 'values', 'column', 'fileName', 'librarySize', 'mode', 'baseline', 'conditionOn', 'onProgress', 'rankBy', 'pathways', 'allSets'];
 
 function checkOptions(call, request, known) {
   const unknown = Object.keys(request).filter((k) => !known.includes(k));

@@ -375,7 +375,9 @@ async fn screen(
 ) -> Result<JsValue, JsValue> {
     let enrichment = match (gene_sets, &o.rank_by) {
         (None, Some(key)) => return Err(usage(format!("rankBy '{key}' needs gene sets: call loadGeneSets first (refcast-genesets.safetensors, beside the model)"))),
-        (None, None) if o.all_sets == Some(true) => return Err(usage("allSets needs gene sets: call loadGeneSets first")),
+        (None, None) if o.all_sets == Some(true) || o.pathways == Some(true) => {
+            return Err(usage("pathways and allSets need gene sets: call loadGeneSets first"));
+        }
         (None, None) => None,
         (Some(gene_sets), key) => {
             let rank_by = key.as_deref().map(|k| gene_sets.find(k)).transpose().map_err(refcast_error)?;
@@ -404,7 +406,9 @@ async fn screen(
     };
     let screen = engine.screen(&reference, &ctx, &options, &mut progress).await.map_err(refcast_error)?;
     let out = Object::new();
-    let with_sets = options.enrichment.is_some();
+    // Each hit's set scores only when asked for: a screen of every perturbation would hand JS
+    // hundreds of thousands of values it may not show.
+    let with_sets = options.enrichment.is_some() && (o.pathways == Some(true) || o.all_sets == Some(true));
     let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg, with_sets).map(JsValue::from)).collect::<Result<_, _>>()?;
     set(&out, "hits", ranked);
     let ranked_by_set = options.enrichment.as_ref().is_some_and(|e| e.rank_by.is_some());

@@ -102,7 +102,9 @@ pub(super) struct ScreenOptionsJs {
     pub(super) condition_on: Option<Vec<Group>>,
     /// Rank by this gene set's activity (`pathway:NAME`, `go:GO:…`; see `GeneSets::find`).
     pub(super) rank_by: Option<String>,
-    /// Score every gene set per perturbation (else the pathways only), keeping the GO terms that
+    /// Give each hit its pathways' scores (`hits[].enrichment`).
+    pub(super) pathways: Option<bool>,
+    /// Give each hit every gene set's score (else the pathways only), keeping the GO terms that
     /// move most.
     pub(super) all_sets: Option<bool>,
 }

@@ -106,7 +106,7 @@ test('a screen ranked by a pathway: activity is the prediction\'s score, highest
   const sample = await read(SAMPLE);
   const names = model.info().perturbations.map((p) => p.name);
   const some = [IFN, ...names.filter((n) => n !== IFN).filter((_, i) => i % 150 === 0)];
-  const s = await model.screen({ sample, perturbations: some, rankBy: 'pathway:jak-stat' });
+  const s = await model.screen({ sample, perturbations: some, rankBy: 'pathway:jak-stat', pathways: true });
   assert.equal(s.rankedBy, 'progeny:JAK-STAT');
   assert.equal(s.hits[0].name, IFN);
   s.hits.forEach((h, i) => i && assert.ok(s.hits[i - 1].activity >= h.activity));
@@ -114,6 +114,9 @@ test('a screen ranked by a pathway: activity is the prediction\'s score, highest
   assert.match(s.legend[0].meaning, /ranked by activity/);
   const hit = s.hits[0];
   assert.equal(hit.enrichment.length, 14, 'every pathway per perturbation');
+  assert.ok(hit.enrichment.some((p) => p.id === 'JAK-STAT' && Math.abs(p.score - hit.activity) <= 1e-4 * (1 + Math.abs(p.score))));
+  const plain = await model.screen({ sample, perturbations: some.slice(0, 2) });
+  assert.equal(plain.hits[0].enrichment, undefined, 'set scores only when asked for');
   const e = model.enrichment(await model.predict({ sample, perturbations: [IFN] }));
   const jak = e.pathways.find((p) => p.id === 'JAK-STAT').score;
   // The screen predicts in other batch sizes than one prediction: the same within float sums.
