@@ -408,8 +408,9 @@ async fn screen(
     let out = Object::new();
     // Each hit's set scores only when asked for: a screen of every perturbation would hand JS
     // hundreds of thousands of values it may not show.
-    let with_sets = options.enrichment.is_some() && (o.pathways == Some(true) || o.all_sets == Some(true));
-    let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg, with_sets).map(JsValue::from)).collect::<Result<_, _>>()?;
+    let with_sets = options.enrichment.is_some();
+    let set_scores = with_sets && (o.pathways == Some(true) || o.all_sets == Some(true));
+    let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg, with_sets, set_scores).map(JsValue::from)).collect::<Result<_, _>>()?;
     set(&out, "hits", ranked);
     let ranked_by_set = options.enrichment.as_ref().is_some_and(|e| e.rank_by.is_some());
     set(&out, "legend", screen_legend_js(options.signature.is_some(), ranked_by_set));

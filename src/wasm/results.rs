@@ -81,12 +81,15 @@ pub(super) fn set_scores_js(results: &[SetResult]) -> Object {
     o
 }
 
-/// With the screen's gene sets, `hits[].enrichment` holds the sets' scores as [`set_scores_js`].
-pub(super) fn hit_js(h: &ScreenHit, cfg: &ModelConfig, with_sets: bool) -> Result<Object, JsValue> {
+/// With the screen's gene sets, `hits[].activity` (the rank-by set's score, or null) and, when
+/// `set_scores`, `hits[].enrichment` (the sets' scores as [`set_scores_js`]).
+pub(super) fn hit_js(h: &ScreenHit, cfg: &ModelConfig, with_sets: bool, set_scores: bool) -> Result<Object, JsValue> {
     let o = Object::new();
     if with_sets {
-        set(&o, "enrichment", set_scores_js(&h.enrichment));
         set(&o, "activity", h.activity.map(JsValue::from).unwrap_or(JsValue::NULL));
+    }
+    if set_scores {
+        set(&o, "enrichment", set_scores_js(&h.enrichment));
     }
     set(&o, "name", h.name.as_str());
     set(&o, "metadata", to_js(&h.metadata)?);

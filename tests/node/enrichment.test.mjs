@@ -115,8 +115,10 @@ test('a screen ranked by a pathway: activity is the prediction\'s score, highest
   const hit = s.hits[0];
   assert.equal(hit.enrichment.length, 14, 'every pathway per perturbation');
   assert.ok(hit.enrichment.some((p) => p.id === 'JAK-STAT' && Math.abs(p.score - hit.activity) <= 1e-4 * (1 + Math.abs(p.score))));
-  const plain = await model.screen({ sample, perturbations: some.slice(0, 2) });
+  // Without pathways: true, the ranking's activity but no set objects.
+  const plain = await model.screen({ sample, perturbations: some.slice(0, 2), rankBy: 'pathway:JAK-STAT' });
   assert.equal(plain.hits[0].enrichment, undefined, 'set scores only when asked for');
+  assert.ok(Number.isFinite(plain.hits[0].activity), `activity ${plain.hits[0].activity}`);
   const e = model.enrichment(await model.predict({ sample, perturbations: [IFN] }));
   const jak = e.pathways.find((p) => p.id === 'JAK-STAT').score;
   // The screen predicts in other batch sizes than one prediction: the same within float sums.
