@@ -16,7 +16,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { start, openPage, webgpuAdapter, waitReady, shot, parseTsv, modelDoc, perturbationNamed, root, CI, artifacts } from './harness.mjs';
+import { start, openPage, webgpuAdapter, requireWebgpu, waitReady, shot, parseTsv, modelDoc, perturbationNamed, root, artifacts } from './harness.mjs';
 
 const TOLERANCE = 1e-4;
 let env;
@@ -171,12 +171,8 @@ test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; sc
   const { page, context, log } = await openPage(env);
   // SwiftShader is a fallback adapter, which 'auto' passes over for the CPU: ask for WebGPU.
   await page.goto(`${env.url}?backend=webgpu`);
-  const adapter = await webgpuAdapter(page);
-  if (!adapter) {
-    if (CI) assert.fail('no WebGPU adapter in Chromium (CI=true: this must not be skipped)');
-    t.skip('no WebGPU adapter in this Chromium');
-    return context.close();
-  }
+  const adapter = await requireWebgpu(page, t);
+  if (!adapter) return context.close();
   await waitReady(page, 'webgpu');
   const status = await page.textContent('#model-status');
   console.log(`# adapter: ${adapter}; ${status}`);

@@ -1,6 +1,7 @@
 // The input formats through the npm package: gzip decompressed by the platform's
 // DecompressionStream (bounded), featureCounts, Salmon, kallisto, log2-CPM and TPM tables, each
-// read as the native library reads it (tests/formats.rs), with its one-line interpretation. Files
+// read as the native library reads it (tests/formats.rs), with its one-line interpretation; a 10x
+// matrix given as its three files, summed over its cells. Files
 // are made from the bundled samples by tests/data/formats/make.py.
 //
 // Tolerance: a log2-CPM table written with 4 decimals gives the counts' log-CPM within 3.5e-5
@@ -74,3 +75,22 @@ for (const [what, make, fileName, message] of refused) {
     });
   });
 }
+
+test('a 10x Genomics matrix (matrix.mtx, features.tsv, barcodes.tsv; gzip): its cells summed by the library, as the CLI sums a directory', async () => {
+  const dir = 'tests/data/formats/kang_10x/';
+  const files = { matrix: await read(`${dir}matrix.mtx.gz`), features: await read(`${dir}features.tsv.gz`), barcodes: await read(`${dir}barcodes.tsv.gz`) };
+  const kang = await model.inspectSample(await read('examples/kang_cd14_mono_ctrl.tsv'));
+  // The matrix splits each of the example's counts over 6 cells (make.py): the sum is the example.
+  const r = await model.inspectSample({ ...files, name: 'kang_10x' });
+  assert.equal(r.name, 'kang_10x');
+  assert.equal(r.valueKind, 'counts');
+  assert.match(r.interpretation, /^read as a 10x Genomics matrix, 6 cells summed into one pseudobulk sample \(gzip-compressed\)/);
+  assert.deepEqual(r.measured, kang.measured);
+  assert.equal(maxDiff(r.logCpm, kang.logCpm), 0);
+  const grouped = await model.inspectSample({ ...files, groups: await read('tests/data/formats/kang_groups.tsv') });
+  assert.deepEqual(grouped.columns, ['a', 'b']);
+  const p = await model.predict({ sample: { ...files, name: 'kang_10x' }, perturbations: ['IFN-beta 6 h'] });
+  assert.equal(p.reference.name, 'kang_10x');
+  await assert.rejects(model.inspectSample({ matrix: files.matrix, features: files.features }), (e) => e.kind === 'sample' && /needs matrix\.mtx, features\.tsv and barcodes\.tsv; barcodes\.tsv missing/.test(e.message));
+  await assert.rejects(model.inspectSample({ ...files, barcodes: new Uint8Array([0xff, 0xfe, 0x41]) }), (e) => e.kind === 'sample' && /barcodes\.tsv: not UTF-8 text/.test(e.message));
+});
