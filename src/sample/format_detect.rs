@@ -193,7 +193,7 @@ fn refused(bytes: &[u8], name: &str) -> Option<String> {
         }
         let cli = "the command line reads it (refcast predict --sample FILE, with --groupby COLUMN or --groups FILE)";
         if lower.ends_with(".h5ad") {
-            return Some(format!("an AnnData .h5ad file (HDF5), which this build does not read: {cli}, and so does {python}"));
+            return Some(format!("an AnnData .h5ad file (HDF5), which this build does not read: {cli}, and so does {python} on adata = anndata.read_h5ad(...)"));
         }
         if lower.ends_with(".h5") {
             return Some(format!("a 10x Genomics .h5 matrix (HDF5), which this build does not read: {cli}, and so does {python} on scanpy.read_10x_h5(...)"));
