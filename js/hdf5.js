@@ -69,6 +69,10 @@ function labels(file, group, column, columns, limit) {
   const node = get(file, path);
   let codes, categories;
   if (isGroup(node)) {
+    const encoding = node.attrs?.['encoding-type'];
+    if (encoding && encoding !== 'categorical') {
+      throw new Hdf5SampleError(`${path} is a ${encoding} column: refcast groups cells by categorical, string or integer columns (in Python: adata.obs["${column}"] = adata.obs["${column}"].astype("category"))`);
+    }
     codes = Array.from(numbers(file, `${path}/codes`), Number);
     categories = strings(file, `${path}/categories`);
   } else if (get(file, `${group}/__categories/${column}`)) {

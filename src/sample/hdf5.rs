@@ -372,7 +372,15 @@ fn labels(file: &File, group: &str, column: &str, columns: &[String], limit: usi
             if columns.is_empty() { "none".into() } else { columns.iter().map(|c| excerpt(c)).collect::<Vec<_>>().join(", ") }
         )));
     }
-    let (codes, categories) = if file.group(&path).is_ok() {
+    let (codes, categories) = if let Ok(g) = file.group(&path) {
+        let encoding = g.attrs().ok().and_then(|a| string_attr(&a, "encoding-type"));
+        if encoding.as_deref().is_some_and(|e| e != "categorical") {
+            return Err(Error::Sample(format!(
+                "{path} is a {} column: refcast groups cells by categorical, string or integer columns \
+                 (in Python: adata.obs[\"{column}\"] = adata.obs[\"{column}\"].astype(\"category\"))",
+                encoding.unwrap_or_default()
+            )));
+        }
         (integers(file, &format!("{path}/codes"))?, strings(file, &format!("{path}/categories"))?)
     } else if let Ok(categories) = strings(file, &format!("{group}/__categories/{column}")) {
         (integers(file, &path)?, categories)
