@@ -478,3 +478,40 @@ export class Refcast {
 export function predictionToTsv(prediction: Prediction, genes: string[]): string;
 
 export default Refcast;
+
+/** Options of {@link readHdf5Sample} and {@link pseudobulkHdf5}. */
+export interface Hdf5SampleOptions {
+  /** The file's name: names the one sample when the cells are not grouped. */
+  fileName?: string;
+  /** AnnData: the obs column whose values group the cells (one sample each). */
+  groupby?: string;
+  /** AnnData: the matrix of raw counts: `'X'`, `'raw'` or a layer's name (default: .raw, else X). */
+  layer?: string;
+  /** AnnData: the var column holding gene names (default: the var index). */
+  geneNames?: string;
+}
+
+/** An HDF5 sample's cells summed into a counts table. */
+export interface Hdf5Sample {
+  /** The counts table (TSV): pass it as the sample of `predict`, `screen` or `inspectSample`. */
+  text: string;
+  /** What the file was read as, e.g. "an AnnData file, 6 cells of raw/X summed into 1 pseudobulk sample". */
+  description: string;
+  /** The samples' names (the groups, or the file's name). */
+  samples: string[];
+  /** AnnData: the obs columns to group by. */
+  obsColumns: string[];
+  /** AnnData: the matrices to read counts from (layers, `raw`, `X`). */
+  layers: string[];
+}
+
+/** Whether bytes start with HDF5's signature. */
+export function isHdf5(bytes: Uint8Array): boolean;
+/**
+ * Reads an AnnData .h5ad or 10x Genomics .h5 file with jsfive and sums its cells' raw counts
+ * (AnnData: .raw, else X when whole numbers, or `layer`; all cells, or by `groupby`). Throws
+ * with a clear message on normalized values, a missing column or layer, or another HDF5 file.
+ */
+export function readHdf5Sample(bytes: Uint8Array | ArrayBuffer, options?: Hdf5SampleOptions): Promise<Hdf5Sample>;
+/** {@link readHdf5Sample} on a file jsfive has opened (as the page's worker does). */
+export function pseudobulkHdf5(file: unknown, options?: Hdf5SampleOptions): Omit<Hdf5Sample, 'layers'>;

@@ -3,6 +3,9 @@
 // is never sent anywhere. Types and documentation: index.d.ts; usage: README.md.
 
 import initWasm, { RefcastModel } from '../pkg/refcast.js';
+import { isHdf5 } from './hdf5.js';
+
+export { isHdf5, pseudobulkHdf5, readHdf5Sample } from './hdf5.js';
 
 /** An error a front end can show to a person as it is. `kind` says what was wrong. */
 export class RefcastError extends Error {
@@ -172,6 +175,12 @@ const MAX_SAMPLE_BYTES = 256 * 1024 * 1024;
  * bytes as they are. `gzip` says which, for the interpretation the library reports.
  */
 async function gunzipSample(bytes) {
+  if (bytes && isHdf5(bytes)) {
+    throw new RefcastError(
+      'sample',
+      'the sample is an HDF5 file (an AnnData .h5ad or a 10x Genomics .h5): sum its cells into a counts table first with readHdf5Sample(bytes, { groupby }) and pass its text (the page does this in a worker)',
+    );
+  }
   if (!bytes || bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return { bytes, gzip: false };
   if (typeof DecompressionStream === 'undefined') {
     throw new RefcastError('sample', 'the sample is gzip-compressed and this platform has no DecompressionStream; decompress it first (gunzip)');

@@ -88,7 +88,8 @@ struct Common {
     /// Sample file: TSV or CSV, first column genes (symbols or Ensembl ids), then one column per
     /// sample (counts, log-CPM, TPM, FPKM or CPM); a header line is optional. Also read:
     /// gzip-compressed files, featureCounts output, Salmon quant.genes.sf, kallisto
-    /// abundance.tsv, and a 10x Genomics filtered_feature_bc_matrix/ directory (pseudobulk).
+    /// abundance.tsv, a 10x Genomics filtered_feature_bc_matrix/ directory or .h5 file, and an
+    /// AnnData .h5ad file (their cells' raw counts summed: pseudobulk).
     /// `-` reads standard input. What the file was read as is printed on standard error.
     #[arg(long, short, default_value = DEFAULT_SAMPLE)]
     sample: PathBuf,
@@ -96,10 +97,22 @@ struct Common {
     /// (natural log, ln(1 + CPM)), log2-cpm, log10-cpm, tpm, fpkm or cpm.
     #[arg(long, default_value = "auto")]
     values: ValueKind,
-    /// For a 10x matrix directory: a barcode → group table (two columns, tab or comma); each
-    /// group's cells are summed into one sample. Without it, all cells make one sample.
+    /// For single-cell samples (a 10x matrix directory or .h5, an AnnData .h5ad): a barcode →
+    /// group table (two columns, tab or comma); each group's cells are summed into one sample.
+    /// Without it (or --groupby), all cells make one sample.
     #[arg(long, value_name = "FILE")]
     groups: Option<PathBuf>,
+    /// For an AnnData .h5ad: the obs column whose values group the cells (one sample each).
+    #[arg(long, value_name = "COLUMN")]
+    groupby: Option<String>,
+    /// For an AnnData .h5ad: the matrix of raw counts: X, raw (.raw.X) or a layer's name.
+    /// Default: raw when the file has it, else X (refused when it holds normalized values).
+    #[arg(long, value_name = "NAME")]
+    layer: Option<String>,
+    /// For an AnnData .h5ad: the var column holding gene names or Ensembl ids (e.g.
+    /// gene_symbols, feature_name); default: the var index.
+    #[arg(long, value_name = "COLUMN")]
+    gene_names: Option<String>,
     /// For log-CPM samples: the library size (sum of counts) the values were computed from, so
     /// that a model with a depth covariate knows the sequencing depth. Count samples have theirs.
     #[arg(long, value_name = "READS")]
@@ -291,8 +304,14 @@ fn with_library_size(reference: Reference, library_size: Option<f64>) -> Result<
     })
 }
 
+impl Common {
+    fn cells(&self) -> cli::sample::Cells<'_> {
+        cli::sample::Cells { groups: self.groups.as_deref(), groupby: self.groupby.as_deref(), layer: self.layer.as_deref(), gene_names: self.gene_names.as_deref() }
+    }
+}
+
 fn load_sample(common: &Common) -> Result<SampleTable> {
-    Ok(cli::sample::load(&locate(&common.sample), common.values, common.groups.as_deref())?.table)
+    Ok(cli::sample::load(&locate(&common.sample), common.values, &common.cells())?.table)
 }
 
 /// Reads a signature file (see `screen --help`); `column` names its weight column.
@@ -363,7 +382,7 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, enrichment.as_ref().map(|_| "--enrichment"))?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
     check_draws(args.num_samples, perts.len(), cfg.genes.len())?;
-    let mut table = cli::sample::for_predict(&locate(&args.common.sample), args.common.values, args.common.groups.as_deref(), args.chunk_budget)?;
+    let mut table = cli::sample::for_predict(&locate(&args.common.sample), args.common.values, &args.common.cells(), args.chunk_budget)?;
     let context = context_metadata(&cfg, &args.common)?;
     let requested: Vec<Metadata> = perts.iter().map(|p| p.1.clone()).collect();
     for w in metadata::request_warnings(&cfg, &context, &args.common.condition_on, &requested) {

@@ -445,7 +445,7 @@ bad_inputs! {
     sample_excel_workbook:
         sample_error(b"PK\x03\x04\x14\x00\x06\x00") => ["ZIP archive", ".xlsx", "TSV or CSV"];
     sample_h5ad:
-        sample_error(b"\x89HDF\r\n\x1a\n") => ["HDF5", ".h5ad", "Python package"];
+        sample_error(b"\x89HDF\r\n\x1a\n") => ["HDF5", ".h5ad", "read it as a sample file", "--sample"];
     sample_duplicate_column_names:
         sample_error(b"gene\tA\tB\tA\nGENE0\t1\t2\t3\n") => ["line 1", "columns 2 and 4 are both named 'A'", "rename one"];
     sample_long_cell_quoted_in_part:

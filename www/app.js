@@ -2,6 +2,7 @@
 // and the model; the sample is read from the user's disk and stays in memory here.
 
 import { Refcast, predictionToTsv } from '/js/index.js';
+import { isHdf5 } from '/js/hdf5.js';
 import { $, el, fmt, ms, show } from './dom.js';
 import { clearSelection, describeSelection, fillPerturbations, filterPerturbations, selectedPerturbations } from './picker.js';
 import { drawSetBars, fillSetTable, shownTerms } from './pathways.js';
@@ -13,7 +14,8 @@ const state = {
   model: null,
   info: null, // model.info() of the loaded model
   modelSource: null,
-  sample: null, // { data, name }: data is the file's bytes, or a 10x matrix's files ({ matrix, features, barcodes, name })
+  sample: null, // { data, name, cells? }: data is the file's bytes, or a 10x matrix's files ({ matrix, features, barcodes, name }); cells: what an HDF5 file was read as
+  hdf5: null, // { bytes, name } of a dropped HDF5 file, read again when its choices change
   prediction: null,
   predictionSample: null,
   loading: null,
@@ -172,8 +174,55 @@ const VALUE_KINDS = {
 };
 
 async function setSample(data, name) {
-  state.sample = { data, name };
   $('column-select').replaceChildren();
+  if (data instanceof Uint8Array && isHdf5(data)) {
+    state.hdf5 = { bytes: data, name };
+    $('groupby-select').replaceChildren(Object.assign(el('option', 'all together'), { value: '' }));
+    $('layer-select').replaceChildren(Object.assign(el('option', '.raw, else X'), { value: '' }));
+    await readHdf5();
+    return;
+  }
+  state.hdf5 = null;
+  $('cells-row').hidden = true;
+  state.sample = { data, name };
+  await inspect();
+}
+
+/**
+ * Sums the cells of the HDF5 sample in `state.hdf5` in a worker (www/hdf5-worker.js), by the
+ * obs column and from the matrix chosen, and takes the counts table it gives as the sample.
+ */
+async function readHdf5() {
+  const { bytes, name } = state.hdf5;
+  show($('sample-error'), '');
+  show($('sample-status'), `${name}: reading its cells…`);
+  const worker = new Worker('hdf5-worker.js', { type: 'module' });
+  const r = await new Promise((resolve) => {
+    worker.onmessage = (e) => resolve(e.data);
+    worker.onerror = (e) => resolve({ error: `the HDF5 reader failed: ${e.message}`, obsColumns: [], layers: [] });
+    // A copy: the worker takes the buffer, and the page keeps the file to read again.
+    const buffer = bytes.slice().buffer;
+    worker.postMessage({ buffer, fileName: name, groupby: $('groupby-select').value || undefined, layer: $('layer-select').value || undefined }, [buffer]);
+  });
+  worker.terminate();
+  const fill = (select, values, first) => {
+    if (select.options.length === values.length + 1) return;
+    const keep = select.value;
+    select.replaceChildren(Object.assign(el('option', first), { value: '' }), ...values.map((v) => Object.assign(el('option', v), { value: v })));
+    select.value = values.includes(keep) ? keep : '';
+  };
+  fill($('groupby-select'), r.obsColumns, 'all together');
+  fill($('layer-select'), r.layers, '.raw, else X');
+  $('cells-row').hidden = r.obsColumns.length === 0 && r.layers.length === 0;
+  if (r.error) {
+    state.sample = null;
+    show($('sample-status'), '');
+    show($('sample-error'), `${name}: ${r.error}`);
+    $('drop').classList.add('bad');
+    setReady();
+    return;
+  }
+  state.sample = { data: new TextEncoder().encode(r.text), name, cells: r.description };
   await inspect();
 }
 
@@ -201,7 +250,7 @@ async function inspect() {
     show(
       $('sample-status'),
       `${state.sample.name}: sample “${r.name}”, ${r.rows.toLocaleString('en')} genes read as ${r.valueKind === 'counts' ? `raw counts (library size ${Math.round(r.librarySize).toLocaleString('en')})` : VALUE_KINDS[r.valueKind] ?? r.valueKind}. ` +
-        `The file was ${r.interpretation}. ${r.report}.`,
+        `The file was ${state.sample.cells ? `${state.sample.cells} (in this page)` : r.interpretation}. ${r.report}.`,
     );
   } catch (e) {
     state.sample.ok = false;
@@ -557,6 +606,8 @@ $('backend-select').addEventListener('change', () => loadModel());
 $('sample-file').addEventListener('change', (e) => readFiles([...e.target.files]));
 $('values-select').addEventListener('change', () => inspect());
 $('column-select').addEventListener('change', () => inspect());
+$('groupby-select').addEventListener('change', () => state.hdf5 && readHdf5());
+$('layer-select').addEventListener('change', () => state.hdf5 && readHdf5());
 $('example-kang').addEventListener('click', () => useExample('examples/kang_cd14_mono_ctrl.tsv', 'kang_cd14_mono_ctrl.tsv'));
 $('example-airway').addEventListener('click', () => useExample('examples/airway_N61311_untreated.tsv', 'airway_N61311_untreated.tsv'));
 $('example-tcell').addEventListener('click', () => useExample('examples/tcell_D1_unstimulated_24h.tsv', 'tcell_D1_unstimulated_24h.tsv'));

@@ -8,6 +8,7 @@
 //! `units`: what the values are (counts, log-CPM in base 2, e or 10, TPM/FPKM/CPM) and how that
 //! is decided;
 //! `tenx`: a 10x Genomics matrix (Matrix Market + features + barcodes), pseudobulked;
+//! `hdf5` (native, feature `hdf5`): AnnData `.h5ad` and 10x `.h5` files, pseudobulked;
 //! `table`: reading and checking tables (files and in-memory columns share the checks);
 //! `stream`: tables too large to hold, read in one pass and given back in chunks of columns;
 //! `reference`: gene identifiers, the model's gene index, and a column matched to it.
@@ -15,6 +16,8 @@
 use crate::error::{Error, Result};
 
 mod format_detect;
+#[cfg(all(feature = "hdf5", not(target_arch = "wasm32")))]
+pub mod hdf5;
 mod reference;
 mod stream;
 mod table;

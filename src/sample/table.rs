@@ -421,7 +421,7 @@ pub fn binary_format(bytes: &[u8]) -> Option<&'static str> {
         (b"\x1f\x8b", "gzip-compressed (decompress it first, e.g. gunzip; a Seurat .rds file is gzip too: export its counts as TSV)"),
         (b"PK\x03\x04", "a ZIP archive, such as an Excel .xlsx workbook (save the sheet as TSV or CSV)"),
         (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook (save the sheet as TSV or CSV)"),
-        (b"\x89HDF", "an HDF5 file, such as an AnnData .h5ad or a 10x .h5 (read it with the Python package, refcast.load(...).predict(adata))"),
+        (b"\x89HDF", "an HDF5 file, such as an AnnData .h5ad or a 10x .h5 (read it as a sample file: the command line's --sample, sample::read, which sum its cells' counts)"),
         (b"\x89PNG", "a PNG image"),
         (b"\xfd7zXZ\x00", "xz-compressed (decompress it first: xz -d; refcast reads gzip)"),
         (b"BZh", "bzip2-compressed (decompress it first: bunzip2; refcast reads gzip)"),
