@@ -123,14 +123,20 @@ export type ValueKind = 'counts' | 'log-cpm' | 'log2-cpm' | 'log10-cpm' | 'tpm' 
  * A sample: TSV/CSV text, a `File`/`Blob` or bytes of such a file (first column genes as symbols
  * or Ensembl ids, then one value column per sample; header optional), or one profile as arrays.
  * Files may be gzip-compressed (decompressed with `DecompressionStream`), featureCounts output,
- * Salmon `quant.genes.sf` or kallisto `abundance.tsv`.
+ * Salmon `quant.genes.sf` or kallisto `abundance.tsv`. A 10x Genomics Cell Ranger matrix
+ * (`filtered_feature_bc_matrix/`: its three files, each plain or gzip) is summed over all cells into
+ * one pseudobulk sample called `name`, or one per group of a barcode → group table (`groups`).
  */
 export type SampleInput =
   | string
   | Blob
   | ArrayBuffer
   | ArrayBufferView
-  | { genes: string[]; values: ArrayLike<number>; kind?: ValueKind };
+  | { genes: string[]; values: ArrayLike<number>; kind?: ValueKind }
+  | { matrix: FileData; features: FileData; barcodes: FileData; groups?: FileData; name?: string };
+
+/** The contents of one file. */
+export type FileData = string | Blob | ArrayBuffer | ArrayBufferView;
 
 export interface SampleOptions {
   /**
@@ -274,6 +280,15 @@ export interface ScreenRequest extends SampleOptions {
   conditionOn?: Array<'technical' | 'biological'>;
   /** Called as chunks of perturbations finish. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Rank by a gene set's activity (needs `loadGeneSets`): `'pathway:JAK-STAT'`, `'go:GO:0051607'`;
+   * highest activity first.
+   */
+  rankBy?: string;
+  /** Give each hit its pathways' scores (`enrichment`; needs `loadGeneSets`). */
+  pathways?: boolean;
+  /** Give each hit every gene set's score (the GO terms that move most too; needs `loadGeneSets`). */
+  allSets?: boolean;
 }
 
 export interface GeneEffect {
@@ -298,6 +313,58 @@ export interface ScreenHit {
   reversal: number | null;
   topUp: GeneEffect[];
   topDown: GeneEffect[];
+  /** With `pathways` or `allSets`: the pathways' scores (with `allSets` also the GO terms that move most). */
+  enrichment?: GeneSetScore[];
+  /** After `loadGeneSets`: the `rankBy` set's ULM t-value (null without `rankBy`). */
+  activity?: number | null;
+}
+
+/** A gene-set file's collections, as `loadGeneSets` read them. */
+export interface GeneSetsInfo {
+  collections: Array<{ name: 'progeny' | 'go_bp' | string; title: string; method: string; sets: number }>;
+  /** The packages the sets were built from (name, version, archive SHA-256, licence). */
+  sources: unknown;
+  /** The PROGENy pathways (for `rankBy: 'pathway:' + id`). */
+  pathways: Array<{ id: string; name: string }>;
+}
+
+/** One gene set's score against a prediction (a line of the CLI's `--enrichment` file). */
+export interface GeneSetScore {
+  /** `progeny` (PROGENy pathway activity) or `go_bp` (GO biological process). */
+  collection: string;
+  /** The pathway's name or the GO id. */
+  id: string;
+  name: string;
+  /** decoupler's ULM t-value of the ln fold changes on the set's weights; > 0: the set goes up. */
+  score: number;
+  /** Two-sided p-value of the t-value. */
+  pValue: number;
+  /** Benjamini–Hochberg FDR within the collection. */
+  fdr: number;
+  /** The set's genes the sample measured. */
+  size: number;
+  /** The genes contributing most in the score's direction, with their ln fold change. */
+  leading: GeneEffect[];
+}
+
+export interface EnrichmentResult {
+  /** Each collection of the file, its sets highest score first. */
+  collections: Array<{ name: string; title: string; method: string; sets: GeneSetScore[] }>;
+  /** The `progeny` collection's sets (pathway activities), highest first. */
+  pathways: GeneSetScore[];
+  /** The `go_bp` collection's sets (GO biological process), highest first. */
+  terms: GeneSetScore[];
+  /** What each field means, in the library's words (the CLI's `--enrichment` columns). */
+  legend: Array<{ column: string; meaning: string }>;
+  /** "ln fold change". */
+  foldChangeUnits: string;
+}
+
+export interface EnrichmentOptions {
+  /** The prediction's row (default 0). */
+  row?: number;
+  /** With fold changes given directly: 0/1 per gene, the genes measured (default every gene). */
+  measured?: ArrayLike<number>;
 }
 
 /** The model described for people (`refcast info --json`'s card); see `src/card.rs`. */
@@ -327,7 +394,7 @@ export interface ModelCard {
 
 /** One column of a screen's table and what it means. */
 export interface ScreenColumn {
-  column: 'rank' | 'perturbation' | 'effect_size' | 'reversal' | 'top_up' | 'top_down';
+  column: 'rank' | 'perturbation' | 'effect_size' | 'reversal' | 'top_up' | 'top_down' | 'activity';
   meaning: string;
 }
 
@@ -350,6 +417,8 @@ export interface ScreenResult {
   mode: PredictionMode;
   /** What the effects were measured against. */
   baseline: Baseline;
+  /** After `loadGeneSets`: the set ranked by (`progeny:JAK-STAT`), or null. */
+  rankedBy?: string | null;
   backend: Backend;
   timings: { screenMs: number };
 }
@@ -397,6 +466,10 @@ export class Refcast {
   inspectSample(sample: SampleInput, options?: SampleOptions): Promise<ReferenceInfo>;
   predict(request: PredictRequest): Promise<Prediction>;
   screen(request: ScreenRequest): Promise<ScreenResult>;
+  /** Reads the gene sets (`refcast-genesets.safetensors` beside the model) for `enrichment` and screens. */
+  loadGeneSets(source: string | URL | Blob | ArrayBuffer | ArrayBufferView, options?: { sha256?: string; onProgress?: (loaded: number, total: number) => void }): Promise<GeneSetsInfo>;
+  /** Scores a prediction row (or fold changes, one per gene) against every gene set: the CLI's `--enrichment`. */
+  enrichment(prediction: Prediction | ArrayLike<number>, options?: EnrichmentOptions): EnrichmentResult;
   /** Releases the model and, on WebGPU, its device. Later calls reject. */
   dispose(): void;
 }
@@ -405,3 +478,40 @@ export class Refcast {
 export function predictionToTsv(prediction: Prediction, genes: string[]): string;
 
 export default Refcast;
+
+/** Options of {@link readHdf5Sample} and {@link pseudobulkHdf5}. */
+export interface Hdf5SampleOptions {
+  /** The file's name: names the one sample when the cells are not grouped. */
+  fileName?: string;
+  /** AnnData: the obs column whose values group the cells (one sample each). */
+  groupby?: string;
+  /** AnnData: the matrix of raw counts: `'X'`, `'raw'` or a layer's name (default: .raw, else X). */
+  layer?: string;
+  /** AnnData: the var column holding gene names (default: the var index). */
+  geneNames?: string;
+}
+
+/** An HDF5 sample's cells summed into a counts table. */
+export interface Hdf5Sample {
+  /** The counts table (TSV): pass it as the sample of `predict`, `screen` or `inspectSample`. */
+  text: string;
+  /** What the file was read as, e.g. "an AnnData file, 6 cells of raw/X summed into 1 pseudobulk sample". */
+  description: string;
+  /** The samples' names (the groups, or the file's name). */
+  samples: string[];
+  /** AnnData: the obs columns to group by. */
+  obsColumns: string[];
+  /** AnnData: the matrices to read counts from (layers, `raw`, `X`). */
+  layers: string[];
+}
+
+/** Whether bytes start with HDF5's signature. */
+export function isHdf5(bytes: Uint8Array): boolean;
+/**
+ * Reads an AnnData .h5ad or 10x Genomics .h5 file with jsfive and sums its cells' raw counts
+ * (AnnData: .raw, else X when whole numbers, or `layer`; all cells, or by `groupby`). Throws
+ * with a clear message on normalized values, a missing column or layer, or another HDF5 file.
+ */
+export function readHdf5Sample(bytes: Uint8Array | ArrayBuffer, options?: Hdf5SampleOptions): Promise<Hdf5Sample>;
+/** {@link readHdf5Sample} on a file jsfive has opened (as the page's worker does). */
+export function pseudobulkHdf5(file: unknown, options?: Hdf5SampleOptions): Omit<Hdf5Sample, 'layers'>;

@@ -3,6 +3,9 @@
 // is never sent anywhere. Types and documentation: index.d.ts; usage: README.md.
 
 import initWasm, { RefcastModel } from '../pkg/refcast.js';
+import { isHdf5 } from './hdf5.js';
+
+export { isHdf5, pseudobulkHdf5, readHdf5Sample } from './hdf5.js';
 
 /** An error a front end can show to a person as it is. `kind` says what was wrong. */
 export class RefcastError extends Error {
@@ -64,15 +67,15 @@ async function sha256Hex(bytes) {
   return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-async function fetchBytes(url, onProgress) {
+async function fetchBytes(url, onProgress, what = 'the model') {
   let response;
   try {
     response = await fetch(url);
   } catch (e) {
-    throw new RefcastError('network', `cannot download the model from ${url}: ${e.message}`, { cause: e });
+    throw new RefcastError('network', `cannot download ${what} from ${url}: ${e.message}`, { cause: e });
   }
   if (!response.ok) {
-    throw new RefcastError('network', `cannot download the model from ${url}: HTTP ${response.status} ${response.statusText}`);
+    throw new RefcastError('network', `cannot download ${what} from ${url}: HTTP ${response.status} ${response.statusText}`);
   }
   const total = Number(response.headers.get('content-length')) || 0;
   if (!onProgress || !response.body) return new Uint8Array(await response.arrayBuffer());
@@ -104,6 +107,15 @@ async function toBytes(source, what) {
   throw new RefcastError('usage', `${what}: expected text, a File/Blob, an ArrayBuffer or a Uint8Array, got ${source === null ? 'null' : typeof source}`);
 }
 
+/** Rejects with a `checksum` error when `sha256` (hex) is given and `bytes` do not have it. */
+async function checkSha256(bytes, sha256, what) {
+  if (sha256 === undefined) return;
+  const got = await sha256Hex(bytes);
+  if (got !== String(sha256).trim().toLowerCase()) {
+    throw new RefcastError('checksum', `${what}'s SHA-256 is ${got}, expected ${sha256}: the file is damaged or not the one expected`);
+  }
+}
+
 /** Sample input → the bytes of a TSV/CSV table (or undefined for prompt-only generation). */
 async function sampleBytes(sample) {
   if (sample === undefined || sample === null) return undefined;
@@ -125,6 +137,35 @@ async function sampleBytes(sample) {
   return toBytes(sample, 'sample');
 }
 
+/**
+ * A sample as the library reads it: its bytes, decompressed, and `extra` options saying how
+ * (`gzip`; `tenx`: for a 10x Genomics matrix given as `{ matrix, features, barcodes, groups, name }`,
+ * the text of its other files, each decompressed when gzip).
+ */
+async function readSample(sample) {
+  if (sample && typeof sample === 'object' && !ArrayBuffer.isView(sample) && 'matrix' in sample) {
+    const files = { matrix: 'matrix.mtx', features: 'features.tsv', barcodes: 'barcodes.tsv' };
+    const missing = Object.keys(files).filter((k) => sample[k] === undefined || sample[k] === null);
+    if (missing.length) {
+      throw new RefcastError('sample', `a 10x Genomics matrix needs matrix.mtx, features.tsv and barcodes.tsv; ${missing.map((k) => files[k]).join(' and ')} missing`);
+    }
+    const { bytes, gzip } = await gunzipSample(await toBytes(sample.matrix, 'matrix.mtx'));
+    const text = async (what, source) => {
+      const plain = (await gunzipSample(await toBytes(source, what))).bytes;
+      try {
+        return new TextDecoder('utf-8', { fatal: true }).decode(plain);
+      } catch {
+        throw new RefcastError('sample', `${what}: not UTF-8 text (is it the file of that name from Cell Ranger's filtered_feature_bc_matrix/?)`);
+      }
+    };
+    const groups = sample.groups === undefined || sample.groups === null ? undefined : await text('the group table', sample.groups);
+    const tenx = clean({ features: await text('features.tsv', sample.features), barcodes: await text('barcodes.tsv', sample.barcodes), groups, name: sample.name });
+    return { bytes, extra: clean({ gzip: gzip || undefined, tenx }) };
+  }
+  const { bytes, gzip } = await gunzipSample(await sampleBytes(sample));
+  return { bytes, extra: gzip ? { gzip } : {} };
+}
+
 /** The most bytes a sample may decompress to: the library's limit on a sample file. */
 const MAX_SAMPLE_BYTES = 256 * 1024 * 1024;
 
@@ -134,6 +175,12 @@ const MAX_SAMPLE_BYTES = 256 * 1024 * 1024;
  * bytes as they are. `gzip` says which, for the interpretation the library reports.
  */
 async function gunzipSample(bytes) {
+  if (bytes && isHdf5(bytes)) {
+    throw new RefcastError(
+      'sample',
+      'the sample is an HDF5 file (an AnnData .h5ad or a 10x Genomics .h5): sum its cells into a counts table first with readHdf5Sample(bytes, { groupby }) and pass its text (the page does this in a worker)',
+    );
+  }
   if (!bytes || bytes.length < 2 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return { bytes, gzip: false };
   if (typeof DecompressionStream === 'undefined') {
     throw new RefcastError('sample', 'the sample is gzip-compressed and this platform has no DecompressionStream; decompress it first (gunzip)');
@@ -176,6 +223,7 @@ export class Refcast {
   #queue = Promise.resolve();
   #genes = null;
   #ensembl = null;
+  #sets = null; // { id, name, collection }: the gene sets' lists, from loadGeneSets
 
   /** @private */
   constructor(model, loadMs) {
@@ -209,12 +257,7 @@ export class Refcast {
     } else {
       bytes = await toBytes(source, 'model');
     }
-    if (sha256 !== undefined) {
-      const got = await sha256Hex(bytes);
-      if (got !== String(sha256).trim().toLowerCase()) {
-        throw new RefcastError('checksum', `the model's SHA-256 is ${got}, expected ${sha256}: the file is damaged or not the one expected`);
-      }
-    }
+    await checkSha256(bytes, sha256, 'the model');
     await wasm;
     try {
       // The backend policy (auto, software adapters, fallback) is the library's: Engine::open.
@@ -270,16 +313,88 @@ export class Refcast {
   }
 
   /**
+   * Reads the gene sets to score predictions against: a URL or the bytes of
+   * `refcast-genesets.safetensors` (published beside the model), built for this model's genes.
+   * `options.sha256` checks the file first. Resolves to its collections (`name`, `title`,
+   * `method`, `sets`: how many), `sources` and the `pathways` (`{ id, name }`); afterwards `enrichment` scores predictions and
+   * `screen` scores each perturbation's pathways and can rank by one (`rankBy`).
+   */
+  async loadGeneSets(source, options = {}) {
+    const model = this.#live();
+    const bytes = typeof source === 'string' || source instanceof URL ? await fetchBytes(String(source), options.onProgress, 'the gene sets') : await toBytes(source, 'gene sets');
+    await checkSha256(bytes, options.sha256, 'the gene-set file');
+    return this.#run(async () => {
+      try {
+        const { id, name, collection, ...info } = model.loadGeneSets(bytes);
+        this.#sets = { id, name, collection };
+        // The pathways by name, for choosing one to rank a screen by.
+        return { ...info, pathways: id.flatMap((x, i) => (collection[i] === 'progeny' ? [{ id: x, name: name[i] }] : [])) };
+      } catch (e) {
+        throw wrap(e);
+      }
+    });
+  }
+
+  /** The library's columns of gene-set scores (`set_scores_js`) as one object per set. */
+  #setObjects(c) {
+    const { id, name, collection } = this.#sets;
+    const genes = this.genes;
+    const out = new Array(c.set.length);
+    for (let i = 0; i < c.set.length; i++) {
+      const s = c.set[i];
+      const leading = [];
+      for (let k = c.leadingOffsets[i]; k < c.leadingOffsets[i + 1]; k++) {
+        const g = c.leadingGene[k];
+        leading.push({ index: g, gene: genes[g], logFoldChange: c.leadingLogFoldChange[k] });
+      }
+      out[i] = { collection: collection[s], id: id[s], name: name[s], score: c.score[i], pValue: c.pValue[i], fdr: c.fdr[i], size: c.size[i], leading };
+    }
+    return out;
+  }
+
+  /**
+   * Scores a prediction's fold changes against the gene sets `loadGeneSets` read, as the CLI's
+   * `--enrichment` does (decoupler's ULM over the genes the sample measured): `prediction` is a
+   * `predict` result (`options.row` picks its row, default 0), or one fold change per model gene
+   * (`options.measured`: 0/1 per gene, default every gene). Returns `collections` (each with
+   * `sets`, highest score first), `pathways` and `terms` (PROGENy and GO biological process, the
+   * same lists), the fields' `legend` and the fold changes' units.
+   */
+  enrichment(prediction, options = {}) {
+    checkOptions('enrichment', options, ['row', 'measured']);
+    const model = this.#live();
+    let lfc = prediction;
+    let measured = options.measured;
+    if (prediction && !ArrayBuffer.isView(prediction) && !Array.isArray(prediction) && 'rows' in prediction) {
+      const row = options.row ?? 0;
+      const { genes: n, rows, logFoldChange, references } = prediction;
+      if (!Number.isInteger(row) || row < 0 || row >= rows.length) throw new RefcastError('usage', `enrichment: row ${row} asked for, the prediction has ${rows.length} row(s)`);
+      if (!logFoldChange) throw new RefcastError('usage', 'enrichment: the prediction has no fold changes (prompt-only predictions have none)');
+      lfc = logFoldChange.subarray(row * n, (row + 1) * n);
+      measured ??= references?.[rows[row].reference]?.measured;
+    }
+    try {
+      const out = model.enrichment(Float32Array.from(lfc ?? []), measured === undefined ? undefined : Uint8Array.from(measured, (v) => (v ? 1 : 0)));
+      out.collections = out.collections.map(({ scores, ...c }) => ({ ...c, sets: this.#setObjects(scores) }));
+      out.pathways = out.collections.find((c) => c.name === 'progeny')?.sets ?? [];
+      out.terms = out.collections.find((c) => c.name === 'go_bp')?.sets ?? [];
+      return out;
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  /**
    * Parses a sample and matches it to the model's genes without predicting: use it to show file
    * errors as soon as a file is chosen. Rejects with a `sample` error naming the line or gene.
    */
   async inspectSample(sample, options = {}) {
     const model = this.#live();
     return this.#run(async () => {
-      const { bytes, gzip } = await gunzipSample(await sampleBytes(sample));
+      const { bytes, extra } = await readSample(sample);
       if (!bytes) throw new RefcastError('usage', 'inspectSample needs a sample');
       try {
-        return model.inspectSample(bytes, clean({ values: options.values, column: options.column, fileName: options.fileName, gzip: gzip || undefined }));
+        return model.inspectSample(bytes, clean({ values: options.values, column: options.column, fileName: options.fileName, ...extra }));
       } catch (e) {
         throw wrap(e);
       }
@@ -301,16 +416,16 @@ export class Refcast {
       perturbations: [...listOf(perturbations), ...listOf(perturbation)],
       contexts: [...listOf(context), ...listOf(contexts)],
     });
-    return this.#onSample(sample, 'predictMs', (bytes, gzip) => model.predict(bytes, gzip ? { ...options, gzip } : options));
+    return this.#onSample(sample, 'predictMs', (bytes, extra) => model.predict(bytes, { ...options, ...extra }));
   }
 
   /** Queues `call` on the sample's bytes; times it under `timing` and tags the backend. */
   #onSample(sample, timing, call) {
     return this.#run(async () => {
-      const { bytes, gzip } = await gunzipSample(await sampleBytes(sample));
+      const { bytes, extra } = await readSample(sample);
       const t0 = performance.now();
       try {
-        const out = await call(bytes, gzip);
+        const out = await call(bytes, extra);
         out.timings = { [timing]: performance.now() - t0 };
         out.backend = this.backend;
         return out;
@@ -324,7 +439,10 @@ export class Refcast {
    * Runs `request.sample` against every perturbation the model knows (or `request.perturbations`)
    * and ranks them by effect size, or by how well each reverses `request.signature`, with
    * predictions in `request.mode` (default `'counterfactual'`). `request.onProgress(done, total)`
-   * is called as chunks of perturbations finish.
+   * is called as chunks of perturbations finish. After `loadGeneSets`, `rankBy: 'pathway:JAK-STAT'`
+   * (or `'go:GO:0051607'`) ranks by that set's activity (`activity`, highest first), and with
+   * `pathways: true` each hit carries its pathways' scores (`enrichment`; with `allSets: true`
+   * also the GO terms that move most).
    */
   async screen(request = {}) {
     checkOptions('screen', request, SCREEN_OPTIONS);
@@ -334,7 +452,11 @@ export class Refcast {
     if (onProgress !== undefined && typeof onProgress !== 'function') throw new RefcastError('usage', 'screen: onProgress must be a function');
     const sig = signature instanceof Map ? Object.fromEntries(signature) : signature;
     const options = clean({ ...rest, perturbations: perturbations === undefined ? undefined : listOf(perturbations), signature: sig });
-    return this.#onSample(sample, 'screenMs', (bytes, gzip) => model.screen(bytes, gzip ? { ...options, gzip } : options, onProgress));
+    return this.#onSample(sample, 'screenMs', async (bytes, extra) => {
+      const out = await model.screen(bytes, { ...options, ...extra }, onProgress);
+      for (const h of out.hits) if (h.enrichment) h.enrichment = this.#setObjects(h.enrichment);
+      return out;
+    });
   }
 
   /** Releases the model (on WebGPU: its device and GPU memory). Later calls reject. */
@@ -351,7 +473,7 @@ export class Refcast {
 
 /** The options each call takes (the wasm side checks them again, with their types). */
 const PREDICT_OPTIONS = ['sample', 'perturbations', 'perturbation', 'context', 'contexts', 'conditionOn', 'numSamples', 'seed', 'values', 'column', 'columns', 'fileName', 'librarySize', 'mode', 'baseline', 'top'];
-const SCREEN_OPTIONS = ['sample', 'context', 'perturbations', 'signature', 'values', 'column', 'fileName', 'librarySize', 'mode', 'baseline', 'conditionOn', 'onProgress'];
+const SCREEN_OPTIONS = ['sample', 'context', 'perturbations', 'signature', 'values', 'column', 'fileName', 'librarySize', 'mode', 'baseline', 'conditionOn', 'onProgress', 'rankBy', 'pathways', 'allSets'];
 
 function checkOptions(call, request, known) {
   const unknown = Object.keys(request).filter((k) => !known.includes(k));

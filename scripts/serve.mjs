@@ -1,5 +1,5 @@
 // A small static server for the www/ page: serves www/ at /, and js/, pkg/, models/, examples/
-// under their own names, on 127.0.0.1 only, with the page's Content-Security-Policy as a header.
+// under their own names, jsfive (the npm dependency that reads HDF5 samples) under /vendor/jsfive/, on 127.0.0.1 only, with the page's Content-Security-Policy as a header.
 //   node scripts/serve.mjs [--port 8080]      (npm run serve builds pkg/ first)
 // Import { serve } to start it from a test (port 0 picks a free port).
 
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
 /** URL prefix → directory of the repository. Anything else is looked up in www/. */
-const MOUNTS = { '/js/': 'js', '/pkg/': 'pkg', '/models/': 'models', '/examples/': 'examples' };
+const MOUNTS = { '/js/': 'js', '/pkg/': 'pkg', '/models/': 'models', '/examples/': 'examples', '/vendor/jsfive/': 'node_modules/jsfive/dist/esm' };
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -33,7 +33,7 @@ const MIME = {
 
 /**
  * Same origin only: the page, its code, the model and the example. 'wasm-unsafe-eval' lets the
- * page compile WebAssembly; nothing may be fetched from, or sent to, another origin.
+ * page compile WebAssembly; its own worker (www/hdf5-worker.js) reads HDF5 samples; nothing may be fetched from, or sent to, another origin.
  */
 export const CSP = [
   "default-src 'none'",
@@ -43,7 +43,7 @@ export const CSP = [
   "connect-src 'self'",
   "font-src 'none'",
   "object-src 'none'",
-  "worker-src 'none'",
+  "worker-src 'self'",
   "frame-src 'none'",
   "base-uri 'none'",
   "form-action 'none'",

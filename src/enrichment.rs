@@ -13,8 +13,7 @@
 //! genes the sample measured (or all the model's genes). Sums run over each set's members only,
 //! so scoring every set costs one pass over the memberships.
 
-use std::collections::HashMap;
-
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -40,7 +39,7 @@ fn err(msg: impl Into<String>) -> Error {
 }
 
 /// One gene set: its identifier (a pathway name, a GO id), readable name and collection.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug)]
 pub struct GeneSet {
     pub id: String,
     pub name: String,
@@ -48,28 +47,11 @@ pub struct GeneSet {
 }
 
 /// A collection of sets (PROGENy pathways, GO biological process) and how it was made.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Collection {
     pub name: String,
     pub title: String,
     pub method: String,
-}
-
-#[derive(serde::Deserialize)]
-struct Doc {
-    format_version: u64,
-    model: DocModel,
-    collections: Vec<Collection>,
-    sets: Vec<GeneSet>,
-    weighted_sets: usize,
-    sources: serde_json::Value,
-}
-
-#[derive(serde::Deserialize)]
-struct DocModel {
-    name: String,
-    genes: usize,
-    genes_sha256: String,
 }
 
 /// Gene sets mapped to a model's genes: members as sorted gene indices with weights.
@@ -100,6 +82,16 @@ pub struct SetScore {
     pub size: usize,
 }
 
+/// `value[key]`, or an error naming the key and `what` holds it.
+fn field<'a>(value: &'a Value, key: &str, what: &str) -> Result<&'a Value> {
+    value.get(key).ok_or_else(|| err(format!("{what} has no '{key}'")))
+}
+
+/// `value[key]` as text.
+fn text_field<'a>(value: &'a Value, key: &str, what: &str) -> Result<&'a str> {
+    field(value, key, what)?.as_str().ok_or_else(|| err(format!("'{key}' of {what} is not text")))
+}
+
 /// A set's score with its leading genes (gene index, fold change).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SetResult {
@@ -111,6 +103,22 @@ pub struct SetResult {
 #[derive(Clone, Debug, Default)]
 pub struct Enrichment {
     pub scores: Vec<SetScore>,
+}
+
+/// What each field of a set's score means, one `(field, meaning)` per field, in the order of the
+/// CLI's `--enrichment` columns: the legend every front end shows beside gene-set scores.
+pub fn column_legend() -> Vec<(&'static str, String)> {
+    let units = crate::request::FOLD_CHANGE_UNITS;
+    vec![
+        ("collection", format!("{PATHWAYS} = PROGENy pathway activity (footprint genes weighted by how they respond); {GO_BP} = GO biological process term (every member weighs 1)")),
+        ("set", "the pathway's name or the GO term's id".to_string()),
+        ("name", "the pathway or process in words".to_string()),
+        ("score", format!("activity: decoupler's ULM t-value of the predicted {units} regressed on the set's weights, over the genes the sample measured; > 0 = the set's genes go up, < 0 = down; |t| grows with both the effect and the set's size")),
+        ("p_value", "two-sided p-value of the t-value (Student's t)".to_string()),
+        ("fdr", "Benjamini–Hochberg false discovery rate within the collection (≤ 0.05 is the usual cut-off)".to_string()),
+        ("size", "the set's genes that the sample measured".to_string()),
+        ("leading_genes", format!("the set's genes contributing most in the score's direction, with their predicted {units} (log2 = ln / ln 2)")),
+    ]
 }
 
 /// SHA-256 of a gene list as the gene-set file records it: `symbol\tensembl\n` per gene.
@@ -126,42 +134,58 @@ impl GeneSets {
     /// Reads a gene-set file and checks it against `model`: the format version, the gene list it
     /// was built for, offsets, indices (in range, ascending within a set) and weights (finite).
     pub fn from_bytes(bytes: &[u8], model: &ModelConfig) -> Result<GeneSets> {
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
-        let text = meta
-            .metadata()
+        // The model's own safetensors reader (src/format): one set of header checks and messages.
+        let layout = crate::format::read_layout(bytes, "a safetensors file (is it refcast-genesets.safetensors?)").map_err(|e| match e {
+            Error::Format(m) => err(m),
+            other => other,
+        })?;
+        let text = layout
+            .metadata
             .as_ref()
             .and_then(|m| m.get(METADATA_KEY))
+            .and_then(Value::as_str)
             .ok_or_else(|| err(format!("no '{METADATA_KEY}' entry in the safetensors __metadata__ (is this a refcast gene-set file?)")))?;
-        let doc: Doc = serde_json::from_str(text).map_err(|e| err(format!("the '{METADATA_KEY}' document: {e}")))?;
-        if doc.format_version != FORMAT_VERSION {
-            return Err(err(format!("format_version {} is not supported (this build reads {FORMAT_VERSION})", doc.format_version)));
+        let doc: Value = serde_json::from_str(text).map_err(|e| err(format!("the '{METADATA_KEY}' document: {e}")))?;
+        let format_version = field(&doc, "format_version", "the document")?.as_u64();
+        if format_version != Some(FORMAT_VERSION) {
+            return Err(err(format!("format_version {} is not supported (this build reads {FORMAT_VERSION})", doc["format_version"])));
         }
+        let built_for = field(&doc, "model", "the document")?;
+        let (doc_genes, doc_sha) = (field(built_for, "genes", "model")?.as_u64().unwrap_or(u64::MAX), text_field(built_for, "genes_sha256", "model")?);
         let want = genes_sha256(model);
-        if doc.model.genes != model.genes.len() || doc.model.genes_sha256 != want {
+        if doc_genes != model.genes.len() as u64 || doc_sha != want {
             return Err(err(format!(
-                "built for the {} genes of model '{}' (gene list SHA-256 {}…), but this model '{}' has {} genes (SHA-256 {}…): \
+                "built for the {doc_genes} genes of model '{}' (gene list SHA-256 {}…), but this model '{}' has {} genes (SHA-256 {}…): \
                  rebuild it with `python -m training.genesets` for this model",
-                doc.model.genes,
-                doc.model.name,
-                doc.model.genes_sha256.get(..12).unwrap_or(&doc.model.genes_sha256),
+                built_for.get("name").and_then(Value::as_str).unwrap_or("?"),
+                doc_sha.get(..12).unwrap_or(doc_sha),
                 model.name,
                 model.genes.len(),
                 &want[..12]
             )));
         }
-        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
-        let tensor = |name: &str, dtype: safetensors::Dtype| -> Result<Vec<u8>> {
-            let t = st.tensor(name).map_err(|_| err(format!("no tensor '{name}'")))?;
-            if t.dtype() != dtype || t.shape().len() != 1 {
-                return Err(err(format!("tensor '{name}' is {:?} {:?}; expected a vector of {dtype:?}", t.dtype(), t.shape())));
+        let entries = |key: &str| field(&doc, key, "the document")?.as_array().ok_or_else(|| err(format!("'{key}' is not a list")));
+        let collections = entries("collections")?
+            .iter()
+            .map(|c| Ok(Collection { name: text_field(c, "name", "a collection")?.into(), title: text_field(c, "title", "a collection")?.into(), method: text_field(c, "method", "a collection")?.into() }))
+            .collect::<Result<Vec<_>>>()?;
+        let sets = entries("sets")?
+            .iter()
+            .map(|s| Ok(GeneSet { id: text_field(s, "id", "a set")?.into(), name: text_field(s, "name", "a set")?.into(), collection: text_field(s, "collection", "a set")?.into() }))
+            .collect::<Result<Vec<_>>>()?;
+        let weighted_sets = field(&doc, "weighted_sets", "the document")?.as_u64().ok_or_else(|| err("'weighted_sets' is not a count"))? as usize;
+        let tensor = |name: &str, dtype: safetensors::Dtype| -> Result<&[u8]> {
+            let t = layout.tensors.iter().find(|t| t.name == name).ok_or_else(|| err(format!("no tensor '{name}'")))?;
+            if t.dtype != dtype || t.shape.len() != 1 {
+                return Err(err(format!("tensor '{name}' is {:?} {:?}; expected a vector of {dtype:?}", t.dtype, t.shape)));
             }
-            Ok(t.data().to_vec())
+            Ok(t.data)
         };
         let offsets: Vec<usize> =
             tensor("offsets", safetensors::Dtype::U32)?.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4")) as usize).collect();
         let indices: Vec<u32> = tensor("indices", safetensors::Dtype::U16)?.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect();
         let stored: Vec<f32> = tensor("weights", safetensors::Dtype::F32)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect();
-        let n = doc.sets.len();
+        let n = sets.len();
         if offsets.len() != n + 1 || offsets[0] != 0 || offsets[n] != indices.len() {
             return Err(err(format!(
                 "'offsets' has {} entries from {:?} to {:?}; {n} sets and {} memberships need {} from 0 to {}",
@@ -173,16 +197,22 @@ impl GeneSets {
                 indices.len()
             )));
         }
-        if doc.weighted_sets > n || stored.len() != offsets[doc.weighted_sets] {
-            return Err(err(format!("'weights' has {} entries; the {} weighted sets have {} members", stored.len(), doc.weighted_sets, offsets[doc.weighted_sets.min(n)])));
+        if weighted_sets > n || stored.len() != offsets[weighted_sets] {
+            return Err(err(format!("'weights' has {} entries; the {} weighted sets have {} members", stored.len(), weighted_sets, offsets[weighted_sets.min(n)])));
         }
-        let mut seen = HashMap::new();
-        for (s, set) in doc.sets.iter().enumerate() {
-            if !doc.collections.iter().any(|c| c.name == set.collection) {
-                return Err(err(format!("set '{}' is in collection '{}', which the file does not describe", set.id, set.collection)));
+        // Duplicates by (collection, id): sorted by a hash of both, then sets of equal hash compared.
+        let mut keys: Vec<(u64, usize)> = sets.iter().enumerate().map(|(i, s)| (fnv1a(&[&s.collection, &s.id]), i)).collect();
+        keys.sort_unstable();
+        for run in keys.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
+            for (k, &(_, i)) in run.iter().enumerate() {
+                if let Some(&(_, j)) = run[k + 1..].iter().find(|&&(_, j)| (&sets[i].collection, &sets[i].id) == (&sets[j].collection, &sets[j].id)) {
+                    return Err(err(format!("set '{}' of '{}' appears twice (sets {i} and {j})", sets[i].id, sets[i].collection)));
+                }
             }
-            if let Some(first) = seen.insert((set.collection.as_str(), set.id.as_str()), s) {
-                return Err(err(format!("set '{}' of '{}' appears twice (sets {first} and {s})", set.id, set.collection)));
+        }
+        for (s, set) in sets.iter().enumerate() {
+            if !collections.iter().any(|c| c.name == set.collection) {
+                return Err(err(format!("set '{}' is in collection '{}', which the file does not describe", set.id, set.collection)));
             }
             let (a, b) = (offsets[s], offsets[s + 1]);
             if a > b {
@@ -201,7 +231,8 @@ impl GeneSets {
         }
         let mut weights = stored;
         weights.resize(indices.len(), 1.0);
-        Ok(GeneSets { genes: model.genes.len(), sets: doc.sets, collections: doc.collections, offsets, indices, weights, sources: doc.sources })
+        let sources = doc.get("sources").cloned().unwrap_or(Value::Null);
+        Ok(GeneSets { genes: model.genes.len(), sets, collections, offsets, indices, weights, sources })
     }
 
     pub fn sets(&self) -> &[GeneSet] {
@@ -305,6 +336,8 @@ impl GeneSets {
     pub fn score_sets(&self, values: &[f32], universe: Option<&[bool]>, which: impl IntoIterator<Item = usize>) -> Result<Enrichment> {
         let (y, syy, n) = self.centred(values, universe)?;
         let t_dist = StudentsT::new(0.0, 1.0, (n - 2) as f64).map_err(|e| Error::Request(format!("Student t with {} degrees of freedom: {e}", n - 2)))?;
+        let mut which: Vec<usize> = which.into_iter().collect();
+        which.sort_unstable();
         let mut scores: Vec<SetScore> = which
             .into_iter()
             .filter_map(|s| {
@@ -313,7 +346,6 @@ impl GeneSets {
                 Some(SetScore { set: s, score: t, p_value: p, fdr: 1.0, size })
             })
             .collect();
-        scores.sort_by_key(|s| s.set);
         for c in &self.collections {
             let mut members: Vec<usize> = (0..scores.len()).filter(|&i| self.sets[scores[i].set].collection == c.name).collect();
             let p: Vec<f64> = members.iter().map(|&i| scores[i].p_value).collect();
@@ -341,19 +373,20 @@ impl GeneSets {
     fn leading_around(&self, set: usize, score: f64, values: &[f32], universe: Option<&[bool]>, k: usize, mean: f64) -> Vec<(usize, f32)> {
         let sign = if score < 0.0 { -1.0 } else { 1.0 };
         let (idx, w) = self.members(set);
-        let mut c: Vec<(f64, usize)> = idx
+        // (largest contribution first, then gene order)
+        let mut c: Vec<(u64, usize)> = idx
             .iter()
             .zip(w)
             .filter(|(g, _)| universe.is_none_or(|u| u[**g as usize]))
             .map(|(&g, &w)| (sign * w as f64 * (values[g as usize] as f64 - mean), g as usize))
             .filter(|(c, _)| *c > 0.0)
+            .map(|(c, g)| (descending(c), g))
             .collect();
-        let order = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         if c.len() > k && k > 0 {
-            c.select_nth_unstable_by(k - 1, order);
+            c.select_nth_unstable(k - 1);
             c.truncate(k);
         }
-        c.sort_by(order);
+        c.sort_unstable();
         c.into_iter().take(k).map(|(_, g)| (g, values[g])).collect()
     }
 
@@ -367,6 +400,18 @@ impl GeneSets {
     }
 }
 
+/// A key whose ascending order is `x`'s descending order (as `f64::total_cmp`). Every ranking
+/// here sorts `(key, index)` pairs, so the wasm module carries one sort, not one per comparator.
+fn descending(x: f64) -> u64 {
+    let b = x.to_bits();
+    !(if b >> 63 == 1 { !b } else { b | 1 << 63 })
+}
+
+/// FNV-1a of strings (each followed by a 0 byte): a hash for spotting duplicate names.
+fn fnv1a(parts: &[&str]) -> u64 {
+    parts.iter().flat_map(|p| p.bytes().chain([0])).fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// The mean of `values` over `universe` (every value without one).
 fn universe_mean(values: &[f32], universe: Option<&[bool]>) -> f64 {
     let (n, sum) = values.iter().enumerate().filter(|&(g, _)| universe.is_none_or(|u| u[g])).fold((0usize, 0.0f64), |(n, s), (_, &v)| (n + 1, s + v as f64));
@@ -376,9 +421,11 @@ fn universe_mean(values: &[f32], universe: Option<&[bool]>) -> f64 {
 impl Enrichment {
     /// The scored sets of `collection`, highest score first (ties by set order).
     pub fn ranked(&self, sets: &GeneSets, collection: &str) -> Vec<SetScore> {
-        let mut v: Vec<SetScore> = self.scores.iter().filter(|s| sets.sets[s.set].collection == collection).copied().collect();
-        v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.set.cmp(&b.set)));
-        v
+        // (highest score first, then set order: `scores` is in set order)
+        let mut order: Vec<(u64, usize)> =
+            self.scores.iter().enumerate().filter(|(_, s)| sets.sets[s.set].collection == collection).map(|(i, s)| (descending(s.score), i)).collect();
+        order.sort_unstable();
+        order.into_iter().map(|(_, i)| self.scores[i]).collect()
     }
 
     /// The score of set `set`, when it was scored.
@@ -390,11 +437,12 @@ impl Enrichment {
 /// Benjamini–Hochberg adjusted p-values, in the order given.
 pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
     let m = p.len();
-    let mut order: Vec<usize> = (0..m).collect();
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    // (largest p first; ties in any order give the same values)
+    let mut order: Vec<(u64, usize)> = p.iter().enumerate().map(|(i, &p)| (descending(p), i)).collect();
+    order.sort_unstable();
     let mut q = vec![1.0; m];
     let mut running = 1.0f64;
-    for (k, &i) in order.iter().enumerate() {
+    for (k, &(_, i)) in order.iter().enumerate() {
         let rank = (m - k) as f64;
         running = running.min(p[i] * m as f64 / rank);
         q[i] = running.min(1.0);

@@ -19,7 +19,7 @@ use refcast::{Engine, ScreenOptions};
 use cli::input::{Limit, is_dash, read_bounded};
 use cli::output::{Output, refuse_output_over_input};
 use cli::report::{report_familiarity, summarise, write_familiarity, write_familiarity_header, write_familiarity_row};
-use refcast::session::{Baseline, PredictionMode, Request, Sampling, Signature};
+use refcast::session::{Baseline, MAX_PREDICTION_VALUES, PredictionMode, Request, Sampling, Signature};
 
 /// The model shipped in the repository.
 const DEFAULT_MODEL: &str = "models/refcast-q8_0.safetensors";
@@ -88,7 +88,8 @@ struct Common {
     /// Sample file: TSV or CSV, first column genes (symbols or Ensembl ids), then one column per
     /// sample (counts, log-CPM, TPM, FPKM or CPM); a header line is optional. Also read:
     /// gzip-compressed files, featureCounts output, Salmon quant.genes.sf, kallisto
-    /// abundance.tsv, and a 10x Genomics filtered_feature_bc_matrix/ directory (pseudobulk).
+    /// abundance.tsv, a 10x Genomics filtered_feature_bc_matrix/ directory or .h5 file, and an
+    /// AnnData .h5ad file (their cells' raw counts summed: pseudobulk).
     /// `-` reads standard input. What the file was read as is printed on standard error.
     #[arg(long, short, default_value = DEFAULT_SAMPLE)]
     sample: PathBuf,
@@ -96,10 +97,22 @@ struct Common {
     /// (natural log, ln(1 + CPM)), log2-cpm, log10-cpm, tpm, fpkm or cpm.
     #[arg(long, default_value = "auto")]
     values: ValueKind,
-    /// For a 10x matrix directory: a barcode → group table (two columns, tab or comma); each
-    /// group's cells are summed into one sample. Without it, all cells make one sample.
+    /// For single-cell samples (a 10x matrix directory or .h5, an AnnData .h5ad): a barcode →
+    /// group table (two columns, tab or comma); each group's cells are summed into one sample.
+    /// Without it (or --groupby), all cells make one sample.
     #[arg(long, value_name = "FILE")]
     groups: Option<PathBuf>,
+    /// For an AnnData .h5ad: the obs column whose values group the cells (one sample each).
+    #[arg(long, value_name = "COLUMN")]
+    groupby: Option<String>,
+    /// For an AnnData .h5ad: the matrix of raw counts: X, raw (.raw.X) or a layer's name.
+    /// Default: raw when the file has it, else X (refused when it holds normalized values).
+    #[arg(long, value_name = "NAME")]
+    layer: Option<String>,
+    /// For an AnnData .h5ad: the var column holding gene names or Ensembl ids (e.g.
+    /// gene_symbols, feature_name); default: the var index.
+    #[arg(long, value_name = "COLUMN")]
+    gene_names: Option<String>,
     /// For log-CPM samples: the library size (sum of counts) the values were computed from, so
     /// that a model with a depth covariate knows the sequencing depth. Count samples have theirs.
     #[arg(long, value_name = "READS")]
@@ -291,8 +304,14 @@ fn with_library_size(reference: Reference, library_size: Option<f64>) -> Result<
     })
 }
 
+impl Common {
+    fn cells(&self) -> cli::sample::Cells<'_> {
+        cli::sample::Cells { groups: self.groups.as_deref(), groupby: self.groupby.as_deref(), layer: self.layer.as_deref(), gene_names: self.gene_names.as_deref() }
+    }
+}
+
 fn load_sample(common: &Common) -> Result<SampleTable> {
-    Ok(cli::sample::load(&locate(&common.sample), common.values, common.groups.as_deref())?.table)
+    Ok(cli::sample::load(&locate(&common.sample), common.values, &common.cells())?.table)
 }
 
 /// Reads a signature file (see `screen --help`); `column` names its weight column.
@@ -337,9 +356,16 @@ fn perturbation_metadata(cfg: &refcast::ModelConfig, names: &[String], set: &[St
             (metadata::label(name, &known, &m), m)
         })
         .collect();
-    for (i, (label, _)) in perts.iter().enumerate() {
+    for (i, (label, m)) in perts.iter().enumerate() {
         if perts[..i].iter().any(|(other, _)| other == label) {
             bail!("--perturbation '{label}' is given twice: its rows could not be told apart; give it once");
+        }
+        // Told apart by their labels, but the same numbers: said.
+        if let Some((other, _)) = perts[..i].iter().find(|(_, earlier)| earlier == m) {
+            note!(
+                "refcast: warning: --perturbation '{label}' is the same perturbation as '{other}' ({}): their rows hold the same numbers",
+                metadata::describe(m)
+            )?;
         }
     }
     Ok(perts)
@@ -354,15 +380,20 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     let report = args.report.as_deref().map(Output::prepare).transpose()?;
     let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
     let gene_sets = cli::enrichment::load(&args.common.sets, &locate(&args.common.model), &cfg, enrichment.as_ref().map(|_| "--enrichment"))?;
-    let mut table = cli::sample::for_predict(&locate(&args.common.sample), args.common.values, args.common.groups.as_deref(), args.chunk_budget)?;
-    let context = context_metadata(&cfg, &args.common)?;
     let perts = perturbation_metadata(&cfg, &args.perturbation, &args.common.set)?;
+    check_draws(args.num_samples, perts.len(), cfg.genes.len())?;
+    let mut table = cli::sample::for_predict(&locate(&args.common.sample), args.common.values, &args.common.cells(), args.chunk_budget)?;
+    let context = context_metadata(&cfg, &args.common)?;
     let requested: Vec<Metadata> = perts.iter().map(|p| p.1.clone()).collect();
     for w in metadata::request_warnings(&cfg, &context, &args.common.condition_on, &requested) {
         note!("refcast: warning: {w}")?;
     }
     // What a column can fail on is refused before anything is written.
-    table.check_columns(|chunk, s| with_library_size(engine.reference(chunk, s)?, args.common.library_size).map(drop))?;
+    let sample_path = cli::input::display(&locate(&args.common.sample));
+    table.check_columns(|chunk, s| {
+        let reference = engine.reference(chunk, s).with_context(|| sample_path.clone())?;
+        with_library_size(reference, args.common.library_size).map(drop)
+    })?;
     let sampling = match args.num_samples {
         None => Sampling::Mean,
         Some(n) => Sampling::Samples { num_samples: n, seed: args.seed.unwrap_or(0) },
@@ -472,6 +503,25 @@ async fn predict(mut engine: Engine, args: &PredictArgs) -> Result<()> {
     note!("refcast: done in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3)
 }
 
+/// Refuses `--num-samples` of 0, or of more draws than one sample's prediction may hold
+/// ([`MAX_PREDICTION_VALUES`] values), before the sample is read.
+fn check_draws(num_samples: Option<usize>, perturbations: usize, genes: usize) -> Result<()> {
+    let Some(n) = num_samples else { return Ok(()) };
+    if n == 0 {
+        bail!("--num-samples 0: draw at least 1 (or leave it out for the mean)");
+    }
+    let per_draw = (perturbations * genes).max(1);
+    let values = n as u128 * per_draw as u128;
+    if values > MAX_PREDICTION_VALUES as u128 {
+        bail!(
+            "--num-samples {n}: {n} draws × {perturbations} perturbation(s) × {genes} genes = {values} values per sample, over the \
+             limit of {MAX_PREDICTION_VALUES} predicted values per request; draw at most {} with {perturbations} perturbation(s)",
+            (MAX_PREDICTION_VALUES / per_draw).max(1)
+        );
+    }
+    Ok(())
+}
+
 /// Samples summarised on standard error (the top genes, familiarity, gene matching).
 const SUMMARISED_SAMPLES: usize = 5;
 
@@ -510,6 +560,18 @@ fn write_prediction(w: &mut dyn Write, genes: &[refcast::format::Gene], referenc
 
 async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     let cfg = engine.config().clone();
+    // A screen ranks the perturbations as the model knows them: a perturbation's field set for
+    // all of them would be silently without effect.
+    let perturbation_fields = metadata::split_fields(&cfg, parse_set(&args.common.set)?).1;
+    if !perturbation_fields.is_empty() {
+        let fields: Vec<&str> = perturbation_fields.keys().map(String::as_str).collect();
+        bail!(
+            "--set {}: a perturbation's field, which screen does not take (it ranks every perturbation the model knows, each \
+             as trained); to predict one at another value, use predict -p NAME --set {}=…",
+            fields.join(", "),
+            fields[0]
+        );
+    }
     let familiarity = args.common.familiarity.as_deref().map(Output::prepare).transpose()?;
     let report = args.report.as_deref().map(Output::prepare).transpose()?;
     let enrichment = args.common.sets.enrichment.as_deref().map(Output::prepare).transpose()?;
@@ -525,7 +587,8 @@ async fn screen(mut engine: Engine, args: &ScreenArgs) -> Result<()> {
     for w in metadata::request_warnings(&cfg, &context, &args.common.condition_on, &[]) {
         note!("refcast: warning: {w}")?;
     }
-    let reference = with_library_size(engine.reference(&table, 0)?, args.common.library_size)?;
+    let reference = engine.reference(&table, 0).with_context(|| cli::input::display(&locate(&args.common.sample)))?;
+    let reference = with_library_size(reference, args.common.library_size)?;
     note!("refcast: {} on {}", cfg.name, engine.describe())?;
     note!("refcast: sample '{}': {}", reference.name, reference.report)?;
     let t = Instant::now();

@@ -35,27 +35,45 @@ pub fn check_fields(config: &ModelConfig, metadata: &Metadata) -> Result<()> {
 /// What a reference-conditioned request's context and perturbations do not do, in words, so that
 /// no setting is silently without effect:
 /// - context fields of a group taken from the reference (`condition_on`), which its prior never
-///   sees;
+///   sees (a `library_size` given in the context too: the context is the caller's, and the
+///   sample's own depth reaches the prior only when the context leaves it unset);
+/// - context fields of the perturbation prior, which a context never reaches (they belong to a
+///   perturbation);
 /// - a group taken from its prior (not conditioned on) whose categorical fields the context
 ///   leaves out: the prior predicts for "unknown";
 /// - perturbations whose fields make a combination the model was never trained on (no known
 ///   perturbation has them all), e.g. a known compound at another time.
 pub fn request_warnings(config: &ModelConfig, context: &Metadata, condition_on: &[Group], perturbations: &[Metadata]) -> Vec<String> {
     let mut out = Vec::new();
+    let in_group = |k: &String, g: Group| config.priors.of(g).has_field(k);
+    let perturbation_only: Vec<&str> = context
+        .keys()
+        .filter(|k| in_group(k, Group::Perturbation) && !in_group(k, Group::Technical) && !in_group(k, Group::Biological))
+        .map(String::as_str)
+        .collect();
+    if !perturbation_only.is_empty() {
+        out.push(format!(
+            "{} {} no effect in a context: {} a perturbation's field; give {} with the perturbation",
+            perturbation_only.join(", "),
+            have(perturbation_only.len()),
+            if perturbation_only.len() == 1 { "it is" } else { "they are" },
+            if perturbation_only.len() == 1 { "it" } else { "them" },
+        ));
+    }
     for g in [Group::Technical, Group::Biological] {
         let prior = config.priors.of(g);
         let only_here = |k: &String| prior.has_field(k) && !Group::ALL.iter().any(|o| *o != g && config.priors.of(*o).has_field(k));
-        let fields: Vec<&String> = context.keys().filter(|k| only_here(k)).collect();
+        let given: Vec<&str> = context.keys().filter(|k| only_here(k)).map(String::as_str).collect();
         if condition_on.contains(&g) {
-            // The library size the technical prior gets from the sample is not the user's doing.
-            let given: Vec<&str> = fields.iter().map(|k| k.as_str()).filter(|k| *k != LIBRARY_SIZE).collect();
             if !given.is_empty() {
                 out.push(format!(
-                    "{} has no effect: the {} latent comes from the sample (conditioned on {}); condition on fewer groups for the {} prior to use it",
+                    "{} {} no effect: the {} latent comes from the sample (conditioned on {}); condition on fewer groups for the {} prior to use {}",
                     given.join(", "),
+                    have(given.len()),
                     g.name(),
                     g.name(),
-                    g.name()
+                    g.name(),
+                    if given.len() == 1 { "it" } else { "them" },
                 ));
             }
         } else if !prior.categorical.is_empty() && !prior.categorical.iter().any(|f| context.contains_key(&f.name)) {
@@ -75,6 +93,11 @@ pub fn request_warnings(config: &ModelConfig, context: &Metadata, condition_on: 
         }
     }
     out
+}
+
+/// "has" for one field, "have" for several.
+fn have(n: usize) -> &'static str {
+    if n == 1 { "has" } else { "have" }
 }
 
 /// The encoder's covariates (format 2) of each reference, `[references, covariates]`: the
@@ -246,6 +269,27 @@ mod tests {
         computed.insert("time_hours".into(), Value::Number(24.0));
         assert_eq!(label("IFN-beta 6 h", &known, &computed), "IFN-beta 6 h (time_hours=24)");
         assert_eq!(describe(&known), "perturbation=IFN-beta time_hours=6");
+    }
+
+    #[test]
+    fn every_context_field_without_effect_is_warned_about_by_name() {
+        let mut cfg = crate::synthetic::random_model(crate::synthetic::SyntheticSpec::tiny(crate::quant::DType::F32)).config;
+        cfg.priors.technical.numeric.push(crate::synthetic::library_size_field());
+        let both = [Group::Technical, Group::Biological];
+        // A library size given by the caller goes only to the technical prior: without effect
+        // when the technical latent comes from the sample.
+        let w = request_warnings(&cfg, &Metadata::from([(LIBRARY_SIZE.to_string(), Value::Number(2e7))]), &both, &[]);
+        assert_eq!(w, ["library_size has no effect: the technical latent comes from the sample (conditioned on technical); condition on fewer groups for the technical prior to use it"]);
+        // Two fields: "have", "them".
+        let two: Metadata = cfg.priors.biological.categorical.iter().take(2).map(|f| (f.name.clone(), text("x"))).collect();
+        assert_eq!(two.len(), 2);
+        let w = request_warnings(&cfg, &two, &both, &[]);
+        assert!(w.len() == 1 && w[0].contains(" have no effect: the biological latent") && w[0].ends_with("to use them"), "{w:?}");
+        // A perturbation's field in a context reaches no prior.
+        let time = cfg.priors.perturbation.numeric[0].name.clone();
+        let w = request_warnings(&cfg, &Metadata::from([(time.clone(), Value::Number(24.0))]), &both, &[]);
+        assert_eq!(w, [format!("{time} has no effect in a context: it is a perturbation's field; give it with the perturbation")]);
+        assert!(request_warnings(&cfg, &Metadata::new(), &both, &[]).is_empty());
     }
 
     #[test]

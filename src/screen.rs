@@ -129,6 +129,20 @@ pub fn coverage_legend() -> [(&'static str, &'static str); 3] {
     ]
 }
 
+/// The legend of a screen's table as it was ranked: [`column_legend`], and when ranked by a gene
+/// set's activity, the rank's meaning said so and the [`activity_legend`] column added.
+pub fn ranked_legend(ranked_by_reversal: bool, ranked_by_set: bool, coverage: bool, top_genes: usize) -> Vec<(&'static str, String)> {
+    let mut legend = column_legend(ranked_by_reversal, top_genes);
+    if ranked_by_set {
+        legend[0].1 = "1 = activates the rank-by gene set most (ranked by activity)".to_string();
+        legend.push(activity_legend());
+    }
+    if coverage {
+        legend.extend(coverage_legend().into_iter().map(|(c, m)| (c, m.to_string())));
+    }
+    legend
+}
+
 /// A screen's ranking, and the familiarity of its reference.
 #[derive(Clone, Debug)]
 pub struct Screen {

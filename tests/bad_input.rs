@@ -349,6 +349,24 @@ bad_inputs! {
         let w = Workdir::new();
         cli_error(&w, &["info", "{dir}/model.safetensors", "--sha256", &"0".repeat(64)])
     } => ["checksum mismatch", "--sha256 says 0000"];
+    model_gzip_compressed: {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, good()).unwrap();
+        model_error(&gz.finish().unwrap())
+    } => ["this file is gzip-compressed, not a refcast model (.safetensors): decompress it first"];
+    model_excel_workbook: model_error(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00") => ["this file is a ZIP archive, such as an Excel .xlsx workbook, not a refcast model"];
+    model_hdf5_file: model_error(b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00") => ["this file is an HDF5 file, such as an AnnData .h5ad or a 10x .h5, not a refcast model"];
+    model_checksum_manifest_that_is_a_fifo: {
+        let w = Workdir::new();
+        mkfifo(&w.path("SHA256SUMS"));
+        // Opening a FIFO blocks until a writer comes: the run must not wait for one.
+        cli_error(&w, &["info", "{dir}/model.safetensors"])
+    } => ["SHA256SUMS: not a regular file, so not a checksum manifest"];
+    model_checksum_manifest_that_is_a_directory: {
+        let w = Workdir::new();
+        std::fs::create_dir(w.path("SHA256SUMS")).unwrap();
+        cli_error(&w, &["info", "{dir}/model.safetensors"])
+    } => ["SHA256SUMS: not a regular file"];
     model_malformed_checksum_manifest: {
         let w = Workdir::new();
         std::fs::write(w.path("SHA256SUMS"), "# models\nnot-a-digest  model.safetensors\n").unwrap();
@@ -402,12 +420,32 @@ bad_inputs! {
     sample_one_gene_holding_nearly_every_read:
         sample_error(format!("{}GENE999\t1e9\n", counts_table(150)).as_bytes())
             => ["line 152: sample 'count': gene 'GENE999' holds 100.0 % of the sample's", "implausible library"];
+    sample_a_300_digit_count_is_quoted_short: {
+        let e = sample_error(format!("gene\tcount\nGENE0\t1\nGENE1\t-{}\n", "9".repeat(300)).as_bytes());
+        assert!(e.len() < 150, "{e}");
+        e
+    } => ["line 3", "gene 'GENE1'", "negative count (-1.000000e300)"];
+    sample_a_300_digit_log_cpm_is_quoted_short: {
+        let e = reference_error(&format!("gene\tlog_cpm\nGENE0\t1{}\n", "0".repeat(300)), ValueKind::LogCpm);
+        assert!(e.len() < 200, "{e}");
+        e
+    } => ["gene 'GENE0'", "has log-CPM 1.000000e300: above 13.9"];
+    sample_gene_name_over_the_length_limit: {
+        let e = sample_error(format!("gene\tcount\nGENE0\t1\n{}\t2\n", "G".repeat(200_000)).as_bytes());
+        assert!(e.len() < 200, "{e}");
+        e
+    } => ["line 3: a gene name of 200000 bytes ('GGGG", "…'), over the limit of 1024 bytes"];
+    sample_name_over_the_length_limit: {
+        let e = sample_error(format!("gene\t{}\nGENE0\t1\n", "c".repeat(200_000)).as_bytes());
+        assert!(e.len() < 200, "{e}");
+        e
+    } => ["line 1: a sample name of 200000 bytes ('cccc", "over the limit of 1024 bytes"];
     sample_gzip_compressed:
         sample_error(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03") => ["gzip-compressed", "gunzip"];
     sample_excel_workbook:
         sample_error(b"PK\x03\x04\x14\x00\x06\x00") => ["ZIP archive", ".xlsx", "TSV or CSV"];
     sample_h5ad:
-        sample_error(b"\x89HDF\r\n\x1a\n") => ["HDF5", ".h5ad", "Python package"];
+        sample_error(b"\x89HDF\r\n\x1a\n") => ["HDF5", ".h5ad", "read it as a sample file", "--sample"];
     sample_duplicate_column_names:
         sample_error(b"gene\tA\tB\tA\nGENE0\t1\t2\t3\n") => ["line 1", "columns 2 and 4 are both named 'A'", "rename one"];
     sample_long_cell_quoted_in_part:
@@ -540,7 +578,7 @@ bad_inputs! {
         let (ok, _, stderr) = w.predict(&["--perturbation", "drug_a", "--num-samples", "100000000000000"]);
         assert!(!ok);
         stderr
-    } => ["100000000000000 sample(s)", "over the limit"];
+    } => ["--num-samples 100000000000000: 100000000000000 draws", "over the limit", "draw at most"];
     request_with_a_negative_library_size: {
         let mut req = Request::prompt(vec![Metadata::new()], vec![metadata! { "perturbation" => "drug_a" }]);
         req.library_size = -5.0;
@@ -1164,6 +1202,49 @@ fn a_repeated_perturbation_and_a_seed_without_draws_are_refused() {
 }
 
 #[test]
+fn a_perturbation_given_twice_under_two_names_is_said() {
+    let w = Workdir::new();
+    // "drug_b" is the one entry with that value: the same perturbation as its full name.
+    let (ok, _, stderr) = w.predict(&["-p", "drug_b 6 h", "-p", "drug_b"]);
+    let same = "warning: --perturbation 'drug_b' is the same perturbation as 'drug_b 6 h' (perturbation=drug_b time_hours=6): their rows hold the same numbers";
+    assert!(ok && stderr.contains(same), "{stderr}");
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "-p", "DRUG_A 6 H"]);
+    assert!(ok && stderr.contains("--perturbation 'DRUG_A 6 H' is the same perturbation as 'drug_a 6 h'"), "{stderr}");
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "-p", "drug_a 24 h"]);
+    assert!(ok && !stderr.contains("same perturbation"), "{stderr}");
+}
+
+#[test]
+fn a_screen_refuses_a_perturbation_field_it_would_ignore() {
+    let w = Workdir::new();
+    let (model, sample) = (w.arg("model.safetensors"), w.arg("sample.tsv"));
+    let screen = |extra: &[&str]| {
+        let mut args = vec!["screen", "--backend", "cpu", "--model", &model, "--sample", &sample];
+        args.extend(extra);
+        refcast(&args, &[])
+    };
+    let (ok, _, stderr) = screen(&["--set", "time_hours=24"]);
+    assert!(!ok && stderr.contains("--set time_hours: a perturbation's field, which screen does not take") && stderr.contains("predict -p NAME --set time_hours="), "{stderr}");
+    let (ok, _, stderr) = screen(&["--set", "cell_type=B"]);
+    assert!(ok && stderr.contains("warning: cell_type has no effect"), "{stderr}");
+}
+
+#[test]
+fn draws_over_the_limit_are_refused_before_the_sample_is_read_and_a_large_output_is_announced() {
+    let w = Workdir::new();
+    // The limit is per sample: 2^26 values / (1 perturbation × 160 genes) = 419,430 draws.
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--num-samples", "419431"]);
+    assert!(!ok && stderr.contains("--num-samples 419431: 419431 draws × 1 perturbation(s) × 160 genes") && stderr.contains("draw at most 419430"), "{stderr}");
+    assert!(!stderr.contains("read as"), "refused before the sample is read: {stderr}");
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--num-samples", "0"]);
+    assert!(!ok && stderr.contains("--num-samples 0: draw at least 1"), "{stderr}");
+    // 100,000 draws × 160 genes are 16 million lines: said before a byte is written (here to
+    // /dev/full, which ends the run at the first write).
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--num-samples", "100000", "-o", "/dev/full"]);
+    assert!(!ok && stderr.contains("refcast: writing 16000000 lines, about 1.3 GB, to /dev/full"), "{stderr}");
+}
+
+#[test]
 fn a_model_without_a_known_checksum_is_said_to_be_unverified() {
     let w = Workdir::new();
     let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h"]);
@@ -1182,6 +1263,25 @@ fn a_long_top_list_never_lists_a_decrease_under_up() {
     assert!(!up.is_empty() && up.iter().all(|&v| v > 0.0), "{up:?}");
     assert!(!down.is_empty() && down.iter().all(|&v| v < 0.0), "{down:?}");
     assert!(up.len() + down.len() <= 160);
+}
+
+/// A value refused when the sample's columns are checked names the file, as a parse error does.
+#[test]
+fn a_log_cpm_value_out_of_range_names_the_file() {
+    let w = Workdir::new();
+    let (ok, _, stderr) = w.predict(&["-p", "drug_a 6 h", "--values", "log-cpm"]);
+    assert!(!ok && stderr.contains(&format!("error: {}: invalid sample: gene '", w.arg("sample.tsv"))) && stderr.contains("above 13.9"), "{stderr}");
+}
+
+/// The summary rows left out are said, by name, where the file's reading is.
+#[test]
+fn read_counter_summary_rows_are_named_on_standard_error() {
+    let w = Workdir::new();
+    let sample = w.path("htseq.tsv");
+    std::fs::write(&sample, format!("{}__no_feature\t500000\n__ambiguous\t1000\n", counts_table(160))).unwrap();
+    let args = w.predict_args(&sample.display().to_string(), &["-p", "drug_a 6 h"]);
+    let (ok, _, stderr) = refcast(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(ok && stderr.contains("; __no_feature and __ambiguous: read-counter summary rows, left out of the genes and the library size"), "{stderr}");
 }
 
 /// HTSeq's and STAR's summary rows are not genes: left out of the genes and the library size.

@@ -1,10 +1,12 @@
 //! The input formats users have, each read right: files made from the bundled samples by
 //! tests/data/formats/make.py (gzip, TPM, log2- and log10-CPM, featureCounts, Salmon, kallisto,
-//! a 10x matrix directory) give the plain counts file's values, or its log-CPM within the
+//! a 10x matrix directory; and by make_h5.py, AnnData .h5ad and 10x .h5 files) give the plain
+//! counts file's values, or its log-CPM within the
 //! rounding of the written numbers; what each was read as is said. Bad inputs are refused with
 //! one clear error each. The known answer: airway cells read from a log2-CPM table respond to
 //! dexamethasone with the glucocorticoid genes up, as from their counts.
 
+use refcast::sample::hdf5::{self, CellOptions};
 use refcast::sample::{self, Format, KindSource, Reference, SampleFile, SampleTable, ValueKind, tenx};
 use refcast::session::{Request, Session};
 use refcast::{ModelConfig, ModelFile};
@@ -126,6 +128,53 @@ fn a_10x_matrix_summed_over_its_cells_gives_the_pseudobulk_back() {
     assert!(by.interpretation.to_string().contains("6 cells summed into 2 pseudobulk samples by group"), "{}", by.interpretation);
 }
 
+fn h5(p: &str, options: CellOptions) -> SampleFile {
+    hdf5::read_path(std::path::Path::new(&path(p)), p, &options).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// AnnData and 10x .h5 files made from the same cells as the 10x directory: each matrix (.raw
+/// as CSR, a CSC layer, dense X in the older encoding, Cell Ranger's CSC) summed over all cells
+/// gives the pseudobulk's counts exactly; grouped, the groups add up to it.
+#[test]
+fn hdf5_files_summed_over_their_cells_give_the_pseudobulk_back() {
+    let counts = plain(KANG);
+    let groups = bytes("tests/data/formats/kang_groups.tsv");
+    let h5ad = "tests/data/formats/kang.h5ad";
+    for (file, options, matrix) in [
+        (h5ad, CellOptions::default(), "raw/X"),
+        (h5ad, CellOptions { layer: Some("counts"), ..Default::default() }, "layers/counts"),
+        (h5ad, CellOptions { layer: Some("raw"), gene_names: Some("feature_name"), ..Default::default() }, "raw/X"),
+        ("tests/data/formats/kang_dense_old.h5ad", CellOptions::default(), "X"),
+        ("tests/data/formats/kang_10x.h5", CellOptions::default(), ""),
+    ] {
+        let f = h5(file, options);
+        assert_eq!(f.table.genes, counts.genes, "{file} {matrix}: the antibody feature is left out");
+        assert_eq!(f.table.values, counts.values, "{file} {matrix}: the counts exactly");
+        assert_eq!(f.table.samples.len(), 1);
+        let line = f.interpretation.to_string();
+        if matrix.is_empty() {
+            assert_eq!(f.interpretation.format, Format::TenX { cells: 6, groups: None });
+            assert_eq!(f.table.samples, ["kang_10x"]);
+        } else {
+            assert!(line.starts_with(&format!("read as an AnnData file, 6 cells of {matrix} summed into 1 pseudobulk sample; values: counts")), "{line}");
+        }
+    }
+    for (file, options, by) in [
+        (h5ad, CellOptions { groupby: Some("group"), ..Default::default() }, "by obs column 'group'"),
+        (h5ad, CellOptions { groups: Some(&groups), ..Default::default() }, "by the group table"),
+        ("tests/data/formats/kang_dense_old.h5ad", CellOptions { groupby: Some("group"), ..Default::default() }, "by obs column 'group'"),
+        ("tests/data/formats/kang_10x.h5", CellOptions { groups: Some(&groups), ..Default::default() }, "by group"),
+    ] {
+        let f = h5(file, options);
+        assert_eq!(f.table.samples, ["a", "b"], "{file} {by}");
+        let sum: Vec<f64> = f.table.values[0].iter().zip(&f.table.values[1]).map(|(a, b)| a + b).collect();
+        assert_eq!(sum, counts.values[0], "{file} {by}: the groups' samples add up to all cells");
+        assert!(f.interpretation.to_string().contains(&format!("summed into 2 pseudobulk samples {by}")), "{}", f.interpretation);
+    }
+    // The library's reader of a file's bytes takes the defaults (.raw, all cells).
+    assert_eq!(read(h5ad, ValueKind::Auto).table.values, counts.values);
+}
+
 /// The CLI reads every one of them and says how, on standard error; the 10x directory's
 /// prediction is the counts file's.
 #[test]
@@ -147,6 +196,15 @@ fn the_cli_reads_each_format_and_says_how() {
     let (grouped, stderr) = run("tests/data/formats/kang_10x", &["--groups", "tests/data/formats/kang_groups.tsv"]);
     assert!(stderr.contains("summed into 2 pseudobulk samples by group"), "{stderr}");
     assert!(grouped.starts_with("sample\t"), "one row per group: {}", &grouped[..80]);
+    let (h5ad_out, stderr) = run("tests/data/formats/kang.h5ad", &[]);
+    assert!(stderr.contains("read as an AnnData file, 6 cells of raw/X summed into 1 pseudobulk sample; values: counts"), "{stderr}");
+    assert_eq!(rows(&h5ad_out), rows(&plain_out), "an AnnData file's cells predict as their pseudobulk");
+    let (h5_out, stderr) = run("tests/data/formats/kang_10x.h5", &[]);
+    assert!(stderr.contains("read as a 10x Genomics matrix, 6 cells summed into one pseudobulk sample; values: counts"), "{stderr}");
+    assert_eq!(rows(&h5_out), rows(&plain_out), "a 10x .h5 file's cells predict as their pseudobulk");
+    let (by_obs, stderr) = run("tests/data/formats/kang.h5ad", &["--groupby", "group", "--layer", "counts"]);
+    assert!(stderr.contains("6 cells of layers/counts summed into 2 pseudobulk samples by obs column 'group'"), "{stderr}");
+    assert_eq!(by_obs, grouped, "grouped by obs as by the barcode table");
     let (_, stderr) = run("tests/data/formats/airway_log2cpm.tsv", &[]);
     assert!(stderr.contains("values: log2(1 + CPM) (from the values: only this base brings every sample's CPM to a sum near 10⁶"), "{stderr}");
     let (_, stderr) = run("tests/data/formats/airway_log2cpm.tsv", &["--values", "log2-cpm"]);
@@ -183,6 +241,11 @@ fn airway_from_a_log2_table_responds_to_dexamethasone_as_from_counts() {
 
 fn error(bytes: &[u8], name: &str) -> String {
     sample::read(bytes, name, ValueKind::Auto).expect_err("the file must be refused").to_string()
+}
+
+fn h5_error(file: &str, options: CellOptions) -> String {
+    let p = path(&format!("tests/data/formats/{file}"));
+    hdf5::read_path(std::path::Path::new(&p), file, &options).expect_err("the file must be refused").to_string()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -256,12 +319,37 @@ const REFUSED: &[(&str, fn() -> String, &[&str])] = &[
         let b = bytes("tests/data/formats/airway_log2cpm.tsv");
         sample::read(&b, "x.tsv", ValueKind::LogCpm).unwrap_err().to_string()
     }, &["--values log-cpm reads the values as ln(1 + CPM), but only log2(1 + CPM) brings", "base 2: 1.000e6"]),
-    ("anndata_h5ad", || error(b"\x89HDF\r\n\x1a\n\0\0\0\0", "pbmc.h5ad"), &["AnnData .h5ad", "anndata.read_h5ad", "refcast.load().predict"]),
+    ("hdf5_truncated", || error(b"\x89HDF\r\n\x1a\n\0\0\0\0", "pbmc.h5ad"), &["not a readable HDF5 file"]),
     ("loom", || error(b"\x89HDF\r\n\x1a\n\0\0\0\0", "pbmc.loom"), &["a loom file", "anndata.read_loom"]),
     (
-        "tenx_h5",
-        || error(b"\x89HDF\r\n\x1a\n\0\0\0\0", "filtered_feature_bc_matrix.h5"),
-        &["10x Genomics .h5", "filtered_feature_bc_matrix/ directory", "read_10x_h5"],
+        "anndata_normalized_x",
+        || h5_error("kang.h5ad", CellOptions { layer: Some("X"), ..Default::default() }),
+        &["X holds 0.00947", "for cell 'GTTGTCTATGCCAGGG-1', gene 'ZZZ3': not a raw count", "X looks normalized (it holds decimals)", "Name the matrix that holds raw counts: --layer counts, --layer raw"],
+    ),
+    (
+        "anndata_missing_obs_column",
+        || h5_error("kang.h5ad", CellOptions { groupby: Some("cell_type"), ..Default::default() }),
+        &["obs has no column 'cell_type'; its columns: group, n_counts"],
+    ),
+    (
+        "anndata_missing_layer",
+        || h5_error("kang.h5ad", CellOptions { layer: Some("spliced"), ..Default::default() }),
+        &["no layer 'spliced' in the file; name one of: --layer counts, --layer raw, --layer X"],
+    ),
+    (
+        "anndata_missing_var_column",
+        || h5_error("kang.h5ad", CellOptions { gene_names: Some("gene_symbols"), ..Default::default() }),
+        &["raw/var has no column 'gene_symbols'"],
+    ),
+    (
+        "hdf5_not_anndata",
+        || h5_error("not_anndata.h5", CellOptions::default()),
+        &["neither an AnnData .h5ad (X, obs and var at its top level) nor a 10x Genomics .h5 matrix (/matrix); its top level holds: values"],
+    ),
+    (
+        "tenx_h5_with_an_obs_column",
+        || h5_error("kang_10x.h5", CellOptions { groupby: Some("group"), ..Default::default() }),
+        &["a 10x Genomics .h5 matrix has no obs columns or layers", "--groups"],
     ),
     ("seurat_rds", || error(&gzip(b"X\n\0\0\0\x03\0\x04\x04\0"), "seurat.rds"), &["an R data file (.rds/.RData)", "write.table"]),
     ("r_data", || error(b"RDX3\nX\n\0\0\0\x03", "session.RData"), &["an R data file", "export its counts in R"]),

@@ -2,8 +2,10 @@
 // and the model; the sample is read from the user's disk and stays in memory here.
 
 import { Refcast, predictionToTsv } from '/js/index.js';
+import { isHdf5 } from '/js/hdf5.js';
 import { $, el, fmt, ms, show } from './dom.js';
 import { clearSelection, describeSelection, fillPerturbations, filterPerturbations, selectedPerturbations } from './picker.js';
+import { drawSetBars, fillSetTable, shownTerms } from './pathways.js';
 import { drawVolcano } from './volcano.js';
 
 const params = new URLSearchParams(location.search);
@@ -12,10 +14,13 @@ const state = {
   model: null,
   info: null, // model.info() of the loaded model
   modelSource: null,
-  sample: null, // { bytes, name }
+  sample: null, // { data, name, cells? }: data is the file's bytes, or a 10x matrix's files ({ matrix, features, barcodes, name }); cells: what an HDF5 file was read as
+  hdf5: null, // { bytes, name } of a dropped HDF5 file, read again when its choices change
   prediction: null,
   predictionSample: null,
   loading: null,
+  geneSets: null, // model.loadGeneSets() of the loaded model, or null
+  geneSetsNote: '', // why there are no pathway scores, in words
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -90,6 +95,8 @@ async function loadModel() {
         (backend === 'auto' && model.backend === 'cpu' ? ` Not on the GPU: ${model.backendReason}.` : ''),
     );
     renderCard(model.card());
+    await loadGeneSets(model, select.value === 'file' ? null : select.value);
+    if (state.model !== model) return;
     document.body.dataset.backend = model.backend;
     document.body.dataset.loadMs = String(Math.round(model.loadMs));
     document.body.dataset.readyAt = String(Math.round(performance.now()));
@@ -102,6 +109,38 @@ async function loadModel() {
     if (state.loading === task) state.loading = null;
     setReady();
   }
+}
+
+/**
+ * The gene sets published beside a bundled model (checked against models/SHA256SUMS), for the
+ * pathway and GO scores of each prediction and for ranking a screen by a pathway.
+ */
+async function loadGeneSets(model, modelPath) {
+  state.geneSets = null;
+  state.geneSetsNote = '';
+  if (!modelPath) {
+    state.geneSetsNote = 'No pathway or GO scores: they need the gene-set file published beside a bundled model, and a model from this computer has none.';
+  } else {
+    const path = `${modelPath.slice(0, modelPath.lastIndexOf('/') + 1)}refcast-genesets.safetensors`;
+    try {
+      const sets = await model.loadGeneSets(path, { sha256: await bundledChecksum(path) });
+      if (state.model === model) state.geneSets = sets;
+    } catch (e) {
+      state.geneSetsNote = `No pathway or GO scores: the gene sets could not be loaded (${e.message}).`;
+    }
+  }
+  document.body.dataset.geneSets = state.geneSets ? 'loaded' : 'none';
+  fillRankBy();
+}
+
+/** The screen's ranking: by effect size, or by the activity of a pathway (with gene sets). */
+function fillRankBy() {
+  const select = $('rank-by');
+  const previous = select.value;
+  select.replaceChildren(Object.assign(el('option', 'predicted effect size'), { value: '' }));
+  for (const p of state.geneSets?.pathways ?? []) select.append(Object.assign(el('option', `${p.name} pathway activity (PROGENy)`), { value: `pathway:${p.id}` }));
+  select.value = [...select.options].some((o) => o.value === previous) ? previous : '';
+  select.hidden = $('rank-by-label').hidden = !state.geneSets;
 }
 
 function fillConditions(info) {
@@ -134,9 +173,56 @@ const VALUE_KINDS = {
   cpm: 'CPM',
 };
 
-async function setSample(bytes, name) {
-  state.sample = { bytes, name };
+async function setSample(data, name) {
   $('column-select').replaceChildren();
+  if (data instanceof Uint8Array && isHdf5(data)) {
+    state.hdf5 = { bytes: data, name };
+    $('groupby-select').replaceChildren(Object.assign(el('option', 'all together'), { value: '' }));
+    $('layer-select').replaceChildren(Object.assign(el('option', '.raw, else X'), { value: '' }));
+    await readHdf5();
+    return;
+  }
+  state.hdf5 = null;
+  $('cells-row').hidden = true;
+  state.sample = { data, name };
+  await inspect();
+}
+
+/**
+ * Sums the cells of the HDF5 sample in `state.hdf5` in a worker (www/hdf5-worker.js), by the
+ * obs column and from the matrix chosen, and takes the counts table it gives as the sample.
+ */
+async function readHdf5() {
+  const { bytes, name } = state.hdf5;
+  show($('sample-error'), '');
+  show($('sample-status'), `${name}: reading its cells…`);
+  const worker = new Worker('hdf5-worker.js', { type: 'module' });
+  const r = await new Promise((resolve) => {
+    worker.onmessage = (e) => resolve(e.data);
+    worker.onerror = (e) => resolve({ error: `the HDF5 reader failed: ${e.message}`, obsColumns: [], layers: [] });
+    // A copy: the worker takes the buffer, and the page keeps the file to read again.
+    const buffer = bytes.slice().buffer;
+    worker.postMessage({ buffer, fileName: name, groupby: $('groupby-select').value || undefined, layer: $('layer-select').value || undefined }, [buffer]);
+  });
+  worker.terminate();
+  const fill = (select, values, first) => {
+    if (select.options.length === values.length + 1) return;
+    const keep = select.value;
+    select.replaceChildren(Object.assign(el('option', first), { value: '' }), ...values.map((v) => Object.assign(el('option', v), { value: v })));
+    select.value = values.includes(keep) ? keep : '';
+  };
+  fill($('groupby-select'), r.obsColumns, 'all together');
+  fill($('layer-select'), r.layers, '.raw, else X');
+  $('cells-row').hidden = r.obsColumns.length === 0 && r.layers.length === 0;
+  if (r.error) {
+    state.sample = null;
+    show($('sample-status'), '');
+    show($('sample-error'), `${name}: ${r.error}`);
+    $('drop').classList.add('bad');
+    setReady();
+    return;
+  }
+  state.sample = { data: new TextEncoder().encode(r.text), name, cells: r.description };
   await inspect();
 }
 
@@ -151,7 +237,7 @@ async function inspect() {
   }
   const col = $('column-select');
   try {
-    const r = await state.model.inspectSample(state.sample.bytes, {
+    const r = await state.model.inspectSample(state.sample.data, {
       values: $('values-select').value,
       column: col.value ? Number(col.value) : 0,
       fileName: state.sample.name,
@@ -164,7 +250,7 @@ async function inspect() {
     show(
       $('sample-status'),
       `${state.sample.name}: sample “${r.name}”, ${r.rows.toLocaleString('en')} genes read as ${r.valueKind === 'counts' ? `raw counts (library size ${Math.round(r.librarySize).toLocaleString('en')})` : VALUE_KINDS[r.valueKind] ?? r.valueKind}. ` +
-        `The file was ${r.interpretation}. ${r.report}.`,
+        `The file was ${state.sample.cells ? `${state.sample.cells} (in this page)` : r.interpretation}. ${r.report}.`,
     );
   } catch (e) {
     state.sample.ok = false;
@@ -175,9 +261,44 @@ async function inspect() {
   setReady();
 }
 
-async function readFile(file) {
-  if (!file) return;
-  await setSample(new Uint8Array(await file.arrayBuffer()), file.name);
+/** Cell Ranger's folder names, which name no sample. */
+const TENX_FOLDERS = ['filtered_feature_bc_matrix', 'raw_feature_bc_matrix', 'filtered_gene_bc_matrices', 'outs'];
+
+/**
+ * Files chosen or dropped: one sample file, or the three files of a 10x Genomics matrix (from its
+ * folder, `folder` being the folder's name), which the library sums over all cells.
+ */
+async function readFiles(files, folder) {
+  if (!files.length) return;
+  const named = (...names) => files.find((f) => names.includes(f.name));
+  const matrix = named('matrix.mtx.gz', 'matrix.mtx');
+  if (matrix) {
+    const name = folder && !TENX_FOLDERS.includes(folder) ? folder : '10x_pseudobulk';
+    const tenx = { matrix, features: named('features.tsv.gz', 'features.tsv', 'genes.tsv.gz', 'genes.tsv'), barcodes: named('barcodes.tsv.gz', 'barcodes.tsv'), name };
+    await setSample(tenx, folder ? `${folder}/` : files.map((f) => f.name).join(' + '));
+    return;
+  }
+  if (files.length > 1) {
+    state.sample = null;
+    setReady();
+    show($('sample-status'), '');
+    show($('sample-error'), `${files.length} files: choose one sample file, or the three files of a 10x Genomics matrix (matrix.mtx, features.tsv, barcodes.tsv).`);
+    $('drop').classList.add('bad');
+    return;
+  }
+  await setSample(new Uint8Array(await files[0].arrayBuffer()), files[0].name);
+}
+
+/** The files directly inside a dropped folder (a 10x matrix's). */
+async function folderFiles(dir) {
+  const reader = dir.createReader();
+  const entries = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) break;
+    entries.push(...batch);
+  }
+  return Promise.all(entries.filter((e) => e.isFile).map((e) => new Promise((resolve, reject) => e.file(resolve, reject))));
 }
 
 async function useExample(path, name) {
@@ -226,7 +347,7 @@ function setReady() {
 function request() {
   const context = $('context-select').value;
   return {
-    sample: state.sample.bytes,
+    sample: state.sample.data,
     values: $('values-select').value,
     column: $('column-select').value ? Number($('column-select').value) : 0,
     fileName: state.sample.name,
@@ -272,7 +393,8 @@ async function screen() {
   show($('run-status'), 'Running every perturbation…');
   try {
     const progress = (done, total) => show($('run-status'), `Running every perturbation… ${done.toLocaleString('en')} of ${total.toLocaleString('en')}`);
-    const s = await state.model.screen({ ...request(), mode: mode(), conditionOn: conditionOn(), onProgress: progress });
+    const rankBy = $('rank-by').value || undefined;
+    const s = await state.model.screen({ ...request(), mode: mode(), conditionOn: conditionOn(), onProgress: progress, rankBy });
     show($('run-status'), '');
     renderScreen(s);
     document.body.dataset.screen = 'done';
@@ -371,12 +493,46 @@ function renderRow(r) {
   fill('top-down', topDown);
   const labelled = [...topUp.slice(0, 8), ...topDown.slice(0, 8)].map((e) => e.index);
   drawVolcano($('volcano'), lfc, p.sigma, p.reference.measured, genes, labelled, `predicted ${p.foldChangeUnits} vs the ${vsControl ? 'predicted control' : 'measured sample'}`);
+  renderSets(r);
+}
+
+/** The row's pathway and GO scores (the library's, as the CLI's --enrichment) as bars and a table. */
+function renderSets(r) {
+  const p = state.prediction;
+  const body = document.body.dataset;
+  if (!state.geneSets) {
+    $('sets').hidden = $('sets-details').hidden = true;
+    show($('sets-note'), state.geneSetsNote);
+    body.sets = 'none';
+    return;
+  }
+  const e = state.model.enrichment(p, { row: r });
+  const terms = shownTerms(e.terms);
+  $('sets').hidden = $('sets-details').hidden = false;
+  show($('sets-note'), '');
+  drawSetBars($('set-bars'), e.pathways, terms);
+  fillSetTable($('set-table'), [...e.pathways, ...terms]);
+  $('set-legend').replaceChildren(...e.legend.flatMap(({ column, meaning }) => [el('dt', column), el('dd', meaning)]));
+  body.topPathway = e.pathways[0]?.id ?? '';
+  body.topTerm = terms[0]?.name ?? '';
+  body.sets = 'drawn';
 }
 
 function renderScreen(s) {
   $('screen-results').hidden = false;
+  // Ranked by a pathway's activity: its column, and the bars follow it.
+  const pathway = s.rankedBy ? state.geneSets?.pathways.find((p) => `progeny:${p.id}` === s.rankedBy) : null;
+  $('screen-h').textContent = pathway
+    ? `Every perturbation, ranked by how much it activates the ${pathway.name} pathway in this sample`
+    : 'Every perturbation, ranked by predicted effect on this sample';
+  $('screen-activity').hidden = !pathway;
+  if (pathway) $('screen-activity').textContent = `${pathway.name} activity (t)`;
+  const value = (h) => (pathway ? Math.max(h.activity ?? 0, 0) : h.effectSize);
   const where = s.backend === 'webgpu' ? 'GPU' : 'CPU';
-  $('screen-timings').textContent = `${s.hits.length} perturbations for sample “${s.reference.name}”, on the ${where} in ${ms(s.timings.screenMs)}.`;
+  // A context without effect under the chosen conditioning is said, as for a prediction.
+  $('screen-timings').textContent =
+    `${s.hits.length} perturbations for sample “${s.reference.name}”, on the ${where} in ${ms(s.timings.screenMs)}.` +
+    s.warnings.map((w) => ` Note: ${w}.`).join('');
   renderFamiliarity($('screen-familiarity'), s.familiarity, s.reference.name);
   $('screen-effect').textContent =
     s.mode === 'counterfactual'
@@ -392,19 +548,20 @@ function renderScreen(s) {
     : '';
   // What each column means, in the library's words (the CLI prints the same legend).
   $('screen-legend').replaceChildren(...s.legend.flatMap(({ column, meaning }) => [el('dt', column), el('dd', meaning)]));
-  const best = Math.max(...s.hits.map((h) => h.effectSize), 1e-9);
+  const best = Math.max(...s.hits.map(value), 1e-9);
   const body = $('screen-table').tBodies[0];
   body.replaceChildren(
     ...s.hits.map((h, i) => {
       const tr = el('tr');
-      const bar = el('td');
+      const bar = el('td', undefined, 'meter');
       const meter = el('span', undefined, 'bar');
-      meter.style.width = `${Math.round((100 * h.effectSize) / best)}%`;
+      meter.style.width = `${Math.round((100 * value(h)) / best)}%`;
       bar.append(meter);
       tr.append(
         el('td', String(i + 1)),
         el('td', h.name),
         el('td', fmt(h.effectSize, 3)),
+        ...(pathway ? [el('td', fmt(h.activity, 1), h.activity >= 0 ? 'up' : 'down')] : []),
         bar,
         el('td', h.topUp.slice(0, 5).map((g) => g.gene).join(', ')),
         el('td', h.topDown.slice(0, 5).map((g) => g.gene).join(', ')),
@@ -446,9 +603,11 @@ $('model-select').addEventListener('change', () => {
 });
 $('model-file').addEventListener('change', () => loadModel());
 $('backend-select').addEventListener('change', () => loadModel());
-$('sample-file').addEventListener('change', (e) => readFile(e.target.files[0]));
+$('sample-file').addEventListener('change', (e) => readFiles([...e.target.files]));
 $('values-select').addEventListener('change', () => inspect());
 $('column-select').addEventListener('change', () => inspect());
+$('groupby-select').addEventListener('change', () => state.hdf5 && readHdf5());
+$('layer-select').addEventListener('change', () => state.hdf5 && readHdf5());
 $('example-kang').addEventListener('click', () => useExample('examples/kang_cd14_mono_ctrl.tsv', 'kang_cd14_mono_ctrl.tsv'));
 $('example-airway').addEventListener('click', () => useExample('examples/airway_N61311_untreated.tsv', 'airway_N61311_untreated.tsv'));
 $('example-tcell').addEventListener('click', () => useExample('examples/tcell_D1_unstimulated_24h.tsv', 'tcell_D1_unstimulated_24h.tsv'));
@@ -493,7 +652,15 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (e) => {
   e.preventDefault();
   drop.classList.remove('over');
-  readFile(e.dataTransfer.files[0]);
+  // A folder arrives as an entry (read now: the drop's data is gone after this handler).
+  const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  if (entries.length === 1 && entries[0].isDirectory) {
+    folderFiles(entries[0])
+      .then((files) => readFiles(files, entries[0].name))
+      .catch((err) => show($('sample-error'), `The folder ${entries[0].name} could not be read: ${err.message}`));
+  } else {
+    readFiles([...e.dataTransfer.files]);
+  }
 });
 drop.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' || e.key === ' ') $('sample-file').click();

@@ -73,7 +73,8 @@ export function drawVolcano(canvas, lfc, sigma, measured, genes, labelled, xlabe
   }
 }
 
-function niceStep(range) {
+/** A round tick step (1, 2 or 5 × 10^k) giving about four ticks over `range`. */
+export function niceStep(range) {
   const raw = range / 4;
   const p = 10 ** Math.floor(Math.log10(raw));
   return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);

@@ -21,6 +21,9 @@ import os
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from . import _refcast
 from ._inputs import signature_arguments, to_table
 from ._outputs import prediction_anndata, screen_frame
@@ -78,6 +81,7 @@ class Model:
         self._inner = inner
         self.path = path
         self.info_cached = inner.info()
+        self._gene_sets = None
 
     @property
     def genes(self) -> list[str]:
@@ -227,6 +231,77 @@ class Model:
             **signature_arguments(signature),
         )
         return screen_frame(result)
+
+
+    def load_gene_sets(self, path: str | os.PathLike | None = None):
+        """Reads a gene-set file for ``enrichment``: by default ``refcast-genesets.safetensors``
+        beside the model file (PROGENy's 14 pathway footprints and GO biological process terms,
+        mapped to the model's genes; the wheel ships it beside the bundled model). A file built for
+        another model's genes raises ``FormatError``; its checksum is checked against a
+        ``SHA256SUMS`` beside it when that lists it."""
+        file = self.path.parent / _refcast.GENE_SETS_FILE if path is None else Path(path)
+        self._gene_sets = _refcast.load_gene_sets(os.fspath(file), self._inner)
+        return self._gene_sets
+
+    def enrichment(self, prediction, *, gene_sets: str | os.PathLike | None = None) -> pd.DataFrame:
+        """Which pathways and processes each predicted change moves: every gene set scored
+        against each observation's ln fold changes, as ``refcast predict --enrichment`` does (the
+        same library code and numbers).
+
+        prediction: the AnnData ``predict`` returned (its ``log_fold_change`` layer, and the
+            ``measured`` layer: the genes each reference measured are the universe).
+        gene_sets: a gene-set file; None: the one ``load_gene_sets`` read, else the file beside
+            the model.
+
+        Returns a DataFrame, one row per (observation, set), each observation's sets per
+        collection highest score first: reference, perturbation, draw, collection (``progeny``:
+        PROGENy pathway activity; ``go_bp``: GO biological process), set (pathway name or GO id),
+        name, score (decoupler's ULM t-value of the ln fold changes on the set's weights; > 0: the
+        set's genes go up), p_value, fdr (Benjamini–Hochberg within the collection), size (the
+        set's measured genes), leading_genes and leading_lfc (the genes contributing most in the
+        score's direction, and their ln fold changes). ``.attrs["legend"]`` says what each column
+        means, in the CLI's words.
+        """
+        if gene_sets is not None or self._gene_sets is None:
+            self.load_gene_sets(gene_sets)
+        sets = self._gene_sets
+        if "log_fold_change" not in prediction.layers:
+            raise RequestError("the prediction has no log_fold_change layer (pass what Model.predict returned)")
+        lfc = np.ascontiguousarray(prediction.layers["log_fold_change"], dtype=np.float32)
+        if "measured" in prediction.layers:
+            measured = np.ascontiguousarray(prediction.layers["measured"], dtype=bool)
+        else:  # prompt-only: every gene
+            measured = np.ones(lfc.shape, dtype=bool)
+        c = sets.score(lfc, measured)
+        ids, names, collections = zip(*sets.sets) if sets.sets else ((), (), ())
+        ids, names, collections = np.array(ids, dtype=object), np.array(names, dtype=object), np.array(collections, dtype=object)
+        row, s, off = c["row"].astype(np.intp), c["set"].astype(np.intp), c["leading_offsets"]
+        genes = np.array(self.genes, dtype=object)
+        lead_genes = genes[c["leading_gene"].astype(np.intp)]
+        lead_lfc = c["leading_lfc"].astype(float)
+        obs = prediction.obs
+        frame = pd.DataFrame(
+            {
+                "reference": obs["reference"].to_numpy()[row],
+                "perturbation": obs["perturbation"].to_numpy()[row],
+                "draw": obs["draw"].to_numpy()[row],
+                "collection": collections[s],
+                "set": ids[s],
+                "name": names[s],
+                "score": c["score"],
+                "p_value": c["p_value"],
+                "fdr": c["fdr"],
+                "size": c["size"].astype(np.int64),
+                "leading_genes": [list(lead_genes[a:b]) for a, b in zip(off[:-1], off[1:])],
+                "leading_lfc": [lead_lfc[a:b].tolist() for a, b in zip(off[:-1], off[1:])],
+            }
+        )
+        frame.attrs = {
+            "legend": dict(_refcast.ENRICHMENT_LEGEND) | {"leading_lfc": "the leading genes' " + FOLD_CHANGE_UNITS},
+            "log_fold_change_units": FOLD_CHANGE_UNITS,
+            "gene_sets_checksum": sets.checksum,
+        }
+        return frame
 
 
 __all__ = [

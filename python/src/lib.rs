@@ -332,6 +332,105 @@ impl Model {
     }
 }
 
+/// A gene-set file read against a model's genes (`refcast::enrichment::GeneSets`).
+#[pyclass(frozen, module = "refcast._refcast")]
+struct GeneSetFile {
+    sets: Arc<refcast::enrichment::GeneSets>,
+    checksum: String,
+}
+
+#[pymethods]
+impl GeneSetFile {
+    /// Every set's id, name and collection, in file order (the `set` indices of `score`).
+    #[getter]
+    fn sets(&self) -> Vec<(String, String, String)> {
+        self.sets.sets().iter().map(|s| (s.id.clone(), s.name.clone(), s.collection.clone())).collect()
+    }
+
+    /// The collections: (name, title, method).
+    #[getter]
+    fn collections(&self) -> Vec<(String, String, String)> {
+        self.sets.collections().iter().map(|c| (c.name.clone(), c.title.clone(), c.method.clone())).collect()
+    }
+
+    /// How the file's checksum was verified (or why it was not).
+    #[getter]
+    fn checksum(&self) -> String {
+        self.checksum.clone()
+    }
+
+    /// Scores each row of `log_fold_change` (rows × model genes) against every set over the
+    /// genes `measured` flags in that row, as the CLI's `--enrichment`: per row, each collection's
+    /// sets highest score first. Columns: row, set, score, p_value, fdr, size, and the leading
+    /// genes of result i at `leading_offsets[i]..leading_offsets[i + 1]` of `leading_gene` and
+    /// `leading_lfc`.
+    fn score<'py>(&self, py: Python<'py>, log_fold_change: PyReadonlyArray2<'py, f32>, measured: PyReadonlyArray2<'py, bool>) -> PyResult<Bound<'py, PyDict>> {
+        let (lfc, measured) = (log_fold_change.as_array(), measured.as_array());
+        if lfc.shape() != measured.shape() {
+            return Err(usage(format!("log_fold_change is {:?} but measured is {:?}", lfc.shape(), measured.shape())));
+        }
+        let rows: Vec<(Vec<f32>, Vec<bool>)> = lfc.outer_iter().zip(measured.outer_iter()).map(|(l, m)| (l.to_vec(), m.to_vec())).collect();
+        let sets = self.sets.clone();
+        let results = py
+            .detach(|| -> refcast::Result<Vec<(usize, refcast::enrichment::SetResult)>> {
+                let mut out = Vec::new();
+                for (r, (l, m)) in rows.iter().enumerate() {
+                    let scored = sets.score(l, Some(m))?;
+                    for c in sets.collections() {
+                        out.extend(sets.results(&scored.ranked(&sets, &c.name), l, Some(m)).into_iter().map(|x| (r, x)));
+                    }
+                }
+                Ok(out)
+            })
+            .map_err(error)?;
+        let out = PyDict::new(py);
+        let column = |f: fn(&(usize, refcast::enrichment::SetResult)) -> f64| results.iter().map(f).collect::<Vec<f64>>().into_pyarray(py);
+        out.set_item("row", results.iter().map(|r| r.0 as u64).collect::<Vec<u64>>().into_pyarray(py))?;
+        out.set_item("set", results.iter().map(|r| r.1.score.set as u64).collect::<Vec<u64>>().into_pyarray(py))?;
+        out.set_item("score", column(|r| r.1.score.score))?;
+        out.set_item("p_value", column(|r| r.1.score.p_value))?;
+        out.set_item("fdr", column(|r| r.1.score.fdr))?;
+        out.set_item("size", results.iter().map(|r| r.1.score.size as u64).collect::<Vec<u64>>().into_pyarray(py))?;
+        let mut offsets = vec![0u64];
+        for r in &results {
+            offsets.push(offsets[offsets.len() - 1] + r.1.leading.len() as u64);
+        }
+        out.set_item("leading_offsets", offsets.into_pyarray(py))?;
+        out.set_item("leading_gene", results.iter().flat_map(|r| r.1.leading.iter().map(|l| l.0 as u64)).collect::<Vec<u64>>().into_pyarray(py))?;
+        out.set_item("leading_lfc", results.iter().flat_map(|r| r.1.leading.iter().map(|l| l.1)).collect::<Vec<f32>>().into_pyarray(py))?;
+        Ok(out)
+    }
+}
+
+/// Reads the gene-set file at `path` for `model` (checked against its gene list; its checksum
+/// against a SHA256SUMS beside it when it lists the file).
+#[pyfunction]
+fn load_gene_sets(py: Python<'_>, path: PathBuf, model: &Model) -> PyResult<GeneSetFile> {
+    let config = model.config.clone();
+    let (sets, verified) = py
+        .detach(|| -> refcast::Result<_> {
+            let io = |source| refcast::Error::Io { path: path.display().to_string(), source };
+            let size = std::fs::metadata(&path).map_err(io)?.len();
+            if size > MAX_GENE_SETS_BYTES {
+                return Err(refcast::Error::GeneSets(format!("{}: {size} bytes, over the {MAX_GENE_SETS_BYTES}-byte limit for a gene-set file", path.display())));
+            }
+            let bytes = std::fs::read(&path).map_err(io)?;
+            let verified = checksum::verify_file(&path, &bytes, None)?;
+            Ok((refcast::enrichment::GeneSets::from_bytes(&bytes, &config)?, verified))
+        })
+        .map_err(error)?;
+    let checksum = match verified {
+        checksum::Verified::Given => "verified against the sha256 given".to_string(),
+        checksum::Verified::Manifest(m) => format!("verified against {}", m.display()),
+        checksum::Verified::NotListed(m) => format!("not verified: {} does not list the file", m.display()),
+        checksum::Verified::Unknown => "not verified: no SHA256SUMS beside the file".to_string(),
+    };
+    Ok(GeneSetFile { sets: Arc::new(sets), checksum })
+}
+
+/// Largest gene-set file read (the shipped one is 1.3 MB; the CLI's limit).
+const MAX_GENE_SETS_BYTES: u64 = 256 << 20;
+
 /// Loads the model file at `path` (its checksum checked against `sha256`, else a SHA256SUMS
 /// beside it) on `backend`: `auto`, `gpu` or `cpu`.
 #[pyfunction]
@@ -363,7 +462,11 @@ fn describe_metadata(py: Python<'_>, fields: Bound<'_, PyDict>) -> PyResult<Stri
 fn _refcast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_class::<Table>()?;
+    m.add_class::<GeneSetFile>()?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(load_gene_sets, m)?)?;
+    m.add("GENE_SETS_FILE", refcast::enrichment::GENE_SETS_FILE)?;
+    m.add("ENRICHMENT_LEGEND", refcast::enrichment::column_legend())?;
     m.add_function(wrap_pyfunction!(describe_metadata, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("FOLD_CHANGE_UNITS", refcast::request::FOLD_CHANGE_UNITS)?;

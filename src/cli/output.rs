@@ -102,14 +102,15 @@ impl Write for Sink {
         match self {
             Sink::Stdout(s) => s.write(buf),
             Sink::File(f) => f.write(buf),
-            Sink::Temp { temp, .. } => temp.write(buf),
+            // Through the file itself: the error then names the output, not the temporary's name.
+            Sink::Temp { temp, .. } => temp.as_file_mut().write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Sink::Stdout(s) => s.flush(),
             Sink::File(f) => f.flush(),
-            Sink::Temp { temp, .. } => temp.flush(),
+            Sink::Temp { temp, .. } => temp.as_file_mut().flush(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::Result;
 use refcast::format::Metadata;
 use refcast::request::{FOLD_CHANGE_UNITS, top_changes};
-use refcast::screen::{Screen, activity_legend, column_legend, coverage_legend};
+use refcast::screen::{Screen, activity_legend, column_legend, ranked_legend};
 use refcast::{Coverage, Familiarity, Measured, Prediction};
 
 use super::output::Output;
@@ -107,14 +107,9 @@ pub fn screen_table(cfg: &refcast::ModelConfig, screen: &Screen, top: usize) -> 
 /// What the screen's columns mean, on standard error after the table.
 pub fn screen_legend(screen: &Screen) -> Result<()> {
     let ranked_by_reversal = screen.hits.first().is_some_and(|h| h.reversal.is_some());
-    let mut legend = column_legend(ranked_by_reversal, SCREEN_TOP_GENES);
-    if screen.hits.first().is_some_and(|h| h.activity.is_some()) {
-        legend[0].1 = "1 = activates the rank-by gene set most (ranked by activity)".to_string();
-        legend.push(activity_legend());
-    }
-    if screen.hits.first().is_some_and(|h| h.coverage.measured != Measured::Unknown) {
-        legend.extend(coverage_legend().into_iter().map(|(c, m)| (c, m.to_string())));
-    }
+    let ranked_by_set = screen.hits.first().is_some_and(|h| h.activity.is_some());
+    let coverage = screen.hits.first().is_some_and(|h| h.coverage.measured != Measured::Unknown);
+    let legend = ranked_legend(ranked_by_reversal, ranked_by_set, coverage, SCREEN_TOP_GENES);
     let width = legend.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     note!("refcast: what the columns mean ({}):", refcast::request::FOLD_CHANGE_NOTE)?;
     for (column, meaning) in legend {

@@ -1,6 +1,7 @@
-//! Reading `--sample`: a table file (gzip or not, any format `refcast::sample::read` tells), or a
-//! 10x Genomics `filtered_feature_bc_matrix/` directory pseudobulked over its cells (`--groups`:
-//! one sample per group). What it was read as is printed on standard error.
+//! Reading `--sample`: a table file (gzip or not, any format `refcast::sample::read` tells), a
+//! 10x Genomics `filtered_feature_bc_matrix/` directory or an HDF5 file (AnnData `.h5ad`, 10x
+//! `.h5`) pseudobulked over its cells (`--groups`, `--groupby`: one sample per group). What it was
+//! read as is printed on standard error.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -8,19 +9,52 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use refcast::sample::hdf5::{self, CellOptions};
 use refcast::sample::{self, MAX_SAMPLE_BYTES, MAX_STREAM_BYTES, SampleFile, SampleTable, StreamedTable, ValueKind, tenx};
 
 use super::input::{Limit, display, is_dash, open_bounded, read_bounded};
 
 const SAMPLE_LIMIT: Limit = Limit { what: "sample file", bytes: MAX_SAMPLE_BYTES as u64, fix: "split the samples into several files" };
 
+/// How the cells of a single-cell sample (a 10x matrix, an AnnData file) make samples.
+#[derive(Clone, Copy, Default)]
+pub struct Cells<'a> {
+    /// `--groups`: a barcode → group table.
+    pub groups: Option<&'a Path>,
+    /// `--groupby`: an AnnData obs column.
+    pub groupby: Option<&'a str>,
+    /// `--layer`: X, raw or a layer of an AnnData file.
+    pub layer: Option<&'a str>,
+    /// `--gene-names`: an AnnData var column.
+    pub gene_names: Option<&'a str>,
+}
+
+impl Cells<'_> {
+    /// The options given, by name (empty when none is).
+    fn given(&self) -> Vec<&'static str> {
+        let named = [("--groups", self.groups.is_some()), ("--groupby", self.groupby.is_some()), ("--layer", self.layer.is_some()), ("--gene-names", self.gene_names.is_some())];
+        named.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
+    }
+}
+
+/// Whether the file at `path` starts with HDF5's signature.
+fn is_hdf5(path: &Path) -> bool {
+    let mut head = [0u8; 8];
+    std::fs::metadata(path).is_ok_and(|m| m.is_file()) && File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == hdf5::SIGNATURE
+}
+
 /// Reads the sample at `path` (already located) and says on standard error what it was read as.
-pub fn load(path: &Path, kind: ValueKind, groups: Option<&Path>) -> Result<SampleFile> {
+pub fn load(path: &Path, kind: ValueKind, cells: &Cells) -> Result<SampleFile> {
     let file = if path.is_dir() {
-        read_10x(path, kind, groups)?
+        if cells.groupby.is_some() || cells.layer.is_some() || cells.gene_names.is_some() {
+            bail!("{}: --groupby, --layer and --gene-names are for AnnData .h5ad files; group a 10x matrix's cells with --groups", display(path));
+        }
+        read_10x(path, kind, cells.groups)?
+    } else if is_hdf5(path) {
+        read_hdf5(path, kind, cells)?
     } else {
-        if groups.is_some() {
-            bail!("--groups is for a 10x Genomics matrix directory (filtered_feature_bc_matrix/); {} is a file", display(path));
+        if let [first, ..] = cells.given()[..] {
+            bail!("{first} is for single-cell samples (a 10x Genomics matrix directory or .h5 file, an AnnData .h5ad file); {} is a table", display(path));
         }
         let bytes = read_bounded(path, &SAMPLE_LIMIT)?;
         let name = if is_dash(path) { String::new() } else { path.to_string_lossy().into_owned() };
@@ -79,6 +113,15 @@ fn read_10x(dir: &Path, kind: ValueKind, groups: Option<&Path>) -> Result<Sample
     Ok(file)
 }
 
+fn read_hdf5(path: &Path, kind: ValueKind, cells: &Cells) -> Result<SampleFile> {
+    if !matches!(kind, ValueKind::Auto | ValueKind::Counts) {
+        bail!("{}: the cells of an HDF5 file are summed as raw counts; --values {} does not apply", display(path), kind.name());
+    }
+    let groups = cells.groups.map(|g| read_bounded(g, &Limit { what: "group table", ..SAMPLE_LIMIT })).transpose()?;
+    let options = CellOptions { groupby: cells.groupby, layer: cells.layer, gene_names: cells.gene_names, groups: groups.as_deref() };
+    hdf5::read_path(path, &path.to_string_lossy(), &options).with_context(|| display(path))
+}
+
 /// `predict`'s sample: a plain TSV or CSV table (a file, a pipe or standard input) is streamed, in
 /// flat memory whatever its number of samples; a 10x directory, a gzip file or a tool's table is
 /// read whole, as the other commands read every sample.
@@ -89,7 +132,7 @@ pub enum PredictSample {
 
 /// Reads `predict`'s sample at `path` (already located) and says on standard error what it was
 /// read as; `budget`: bytes of values held at once when streamed.
-pub fn for_predict(path: &Path, kind: ValueKind, groups: Option<&Path>, budget: usize) -> Result<PredictSample> {
+pub fn for_predict(path: &Path, kind: ValueKind, cells: &Cells, budget: usize) -> Result<PredictSample> {
     // Only a regular file is looked at before it is read: a pipe's first bytes would be lost.
     let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
     let plain = !regular || {
@@ -97,12 +140,12 @@ pub fn for_predict(path: &Path, kind: ValueKind, groups: Option<&Path>, budget: 
         File::open(path).and_then(|f| f.take(64 << 10).read_to_end(&mut head)).with_context(|| format!("cannot read {}", display(path)))?;
         sample::is_plain_table(&head, &path.to_string_lossy())
     };
-    if plain && groups.is_none() && !path.is_dir() {
+    if plain && cells.given().is_empty() && !path.is_dir() {
         let table = stream(path, kind, budget)?;
         note!("refcast: {}: {}", display(path), table.interpretation)?;
         return Ok(PredictSample::Streamed(table));
     }
-    let table = load(path, kind, groups)?.table;
+    let table = load(path, kind, cells)?.table;
     Ok(PredictSample::Whole { samples: table.samples.clone(), table: Some(table) })
 }
 

@@ -59,8 +59,8 @@ pub enum Verified {
 }
 
 /// Checks the bytes of the model file at `path` against `sha256` when given, else against a
-/// `SHA256SUMS` manifest beside it (read up to [`MAX_MANIFEST_BYTES`]) that lists it. A mismatch,
-/// or a manifest that cannot be parsed, is an error.
+/// `SHA256SUMS` manifest beside it (a regular file, read up to [`MAX_MANIFEST_BYTES`]) that lists
+/// it. A mismatch, or a manifest that cannot be parsed, is an error.
 pub fn verify_file(path: &std::path::Path, bytes: &[u8], sha256: Option<&str>) -> Result<Verified> {
     use std::io::Read;
     let what = path.display().to_string();
@@ -69,6 +69,14 @@ pub fn verify_file(path: &std::path::Path, bytes: &[u8], sha256: Option<&str>) -
         return Ok(Verified::Given);
     }
     let manifest = path.with_file_name(MANIFEST);
+    // Only a regular file is opened: a FIFO there would block the open, a device never end.
+    match std::fs::metadata(&manifest) {
+        Err(_) => return Ok(Verified::Unknown),
+        Ok(m) if !m.is_file() => {
+            return Err(Error::format(format!("{}: not a regular file, so not a checksum manifest (remove it or pass --sha256)", manifest.display())));
+        }
+        Ok(_) => {}
+    }
     let Ok(file) = std::fs::File::open(&manifest) else { return Ok(Verified::Unknown) };
     let mut text = String::new();
     if file.take(MAX_MANIFEST_BYTES + 1).read_to_string(&mut text).is_err() {

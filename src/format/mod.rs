@@ -45,7 +45,7 @@ impl ModelFile {
         if bytes.len() as u64 > MAX_MODEL_BYTES {
             return Err(Error::format(format!("the file is {} bytes, over the {MAX_MODEL_BYTES}-byte limit for a model", bytes.len())));
         }
-        check_header_length(bytes)?;
+        check_header_length(bytes, "a refcast model (.safetensors): a sample or signature given as the model?")?;
         let layout = check_layout(bytes).map_err(|e| Error::format(format!("not a valid safetensors file: {}", inner(&e))))?;
         let doc = layout
             .metadata
@@ -167,7 +167,8 @@ fn versions() -> String {
     }
 }
 
-fn check_header_length(bytes: &[u8]) -> Result<()> {
+/// `not_text`: what a text file given here is not, in words (with a hint).
+fn check_header_length(bytes: &[u8], not_text: &str) -> Result<()> {
     let Some(len) = bytes.get(..8) else {
         return Err(Error::format(format!("file is {} bytes, too short for a safetensors header", bytes.len())));
     };
@@ -176,8 +177,18 @@ fn check_header_length(bytes: &[u8]) -> Result<()> {
     if n > MAX_HEADER_BYTES as u64 && len.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
         let start: String = bytes.iter().take(24).map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { ' ' }).collect();
         return Err(Error::format(format!(
-            "this is a text file ('{}…'), not a refcast model (.safetensors): a sample or signature given as the model?",
+            "this is a text file ('{}…'), not {not_text}",
             start.trim_end()
+        )));
+    }
+    // A compressed or archived file, a spreadsheet or an HDF5 file, named by its first bytes
+    // when they cannot start a safetensors file (a header in the file, starting with '{').
+    let not_safetensors = n > MAX_HEADER_BYTES as u64 || 8 + n > bytes.len() as u64 || bytes.get(8) != Some(&b'{');
+    if let Some(what) = crate::sample::binary_format(bytes).filter(|_| not_safetensors) {
+        let what = what.split(" (").next().unwrap_or(what);
+        return Err(Error::format(format!(
+            "this file is {what}, not a refcast model (.safetensors){}",
+            if what.ends_with("-compressed") { ": decompress it first (a model file is read as it is)" } else { "" }
         )));
     }
     if n > MAX_HEADER_BYTES as u64 {
@@ -190,16 +201,24 @@ fn check_header_length(bytes: &[u8]) -> Result<()> {
 }
 
 /// A safetensors file's header, checked: its `__metadata__` and its tensors' bytes.
-struct Layout<'a> {
-    metadata: Option<serde_json::Map<String, serde_json::Value>>,
-    tensors: Vec<Stored<'a>>,
+pub(crate) struct Layout<'a> {
+    pub(crate) metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) tensors: Vec<Stored<'a>>,
 }
 
-struct Stored<'a> {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: &'a [u8],
+pub(crate) struct Stored<'a> {
+    pub(crate) name: String,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: &'a [u8],
+}
+
+/// Any refcast safetensors file's header and tensors (a model's, a gene-set file's), checked as
+/// [`ModelFile::from_bytes`] checks a model's: one reader, and one set of messages, for both.
+/// `not_text` says what a text file given here is not (see [`check_header_length`]).
+pub(crate) fn read_layout<'a>(bytes: &'a [u8], not_text: &str) -> Result<Layout<'a>> {
+    check_header_length(bytes, not_text)?;
+    check_layout(bytes).map_err(|e| Error::format(format!("not a valid safetensors file: {}", inner(&e))))
 }
 
 /// Reads the safetensors header (refcast's own reader, so that every problem gets a message
@@ -230,8 +249,11 @@ fn check_layout(bytes: &[u8]) -> Result<Layout<'_>> {
             "F32" => (4, Dtype::F32),
             "F16" => (2, Dtype::F16),
             "U8" => (1, Dtype::U8),
+            // Gene-set files (crate::enrichment); a model refuses them in `logical`.
+            "U16" => (2, Dtype::U16),
+            "U32" => (4, Dtype::U32),
             other => {
-                return Err(Error::format(format!("tensor '{name}' has dtype '{other}'; refcast reads F32, F16 and U8 (quantized)")));
+                return Err(Error::format(format!("tensor '{name}' has dtype '{other}'; refcast reads F32, F16 and U8 (quantized), and U16 and U32 in gene-set files")));
             }
         };
         let shape: Option<Vec<u64>> = t.get("shape").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|d| d.as_u64()).collect());

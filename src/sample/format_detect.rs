@@ -1,8 +1,8 @@
 //! A sample file's bytes to a table, whatever form it came in: gzip-compressed or not, a plain
 //! TSV/CSV table, featureCounts output, a Salmon or kallisto quantification. What the file was
-//! read as is an [`Interpretation`], one line that every front end prints. Formats refcast does
-//! not read (HDF5, R data, spreadsheets, other compressions) are refused by name, each with what
-//! to do instead.
+//! read as is an [`Interpretation`], one line that every front end prints. HDF5 files (AnnData,
+//! 10x .h5) go to `hdf5` natively. Formats refcast does not read (loom, R data, spreadsheets,
+//! other compressions) are refused by name, each with what to do instead.
 
 use super::table::Columns;
 use super::*;
@@ -21,6 +21,10 @@ pub enum Format {
     /// A 10x Genomics feature-barcode matrix, `cells` cells summed into one sample per group
     /// (`groups`: from a barcode → group table) or into one sample.
     TenX { cells: usize, groups: Option<usize> },
+    /// An AnnData `.h5ad` file: `cells` cells of `matrix` (`raw/X`, `layers/NAME`, `X`) summed
+    /// into `samples` pseudobulk samples, by an obs column (`by`: its name), a barcode → group
+    /// table (`by`: empty) or all together (`by`: none).
+    AnnData { cells: usize, matrix: String, by: Option<String>, samples: usize },
 }
 
 impl std::fmt::Display for Format {
@@ -34,6 +38,15 @@ impl std::fmt::Display for Format {
             Format::TenX { cells, groups: None } => write!(f, "a 10x Genomics matrix, {cells} cells summed into one pseudobulk sample"),
             Format::TenX { cells, groups: Some(g) } => {
                 write!(f, "a 10x Genomics matrix, {cells} cells summed into {g} pseudobulk sample{} by group", if *g == 1 { "" } else { "s" })
+            }
+            Format::AnnData { cells, matrix, by, samples } => {
+                let s = if *samples == 1 { "" } else { "s" };
+                write!(f, "an AnnData file, {cells} cells of {matrix} summed into {samples} pseudobulk sample{s}")?;
+                match by.as_deref() {
+                    Some("") => write!(f, " by the group table"),
+                    Some(column) => write!(f, " by obs column '{column}'"),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -49,6 +62,9 @@ pub struct Interpretation {
     pub kind: ValueKind,
     /// How `kind` was decided.
     pub source: KindSource,
+    /// Read-counter summary rows left out of the genes and the library size
+    /// ([`SampleTable::summary_rows`]).
+    pub summary_rows: Vec<String>,
 }
 
 impl std::fmt::Display for Interpretation {
@@ -62,6 +78,12 @@ impl std::fmt::Display for Interpretation {
         }
         if self.kind.is_abundance() {
             write!(f, ", rescaled to sum to 10⁶ over the model's genes")?;
+        }
+        if let Some((last, rest)) = self.summary_rows.split_last() {
+            let names: Vec<String> = rest.iter().map(|r| excerpt(r)).collect();
+            let names = if names.is_empty() { excerpt(last) } else { format!("{} and {}", names.join(", "), excerpt(last)) };
+            let n = self.summary_rows.len();
+            write!(f, "; {names}: read-counter summary row{}, left out of the genes and the library size", if n == 1 { "" } else { "s" })?;
         }
         Ok(())
     }
@@ -79,6 +101,13 @@ pub struct SampleFile {
 /// lone generic value column named after the file. `name` is the file's name or path (for
 /// messages, for the formats told by their extension, and for naming the sample).
 pub fn read(bytes: &[u8], name: &str, kind: ValueKind) -> Result<SampleFile> {
+    #[cfg(all(feature = "hdf5", not(target_arch = "wasm32")))]
+    if bytes.starts_with(super::hdf5::SIGNATURE) && !name.to_ascii_lowercase().ends_with(".loom") {
+        if !matches!(kind, ValueKind::Auto | ValueKind::Counts) {
+            return Err(Error::Sample(format!("the cells of an HDF5 file are summed as raw counts; values of kind {} do not apply", kind.name())));
+        }
+        return super::hdf5::read_bytes(bytes.to_vec(), name, &Default::default());
+    }
     match decompress(bytes)? {
         Some(text) => read_decompressed(&text, name, kind, true),
         None => read_decompressed(bytes, name, kind, false),
@@ -133,7 +162,7 @@ pub fn read_decompressed(bytes: &[u8], name: &str, kind: ValueKind, gzip: bool) 
         _ => table.name_after_file(name),
     }
     let source = if by_format { KindSource::Format } else { source };
-    let interpretation = Interpretation { format, gzip, kind: table.kind, source };
+    let interpretation = Interpretation { format, gzip, kind: table.kind, source, summary_rows: table.summary_rows.clone() };
     Ok(SampleFile { table, interpretation })
 }
 
@@ -162,23 +191,21 @@ pub fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>> {
 }
 
 /// What a file refcast does not read is, with what to do instead; the extension of `name`
-/// tells the HDF5 formats apart.
+/// tells the HDF5 formats apart (the native build reads AnnData and 10x .h5 files before this).
 fn refused(bytes: &[u8], name: &str) -> Option<String> {
     let what = binary_format(bytes)?;
     let lower = name.to_ascii_lowercase();
     if bytes.starts_with(b"\x89HDF") {
         let python = "refcast.load().predict(adata, layer=\"counts\", groupby=\"cell_type\") in the Python package (pip install refcast)";
-        if lower.ends_with(".h5ad") {
-            return Some(format!("an AnnData .h5ad file (HDF5), which the command line does not read: use {python} on adata = anndata.read_h5ad(...)"));
-        }
         if lower.ends_with(".loom") {
-            return Some(format!("a loom file (HDF5), which the command line does not read: use {python} on adata = anndata.read_loom(...)"));
+            return Some(format!("a loom file (HDF5), which refcast does not read: use {python} on adata = anndata.read_loom(...)"));
+        }
+        let cli = "the command line reads it (refcast predict --sample FILE, with --groupby COLUMN or --groups FILE)";
+        if lower.ends_with(".h5ad") {
+            return Some(format!("an AnnData .h5ad file (HDF5), which this build does not read: {cli}, and so does {python} on adata = anndata.read_h5ad(...)"));
         }
         if lower.ends_with(".h5") {
-            return Some(format!(
-                "a 10x Genomics .h5 matrix (HDF5), which the command line does not read: give it the filtered_feature_bc_matrix/ \
-                 directory Cell Ranger writes beside it, or use {python} on adata = scanpy.read_10x_h5(...)"
-            ));
+            return Some(format!("a 10x Genomics .h5 matrix (HDF5), which this build does not read: {cli}, and so does {python} on scanpy.read_10x_h5(...)"));
         }
     }
     Some(what.to_string())
@@ -263,5 +290,12 @@ mod tests {
         let f = read(b"gene\ttpm\nA\t10.5\nB\t3\n", "x.tsv", ValueKind::Auto).unwrap();
         assert_eq!(f.interpretation.to_string(), "read as a TSV table; values: TPM (from the header 'tpm'), rescaled to sum to 10⁶ over the model's genes");
         assert_eq!(f.table.samples, ["x"]);
+        // HTSeq's summary rows are said, by name.
+        let f = read(b"gene\tcount\nA\t10\nB\t3\n__no_feature\t50\n__ambiguous\t7\n", "h.tsv", ValueKind::Auto).unwrap();
+        assert_eq!(
+            f.interpretation.to_string(),
+            "read as a TSV table; values: counts (from the header 'count'); __no_feature and __ambiguous: read-counter summary rows, \
+             left out of the genes and the library size"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! `units`: what the values are (counts, log-CPM in base 2, e or 10, TPM/FPKM/CPM) and how that
 //! is decided;
 //! `tenx`: a 10x Genomics matrix (Matrix Market + features + barcodes), pseudobulked;
+//! `hdf5` (native, feature `hdf5`): AnnData `.h5ad` and 10x `.h5` files, pseudobulked;
 //! `table`: reading and checking tables (files and in-memory columns share the checks);
 //! `stream`: tables too large to hold, read in one pass and given back in chunks of columns;
 //! `reference`: gene identifiers, the model's gene index, and a column matched to it.
@@ -15,6 +16,8 @@
 use crate::error::{Error, Result};
 
 mod format_detect;
+#[cfg(all(feature = "hdf5", not(target_arch = "wasm32")))]
+pub mod hdf5;
 mod reference;
 mod stream;
 mod table;
@@ -26,7 +29,7 @@ pub use format_detect::gunzip;
 pub use format_detect::{Format, Interpretation, SampleFile, is_plain_table, read, read_decompressed};
 pub use reference::{GeneIndex, MatchReport, Reference, normalise_id};
 pub use stream::{DEFAULT_CHUNK_BUDGET, MAX_LINE_BYTES, MAX_STREAM_BYTES, MAX_STREAM_CELLS, StreamedTable};
-pub use table::{binary_format, excerpt};
+pub use table::{binary_format, excerpt, number};
 pub use units::{CPM_SUM_RANGE, KIND_NAMES, KindSource, MIN_GENES_FOR_BASE, ValueKind};
 
 /// Largest sample file refcast reads (a genome-wide matrix of a few hundred samples fits).
@@ -35,6 +38,9 @@ pub const MAX_SAMPLE_BYTES: usize = 256 << 20;
 /// ones a few hundred thousand). With the column limit, keeps the memory a hostile file can make
 /// refcast use to a small multiple of the file's size.
 pub const MAX_ROWS: usize = 2_000_000;
+/// Longest gene or sample name (bytes): gene ids are tens of characters, sample names (a
+/// featureCounts BAM path) hundreds; a longer cell is not a name, and would be echoed whole.
+pub const MAX_NAME_BYTES: usize = 1024;
 /// Most value (sample) columns a sample file may have.
 pub const MAX_COLUMNS: usize = 100_000;
 /// A reference must match at least this fraction of the model's genes to be meaningful: below it,

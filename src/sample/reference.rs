@@ -122,7 +122,7 @@ impl Reference {
             )));
         }
         if !(reads.is_finite() && (1.0..=MAX_LIBRARY_SIZE).contains(&reads)) {
-            return Err(Error::Sample(format!("a library size must be a number of reads between 1 and 10^12, got {reads}")));
+            return Err(Error::Sample(format!("a library size must be a number of reads between 1 and 10^12, got {}", super::number(reads))));
         }
         self.library_size = reads as f32;
         self.depth_known = true;
@@ -224,10 +224,10 @@ fn check_value(kind: ValueKind, gene: &str, sample: &str, v: f64) -> Result<()> 
                 let largest = kind.describe().replace("CPM", "10⁶");
                 format!("above {max:.1}, the largest possible {label} ({largest}); if the values are counts, say so (--values counts)")
             };
-            return Err(Error::Sample(format!("gene '{gene}' in sample '{sample}' has {label} {v}: {why}")));
+            return Err(Error::Sample(format!("gene '{gene}' in sample '{sample}' has {label} {}: {why}", super::number(v))));
         }
     } else if kind.is_abundance() && v < 0.0 {
-        return Err(Error::Sample(format!("gene '{gene}' in sample '{sample}' has a negative {} ({v})", kind.describe())));
+        return Err(Error::Sample(format!("gene '{gene}' in sample '{sample}' has a negative {} ({})", kind.describe(), super::number(v))));
     }
     Ok(())
 }

@@ -213,7 +213,7 @@ impl<F: Read + Write + Seek> StreamedTable<F> {
         let Rows { layout, genes, line_of, summary_rows, .. } = rows.finish()?;
         let header: Option<Vec<&str>> = layout.header.as_ref().map(|h| h.iter().map(String::as_str).collect());
         let (kind, source) = units::resolve(kind, header.as_deref(), &sums, genes.len())?;
-        let interpretation = Interpretation { format: Format::Table { delimiter: layout.delim }, gzip: false, kind, source };
+        let interpretation = Interpretation { format: Format::Table { delimiter: layout.delim }, gzip: false, kind, source, summary_rows: summary_rows.clone() };
         if kind == ValueKind::Counts {
             for (s, name) in stats.iter().zip(&layout.samples) {
                 s.check_counts(&genes, name, |g| format!("line {}: ", line_of[g]))?;

@@ -86,16 +86,22 @@ impl SampleTable {
         if values.len() != samples.len() {
             return Err(Error::Sample(format!("{} sample names for {} value columns", samples.len(), values.len())));
         }
+        if let Some((s, name)) = samples.iter().enumerate().find(|(_, n)| n.len() > MAX_NAME_BYTES) {
+            return Err(Error::Sample(format!("sample {}: {}", s + 1, too_long("sample name", name))));
+        }
         let mut seen = Seen::with_capacity(genes.len());
         for (g, gene) in genes.iter().enumerate() {
             if gene.trim().is_empty() {
                 return Err(Error::Sample(format!("gene {} has an empty name", g + 1)));
             }
+            if gene.len() > MAX_NAME_BYTES {
+                return Err(Error::Sample(format!("gene {}: {}", g + 1, too_long("gene name", gene))));
+            }
             if let Some(c) = unsafe_char(gene, ',') {
                 return Err(Error::Sample(format!("gene {}: the name contains the control character U+{:04X}", g + 1, c as u32)));
             }
             if let Some(prev) = seen.insert(gene, g, &genes) {
-                return Err(Error::Sample(format!("gene '{gene}' appears twice (genes {} and {})", prev + 1, g + 1)));
+                return Err(Error::Sample(format!("gene '{}' appears twice (genes {} and {})", excerpt(gene), prev + 1, g + 1)));
             }
         }
         for (s, column) in values.iter().enumerate() {
@@ -176,7 +182,7 @@ impl ColumnStats {
     pub(super) fn check_counts(&self, genes: &[String], sample: &str, place: impl Fn(usize) -> String) -> Result<()> {
         let library = self.library;
         if let Some((g, v)) = self.first_negative {
-            return Err(Error::Sample(format!("{}gene '{}' in sample '{sample}' has a negative count ({v})", place(g), genes[g])));
+            return Err(Error::Sample(format!("{}gene '{}' in sample '{sample}' has a negative count ({})", place(g), genes[g], number(v))));
         }
         if library <= 0.0 {
             return Err(Error::Sample(format!("sample '{sample}' has no counts (library size 0)")));
@@ -217,6 +223,11 @@ pub(super) fn name_lone_column(samples: &mut [String], file_name: &str) {
             *name = stem.to_string();
         }
     }
+}
+
+/// The message for a gene or sample name over [`MAX_NAME_BYTES`], quoting its start only.
+fn too_long(what: &str, name: &str) -> String {
+    format!("a {what} of {} bytes ('{}'), over the limit of {MAX_NAME_BYTES} bytes for a name", name.len(), excerpt(name))
 }
 
 /// Whether a line holds data: blank lines and `#` comments are skipped.
@@ -271,6 +282,9 @@ impl Layout {
         }
         if columns > MAX_COLUMNS {
             return Err(Error::Sample(format!("line {line}: {columns} value columns, over the limit of {MAX_COLUMNS}")));
+        }
+        if let Some(name) = values.iter().map(|&c| head[c]).find(|n| n.len() > MAX_NAME_BYTES).filter(|_| has_header) {
+            return Err(Error::Sample(format!("line {line}: {}", too_long("sample name", name))));
         }
         let header: Option<Vec<String>> = has_header.then(|| values.iter().map(|&c| head[c].to_string()).collect());
         let samples = header.clone().unwrap_or_else(|| (1..=columns).map(|i| format!("sample{i}")).collect());
@@ -340,6 +354,9 @@ impl Rows {
         if gene.is_empty() {
             return Err(Error::Sample(format!("line {}: empty gene name", no + 1)));
         }
+        if gene.len() > MAX_NAME_BYTES {
+            return Err(Error::Sample(format!("line {}: {}", no + 1, too_long("gene name", gene))));
+        }
         if is_counter_summary(gene) {
             // Reads no gene got: they are not part of the library of any gene.
             if self.summary_rows.len() < MAX_SUMMARY_ROWS {
@@ -349,7 +366,7 @@ impl Rows {
         }
         if let Some(prev) = self.seen.insert(gene, self.genes.len(), &self.genes) {
             let prev = self.line_of[prev];
-            return Err(Error::Sample(format!("line {}: gene '{gene}' appears twice (first on line {prev})", no + 1)));
+            return Err(Error::Sample(format!("line {}: gene '{}' appears twice (first on line {prev})", no + 1, excerpt(gene))));
         }
         values.clear();
         for &c in &self.layout.values {
@@ -404,7 +421,7 @@ pub fn binary_format(bytes: &[u8]) -> Option<&'static str> {
         (b"\x1f\x8b", "gzip-compressed (decompress it first, e.g. gunzip; a Seurat .rds file is gzip too: export its counts as TSV)"),
         (b"PK\x03\x04", "a ZIP archive, such as an Excel .xlsx workbook (save the sheet as TSV or CSV)"),
         (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook (save the sheet as TSV or CSV)"),
-        (b"\x89HDF", "an HDF5 file, such as an AnnData .h5ad or a 10x .h5 (read it with the Python package, refcast.load(...).predict(adata))"),
+        (b"\x89HDF", "an HDF5 file, such as an AnnData .h5ad or a 10x .h5 (read it as a sample file: the command line's --sample, sample::read, which sum its cells' counts)"),
         (b"\x89PNG", "a PNG image"),
         (b"\xfd7zXZ\x00", "xz-compressed (decompress it first: xz -d; refcast reads gzip)"),
         (b"BZh", "bzip2-compressed (decompress it first: bunzip2; refcast reads gzip)"),
@@ -416,6 +433,12 @@ pub fn binary_format(bytes: &[u8]) -> Option<&'static str> {
         (b"RDA3\n", R),
     ];
     FORMATS.iter().find(|(magic, _)| bytes.starts_with(magic)).map(|(_, what)| *what)
+}
+
+/// A number for a message, at most about 25 characters: written out between 10⁻⁴ and 10⁹,
+/// in scientific notation otherwise (a cell of 300 digits is a 300-digit number).
+pub fn number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e9).contains(&v.abs()) { format!("{v}") } else { format!("{v:.6e}") }
 }
 
 /// At most 40 characters of a cell, for quoting it in a message.

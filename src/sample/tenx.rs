@@ -77,7 +77,7 @@ pub fn pseudobulk(matrix: impl BufRead, features: &[u8], barcodes: &[u8], groups
     // Each barcode's group (sample), or none when the group table leaves it out.
     let (group_of, samples): (Vec<Option<usize>>, Vec<String>) = match groups {
         None => (vec![Some(0); barcode_names.len()], vec![name.to_string()]),
-        Some(bytes) => read_groups(bytes, &barcode_names)?,
+        Some(bytes) => read_groups(bytes, &barcode_names, "barcodes.tsv")?,
     };
     let mut sums = vec![vec![0.0f64; genes.len()]; samples.len()];
     let cells = read_matrix(matrix, feature_ids, barcode_names.len(), |row, col, v| {
@@ -88,13 +88,13 @@ pub fn pseudobulk(matrix: impl BufRead, features: &[u8], barcodes: &[u8], groups
     let used = (0..barcode_names.len()).filter(|&c| group_of[c].is_some() && cells[c]).count();
     let table = SampleTable::from_columns(genes, samples.clone(), sums, ValueKind::Counts)?;
     let format = Format::TenX { cells: used, groups: groups.map(|_| samples.len()) };
-    let interpretation = Interpretation { format, gzip: false, kind: ValueKind::Counts, source: KindSource::Format };
+    let interpretation = Interpretation { format, gzip: false, kind: ValueKind::Counts, source: KindSource::Format, summary_rows: Vec::new() };
     Ok(SampleFile { table, interpretation })
 }
 
 /// A barcode → group table: each barcode's group index, and the groups' names in order of first
-/// appearance.
-fn read_groups(bytes: &[u8], barcodes: &[&str]) -> Result<(Vec<Option<usize>>, Vec<String>)> {
+/// appearance. `source` names where `barcodes` come from, for messages.
+pub(super) fn read_groups(bytes: &[u8], barcodes: &[&str], source: &str) -> Result<(Vec<Option<usize>>, Vec<String>)> {
     let file = "the group table";
     let index: foldhash::HashMap<&str, usize> = barcodes.iter().enumerate().map(|(i, b)| (*b, i)).collect();
     let mut group_of = vec![None; barcodes.len()];
@@ -134,7 +134,7 @@ fn read_groups(bytes: &[u8], barcodes: &[&str]) -> Result<(Vec<Option<usize>>, V
         return Err(err(
             file,
             format!(
-                "none of its barcodes (the first: '{}') is in barcodes.tsv (whose first is '{}'): is it for another sample?",
+                "none of its barcodes (the first: '{}') is in {source} (whose first is '{}'): is it for another sample?",
                 excerpt(unknown.or(header).as_deref().unwrap_or("")),
                 excerpt(barcodes[0])
             ),

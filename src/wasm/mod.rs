@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use js_sys::{Array, Float32Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -17,11 +18,12 @@ use crate::backend::BackendKind;
 use crate::card::ModelCard;
 use crate::coverage::Coverage;
 use crate::engine::{Engine, adapter_name};
+use crate::enrichment::GeneSets;
 use crate::format::{Group, Metadata, ModelConfig, ModelFile, Named};
 use crate::metadata;
 use crate::request::{Baseline, PredictionMode, Request, Sampling, top_changes};
 use crate::sample::Reference;
-use crate::screen::ScreenOptions;
+use crate::screen::{ScreenEnrichment, ScreenOptions};
 use crate::signature::Signature;
 
 mod js;
@@ -50,6 +52,8 @@ pub struct RefcastModel {
     backend: String,
     adapter: String,
     backend_reason: String,
+    /// The gene sets `loadGeneSets` read for this model.
+    gene_sets: RefCell<Option<Arc<GeneSets>>>,
 }
 
 #[wasm_bindgen]
@@ -83,7 +87,7 @@ impl RefcastModel {
         let config = Rc::new(engine.config().clone());
         let backend_reason = engine.choice().reason.clone();
         let state = Rc::new(RefCell::new(State { engine: Some(engine), disposed: false }));
-        Ok(RefcastModel { state, config, card, backend, adapter, backend_reason })
+        Ok(RefcastModel { state, config, card, backend, adapter, backend_reason, gene_sets: RefCell::new(None) })
     }
 
     /// Why this backend: "requested", "a GPU adapter was found", or why `auto` fell back to the
@@ -129,11 +133,51 @@ impl RefcastModel {
         self.config.genes.iter().map(|g| g.ensembl.as_deref().map(JsValue::from).unwrap_or(JsValue::NULL)).collect()
     }
 
+    /// Reads a gene-set file (`refcast-genesets.safetensors`, built for this model's genes; see
+    /// [`GeneSets::from_bytes`]) for `enrichment` and screens. Returns its collections (name,
+    /// title, method, number of sets) and sources.
+    #[wasm_bindgen(js_name = loadGeneSets)]
+    pub fn load_gene_sets(&self, bytes: &[u8]) -> Result<JsValue, JsValue> {
+        let sets = GeneSets::from_bytes(bytes, &self.config).map_err(refcast_error)?;
+        let out = gene_sets_js(&sets)?;
+        *self.gene_sets.borrow_mut() = Some(Arc::new(sets));
+        Ok(out)
+    }
+
+    /// Scores one prediction row's fold changes (one per model gene) against every gene set, over
+    /// the genes flagged in `measured` (every gene without it): decoupler's ULM, as the CLI's
+    /// `--enrichment`. Resolves to each collection's sets, highest score first, with their
+    /// leading genes (as columns, [`set_scores_js`]), and the legend of the fields.
+    pub fn enrichment(&self, log_fold_change: &[f32], measured: Option<Vec<u8>>) -> Result<JsValue, JsValue> {
+        let guard = self.gene_sets.borrow();
+        let sets = guard.as_deref().ok_or_else(|| usage("no gene sets: call loadGeneSets first (refcast-genesets.safetensors, beside the model)"))?;
+        let universe: Option<Vec<bool>> = measured.map(|m| m.iter().map(|&v| v != 0).collect());
+        let scored = sets.score(log_fold_change, universe.as_deref()).map_err(refcast_error)?;
+        let out = Object::new();
+        let collections: Array = sets
+            .collections()
+            .iter()
+            .map(|c| {
+                let ranked = sets.results(&scored.ranked(sets, &c.name), log_fold_change, universe.as_deref());
+                let o = Object::new();
+                set(&o, "name", c.name.as_str());
+                set(&o, "title", c.title.as_str());
+                set(&o, "method", c.method.as_str());
+                set(&o, "scores", set_scores_js(&ranked));
+                JsValue::from(o)
+            })
+            .collect();
+        set(&out, "collections", collections);
+        set(&out, "legend", legend_js(crate::enrichment::column_legend()));
+        set(&out, "foldChangeUnits", crate::request::FOLD_CHANGE_UNITS);
+        Ok(out.into())
+    }
+
     /// Parses a sample file and matches one column to the model's genes, without predicting.
     #[wasm_bindgen(js_name = inspectSample)]
     pub fn inspect_sample(&self, sample: &[u8], options: JsValue) -> Result<JsValue, JsValue> {
         let o: SampleOptions = if options.is_undefined() { SampleOptions::default() } else { from_js(options, "sample options")? };
-        let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip)?;
+        let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip, o.tenx.as_ref())?;
         let s = column(&file.table, o.column.as_ref())?;
         let guard = self.state.borrow();
         let engine = guard.engine.as_ref().ok_or_else(|| self.gone())?;
@@ -162,10 +206,11 @@ impl RefcastModel {
     pub fn screen(&self, sample: Vec<u8>, options: JsValue, on_progress: Option<js_sys::Function>) -> Result<js_sys::Promise, JsValue> {
         let o: ScreenOptionsJs = if options.is_undefined() { ScreenOptionsJs::default() } else { from_js(options, "screen options")? };
         let cfg = self.config.clone();
+        let sets = self.gene_sets.borrow().clone();
         let mut engine = self.take()?;
         let slot = self.state.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let result = screen(&mut engine, &cfg, &sample, o, on_progress).await;
+            let result = screen(&mut engine, &cfg, sets, &sample, o, on_progress).await;
             put_back(&slot, engine);
             result
         }))
@@ -220,7 +265,7 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     }
     let (references, table) = match &sample {
         Some(bytes) => {
-            let file = read_sample(bytes, o.values.as_deref(), o.file_name.as_deref(), o.gzip)?;
+            let file = read_sample(bytes, o.values.as_deref(), o.file_name.as_deref(), o.gzip, o.tenx.as_ref())?;
             let cols = columns(&file.table, o.column.as_ref(), o.columns.as_ref())?;
             let refs = cols
                 .into_iter()
@@ -335,8 +380,26 @@ fn with_library_size(r: Reference, library_size: Option<f64>) -> crate::Result<R
 }
 
 
-async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: ScreenOptionsJs, on_progress: Option<js_sys::Function>) -> Result<JsValue, JsValue> {
-    let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip)?;
+async fn screen(
+    engine: &mut Engine,
+    cfg: &ModelConfig,
+    gene_sets: Option<Arc<GeneSets>>,
+    sample: &[u8],
+    o: ScreenOptionsJs,
+    on_progress: Option<js_sys::Function>,
+) -> Result<JsValue, JsValue> {
+    let enrichment = match (gene_sets, &o.rank_by) {
+        (None, Some(key)) => return Err(usage(format!("rankBy '{key}' needs gene sets: call loadGeneSets first (refcast-genesets.safetensors, beside the model)"))),
+        (None, None) if o.all_sets == Some(true) || o.pathways == Some(true) => {
+            return Err(usage("pathways and allSets need gene sets: call loadGeneSets first"));
+        }
+        (None, None) => None,
+        (Some(gene_sets), key) => {
+            let rank_by = key.as_deref().map(|k| gene_sets.find(k)).transpose().map_err(refcast_error)?;
+            Some(ScreenEnrichment { gene_sets, rank_by, all_sets: o.all_sets.unwrap_or(false) })
+        }
+    };
+    let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip, o.tenx.as_ref())?;
     let s = column(&file.table, o.column.as_ref())?;
     let reference = with_library_size(engine.reference(&file.table, s).map_err(refcast_error)?, o.library_size).map_err(refcast_error)?;
     let ctx = match o.context {
@@ -349,7 +412,7 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
         mode: prediction_mode(o.mode.as_deref())?,
         baseline: baseline(o.baseline.as_deref())?,
         condition_on: o.condition_on,
-        ..Default::default()
+        enrichment,
     };
     let mut progress = |done: usize, total: usize| {
         if let Some(f) = &on_progress {
@@ -358,9 +421,18 @@ async fn screen(engine: &mut Engine, cfg: &ModelConfig, sample: &[u8], o: Screen
     };
     let screen = engine.screen(&reference, &ctx, &options, &mut progress).await.map_err(refcast_error)?;
     let out = Object::new();
-    let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg).map(JsValue::from)).collect::<Result<_, _>>()?;
+    // Each hit's set scores only when asked for: a screen of every perturbation would hand JS
+    // hundreds of thousands of values it may not show.
+    let with_sets = options.enrichment.is_some();
+    let set_scores = with_sets && (o.pathways == Some(true) || o.all_sets == Some(true));
+    let ranked: Array = screen.hits.iter().map(|h| hit_js(h, cfg, with_sets, set_scores).map(JsValue::from)).collect::<Result<_, _>>()?;
     set(&out, "hits", ranked);
-    set(&out, "legend", legend_js(options.signature.is_some(), Coverage::recorded(cfg)));
+    let ranked_by_set = options.enrichment.as_ref().is_some_and(|e| e.rank_by.is_some());
+    set(&out, "legend", screen_legend_js(options.signature.is_some(), ranked_by_set, Coverage::recorded(cfg)));
+    if let Some(e) = &options.enrichment {
+        let key = e.rank_by.map(|s| &e.gene_sets.sets()[s]);
+        set(&out, "rankedBy", key.map(|s| JsValue::from(format!("{}:{}", s.collection, s.id))).unwrap_or(JsValue::NULL));
+    }
     set(&out, "foldChangeUnits", crate::request::FOLD_CHANGE_UNITS);
     set(&out, "mode", screen.mode.to_string());
     set(&out, "baseline", screen.baseline.to_string());

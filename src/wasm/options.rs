@@ -47,6 +47,8 @@ pub(super) struct SampleOptions {
     pub(super) file_name: Option<String>,
     /// The bytes were gzip-compressed (the JS layer decompressed them).
     pub(super) gzip: Option<bool>,
+    /// The sample bytes are a 10x `matrix.mtx`; these are its other files.
+    pub(super) tenx: Option<TenxJs>,
 }
 
 #[derive(Deserialize, Default)]
@@ -56,6 +58,8 @@ pub(super) struct PredictOptions {
     pub(super) column: Option<Column>,
     pub(super) file_name: Option<String>,
     pub(super) gzip: Option<bool>,
+    /// The sample bytes are a 10x `matrix.mtx`; these are its other files.
+    pub(super) tenx: Option<TenxJs>,
     pub(super) columns: Option<Columns>,
     pub(super) context: Option<NameOrMetadata>,
     #[serde(default)]
@@ -84,6 +88,8 @@ pub(super) struct ScreenOptionsJs {
     pub(super) column: Option<Column>,
     pub(super) file_name: Option<String>,
     pub(super) gzip: Option<bool>,
+    /// The sample bytes are a 10x `matrix.mtx`; these are its other files.
+    pub(super) tenx: Option<TenxJs>,
     /// For a log-CPM sample: the library size its values were computed from.
     pub(super) library_size: Option<f64>,
     pub(super) context: Option<NameOrMetadata>,
@@ -94,6 +100,25 @@ pub(super) struct ScreenOptionsJs {
     /// `reference` or `control`; by default the library's choice for the mode.
     pub(super) baseline: Option<String>,
     pub(super) condition_on: Option<Vec<Group>>,
+    /// Rank by this gene set's activity (`pathway:NAME`, `go:GO:…`; see `GeneSets::find`).
+    pub(super) rank_by: Option<String>,
+    /// Give each hit its pathways' scores (`hits[].enrichment`).
+    pub(super) pathways: Option<bool>,
+    /// Give each hit every gene set's score (else the pathways only), keeping the GO terms that
+    /// move most.
+    pub(super) all_sets: Option<bool>,
+}
+
+/// The text files beside a 10x Genomics `matrix.mtx` (decompressed by the JS layer), for
+/// [`sample::tenx::pseudobulk`]: every cell summed into one sample called `name`, or one sample
+/// per group of a barcode → group table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenxJs {
+    features: String,
+    barcodes: String,
+    groups: Option<String>,
+    name: Option<String>,
 }
 
 /// A signature to reverse: `{up: [genes], down: [genes]}` sets, a list of genes (an up set), or
@@ -142,11 +167,22 @@ pub(super) fn context(cfg: &ModelConfig, c: NameOrMetadata) -> Result<Metadata, 
 /// Salmon, kallisto or a plain table; the value kind from `values`, the header or the values).
 /// `file_name` names a lone generic column ("count") after the file; `gzip` says the JS layer
 /// decompressed it (with `DecompressionStream`), for the interpretation.
-pub(super) fn read_sample(bytes: &[u8], values: Option<&str>, file_name: Option<&str>, gzip: Option<bool>) -> Result<SampleFile, JsValue> {
+/// With `tenx`, the bytes are a 10x matrix (Matrix Market), summed over cells as the CLI sums a
+/// 10x directory.
+pub(super) fn read_sample(bytes: &[u8], values: Option<&str>, file_name: Option<&str>, gzip: Option<bool>, tenx: Option<&TenxJs>) -> Result<SampleFile, JsValue> {
     let kind: ValueKind = match values {
         None => ValueKind::Auto,
         Some(v) => v.parse().map_err(|e: String| usage(e))?,
     };
+    if let Some(t) = tenx {
+        if !matches!(kind, ValueKind::Auto | ValueKind::Counts) {
+            return Err(usage(format!("a 10x Genomics matrix holds counts; values '{}' does not apply", kind.name())));
+        }
+        let groups = t.groups.as_deref().map(str::as_bytes);
+        let mut file = sample::tenx::pseudobulk(bytes, t.features.as_bytes(), t.barcodes.as_bytes(), groups, t.name.as_deref().unwrap_or("pseudobulk")).map_err(refcast_error)?;
+        file.interpretation.gzip = gzip.unwrap_or(false);
+        return Ok(file);
+    }
     sample::read_decompressed(bytes, file_name.unwrap_or(""), kind, gzip.unwrap_or(false)).map_err(refcast_error)
 }
 

@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use js_sys::{Array, Float32Array, Object, Uint8Array};
+use js_sys::{Array, Float32Array, Float64Array, Object, Uint8Array, Uint32Array};
 use serde::Serialize;
 use wasm_bindgen::JsValue;
 
 use super::js::{set, to_js};
+use crate::enrichment::{GeneSets, SetResult};
 use crate::familiarity::Familiarity;
 use crate::format::{Metadata, ModelConfig, Named};
 use crate::sample::{Reference, SampleFile};
@@ -57,8 +58,39 @@ pub(super) fn genes_js(list: &[(usize, f32)], cfg: &ModelConfig) -> Array {
         .collect()
 }
 
-pub(super) fn hit_js(h: &ScreenHit, cfg: &ModelConfig) -> Result<Object, JsValue> {
+/// Gene-set scores as columns (the JS layer makes one object per set from them, which is much
+/// faster than building them here): `set` (indices into the file's sets), `score`, `pValue`,
+/// `fdr`, `size`, and the leading genes of set i at `leadingOffsets[i]..leadingOffsets[i + 1]` of
+/// `leadingGene` (model gene indices) and `leadingLogFoldChange`.
+pub(super) fn set_scores_js(results: &[SetResult]) -> Object {
     let o = Object::new();
+    let column = |f: fn(&SetResult) -> f64| Float64Array::from(results.iter().map(f).collect::<Vec<f64>>().as_slice());
+    set(&o, "set", Uint32Array::from(results.iter().map(|r| r.score.set as u32).collect::<Vec<u32>>().as_slice()));
+    set(&o, "score", column(|r| r.score.score));
+    set(&o, "pValue", column(|r| r.score.p_value));
+    set(&o, "fdr", column(|r| r.score.fdr));
+    set(&o, "size", Uint32Array::from(results.iter().map(|r| r.score.size as u32).collect::<Vec<u32>>().as_slice()));
+    let mut offsets = vec![0u32];
+    offsets.extend(results.iter().scan(0u32, |at, r| {
+        *at += r.leading.len() as u32;
+        Some(*at)
+    }));
+    set(&o, "leadingOffsets", Uint32Array::from(offsets.as_slice()));
+    set(&o, "leadingGene", Uint32Array::from(results.iter().flat_map(|r| r.leading.iter().map(|l| l.0 as u32)).collect::<Vec<u32>>().as_slice()));
+    set(&o, "leadingLogFoldChange", Float32Array::from(results.iter().flat_map(|r| r.leading.iter().map(|l| l.1)).collect::<Vec<f32>>().as_slice()));
+    o
+}
+
+/// With the screen's gene sets, `hits[].activity` (the rank-by set's score, or null) and, when
+/// `set_scores`, `hits[].enrichment` (the sets' scores as [`set_scores_js`]).
+pub(super) fn hit_js(h: &ScreenHit, cfg: &ModelConfig, with_sets: bool, set_scores: bool) -> Result<Object, JsValue> {
+    let o = Object::new();
+    if with_sets {
+        set(&o, "activity", h.activity.map(JsValue::from).unwrap_or(JsValue::NULL));
+    }
+    if set_scores {
+        set(&o, "enrichment", set_scores_js(&h.enrichment));
+    }
     set(&o, "name", h.name.as_str());
     set(&o, "metadata", to_js(&h.metadata)?);
     set(&o, "effectSize", h.effect_size);
@@ -81,13 +113,17 @@ pub(super) fn coverage_js(c: &crate::coverage::Coverage, label: &str) -> Result<
     to_js(&WithWarning { coverage: c, warning: c.warning(label) })
 }
 
-/// `[{column, meaning}]`: the screen's columns and what each means ([`crate::screen::column_legend`]),
-/// with the coverage columns for a model that records where its perturbations were measured.
-pub(super) fn legend_js(ranked_by_reversal: bool, coverage: bool) -> Array {
-    let extra = crate::screen::coverage_legend().into_iter().filter(|_| coverage).map(|(c, m)| (c, m.to_string()));
-    crate::screen::column_legend(ranked_by_reversal, crate::screen::TOP_GENES)
+/// `[{column, meaning}]`: the screen's columns and what each means ([`crate::screen::column_legend`],
+/// the activity column when the screen was ranked by a gene set, and the coverage columns for a
+/// model that records where its perturbations were measured).
+pub(super) fn screen_legend_js(ranked_by_reversal: bool, ranked_by_set: bool, coverage: bool) -> Array {
+    legend_js(crate::screen::ranked_legend(ranked_by_reversal, ranked_by_set, coverage, crate::screen::TOP_GENES))
+}
+
+/// `[{column, meaning}]` from the library's legend.
+pub(super) fn legend_js(legend: Vec<(&'static str, String)>) -> Array {
+    legend
         .into_iter()
-        .chain(extra)
         .map(|(column, meaning)| {
             let e = Object::new();
             set(&e, "column", column);
@@ -95,6 +131,31 @@ pub(super) fn legend_js(ranked_by_reversal: bool, coverage: bool) -> Array {
             JsValue::from(e)
         })
         .collect()
+}
+
+/// `loadGeneSets()`: the collections (name, title, method, number of sets), the sources, and
+/// every set's `id`, `name` and `collection` (lists in file order, which `set` indices refer to).
+pub(super) fn gene_sets_js(sets: &GeneSets) -> Result<JsValue, JsValue> {
+    let out = Object::new();
+    let list = |f: fn(&crate::enrichment::GeneSet) -> &str| sets.sets().iter().map(|s| JsValue::from(f(s))).collect::<Array>();
+    set(&out, "id", list(|s| &s.id));
+    set(&out, "name", list(|s| &s.name));
+    set(&out, "collection", list(|s| &s.collection));
+    let collections: Array = sets
+        .collections()
+        .iter()
+        .map(|c| {
+            let o = Object::new();
+            set(&o, "name", c.name.as_str());
+            set(&o, "title", c.title.as_str());
+            set(&o, "method", c.method.as_str());
+            set(&o, "sets", sets.sets().iter().filter(|s| s.collection == c.name).count() as u32);
+            JsValue::from(o)
+        })
+        .collect();
+    set(&out, "collections", collections);
+    set(&out, "sources", to_js(&sets.sources)?);
+    Ok(out.into())
 }
 
 #[derive(Serialize)]

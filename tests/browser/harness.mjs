@@ -2,6 +2,7 @@
 // playwright-core with the flags that expose WebGPU on the software adapter (SwiftShader), a log
 // of every request the page makes, and screenshots under target/browser-artifacts/.
 
+import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +83,44 @@ export async function webgpuAdapter(page) {
     const info = a.info ?? {};
     return `${info.vendor ?? ''} ${info.architecture ?? ''} ${info.device ?? ''} ${info.description ?? ''}`.trim() || 'adapter';
   });
+}
+
+/** The WebGPU adapter; without one, `t` is skipped (null), or fails under CI=true. */
+export async function requireWebgpu(page, t) {
+  const adapter = await webgpuAdapter(page);
+  if (!adapter) {
+    if (CI) assert.fail('no WebGPU adapter in Chromium (CI=true: this must not be skipped)');
+    t.skip('no WebGPU adapter in this Chromium');
+  }
+  return adapter;
+}
+
+/**
+ * For `page.$$eval(selector, ink)`: each canvas's size, pixels drawn and colours among them (a
+ * blank canvas has no inked pixel; a flat one a single colour). Self-contained: it runs in the page.
+ */
+export function ink(canvases) {
+  return canvases.map((c) => {
+    const { data } = c.getContext('2d').getImageData(0, 0, c.width, c.height);
+    const colours = new Set();
+    let inked = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      if (data[i + 3] === 0) continue;
+      inked += 1;
+      colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    }
+    return { width: c.width, height: c.height, inked, colours: colours.size };
+  });
+}
+
+/** Drops `files` (`[{ name, bytes }]`) on the page's drop zone together, as a person dragging them there. */
+export async function dropFiles(page, files) {
+  const dataTransfer = await page.evaluateHandle((list) => {
+    const dt = new DataTransfer();
+    for (const { name, data } of list) dt.items.add(new File([new Uint8Array(data)], name));
+    return dt;
+  }, files.map(({ name, bytes }) => ({ name, data: [...bytes] })));
+  await page.dispatchEvent('#drop', 'drop', { dataTransfer });
 }
 
 export async function waitReady(page, backend) {

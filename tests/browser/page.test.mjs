@@ -16,7 +16,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { start, openPage, webgpuAdapter, waitReady, shot, parseTsv, modelDoc, perturbationNamed, root, CI, artifacts } from './harness.mjs';
+import { start, openPage, webgpuAdapter, requireWebgpu, waitReady, shot, parseTsv, modelDoc, perturbationNamed, root, artifacts } from './harness.mjs';
 
 const TOLERANCE = 1e-4;
 let env;
@@ -171,12 +171,8 @@ test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; sc
   const { page, context, log } = await openPage(env);
   // SwiftShader is a fallback adapter, which 'auto' passes over for the CPU: ask for WebGPU.
   await page.goto(`${env.url}?backend=webgpu`);
-  const adapter = await webgpuAdapter(page);
-  if (!adapter) {
-    if (CI) assert.fail('no WebGPU adapter in Chromium (CI=true: this must not be skipped)');
-    t.skip('no WebGPU adapter in this Chromium');
-    return context.close();
-  }
+  const adapter = await requireWebgpu(page, t);
+  if (!adapter) return context.close();
   await waitReady(page, 'webgpu');
   const status = await page.textContent('#model-status');
   console.log(`# adapter: ${adapter}; ${status}`);
@@ -524,9 +520,12 @@ test('ranking every perturbation (decoded): the library’s screen, as the nativ
   await page.click('#example-kang');
   await page.waitForFunction(() => document.body.dataset.ready === 'yes', null, { timeout: 60_000 });
   await page.check('#mode-decoded');
+  // A context, while both latents come from the sample: it changes nothing, and the page says so.
+  await page.selectOption('#context-select', { index: 1 });
   await page.click('#screen');
   await page.waitForFunction(() => document.body.dataset.screen === 'done' || !document.getElementById('run-error').hidden, null, { timeout: 180_000 });
   assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
+  assert.match(await page.textContent('#screen-timings'), /Note: cell_type, tissue have no effect: the biological latent comes from the sample/);
   const rows = await page.$$eval('#screen-table tbody tr', (trs) => trs.map((tr) => [tr.children[1].textContent, Number(tr.children[2].textContent)]));
   assert.match(await page.textContent('#screen-effect'), /vs predicted control/);
   assert.deepEqual(log.errors, []);

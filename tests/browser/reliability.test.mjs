@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { start, openPage, webgpuAdapter, waitReady, shot, modelDoc, perturbationNamed, CI } from './harness.mjs';
+import { start, openPage, requireWebgpu, waitReady, shot, modelDoc, perturbationNamed } from './harness.mjs';
 
 const MiB = 1024 * 1024;
 const MODEL = '/models/refcast-q8_0.safetensors';
@@ -176,12 +176,8 @@ test('dispose() on WebGPU: later calls reject as disposed; a new model loads and
   const { page, context, log } = await openPage(env);
   // The page itself runs on the CPU here; this test drives the package directly on WebGPU.
   await page.goto(`${env.url}?backend=cpu`);
-  const adapter = await webgpuAdapter(page);
-  if (!adapter) {
-    if (CI) assert.fail('no WebGPU adapter in Chromium (CI=true: this must not be skipped)');
-    t.skip('no WebGPU adapter in this Chromium');
-    return context.close();
-  }
+  const adapter = await requireWebgpu(page, t);
+  if (!adapter) return context.close();
   await waitReady(page, 'cpu');
 
   const r = await page.evaluate(

@@ -14,7 +14,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { start, openPage, root, CI, artifacts } from './harness.mjs';
+import { start, openPage, ink, root, CI, artifacts } from './harness.mjs';
 
 let env;
 let cli;
@@ -43,19 +43,7 @@ async function open(file, name) {
   const url = pathToFileURL(file).href;
   await page.goto(url);
   await page.waitForFunction(() => document.body.dataset.rendered === 'true', null, { timeout: 30_000 });
-  const canvases = await page.$$eval('canvas', (list) =>
-    list.map((c) => {
-      const { data } = c.getContext('2d').getImageData(0, 0, c.width, c.height);
-      const colours = new Set();
-      let inked = 0;
-      for (let i = 0; i < data.length; i += 4) {
-        if (data[i + 3] === 0) continue;
-        inked += 1;
-        colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-      }
-      return { width: c.width, height: c.height, inked, colours: colours.size };
-    }),
-  );
+  const canvases = await page.$$eval('canvas', ink);
   // The first screen only: a screen's report lists every perturbation, a page tens of thousands of pixels tall.
   await page.screenshot({ path: join(artifacts, `report-${name}.png`) });
   const violations = await page.evaluate(() => window.violations);

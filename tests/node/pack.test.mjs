@@ -13,8 +13,8 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const MODEL = join(root, 'models/refcast-q4_0.safetensors');
 const npm = (args, cwd = root) => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-const REQUIRED = ['package.json', 'js/index.js', 'js/index.d.ts', 'js/README.md', 'pkg/refcast.js', 'pkg/refcast_bg.wasm'];
-const ALLOWED = /^(README\.md|LICENSE[-\w.]*|package\.json|js\/(index\.js|index\.d\.ts|README\.md)|pkg\/(refcast\.js|refcast_bg\.wasm))$/;
+const REQUIRED = ['package.json', 'js/index.js', 'js/hdf5.js', 'js/index.d.ts', 'js/README.md', 'pkg/refcast.js', 'pkg/refcast_bg.wasm'];
+const ALLOWED = /^(README\.md|LICENSE[-\w.]*|package\.json|js\/(index\.js|hdf5\.js|index\.d\.ts|README\.md)|pkg\/(refcast\.js|refcast_bg\.wasm))$/;
 
 test('npm pack holds exactly the package files', () => {
   const [info] = JSON.parse(npm(['pack', '--dry-run', '--json', '--ignore-scripts']));

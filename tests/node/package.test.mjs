@@ -311,6 +311,40 @@ test('settings without effect come back as warnings', async () => {
   assert.ok(s.warnings.some((w) => /cell_type has no effect/.test(w)), s.warnings.join('; '));
 });
 
+test('as in the CLI: summary rows are named, a perturbation field in a context is warned about', async () => {
+  const htseq = `${kang.toString()}__no_feature\t500000\n__ambiguous\t1000\n`;
+  const withRows = await model.predict({ sample: htseq, perturbations: [IFN] });
+  assert.match(withRows.interpretation, /; __no_feature and __ambiguous: read-counter summary rows, left out of the genes and the library size$/);
+  // Left out of the library size too: the same reference as the file without them.
+  const plain = await model.predict({ sample: kang, perturbations: [IFN] });
+  assert.equal(withRows.reference.librarySize, plain.reference.librarySize);
+  // A time is a perturbation's field: in a context it reaches no prior.
+  const p = await model.predict({ sample: kang, perturbations: [IFN], context: { time_hours: 24 } });
+  assert.ok(p.warnings.includes('time_hours has no effect in a context: it is a perturbation\'s field; give it with the perturbation'), p.warnings.join('; '));
+  const s = await model.screen({ sample: kang, context: { time_hours: 24 } });
+  assert.ok(s.warnings.some((w) => /^time_hours has no effect in a context/.test(w)), s.warnings.join('; '));
+});
+
+test('errors quote long cells and numbers short', async () => {
+  const longGene = `gene\tcount\nISG15\t3\n${'G'.repeat(200000)}\t2\n`;
+  await assert.rejects(model.inspectSample(longGene), (e) => {
+    assert.equal(e.kind, 'sample');
+    assert.match(e.message, /line 3: a gene name of 200000 bytes \('G{40}…'\), over the limit of 1024 bytes/);
+    assert.ok(e.message.length < 300, e.message.length);
+    return true;
+  });
+  await assert.rejects(model.inspectSample(`gene\tcount\nISG15\t3\nMX1\t-${'9'.repeat(300)}\n`), (e) => {
+    assert.match(e.message, /gene 'MX1' in sample 'count' has a negative count \(-1\.000000e300\)/);
+    assert.ok(e.message.length < 300, e.message.length);
+    return true;
+  });
+});
+
+test('a compressed file given as the model is named as such', async () => {
+  const { gzipSync } = await import('node:zlib');
+  await assert.rejects(Refcast.load(gzipSync(modelBytes.subarray(0, 4096)), { backend: 'cpu' }), { message: /this file is gzip-compressed, not a refcast model \(\.safetensors\)/ });
+});
+
 test('sample errors name the line and gene', async () => {
   await assert.rejects(model.predict({ sample: 'gene\tcount\nISG15\t3\nMX1\tabc\n', perturbations: [IFN] }), (e) => {
     assert.ok(e instanceof RefcastError);
