@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::Result;
 use refcast::format::Metadata;
 use refcast::request::{FOLD_CHANGE_UNITS, top_changes};
-use refcast::screen::{Screen, activity_legend, column_legend, ranked_legend};
+use refcast::screen::{Screen, activity_legend, column_legend, coverage_legend, ranked_legend};
 use refcast::{Coverage, Familiarity, Measured, Prediction};
 
 use super::output::Output;

@@ -339,7 +339,7 @@ fn tenx_h5(file: &File, group: &str, name: &str, options: &CellOptions) -> Resul
     let grouped = options.groups.is_some();
     let (table, cells) = pseudobulk(&matrix, &ids, &keep, &barcodes, grouping, "a 10x Genomics matrix holds raw counts: is the file damaged?")?;
     let format = Format::TenX { cells, groups: grouped.then_some(table.samples.len()) };
-    Ok(SampleFile { interpretation: Interpretation { format, gzip: false, kind: ValueKind::Counts, source: KindSource::Format }, table })
+    Ok(SampleFile { interpretation: Interpretation { format, gzip: false, kind: ValueKind::Counts, source: KindSource::Format, summary_rows: Vec::new() }, table })
 }
 
 /// The `_index` of an AnnData dataframe group, and its columns.
@@ -516,5 +516,5 @@ fn anndata(file: &File, name: &str, options: &CellOptions) -> Result<SampleFile>
     let by = options.groupby.map(str::to_string).or(options.groups.map(|_| String::new()));
     let (table, used) = pseudobulk(&matrix, &genes, &vec![true; genes.len()], &cells, grouping, &hint)?;
     let format = Format::AnnData { cells: used, matrix: path, by, samples: table.samples.len() };
-    Ok(SampleFile { interpretation: Interpretation { format, gzip: false, kind: ValueKind::Counts, source: KindSource::Format }, table })
+    Ok(SampleFile { interpretation: Interpretation { format, gzip: false, kind: ValueKind::Counts, source: KindSource::Format, summary_rows: Vec::new() }, table })
 }
