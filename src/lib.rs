@@ -37,7 +37,7 @@ pub mod synthetic;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
-pub use backend::{Backend, BackendKind, CpuBackend};
+pub use backend::{Backend, BackendKind, CpuBackend, CpuKernels};
 pub use engine::{BackendChoice, Engine};
 pub use error::{Error, Result};
 pub use familiarity::Familiarity;

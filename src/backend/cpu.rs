@@ -78,15 +78,98 @@ mod pool {
 pub struct CpuLinear {
     pub weight: ops::linear::Weights,
     pub bias: Vec<f32>,
+    /// Runs on the integer path (`ops::linear::int8`) rather than the f32 twin.
+    pub int8: bool,
+}
+
+/// How the CPU backend multiplies quantized (Q8_0 / Q4_0) weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CpuKernels {
+    /// The f32 twins: inputs stay f32, weights are dequantized block by block. The oracle, and
+    /// the same numbers as the GPU backend.
+    #[default]
+    F32,
+    /// The integer path: each layer's inputs quantized to Q8_0 blocks and multiplied in i8 · i8 →
+    /// i32, except the layers in [`CpuKernels::F32_LAYERS`]. Faster; predicted log-CPM within
+    /// [`CpuKernels::INT8_ERROR_BOUND`] of the f32 path (tests/int8.rs).
+    Int8,
+}
+
+impl CpuKernels {
+    /// Layers that stay on the f32 path under `Int8`: the encoder's input layer, whose inputs
+    /// are standardised log-CPM of a whole profile (a wide dynamic range per block of 32 genes),
+    /// alone moved predicted log-CPM by more than the whole budget when integer (measured per
+    /// layer: docs/INT8.md).
+    pub const F32_LAYERS: &'static [&'static str] = &["encoder.input"];
+
+    /// Max |Δ| of predicted log-CPM of `Int8` against `F32` that tests/int8.rs asserts on the
+    /// shipped models' golden cases and on random references.
+    pub const INT8_ERROR_BOUND: f32 = 0.02;
+
+    /// Whether layer `name` (as in the model file, without `.weight`) runs on the integer path.
+    pub fn integer_layer(self, name: &str) -> bool {
+        self == CpuKernels::Int8 && !Self::F32_LAYERS.contains(&name)
+    }
+}
+
+impl std::str::FromStr for CpuKernels {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(CpuKernels::F32),
+            "int8" => Ok(CpuKernels::Int8),
+            other => Err(format!("unknown CPU kernels '{other}' (expected f32 or int8)")),
+        }
+    }
+}
+
+impl std::fmt::Display for CpuKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CpuKernels::F32 => "f32",
+            CpuKernels::Int8 => "int8",
+        })
+    }
 }
 
 /// Plain-Rust backend: the reference for tests and the fallback where no GPU adapter exists.
-#[derive(Debug, Default)]
-pub struct CpuBackend;
+pub struct CpuBackend {
+    /// Which quantized layers (by name) take the integer path.
+    integer: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    kernels: Option<CpuKernels>,
+}
+
+impl std::fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuBackend").field("kernels", &self.kernels).finish()
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        CpuBackend::new()
+    }
+}
 
 impl CpuBackend {
+    /// The f32 twins (`CpuKernels::F32`).
     pub fn new() -> Self {
-        CpuBackend
+        CpuBackend::with_kernels(CpuKernels::F32)
+    }
+
+    pub fn with_kernels(kernels: CpuKernels) -> Self {
+        CpuBackend { integer: Box::new(move |name| kernels.integer_layer(name)), kernels: Some(kernels) }
+    }
+
+    /// The integer path for exactly the quantized layers `integer` names (`encoder.input`,
+    /// `decoder.blocks.0.fc1`, …): for measuring the error layer by layer.
+    pub fn with_integer_layers(integer: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        CpuBackend { integer: Box::new(integer), kernels: None }
+    }
+
+    /// The kernels chosen (`None`: a per-layer choice of `with_integer_layers`).
+    pub fn kernels(&self) -> Option<CpuKernels> {
+        self.kernels
     }
 }
 
@@ -120,7 +203,11 @@ impl Backend for CpuBackend {
     type Linear = CpuLinear;
 
     fn describe(&self) -> String {
-        "CPU (plain Rust)".to_string()
+        match self.kernels {
+            Some(CpuKernels::F32) => "CPU (plain Rust)".to_string(),
+            Some(CpuKernels::Int8) => "CPU (plain Rust, int8 kernels)".to_string(),
+            None => "CPU (plain Rust, int8 kernels on chosen layers)".to_string(),
+        }
     }
 
     fn shape(&self, t: &CpuTensor) -> (usize, usize) {
@@ -145,13 +232,23 @@ impl Backend for CpuBackend {
 
     fn linear_weights(&mut self, weight: &Matrix, bias: &[f32]) -> Result<CpuLinear> {
         ops::linear::check_weights((weight.rows, weight.cols), bias.len())?;
-        Ok(CpuLinear { weight: ops::linear::Weights::new(weight.clone()), bias: bias.to_vec() })
+        Ok(CpuLinear { weight: ops::linear::Weights::new(weight.clone()), bias: bias.to_vec(), int8: false })
+    }
+
+    fn linear_layer(&mut self, name: &str, weight: &Matrix, bias: &[f32]) -> Result<CpuLinear> {
+        let mut layer = self.linear_weights(weight, bias)?;
+        layer.int8 = ops::linear::int8::takes(weight.dtype) && (self.integer)(name);
+        Ok(layer)
     }
 
     fn linear(&mut self, x: &CpuTensor, w: &CpuLinear) -> Result<CpuTensor> {
         ops::linear::check((x.rows, x.cols), (w.weight.rows, w.weight.cols))?;
         let mut out = output(x.rows, w.weight.rows);
-        ops::linear::cpu_weights(&x.data, x.rows, &w.weight, Some(&w.bias), &mut out.data);
+        if w.int8 {
+            ops::linear::int8::cpu(&x.data, x.rows, &w.weight, Some(&w.bias), &mut out.data);
+        } else {
+            ops::linear::cpu_weights(&x.data, x.rows, &w.weight, Some(&w.bias), &mut out.data);
+        }
         Ok(out)
     }
 
