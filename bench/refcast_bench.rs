@@ -5,14 +5,14 @@
 //! times of every workload, peak resident memory. Also: per-kernel timings of the model's linear
 //! layers (`kernels`), and synthetic models of any gene count written to a file (`synthetic`).
 //!
-//!     refcast_bench run --spec spec.json --backend cpu|gpu [--dump out.f32]
-//!     refcast_bench kernels --backend cpu|gpu --m 1,64,256 [--budget-ms 300] [--genes 8192]
+//!     refcast_bench run --spec spec.json --backend cpu|cpu-integer|gpu [--dump out.f32]
+//!     refcast_bench kernels --backend cpu|cpu-integer|gpu --m 1,64,256 [--budget-ms 300] [--genes 8192]
 //!     refcast_bench synthetic --genes 20000 --out model.safetensors
 //!     refcast_bench reference --model M --tsv examples/x.tsv --out ref.f32
 
 use std::time::{Duration, Instant};
 
-use refcast::backend::{Backend, CpuBackend, GpuBackend};
+use refcast::backend::{Backend, CpuBackend, CpuKernels, GpuBackend};
 use refcast::synthetic::{SyntheticSpec, random_model};
 use refcast::format::{Latent, Metadata, ModelFile, Named};
 use refcast::quant::{DType, Matrix};
@@ -218,6 +218,7 @@ fn cmd_run(args: &[String]) {
     let zero = Duration::ZERO;
     let out = match backend.as_str() {
         "gpu" => run_workloads(&spec, "gpu", t_start, zero, || pollster::block_on(GpuBackend::new()).expect("GPU adapter"), dump.as_deref()),
+        "cpu-integer" => run_workloads(&spec, "cpu", t_start, zero, || CpuBackend::with_kernels(CpuKernels::Integer), dump.as_deref()),
         _ => run_workloads(&spec, "cpu", t_start, zero, CpuBackend::new, dump.as_deref()),
     };
     println!("{out}");
@@ -293,8 +294,8 @@ fn cmd_kernels(args: &[String]) {
             let rows = kernels(&mut g, "gpu", &ms, budget, genes, &dtypes);
             (g.describe(), rows)
         }
-        _ => {
-            let mut c = CpuBackend::new();
+        other => {
+            let mut c = if other == "cpu-integer" { CpuBackend::with_kernels(CpuKernels::Integer) } else { CpuBackend::new() };
             let rows = kernels(&mut c, "cpu", &ms, budget, genes, &dtypes);
             (c.describe(), rows)
         }

@@ -1,17 +1,20 @@
-//! The integer path of the linear layer for Q8_0 / Q4_0 weights (`CpuKernels::Int8`): each
-//! input row is quantized to Q8_0 blocks of its own (32 values, one f32 scale per block,
-//! `d = max|x| / 127`, `q = round(x / d)` to nearest even), each block of a weight row is
-//! multiplied with the input's block as 32 × i8 · i8 summed exactly in i32, and the block sums
-//! are scaled by `d_weight · d_input` and added in f32.
+//! The integer path of the linear layer for Q8_0 / Q4_0 weights (`CpuKernels::Integer`): each
+//! input row is quantized in blocks of 32 values with one f32 scale per block, either to 8 bits
+//! (Q8_0 as in GGML: `d = max|x| / 127`) or to 16 bits (`d = max|x| / 32767`), `q = round(x / d)`
+//! to nearest even; each block of a weight row is multiplied with the input's block as 32 integer
+//! products summed exactly in i32, and the block sums are scaled by `d_weight · d_input` and
+//! added in f32.
 //!
 //! This is a different function from the f32 twin (`super::cpu`), which keeps the inputs in f32:
 //! the inputs' rounding adds up to half a step of each block per value. The f32 twin stays the
 //! oracle; this path is tested against the plain integer loops here (exactly, block by block)
-//! and against the f32 path on the whole model (`tests/int8.rs`, the error budget).
+//! and against the f32 path on the whole model (`tests/int8.rs`, the error budget, which 8-bit
+//! inputs miss on the shipped models and 16-bit inputs meet: docs/INT8.md).
 //!
-//! x86-64 with AVX2 (run-time detection): 32 products per block in one `vpmaddubsw` on
-//! `|w|` and `sign(x, w)` (exact: |w| ≤ 128 and |x| ≤ 127 keep each pair of products within
-//! i16), widened to i32 by `vpmaddwd`. Elsewhere the plain loops. Large calls split over the
+//! x86-64 with AVX2 (run-time detection): 8-bit inputs take 32 products per block in one
+//! `vpmaddubsw` on `|w|` and `sign(x, w)` (exact: |w| ≤ 128 and |x| ≤ 127 keep each pair of
+//! products within i16), widened to i32 by `vpmaddwd`; 16-bit inputs take two `vpmaddwd` on the
+//! weights widened to i16 (|w · x| ≤ 2^22). Elsewhere the plain loops. Large calls split over the
 //! worker threads like the f32 path, and large inputs are swept in slices of the input width so
 //! that a panel of weight rows stays in cache while every input row passes over it.
 
@@ -27,39 +30,76 @@ const PANEL_ROWS: usize = 32;
 /// Input rows per pass over a weight row (one decoded block serves all of them).
 const MR: usize = 4;
 
-/// Input rows quantized to Q8_0 blocks: `q` is `[m, k]`, `d` the f32 scale of each block
-/// (`[m, k / 32]`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Q8Rows {
-    pub m: usize,
-    pub k: usize,
-    pub q: Vec<i8>,
-    pub d: Vec<f32>,
+/// How finely the integer path quantizes a layer's inputs (blocks of 32 values, one f32 scale
+/// each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bits {
+    /// i8, ±127 (GGML's Q8_0 with an f32 scale).
+    Eight,
+    /// i16, ±32767.
+    Sixteen,
 }
 
-impl Q8Rows {
-    fn row(&self, i: usize) -> (&[i8], &[f32]) {
-        let b = self.k / BLOCK;
-        (&self.q[i * self.k..(i + 1) * self.k], &self.d[i * b..(i + 1) * b])
+impl Bits {
+    fn max(self) -> f32 {
+        match self {
+            Bits::Eight => 127.0,
+            Bits::Sixteen => 32767.0,
+        }
     }
 }
 
-/// Quantizes `m` rows of `k` values (`k` a multiple of 32) to Q8_0 blocks.
-pub fn quantize_rows(x: &[f32], m: usize, k: usize) -> Q8Rows {
+/// Input rows quantized in blocks: `q` is `[m, k]` quants (i8 or i16 as `bits` says, stored
+/// widened to i16 for the plain loops and as their own width for the kernels), `d` the f32 scale
+/// of each block (`[m, k / 32]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QRows {
+    pub m: usize,
+    pub k: usize,
+    pub bits: Bits,
+    /// The quants as stored for the kernels: i8 or little-endian i16.
+    bytes: Vec<u8>,
+    pub d: Vec<f32>,
+}
+
+impl QRows {
+    /// Bytes of row `i`'s quants and its block scales.
+    fn row(&self, i: usize) -> (&[u8], &[f32]) {
+        let (b, w) = (self.k / BLOCK, self.width());
+        (&self.bytes[i * self.k * w..(i + 1) * self.k * w], &self.d[i * b..(i + 1) * b])
+    }
+
+    fn width(&self) -> usize {
+        if self.bits == Bits::Eight { 1 } else { 2 }
+    }
+
+    /// Quant `c` of row `i`.
+    pub fn quant(&self, i: usize, c: usize) -> i32 {
+        let p = (i * self.k + c) * self.width();
+        match self.bits {
+            Bits::Eight => self.bytes[p] as i8 as i32,
+            Bits::Sixteen => i16::from_le_bytes([self.bytes[p], self.bytes[p + 1]]) as i32,
+        }
+    }
+}
+
+/// Quantizes `m` rows of `k` values (`k` a multiple of 32) in blocks of `bits`.
+pub fn quantize_rows(x: &[f32], m: usize, k: usize, bits: Bits) -> QRows {
     assert!(k % BLOCK == 0 && x.len() == m * k, "int8 input of {} values as [{m}, {k}]", x.len());
-    let mut q = vec![0i8; m * k];
+    let w = if bits == Bits::Eight { 1 } else { 2 };
+    let mut bytes = vec![0u8; m * k * w];
     let mut d = vec![0.0f32; m * k / BLOCK];
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
-    let rows = |xs: &[f32], qs: &mut [i8], ds: &mut [f32]| {
-        for ((xb, qb), db) in xs.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)).zip(ds.iter_mut()) {
+    let rows = |xs: &[f32], qs: &mut [u8], ds: &mut [f32]| {
+        for ((xb, qb), db) in xs.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK * w)).zip(ds.iter_mut()) {
             #[cfg(target_arch = "x86_64")]
             if avx2 {
-                // SAFETY: AVX2 detected; 32 values in and out.
-                *db = unsafe { avx2::quantize_block(xb, qb) };
+                // SAFETY: AVX2 detected; 32 values in, 32 quants out.
+                *db = unsafe { avx2::quantize_block(xb, qb, bits) };
                 continue;
             }
-            *db = quantize_block(xb, qb);
+            *db = quantize_block(xb, qb, bits);
         }
     };
     #[cfg(not(target_arch = "wasm32"))]
@@ -67,57 +107,62 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize) -> Q8Rows {
         let threads = crate::ops::workers::threads().min(m);
         if threads > 1 && m * k >= 1 << 16 {
             let step = m.div_ceil(threads);
-            let parts: Vec<_> = x.chunks(step * k).zip(q.chunks_mut(step * k)).zip(d.chunks_mut(step * k / BLOCK)).collect();
+            let parts: Vec<_> = x.chunks(step * k).zip(bytes.chunks_mut(step * k * w)).zip(d.chunks_mut(step * k / BLOCK)).collect();
             crate::ops::workers::for_each(parts, |((xs, qs), ds)| rows(xs, qs, ds));
-            return Q8Rows { m, k, q, d };
+            return QRows { m, k, bits, bytes, d };
         }
     }
-    rows(x, &mut q, &mut d);
-    Q8Rows { m, k, q, d }
+    rows(x, &mut bytes, &mut d);
+    QRows { m, k, bits, bytes, d }
 }
 
-/// One block of 32 values: returns the scale, writes the quants. The AVX2 version does the same
-/// IEEE operations (`max |x|`, `/ 127`, `1 / d`, `x · (1 / d)` rounded to nearest even), so both
-/// give the same bits. A block whose scale would be below the smallest normal f32 (|x| < 2^-119)
-/// is all zeros, so that `1 / d` stays finite.
-fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+/// One block of 32 values: returns the scale, writes the quants (i8, or little-endian i16). The
+/// AVX2 version does the same IEEE operations (`max |x|`, `/ max`, `1 / d`, `x · (1 / d)`
+/// rounded to nearest even), so both give the same bits. A block whose scale would be below the
+/// smallest normal f32 is all zeros, so that `1 / d` stays finite.
+fn quantize_block(x: &[f32], q: &mut [u8], bits: Bits) -> f32 {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
+    let top = bits.max();
+    let d = amax / top;
     let d = if d < f32::MIN_POSITIVE { 0.0 } else { d };
     let inv = if d == 0.0 { 0.0 } else { 1.0 / d };
-    for (o, v) in q.iter_mut().zip(x) {
-        *o = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+    for (t, v) in x.iter().enumerate() {
+        let r = (v * inv).round_ties_even().clamp(-top, top);
+        match bits {
+            Bits::Eight => q[t] = r as i8 as u8,
+            Bits::Sixteen => q[2 * t..2 * t + 2].copy_from_slice(&(r as i16).to_le_bytes()),
+        }
     }
     d
 }
 
 /// The exact integer dot product of one Q8_0 / Q4_0 weight block (its stored bytes, scale
-/// first) with 32 input quants: the reference of the SIMD kernels.
-pub fn block_dot(dtype: DType, block: &[u8], x: &[i8]) -> i32 {
+/// first) with the 32 input quants `x(t)`: the reference of the SIMD kernels.
+pub fn block_dot(dtype: DType, block: &[u8], x: impl Fn(usize) -> i32) -> i32 {
     match dtype {
-        DType::Q8_0 => block[2..Q8_0_BLOCK_BYTES].iter().zip(x).map(|(&w, &v)| (w as i8) as i32 * v as i32).sum(),
+        DType::Q8_0 => block[2..Q8_0_BLOCK_BYTES].iter().enumerate().map(|(t, &w)| (w as i8) as i32 * x(t)).sum(),
         DType::Q4_0 => (0..16)
             .map(|j| {
                 let b = block[2 + j];
-                ((b & 0x0f) as i32 - 8) * x[j] as i32 + ((b >> 4) as i32 - 8) * x[j + 16] as i32
+                ((b & 0x0f) as i32 - 8) * x(j) + ((b >> 4) as i32 - 8) * x(j + 16)
             })
             .sum(),
         DType::F32 | DType::F16 => unreachable!("integer dot of {dtype} weights"),
     }
 }
 
-/// The integer dot products of every block of a weight row (stored bytes) with a quantized input
-/// row, in i32: what the AVX2 kernel sums, exposed for its exactness test.
-pub fn block_dots(dtype: DType, row: &[u8], x: &[i8], avx2: bool) -> Vec<i32> {
+/// The integer dot products of every block of a weight row (stored bytes) with row `i` of `x`,
+/// in i32: what the AVX2 kernels sum (`avx2: true`) or the plain loop, for the exactness tests.
+pub fn block_dots(dtype: DType, row: &[u8], x: &QRows, i: usize, avx2: bool) -> Vec<i32> {
     let bb = block_bytes(dtype);
-    assert_eq!(row.len() / bb * BLOCK, x.len(), "block_dots widths");
+    assert_eq!(row.len() / bb * BLOCK, x.k, "block_dots widths");
     #[cfg(target_arch = "x86_64")]
     if avx2 && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 detected; whole blocks on both sides (checked above).
-        return unsafe { avx2::block_dots(dtype, row, x) };
+        return unsafe { avx2::block_dots(dtype, row, x.row(i).0, x.bits) };
     }
     let _ = avx2;
-    row.chunks_exact(bb).zip(x.chunks_exact(BLOCK)).map(|(b, xs)| block_dot(dtype, b, xs)).collect()
+    row.chunks_exact(bb).enumerate().map(|(blk, b)| block_dot(dtype, b, |t| x.quant(i, blk * BLOCK + t))).collect()
 }
 
 fn block_bytes(dtype: DType) -> usize {
@@ -134,10 +179,10 @@ pub fn takes(dtype: DType) -> bool {
     dtype.is_quantized()
 }
 
-/// `y = x · Wᵀ + b` on the integer path: `x` is `[m, w.cols]`, `out` `[m, w.rows]`; `w` is Q8_0
-/// or Q4_0.
-pub fn cpu(x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, out: &mut [f32]) {
-    run(Kernel::detect(), x, m, w, bias, out)
+/// `y = x · Wᵀ + b` on the integer path with inputs quantized to `bits`: `x` is `[m, w.cols]`,
+/// `out` `[m, w.rows]`; `w` is Q8_0 or Q4_0.
+pub fn cpu(x: &[f32], m: usize, w: &Weights, bits: Bits, bias: Option<&[f32]>, out: &mut [f32]) {
+    run(Kernel::detect(), x, m, w, bits, bias, out)
 }
 
 /// Which inner loops run.
@@ -158,7 +203,7 @@ impl Kernel {
     }
 }
 
-pub(super) fn run(kernel: Kernel, x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, out: &mut [f32]) {
+pub(super) fn run(kernel: Kernel, x: &[f32], m: usize, w: &Weights, bits: Bits, bias: Option<&[f32]>, out: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
     assert!(takes(w.dtype), "integer path of {} weights", w.dtype);
     assert_eq!(x.len(), m * k, "linear input");
@@ -166,7 +211,7 @@ pub(super) fn run(kernel: Kernel, x: &[f32], m: usize, w: &Weights, bias: Option
     if let Some(b) = bias {
         assert_eq!(b.len(), n, "linear bias");
     }
-    let xq = quantize_rows(x, m, k);
+    let xq = quantize_rows(x, m, k, bits);
     #[cfg(not(target_arch = "wasm32"))]
     {
         let threads = crate::ops::workers::threads();
@@ -207,7 +252,7 @@ pub(super) fn run(kernel: Kernel, x: &[f32], m: usize, w: &Weights, bias: Option
 /// Input rows `i0..i1` × output columns `j0..j1` into `out[(i − i0) · ld + (j − j0)]`: bias
 /// first, then one slice of the input width at a time, a panel of weight rows per slice.
 #[allow(clippy::too_many_arguments)]
-fn block(kernel: Kernel, xq: &Q8Rows, i0: usize, i1: usize, w: &Weights, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
+fn block(kernel: Kernel, xq: &QRows, i0: usize, i1: usize, w: &Weights, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
     let k = w.cols;
     let (bb, rb) = (block_bytes(w.dtype), w.row_bytes());
     for i in i0..i1 {
@@ -228,13 +273,16 @@ fn block(kernel: Kernel, xq: &Q8Rows, i0: usize, i1: usize, w: &Weights, bias: O
                 if mr == 1 {
                     while j + 4 <= jc + jn {
                         let rows: [&[u8]; 4] = std::array::from_fn(|r| &w.bytes[(j + r) * rb + b0 * bb..(j + r) * rb + (b0 + nb) * bb]);
-                        let (xs, xd) = xq.row(i);
-                        let (xs, xd) = (&xs[kc..kc + kl], &xd[b0..b0 + nb]);
                         let sums = match kernel {
                             #[cfg(target_arch = "x86_64")]
-                            // SAFETY: AVX2 and FMA detected; each row holds `nb` blocks, `xs` 32·nb quants.
-                            Kernel::Avx2 => unsafe { avx2::dot4(w.dtype, rows, std::array::from_fn(|r| &w.row_scales(j + r)[b0..b0 + nb]), xs, xd) },
-                            Kernel::Portable => rows.map(|row| portable_dot(w.dtype, row, xs, xd)),
+                            Kernel::Avx2 => {
+                                let (xs, xd) = xq.row(i);
+                                let (xs, xd) = (&xs[kc * xq.width()..(kc + kl) * xq.width()], &xd[b0..b0 + nb]);
+                                let scales = std::array::from_fn(|r| &w.row_scales(j + r)[b0..b0 + nb]);
+                                // SAFETY: AVX2 and FMA detected; each row holds `nb` blocks, `xs` 32·nb quants.
+                                unsafe { avx2::dot4(w.dtype, rows, scales, xs, xd, xq.bits) }
+                            }
+                            Kernel::Portable => rows.map(|row| portable_dot(w.dtype, row, xq, i, kc)),
                         };
                         for (r, s) in sums.iter().enumerate() {
                             out[(i - i0) * ld + j + r - j0] += s;
@@ -253,12 +301,12 @@ fn block(kernel: Kernel, xq: &Q8Rows, i0: usize, i1: usize, w: &Weights, bias: O
                                 ($($m:literal)*) => {
                                     match mr {
                                         $($m => {
-                                            let xs: [(&[i8], &[f32]); $m] = std::array::from_fn(|a| {
+                                            let xs: [(&[u8], &[f32]); $m] = std::array::from_fn(|a| {
                                                 let (q, d) = xq.row(i + a);
-                                                (&q[kc..kc + kl], &d[b0..b0 + nb])
+                                                (&q[kc * xq.width()..(kc + kl) * xq.width()], &d[b0..b0 + nb])
                                             });
                                             // SAFETY: AVX2 and FMA detected; `row` holds `nb` blocks, each input 32·nb quants and nb scales.
-                                            let r = unsafe { avx2::dot_rows::<$m>(w.dtype, row, scales, xs) };
+                                            let r = unsafe { avx2::dot_rows::<$m>(w.dtype, row, scales, xs, xq.bits) };
                                             sums[..$m].copy_from_slice(&r);
                                         })*
                                         _ => unreachable!("int8 rows"),
@@ -269,8 +317,7 @@ fn block(kernel: Kernel, xq: &Q8Rows, i0: usize, i1: usize, w: &Weights, bias: O
                         }
                         Kernel::Portable => {
                             for (a, s) in sums.iter_mut().enumerate().take(mr) {
-                                let (q, d) = xq.row(i + a);
-                                *s = portable_dot(w.dtype, row, &q[kc..kc + kl], &d[b0..b0 + nb]);
+                                *s = portable_dot(w.dtype, row, xq, i + a, kc);
                             }
                         }
                     }
@@ -284,12 +331,15 @@ fn block(kernel: Kernel, xq: &Q8Rows, i0: usize, i1: usize, w: &Weights, bias: O
     }
 }
 
-/// Σ over blocks of `d_w · d_x · (integer block dot)`, in order, in f32.
-fn portable_dot(dtype: DType, row: &[u8], xs: &[i8], xd: &[f32]) -> f32 {
+/// Σ over the blocks of `row` (from input column `c0`) of `d_w · d_x · (integer block dot)` with
+/// row `i` of `x`, in order, in f32.
+fn portable_dot(dtype: DType, row: &[u8], x: &QRows, i: usize, c0: usize) -> f32 {
     let bb = block_bytes(dtype);
     let mut acc = 0.0f32;
-    for ((b, q), d) in row.chunks_exact(bb).zip(xs.chunks_exact(BLOCK)).zip(xd) {
-        acc += crate::quant::scale_of(b) * d * block_dot(dtype, b, q) as f32;
+    for (blk, b) in row.chunks_exact(bb).enumerate() {
+        let c = c0 + blk * BLOCK;
+        let dx = x.d[(i * x.k + c) / BLOCK];
+        acc += crate::quant::scale_of(b) * dx * block_dot(dtype, b, |t| x.quant(i, c + t)) as f32;
     }
     acc
 }
@@ -300,6 +350,7 @@ mod avx2 {
 
     use std::arch::x86_64::*;
 
+    use super::Bits;
     use super::super::avx2::hsum;
     use crate::quant::{BLOCK, DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 
@@ -325,21 +376,37 @@ mod avx2 {
         }
     }
 
-    /// Eight i32 lanes that sum to Σ w·x over one block: `vpmaddubsw(|w|, sign(x, w))`, exact
-    /// because |w| ≤ 128 and |x| ≤ 127 (a pair of products ≤ 32,512 fits i16), then `vpmaddwd`
-    /// with ones. `aw` is `|w|`.
+    /// Eight i32 lanes that sum to Σ w·x over one block of weights `w` (i8) and the input quants
+    /// at `x`. 8-bit inputs: `vpmaddubsw(|w|, sign(x, w))`, exact because |w| ≤ 128 and |x| ≤ 127
+    /// (a pair of products ≤ 32,512 fits i16), then `vpmaddwd` with ones; `aw` is `|w|`. 16-bit
+    /// inputs: the weights widened to i16, two `vpmaddwd` (a lane sums four products ≤ 2^22).
+    ///
+    /// # Safety
+    /// AVX2; 32 quants at `x` (32 or 64 bytes).
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn mul_sum(aw: __m256i, w: __m256i, x: __m256i) -> __m256i {
-        let p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
-        _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
+    unsafe fn mul_sum<const WIDE: bool>(aw: __m256i, w: __m256i, x: *const u8) -> __m256i {
+        // SAFETY: as the caller's.
+        unsafe {
+            if WIDE {
+                let lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
+                let hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
+                let a = _mm256_madd_epi16(lo, _mm256_loadu_si256(x as *const __m256i));
+                let b = _mm256_madd_epi16(hi, _mm256_loadu_si256(x.add(32) as *const __m256i));
+                _mm256_add_epi32(a, b)
+            } else {
+                let p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_loadu_si256(x as *const __m256i), w));
+                _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
+            }
+        }
     }
 
     /// # Safety
-    /// AVX2; 32 values in `x` and `q`.
+    /// AVX2; 32 values in `x`, room for 32 quants in `q`.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
-        assert!(x.len() >= BLOCK && q.len() >= BLOCK, "quantize_block");
+    pub unsafe fn quantize_block(x: &[f32], q: &mut [u8], bits: Bits) -> f32 {
+        let wide = bits == Bits::Sixteen;
+        assert!(x.len() >= BLOCK && q.len() >= BLOCK * (1 + wide as usize), "quantize_block");
         let p = x.as_ptr();
         // SAFETY: 32 values at `p` (checked above).
         let v: [__m256; 4] = std::array::from_fn(|t| unsafe { _mm256_loadu_ps(p.add(8 * t)) });
@@ -349,39 +416,49 @@ mod avx2 {
         let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
         let m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-        let d = _mm_cvtss_f32(m) / 127.0;
+        let top = bits.max();
+        let d = _mm_cvtss_f32(m) / top;
         let d = if d < f32::MIN_POSITIVE { 0.0 } else { d };
         let inv = _mm256_set1_ps(if d == 0.0 { 0.0 } else { 1.0 / d });
-        let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+        let (lo, hi) = (_mm256_set1_ps(-top), _mm256_set1_ps(top));
         let i: [__m256i; 4] = v.map(|v| {
             let r = _mm256_round_ps(_mm256_mul_ps(v, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi))
         });
-        // i32 → i16 → i8 with saturation (values are within ±127); packs interleave 128-bit
-        // lanes, which the final permutation undoes.
+        // i32 → i16 (→ i8) with saturation (values are within range); packs interleave 128-bit
+        // lanes, which the permutations undo.
         let w16a = _mm256_packs_epi32(i[0], i[1]);
         let w16b = _mm256_packs_epi32(i[2], i[3]);
-        let b = _mm256_packs_epi16(w16a, w16b);
-        let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        // SAFETY: 32 bytes out (checked above).
-        unsafe { _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, b) };
+        let o = q.as_mut_ptr() as *mut __m256i;
+        // SAFETY: 32 or 64 bytes out (checked above).
+        unsafe {
+            if wide {
+                _mm256_storeu_si256(o, _mm256_permute4x64_epi64(w16a, 0b11_01_10_00));
+                _mm256_storeu_si256(o.add(1), _mm256_permute4x64_epi64(w16b, 0b11_01_10_00));
+            } else {
+                let b = _mm256_packs_epi16(w16a, w16b);
+                _mm256_storeu_si256(o, _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+            }
+        }
         d
     }
 
     /// # Safety
-    /// AVX2; `row` holds `x.len() / 32` whole blocks of `dtype`.
+    /// AVX2; `row` holds whole blocks of `dtype` for every 32 quants of `x`.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn block_dots(dtype: DType, row: &[u8], x: &[i8]) -> Vec<i32> {
+    pub unsafe fn block_dots(dtype: DType, row: &[u8], x: &[u8], bits: Bits) -> Vec<i32> {
         let q8 = dtype == DType::Q8_0;
         let bb = if q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
-        (0..x.len() / BLOCK)
+        let xb = if bits == Bits::Sixteen { 2 * BLOCK } else { BLOCK };
+        (0..x.len() / xb)
             .map(|blk| {
                 // SAFETY: block `blk` of `row` and 32 quants of `x` (caller).
                 unsafe {
                     let q = row.as_ptr().add(blk * bb + 2);
                     let w = if q8 { weights::<true>(q) } else { weights::<false>(q) };
-                    let xv = _mm256_loadu_si256(x.as_ptr().add(blk * BLOCK) as *const __m256i);
-                    let s = mul_sum(_mm256_sign_epi8(w, w), w, xv);
+                    let xp = x.as_ptr().add(blk * xb);
+                    let aw = _mm256_sign_epi8(w, w);
+                    let s = if bits == Bits::Sixteen { mul_sum::<true>(aw, w, xp) } else { mul_sum::<false>(aw, w, xp) };
                     let mut lanes = [0i32; 8];
                     _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, s);
                     lanes.iter().sum()
@@ -395,26 +472,36 @@ mod avx2 {
     ///
     /// # Safety
     /// AVX2 and FMA; each row holds `xd.len()` blocks of `dtype`, each `scales` entry as many
-    /// values, `x` 32 quants per block.
+    /// values.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4(dtype: DType, rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[i8], xd: &[f32]) -> [f32; 4] {
-        assert!(x.len() >= xd.len() * BLOCK && scales.iter().all(|s| s.len() >= xd.len()), "dot4 widths");
+    pub unsafe fn dot4(dtype: DType, rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[u8], xd: &[f32], bits: Bits) -> [f32; 4] {
+        let xb = if bits == Bits::Sixteen { 2 * BLOCK } else { BLOCK };
+        assert!(x.len() >= xd.len() * xb && scales.iter().all(|s| s.len() >= xd.len()), "dot4 widths");
         // SAFETY: as the caller's.
-        unsafe { if dtype == DType::Q8_0 { dot4_of::<true>(rows, scales, x, xd) } else { dot4_of::<false>(rows, scales, x, xd) } }
+        unsafe {
+            match (dtype == DType::Q8_0, bits == Bits::Sixteen) {
+                (true, false) => dot4_of::<true, false>(rows, scales, x, xd),
+                (true, true) => dot4_of::<true, true>(rows, scales, x, xd),
+                (false, false) => dot4_of::<false, false>(rows, scales, x, xd),
+                (false, true) => dot4_of::<false, true>(rows, scales, x, xd),
+            }
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot4_of<const Q8: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[i8], xd: &[f32]) -> [f32; 4] {
+    unsafe fn dot4_of<const Q8: bool, const WIDE: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[u8], xd: &[f32]) -> [f32; 4] {
         let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+        let xb = if WIDE { 2 * BLOCK } else { BLOCK };
         let mut acc = [_mm256_setzero_ps(); 4];
         for (blk, d) in xd.iter().enumerate() {
             // SAFETY: block `blk` of every row, its scale, and 32 quants of `x` (caller).
             unsafe {
-                let xv = _mm256_loadu_si256(x.as_ptr().add(blk * BLOCK) as *const __m256i);
+                let xp = x.as_ptr().add(blk * xb);
                 let dx = _mm256_broadcast_ss(d);
                 for ((a, row), s) in acc.iter_mut().zip(rows).zip(scales) {
                     let w = weights::<Q8>(row.as_ptr().add(blk * bb + 2));
-                    let i = mul_sum(_mm256_sign_epi8(w, w), w, xv);
+                    let aw = if WIDE { w } else { _mm256_sign_epi8(w, w) };
+                    let i = mul_sum::<WIDE>(aw, w, xp);
                     let scale = _mm256_mul_ps(_mm256_broadcast_ss(s.get_unchecked(blk)), dx);
                     *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *a);
                 }
@@ -424,30 +511,38 @@ mod avx2 {
     }
 
     /// One weight row (`scales.len()` blocks) against `M` quantized input rows (each 32 quants
-    /// and one scale per block): each weight block is loaded and its |w| formed once for all.
+    /// and one scale per block): each weight block is loaded and prepared once for all.
     ///
     /// # Safety
     /// AVX2 and FMA; `row` holds `scales.len()` blocks of `dtype`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_rows<const M: usize>(dtype: DType, row: &[u8], scales: &[f32], xs: [(&[i8], &[f32]); M]) -> [f32; M] {
-        assert!(xs.iter().all(|(q, d)| q.len() >= scales.len() * BLOCK && d.len() >= scales.len()), "dot_rows widths");
+    pub unsafe fn dot_rows<const M: usize>(dtype: DType, row: &[u8], scales: &[f32], xs: [(&[u8], &[f32]); M], bits: Bits) -> [f32; M] {
+        let xb = if bits == Bits::Sixteen { 2 * BLOCK } else { BLOCK };
+        assert!(xs.iter().all(|(q, d)| q.len() >= scales.len() * xb && d.len() >= scales.len()), "dot_rows widths");
         // SAFETY: as the caller's.
-        unsafe { if dtype == DType::Q8_0 { dot_rows_of::<M, true>(row, scales, xs) } else { dot_rows_of::<M, false>(row, scales, xs) } }
+        unsafe {
+            match (dtype == DType::Q8_0, bits == Bits::Sixteen) {
+                (true, false) => dot_rows_of::<M, true, false>(row, scales, xs),
+                (true, true) => dot_rows_of::<M, true, true>(row, scales, xs),
+                (false, false) => dot_rows_of::<M, false, false>(row, scales, xs),
+                (false, true) => dot_rows_of::<M, false, true>(row, scales, xs),
+            }
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_rows_of<const M: usize, const Q8: bool>(row: &[u8], scales: &[f32], xs: [(&[i8], &[f32]); M]) -> [f32; M] {
+    unsafe fn dot_rows_of<const M: usize, const Q8: bool, const WIDE: bool>(row: &[u8], scales: &[f32], xs: [(&[u8], &[f32]); M]) -> [f32; M] {
         let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+        let xb = if WIDE { 2 * BLOCK } else { BLOCK };
         let mut acc = [_mm256_setzero_ps(); M];
         for (blk, dw) in scales.iter().enumerate() {
             // SAFETY: block `blk` of `row`, 32 quants and one scale of every input (caller).
             unsafe {
                 let w = weights::<Q8>(row.as_ptr().add(blk * bb + 2));
-                let aw = _mm256_sign_epi8(w, w);
+                let aw = if WIDE { w } else { _mm256_sign_epi8(w, w) };
                 let dw = _mm256_broadcast_ss(dw);
                 for (a, (q, d)) in acc.iter_mut().zip(&xs) {
-                    let xv = _mm256_loadu_si256(q.as_ptr().add(blk * BLOCK) as *const __m256i);
-                    let i = mul_sum(aw, w, xv);
+                    let i = mul_sum::<WIDE>(aw, w, q.as_ptr().add(blk * xb));
                     let scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(d.get_unchecked(blk)));
                     *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *a);
                 }
@@ -463,41 +558,46 @@ mod tests {
     use crate::ops::Philox;
     use crate::quant::Matrix;
 
+    const BITS: [Bits; 2] = [Bits::Eight, Bits::Sixteen];
+
     fn random(n: usize, stream: u32, scale: f32) -> Vec<f32> {
         let philox = Philox::new(17);
         (0..n).map(|j| scale * philox.normal(0, j as u32, stream, 0)).collect()
     }
 
-    /// The SIMD quantizer gives the plain loop's bits, ties and zero blocks included.
+    /// The SIMD quantizer gives the plain loop's bits, ties, zero and tiny blocks included.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn quantizers_agree_bit_for_bit() {
         assert!(std::arch::is_x86_feature_detected!("avx2"), "this test needs an x86-64 CPU with AVX2");
         let mut x = random(32 * 40, 1, 3.0);
-        // Block 1: exact ties (x / d = ±0.5, ±1.5, …) where round-half-away would differ.
+        // Block 1: exact ties of the 8-bit grid (x / d = ±0.5, ±1.5, …).
         for (t, v) in x[32..64].iter_mut().enumerate() {
             *v = (t as f32 - 15.5) * (127.0 / 15.5) / 8.0;
         }
         x[64..96].fill(0.0);
         x[96..128].fill(-1e-30);
         x[128..160].fill(1e-37);
-        for (xb, blk) in x.chunks(32).zip(0..) {
-            let (mut a, mut b) = ([0i8; 32], [0i8; 32]);
-            // SAFETY: the test runs only where the CPU has AVX2.
-            let da = unsafe { avx2::quantize_block(xb, &mut a) };
-            let db = quantize_block(xb, &mut b);
-            assert_eq!((da.to_bits(), a), (db.to_bits(), b), "block {blk}");
+        for bits in BITS {
+            for (xb, blk) in x.chunks(32).zip(0..) {
+                let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+                // SAFETY: AVX2 (asserted above); 32 values, room for 32 quants.
+                let da = unsafe { avx2::quantize_block(xb, &mut a, bits) };
+                let db = quantize_block(xb, &mut b, bits);
+                assert_eq!((da.to_bits(), a), (db.to_bits(), b), "{bits:?} block {blk}");
+            }
         }
     }
 
     /// Every block's integer dot in AVX2 equals the plain loop exactly, extreme quants included
-    /// (weights −128 / 127, inputs ±127; nibbles 0 and 15).
+    /// (weights −128 / 127, inputs at ± their largest; nibbles 0 and 15), and the plain loop
+    /// equals the products of the decoded values.
     #[test]
     fn integer_block_dots_are_exact() {
         let k = 32 * 23;
-        for dtype in [DType::Q8_0, DType::Q4_0] {
+        for (dtype, bits) in [DType::Q8_0, DType::Q4_0].into_iter().flat_map(|d| BITS.map(|b| (d, b))) {
             let mut w = Matrix::encode(3, k, &random(3 * k, 2, 1.0), dtype);
-            let mut x = quantize_rows(&random(3 * k, 3, 5.0), 3, k).q;
+            let mut xv = random(3 * k, 3, 5.0);
             let bb = block_bytes(dtype);
             // Row 1: the extremes everywhere.
             for b in w.bytes[k / 32 * bb..2 * k / 32 * bb].chunks_exact_mut(bb) {
@@ -505,21 +605,21 @@ mod tests {
                     *q = if dtype == DType::Q8_0 { [0x80u8, 0x7f][t % 2] } else { [0x0fu8, 0xf0, 0x00, 0xff][t % 4] };
                 }
             }
-            for (t, v) in x[k..2 * k].iter_mut().enumerate() {
-                *v = [127i8, -127][t / 3 % 2];
+            for (t, v) in xv[k..2 * k].iter_mut().enumerate() {
+                *v = [1.0, -1.0][t / 3 % 2];
             }
+            let x = quantize_rows(&xv, 3, k, bits);
             let rb = w.row_bytes();
             for r in 0..3 {
-                let (row, xs) = (&w.bytes[r * rb..(r + 1) * rb], &x[r * k..(r + 1) * k]);
-                let want: Vec<i32> = row.chunks_exact(bb).zip(xs.chunks_exact(32)).map(|(b, q)| block_dot(dtype, b, q)).collect();
-                assert_eq!(block_dots(dtype, row, xs, true), want, "{dtype} row {r}");
-                // The plain loop against i64 on decoded values.
+                let row = &w.bytes[r * rb..(r + 1) * rb];
+                let want = block_dots(dtype, row, &x, r, false);
+                assert_eq!(block_dots(dtype, row, &x, r, true), want, "{dtype} {bits:?} row {r}");
                 let mut dec = vec![0.0f32; k];
                 w.decode_row(r, &mut dec);
                 for (blk, s) in want.iter().enumerate() {
-                    let d = crate::quant::scale_of(&row[blk * bb..]);
-                    let exact: f64 = (0..32).map(|t| dec[blk * 32 + t] as f64 / d as f64 * xs[blk * 32 + t] as f64).sum();
-                    assert!(d == 0.0 || (exact - *s as f64).abs() < 1e-6 * exact.abs().max(1.0), "{dtype} block {blk}");
+                    let d = crate::quant::scale_of(&row[blk * bb..]) as f64;
+                    let exact: f64 = (0..32).map(|t| dec[blk * 32 + t] as f64 / d * x.quant(r, blk * 32 + t) as f64).sum();
+                    assert!((exact - *s as f64).abs() < 1e-6 * exact.abs().max(1.0), "{dtype} {bits:?} block {blk}: {s} vs {exact}");
                 }
             }
         }
@@ -527,34 +627,32 @@ mod tests {
 
     /// The whole kernel, SIMD and portable, threaded or not, at sizes that leave tails of every
     /// loop (rows of 4, weight rows of 4, panels of 32, slices of 2048 values), into poisoned
-    /// outputs, against an f64 sum of the same quantized products.
+    /// outputs, against an f64 sum of the same integer block dots.
     #[test]
     fn kernel_matches_the_integer_reference_at_odd_sizes() {
         let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (5, 70, 2080), (7, 19, 4128), (1, 1100, 1024), (13, 35, 320), (67, 41, 1056), (1, 3, 32), (261, 40, 160), (64, 300, 512)];
         for (m, n, k) in shapes {
-            for dtype in [DType::Q8_0, DType::Q4_0] {
+            for (dtype, bits) in [DType::Q8_0, DType::Q4_0].into_iter().flat_map(|d| BITS.map(|b| (d, b))) {
                 let w = Matrix::encode(n, k, &random(n * k, 4, 0.1), dtype);
                 let x = random(m * k, 5, 2.0);
                 let bias = random(n, 6, 1.0);
                 let weights = Weights::new(w.clone());
-                let xq = quantize_rows(&x, m, k);
-                let rb = w.row_bytes();
-                let bb = block_bytes(dtype);
+                let xq = quantize_rows(&x, m, k, bits);
+                let (rb, bb) = (w.row_bytes(), block_bytes(dtype));
                 for kernel in [Kernel::detect(), Kernel::Portable] {
                     let mut got = vec![f32::NAN; m * n];
-                    run(kernel, &x, m, &weights, Some(&bias), &mut got);
+                    run(kernel, &x, m, &weights, bits, Some(&bias), &mut got);
                     for i in 0..m {
-                        let (q, d) = xq.row(i);
                         for j in 0..n {
                             let row = &w.bytes[j * rb..(j + 1) * rb];
                             let (mut want, mut mag) = (bias[j] as f64, bias[j].abs() as f64);
-                            for (blk, s) in block_dots(dtype, row, q, false).iter().enumerate() {
-                                let t = crate::quant::scale_of(&row[blk * bb..]) as f64 * d[blk] as f64 * *s as f64;
+                            for (blk, s) in block_dots(dtype, row, &xq, i, false).iter().enumerate() {
+                                let t = crate::quant::scale_of(&row[blk * bb..]) as f64 * xq.d[i * k / 32 + blk] as f64 * *s as f64;
                                 want += t;
                                 mag += t.abs();
                             }
                             let g = got[i * n + j] as f64;
-                            assert!((g - want).abs() <= 2e-6 * mag + 1e-6, "{kernel:?} {dtype} m={m} n={n} k={k} [{i}, {j}]: {g} vs {want}");
+                            assert!((g - want).abs() <= 2e-6 * mag + 1e-6, "{kernel:?} {dtype} {bits:?} m={m} n={n} k={k} [{i}, {j}]: {g} vs {want}");
                         }
                     }
                 }
@@ -567,21 +665,21 @@ mod tests {
     #[test]
     fn differs_from_the_f32_path_by_the_inputs_rounding_only() {
         let (m, n, k) = (3, 50, 640);
-        for dtype in [DType::Q8_0, DType::Q4_0] {
+        for (dtype, bits) in [DType::Q8_0, DType::Q4_0].into_iter().flat_map(|d| BITS.map(|b| (d, b))) {
             let w = Matrix::encode(n, k, &random(n * k, 7, 0.1), dtype);
             let x = random(m * k, 8, 1.0);
             let (mut a, mut b) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
-            cpu(&x, m, &Weights::new(w.clone()), None, &mut a);
+            cpu(&x, m, &Weights::new(w.clone()), bits, None, &mut a);
             super::super::cpu(&x, m, &w, None, &mut b);
-            let xq = quantize_rows(&x, m, k);
+            let xq = quantize_rows(&x, m, k, bits);
             let mut row = vec![0.0; k];
             for j in 0..n {
                 w.decode_row(j, &mut row);
                 for i in 0..m {
-                    // Σ |w| · d_x / 2 over the row bounds the difference.
+                    // Σ |w| · d_x / 2 over the row bounds the difference (plus f32 rounding).
                     let bound: f64 = (0..k).map(|c| row[c].abs() as f64 * xq.d[i * k / 32 + c / 32] as f64 / 2.0).sum();
                     let diff = (a[i * n + j] - b[i * n + j]).abs() as f64;
-                    assert!(diff <= bound * 1.001 + 1e-5, "{dtype} [{i}, {j}]: {diff} > {bound}");
+                    assert!(diff <= bound * 1.001 + 1e-5, "{dtype} {bits:?} [{i}, {j}]: {diff} > {bound}");
                 }
             }
         }

@@ -10,8 +10,8 @@
 //!   every input row over it: on x86-64 as a packed outer-product GEMM (`gemm_avx2.rs`, 6 × 16
 //!   register tiles), elsewhere as 4 × 3 tiles of dot products;
 //! - `simd.rs` picks the instruction set of the inner loops and holds their portable versions;
-//! - `int8.rs` is the integer path (inputs quantized to Q8_0 blocks, i8 · i8 dot products in
-//!   i32), a different function chosen per backend (`CpuKernels::Int8`), not a faster twin.
+//! - `int8.rs` is the integer path (inputs quantized in blocks to i8 or i16, integer dot products
+//!   in i32), a different function chosen per backend (`CpuKernels::Integer`), not a faster twin.
 //!
 //! On the GPU, [`LinearKernel`] runs `shaders/linear.wgsl` over weights repacked into 32-bit
 //! words (`gpu_pack.rs`).
