@@ -6,6 +6,7 @@
 //! layers (`kernels`), and synthetic models of any gene count written to a file (`synthetic`).
 //!
 //!     refcast_bench run --spec spec.json --backend cpu|cpu-integer|gpu [--dump out.f32]
+//!     refcast_bench adapter      # the adapter wgpu picks, and whether it has shader-f16
 //!     refcast_bench kernels --backend cpu|cpu-integer|gpu --m 1,64,256 [--budget-ms 300] [--genes 8192]
 //!     refcast_bench synthetic --genes 20000 --out model.safetensors
 //!     refcast_bench reference --model M --tsv examples/x.tsv --out ref.f32
@@ -296,7 +297,7 @@ fn cmd_kernels(args: &[String]) {
         }
         other => {
             let mut c = if other == "cpu-integer" { CpuBackend::with_kernels(CpuKernels::Integer) } else { CpuBackend::new() };
-            let rows = kernels(&mut c, "cpu", &ms, budget, genes, &dtypes);
+            let rows = kernels(&mut c, if other == "cpu-integer" { "cpu-integer" } else { "cpu" }, &ms, budget, genes, &dtypes);
             (c.describe(), rows)
         }
     };
@@ -333,6 +334,26 @@ fn cmd_reference(args: &[String]) {
     println!("{}", json!({ "library_size": r.library_size, "matched": r.report.matched, "missing": r.report.missing }));
 }
 
+/// The adapter wgpu picks (as the GPU backend does) and whether it offers `shader-f16`
+/// (bench/gpu/run.sh).
+fn cmd_adapter() {
+    let instance = wgpu::Instance::default();
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .expect("a wgpu adapter");
+    let info = adapter.get_info();
+    println!(
+        "{}",
+        json!({
+            "name": info.name, "backend": format!("{:?}", info.backend), "device_type": format!("{:?}", info.device_type),
+            "driver": format!("{} {}", info.driver, info.driver_info),
+            "shader_f16": adapter.features().contains(wgpu::Features::SHADER_F16),
+        })
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -340,6 +361,7 @@ fn main() {
         Some("kernels") => cmd_kernels(&args[1..]),
         Some("synthetic") => cmd_synthetic(&args[1..]),
         Some("reference") => cmd_reference(&args[1..]),
+        Some("adapter") => cmd_adapter(),
         Some("rss") => println!("{}", json!({ "rss": rss_bytes(), "peak": peak_rss_bytes() })),
         _ => eprintln!("usage: refcast_bench run --spec spec.json --backend cpu|gpu | kernels ... | synthetic --genes N --out PATH"),
     }

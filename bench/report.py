@@ -1,6 +1,8 @@
 """BENCHMARKS.md from a run's results document (bench/out/results.json), the throughput and
 latency plot (bench/scaling.png), and the short table printed at the end of a run."""
-from bench.context import REPO
+import json
+
+from bench.context import OUT, REPO
 from bench.peers import LABEL, ORDER, error_cell
 from bench.report_browser import browser_report, browser_rows, browser_targets
 from bench.spec import WORKLOAD_TEXT
@@ -197,11 +199,33 @@ def report(ctx):
             add(f"| {LABEL[rt]}, {wname} | " + " | ".join(fmt_ms(d[g]) if g in d else "–" for g in genes) + " |")
         add("")
 
+    add("## Real GPU\n")
+    add(real_gpu_section())
+    add("")
+
     add("## Notes\n")
     for line in ctx["notes"]:
         add(f"- {line}")
     add("")
     return "\n".join(L)
+
+
+def real_gpu_section():
+    """bench/gpu/run.sh's table where it ran on a hardware adapter; else what it measures and that
+    it has not run on one."""
+    gpu = OUT / "gpu"
+    done = json.loads((gpu / "results.json").read_text()) if (gpu / "results.json").exists() else None
+    if done and not done.get("dry_run"):
+        return (gpu / "GPU.md").read_text()
+    checked = (f" Its dry run (`bash bench/gpu/run.sh --dry-run`: the software adapter {done['adapter']['name']}, "
+               "CPU stand-ins for the CUDA peers, few runs) completed here, so the script is known to work; its "
+               "figures are not GPU figures and are not shown.") if done else ""
+    return ("**Not run yet**: no machine with a hardware GPU was available. `bash bench/gpu/run.sh` measures, in one "
+            "call on the adapter wgpu picks: batch 1 and batch 256 latency of refcast's GPU backend against ONNX "
+            "Runtime's CUDA provider and PyTorch on CUDA (with each one's error against refcast CPU f32); the "
+            "achieved GB/s of the Q4_0 matrix–vector kernel against the device's measured copy bandwidth (target "
+            "≥ 70 %); a 1,000-perturbation screen of one sample (target ≤ 5 ms); refcast's f16-weight kernels and "
+            "whether the adapter offers shader-f16. It refuses a software adapter." + checked)
 
 
 def short_table(ctx):

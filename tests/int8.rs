@@ -122,3 +122,32 @@ fn layer_by_layer_errors() {
         }
     }
 }
+
+/// `--cpu-kernels integer` through the CLI: the bundled example's prediction within the budget of
+/// the f32 kernels' (column `predicted` of the output), and an unknown value refused by name.
+#[test]
+fn cli_selects_the_integer_kernels() {
+    let dir = std::env::temp_dir().join(format!("refcast-int8-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let predicted = |kernels: &str| -> Vec<f32> {
+        let out = dir.join(format!("{kernels}.tsv"));
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_refcast"))
+            .args(["predict", "--backend", "cpu", "--cpu-kernels", kernels, "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "--cpu-kernels {kernels}: {}", String::from_utf8_lossy(&run.stderr));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut lines = text.lines();
+        let col = lines.next().unwrap().split('\t').position(|h| h == "predicted").expect("a predicted column");
+        lines.map(|l| l.split('\t').nth(col).unwrap().parse().unwrap()).collect()
+    };
+    let (f, i) = (predicted("f32"), predicted("integer"));
+    assert_eq!(f.len(), i.len());
+    let worst = f.iter().zip(&i).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= CpuKernels::INTEGER_ERROR_BOUND, "CLI: integer kernels off f32 by {worst}");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_refcast")).args(["predict", "--cpu-kernels", "int4"]).output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("unknown CPU kernels 'int4' (expected f32 or integer)"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -12,6 +12,9 @@ LABEL = {
     "torch": "PyTorch eager CPU",
     "ort-f32": "ONNX Runtime CPU f32",
     "ort-int8": "ONNX Runtime CPU int8",
+    # bench/gpu/run.sh only
+    "ort-cuda": "ONNX Runtime CUDA f32",
+    "torch-cuda": "PyTorch eager CUDA",
 }
 
 
