@@ -113,7 +113,7 @@ def report(ctx):
     add(f"Model: `models/refcast-q8_0.safetensors`, sha256 `{ctx.get('model_sha256', '?')[:16]}…` (copied to "
         "`bench/out/snapshot/` at the start so every runtime reads the same bytes).\n")
     add("Batch 1 (bundled example `examples/kang_cd14_mono_ctrl.tsv` + IFN-beta 6 h, mean), predicted log-CPM "
-        "over 8,192 genes, max |difference| to refcast CPU:\n")
+        "over every gene of the model, max |difference| to refcast CPU (f32 kernels):\n")
     for k, v in ctx["verify"].items():
         add(f"- {LABEL.get(k, k)}: {v:.2e}")
     add("")
