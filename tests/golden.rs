@@ -16,7 +16,7 @@ mod common;
 
 use common::golden::{Case, Golden, GoldenReference, load};
 use refcast::ops::kernel::KernelStyle;
-use refcast::session::{PredictionMode, Session};
+use refcast::session::{PredictionMode, Request, Session};
 use refcast::{Backend, CpuBackend};
 
 const TOLERANCE: f32 = 5e-5;

@@ -47,7 +47,7 @@ pub struct GoldenReference {
 /// familiarity calibration; every gene counts as measured).
 #[derive(Deserialize)]
 pub struct GoldenFamiliarity {
-    reconstruction_r2: f32,
+    pub reconstruction_r2: f32,
     pub nearest_context: String,
     pub distance: f32,
     pub outside: bool,
