@@ -104,13 +104,19 @@ def main(argv):
     if runtime.startswith("ort"):
         import onnxruntime as ort
         path = os.path.join(model_dir, "model.int8.onnx" if runtime == "ort-int8" else "model.onnx")
+        # ort-cuda (bench/gpu/run.sh): the f32 export on the CUDA provider, refused rather than run
+        # on the CPU where the provider is missing.
+        provider = "CUDAExecutionProvider" if runtime == "ort-cuda" else "CPUExecutionProvider"
+        if provider not in ort.get_available_providers():
+            raise SystemExit(f"{runtime}: onnxruntime {ort.__version__} has no {provider} "
+                             f"(available: {', '.join(ort.get_available_providers())}; pip install onnxruntime-gpu)")
         t = time.perf_counter()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(path, opts, providers=[provider])
         load_s = time.perf_counter() - t
-        describe = f"onnxruntime {ort.__version__} CPUExecutionProvider, {threads} threads"
+        describe = f"onnxruntime {ort.__version__} {provider}, {threads} threads"
 
         def forward(x, lib, pert, eps_tb, eps_p):
             return sess.run(None, {"x": x, "lib": lib, "pert": pert, "eps_tb": eps_tb, "eps_p": eps_p})
@@ -119,16 +125,22 @@ def main(argv):
         torch.set_num_threads(threads)
         from bench.graph import Graph
         from training.export import model_from_file
+        # torch-cuda (bench/gpu/run.sh): the same module on the GPU; outputs copied back to the
+        # host inside the timed call, as every other runtime returns host arrays.
+        device = "cuda" if runtime == "torch-cuda" else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise SystemExit(f"{runtime}: PyTorch {torch.__version__} sees no CUDA device")
         path = os.path.join(model_dir, "model.pt")
         t = time.perf_counter()
         arrays = {name: a.numpy() for name, a in torch.load(path).items()}
-        graph = Graph(model_from_file(model_doc(spec["model"]), arrays)).eval()
+        graph = Graph(model_from_file(model_doc(spec["model"]), arrays)).eval().to(device)
         load_s = time.perf_counter() - t
-        describe = f"PyTorch {torch.__version__} eager, CPU, {threads} threads"
+        where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {threads} threads"
+        describe = f"PyTorch {torch.__version__} eager, {where}"
 
         def forward(*arrays):
             with torch.inference_mode():
-                return [o.numpy() for o in graph(*(torch.from_numpy(a) for a in arrays))]
+                return [o.cpu().numpy() for o in graph(*(torch.from_numpy(a).to(device) for a in arrays))]
 
     doc = model_doc(spec["model"])
     genes = doc["architecture"]["genes"]

@@ -5,14 +5,15 @@
 //! times of every workload, peak resident memory. Also: per-kernel timings of the model's linear
 //! layers (`kernels`), and synthetic models of any gene count written to a file (`synthetic`).
 //!
-//!     refcast_bench run --spec spec.json --backend cpu|gpu [--dump out.f32]
-//!     refcast_bench kernels --backend cpu|gpu --m 1,64,256 [--budget-ms 300] [--genes 8192]
+//!     refcast_bench run --spec spec.json --backend cpu|cpu-integer|gpu [--dump out.f32]
+//!     refcast_bench adapter      # the adapter wgpu picks, and whether it has shader-f16
+//!     refcast_bench kernels --backend cpu|cpu-integer|gpu --m 1,64,256 [--budget-ms 300] [--genes 8192]
 //!     refcast_bench synthetic --genes 20000 --out model.safetensors
 //!     refcast_bench reference --model M --tsv examples/x.tsv --out ref.f32
 
 use std::time::{Duration, Instant};
 
-use refcast::backend::{Backend, CpuBackend, GpuBackend};
+use refcast::backend::{Backend, CpuBackend, CpuKernels, GpuBackend};
 use refcast::synthetic::{SyntheticSpec, random_model};
 use refcast::format::{Latent, Metadata, ModelFile, Named};
 use refcast::quant::{DType, Matrix};
@@ -218,6 +219,7 @@ fn cmd_run(args: &[String]) {
     let zero = Duration::ZERO;
     let out = match backend.as_str() {
         "gpu" => run_workloads(&spec, "gpu", t_start, zero, || pollster::block_on(GpuBackend::new()).expect("GPU adapter"), dump.as_deref()),
+        "cpu-integer" => run_workloads(&spec, "cpu", t_start, zero, || CpuBackend::with_kernels(CpuKernels::Integer), dump.as_deref()),
         _ => run_workloads(&spec, "cpu", t_start, zero, CpuBackend::new, dump.as_deref()),
     };
     println!("{out}");
@@ -293,9 +295,9 @@ fn cmd_kernels(args: &[String]) {
             let rows = kernels(&mut g, "gpu", &ms, budget, genes, &dtypes);
             (g.describe(), rows)
         }
-        _ => {
-            let mut c = CpuBackend::new();
-            let rows = kernels(&mut c, "cpu", &ms, budget, genes, &dtypes);
+        other => {
+            let mut c = if other == "cpu-integer" { CpuBackend::with_kernels(CpuKernels::Integer) } else { CpuBackend::new() };
+            let rows = kernels(&mut c, if other == "cpu-integer" { "cpu-integer" } else { "cpu" }, &ms, budget, genes, &dtypes);
             (c.describe(), rows)
         }
     };
@@ -332,6 +334,26 @@ fn cmd_reference(args: &[String]) {
     println!("{}", json!({ "library_size": r.library_size, "matched": r.report.matched, "missing": r.report.missing }));
 }
 
+/// The adapter wgpu picks (as the GPU backend does) and whether it offers `shader-f16`
+/// (bench/gpu/run.sh).
+fn cmd_adapter() {
+    let instance = wgpu::Instance::default();
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .expect("a wgpu adapter");
+    let info = adapter.get_info();
+    println!(
+        "{}",
+        json!({
+            "name": info.name, "backend": format!("{:?}", info.backend), "device_type": format!("{:?}", info.device_type),
+            "driver": format!("{} {}", info.driver, info.driver_info),
+            "shader_f16": adapter.features().contains(wgpu::Features::SHADER_F16),
+        })
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -339,6 +361,7 @@ fn main() {
         Some("kernels") => cmd_kernels(&args[1..]),
         Some("synthetic") => cmd_synthetic(&args[1..]),
         Some("reference") => cmd_reference(&args[1..]),
+        Some("adapter") => cmd_adapter(),
         Some("rss") => println!("{}", json!({ "rss": rss_bytes(), "peak": peak_rss_bytes() })),
         _ => eprintln!("usage: refcast_bench run --spec spec.json --backend cpu|gpu | kernels ... | synthetic --genes N --out PATH"),
     }

@@ -6,7 +6,7 @@
     python bench/run.py --browser-only  # the browser part again on the last run's inputs, merged into its results
 
 Peers, each in its own process on the same inputs (bench/out/spec.json): refcast's GPU and CPU
-backends through `Session::predict` / `Session::screen` (bench/refcast_bench.rs), PyTorch eager
+backends (the CPU with its f32 kernels and with its integer kernels) through `Session::predict` / `Session::screen` (bench/refcast_bench.rs), PyTorch eager
 on CPU (the training code's network, bench/graph.py), ONNX Runtime CPU on the ONNX export of the
 same model (f32, and its dynamic int8 quantization). Weights: the shipped Q8_0 file, dequantized
 to f32 for the peers, so every runtime computes the same function. The browser part
@@ -146,6 +146,7 @@ def main():
     # Each peer in its own process on the same spec; the Python peers need the export first.
     want_ort, want_torch = python.export(run, args.no_ort, args.no_torch)
     refcast.run_cpu(run)
+    refcast.run_cpu_integer(run)
     if not args.no_gpu:
         refcast.run_gpu(run)
     if not smoke:
@@ -168,7 +169,7 @@ def main():
     except ImportError:
         run.note("plot skipped: matplotlib not installed")
 
-    ctx["targets"] = native_targets(ctx["results"])
+    ctx["targets"] = native_targets(ctx["results"], ctx["verify"])
     finish_notes(ctx)
     ctx["load_end"] = os.getloadavg()
     ctx["wall_s"] = time.perf_counter() - t_run

@@ -13,7 +13,8 @@ def kernel_timings(run):
     """Per-layer timings on the CPU (and, full runs, the GPU) into run.ctx["kernels"]."""
     run.ctx["kernels"] = []
     smoke = run.smoke
-    plans = [("cpu", "1" if smoke else "1,64,256", "q8_0" if smoke else "q8_0,q4_0,f32", 20 if smoke else 400)]
+    plans = [("cpu", "1" if smoke else "1,64,256", "q8_0" if smoke else "q8_0,q4_0,f32", 20 if smoke else 400),
+             ("cpu-integer", "1" if smoke else "1,64,256", "q8_0" if smoke else "q8_0,q4_0", 20 if smoke else 400)]
     if "refcast-gpu" in run.ctx["results"] and not smoke:
         plans.append(("gpu", "1,64", "q8_0", 300))
     for backend, ms, dtypes, budget in plans:

@@ -5,6 +5,10 @@
 //!     cargo bench --bench kernels -- --gpu --m 1,64     # GPU only, some batch sizes
 //!     cargo bench --bench kernels -- --budget-ms 500    # time spent per measurement
 //!
+//! The CPU's linear layers are timed on the f32 twins (`linear q8_0`) and on the integer path
+//! with 8- and 16-bit inputs (`linear q8_0 int·i8`, `int·i16`; the latter is
+//! `CpuKernels::Integer`).
+//!
 //! GPU times are wall time around recording many calls, submitting them and reading the last
 //! result back, divided by the number of calls (so launch and read-back costs are amortized, not
 //! hidden); the median over several such batches is reported.
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use refcast::backend::{Backend, CpuBackend, GpuBackend};
+use refcast::ops::linear::int8::Bits;
 use refcast::ops::{Activation, Noise, reparameterize::Streams};
 use refcast::quant::{DType, Matrix};
 
@@ -130,6 +135,31 @@ fn run<B: Backend>(b: &mut B, name: &str, a: &Args) {
     }
 }
 
+/// The CPU backend's integer path (`CpuKernels::Integer` takes 16-bit inputs; 8-bit ones are
+/// GGML's Q8_0) on the linear shapes of `run`, beside the f32 twins' lines printed there.
+fn integer(a: &Args) {
+    println!("# cpu: integer path (inputs quantized per block of 32, integer dot products)");
+    let mut rng = StdRng::seed_from_u64(7);
+    for (n, k) in [(6144, 512), (512, 6144)] {
+        let values = random(&mut rng, n * k, 0.05);
+        let bias = random(&mut rng, n, 0.1);
+        for dtype in [DType::Q8_0, DType::Q4_0] {
+            let w = Matrix::encode(n, k, &values, dtype);
+            for bits in [Bits::Eight, Bits::Sixteen] {
+                let mut b = CpuBackend::with_integer_layers(move |_| Some(bits));
+                let lin = b.linear_layer("bench", &w, &bias).expect("weights");
+                for &m in &a.ms {
+                    let x = b.tensor(&random(&mut rng, m * k, 1.0), m, k).expect("input");
+                    let secs = measure(&mut b, a.budget, &mut |b| b.linear(&x, &lin).expect("linear"));
+                    let bytes = w.bytes.len() as f64 + 4.0 * (m * k + m * n + n) as f64;
+                    let bits = if bits == Bits::Eight { 8 } else { 16 };
+                    report("cpu", &format!("linear {dtype} int·i{bits}"), &format!("{m}×{k} · {n}×{k}ᵀ"), secs, bytes, 2.0 * (m * n * k) as f64);
+                }
+            }
+        }
+    }
+}
+
 fn main() {
     let a = args();
     if a.gpu {
@@ -140,5 +170,6 @@ fn main() {
     }
     if a.cpu {
         run(&mut CpuBackend::new(), "cpu", &a);
+        integer(&a);
     }
 }

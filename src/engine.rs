@@ -4,7 +4,7 @@
 //! whichever backend the policy chose, with the session's calls.
 
 use crate::backend::gpu::{GpuBackend, Prebuilt};
-use crate::backend::{BackendKind, CpuBackend};
+use crate::backend::{BackendKind, CpuBackend, CpuKernels};
 use crate::error::{Error, Result};
 use crate::format::{Metadata, ModelConfig, ModelFile};
 use crate::request::{Prediction, Request};
@@ -68,8 +68,15 @@ impl Engine {
     /// `load` runs once the device is open: in a browser the first pipelines then compile on the
     /// browser's threads while this one parses the model.
     pub async fn open(requested: BackendKind, load: impl FnOnce() -> Result<ModelFile>) -> Result<Engine> {
+        Self::open_with(requested, CpuKernels::default(), load).await
+    }
+
+    /// [`Engine::open`], with `kernels` for quantized weights wherever the CPU backend runs
+    /// (chosen, or as the fallback).
+    pub async fn open_with(requested: BackendKind, kernels: CpuKernels, load: impl FnOnce() -> Result<ModelFile>) -> Result<Engine> {
+        let cpu = |file: ModelFile, choice| Self::on_cpu(file, kernels, choice);
         match requested {
-            BackendKind::Cpu => Self::on_cpu(load()?, BackendChoice::new(BackendKind::Cpu, "requested")),
+            BackendKind::Cpu => cpu(load()?, BackendChoice::new(BackendKind::Cpu, "requested")),
             BackendKind::Gpu => {
                 let gpu = open_gpu().await.map_err(|e| Error::Gpu(format!("the GPU backend was requested, but {}", inner(&e))))?;
                 let mut file = None;
@@ -78,11 +85,11 @@ impl Engine {
             BackendKind::Auto => {
                 let gpu = match open_gpu().await {
                     Ok(gpu) => gpu,
-                    Err(e) => return Self::on_cpu(load()?, BackendChoice::fallback(format!("no usable GPU ({})", inner(&e)))),
+                    Err(e) => return cpu(load()?, BackendChoice::fallback(format!("no usable GPU ({})", inner(&e)))),
                 };
                 if is_software(gpu.adapter_info()) {
                     let why = format!("the only GPU adapter, {}, emulates a GPU on the CPU and is slower than the CPU backend", adapter_name(gpu.adapter_info()));
-                    return Self::on_cpu(load()?, BackendChoice::fallback(why));
+                    return cpu(load()?, BackendChoice::fallback(why));
                 }
                 let mut file = None;
                 match Self::on_gpu(gpu, load, &mut file, BackendChoice::new(BackendKind::Gpu, "a GPU adapter was found")).await {
@@ -92,7 +99,7 @@ impl Engine {
                             Some(f) => f,
                             None => return Err(Error::Gpu(e)),
                         };
-                        Self::on_cpu(file, BackendChoice::fallback(why))
+                        cpu(file, BackendChoice::fallback(why))
                     }
                     other => other,
                 }
@@ -100,8 +107,8 @@ impl Engine {
         }
     }
 
-    fn on_cpu(file: ModelFile, choice: BackendChoice) -> Result<Engine> {
-        Ok(Engine { backed: Backed::Cpu(Box::new(Session::cpu(&file)?)), choice })
+    fn on_cpu(file: ModelFile, kernels: CpuKernels, choice: BackendChoice) -> Result<Engine> {
+        Ok(Engine { backed: Backed::Cpu(Box::new(Session::cpu_with(&file, kernels)?)), choice })
     }
 
     /// The model on `gpu`; `file` keeps the parsed model for a fallback to the CPU.

@@ -38,7 +38,7 @@ pub mod synthetic;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
-pub use backend::{Backend, BackendKind, CpuBackend};
+pub use backend::{Backend, BackendKind, CpuBackend, CpuKernels};
 pub use coverage::{Coverage, Measured};
 pub use engine::{BackendChoice, Engine};
 pub use error::{Error, Result};

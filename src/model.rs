@@ -88,7 +88,7 @@ impl<B: Backend> Loader<'_, B> {
 
     fn linear(&mut self, name: &str) -> Result<B::Linear> {
         let bias = self.file.vector(&format!("{name}.bias"));
-        self.backend.linear_weights(self.file.tensor(&format!("{name}.weight")), &bias)
+        self.backend.linear_layer(name, self.file.tensor(&format!("{name}.weight")), &bias)
     }
 
     fn norm(&mut self, name: &str) -> Result<Norm<B>> {

@@ -67,6 +67,12 @@ impl Session<CpuBackend> {
     pub fn cpu(file: &ModelFile) -> Result<Self> {
         Session::new(CpuBackend::new(), file)
     }
+
+    /// A session on the CPU backend with the given kernels for quantized weights (f32: the oracle;
+    /// integer: faster, within `CpuKernels::INTEGER_ERROR_BOUND` of it).
+    pub fn cpu_with(file: &ModelFile, kernels: crate::backend::CpuKernels) -> Result<Self> {
+        Session::new(CpuBackend::with_kernels(kernels), file)
+    }
 }
 
 impl<B: Backend> Session<B> {

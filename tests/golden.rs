@@ -14,112 +14,15 @@
 
 mod common;
 
-use refcast::format::{Group, Metadata, ModelFile};
+use common::golden::{Case, Golden, GoldenReference, load};
 use refcast::ops::kernel::KernelStyle;
-use refcast::sample::{MatchReport, Reference};
-use refcast::session::{PredictionMode, Request, Sampling, Session};
+use refcast::session::{PredictionMode, Request, Session};
 use refcast::{Backend, CpuBackend};
-use serde::Deserialize;
 
 const TOLERANCE: f32 = 5e-5;
 
 /// The newest `golden_format` these tests know (training/export.py's GOLDEN_FORMAT).
 const GOLDEN_FORMAT: u32 = 2;
-
-#[derive(Deserialize)]
-struct Golden {
-    #[serde(default = "format_1")]
-    golden_format: u32,
-    model: String,
-    cases: Vec<Case>,
-}
-
-fn format_1() -> u32 {
-    1
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    mode: String,
-    /// `decoded` or `counterfactual` (format 2); decoded when absent (format 1).
-    prediction: Option<String>,
-    reference: Option<GoldenReference>,
-    condition_on: Vec<Group>,
-    technical: Metadata,
-    biological: Metadata,
-    perturbation: Metadata,
-    seed: Option<u64>,
-    sample_index: Option<usize>,
-    expected: Expected,
-}
-
-#[derive(Deserialize)]
-struct GoldenReference {
-    log_cpm: Vec<f32>,
-    library_size: f32,
-    /// Whether the library size is a sequencing depth (format 2 covariate and technical prior).
-    #[serde(default)]
-    from_counts: bool,
-}
-
-/// What the runtime must report for a reference (golden files of format 2 models with a
-/// familiarity calibration; every gene counts as measured).
-#[derive(Deserialize)]
-struct GoldenFamiliarity {
-    reconstruction_r2: f32,
-    nearest_context: String,
-    distance: f32,
-    outside: bool,
-}
-
-#[derive(Deserialize)]
-struct Expected {
-    z: Vec<f32>,
-    /// The prediction: the decoded profile, or the counterfactual one.
-    log_cpm: Vec<f32>,
-    /// Counterfactual cases: decode(perturbation) and decode(control).
-    decoded_log_cpm: Option<Vec<f32>>,
-    control_log_cpm: Option<Vec<f32>>,
-    familiarity: Option<GoldenFamiliarity>,
-}
-
-impl Case {
-    fn prediction(&self) -> PredictionMode {
-        self.prediction.as_deref().unwrap_or("decoded").parse().unwrap_or_else(|e| panic!("{}: {e}", self.name))
-    }
-
-    /// The request the case describes, and the draw it holds.
-    fn request(&self) -> (Request, usize) {
-        let mut context = self.technical.clone();
-        context.extend(self.biological.clone());
-        let mut req = Request::prompt(vec![context], vec![self.perturbation.clone()]);
-        if let Some(r) = &self.reference {
-            req.references = vec![Reference {
-                name: "golden".into(),
-                log_cpm: r.log_cpm.clone(),
-                library_size: r.library_size,
-                depth_known: r.from_counts,
-                measured: vec![true; r.log_cpm.len()],
-                report: MatchReport::default(),
-            }];
-        }
-        req.condition_on = self.condition_on.clone();
-        req.mode = self.prediction();
-        let draw = self.sample_index.unwrap_or(0);
-        if self.mode == "sample" {
-            req.sampling = Sampling::Samples { num_samples: draw + 1, seed: self.seed.unwrap() };
-        }
-        (req, draw)
-    }
-}
-
-fn load(name: &str) -> (Golden, ModelFile) {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let golden: Golden = serde_json::from_slice(&std::fs::read(format!("{dir}/tests/golden/{name}")).unwrap()).unwrap();
-    let file = ModelFile::from_bytes(&std::fs::read(format!("{dir}/{}", golden.model)).unwrap()).unwrap();
-    (golden, file)
-}
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len(), "{what}: length");

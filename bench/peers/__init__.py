@@ -3,15 +3,29 @@ refcast_bench), PyTorch and ONNX Runtime (python.py, bench/peer.py processes on 
 export of the same weights), and the browser runtimes (browser.py, one headless Chromium)."""
 import numpy as np
 
-ORDER = ["refcast-gpu", "refcast-cpu", "refcast-cpu-q4", "torch", "ort-f32", "ort-int8"]
+ORDER = ["refcast-gpu", "refcast-cpu", "refcast-cpu-int", "refcast-cpu-q4", "torch", "ort-f32", "ort-int8"]
 LABEL = {
     "refcast-gpu": "refcast GPU (wgpu)",
     "refcast-cpu": "refcast CPU",
+    "refcast-cpu-int": "refcast CPU, integer kernels",
     "refcast-cpu-q4": "refcast CPU, Q4_0 file",
     "torch": "PyTorch eager CPU",
     "ort-f32": "ONNX Runtime CPU f32",
     "ort-int8": "ONNX Runtime CPU int8",
+    # bench/gpu/run.sh only
+    "ort-cuda": "ONNX Runtime CUDA f32",
+    "torch-cuda": "PyTorch eager CUDA",
 }
+
+
+def error_cell(ctx, rt):
+    """The error column of a latency table: batch-1 max |Δ log-CPM| against refcast CPU (f32)."""
+    if rt == "refcast-cpu":
+        return "0 (reference)"
+    if rt == "refcast-cpu-q4":
+        return "other weights (Q4_0)"
+    v = ctx["verify"].get(rt)
+    return "–" if v is None else f"{v:.1e}"
 
 
 def max_difference(dump, base):

@@ -1,5 +1,6 @@
 """refcast's own runs: the refcast_bench example (bench/refcast_bench.rs) built with cargo, then
-run on the spec with the CPU and GPU backends, and (full runs) the Q4_0 file on the CPU."""
+run on the spec with the CPU backend (f32 and integer kernels) and the GPU backend, and (full runs)
+the Q4_0 file on the CPU."""
 import json
 import subprocess
 import sys
@@ -48,6 +49,13 @@ def run_cpu(run):
     err = run_backend(run, "refcast-cpu", "cpu", run.spec_path, run.model)
     if err:
         raise SystemExit(f"refcast CPU run failed:\n{err}")
+
+
+def run_cpu_integer(run):
+    """The CPU backend with its integer kernels (`--cpu-kernels integer`) on the same spec."""
+    err = run_backend(run, "refcast-cpu-int", "cpu-integer", run.spec_path, run.model)
+    if err:
+        raise SystemExit(f"refcast CPU (integer kernels) run failed:\n{err}")
 
 
 def run_gpu(run):

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::ops::{Activation, Noise, reparameterize::Streams};
 use crate::quant::Matrix;
 
-pub use cpu::CpuBackend;
+pub use cpu::{CpuBackend, CpuKernels};
 pub use gpu::GpuBackend;
 
 /// The operations a model needs, over a backend's own tensor type (row-major f32 matrices).
@@ -33,6 +33,12 @@ pub trait Backend {
     }
     /// Uploads a linear layer; `bias` has `weight.rows` values.
     fn linear_weights(&mut self, weight: &Matrix, bias: &[f32]) -> Result<Self::Linear>;
+    /// Uploads the model's linear layer `name` (as in the model file, without `.weight`): the
+    /// CPU backend's integer path is chosen per layer.
+    fn linear_layer(&mut self, name: &str, weight: &Matrix, bias: &[f32]) -> Result<Self::Linear> {
+        let _ = name;
+        self.linear_weights(weight, bias)
+    }
 
     /// `x · Wᵀ + b`.
     fn linear(&mut self, x: &Self::Tensor, w: &Self::Linear) -> Result<Self::Tensor>;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use refcast::backend::GpuBackend;
 
 /// The GPU backend, or `None` (with a loud message) where no adapter exists. Under CI

@@ -58,8 +58,9 @@ pub(super) fn direct_columns(x: &[f32], m: usize, w: &Weights, bias: Option<&[f3
     }
 }
 
+/// The sum of the eight lanes.
 #[target_feature(enable = "avx2,fma")]
-fn hsum(v: __m256) -> f32 {
+pub(super) fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));

@@ -9,7 +9,9 @@
 //! - more rows decode a panel of weight rows × a slice of the input width to f32 once and sweep
 //!   every input row over it: on x86-64 as a packed outer-product GEMM (`gemm_avx2.rs`, 6 × 16
 //!   register tiles), elsewhere as 4 × 3 tiles of dot products;
-//! - `simd.rs` picks the instruction set of the inner loops and holds their portable versions.
+//! - `simd.rs` picks the instruction set of the inner loops and holds their portable versions;
+//! - `int8.rs` is the integer path (inputs quantized in blocks to i8 or i16, integer dot products
+//!   in i32), a different function chosen per backend (`CpuKernels::Integer`), not a faster twin.
 //!
 //! On the GPU, [`LinearKernel`] runs `shaders/linear.wgsl` over weights repacked into 32-bit
 //! words (`gpu_pack.rs`).
@@ -21,6 +23,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod gemm_avx2;
 mod gpu_pack;
+pub mod int8;
 mod simd;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
