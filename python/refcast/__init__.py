@@ -18,6 +18,7 @@ ln 2 = 0.693 for log2.
 from __future__ import annotations
 
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .errors import (
     IoError,
     MetadataError,
     RefcastError,
+    RefcastWarning,
     RequestError,
     SampleError,
     SignatureError,
@@ -186,7 +188,10 @@ class Model:
             library_size=library_size,
         )
         result["num_samples"] = num_samples
-        return prediction_anndata(result, self)
+        adata = prediction_anndata(result, self)
+        for w in adata.uns["refcast"]["warnings"]:
+            warnings.warn(w, RefcastWarning, stacklevel=2)
+        return adata
 
     def screen(
         self,
@@ -230,6 +235,8 @@ class Model:
             library_size=library_size,
             **signature_arguments(signature),
         )
+        for w in result["warnings"]:
+            warnings.warn(w, RefcastWarning, stacklevel=2)
         return screen_frame(result)
 
 
@@ -310,6 +317,7 @@ __all__ = [
     "Model",
     "bundled_model_path",
     "RefcastError",
+    "RefcastWarning",
     "FormatError",
     "SampleError",
     "SignatureError",

@@ -63,7 +63,9 @@ def prediction_anndata(p: dict, model) -> "anndata.AnnData":  # noqa: F821
         "condition_on": list(p["condition_on"]),
         "references": references_frame(refs),
         "familiarity": familiarity_frame(p["familiarity"]),
-        "coverage_warnings": list(dict.fromkeys(c["warning"] for c in p["coverage"] if c["warning"])),
+        # What the CLI warns of: settings without effect, combinations never trained on, and
+        # perturbations measured only in contexts unlike a reference's.
+        "warnings": list(dict.fromkeys(list(p["warnings"]) + [c["warning"] for c in p["coverage"] if c["warning"] and c["measured"] == "elsewhere"])),
     }
     return adata
 

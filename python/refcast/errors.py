@@ -34,4 +34,9 @@ class IoError(RefcastError, OSError):
     """Reading a file failed."""
 
 
-__all__ = ["RefcastError", "FormatError", "SampleError", "SignatureError", "MetadataError", "RequestError", "GpuError", "IoError"]
+class RefcastWarning(UserWarning):
+    """A setting without effect, or a prediction that extrapolates (a perturbation never measured
+    at that time or dose, or only in contexts unlike the sample's), as the CLI warns of them."""
+
+
+__all__ = ["RefcastWarning", "RefcastError", "FormatError", "SampleError", "SignatureError", "MetadataError", "RequestError", "GpuError", "IoError"]

@@ -253,6 +253,9 @@ impl Model {
             coverage.append(d)?;
         }
         out.set_item("coverage", coverage)?;
+        // Settings without effect and combinations never trained on, as the CLI warns of them.
+        let context = req.contexts.first().cloned().unwrap_or_default();
+        out.set_item("warnings", metadata::request_warnings(&cfg, &context, &req.condition_on, &req.perturbations))?;
         Ok(out)
     }
 
@@ -293,6 +296,8 @@ impl Model {
             ..Default::default()
         };
         let context = context.map(|c| context_metadata(&cfg, &c)).transpose()?.unwrap_or_default();
+        let condition_on = options.condition_on.clone().unwrap_or_else(|| vec![Group::Technical, Group::Biological]);
+        let warnings = metadata::request_warnings(&cfg, &context, &condition_on, &[]);
         let table = table.table.clone();
         let (screen, reference) = py
             .detach(|| {
@@ -327,6 +332,7 @@ impl Model {
         out.set_item("baseline", screen.baseline.to_string())?;
         out.set_item("signature_unknown", &screen.signature_unknown)?;
         out.set_item("familiarity", familiarity_py(py, &screen.familiarity)?)?;
+        out.set_item("warnings", warnings)?;
         out.set_item("reference", reference_py(py, reference)?)?;
         Ok(out)
     }

@@ -79,6 +79,23 @@ def test_screen_frames_and_signatures(model, kang):
     assert weights["perturbation"].iloc[0] == reversed_["perturbation"].iloc[0]
 
 
+def test_settings_without_effect_and_extrapolations_are_warned_of(model, kang):
+    """As the CLI warns: a context field of a group taken from the sample, a time never measured,
+    and a perturbation measured only in contexts unlike the sample's (Python warnings, and the
+    result's ``uns["refcast"]["warnings"]``)."""
+    with pytest.warns(refcast.RefcastWarning, match="cell_type has no effect"):
+        pred = model.predict(kang, "IFN-beta 6 h", context={"cell_type": "B"})
+    assert any("cell_type has no effect" in w for w in pred.uns["refcast"]["warnings"])
+    assert pred.obs["measured"].tolist() == ["nearby"] and pred.obs["measured_context"].iloc[0].startswith("PBMC (Kang 2018)")
+    with pytest.warns(refcast.RefcastWarning, match="time_hours=168 is a combination the model was never trained on"):
+        model.predict(kang, {"perturbation": "IFN-beta", "perturbation_class": "interferon", "time_hours": 168, "dose_um": 0})
+    with pytest.warns(refcast.RefcastWarning, match="'anti-CD3/CD28 24 h' was measured only in training contexts unlike this sample"):
+        pred = model.predict(kang, "anti-CD3/CD28 24 h")
+    assert pred.obs["measured"].tolist() == ["elsewhere"]
+    with pytest.warns(refcast.RefcastWarning, match="cell_type has no effect"):
+        model.screen(kang, perturbations=["IFN-beta 6 h"], context={"cell_type": "B"})
+
+
 def test_info_and_prompt_only(model):
     info = model.info()
     assert info["genes"] == len(model.genes) and info["backend"] == "cpu" and model.backend_reason == "requested"
