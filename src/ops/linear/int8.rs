@@ -63,7 +63,8 @@ pub struct QRows {
 }
 
 impl QRows {
-    /// Bytes of row `i`'s quants and its block scales.
+    /// Bytes of row `i`'s quants and its block scales (the SIMD kernels' view; wasm has none yet).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn row(&self, i: usize) -> (&[u8], &[f32]) {
         let (b, w) = (self.k / BLOCK, self.width());
         (&self.bytes[i * self.k * w..(i + 1) * self.k * w], &self.d[i * b..(i + 1) * b])
