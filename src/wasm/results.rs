@@ -33,16 +33,25 @@ pub(super) fn reference_js(r: &Reference, file: &SampleFile) -> Object {
 }
 
 /// Familiarity reports as JS objects: the fields of [`Familiarity`], camelCase (`nearestContext`,
-/// `distance` and `outside` null for a model without a calibration), and its `summary`.
+/// `distance` and `outside` null for a model without a calibration), and its `summary`. Set field
+/// by field: serde's flattening would cost the wasm module kilobytes.
 pub(super) fn familiarity_list(list: &[Familiarity]) -> Result<JsValue, JsValue> {
-    #[derive(Serialize)]
-    struct WithSummary<'a> {
-        #[serde(flatten)]
-        familiarity: &'a Familiarity,
-        summary: String,
-    }
-    let list: Vec<WithSummary> = list.iter().map(|f| WithSummary { familiarity: f, summary: f.summary() }).collect();
-    to_js(&list)
+    let or_null = |v: Option<JsValue>| v.unwrap_or(JsValue::NULL);
+    Ok(list
+        .iter()
+        .map(|f| {
+            let o = Object::new();
+            set(&o, "reference", f.reference.as_str());
+            set(&o, "reconstructionR2", f.reconstruction_r2);
+            set(&o, "nearestContext", or_null(f.nearest_context.as_deref().map(JsValue::from)));
+            set(&o, "distance", or_null(f.distance.map(JsValue::from)));
+            set(&o, "outside", or_null(f.outside.map(JsValue::from)));
+            set(&o, "reasons", f.reasons.iter().map(|r| JsValue::from(r.as_str())).collect::<Array>());
+            set(&o, "summary", f.summary());
+            JsValue::from(o)
+        })
+        .collect::<Array>()
+        .into())
 }
 
 /// `[{index, gene, logFoldChange}]` for (gene, fold change) pairs.
@@ -102,15 +111,18 @@ pub(super) fn hit_js(h: &ScreenHit, cfg: &ModelConfig, with_sets: bool, set_scor
 }
 
 /// A [`Coverage`](crate::coverage::Coverage) as a JS object (`measured`, `context`, `distance`,
-/// `maxDistance`, `measuredAs`) with its `warning` (null when there is nothing to warn of).
+/// `maxDistance`, `measuredAs`) with its `warning` (null when there is nothing to warn of). Set
+/// field by field: serde's flattening would cost the wasm module kilobytes.
 pub(super) fn coverage_js(c: &crate::coverage::Coverage, label: &str) -> Result<JsValue, JsValue> {
-    #[derive(Serialize)]
-    struct WithWarning<'a> {
-        #[serde(flatten)]
-        coverage: &'a crate::coverage::Coverage,
-        warning: Option<String>,
-    }
-    to_js(&WithWarning { coverage: c, warning: c.warning(label) })
+    let o = Object::new();
+    let or_null = |v: Option<JsValue>| v.unwrap_or(JsValue::NULL);
+    set(&o, "measured", c.measured.as_str());
+    set(&o, "context", or_null(c.context.as_deref().map(JsValue::from)));
+    set(&o, "distance", or_null(c.distance.map(JsValue::from)));
+    set(&o, "maxDistance", or_null(c.max_distance.map(JsValue::from)));
+    set(&o, "measuredAs", c.measured_as.iter().map(|n| JsValue::from(n.as_str())).collect::<Array>());
+    set(&o, "warning", or_null(c.warning(label).map(JsValue::from)));
+    Ok(o.into())
 }
 
 /// `[{column, meaning}]`: the screen's columns and what each means ([`crate::screen::column_legend`],
