@@ -73,12 +73,27 @@ impl Coverage {
     }
 
     /// The coverage of `perturbation` (metadata as predicted: a known entry's, with any changes)
-    /// for a sample whose familiarity is `familiarity` (`None` for prompt-only generation).
+    /// for a sample whose familiarity is `familiarity` (`None` for prompt-only generation). Its
+    /// entry is searched for ([`known_entry`]); for a known entry as it is, [`Coverage::of_entry`]
+    /// gives the same without the search.
     pub fn assess(config: &ModelConfig, familiarity: Option<&Familiarity>, perturbation: &Metadata) -> Coverage {
+        Self::of_record(config, familiarity, perturbation, || known_entry(config, perturbation))
+    }
+
+    /// The coverage of `entry`, one of `config.perturbations` (or a copy of one), predicted as it
+    /// is: read from its own record, where [`Coverage::assess`] would search the model's list for
+    /// it (a screen of every entry would repeat that search for each).
+    pub fn of_entry(config: &ModelConfig, familiarity: Option<&Familiarity>, entry: &Named) -> Coverage {
+        Self::of_record(config, familiarity, &entry.metadata, || Some(entry))
+    }
+
+    /// The coverage of `perturbation`, whose known entry `entry` gives (asked only when the model
+    /// records where its perturbations were measured).
+    fn of_record<'a>(config: &ModelConfig, familiarity: Option<&Familiarity>, perturbation: &Metadata, entry: impl FnOnce() -> Option<&'a Named>) -> Coverage {
         let mut c = Coverage { measured: Measured::Unknown, context: None, distance: None, max_distance: None, measured_as: Vec::new() };
         let (Some(cal), true) = (&config.familiarity, Self::recorded(config)) else { return c };
         c.max_distance = Some(cal.max_distance as f32);
-        let entry = config.perturbations.iter().find(|n| same_perturbation(config, &n.metadata, perturbation));
+        let entry = entry();
         let Some(measured_in) = entry.and_then(|e| e.measured_in.as_ref()).filter(|m| !m.is_empty()) else {
             if entry.is_none_or(|e| e.measured_in.is_some()) {
                 c.measured = Measured::Never;
@@ -127,6 +142,13 @@ impl Coverage {
             }
         }
     }
+}
+
+/// The model's known perturbation (the first) that `perturbation` describes, by
+/// [`same_perturbation`]; `None` for a combination the model was never trained on. The one rule
+/// for that question: coverage asks it, and so do [`crate::metadata::request_warnings`].
+pub fn known_entry<'a>(config: &'a ModelConfig, perturbation: &Metadata) -> Option<&'a Named> {
+    config.perturbations.iter().find(|n| same_perturbation(config, &n.metadata, perturbation))
 }
 
 /// Whether two perturbation metadata describe the same treatment: equal in every field of the
@@ -236,6 +258,29 @@ mod tests {
         let cov = Coverage::assess(&c, Some(&s), &metadata(&c, "drug_b 6 h"));
         assert_eq!(cov.measured, Measured::Never);
         assert_eq!(cov.warning("drug_b 6 h").unwrap(), "'drug_b 6 h' was never measured at this time and dose (the model measured it as 'drug_b 6 h'): its prediction is an extrapolation");
+    }
+
+    #[test]
+    fn an_entry_read_directly_has_the_coverage_its_search_finds() {
+        // Every kind of record: lists, an empty one (measured nowhere), none at all (drug_b 6 h);
+        // and a model without a record.
+        let recorded = config(&[("drug_a 6 h", &[1, 2]), ("drug_a 24 h", &[]), ("cytokine_c 6 h", &[0]), ("none (control)", &[0, 1, 2])]);
+        // The last sample's distances are not the calibration's (one context short): unknown.
+        let short = Familiarity { centroid_distances: vec![1.0, 1.0], ..sample([0.0; 3]) };
+        let samples = [Some(sample([3.0, 1.5, 9.0])), Some(sample([9.0, 9.0, 9.0])), None, Some(short)];
+        let mut seen = Vec::new();
+        for c in [recorded, config(&[])] {
+            for s in &samples {
+                for e in &c.perturbations {
+                    let direct = Coverage::of_entry(&c, s.as_ref(), e);
+                    assert_eq!(direct, Coverage::assess(&c, s.as_ref(), &e.metadata), "{}, {s:?}", e.name);
+                    seen.push(direct.measured);
+                }
+            }
+        }
+        for m in [Measured::Nearby, Measured::Elsewhere, Measured::Never, Measured::Unknown] {
+            assert!(seen.contains(&m), "{m} among the cases");
+        }
     }
 
     #[test]

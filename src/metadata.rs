@@ -42,7 +42,10 @@ pub fn check_fields(config: &ModelConfig, metadata: &Metadata) -> Result<()> {
 /// - a group taken from its prior (not conditioned on) whose categorical fields the context
 ///   leaves out: the prior predicts for "unknown";
 /// - perturbations whose fields make a combination the model was never trained on (no known
-///   perturbation has them all), e.g. a known compound at another time.
+///   perturbation has the same values in every field of the perturbation prior, as
+///   [`crate::coverage::known_entry`] decides for coverage too), e.g. a known compound at another
+///   time, or a name several entries share with their differing time or dose left out (the prior
+///   then predicts for the training mean).
 pub fn request_warnings(config: &ModelConfig, context: &Metadata, condition_on: &[Group], perturbations: &[Metadata]) -> Vec<String> {
     let mut out = Vec::new();
     let in_group = |k: &String, g: Group| config.priors.of(g).has_field(k);
@@ -87,8 +90,7 @@ pub fn request_warnings(config: &ModelConfig, context: &Metadata, condition_on: 
         }
     }
     for m in perturbations {
-        let known = config.perturbations.iter().any(|n| m.iter().all(|(k, v)| n.metadata.get(k) == Some(v)));
-        if !known && !m.is_empty() {
+        if !m.is_empty() && crate::coverage::known_entry(config, m).is_none() {
             out.push(format!("perturbation {} is a combination the model was never trained on: an extrapolation", describe(m)));
         }
     }
@@ -290,6 +292,39 @@ mod tests {
         let w = request_warnings(&cfg, &Metadata::from([(time.clone(), Value::Number(24.0))]), &both, &[]);
         assert_eq!(w, [format!("{time} has no effect in a context: it is a perturbation's field; give it with the perturbation")]);
         assert!(request_warnings(&cfg, &Metadata::new(), &both, &[]).is_empty());
+    }
+
+    /// "Never trained on" is coverage's `never`: the same rule ([`crate::coverage::known_entry`]).
+    #[test]
+    fn a_combination_is_never_trained_on_exactly_when_coverage_says_never() {
+        let mut cfg = crate::synthetic::random_model_v2(crate::synthetic::SyntheticSpec::tiny(crate::quant::DType::F32)).config;
+        cfg.perturbations.iter_mut().for_each(|p| p.measured_in = Some(vec![0]));
+        let warnings = |m: &Metadata| request_warnings(&cfg, &Metadata::new(), &[Group::Technical, Group::Biological], std::slice::from_ref(m));
+        let at = |name: &str, hours: Option<f64>| {
+            let mut m = cfg.perturbation(name).metadata;
+            match hours {
+                Some(h) => m.insert("time_hours".into(), Value::Number(h)),
+                None => m.remove("time_hours"),
+            };
+            m
+        };
+        let cases = [
+            (cfg.perturbation("drug_a 6 h").metadata, false),
+            (at("drug_a 6 h", Some(6.0 + 1e-12)), false),
+            (at("drug_a 6 h", Some(168.0)), true),
+            // Two entries share drug_a: their time left out, the prior predicts for the mean time.
+            (cfg.perturbation("drug_a").metadata, true),
+            (at("drug_b 6 h", None), true),
+        ];
+        for (m, never) in cases {
+            let w = warnings(&m);
+            let want: Vec<String> = if never { vec![format!("perturbation {} is a combination the model was never trained on: an extrapolation", describe(&m))] } else { vec![] };
+            assert_eq!(w, want);
+            assert_eq!(crate::Coverage::assess(&cfg, None, &m).measured == crate::Measured::Never, never, "{m:?}");
+        }
+        for e in &cfg.perturbations {
+            assert!(warnings(&e.metadata).is_empty(), "{}", e.name);
+        }
     }
 
     #[test]

@@ -163,6 +163,9 @@ pub struct ScreenRun {
     reference: Reference,
     context: Metadata,
     list: Vec<Named>,
+    /// Whether `list` is the model's own list: each hit's coverage is then read from its entry
+    /// ([`Coverage::of_entry`]); a list given in the options may hold other metadata, searched for.
+    entries: bool,
     signature: Option<MatchedSignature>,
     mode: PredictionMode,
     baseline: Baseline,
@@ -235,8 +238,14 @@ impl ScreenRun {
             top_up,
             top_down,
             enrichment,
-            coverage: Coverage::assess(config, self.familiarity.as_ref().and_then(|f| f.first()), &named.metadata),
+            coverage: self.coverage(config, named),
         })
+    }
+
+    /// Whether the model saw `named` in a context like the reference's.
+    fn coverage(&self, config: &crate::ModelConfig, named: &Named) -> Coverage {
+        let familiarity = self.familiarity.as_ref().and_then(|f| f.first());
+        if self.entries { Coverage::of_entry(config, familiarity, named) } else { Coverage::assess(config, familiarity, &named.metadata) }
     }
 }
 
@@ -255,6 +264,7 @@ impl<B: Backend> Session<B> {
     /// here, before any work.
     pub fn begin_screen(&self, reference: &Reference, context: &Metadata, options: &ScreenOptions) -> Result<ScreenRun> {
         let cfg = self.config();
+        let entries = options.perturbations.is_none();
         let list = options.perturbations.clone().unwrap_or_else(|| cfg.perturbations.clone());
         if list.is_empty() {
             return Err(Error::request("the model lists no perturbations to screen"));
@@ -287,6 +297,7 @@ impl<B: Backend> Session<B> {
             measured_genes: reference.measured_genes(),
             chunk: (SCREEN_CHUNK_VALUES / genes).clamp(1, list.len()),
             list,
+            entries,
             done: 0,
             hits: Vec::new(),
             familiarity: None,
@@ -365,6 +376,28 @@ mod tests {
             let want = if mode == PredictionMode::Decoded { Baseline::Control } else { Baseline::Reference };
             assert_eq!((whole.mode, whole.baseline), (mode, want));
         }
+    }
+
+    /// A screen of every entry reads each one's coverage from its record; a listed screen
+    /// searches for it: the same coverage.
+    #[test]
+    fn a_screen_of_every_entry_gives_each_the_coverage_a_listed_screen_finds() {
+        let mut model = crate::synthetic::random_model_v2(SyntheticSpec::tiny(DType::Q8_0));
+        for (k, p) in model.config.perturbations.iter_mut().enumerate() {
+            p.measured_in = Some(if k == 1 { vec![] } else { vec![0] });
+        }
+        let mut session = Session::cpu(&model).unwrap();
+        let reference = reference(&session);
+        let every = pollster::block_on(session.screen(&reference, &Metadata::new(), &ScreenOptions::default())).unwrap();
+        let listed = ScreenOptions { perturbations: Some(model.config.perturbations.clone()), ..Default::default() };
+        let listed = pollster::block_on(session.screen(&reference, &Metadata::new(), &listed)).unwrap();
+        assert_eq!(every.hits.len(), model.config.perturbations.len());
+        for h in &every.hits {
+            let l = listed.hits.iter().find(|l| l.name == h.name).unwrap();
+            assert_eq!(h.coverage, l.coverage, "{}", h.name);
+            assert_ne!(h.coverage.measured, crate::Measured::Unknown, "{}", h.name);
+        }
+        assert!(every.hits.iter().any(|h| h.coverage.measured == crate::Measured::Never));
     }
 
     #[test]
