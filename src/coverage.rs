@@ -77,23 +77,23 @@ impl Coverage {
     /// entry is searched for ([`known_entry`]); for a known entry as it is, [`Coverage::of_entry`]
     /// gives the same without the search.
     pub fn assess(config: &ModelConfig, familiarity: Option<&Familiarity>, perturbation: &Metadata) -> Coverage {
-        Self::of_record(config, familiarity, perturbation, || known_entry(config, perturbation))
+        let entry = if Self::recorded(config) { known_entry(config, perturbation) } else { None };
+        Self::of_record(config, familiarity, perturbation, entry)
     }
 
     /// The coverage of `entry`, one of `config.perturbations` (or a copy of one), predicted as it
     /// is: read from its own record, where [`Coverage::assess`] would search the model's list for
     /// it (a screen of every entry would repeat that search for each).
     pub fn of_entry(config: &ModelConfig, familiarity: Option<&Familiarity>, entry: &Named) -> Coverage {
-        Self::of_record(config, familiarity, &entry.metadata, || Some(entry))
+        Self::of_record(config, familiarity, &entry.metadata, Some(entry))
     }
 
-    /// The coverage of `perturbation`, whose known entry `entry` gives (asked only when the model
-    /// records where its perturbations were measured).
-    fn of_record<'a>(config: &ModelConfig, familiarity: Option<&Familiarity>, perturbation: &Metadata, entry: impl FnOnce() -> Option<&'a Named>) -> Coverage {
+    /// The coverage of `perturbation`, whose known entry is `entry` (`None`: none, or not looked
+    /// for in a model without a record).
+    fn of_record(config: &ModelConfig, familiarity: Option<&Familiarity>, perturbation: &Metadata, entry: Option<&Named>) -> Coverage {
         let mut c = Coverage { measured: Measured::Unknown, context: None, distance: None, max_distance: None, measured_as: Vec::new() };
         let (Some(cal), true) = (&config.familiarity, Self::recorded(config)) else { return c };
         c.max_distance = Some(cal.max_distance as f32);
-        let entry = entry();
         let Some(measured_in) = entry.and_then(|e| e.measured_in.as_ref()).filter(|m| !m.is_empty()) else {
             if entry.is_none_or(|e| e.measured_in.is_some()) {
                 c.measured = Measured::Never;
