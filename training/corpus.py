@@ -334,6 +334,13 @@ def load_l1000(ann):
                "scale": "level 3: quantile-normalised log2 (not counts); one plate, so no plate effect to remove"})
 
 
+# One perturbation, one name across datasets: a compound measured by two datasets under two spellings
+# would be two unrelated perturbations to the prior network. prepare.py refuses names that differ only
+# by case, so a new dataset cannot bring a spelling back in unnoticed.
+TGGATES_NAMES = {"Dexamethasone": "dexamethasone"}     # airway (GSE52778) spells it in lower case
+TGGATES_CLASSES = {"dexamethasone": "glucocorticoid"}  # as airway classes it
+
+
 def load_tggates(ann):
     """Open TG-GATEs human primary hepatocytes (ToxicoGx TGGATESsmall): 196 genes, log2 RMA, 146
     compounds x 3 doses x 2/8/24 h, each experiment with its own time-matched controls."""
@@ -351,8 +358,9 @@ def load_tggates(ann):
         t = float(r.duration)
         meta.append(_meta(dataset="tggates", platform="affymetrix_hg-u133_plus_2", study="Open TG-GATEs",
                           cell_type="hepatocyte", tissue="liver", cell_line="unknown", subject=f"exp{r.exp_id}",
-                          perturbation="none" if ctl else str(r.treatmentid),
-                          perturbation_class="none" if ctl else "compound",
+                          perturbation="none" if ctl else TGGATES_NAMES.get(str(r.treatmentid), str(r.treatmentid)),
+                          perturbation_class="none" if ctl else TGGATES_CLASSES.get(
+                              TGGATES_NAMES.get(str(r.treatmentid), ""), "compound"),
                           time_hours=0.0 if ctl else t, dose_um=0.0 if ctl else float(r.concentration),
                           context=f"tggates|exp{r.exp_id}|{t:g}h", unit="sample", n_cells=0, library_size=0.0))
     return Dataset(

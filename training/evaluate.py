@@ -207,6 +207,7 @@ class Population:
         mi = np.where(measured)[0]
         self.degs = mi[np.argsort(-np.abs(self.shift[mi]), kind="stable")[:N_DEGS]]
         self.measured = mi
+        self.lam = self.alpha = None
         if not fit:     # the population response only (perturbation signatures)
             return
         self.lam = loo_shrinkage(self.ctrl[:, mi], self.tgt[:, mi])
@@ -241,6 +242,38 @@ def _pca(X, train, meta, ds, measured):
         _, _, Vt = np.linalg.svd(Xt - mean, full_matrices=False)
         _PCA[key] = (mean, Vt[:k].T)
     return _PCA[key]
+
+
+def other_tissue_shift(X, meta, train, masks, datasets, ds, pert, hours):
+    """The perturbation's mean LFC in the training datasets other than `ds` that measured it, at each
+    one's time point nearest `hours` (every dose), on the genes each measures (0 elsewhere; the mean
+    where several do), converted to `ds`'s log base."""
+    total, count = np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    for other in sorted(set(meta.dataset[(meta.perturbation == pert).values & train]) - {ds}):
+        prof = context_profiles(X, meta, train, other)
+        times = sorted({k[1] for d in prof.values() for k in d if k != "none" and k[0] == pert})
+        cs, ctrl, tgt = pairs_for(prof, pert, min(times, key=lambda t: (abs(t - hours), t)))
+        if not cs:
+            continue
+        m = masks[datasets.index(other)]
+        factor = LOG_BASE_FACTOR[(T.scale(other) == "log2_array", T.scale(ds) == "log2_array")]
+        total[m] += factor * (tgt - ctrl).mean(0)[m]
+        count[m] += 1
+    return (total / np.maximum(count, 1)).astype(np.float32)
+
+
+# log2 (arrays) -> ln (log1p CPM) and back: (from log2, to log2) -> factor
+LOG_BASE_FACTOR = {(False, False): 1.0, (True, True): 1.0, (True, False): np.log(2.0), (False, True): 1 / np.log(2.0)}
+
+
+def unseen_tissue_baselines(X, meta, train, masks, datasets, ds, ref, pop, pert, hours):
+    """Baselines for a reference of a tissue the fold never saw (no training unit of its dataset):
+    no change; the shift the perturbation caused in the other tissues that measured it (what a user
+    with the public data could do); and, as an upper reference no user has, the shift measured in the
+    held-out tissue's other samples."""
+    return {"no change": ref.copy(),
+            "other-tissue shift": ref + other_tissue_shift(X, meta, train, masks, datasets, ds, pert, hours),
+            "same-tissue shift (oracle)": ref + pop.shift}
 
 
 def baselines(X, meta, train, ds, ref, pop, pert, hours, measured):
@@ -377,10 +410,14 @@ def canonical_times(X, meta, train, masks, datasets):
     """Per perturbation: its dataset and the time point with the largest population response."""
     out = {}
     for p in sorted(set(meta.perturbation[meta.dataset.isin(IDENTITY_DATASETS)]) - {"none"}):
-        ds = meta.dataset[meta.perturbation == p].iloc[0]
+        # the first identity dataset that measured it and has training units of it in this fold
+        trained = meta.dataset[(meta.perturbation == p) & train & meta.dataset.isin(IDENTITY_DATASETS)]
+        if trained.empty:
+            continue
+        ds = trained.iloc[0]
         measured = masks[datasets.index(ds)]
         best = None
-        for h in sorted(set(meta.time_hours[(meta.perturbation == p) & train])):
+        for h in sorted(set(meta.time_hours[(meta.perturbation == p) & train & (meta.dataset == ds)])):
             try:
                 pop = Population(X, meta, train, ds, p, h, measured, fit=False)
             except ValueError:
@@ -529,11 +566,20 @@ def main():
             measured = masks[d]
             mi = np.where(measured)[0]
             key = (ds, meta.perturbation[ti], float(meta.time_hours[ti]))
-            if key not in pops:
-                pops[key] = Population(X, meta, train, ds, key[1], key[2], measured)
-            pop = pops[key]
             cand = {m: p[k] for m, p in preds.items()}
-            cand.update(baselines(X, meta, train, ds, X[ri], pop, key[1], key[2], measured))
+            unseen = not (train & (meta.dataset == ds).values).any()
+            if unseen:
+                # a tissue this fold never saw: the perturbation is known only from other datasets.
+                # Its DEGs and population response come from the tissue's other held-out contexts
+                # (never the scored pair).
+                others = ~train & (meta.dataset == ds).values & (meta.context != meta.context[ri]).values
+                pop = Population(X, meta, others, ds, key[1], key[2], measured, fit=False)
+                cand.update(unseen_tissue_baselines(X, meta, train, masks, datasets, ds, X[ri], pop, key[1], key[2]))
+            else:
+                if key not in pops:
+                    pops[key] = Population(X, meta, train, ds, key[1], key[2], measured)
+                pop = pops[key]
+                cand.update(baselines(X, meta, train, ds, X[ri], pop, key[1], key[2], measured))
             pos = np.full(X.shape[1], -1)
             pos[mi] = np.arange(len(mi))
             pop_degs = pos[pop.degs]
@@ -558,7 +604,8 @@ def main():
                          via_runtime=bool(via_runtime[meth][k]) if meth in via_runtime else None,
                          perturbation=key[1], time_hours=key[2], group=it["group"],
                          study=str(meta.study[ti]), protocol="study" if isinstance(fold, str) else "context",
-                         shrinkage_lambda=pop.lam, ridge_alpha=pop.alpha, training_contexts=len(pop.contexts))
+                         shrinkage_lambda=pop.lam, ridge_alpha=pop.alpha, unseen_tissue=unseen,
+                         training_contexts=0 if unseen else len(pop.contexts))
                 rows.append(r)
         # perturbation transfer and familiarity: every distinct held-out reference of the fold
         uniq = sorted({it["ref"] for it in items})
@@ -567,7 +614,11 @@ def main():
         transfer += transfer_rows(model, fold, filled(model, X, masks, datasets, meta, np.array(uniq)), ref_meta, sigs,
                                   libraries(meta, uniq))
         for i, f in zip(uniq, familiarity(model, X, masks, datasets, meta, train, uniq)):
-            fam.append(dict(f, dataset=meta.dataset[i], model=name, reference=meta.context[i], heldout=True))
+            # a held-out reference of a tissue the fold never saw (a whole-tissue study fold) is not
+            # in distribution: it calibrates nothing, it tests the thresholds
+            unseen = not (train & (meta.dataset == meta.dataset[i]).values).any()
+            fam.append(dict(f, dataset=meta.dataset[i], model=name, reference=meta.context[i], heldout=True,
+                            unseen_tissue=unseen))
         scgen += [dict(r, fold=str(fold)) for r in scgen_protocol(model, X, masks, datasets, meta, kang, cellmeans, fold, train)]
         print(f"evaluate: {name}: {len(items)} items ({time.time() - t0:.0f} s)", flush=True)
     external = []
@@ -582,6 +633,8 @@ def main():
             fam += score_calibration(model, T.fold_name(fold), X, masks, datasets, meta, cal)
     timings = json.load(open(C.RUNS / "timings.json")) if (C.RUNS / "timings.json").exists() else {}
     vocab = json.load(open(C.PREPARED / "vocabulary.json")) if (C.PREPARED / "vocabulary.json").exists() else {}
-    report(dict(rows=rows, transfer=transfer, scgen=scgen, familiarity=fam, external=external, kang=kang,
+    pert = meta[meta.perturbation != "none"]
+    shared = {p: sorted(set(g)) for p, g in pert.groupby("perturbation").dataset if g.nunique() > 1}
+    report(dict(rows=rows, transfer=transfer, shared_perturbations=shared, scgen=scgen, familiarity=fam, external=external, kang=kang,
                 timings=timings, vocabulary=vocab, eval_seconds=time.time() - t0, threads=threads,
                 runtime=use_runtime, folds=[str(f) for f in folds]), np.random.default_rng(C.SEED))

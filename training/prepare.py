@@ -486,6 +486,7 @@ def main():
 
     X = np.stack(rows).astype(np.float32)
     meta = pd.DataFrame(metas)
+    check_perturbation_names(meta)
     meta["dataset_idx"] = meta.dataset.map({d: i for i, d in enumerate(datasets)})
     M = np.stack([masks[d] for d in datasets])
     X[~M[meta.dataset_idx.values]] = 0.0
@@ -532,6 +533,17 @@ def main():
         .reset_index().rename(columns={0: "units"}).to_dict(orient="records")
     json.dump(kreport, open(C.PREPARED / "kang.json", "w"), indent=1)
     print("prepare: units", X.shape, meta.groupby("dataset").size().to_dict(), flush=True)
+
+
+def check_perturbation_names(meta):
+    """One perturbation, one spelling: names that differ only by case (a compound named by two
+    datasets) would train two unrelated perturbation entries. corpus.py maps them to one name."""
+    by_key = {}
+    for name in sorted(set(meta.perturbation)):
+        by_key.setdefault(name.casefold(), []).append(name)
+    clashes = [v for v in by_key.values() if len(v) > 1]
+    if clashes:
+        raise ValueError(f"perturbation names that differ only by case: {clashes}; map them to one name in corpus.py")
 
 
 def prepare_calibration(sets, to_model, genes):
