@@ -236,7 +236,7 @@ fn ifn_beta_activates_jak_stat_and_interferon_terms() {
 /// leptin response (LEP).
 #[test]
 fn dexamethasone_activates_the_glucocorticoid_response_on_airway_cells() {
-    let (sets, pathways, go) = ranked("airway_N61311_untreated.tsv", "dexamethasone");
+    let (sets, pathways, go) = ranked("airway_N61311_untreated.tsv", "dexamethasone 1 µM 18 h");
     assert_eq!(sets.sets()[pathways[0].set].id, "Androgen", "{:?}", names(&sets, &pathways, 14));
     let gr = sets.find("go:GO:0071385").unwrap();
     let rank = go.iter().position(|s| s.set == gr).expect("scored");

@@ -217,7 +217,7 @@ fn the_cli_reads_each_format_and_says_how() {
 #[test]
 fn airway_from_a_log2_table_responds_to_dexamethasone_as_from_counts() {
     let mut session = session();
-    let dex = session.config().perturbation("dexamethasone").metadata;
+    let dex = session.config().perturbation("dexamethasone 1 µM 18 h").metadata;
     let lfc = |session: &mut Session<refcast::CpuBackend>, table: &SampleTable| {
         let r = session.reference(table, 0).unwrap();
         pollster::block_on(session.predict(&Request::conditioned(vec![r], vec![dex.clone()]))).unwrap().log_fold_change.unwrap()

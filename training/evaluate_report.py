@@ -144,7 +144,7 @@ def report(res, rng):
     ext = pd.DataFrame(res["external"])
     thresholds = {}
     if not fam.empty and "heldout" in fam.columns:
-        unseen = fam.unseen_tissue.fillna(False).astype(bool) if "unseen_tissue" in fam.columns else False
+        unseen = fam.unseen_tissue.eq(True) if "unseen_tissue" in fam.columns else pd.Series(False, index=fam.index)
         h = fam[(fam.heldout == True) & ~unseen]  # noqa: E712
         # The shipped thresholds (export.familiarity): a held-out reference of a trained tissue is in
         # distribution by construction, so the distance threshold is the largest of theirs; the R²
@@ -330,7 +330,7 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
                      f"{e.loc['refcast counterfactual', 'pearson_lfc_pop']:.3f}).")
     for ds in present:
         rows = df[(df.dataset == ds) & (df.protocol == "study")]
-        if "unseen_tissue" not in rows.columns or not rows.unseen_tissue.fillna(False).astype(bool).any():
+        if "unseen_tissue" not in rows.columns or not rows.unseen_tissue.eq(True).any():
             continue
         s, d = summary.get(f"{ds}|study", {}), diffs.get(f"{ds}|study", {})
         ref, ot = s.get("refcast f32", {}).get(HEADLINE), s.get("other-tissue shift", {}).get(HEADLINE)
@@ -484,7 +484,7 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
             n = ctx[(ctx.dataset == ds) & (ctx.protocol == "study") & (ctx.method == "refcast f32")].shape[0]
             rows = df[(df.dataset == ds) & (df.protocol == "study")]
             studies = sorted(set(rows.study))
-            unseen = bool(rows.get("unseen_tissue", pd.Series(dtype=bool)).fillna(False).any())
+            unseen = "unseen_tissue" in rows.columns and bool(rows.unseen_tissue.eq(True).any())
             L.append(f"### {ds}: {', '.join(studies)} — {n} contexts\n")
             if unseen:
                 perts = sorted(set(rows.perturbation))
@@ -610,7 +610,7 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
         L.append("|---|---|---|---|---|")
         fam["group"] = np.where(fam.dataset == "external", "external", fam.dataset)
         if "unseen_tissue" in fam.columns:
-            fam.loc[fam.unseen_tissue.fillna(False).astype(bool), "group"] += " (tissue unseen by its fold model)"
+            fam.loc[fam.unseen_tissue.eq(True), "group"] += " (tissue unseen by its fold model)"
         for (grp, shipped), g in fam.groupby(["group", fam.model == "final"]):
             L.append(f"| {grp} | {'shipped (final)' if shipped else 'fold models'} | {len(g)} | "
                      f"{g.reconstruction_r2.median():.3f}, {np.percentile(g.reconstruction_r2, 5):.3f} | "

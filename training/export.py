@@ -430,4 +430,9 @@ def main():
         size = path.stat().st_size
         print(f"export: {path.name} {size / 1e6:.2f} MB, {len(g['cases'])} golden cases", flush=True)
         sums.append(f"{sha256(path)}  {path.name}")
-    open(C.MODELS / "SHA256SUMS", "w").write("\n".join(sums) + "\n")
+    # the model files' lines replaced, other files' (the gene sets, genesets/build.py) kept
+    listing = C.MODELS / "SHA256SUMS"
+    ours = {line.split("  ", 1)[1] for line in sums}
+    kept = [line for line in (listing.read_text().splitlines() if listing.exists() else [])
+            if line.strip() and line.split("  ", 1)[-1] not in ours]
+    listing.write_text("\n".join(sums + kept) + "\n")

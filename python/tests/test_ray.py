@@ -96,7 +96,7 @@ def test_gene_lists_from_an_anndata_and_predictions(cluster, model, kang, tmp_pa
         adata = ad.AnnData(X=wide.drop(columns="sample").to_numpy(np.float32), obs=pd.DataFrame(index=wide["sample"]), var=pd.DataFrame(index=wide.columns[1:]))
         parts.append(rr.cohort_table(adata, layout="lists"))
     lists = pd.concat(parts, ignore_index=True)
-    perturbations = ["IFN-beta 6 h", "dexamethasone", "none (control)"]
+    perturbations = ["IFN-beta 6 h", "dexamethasone 1 µM 18 h", "none (control)"]
     got = rr.screen_cohort(ray.data.from_pandas(lists), layout="lists", perturbations=perturbations, batch_size=5, **POOL).to_pandas()
     want = []
     for _, row in lists.iterrows():
