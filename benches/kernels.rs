@@ -5,6 +5,9 @@
 //!     cargo bench --bench kernels -- --gpu --m 1,64     # GPU only, some batch sizes
 //!     cargo bench --bench kernels -- --budget-ms 500    # time spent per measurement
 //!
+//! `cargo test --all-targets` runs it without `--bench`, unoptimised: then it only checks that
+//! every measurement runs (M = 1, 3, a short budget).
+//!
 //! The CPU's linear layers are timed on the f32 twins (`linear q8_0`) and on the integer path
 //! with 8- and 16-bit inputs (`linear q8_0 int·i8`, `int·i16`; the latter is
 //! `CpuKernels::Integer`).
@@ -32,20 +35,27 @@ struct Args {
 fn args() -> Args {
     let mut a = Args { ms: vec![1, 64, 1024], cpu: true, gpu: true, budget: Duration::from_millis(1500) };
     let mut it = std::env::args().skip(1);
-    let (mut only_cpu, mut only_gpu) = (false, false);
+    let (mut only_cpu, mut only_gpu, mut benching) = (false, false, false);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--cpu" => only_cpu = true,
             "--gpu" => only_gpu = true,
             "--m" => a.ms = it.next().expect("--m 1,64").split(',').map(|s| s.parse().expect("--m takes numbers")).collect(),
             "--budget-ms" => a.budget = Duration::from_millis(it.next().expect("--budget-ms N").parse().expect("a number")),
-            "--bench" => {}
+            "--bench" => benching = true,
             other => eprintln!("ignoring argument {other}"),
         }
     }
     if only_cpu != only_gpu {
         a.cpu = only_cpu;
         a.gpu = only_gpu;
+    }
+    if !benching {
+        // `cargo test --all-targets` runs this binary unoptimised and without --bench: check that
+        // every measurement runs, at small odd sizes, rather than time a 1,024-row debug build
+        a.ms = vec![1, 3];
+        a.budget = Duration::from_millis(20);
+        println!("# not run by `cargo bench`: a quick check at M = 1, 3; timings are meaningless");
     }
     a
 }
