@@ -112,11 +112,16 @@ impl Coverage {
     /// One coverage per (reference, perturbation) of a request, reference-major, as
     /// [`crate::Prediction::familiarity`] lists references; one per perturbation for a
     /// prompt-only request (no familiarity).
+    /// Each perturbation's entry is searched for once, not once per reference.
     pub fn of_request(config: &ModelConfig, familiarity: &[Familiarity], perturbations: &[Metadata]) -> Vec<Coverage> {
-        if familiarity.is_empty() {
-            return perturbations.iter().map(|p| Coverage::assess(config, None, p)).collect();
+        let recorded = Self::recorded(config);
+        let entries: Vec<Option<&Named>> = perturbations.iter().map(|p| if recorded { known_entry(config, p) } else { None }).collect();
+        let references: Vec<Option<&Familiarity>> = if familiarity.is_empty() { vec![None] } else { familiarity.iter().map(Some).collect() };
+        let mut out = Vec::with_capacity(references.len() * perturbations.len());
+        for f in references {
+            out.extend(perturbations.iter().zip(&entries).map(|(p, &e)| Self::of_record(config, f, p, e)));
         }
-        familiarity.iter().flat_map(|f| perturbations.iter().map(move |p| Coverage::assess(config, Some(f), p))).collect()
+        out
     }
 
     /// A warning for people when the prediction of `label` is an extrapolation; `None` when the
@@ -261,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_read_directly_has_the_coverage_its_search_finds() {
+    fn an_entry_read_directly_or_once_per_request_has_the_coverage_its_search_finds() {
         // Every kind of record: lists, an empty one (measured nowhere), none at all (drug_b 6 h);
         // and a model without a record.
         let recorded = config(&[("drug_a 6 h", &[1, 2]), ("drug_a 24 h", &[]), ("cytokine_c 6 h", &[0]), ("none (control)", &[0, 1, 2])]);
@@ -277,6 +282,18 @@ mod tests {
                     seen.push(direct.measured);
                 }
             }
+            // A request's coverage (each entry searched once) is each pair's own, reference-major;
+            // an edited time among the perturbations.
+            let mut metadata: Vec<Metadata> = c.perturbations.iter().map(|e| e.metadata.clone()).collect();
+            let mut later = metadata[0].clone();
+            later.insert("time_hours".into(), Value::Number(1000.0));
+            metadata.push(later);
+            let references: Vec<Familiarity> = samples.iter().flatten().cloned().collect();
+            let (config, metadata) = (&c, &metadata);
+            let each: Vec<Coverage> = references.iter().flat_map(|f| metadata.iter().map(move |m| Coverage::assess(config, Some(f), m))).collect();
+            assert_eq!(Coverage::of_request(config, &references, metadata), each);
+            let prompt_only: Vec<Coverage> = metadata.iter().map(|m| Coverage::assess(&c, None, m)).collect();
+            assert_eq!(Coverage::of_request(config, &[], metadata), prompt_only);
         }
         for m in [Measured::Nearby, Measured::Elsewhere, Measured::Never, Measured::Unknown] {
             assert!(seen.contains(&m), "{m} among the cases");

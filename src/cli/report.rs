@@ -153,12 +153,12 @@ pub fn screen_coverage(cfg: &refcast::ModelConfig, screen: &Screen, top: usize) 
 /// Warnings for the perturbations of one sample's prediction that the model measured only in
 /// contexts unlike the sample's.
 pub fn measured_elsewhere(cfg: &refcast::ModelConfig, pred: &Prediction, perts: &[(String, Metadata)]) -> Result<()> {
-    for f in &pred.familiarity {
-        for (label, m) in perts {
-            let c = Coverage::assess(cfg, Some(f), m);
-            if let (Measured::Elsewhere, Some(w)) = (c.measured, c.warning(label)) {
-                note!("refcast: warning: sample '{}': {w}", f.reference)?;
-            }
+    let metadata: Vec<Metadata> = perts.iter().map(|(_, m)| m.clone()).collect();
+    let coverage = Coverage::of_request(cfg, &pred.familiarity, &metadata);
+    // reference-major, as of_request lists them; no familiarity (prompt-only): nothing to say
+    for (c, (f, (label, _))) in coverage.iter().zip(pred.familiarity.iter().flat_map(|f| perts.iter().map(move |p| (f, p)))) {
+        if let (Measured::Elsewhere, Some(w)) = (c.measured, c.warning(label)) {
+            note!("refcast: warning: sample '{}': {w}", f.reference)?;
         }
     }
     Ok(())
