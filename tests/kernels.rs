@@ -214,6 +214,23 @@ fn philox_words_are_bit_identical() {
     }
 }
 
+/// How far a GPU draw may sit from the CPU twin's, given its Box–Muller radius r. Vulkan and WGSL
+/// bound `log` inside [0.5, 2] by an absolute 2⁻²¹, which moves r = √(−2 ln u) by 2⁻²¹ / r: large
+/// where u is near 1 and r small (lavapipe: |Δε|·r ≤ 1e-7 over 5M draws). Elsewhere ε carries f32
+/// rounding of `ln`, `cos` and `sin`, held to 2e-5 (the specs allow `cos` 2⁻¹¹; lavapipe gives 1e-6).
+/// A draw z = μ + σ·ε carries σ times that.
+fn draw_tolerance(z: f32, sigma: f32, r: f32) -> f32 {
+    sigma * (2.0f32).powi(-21) / r + 2e-5 * (1.0 + z.abs())
+}
+
+/// The standard normal ε for element `j` and the radius r of its Box–Muller pair.
+fn normal_and_radius(p: &Philox, streams: Streams, j: usize, row: u32, sample: u32) -> (f32, f32) {
+    let (stream, idx) = if j < streams.split { (streams.lo, j as u32) } else { (streams.hi, (j - streams.split) as u32) };
+    let eps = p.normal(stream, idx, row, sample);
+    let partner = p.normal(stream, idx ^ 1, row, sample);
+    (eps, eps.hypot(partner))
+}
+
 #[test]
 fn reparameterize_matches_cpu_in_both_modes() {
     let Some(mut g) = gpu() else { return };
@@ -229,18 +246,26 @@ fn reparameterize_matches_cpu_in_both_modes() {
     for noise in [Noise { seed: rng.random(), first_sample: 0 }, Noise { seed: rng.random(), first_sample: 7 }] {
         ops::reparameterize::cpu(&head, streams, Some(noise), &mut want);
         let z = g.reparameterize(&ht, streams, Some(noise), samples).unwrap();
-        assert_close(&format!("reparameterize ({noise:?})"), &read(&mut g, &z), &want, 2e-5, 2e-5);
+        let got = read(&mut g, &z);
+        let p = Philox::new(noise.seed);
+        for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
+            let (s, row, j) = (i / (rows * d), (i / d) % rows, i % d);
+            let sigma = (0.5 * head[row * 2 * d + d + j]).exp();
+            let (_, r) = normal_and_radius(&p, streams, j, row as u32, noise.first_sample + s as u32);
+            let tol = draw_tolerance(b, sigma, r);
+            assert!((a - b).abs() <= tol, "z[{i}] ({noise:?}): gpu {a} cpu {b}, tolerance {tol}");
+        }
     }
     // Pure normals (μ = 0, log σ² = 0): ε itself, over many counters.
     let zero = upload(&mut g, &vec![0.0; 64 * 2 * 256], 64, 2 * 256);
     let streams = Streams::single(256, 2);
     let noise = Noise { seed: rng.random(), first_sample: 1 };
-    let mut want = vec![0.0; 64 * 256];
-    ops::reparameterize::cpu(&vec![0.0; 64 * 2 * 256], streams, Some(noise), &mut want);
     let z = g.reparameterize(&zero, streams, Some(noise), 1).unwrap();
     let got = read(&mut g, &z);
-    for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
-        assert!((a - b).abs() <= 2e-5 * (1.0 + b.abs()), "ε[{i}]: gpu {a} cpu {b}");
+    let p = Philox::new(noise.seed);
+    for (i, &a) in got.iter().enumerate() {
+        let (eps, r) = normal_and_radius(&p, streams, i % 256, (i / 256) as u32, 1);
+        assert!((a - eps).abs() <= draw_tolerance(eps, 1.0, r), "ε[{i}]: gpu {a} cpu {eps} (r = {r})");
     }
 }
 
@@ -348,3 +373,4 @@ fn a_warm_pass_reuses_buffers() {
     }
     assert_eq!(g.pool_bytes(), bytes, "warm passes allocate nothing new");
 }
+
