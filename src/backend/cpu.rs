@@ -104,7 +104,8 @@ impl CpuKernels {
 
     /// How layer `name` (as in the model file, without `.weight`) quantizes its inputs, or `None`
     /// for the f32 path. 8-bit inputs (GGML's Q8_0) moved predicted log-CPM by up to 0.08 from a
-    /// single layer of the shipped models (docs/INT8.md), so every layer takes 16 bits.
+    /// single layer of the shipped models (tests/int8.rs, `layer_by_layer_errors`), so every layer
+    /// takes 16 bits.
     pub fn layer_bits(self, name: &str) -> Option<Bits> {
         let _ = name;
         match self {

@@ -9,7 +9,8 @@
 //! the inputs' rounding adds up to half a step of each block per value. The f32 twin stays the
 //! oracle; this path is tested against the plain integer loops here (exactly, block by block)
 //! and against the f32 path on the whole model (`tests/int8.rs`, the error budget, which 8-bit
-//! inputs miss on the shipped models and 16-bit inputs meet: docs/INT8.md).
+//! inputs miss on the shipped models and 16-bit inputs meet: `layer_by_layer_errors` there prints
+//! each layer's share).
 //!
 //! x86-64 with AVX2 (run-time detection): 8-bit inputs take 32 products per block in one
 //! `vpmaddubsw` on `|w|` and `sign(x, w)` (exact: |w| ≤ 128 and |x| ≤ 127 keep each pair of
