@@ -40,7 +40,9 @@ enum Output {
 /// familiarity's reconstruction, with mean latents).
 #[derive(Clone, Copy)]
 enum ControlRow {
-    /// Counterfactual chunks decode it after their rows.
+    /// The chunks decode it after their rows: counterfactual chunks always (their fold changes
+    /// need it), decoded ones while a reference of the chunk still lacks its reconstruction, so
+    /// that it shares the pass over the decoder's weights with the prediction.
     Appended,
     /// The request's own perturbation at this position is the control.
     Among(usize),
@@ -267,7 +269,19 @@ impl<B: Backend> Session<B> {
             Output::Counterfactual(control) => Some(control),
             Output::Decoded { .. } => None,
         };
-        let pert_rows: Vec<&Metadata> = req.perturbations.iter().chain(control).collect();
+        // With mean latents, a decoded control row of (sample 0, reference b) is the reference's
+        // reconstruction: read it from the chunks rather than decode it again. A decoded
+        // request that does not ask for the control appends it like a counterfactual one.
+        let reused_control = match (&familiarity_control, noise) {
+            (Some(_), None) if control.is_some() => Some(ControlRow::Appended),
+            (Some(c), None) => Some(req.perturbations.iter().position(|p| p == c).map_or(ControlRow::Appended, ControlRow::Among)),
+            _ => None,
+        };
+        let appended = match reused_control {
+            Some(ControlRow::Appended) => control.or(familiarity_control.as_ref()),
+            _ => control,
+        };
+        let pert_rows: Vec<&Metadata> = req.perturbations.iter().chain(appended).collect();
         let pz_n = pert_rows.len();
         let pert_head = prior_head(be, Group::Perturbation, &pert_rows)?;
         let pert_streams = Streams::single(lat.perturbation, Group::Perturbation.stream());
@@ -282,13 +296,6 @@ impl<B: Backend> Session<B> {
             }
         };
         let parts = [source(Group::Technical), source(Group::Biological), (&pert_z, 0, lat.perturbation)];
-        // With mean latents, a decoded control row of (sample 0, reference b) is the reference's
-        // reconstruction: read it from the chunks rather than decode it again.
-        let reused_control = match (&familiarity_control, noise) {
-            (Some(_), None) if control.is_some() => Some(ControlRow::Appended),
-            (Some(c), None) => req.perturbations.iter().position(|p| p == c).map(ControlRow::Among),
-            _ => None,
-        };
         let mut reconstructions: Vec<Vec<f32>> = vec![Vec::new(); b_n];
         let mut encoder_head: Vec<f32> = Vec::new();
 
@@ -307,7 +314,7 @@ impl<B: Backend> Session<B> {
         let chunk = (MAX_DECODE_VALUES / genes).clamp(1, 4096);
         // A counterfactual chunk also decodes the control row of every (sample, reference) it
         // touches: whole groups of P rows and their control when they fit, else part of a group.
-        let step = match control {
+        let step = match appended {
             None => chunk,
             Some(_) if p_n < chunk => chunk / (p_n + 1) * p_n,
             Some(_) => chunk.saturating_sub(2).max(1),
@@ -332,14 +339,18 @@ impl<B: Backend> Session<B> {
                 base.push(b as u32);
                 out.rows.push(Row { reference: b, perturbation: p, sample: s });
             }
-            // Counterfactual: the control rows of groups (s, b) = r / P follow the chunk's rows;
+            // The control rows of groups (s, b) = r / P follow the chunk's rows; a counterfactual
             // output row r pairs reference b with its group's control row.
+            let groups = first..=(end - 1) / p_n;
+            let with_controls = appended.is_some() && (control.is_some() || groups.clone().any(|g| reconstructions[g % b_n].is_empty()));
             let mut pairs = Vec::new();
-            if control.is_some() {
-                for group in first..=(end - 1) / p_n {
+            if with_controls {
+                for group in groups {
                     let (s, row) = (group / b_n, group as u32);
                     index.extend([row, row, (s * pz_n + p_n) as u32]);
                 }
+            }
+            if control.is_some() {
                 pairs = (start..end).flat_map(|r| [(r / p_n % b_n) as u32, (n + r / p_n - first) as u32]).collect();
             }
             let z = be.assemble(parts, &index)?;
@@ -351,7 +362,8 @@ impl<B: Backend> Session<B> {
             for (b, done) in reconstructions.iter().enumerate().filter(|(_, r)| r.is_empty()) {
                 let row = match reused_control {
                     // Sample 0 of reference b is group b.
-                    Some(ControlRow::Appended) => (first..=(end - 1) / p_n).contains(&b).then(|| n + b - first),
+                    Some(ControlRow::Appended) if with_controls => (first..=(end - 1) / p_n).contains(&b).then(|| n + b - first),
+                    Some(ControlRow::Appended) => None,
                     Some(ControlRow::Among(c)) => (start..end).contains(&(b * p_n + c)).then(|| b * p_n + c - start),
                     None => None,
                 };
@@ -365,6 +377,11 @@ impl<B: Backend> Session<B> {
                 if gather.is_empty() { None } else { Some(be.assemble([(&decoded, 0, genes), (&decoded, 0, 0), (&decoded, 0, 0)], &gather)?) };
             let pred = match &x {
                 Some(x) if control.is_some() => be.counterfactual(&decoded, x, &pairs)?,
+                // A decoded chunk's own rows, without the control rows appended for familiarity.
+                _ if with_controls => {
+                    let own: Vec<u32> = (0..n as u32).flat_map(|r| [r, 0, 0]).collect();
+                    be.assemble([(&decoded, 0, genes), (&decoded, 0, 0), (&decoded, 0, 0)], &own)?
+                }
                 _ => decoded,
             };
             let counts = be.counts(&pred, &library, &base)?;

@@ -342,7 +342,9 @@ fn sampling_count(s: Sampling) -> usize {
 }
 
 /// The decoded mode is the decoder's output, bit for bit: the same forward pass written out with
-/// the model's own operations gives the same log-CPM, fold changes, counts and latents.
+/// the model's own operations gives the same log-CPM, fold changes, counts and latents. The
+/// familiarity's reconstruction (the reference under the control) is decoded in the same pass,
+/// as a second row, so the written-out pass decodes both rows too.
 #[test]
 fn decoded_mode_is_the_decoder_output_bit_for_bit() {
     use refcast::backend::Backend;
@@ -358,20 +360,27 @@ fn decoded_mode_is_the_decoder_output_bit_for_bit() {
     let (cfg, genes) = (&file.config, file.config.architecture.genes);
     let lat = cfg.architecture.latent;
     let x = be.tensor(&refs[0].log_cpm, 1, genes).unwrap();
-    let head = model.encode(&mut be, &x, &[]).unwrap();
+    let enc_head = model.encode(&mut be, &x, &[]).unwrap();
     let streams = Streams { latent: lat.technical + lat.biological, split: lat.technical, lo: 0, hi: 1 };
-    let enc = be.reparameterize(&head, streams, None, 1).unwrap();
-    let inputs = refcast::metadata::encode(cfg.priors.of(Group::Perturbation), Group::Perturbation, &[&perts()[0]]).unwrap();
+    let enc = be.reparameterize(&enc_head, streams, None, 1).unwrap();
+    let control = control(&s);
+    let inputs = refcast::metadata::encode(cfg.priors.of(Group::Perturbation), Group::Perturbation, &[&perts()[0], &control]).unwrap();
     let head = model.prior(&mut be, Group::Perturbation, &inputs).unwrap();
     let pert = be.reparameterize(&head, Streams::single(lat.perturbation, Group::Perturbation.stream()), None, 1).unwrap();
-    let z = be.assemble([(&enc, 0, lat.technical), (&enc, lat.technical, lat.biological), (&pert, 0, lat.perturbation)], &[0, 0, 0]).unwrap();
-    let y = model.decode(&mut be, &z).unwrap();
+    let parts = [(&enc, 0, lat.technical), (&enc, lat.technical, lat.biological), (&pert, 0, lat.perturbation)];
+    let z = be.assemble(parts, &[0, 0, 0, 0, 0, 1]).unwrap();
+    let both = model.decode(&mut be, &z).unwrap();
+    let y = be.tensor(&both.data[..genes], 1, genes).unwrap();
     let lfc = be.log_fold_change(&y, &x, &[0]).unwrap();
     let counts = be.counts(&y, &[refs[0].library_size], &[0]).unwrap();
     assert_eq!(got.log_cpm, y.data);
     assert_eq!(got.log_fold_change.as_ref().unwrap(), &lfc.data);
     assert_eq!(got.counts, counts.data);
-    assert_eq!(got.latents, z.data);
+    assert_eq!(got.latents, z.data[..lat.total()]);
+    // The second row is the reconstruction the familiarity report scores.
+    let width = lat.technical + lat.biological;
+    let report = refcast::familiarity::Familiarity::assess(cfg.familiarity.as_ref(), &refs[0], &both.data[genes..], &enc_head.data[..width]);
+    assert_eq!(got.familiarity, [report]);
 }
 
 /// Without a reference the mode does not apply: prompt-only predictions are decoded whatever it

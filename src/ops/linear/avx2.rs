@@ -8,20 +8,30 @@ use super::Weights;
 use crate::quant::{BLOCK, DType, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES};
 
 /// Quantized rows read straight off their blocks for `m` ≤ `DIRECT_MAX_ROWS` input rows (AVX2):
-/// one input row takes four weight rows per pass (each input vector loaded once for the four),
-/// more input rows take one weight row per pass (each block decoded once for all of them).
+/// one or two input rows take four weight rows per pass (short weight rows, like the decoder
+/// head's, spend less on loop and horizontal sums per block), more input rows take one weight row
+/// per pass (each block decoded once for all of them).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn direct_columns(x: &[f32], m: usize, w: &Weights, bias: Option<&[f32]>, j0: usize, j1: usize, out: &mut [f32], ld: usize) {
     let (k, rb) = (w.cols, w.row_bytes());
     let mut j = j0;
-    if m == 1 {
+    if m <= 2 {
         while j + 4 <= j1 {
             let rows: [&[u8]; 4] = std::array::from_fn(|r| &w.bytes[(j + r) * rb..(j + r + 1) * rb]);
             let scales: [&[f32]; 4] = std::array::from_fn(|r| w.row_scales(j + r));
-            // SAFETY: the CPU has AVX2 and FMA (checked in `detect`); whole rows.
-            let sums = unsafe { dot4(w.dtype, rows, scales, x) };
-            for (r, s) in sums.iter().enumerate() {
-                out[j + r - j0] = s + bias.map_or(0.0, |b| b[j + r]);
+            let mut sums = [[0.0f32; 4]; 2];
+            // SAFETY: the CPU has AVX2 and FMA (checked in `detect`); whole rows, `m` rows of `x`.
+            unsafe {
+                if m == 1 {
+                    sums[0] = dot4::<1>(w.dtype, rows, scales, x, k)[0];
+                } else {
+                    sums = dot4::<2>(w.dtype, rows, scales, x, k);
+                }
+            }
+            for (i, row) in sums.iter().enumerate().take(m) {
+                for (r, s) in row.iter().enumerate() {
+                    out[i * ld + j + r - j0] = s + bias.map_or(0.0, |b| b[j + r]);
+                }
             }
             j += 4;
         }
@@ -121,39 +131,61 @@ unsafe fn quants_q4_0(q: *const u8) -> [__m256; 4] {
     [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)].map(|v| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)))
 }
 
-/// Four Q8_0 / Q4_0 rows against one input row: each 8 input values are loaded once for all
-/// four.
+/// Four Q8_0 / Q4_0 rows against `M` (1 or 2) input rows of `k` values (row `i` from `i · k`):
+/// each block is decoded once for the `M` rows, and with one input row each 8 input values are
+/// loaded once for all four weight rows. Sums `[input row][weight row]`.
 ///
 /// # Safety
-/// AVX2 and FMA; each row holds `x.len() / 32` blocks of `dtype` and each `scales` entry as
-/// many values.
+/// AVX2 and FMA; each row holds `k / 32` blocks of `dtype` and each `scales` entry as many
+/// values; `x` holds `M · k` values.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot4(dtype: DType, rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+pub unsafe fn dot4<const M: usize>(dtype: DType, rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32], k: usize) -> [[f32; 4]; M] {
+    let bb = if dtype == DType::Q8_0 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+    assert!(M <= 2 && x.len() >= M * k && rows.iter().zip(scales).all(|(r, s)| r.len() >= k / BLOCK * bb && s.len() >= k / BLOCK), "dot4 widths");
     // SAFETY: as the caller's.
-    unsafe { if dtype == DType::Q8_0 { dot4_of::<true>(rows, scales, x) } else { dot4_of::<false>(rows, scales, x) } }
+    unsafe { if dtype == DType::Q8_0 { dot4_of::<M, true>(rows, scales, x, k) } else { dot4_of::<M, false>(rows, scales, x, k) } }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot4_of<const Q8: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+unsafe fn dot4_of<const M: usize, const Q8: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[f32], k: usize) -> [[f32; 4]; M] {
     let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (blk, xs) in x.chunks_exact(BLOCK).enumerate() {
-        let p = xs.as_ptr();
-        // SAFETY: block `blk` of each row is whole; `xs` has 32 values.
+    let mut acc = [[_mm256_setzero_ps(); 4]; M];
+    let xp = x.as_ptr();
+    for blk in 0..k / BLOCK {
+        // SAFETY: block `blk` of each row is whole; x[i · k + 32 · blk ..][..32] for i < M.
         unsafe {
-            let xv: [__m256; 4] = std::array::from_fn(|t| _mm256_loadu_ps(p.add(8 * t)));
-            for ((a, row), d) in acc.iter_mut().zip(rows).zip(scales) {
+            if M == 1 {
+                let p = xp.add(blk * BLOCK);
+                let xv: [__m256; 4] = std::array::from_fn(|t| _mm256_loadu_ps(p.add(8 * t)));
+                for ((a, row), d) in acc[0].iter_mut().zip(rows).zip(scales) {
+                    let q = row.as_ptr().add(blk * bb + 2);
+                    let v = if Q8 { quants_q8_0(q) } else { quants_q4_0(q) };
+                    let s = _mm256_mul_ps(v[0], xv[0]);
+                    let s = _mm256_fmadd_ps(v[1], xv[1], s);
+                    let s = _mm256_fmadd_ps(v[2], xv[2], s);
+                    let s = _mm256_fmadd_ps(v[3], xv[3], s);
+                    *a = _mm256_fmadd_ps(_mm256_broadcast_ss(d.get_unchecked(blk)), s, *a);
+                }
+                continue;
+            }
+            // Two input rows: the block's values come from memory in the products (16 vectors
+            // would not fit the registers beside the eight sums).
+            for (r, (row, d)) in rows.iter().zip(scales).enumerate() {
                 let q = row.as_ptr().add(blk * bb + 2);
                 let v = if Q8 { quants_q8_0(q) } else { quants_q4_0(q) };
-                let s = _mm256_mul_ps(v[0], xv[0]);
-                let s = _mm256_fmadd_ps(v[1], xv[1], s);
-                let s = _mm256_fmadd_ps(v[2], xv[2], s);
-                let s = _mm256_fmadd_ps(v[3], xv[3], s);
-                *a = _mm256_fmadd_ps(_mm256_broadcast_ss(d.get_unchecked(blk)), s, *a);
+                let d = _mm256_broadcast_ss(d.get_unchecked(blk));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let p = xp.add(i * k + blk * BLOCK);
+                    let s = _mm256_mul_ps(v[0], _mm256_loadu_ps(p));
+                    let s = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(p.add(8)), s);
+                    let s = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(p.add(16)), s);
+                    let s = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(p.add(24)), s);
+                    a[r] = _mm256_fmadd_ps(d, s, a[r]);
+                }
             }
         }
     }
-    acc.map(|a| hsum(a))
+    acc.map(|a| a.map(|a| hsum(a)))
 }
 
 /// One Q8_0 / Q4_0 row (`scales.len()` blocks) against `M` rows of `x` (row `i` from
