@@ -62,9 +62,15 @@ def test_several_rows_each_scored_over_its_own_universe(model):
     assert list(dict.fromkeys(frame["perturbation"])) == [ifn(model), dex]
     alone = model.enrichment(model.predict(KANG, [dex]))
     rows = frame[frame["perturbation"] == dex].reset_index(drop=True)
-    assert (rows["set"] == alone["set"]).all()
-    # One prediction of two rows against one of one: the same fold changes up to float sums.
-    assert np.allclose(rows["score"], alone["score"], rtol=1e-4, atol=1e-4)
+    # One prediction of two rows against one of one: the same fold changes up to float sums (the
+    # decoder sums a batch of three rows in another order than one of two), so the same sets with
+    # the same scores, in the same order except where two scores lie within those sums.
+    assert sorted(rows["set"]) == sorted(alone["set"])
+    both = rows.merge(alone, on=["collection", "set"], suffixes=("", "_alone"))
+    assert len(both) == len(rows)
+    assert np.allclose(both["score"], both["score_alone"], rtol=1e-4, atol=1e-4)
+    moved = rows["set"] != alone["set"]
+    assert np.allclose(rows["score"][moved], alone["score"][moved], rtol=1e-4, atol=1e-4)
 
 
 def test_gene_sets_of_another_kind_are_refused(model):
