@@ -53,17 +53,27 @@ export interface PriorSpec {
 export type Group = 'technical' | 'biological' | 'perturbation';
 
 /**
- * How a prediction from a sample is formed from the model's decoder:
- * - `'counterfactual'` (default): the measured sample moved by the predicted change,
- *   max(0, sample + decode(perturbation) − decode(control)), both decoded from the sample's latents
- *   (the same draw when sampling) and the control being the model's untreated control. The model's
- *   error in reconstructing the sample cancels, so genes the perturbation does not touch keep
- *   their measured values.
+ * How a prediction from a sample is formed from the model's decoder (`decode(control)` being the
+ * model's untreated control, both rows decoded from the sample's latents, the same draw when
+ * sampling):
+ * - `'denoised'` (default): the measured sample moved by the predicted change, its measurement
+ *   noise removed: max(0, decode(perturbation) + soft(sample − decode(control), τ)), where
+ *   soft(r, τ) = sign(r)·max(0, |r| − τ) per gene and τ is the model's per-gene threshold (at most
+ *   1 ln unit, fit on its training pairs). The sample keeps its own profile, except that
+ *   differences from the model's reconstruction smaller than τ (the noise of one measurement,
+ *   which a separately measured perturbed sample would not share) are dropped; so the model's
+ *   reconstruction error moves a fold change by at most τ. A model without thresholds (format 1
+ *   or 2) gives the counterfactual profile here.
+ * - `'counterfactual'`: the measured sample moved by the predicted change,
+ *   max(0, sample + decode(perturbation) − decode(control)). The model's error in reconstructing
+ *   the sample cancels whole, so genes the perturbation does not touch keep their measured values,
+ *   measurement noise included.
  * - `'decoded'`: decode(perturbation), the decoder's own profile (its reconstruction error
  *   included).
- * Prompt-only predictions (no sample) are always decoded.
+ * In the denoised and counterfactual modes the sample stands for the control. Prompt-only
+ * predictions (no sample) are always decoded.
  */
-export type PredictionMode = 'counterfactual' | 'decoded';
+export type PredictionMode = 'denoised' | 'counterfactual' | 'decoded';
 
 export interface ModelInfo {
   name: string;
@@ -202,12 +212,13 @@ export interface PredictRequest extends SampleOptions {
    * sample: the library size of the predicted counts (default 10⁶).
    */
   librarySize?: number;
-  /** How the prediction is formed from a sample: `'counterfactual'` (default) or `'decoded'`; see `PredictionMode`. */
+  /** How the prediction is formed from a sample: `'denoised'` (default), `'counterfactual'` or `'decoded'`; see `PredictionMode`. */
   mode?: PredictionMode;
   /**
    * What `logFoldChange` is measured against: the measured sample (`'reference'`) or the model's
-   * prediction for its control (`'control'`). Default: the reference in the counterfactual mode
-   * (where the two are the same), the control in the decoded mode where the model has one.
+   * prediction for its control (`'control'`). Default: the reference in the denoised and
+   * counterfactual modes (where the two are the same), the control in the decoded mode where the
+   * model has one.
    */
   baseline?: Baseline;
   /** Also list each row's `top` largest increases and decreases over the measured genes (`Prediction.top`). */
@@ -229,7 +240,8 @@ export interface Prediction {
   /**
    * `[rows × genes]` predicted − reference log-CPM, a natural-log fold change; `null` for prompt-only generation. In the
    * counterfactual mode this is the predicted change itself (decode(perturbation) − decode(control),
-   * except where the profile was floored at 0).
+   * except where the profile was floored at 0); in the denoised mode it differs from that change by
+   * at most the gene's threshold τ.
    */
   logFoldChange: Float32Array | null;
   /** The units of `logFoldChange`: "ln fold change" (natural log; log2 = ln / ln 2). */
@@ -270,7 +282,7 @@ export interface ScreenRequest extends SampleOptions {
    * state, < 0 down; finite; reversal −Σ w·LFC / Σ |w|).
    */
   signature?: { up?: string[]; down?: string[] } | string[] | Record<string, number> | Map<string, number>;
-  /** How each perturbation's profile is formed: `'counterfactual'` (default) or `'decoded'`. */
+  /** How each perturbation's profile is formed: `'denoised'` (default), `'counterfactual'` or `'decoded'`; see `PredictionMode`. */
   mode?: PredictionMode;
   /** For a log-CPM sample: the library size its values were computed from. */
   librarySize?: number;

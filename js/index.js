@@ -403,9 +403,11 @@ export class Refcast {
 
   /**
    * Predicts the perturbed profile of `request.sample` under each of `request.perturbations`:
-   * by default (`mode: 'counterfactual'`) the sample moved by the decoded change from the model's
-   * control; `mode: 'decoded'` gives the decoded profile. Without a sample: prompt-only generation
-   * from `contexts` (always decoded).
+   * by default (`mode: 'denoised'`) the sample moved by the decoded change from the model's
+   * control, its differences from the model's reconstruction within each gene's noise threshold
+   * dropped; `mode: 'counterfactual'` keeps the sample whole (its noise included); `mode: 'decoded'`
+   * gives the decoded profile. Without a sample: prompt-only generation from `contexts` (always
+   * decoded).
    */
   async predict(request = {}) {
     checkOptions('predict', request, PREDICT_OPTIONS);
@@ -438,7 +440,7 @@ export class Refcast {
   /**
    * Runs `request.sample` against every perturbation the model knows (or `request.perturbations`)
    * and ranks them by effect size, or by how well each reverses `request.signature`, with
-   * predictions in `request.mode` (default `'counterfactual'`). `request.onProgress(done, total)`
+   * predictions in `request.mode` (default `'denoised'`). `request.onProgress(done, total)`
    * is called as chunks of perturbations finish. After `loadGeneSets`, `rankBy: 'pathway:JAK-STAT'`
    * (or `'go:GO:0051607'`) ranks by that set's activity (`activity`, highest first), and with
    * `pathways: true` each hit carries its pathways' scores (`enrichment`; with `allSets: true`

@@ -32,9 +32,10 @@ Predict how a sample responds to a perturbation, on your own machine.
 
 refcast encodes your reference sample (RNA-seq counts or log-CPM, genes as symbols or Ensembl
 ids) into the model's technical and biological latents, takes the perturbation's latent from the
-model's prior, and decodes the predicted profile. By default (--mode counterfactual) the
-prediction is your sample moved by the decoded change from the model's control; --mode decoded
-gives the decoded profile itself. Nothing leaves this machine.
+model's prior, and decodes the predicted profile. By default (--mode denoised) the prediction
+is your sample moved by the decoded change from the model's control, with its differences from
+the model's reconstruction that are within measurement noise removed; --mode counterfactual keeps
+them, --mode decoded gives the decoded profile itself. Nothing leaves this machine.
 
 Examples:
   refcast info
@@ -136,15 +137,18 @@ struct Common {
     /// 1.2–1.6× faster layers at batch 1 (BENCHMARKS.md).
     #[arg(long, default_value = "f32", value_name = "f32|integer")]
     cpu_kernels: CpuKernels,
-    /// counterfactual: your measured sample moved by the predicted change, reference +
-    /// decode(perturbation) − decode(control), floored at 0 (the model's reconstruction error of
-    /// your sample cancels); decoded: the decoder's own profile, decode(perturbation).
-    #[arg(long, default_value = "counterfactual", value_name = "counterfactual|decoded")]
+    /// denoised: your measured sample moved by the predicted change, decode(perturbation) +
+    /// soft(reference − decode(control), τ), floored at 0: its differences from the model's
+    /// reconstruction beyond each gene's noise threshold τ are kept, those within it (the noise of
+    /// one measurement) dropped; counterfactual: reference + decode(perturbation) −
+    /// decode(control), floored at 0 (the reconstruction error cancels whole, your sample's noise
+    /// is kept); decoded: the decoder's own profile, decode(perturbation).
+    #[arg(long, default_value = "denoised", value_name = "denoised|counterfactual|decoded")]
     mode: PredictionMode,
     /// Log fold changes against the measured reference, or against the model's own prediction
     /// for the control (its reconstruction error of your sample then cancels). Default: the
-    /// reference in the counterfactual mode, where your sample is the control and both give
-    /// predicted − reference; the control in the decoded mode, where the model has one.
+    /// reference in the denoised and counterfactual modes, where your sample is the control and
+    /// both give predicted − reference; the control in the decoded mode, where the model has one.
     #[arg(long, value_name = "reference|control")]
     versus: Option<Baseline>,
     /// Write how familiar each sample is to the model as TSV here: reference,

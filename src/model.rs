@@ -48,6 +48,8 @@ pub struct Model<B: Backend> {
     perturbation_path: Option<B::Linear>,
     activation: Activation,
     eps: f32,
+    /// Format 3: per-gene thresholds `[1, genes]` of the denoised prediction mode.
+    pub denoise_threshold: Option<B::Tensor>,
     /// Per-gene σ of the Normal likelihood on log-CPM.
     pub sigma: Vec<f32>,
     /// Log-CPM standing in for a gene a sample lacks.
@@ -130,9 +132,12 @@ impl<B: Backend> Model<B> {
         } else {
             (None, None)
         };
+        let denoise_threshold =
+            if file.config.format_version >= 3 { Some(l.vector(crate::format::DENOISE_THRESHOLD)?) } else { None };
         Ok(Model {
             covariate,
             perturbation_path,
+            denoise_threshold,
             sigma: file.vector("decoder.logvar").iter().map(|lv| (0.5 * lv).exp()).collect(),
             gene_mean: file.vector("input.gene_mean"),
             config: file.config.clone(),

@@ -65,27 +65,48 @@ pub struct Request {
 /// How a reference-conditioned prediction is formed from the decoder's output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PredictionMode {
+    /// The counterfactual profile with the reference denoised:
+    /// `max(0, decode(z_ref, perturbation) + soft(reference − decode(z_ref, control), τ))`, where
+    /// `soft(r, τ) = sign(r)·max(0, |r| − τ)` per gene with the model's thresholds τ (format 3).
+    /// A reference differs from its reconstruction by the noise of one measurement, which the
+    /// perturbed sample would not share, and by its own biology, which it would: the part within
+    /// τ is dropped, the rest kept, so the prediction carries the sample's own profile and the
+    /// decoder's reconstruction error moves a fold change by at most τ (≤ 1). The thresholds are
+    /// fit on the training pairs (models/EVALUATION.md); a model without them (formats 1 and 2)
+    /// predicts the counterfactual profile, τ = 0.
+    #[default]
+    Denoised,
     /// The measured reference moved by the predicted change:
     /// `max(0, reference + decode(z_ref, perturbation) − decode(z_ref, control))`, both rows decoded
     /// from the same technical and biological latents (the same draw when sampling), the control
     /// being the model's control perturbation (its first known perturbation that is "none"). The
-    /// decoder's error in reconstructing the reference cancels, so the profile keeps what the
-    /// sample measured and changes only where the model predicts an effect. The reference stands
-    /// for the control, so fold changes against the reference and against the control
+    /// decoder's error in reconstructing the reference cancels whole, so the profile keeps all the
+    /// sample measured, its noise included. In both this and the denoised mode the reference
+    /// stands for the control, so fold changes against the reference and against the control
     /// ([`Baseline::Control`]) are the same numbers: predicted − reference.
-    #[default]
     Counterfactual,
     /// `decode(z_ref, perturbation)`: the decoder's own profile, reconstruction error included.
     Decoded,
+}
+
+impl PredictionMode {
+    /// Every mode, the default first (for option lists).
+    pub const ALL: [PredictionMode; 3] = [PredictionMode::Denoised, PredictionMode::Counterfactual, PredictionMode::Decoded];
+
+    /// Whether the prediction is the reference moved by a decoded change (denoised or not).
+    pub fn anchored(self) -> bool {
+        self != PredictionMode::Decoded
+    }
 }
 
 impl std::str::FromStr for PredictionMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
+            "denoised" => Ok(PredictionMode::Denoised),
             "counterfactual" => Ok(PredictionMode::Counterfactual),
             "decoded" => Ok(PredictionMode::Decoded),
-            other => Err(format!("unknown prediction mode '{other}' (expected counterfactual or decoded)")),
+            other => Err(format!("unknown prediction mode '{other}' (expected denoised, counterfactual or decoded)")),
         }
     }
 }
@@ -93,6 +114,7 @@ impl std::str::FromStr for PredictionMode {
 impl std::fmt::Display for PredictionMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            PredictionMode::Denoised => "denoised",
             PredictionMode::Counterfactual => "counterfactual",
             PredictionMode::Decoded => "decoded",
         })
@@ -241,6 +263,7 @@ mod tests {
 
     #[test]
     fn decoded_profiles_are_measured_against_the_predicted_control_where_there_is_one() {
+        assert_eq!(Baseline::default_for(PredictionMode::Denoised, true), Baseline::Reference);
         assert_eq!(Baseline::default_for(PredictionMode::Counterfactual, true), Baseline::Reference);
         assert_eq!(Baseline::default_for(PredictionMode::Decoded, true), Baseline::Control);
         assert_eq!(Baseline::default_for(PredictionMode::Decoded, false), Baseline::Reference);

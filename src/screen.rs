@@ -347,7 +347,7 @@ mod tests {
         let mut session = Session::cpu(&random_model(SyntheticSpec::tiny(DType::Q8_0))).unwrap();
         let reference = reference(&session);
         let context = Metadata::new();
-        for mode in [PredictionMode::Counterfactual, PredictionMode::Decoded] {
+        for mode in PredictionMode::ALL {
             let options = ScreenOptions { mode, ..Default::default() };
             let whole = pollster::block_on(session.screen(&reference, &context, &options)).unwrap();
             let mut run = session.begin_screen(&reference, &context, &options).unwrap();

@@ -33,7 +33,8 @@ enum Output {
     Decoded { fold_changes: bool },
     /// The counterfactual profile ([`PredictionMode::Counterfactual`]) against this control
     /// perturbation, with fold changes against the reference; the request has references.
-    Counterfactual(Metadata),
+    /// `denoise`: [`PredictionMode::Denoised`] with the model's thresholds.
+    Counterfactual { control: Metadata, denoise: bool },
 }
 
 /// Where a request's decoded rows already hold the control row of each reference (the
@@ -120,11 +121,13 @@ impl<B: Backend> Session<B> {
 
     /// Predicts every (sample, reference, perturbation) combination of the request.
     pub async fn predict(&mut self, req: &Request) -> Result<Prediction> {
-        if req.mode == PredictionMode::Counterfactual && !req.references.is_empty() {
+        if req.mode.anchored() && !req.references.is_empty() {
             // The control is decoded beside each reference's rows; the reference stands for it,
             // so both baselines give the fold changes against the reference.
-            let control = self.control("the counterfactual prediction mode needs", "use the decoded mode")?;
-            return self.forward(req, Output::Counterfactual(control)).await;
+            let need = format!("the {} prediction mode needs", req.mode);
+            let control = self.control(&need, "use the decoded mode")?;
+            let denoise = req.mode == PredictionMode::Denoised && self.model.denoise_threshold.is_some();
+            return self.forward(req, Output::Counterfactual { control, denoise }).await;
         }
         if req.baseline == Baseline::Reference {
             return self.forward(req, Output::Decoded { fold_changes: true }).await;
@@ -266,8 +269,12 @@ impl<B: Backend> Session<B> {
         // The counterfactual's control is one more row of the perturbation prior, after the
         // request's (so a draw of it is that of an extra perturbation P of a P-perturbation request).
         let control = match &output {
-            Output::Counterfactual(control) => Some(control),
+            Output::Counterfactual { control, .. } => Some(control),
             Output::Decoded { .. } => None,
+        };
+        let threshold = match &output {
+            Output::Counterfactual { denoise: true, .. } => self.model.denoise_threshold.as_ref(),
+            _ => None,
         };
         // With mean latents, a decoded control row of (sample 0, reference b) is the reference's
         // reconstruction: read it from the chunks rather than decode it again. A decoded
@@ -301,7 +308,7 @@ impl<B: Backend> Session<B> {
 
         let reference_fold_changes = match output {
             Output::Decoded { fold_changes } => fold_changes,
-            Output::Counterfactual(_) => true,
+            Output::Counterfactual { .. } => true,
         };
         let reference = x.as_ref().filter(|_| reference_fold_changes);
         let library: Vec<f32> = if req.references.is_empty() {
@@ -376,7 +383,7 @@ impl<B: Backend> Session<B> {
             let gathered =
                 if gather.is_empty() { None } else { Some(be.assemble([(&decoded, 0, genes), (&decoded, 0, 0), (&decoded, 0, 0)], &gather)?) };
             let pred = match &x {
-                Some(x) if control.is_some() => be.counterfactual(&decoded, x, &pairs)?,
+                Some(x) if control.is_some() => be.counterfactual(&decoded, x, threshold, &pairs)?,
                 // A decoded chunk's own rows, without the control rows appended for familiarity.
                 _ if with_controls => {
                     let own: Vec<u32> = (0..n as u32).flat_map(|r| [r, 0, 0]).collect();

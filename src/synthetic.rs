@@ -142,6 +142,18 @@ pub fn random_model_v2(spec: SyntheticSpec) -> ModelFile {
     m
 }
 
+/// A format 3 model: `random_model_v2` plus denoising thresholds, 3·|N(0, 1)| (wide: a random
+/// model reconstructs nothing well) and 0 for every 5th gene.
+pub fn random_model_v3(spec: SyntheticSpec) -> ModelFile {
+    let mut m = random_model_v2(spec);
+    m.config.format_version = 3;
+    m.config.name = format!("synthetic-v3-{}genes", spec.genes);
+    let philox = Philox::new(spec.seed ^ 0xde_0153);
+    let threshold: Vec<f32> = (0..spec.genes).map(|g| if g % 5 == 0 { 0.0 } else { 3.0 * philox.normal(0, g as u32, 0, 3).abs() }).collect();
+    m.tensors.insert(crate::format::DENOISE_THRESHOLD.into(), Matrix::encode(1, spec.genes, &threshold, DType::F32));
+    m
+}
+
 /// A `library_size` numeric field (log1p z-score around e¹² reads), as the synthetic covariate
 /// and for technical priors that take the depth.
 pub fn library_size_field() -> NumericField {

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use refcast::synthetic::{SyntheticSpec, random_model, random_model_v2};
+use refcast::synthetic::{SyntheticSpec, random_model, random_model_v2, random_model_v3};
 use refcast::format::{MAX_HEADER_BYTES, MAX_MODEL_BYTES, ModelFile};
 use refcast::quant::DType;
 use refcast::sample::{MAX_COLUMNS, MAX_LINE_BYTES, MAX_ROWS, MAX_SAMPLE_BYTES, MAX_STREAM_BYTES, SampleTable, ValueKind};
@@ -36,6 +36,21 @@ fn good() -> &'static [u8] {
 fn good_v2() -> &'static [u8] {
     static GOOD: OnceLock<Vec<u8>> = OnceLock::new();
     GOOD.get_or_init(|| random_model_v2(SyntheticSpec::tiny(DType::Q8_0)).to_bytes().unwrap())
+}
+
+/// A valid tiny format 3 model file (format 2 and denoising thresholds).
+fn good_v3() -> &'static [u8] {
+    static GOOD: OnceLock<Vec<u8>> = OnceLock::new();
+    GOOD.get_or_init(|| random_model_v3(SyntheticSpec::tiny(DType::Q8_0)).to_bytes().unwrap())
+}
+
+/// `bytes` with value `index` of the f32 tensor `name` replaced by `value`.
+fn with_tensor_value(bytes: &[u8], name: &str, index: usize, value: f32) -> Vec<u8> {
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len(bytes)]).unwrap();
+    let start = 8 + header_len(bytes) + header[name]["data_offsets"][0].as_u64().unwrap() as usize + 4 * index;
+    let mut out = bytes.to_vec();
+    out[start..start + 4].copy_from_slice(&value.to_le_bytes());
+    out
 }
 
 fn header_len(bytes: &[u8]) -> usize {
@@ -254,7 +269,15 @@ bad_inputs! {
         model_error(&with_doc(good(), |d| d["priors"]["biological"]["categorical"][0]["values"][2] = "T\u{202e}".into()))
             => ["biological prior field 'cell_type': value 2 contains the control character U+202E"];
     model_unknown_format_version:
-        model_error(&with_doc(good(), |d| d["format_version"] = 3.into())) => ["format version 3 is not supported", "reads versions 1 and 2"];
+        model_error(&with_doc(good(), |d| d["format_version"] = 4.into())) => ["format version 4 is not supported", "reads versions 1, 2 and 3"];
+    model_format3_without_its_thresholds:
+        model_error(&with_doc(good_v2(), |d| d["format_version"] = 3.into())) => ["tensor 'denoise.threshold' is missing"];
+    model_format2_with_thresholds:
+        model_error(&with_doc(good_v3(), |d| d["format_version"] = 2.into()))
+            => ["unexpected tensor 'denoise.threshold'", "not part of the architecture"];
+    model_negative_denoising_threshold:
+        model_error(&with_tensor_value(good_v3(), "denoise.threshold", 3, -0.25))
+            => ["tensor 'denoise.threshold': gene 3 has threshold -0.25", "must be ≥ 0"];
     model_format1_with_a_familiarity_calibration:
         model_error(&with_doc(good(), |d| {
             d["familiarity"] = serde_json::json!({ "space": "encoder_mean", "centroids": [], "max_distance": 1, "min_reconstruction_r2": 0.5 });

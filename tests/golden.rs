@@ -6,11 +6,12 @@
 //! of PyTorch (measured worst case 9.8e-6); latents and log-CPM are compared at 5e-5 · (1 + |x|),
 //! five times that, so a real error (a wrong index, a missing bias: ≥ 1e-2) cannot hide. A
 //! counterfactual profile, reference + (decode(perturbation) − decode(control)), carries the errors
-//! of both decoded rows: 5e-5 · (2 + |decoded| + |control|).
+//! of both decoded rows: 5e-5 · (2 + |decoded| + |control|); so does a denoised one (its soft
+//! threshold of reference − control moves by at most the control's error).
 //!
 //! The files' `golden_format` says what they hold: 1 (no field), decoded cases only; 2, every case
 //! names its prediction mode and counterfactual cases (mean and sampled) are there, which the
-//! tests then require.
+//! tests then require; 3, denoised cases (mean and sampled) too.
 
 mod common;
 
@@ -22,7 +23,7 @@ use refcast::{Backend, CpuBackend};
 const TOLERANCE: f32 = 5e-5;
 
 /// The newest `golden_format` these tests know (training/export.py's GOLDEN_FORMAT).
-const GOLDEN_FORMAT: u32 = 2;
+const GOLDEN_FORMAT: u32 = 3;
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len(), "{what}: length");
@@ -64,9 +65,9 @@ async fn check<B: Backend>(session: &mut Session<B>, golden: &Golden) {
         let what = format!("{}: log-CPM", case.name);
         let el = match case.prediction() {
             PredictionMode::Decoded => format!("worst relative error {:.1e}", assert_close(&what, row, &case.expected.log_cpm)),
-            PredictionMode::Counterfactual => {
+            PredictionMode::Counterfactual | PredictionMode::Denoised => {
                 let e = &case.expected;
-                let missing = || panic!("{}: a counterfactual case without decoded_log_cpm and control_log_cpm", case.name);
+                let missing = || panic!("{}: a {} case without decoded_log_cpm and control_log_cpm", case.name, case.prediction());
                 let (a, b) = (e.decoded_log_cpm.as_ref().unwrap_or_else(missing), e.control_log_cpm.as_ref().unwrap_or_else(missing));
                 let reference = &req.references[0].log_cpm;
                 let lfc = &pred.log_fold_change.as_ref().expect("a reference gives fold changes")[draw * g..(draw + 1) * g];
@@ -129,25 +130,32 @@ fn gpu_backend_matches_pytorch() {
 }
 
 /// A file's `golden_format` decides what it must hold: from format 2, counterfactual cases (mean
-/// and sampled, each with its decoded rows), so that regenerated files cannot leave them out;
-/// format 1 files (written before the counterfactual mode) hold none.
+/// and sampled, each with its decoded rows), from format 3 denoised ones too, so that regenerated
+/// files cannot leave them out; format 1 files (written before the counterfactual mode) hold none.
 #[test]
 fn golden_files_hold_the_cases_their_format_promises() {
     for name in ["golden_q8_0.json", "golden_q4_0.json"] {
-        let (golden, _) = load(name);
+        let (golden, file) = load(name);
         let format = golden.golden_format;
         assert!((1..=GOLDEN_FORMAT).contains(&format), "{name}: golden_format {format} is not one these tests know (1..={GOLDEN_FORMAT})");
         let counterfactual: Vec<&Case> = golden.cases.iter().filter(|c| c.prediction() == PredictionMode::Counterfactual).collect();
         if format >= 2 {
             assert!(golden.cases.iter().all(|c| c.prediction.is_some()), "{name}: format 2 cases name their prediction mode");
-            for mode in ["mean", "sample"] {
-                assert!(
-                    counterfactual.iter().any(|c| c.mode == mode && c.reference.is_some()),
-                    "{name}: golden_format {format} but no {mode} counterfactual case (training/export.py writes them)"
-                );
+            let modes: &[PredictionMode] = if format >= 3 { &[PredictionMode::Counterfactual, PredictionMode::Denoised] } else { &[PredictionMode::Counterfactual] };
+            for &prediction in modes {
+                let cases: Vec<&Case> = golden.cases.iter().filter(|c| c.prediction() == prediction).collect();
+                for mode in ["mean", "sample"] {
+                    assert!(
+                        cases.iter().any(|c| c.mode == mode && c.reference.is_some()),
+                        "{name}: golden_format {format} but no {mode} {prediction} case (training/export.py writes them)"
+                    );
+                }
+                for c in &cases {
+                    assert!(c.expected.decoded_log_cpm.is_some() && c.expected.control_log_cpm.is_some(), "{}: decoded rows missing", c.name);
+                }
             }
-            for c in &counterfactual {
-                assert!(c.expected.decoded_log_cpm.is_some() && c.expected.control_log_cpm.is_some(), "{}: decoded rows missing", c.name);
+            if format >= 3 {
+                assert!(file.config.format_version >= 3, "{name}: denoised cases need a model with denoising thresholds");
             }
         } else {
             assert!(counterfactual.is_empty(), "{name}: counterfactual cases in a format-1 file");
@@ -156,46 +164,65 @@ fn golden_files_hold_the_cases_their_format_promises() {
     }
 }
 
-/// The counterfactual mode on the shipped model, from the golden references: the reference moved
-/// by the change between the decoded mode's rows for the perturbation and the control, on the CPU
-/// and on the GPU (both kernel styles), the GPU giving the CPU's profile.
+/// The counterfactual and denoised modes on the shipped model, from the golden references: the
+/// reference moved by the change between the decoded mode's rows for the perturbation and the
+/// control (denoised: the perturbation's row plus the reference's deviation from the control's row
+/// soft-thresholded by the model's thresholds), on the CPU and on the GPU (both kernel styles), the
+/// GPU giving the CPU's profile.
 #[test]
-fn counterfactual_mode_is_the_decoded_change_on_every_backend() {
+fn anchored_modes_are_the_decoded_change_on_every_backend() {
     let (golden, file) = load("golden_q4_0.json");
     let control = file.config.perturbations.iter().find(|n| refcast::ModelConfig::is_control(n)).unwrap().metadata.clone();
+    let genes = file.config.architecture.genes;
+    // A model without thresholds predicts the counterfactual profile in the denoised mode.
+    let threshold = if file.config.format_version >= 3 { file.vector(refcast::format::DENOISE_THRESHOLD) } else { vec![0.0; genes] };
+    assert!(file.config.format_version < 3 || threshold.iter().any(|&t| t > 0.0), "the shipped thresholds are not all 0");
     let cases: Vec<&Case> = golden.cases.iter().filter(|c| c.reference.is_some() && c.prediction() == PredictionMode::Decoded).collect();
     assert!(cases.len() >= 3 && cases.iter().any(|c| c.mode == "sample"));
+    let modes = [PredictionMode::Counterfactual, PredictionMode::Denoised];
     let mut cpu = Session::new(CpuBackend::new(), &file).unwrap();
     let mut on_cpu = Vec::new();
     for case in &cases {
         let (mut req, draw) = case.request();
-        req.mode = PredictionMode::Counterfactual;
-        let cf = pollster::block_on(cpu.predict(&req)).unwrap();
         req.mode = PredictionMode::Decoded;
         req.perturbations.push(control.clone());
         let dec = pollster::block_on(cpu.predict(&req)).unwrap();
-        let g = cf.genes;
+        let g = dec.genes;
         // Rows of the decoded request: draws × (perturbation, control).
         let (a, b) = (&dec.log_cpm[2 * draw * g..(2 * draw + 1) * g], &dec.log_cpm[(2 * draw + 1) * g..(2 * draw + 2) * g]);
         let reference = &req.references[0].log_cpm;
-        let want: Vec<f32> = (0..g).map(|j| (reference[j] + (a[j] - b[j])).max(0.0)).collect();
-        let got = &cf.log_cpm[draw * g..(draw + 1) * g];
-        assert_close_sum(&format!("{} (counterfactual, CPU)", case.name), got, &want, a, b, 1.0);
-        on_cpu.push((got.to_vec(), a.to_vec(), b.to_vec()));
+        for mode in modes {
+            let (mut req, _) = case.request();
+            req.mode = mode;
+            let got = pollster::block_on(cpu.predict(&req)).unwrap();
+            let want: Vec<f32> = (0..g)
+                .map(|j| match mode {
+                    PredictionMode::Denoised => {
+                        let residual = reference[j] - b[j];
+                        (a[j] + (residual - residual.clamp(-threshold[j], threshold[j]))).max(0.0)
+                    }
+                    _ => (reference[j] + (a[j] - b[j])).max(0.0),
+                })
+                .collect();
+            let got = &got.log_cpm[draw * g..(draw + 1) * g];
+            assert_close_sum(&format!("{} ({mode}, CPU)", case.name), got, &want, a, b, 1.0);
+            on_cpu.push((got.to_vec(), a.to_vec(), b.to_vec()));
+        }
     }
     for style in [KernelStyle::Workgroup, KernelStyle::Flat] {
         let Some(mut gpu) = common::gpu_or_skip() else { return };
         gpu.set_kernel_style(style);
         let mut s = Session::new(gpu, &file).unwrap();
-        for (case, (want, a, b)) in cases.iter().zip(&on_cpu) {
+        let runs = cases.iter().flat_map(|case| modes.map(|mode| (case, mode)));
+        for ((case, mode), (want, a, b)) in runs.zip(&on_cpu) {
             let (mut req, draw) = case.request();
-            req.mode = PredictionMode::Counterfactual;
-            let cf = pollster::block_on(s.predict(&req)).unwrap();
-            let g = cf.genes;
+            req.mode = mode;
+            let pred = pollster::block_on(s.predict(&req)).unwrap();
+            let g = pred.genes;
             // Both sides within their bound of PyTorch: twice the bound between them.
-            let got = &cf.log_cpm[draw * g..(draw + 1) * g];
-            let worst = assert_close_sum(&format!("{} (counterfactual, GPU {style:?})", case.name), got, want, a, b, 2.0);
-            eprintln!("{} [GPU {style:?}]: counterfactual within {worst:.2} of the bound of the CPU's", case.name);
+            let got = &pred.log_cpm[draw * g..(draw + 1) * g];
+            let worst = assert_close_sum(&format!("{} ({mode}, GPU {style:?})", case.name), got, want, a, b, 2.0);
+            eprintln!("{} [GPU {style:?}]: {mode} within {worst:.2} of the bound of the CPU's", case.name);
         }
     }
 }
@@ -221,7 +248,7 @@ fn prebuilt_pipelines_cover_a_first_prediction() {
             let table = refcast::SampleTable::parse(&bytes, refcast::ValueKind::Auto).unwrap();
             let reference = s.reference(&table, 0).unwrap();
             let perturbation = file.config.perturbations[0].metadata.clone();
-            // The default (counterfactual) mode, then the decoded one.
+            // The default (denoised) mode, then the decoded one.
             let mut req = Request::conditioned(vec![reference], vec![perturbation]);
             pollster::block_on(s.predict(&req)).unwrap();
             assert_eq!(s.backend().pipeline_count(), built, "{name}, {style:?}: the first prediction compiled more pipelines");

@@ -311,41 +311,66 @@ fn output_transforms_match_cpu() {
     assert_close("counts", &read(&mut g, &y), &want, 2e-5, 1e-9);
 }
 
-/// The counterfactual transform: output rows paired with any reference row and any row of the
-/// prediction as their control (the session puts the control rows after the transformed ones),
-/// values spread so that some genes clamp at 0.
+/// The counterfactual transform, whole and denoised: output rows paired with any reference row and
+/// any row of the prediction as their control (the session puts the control rows after the
+/// transformed ones), values spread so that some genes clamp at 0 and, denoised, some residuals
+/// fall within their threshold (a zero threshold among them) and some beyond it.
 #[test]
 fn counterfactual_matches_cpu() {
     let Some(mut g) = gpu() else { return };
     let mut rng = StdRng::seed_from_u64(seed("counterfactual"));
-    let (mut clamped, mut free) = (0, 0);
+    let (mut clamped, mut free, mut within, mut beyond) = (0, 0, 0, 0);
     for (rows, controls, refs, genes) in [(1, 1, 1, 45), (9, 3, 4, 129), (70, 5, 3, 301), (2, 0, 2, 257)] {
         let pred = random(&mut rng, (rows + controls) * genes, 6.0);
         let reference: Vec<f32> = random(&mut rng, refs * genes, 2.0).iter().map(|v| v + 2.0).collect();
+        let threshold: Vec<f32> = (0..genes).map(|j| if j % 7 == 0 { 0.0 } else { rng.random_range(0.0..3.0f32) }).collect();
         let index: Vec<u32> = (0..rows)
             .flat_map(|_| [rng.random_range(0..refs as u32), rng.random_range(0..(rows + controls) as u32)])
             .collect();
-        let mut want = vec![0.0; rows * genes];
-        ops::output::counterfactual_cpu(&pred[..rows * genes], &pred, &reference, &index, &mut want);
-        clamped += want.iter().filter(|&&v| v == 0.0).count();
-        free += want.iter().filter(|&&v| v > 0.0).count();
+        for pair in index.chunks_exact(2) {
+            for j in 0..genes {
+                let residual = reference[pair[0] as usize * genes + j] - pred[pair[1] as usize * genes + j];
+                if residual.abs() <= threshold[j] { within += 1 } else { beyond += 1 }
+            }
+        }
         let pt = upload(&mut g, &pred, rows + controls, genes);
         let rt = upload(&mut g, &reference, refs, genes);
-        let y = g.counterfactual(&pt, &rt, &index).unwrap();
-        assert_eq!(g.shape(&y), (rows, genes));
-        assert_close(&format!("counterfactual [{rows} + {controls}, {genes}]"), &read(&mut g, &y), &want, 0.0, 0.0);
-        // Both backends refuse the same bad calls.
+        let tt = upload(&mut g, &threshold, 1, genes);
         let mut cpu = refcast::CpuBackend::new();
-        let (pc, rc) = (cpu.tensor(&pred, rows + controls, genes).unwrap(), cpu.tensor(&reference, refs, genes).unwrap());
-        assert_eq!(cpu.counterfactual(&pc, &rc, &index).unwrap().data, want);
-        let bad_control = [0, (rows + controls) as u32];
-        let bad_reference = [refs as u32, 0];
-        for bad in [&index[..1], &bad_control[..], &bad_reference[..]] {
-            let (e_gpu, e_cpu) = (g.counterfactual(&pt, &rt, bad).unwrap_err(), cpu.counterfactual(&pc, &rc, bad).unwrap_err());
-            assert_eq!(e_gpu.to_string(), e_cpu.to_string());
+        let (pc, rc, tc) = (
+            cpu.tensor(&pred, rows + controls, genes).unwrap(),
+            cpu.tensor(&reference, refs, genes).unwrap(),
+            cpu.tensor(&threshold, 1, genes).unwrap(),
+        );
+        for denoised in [false, true] {
+            let mut want = vec![0.0; rows * genes];
+            ops::output::counterfactual_cpu(&pred[..rows * genes], &pred, &reference, denoised.then_some(&threshold[..]), &index, &mut want);
+            clamped += want.iter().filter(|&&v| v == 0.0).count();
+            free += want.iter().filter(|&&v| v > 0.0).count();
+            // Subtractions, a clamp and a max: exact on both, so bit for bit.
+            let y = g.counterfactual(&pt, &rt, denoised.then_some(&tt), &index).unwrap();
+            assert_eq!(g.shape(&y), (rows, genes));
+            let what = format!("counterfactual{} [{rows} + {controls}, {genes}]", if denoised { " denoised" } else { "" });
+            assert_close(&what, &read(&mut g, &y), &want, 0.0, 0.0);
+            assert_eq!(cpu.counterfactual(&pc, &rc, denoised.then_some(&tc), &index).unwrap().data, want, "{what} on the CPU backend");
+            // Both backends refuse the same bad calls.
+            let bad_control = [0, (rows + controls) as u32];
+            let bad_reference = [refs as u32, 0];
+            for bad in [&index[..1], &bad_control[..], &bad_reference[..]] {
+                let e_gpu = g.counterfactual(&pt, &rt, denoised.then_some(&tt), bad).unwrap_err();
+                let e_cpu = cpu.counterfactual(&pc, &rc, denoised.then_some(&tc), bad).unwrap_err();
+                assert_eq!(e_gpu.to_string(), e_cpu.to_string());
+            }
         }
+        // Thresholds for other genes are refused by both.
+        let (short_gpu, short_cpu) = (upload(&mut g, &threshold[1..], 1, genes - 1), cpu.tensor(&threshold[1..], 1, genes - 1).unwrap());
+        let e_gpu = g.counterfactual(&pt, &rt, Some(&short_gpu), &index).unwrap_err();
+        let e_cpu = cpu.counterfactual(&pc, &rc, Some(&short_cpu), &index).unwrap_err();
+        assert_eq!(e_gpu.to_string(), e_cpu.to_string());
+        assert!(e_cpu.to_string().contains(&format!("[1, {}] thresholds for {genes} genes", genes - 1)), "{e_cpu}");
     }
     assert!(clamped > 0 && free > 0, "{clamped} clamped and {free} free values: both cases must be covered");
+    assert!(within > 0 && beyond > 0, "{within} residuals within and {beyond} beyond their threshold: both must be covered");
 }
 
 /// A small forward-like sequence twice: the second pass allocates no new pool memory.

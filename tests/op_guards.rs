@@ -74,12 +74,17 @@ fn refuses_bad_shapes<B: Backend>(be: &mut B) {
     be.counts(&pred, &[1e4; 3], &[2, 0]).unwrap();
 
     refused(
-        be.counterfactual(&pred, &reference, &[0, 1, 2]),
+        be.counterfactual(&pred, &reference, None, &[0, 1, 2]),
         "counterfactual: [2, 4] prediction, [3, 4] reference, 3 indices",
     );
-    refused(be.counterfactual(&pred, &reference, &[3, 1]), "counterfactual: reference index 3 outside the 3 rows");
-    refused(be.counterfactual(&pred, &reference, &[0, 2]), "counterfactual: control index 2 outside the 2 rows");
-    be.counterfactual(&pred, &reference, &[2, 1]).unwrap();
+    refused(be.counterfactual(&pred, &reference, None, &[3, 1]), "counterfactual: reference index 3 outside the 3 rows");
+    refused(be.counterfactual(&pred, &reference, None, &[0, 2]), "counterfactual: control index 2 outside the 2 rows");
+    be.counterfactual(&pred, &reference, None, &[2, 1]).unwrap();
+    let threshold = be.tensor(&[0.5; 4], 1, 4).unwrap();
+    be.counterfactual(&pred, &reference, Some(&threshold), &[2, 1]).unwrap();
+    refused(be.counterfactual(&pred, &reference, Some(&more_genes), &[2, 1]), "counterfactual: [3, 5] thresholds for 4 genes");
+    let short = be.tensor(&[0.5; 3], 1, 3).unwrap();
+    refused(be.counterfactual(&pred, &reference, Some(&short), &[2, 1]), "counterfactual: [1, 3] thresholds for 4 genes");
 
     // Activations take any shape.
     be.activation(&reference, Activation::Relu).unwrap();

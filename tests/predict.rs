@@ -2,7 +2,7 @@
 //! never changes a row, samples are reproducible, inputs are checked, the prediction modes are
 //! what they say (also through the command line).
 
-use refcast::synthetic::{SyntheticSpec, random_model};
+use refcast::synthetic::{SyntheticSpec, random_model, random_model_v3};
 use refcast::quant::DType;
 use refcast::sample::{SampleTable, ValueKind};
 use refcast::session::{Baseline, PredictionMode, Request, Sampling, ScreenOptions, Session, Signature};
@@ -282,7 +282,7 @@ fn fold_changes_against_the_predicted_control() {
     assert!(pollster::block_on(s.predict(&prompt)).unwrap().log_fold_change.is_some());
 }
 
-/// The default mode: max(0, reference + decode(perturbation) − decode(control)), from the decoded
+/// The counterfactual mode: max(0, reference + decode(perturbation) − decode(control)), from the decoded
 /// mode's own rows for the perturbation and the control (in sampling mode the same draw: the
 /// control is one more perturbation after the request's); counts and fold changes follow from it,
 /// and against the control they are the fold changes against the reference.
@@ -296,8 +296,13 @@ fn counterfactual_is_the_reference_moved_by_the_decoded_change() {
     for sampling in [Sampling::Mean, Sampling::Samples { num_samples: 2, seed: 7 }] {
         let mut req = Request::conditioned(refs.clone(), perts());
         req.sampling = sampling;
-        assert_eq!(req.mode, PredictionMode::Counterfactual, "the default mode");
+        assert_eq!(req.mode, PredictionMode::Denoised, "the default mode");
+        // A model without denoising thresholds (format 1) gives the counterfactual profile in the
+        // default mode, bit for bit.
+        let default = predict(&mut s, &req);
+        req.mode = PredictionMode::Counterfactual;
         let got = predict(&mut s, &req);
+        assert_eq!((&default.log_cpm, &default.log_fold_change), (&got.log_cpm, &got.log_fold_change));
         let mut with_control = decoded(&req);
         with_control.perturbations.push(control.clone());
         let dec = predict(&mut s, &with_control);
@@ -332,6 +337,57 @@ fn counterfactual_is_the_reference_moved_by_the_decoded_change() {
         assert_eq!(versus.log_cpm, got.log_cpm);
     }
     assert!(clamped > 0, "no gene reached the floor at 0: the clamp is untested");
+}
+
+/// The denoised mode (the default) on a model with thresholds τ (format 3):
+/// max(0, decode(perturbation) + soft(reference − decode(control), τ)), soft(r, τ) = r − clamp(r,
+/// −τ, τ), from the decoded mode's own rows; where the reference is within τ of its
+/// reconstruction the prediction is the decoded profile, elsewhere the counterfactual one moved
+/// back by τ; fold changes are against the reference, whichever baseline is asked for.
+#[test]
+fn denoised_is_the_decoded_profile_plus_the_deviation_beyond_the_threshold() {
+    let file = random_model_v3(SyntheticSpec::tiny(DType::Q8_0));
+    let threshold = file.vector(refcast::format::DENOISE_THRESHOLD);
+    let mut s = Session::cpu(&file).unwrap();
+    let refs = references(&s, 150);
+    let control = control(&s);
+    let p_n = perts().len();
+    let (mut within, mut beyond, mut zero) = (0, 0, 0);
+    for sampling in [Sampling::Mean, Sampling::Samples { num_samples: 2, seed: 11 }] {
+        let mut req = Request::conditioned(refs.clone(), perts());
+        req.sampling = sampling;
+        let got = predict(&mut s, &req);
+        let mut with_control = decoded(&req);
+        with_control.perturbations.push(control.clone());
+        let dec = predict(&mut s, &with_control);
+        let (g, lfc) = (got.genes, got.log_fold_change.as_ref().unwrap());
+        for (r, row) in got.rows.iter().enumerate() {
+            let dr = (row.sample * refs.len() + row.reference) * (p_n + 1) + row.perturbation;
+            let cr = dr - row.perturbation + p_n;
+            let reference = &refs[row.reference].log_cpm;
+            let (pred, ctl) = (&dec.log_cpm[dr * g..(dr + 1) * g], &dec.log_cpm[cr * g..(cr + 1) * g]);
+            for j in 0..g {
+                let residual = reference[j] - ctl[j];
+                let t = threshold[j];
+                match () {
+                    _ if t == 0.0 => zero += 1,
+                    _ if residual.abs() <= t => within += 1,
+                    _ => beyond += 1,
+                }
+                let want = (pred[j] + (residual - residual.clamp(-t, t))).max(0.0);
+                let tol = 1e-5 * (2.0 + pred[j].abs() + ctl[j].abs());
+                let own = got.log_cpm[r * g + j];
+                assert!((own - want).abs() <= tol, "{sampling:?} row {r} gene {j}: {own} vs {want}");
+                assert_eq!(lfc[r * g + j], own - reference[j]);
+            }
+        }
+        let mut versus = req.clone();
+        versus.baseline = Baseline::Control;
+        assert_eq!(predict(&mut s, &versus).log_fold_change, got.log_fold_change, "against the control = against the reference");
+        req.mode = PredictionMode::Counterfactual;
+        assert_ne!(predict(&mut s, &req).log_cpm, got.log_cpm, "the thresholds change the profile");
+    }
+    assert!(within > 0 && beyond > 0 && zero > 0, "{within} within, {beyond} beyond, {zero} without a threshold: each case must be covered");
 }
 
 fn sampling_count(s: Sampling) -> usize {
@@ -389,7 +445,7 @@ fn decoded_mode_is_the_decoder_output_bit_for_bit() {
 fn prompt_only_predictions_ignore_the_mode() {
     let mut s = session();
     let req = Request::prompt(vec![metadata! { "cell_type" => "T" }], perts());
-    assert_eq!(req.mode, PredictionMode::Counterfactual);
+    assert_eq!(req.mode, PredictionMode::Denoised);
     let default = predict(&mut s, &req);
     let dec = predict(&mut s, &decoded(&req));
     assert_eq!(default.log_cpm, dec.log_cpm);
@@ -399,13 +455,14 @@ fn prompt_only_predictions_ignore_the_mode() {
 
 #[test]
 fn prediction_modes_parse_and_print_their_names() {
-    for (text, mode) in [("counterfactual", PredictionMode::Counterfactual), ("Decoded", PredictionMode::Decoded)] {
+    for (text, mode) in [("denoised", PredictionMode::Denoised), ("counterfactual", PredictionMode::Counterfactual), ("Decoded", PredictionMode::Decoded)] {
         assert_eq!(text.parse::<PredictionMode>().unwrap(), mode);
         assert_eq!(mode.to_string(), text.to_ascii_lowercase());
     }
     let e = "reconstructed".parse::<PredictionMode>().unwrap_err();
-    assert!(e.contains("'reconstructed'") && e.contains("counterfactual or decoded"), "{e}");
-    assert_eq!(PredictionMode::default(), PredictionMode::Counterfactual);
+    assert!(e.contains("'reconstructed'") && e.contains("denoised, counterfactual or decoded"), "{e}");
+    assert_eq!(PredictionMode::default(), PredictionMode::Denoised);
+    assert_eq!(PredictionMode::ALL[0], PredictionMode::default());
 }
 
 /// A model that lists no control cannot give counterfactual predictions: the error says to ask
@@ -418,7 +475,10 @@ fn counterfactual_without_a_control_is_explained() {
     let refs = references(&s, 150);
     let req = Request::conditioned(refs, perts());
     let e = pollster::block_on(s.predict(&req)).unwrap_err().to_string();
-    assert!(e.contains("counterfactual") && e.contains("lists none") && e.contains("decoded mode"), "{e}");
+    assert!(e.contains("the denoised prediction mode needs") && e.contains("lists none") && e.contains("decoded mode"), "{e}");
+    let counterfactual = Request { mode: PredictionMode::Counterfactual, ..req.clone() };
+    let e = pollster::block_on(s.predict(&counterfactual)).unwrap_err().to_string();
+    assert!(e.contains("the counterfactual prediction mode needs"), "{e}");
     predict(&mut s, &decoded(&req));
 }
 
@@ -493,7 +553,7 @@ fn the_command_line_takes_the_prediction_mode() {
     let dec = table(&[&p[..], &["--mode", "decoded"]].concat());
     let dec_versus_reference = table(&[&p[..], &["--mode", "decoded", "--versus", "reference"]].concat());
     let dec_control = table(&["--perturbation", "none (control)", "--mode", "decoded"]);
-    assert_eq!(default, cf, "counterfactual is the default");
+    assert_eq!(default, cf, "the default, denoised, is the counterfactual profile on a model without thresholds");
     assert_eq!(cf_versus_control, cf);
     assert_eq!(dec.len(), 160);
     for g in 0..160 {

@@ -322,29 +322,66 @@ def libraries(meta, idx):
     return meta.library_size.values[np.asarray(idx)].astype(float)
 
 
-def gene_gain(model, X, masks, datasets, meta, train, kang):
-    """Per gene, the least-squares factor w of true change ≈ w · (decode(perturbation) −
-    decode(control)) over every training (control → perturbed) pair of the datasets with held-out
-    contexts, clipped to [0, 2] (1 where a gene has no pairs)."""
+def training_pairs(model, X, masks, datasets, meta, train, kang):
+    """Every training (control → perturbed) pair of the datasets with held-out contexts, predicted:
+    (reference, target, decode(perturbation), decode(control), measured mask), each [pairs, G]; None
+    without pairs."""
     pairs = eval_items(meta, kang, None, train & meta.dataset.isin(["kang"] + T.SUBJECT_FOLD_DATASETS).values)
     if not pairs:
-        return np.ones(X.shape[1], dtype=np.float32)
+        return None
     ri = np.array([it["ref"] for it in pairs])
     ti = np.array([it["tgt"] for it in pairs])
     refs_f = filled(model, X, masks, datasets, meta, ri)
     lib = libraries(meta, ri)
-    pred = infer.predict_mean(model, refs_f, [pert_row(meta, t) for t in ti], library_sizes=lib) - \
-        infer.predict_mean(model, refs_f, controls(len(ri)), library_sizes=lib)
-    true = X[ti] - X[ri]
-    m = masks[meta.dataset_idx.values[ri]]
+    decoded = infer.predict_mean(model, refs_f, [pert_row(meta, t) for t in ti], library_sizes=lib)
+    control = infer.predict_mean(model, refs_f, controls(len(ri)), library_sizes=lib)
+    return X[ri], X[ti], decoded, control, masks[meta.dataset_idx.values[ri]]
+
+
+def gene_gain(pairs, genes):
+    """Per gene, the least-squares factor w of true change ≈ w · (decode(perturbation) −
+    decode(control)) over the training pairs, clipped to [0, 2] (1 where a gene has no pairs)."""
+    if pairs is None:
+        return np.ones(genes, dtype=np.float32)
+    ref, tgt, decoded, control, m = pairs
+    pred, true = decoded - control, tgt - ref
     num = (pred * true * m).sum(0)
     den = (pred * pred * m).sum(0)
     return np.where(den > 1e-6, np.clip(num / np.maximum(den, 1e-12), 0.0, 2.0), 1.0).astype(np.float32)
 
 
+# Candidate denoising thresholds (ln units). Capped at 1: whatever a gene's fit, at most 1 of a
+# reference's deviation from its reconstruction is dropped, so reconstruction error can move a
+# predicted fold change by no more than that.
+THRESHOLDS = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0], dtype=np.float32)
+
+
+def noise_thresholds(pairs, genes):
+    """Per gene, the threshold τ of the denoised mode, decoded + soft(reference − control, τ), that
+    best predicts the perturbed sample over the training pairs (least squares over THRESHOLDS; 0,
+    the counterfactual mode, where a gene has no pairs). A soft threshold, because a reference
+    differs from its reconstruction by measurement noise, which the perturbed sample (another
+    measurement) does not share, and by its own biology, which it does: small deviations are
+    mostly the former, large ones the latter."""
+    if pairs is None:
+        return np.zeros(genes, dtype=np.float32)
+    ref, tgt, decoded, control, m = pairs
+    residual, want = ref - control, tgt - decoded
+    err = np.stack([(((want - (residual - np.clip(residual, -t, t))) ** 2) * m).sum(0) for t in THRESHOLDS])
+    best = THRESHOLDS[np.argmin(err, 0)]
+    return np.where(m.sum(0) > 0, best, 0.0).astype(np.float32)
+
+
 def counterfactual(reference, decoded, control):
     """The runtime's counterfactual prediction: max(0, reference + (decoded − control))."""
     return np.maximum(0.0, reference + (decoded - control))
+
+
+def denoised(reference, decoded, control, threshold):
+    """The runtime's denoised prediction (the default): max(0, decoded + soft(reference − control,
+    threshold)); RefcastVAE.denoised in numpy."""
+    residual = reference - control
+    return np.maximum(0.0, decoded + (residual - np.clip(residual, -threshold, threshold)))
 
 
 def runtime_variants(model_f, fold_name, genes, meta, refs, perts, ref_lib=None, measured_refs=None):
@@ -360,13 +397,14 @@ def runtime_variants(model_f, fold_name, genes, meta, refs, perts, ref_lib=None,
         pred = np.zeros_like(refs)
         if not ok.all():
             dq = infer.dequantized(model_f, kind)
-            pred = counterfactual(measured_refs, infer.predict_mean(dq, refs, perts, library_sizes=ref_lib),
-                                  infer.predict_mean(dq, refs, controls(len(refs)), library_sizes=ref_lib))
+            pred = denoised(measured_refs, infer.predict_mean(dq, refs, perts, library_sizes=ref_lib),
+                            infer.predict_mean(dq, refs, controls(len(refs)), library_sizes=ref_lib),
+                            model_f.denoise_threshold.numpy())
         if ok.any():
             path = tmp / f"{fold_name}-{kind}.safetensors"
             runtime.export_model(model_f, kind, genes, meta, path)
             sel = np.where(ok)[0]
-            pred[sel] = runtime.predict(path, refs[sel], genes, [perts[i] for i in sel], mode="counterfactual",
+            pred[sel] = runtime.predict(path, refs[sel], genes, [perts[i] for i in sel], mode="denoised",
                                         library_sizes=None if ref_lib is None else ref_lib[sel]).log_cpm
         out[f"refcast {kind.upper()}"] = (pred, ok)
     return out
@@ -477,9 +515,11 @@ def scgen_protocol(model, X, masks, datasets, meta, kang, cellmeans, fold, train
     pred = infer.predict_mean(model, ref_f, [named_pert(meta, "IFN-beta", 6.0)], library_sizes=lib)[0]
     base = infer.predict_mean(model, ref_f, controls(1), library_sizes=lib)[0]
     ctrl, stim = cm[keys.index(f"{t}|ctrl")], cm[keys.index(f"{t}|stim")]
-    # the default (counterfactual) mode's change is decode(perturbation) − decode(control); the
-    # decoded mode's is decode(perturbation) − reference
-    preds = {"refcast f32": ctrl + slope * (pred - base), "refcast decoded": ctrl + slope * (pred - X[ri]),
+    # the default (denoised) mode's change is its prediction − reference; the counterfactual mode's
+    # decode(perturbation) − decode(control); the decoded mode's decode(perturbation) − reference
+    change = denoised(X[ri], pred, base, model.denoise_threshold.numpy()) - X[ri]
+    preds = {"refcast f32": ctrl + slope * change, "refcast counterfactual": ctrl + slope * (pred - base),
+             "refcast decoded": ctrl + slope * (pred - X[ri]),
              "mean shift": ctrl + ys.mean(0), "no change": ctrl}
     pos = {gi: j for j, gi in enumerate(g)}
     up = np.array([pos[_GIDX[s]] for s in kang["degs"][t]["top100_up_scgen"]])
@@ -547,12 +587,21 @@ def main():
         # the default counterfactual mode: max(0, reference + decode(z_ref, perturbation) −
         # decode(z_ref, control)), so the decoder's reconstruction error of this reference cancels;
         # and the decoder's own profile
+        # the fold model's denoising thresholds, fit on its training pairs as export fits the
+        # shipped model's
+        pairs = training_pairs(model, X, masks, datasets, meta, train, kang)
+        threshold = noise_thresholds(pairs, X.shape[1])
+        model.set_denoise_threshold(threshold)
         decoded = infer.predict_mean(model, refs_f, perts, library_sizes=ref_lib)
         control = infer.predict_mean(model, refs_f, controls(len(perts)), library_sizes=ref_lib)
-        preds = {"refcast f32": counterfactual(X[ref_idx], decoded, control), "refcast decoded": decoded}
+        # the default, denoised mode; the counterfactual mode, max(0, reference + decode(z_ref,
+        # perturbation) − decode(z_ref, control)), where the decoder's reconstruction error of this
+        # reference cancels whole; and the decoder's own profile
+        preds = {"refcast f32": denoised(X[ref_idx], decoded, control, threshold),
+                 "refcast counterfactual": counterfactual(X[ref_idx], decoded, control), "refcast decoded": decoded}
         # an anchoring alternative that is not shipped: the counterfactual change scaled per gene by
         # a factor fit on the fold's training contexts
-        gain = gene_gain(model, X, masks, datasets, meta, train, kang)
+        gain = gene_gain(pairs, X.shape[1])
         preds["refcast per-gene gain"] = np.maximum(0.0, X[ref_idx] + gain * (decoded - control))
         via_runtime = {}
         if use_runtime:

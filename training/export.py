@@ -206,6 +206,8 @@ def model_from_file(doc, arrays):
         else:
             sd[name] = torch.from_numpy(arrays[name])
     m.load_state_dict(sd)
+    if "denoise.threshold" in arrays:
+        m.set_denoise_threshold(arrays["denoise.threshold"])
     m.eval()
     return m
 
@@ -230,8 +232,9 @@ def read_example(path, genes, gene_mean):
 
 # What the golden files hold (tests/golden.rs reads it): 1 (no field): decoded cases only; 2: every
 # case says its prediction mode ("decoded" or "counterfactual"), and counterfactual cases, mean and
-# sampled, are present.
-GOLDEN_FORMAT = 2
+# sampled, are present; 3: "denoised" cases (the default mode of a format 3 model), mean and sampled,
+# too.
+GOLDEN_FORMAT = 3
 
 
 def t_unit_activation(meta):
@@ -325,6 +328,17 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
          tcell_lib, TB, "tcell", activation, None, 0, "counterfactual"),
         ("T cells D1 unstimulated 24 h (bundled example) + activation 24 h", "mean", tcell_ref, tcell_lib, TB,
          "tcell", activation, None, 0, "decoded"),
+        # The denoised mode (the default): decode(perturbation) + soft(reference − decode(control), τ).
+        ("airway N61311 untreated (bundled example) + dexamethasone 18 h, denoised", "mean", air_ref, air_lib,
+         TB, "airway", dex, None, 0, "denoised"),
+        ("Kang CD14 Mono control (bundled example) + IFN-beta 6 h, denoised", "mean", kang_ref, kang_lib, TB,
+         "kang", ifn, None, 0, "denoised"),
+        ("T cells D1 unstimulated 24 h (bundled example) + activation 24 h, denoised", "mean", tcell_ref,
+         tcell_lib, TB, "tcell", activation, None, 0, "denoised"),
+        ("condition on technical only: Kang CD14 Mono reference, biological prior NK, IFN-beta 6 h, denoised",
+         "mean", kang_ref, kang_lib, ["technical"], "kang", ifn, None, 0, "denoised"),
+        ("sample: Kang example + IFN-beta 6 h, seed 5, sample 1, denoised", "sample", kang_ref, kang_lib, TB,
+         "kang", ifn, 5, 1, "denoised"),
     ]
     out = []
     for name, mode, ref, lib, cond, ds, pert, seed, s, prediction in cases:
@@ -333,12 +347,13 @@ def golden(path, doc, arrays, meta, X, masks, datasets):
             b = {"cell_type": "B", "tissue": "blood"}
         if "biological prior NK" in name:
             b = {"cell_type": "NK", "tissue": "blood"}
-        counterfactual = prediction == "counterfactual"
+        counterfactual = prediction in ("counterfactual", "denoised")
         # the bundled examples are counts; the flu reference is microarray values without a depth
         from_counts = ds != "flu"
         depth = lib if from_counts else None
         exp, eps = infer.golden_case(model, ref, cond, tech[ds], b, pert, mode, seed=seed or 0, sample_index=s,
-                                     control_md=control_md if counterfactual else None, library_size=depth)
+                                     control_md=control_md if counterfactual else None, library_size=depth,
+                                     denoised=prediction == "denoised")
         c = {"name": name, "mode": mode, "prediction": prediction,
              "reference": None if ref is None else {"log_cpm": ref.tolist(), "library_size": float(lib),
                                                     "from_counts": from_counts},
@@ -406,6 +421,11 @@ def main():
     determinism.configure()
     X, masks, datasets, meta, genes, kang = T.load()
     model = infer.folded(T.load_model(C.RUNS / "final.pt"))
+    # the denoised mode's thresholds, fit on every training pair (the fold models' on theirs)
+    from .evaluate import noise_thresholds, training_pairs
+    everything = np.ones(len(meta), dtype=bool)
+    model.set_denoise_threshold(noise_thresholds(training_pairs(model, X, masks, datasets, meta, everything, kang),
+                                                 X.shape[1]))
     centroid_contexts, calibration = familiarity(model, X, masks, datasets, meta)
     C.MODELS.mkdir(exist_ok=True)
     C.EXAMPLES.mkdir(exist_ok=True)

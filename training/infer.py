@@ -47,6 +47,9 @@ def file_tensors(model_f, kind):
         if name == "gene_mean":
             out["input.gene_mean"] = ("f32", list(a.shape), a)
             continue
+        if name == "denoise_threshold":
+            out["denoise.threshold"] = ("f32", list(a.shape), a)
+            continue
         if name.startswith("prior.") and ".input." in name:
             g = name.split(".")[1]
             if name.endswith("weight"):
@@ -125,7 +128,7 @@ def predict_mean(model, ref_filled, pert_rows, tech_rows=None, bio_rows=None,
 
 @torch.no_grad()
 def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode, seed=0, sample_index=0,
-                control_md=None, library_size=None):
+                control_md=None, library_size=None, denoised=False):
     """One case with every intermediate, as the runtime computes it (float32).
 
     `library_size` is the reference's sequencing depth, None where it gave no counts (its covariate,
@@ -137,7 +140,8 @@ def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode
     decode(z_control))), where z_control is z with the control's perturbation latent. In sampling
     mode both rows share the draw of the technical and biological latents, and the control's
     perturbation latent is drawn as the runtime draws it: as one more perturbation after the
-    case's one, i.e. perturbation-prior row 1 (eps["control_perturbation"])."""
+    case's one, i.e. perturbation-prior row 1 (eps["control_perturbation"]). With `denoised` (and
+    `control_md`) the case is the denoised mode: `model.denoised(reference, decoded, control)`."""
     Dt, Db = model.latent["technical"], model.latent["biological"]
     out = {}
     mu = {}
@@ -186,7 +190,10 @@ def golden_case(model, ref_log_cpm, condition_on, tech_md, bio_md, pert_md, mode
     z_control = torch.cat([z[:Dt + Db], z_pert])
     control = model.decode(z_control[None])[0]
     reference = torch.from_numpy(np.asarray(ref_log_cpm, dtype=np.float32))
-    out["log_cpm"] = torch.clamp(reference + (decoded - control), min=0.0).tolist()
+    if denoised:
+        out["log_cpm"] = model.denoised(reference, decoded, control).tolist()
+    else:
+        out["log_cpm"] = torch.clamp(reference + (decoded - control), min=0.0).tolist()
     out["decoded_log_cpm"] = decoded.tolist()
     out["control_z"] = z_control.tolist()
     out["control_log_cpm"] = control.tolist()

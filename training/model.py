@@ -77,7 +77,10 @@ class PriorSpec:
 class RefcastVAE(nn.Module):
     """Format 1 when `covariates` is None; format 2 (docs/FORMAT.md) otherwise: the encoder takes the
     covariates beside log-CPM, and the decoder adds a context-free linear map of z_pert to its trunk,
-    so a perturbation's main effect is the same in every context."""
+    so a perturbation's main effect is the same in every context. Format 3 once a per-gene
+    `denoise_threshold` is set (`set_denoise_threshold`, fit after training by
+    evaluate.noise_thresholds): the size of a reference's deviation from its reconstruction that the
+    denoised prediction mode treats as noise."""
 
     def __init__(self, G, latent, enc, dec, prior, prior_specs, n_platform_logvar=0, covariates=None):
         super().__init__()
@@ -99,10 +102,34 @@ class RefcastVAE(nn.Module):
         self.register_buffer("in_mean", torch.zeros(G))
         self.register_buffer("in_std", torch.ones(G))
         self.register_buffer("gene_mean", torch.zeros(G))
+        self.register_buffer("denoise_threshold", None)
 
     @property
     def format_version(self):
-        return 1 if self.covariates is None else 2
+        if self.covariates is None:
+            return 1
+        return 2 if self.denoise_threshold is None else 3
+
+    def set_denoise_threshold(self, threshold):
+        """Per-gene thresholds (ln units, >= 0) of the denoised mode; None removes them."""
+        if threshold is None:
+            self.denoise_threshold = None
+            return
+        if self.covariates is None:
+            raise ValueError("denoising thresholds need a format 2 model (covariates)")
+        t = torch.as_tensor(np.asarray(threshold, dtype=np.float32))
+        if t.shape != (self.G,) or not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+            raise ValueError(f"denoising thresholds: {self.G} finite values >= 0 expected")
+        self.denoise_threshold = t
+
+    def denoised(self, reference, decoded, control):
+        """The denoised prediction: max(0, decoded + soft(reference − control, threshold)), where the
+        soft threshold keeps a reference's deviation from its reconstruction beyond the gene's
+        threshold (its own profile) and drops the part within it (noise of one measurement). With
+        thresholds 0 it is the counterfactual reference + (decoded − control)."""
+        t = self.denoise_threshold if self.denoise_threshold is not None else torch.zeros(self.G)
+        residual = reference - control
+        return torch.clamp(decoded + (residual - torch.maximum(torch.minimum(residual, t), -t)), min=0.0)
 
     def covariate_input(self, rows):
         """Transformed covariates [n, C] of metadata rows (missing or non-positive library size -> 0,

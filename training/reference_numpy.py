@@ -96,11 +96,17 @@ def run_case(doc, tensors, case):
 
 def run_counterfactual(doc, tensors, case, control_md):
     """The counterfactual case (see infer.golden_case): max(0, reference + decode(z) - decode(z_control))
-    -> (z, z_control, log_cpm), the control's perturbation latent drawn with eps["control_perturbation"]."""
+    -> (z, z_control, log_cpm), the control's perturbation latent drawn with eps["control_perturbation"];
+    a "denoised" case: max(0, decode(z) + soft(reference - decode(z_control), denoise.threshold))."""
     z, y = run_case(doc, tensors, case)
     control = dict(case, perturbation=control_md)
     if case["mode"] == "sample":
         control["eps"] = dict(case["eps"], perturbation=case["eps"]["control_perturbation"])
     zc, yc = run_case(doc, tensors, control)
     x = np.asarray(case["reference"]["log_cpm"], dtype=np.float64)
+    if case.get("prediction") == "denoised":
+        # the reference's deviation from its reconstruction, soft-thresholded per gene
+        t = np.asarray(tensors["denoise.threshold"], dtype=np.float64)
+        residual = x - yc
+        return z, zc, np.maximum(0.0, y + (residual - np.clip(residual, -t, t)))
     return z, zc, np.maximum(0.0, x + (y - yc))

@@ -162,7 +162,8 @@ def predict(model_path, refs, genes, perturbations, versus="reference", backend=
             keep_dir=None, mode="decoded", library_sizes=None):
     """Predict with the refcast CLI: reference conditioning (technical + biological latents from the
     encoder, latent means), as `infer.predict_mean(model, refs, perturbations)` does in PyTorch
-    (mode "decoded", passed as `--mode` since the CLI's default is "counterfactual":
+    (mode "decoded", passed as `--mode` since the CLI's default is "denoised":
+    max(0, predict_mean(perturbation) + soft(reference - predict_mean(control), τ)); "counterfactual":
     max(0, reference + predict_mean(perturbation) - predict_mean(control))).
 
     refs: [n, G] float32 values in the model's gene order (genes a sample lacks already filled with
@@ -174,8 +175,9 @@ def predict(model_path, refs, genes, perturbations, versus="reference", backend=
     PyTorch, but the CLI fills it from the model's perturbation list when exactly one known
     perturbation has that perturbation value: give `time_hours` always.
     versus: "reference" (LFC = predicted - reference) or "control" (LFC against the model's own
-    prediction for its control perturbation; in mode "counterfactual" the same as "reference").
-    mode: "decoded" (default: the decoder's output) or "counterfactual" (the CLI's default).
+    prediction for its control perturbation; in modes "denoised" and "counterfactual" the same as
+    "reference").
+    mode: "decoded" (default: the decoder's output), "denoised" (the CLI's default) or "counterfactual".
     library_sizes: per reference, the library size its log-CPM came from (`--library-size`: a format 2
     model's depth covariate); None or a value <= 0 where there is none (microarrays).
     References sharing a perturbation and a library size go to the CLI in one call (one TSV, one
@@ -196,8 +198,8 @@ def predict(model_path, refs, genes, perturbations, versus="reference", backend=
     perts = list(perturbations) * n if len(perturbations) == 1 else list(perturbations)
     if versus not in ("reference", "control"):
         raise ValueError(f"versus must be 'reference' or 'control', got {versus!r}")
-    if mode not in ("decoded", "counterfactual"):
-        raise ValueError(f"mode must be 'decoded' or 'counterfactual', got {mode!r}")
+    if mode not in ("decoded", "denoised", "counterfactual"):
+        raise ValueError(f"mode must be 'decoded', 'denoised' or 'counterfactual', got {mode!r}")
     ids = gene_ids(genes)
     exe = binary()
     model_path = Path(model_path).resolve()

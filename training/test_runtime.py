@@ -78,8 +78,9 @@ def synthetic_genes(G):
     return genes
 
 
-def random_model(G, meta, latent=C.LATENT, enc=C.ENC, dec=C.DEC, prior=C.PRIOR, seed=0, format_version=2):
-    """Format 2 (covariates, perturbation path, depth in the technical prior) or format 1."""
+def random_model(G, meta, latent=C.LATENT, enc=C.ENC, dec=C.DEC, prior=C.PRIOR, seed=0, format_version=3):
+    """Format 3 (format 2 and denoising thresholds), format 2 (covariates, perturbation path, depth
+    in the technical prior) or format 1."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     if format_version == 1:
@@ -99,6 +100,9 @@ def random_model(G, meta, latent=C.LATENT, enc=C.ENC, dec=C.DEC, prior=C.PRIOR, 
             if isinstance(mod, torch.nn.LayerNorm):
                 mod.weight.add_(0.1 * torch.randn_like(mod.weight))
                 mod.bias.add_(0.1 * torch.randn_like(mod.bias))
+    if format_version == 3:
+        # thresholds of 0–1.5, every fifth 0 (the counterfactual profile there)
+        m.set_denoise_threshold(np.where(np.arange(G) % 5 == 0, 0.0, rng.uniform(0, 1.5, G)))
     m.eval()
     return m
 
@@ -134,7 +138,7 @@ def check(name, got, want, tol):
 
 def run_case(label, model, meta, genes, kinds, tmp, timing=False):
     global PERTS, CONTROL
-    v2 = model.format_version == 2
+    v2 = model.format_version >= 2
     PERTS = PERTS_V2 if v2 else PERTS_V1
     CONTROL = dict(T.CONTROL) if v2 else {"perturbation": "none", "time_hours": 0}
     libs = LIBRARIES if v2 else None
@@ -168,6 +172,15 @@ def run_case(label, model, meta, genes, kinds, tmp, timing=False):
         check("counterfactual LFC", gotx.log_fold_change, want_x - refs, TOL)
         gotxc = runtime.predict(path, refs, genes, PERTS, versus="control", mode="counterfactual", library_sizes=libs)
         assert np.array_equal(gotxc.log_fold_change, gotx.log_fold_change), "counterfactual: versus control"
+        if model.format_version >= 3:
+            # the denoised mode (the CLI's default on a format 3 file): the decoded profile plus the
+            # reference's deviation from the control's profile, soft-thresholded per gene
+            gotd = runtime.predict(path, refs, genes, PERTS, mode="denoised", library_sizes=libs)
+            want_d = ref_model.denoised(torch.from_numpy(refs), torch.from_numpy(want), torch.from_numpy(ctrl)).numpy()
+            moved = float(np.mean(np.abs(want_d - want_x) > 1e-3))
+            assert 0.2 < moved < 0.95, f"the thresholds move {moved:.0%} of the values: the test would not see them"
+            w["denoised"] = check("denoised log-CPM", gotd.log_cpm, want_d, TOL)
+            check("denoised LFC", gotd.log_fold_change, want_d - refs, TOL)
         w["sampled_counterfactual"] = check_sampled_counterfactual(path, ref_model, refs, genes)
         # one reference: the CLI's single-sample column layout
         one = runtime.predict(path, refs[:1], genes, PERTS[:1], library_sizes=None if libs is None else libs[:1])
@@ -187,17 +200,23 @@ def run_case(label, model, meta, genes, kinds, tmp, timing=False):
 
 
 def check_sampled_counterfactual(path, ref_model, refs, genes, seed=42, draw=2):
-    """infer.golden_case (what tests/golden holds for the counterfactual mode) against the CLI's
-    sampled draws: the same draw of the technical and biological latents for the perturbation and
-    the control, the control's perturbation latent drawn as one more perturbation (prior row 1)."""
+    """infer.golden_case (what tests/golden holds for the counterfactual and denoised modes) against
+    the CLI's sampled draws: the same draw of the technical and biological latents for the
+    perturbation and the control, the control's perturbation latent drawn as one more perturbation
+    (prior row 1)."""
     pert = next(p for p in PERTS if p["perturbation"] == "dexamethasone")
-    case, _ = infer.golden_case(ref_model, refs[0], ["technical", "biological"], {}, {}, pert, "sample",
-                                seed=seed, sample_index=draw, control_md=CONTROL)
+    cases = {}
+    for denoised in [False, True] if ref_model.denoise_threshold is not None else [False]:
+        cases[denoised], _ = infer.golden_case(ref_model, refs[0], ["technical", "biological"], {}, {}, pert, "sample",
+                                               seed=seed, sample_index=draw, control_md=CONTROL, denoised=denoised)
+    runs = [("counterfactual", cases[False]["log_cpm"]), ("decoded", cases[False]["decoded_log_cpm"])]
+    if True in cases:
+        runs.append(("denoised", cases[True]["log_cpm"]))
     worst = 0.0
     with tempfile.TemporaryDirectory(prefix="refcast-test-runtime-") as d:
         sample, result = Path(d) / "ref.tsv", Path(d) / "pred.tsv"
         runtime._write_tsv(sample, runtime.gene_ids(genes), ["ref0"], refs[:1])
-        for mode, key in [("counterfactual", "log_cpm"), ("decoded", "decoded_log_cpm")]:
+        for mode, want in runs:
             cmd = [str(runtime.binary()), "predict", "--model", str(path), "--sample", str(sample),
                    "--values", "log-cpm", "--backend", "cpu", "--mode", mode, "-p", pert["perturbation"],
                    "--set", f"perturbation={pert['perturbation']}"] + \
@@ -206,7 +225,7 @@ def check_sampled_counterfactual(path, ref_model, refs, genes, seed=42, draw=2):
             subprocess.run(cmd, check=True, capture_output=True, text=True)
             df = pd.read_csv(result, sep="\t", keep_default_na=False)
             got = df[df["draw"] == draw]["predicted"].to_numpy(dtype=np.float32)
-            worst = max(worst, check(f"sampled draw {draw}, {mode}", got, np.asarray(case[key]), TOL))
+            worst = max(worst, check(f"sampled draw {draw}, {mode}", got, np.asarray(want), TOL))
     return worst
 
 
@@ -251,6 +270,9 @@ def main():
                      enc={"hidden": 64, "ff": 96, "blocks": 1}, dec={"hidden": 32, "ff": 64, "blocks": 2},
                      prior={"hidden": 32, "ff": 32, "blocks": 1})
         run_case("tiny", random_model(96, meta, seed=3, **small), meta, synthetic_genes(96), ["q8_0", "q4_0"], tmp)
+        # format 2 files (no denoising thresholds) still run as before
+        run_case("tiny format 2", random_model(96, meta, seed=5, format_version=2, **small), meta, synthetic_genes(96),
+                 ["q8_0"], tmp)
         # format 1 files (no covariates, no perturbation path) still run as before
         v1_meta = meta[meta.dataset != "glioblastoma"].drop(columns=["perturbation_class", "dose_um", "library_size"])
         run_case("tiny format 1", random_model(96, v1_meta, seed=4, format_version=1, **small), v1_meta,

@@ -286,7 +286,9 @@ def load_model(path):
     ck = torch.load(path, weights_only=False)
     specs = {g: PriorSpec(**ck["specs"][g]) for g in GROUPS}
     m = new_model(specs, covariates=ck.get("covariates"))
-    m.load_state_dict(ck["state"])
+    state = dict(ck["state"])
+    m.set_denoise_threshold(state.pop("denoise_threshold", None))
+    m.load_state_dict(state)
     m.eval()
     return m
 

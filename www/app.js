@@ -324,9 +324,18 @@ function hasControl() {
   return !!state.info?.perturbations.some((p) => p.control);
 }
 
-/** How the profile is formed: 'counterfactual' (the sample moved by the predicted change) or 'decoded'. */
+/**
+ * How the profile is formed: 'denoised' (the default: the sample moved by the predicted change,
+ * its measurement noise removed), 'counterfactual' (the sample as measured moved by the predicted
+ * change) or 'decoded'.
+ */
 function mode() {
-  return document.querySelector('input[name=mode]:checked').value;
+  return document.querySelector('input[name=mode]:checked')?.value ?? 'denoised';
+}
+
+/** Whether a mode's profile is the measured sample moved by the predicted change (it stands for the control). */
+function anchored(m) {
+  return m === 'denoised' || m === 'counterfactual';
 }
 
 function conditionOn() {
@@ -364,7 +373,7 @@ async function run() {
   show($('run-status'), 'Predicting…');
   try {
     // Decoded profiles are measured against the baseline chosen (the library's default: the
-    // predicted control); a counterfactual profile's control is the measured sample itself.
+    // predicted control); a denoised or counterfactual profile's control is the measured sample itself.
     const m = mode();
     const baseline = m === 'decoded' && hasControl() ? $('baseline-select').value : undefined;
     const p = await state.model.predict({ ...request(), perturbations, conditionOn: conditionOn(), mode: m, baseline, top: TOP_GENES });
@@ -416,15 +425,16 @@ function renderPrediction() {
   );
   sel.hidden = $('result-pert-label').hidden = p.rows.length < 2;
   const base = $('baseline-select');
-  const counterfactual = p.mode === 'counterfactual';
-  base.hidden = $('baseline-label').hidden = counterfactual;
-  $('baseline-note').hidden = !counterfactual;
+  const sampleIsControl = anchored(p.mode);
+  base.hidden = $('baseline-label').hidden = sampleIsControl;
+  $('baseline-note').hidden = !sampleIsControl;
   base.options[0].disabled = !hasControl();
-  if (!counterfactual && p.baseline) base.value = p.baseline;
+  if (!sampleIsControl && p.baseline) base.value = p.baseline;
   const where = p.backend === 'webgpu' ? `GPU (${state.model.adapter})` : 'CPU (WebAssembly)';
-  const profile = counterfactual
-    ? 'your sample’s profile changed by the predicted effect (counterfactual)'
-    : 'the model’s reconstruction of your sample under the perturbation (decoded)';
+  const profile = {
+    denoised: 'your sample’s profile changed by the predicted effect, its measurement noise removed (denoised)',
+    counterfactual: 'your sample’s profile as measured, changed by the predicted effect (counterfactual)',
+  }[p.mode] ?? 'the model’s reconstruction of your sample under the perturbation (decoded)';
   $('timings').textContent =
     `Sample “${p.reference.name}” from ${state.predictionSample}; predicted: ${profile}; computed on the ${where} in ${ms(p.timings.predictMs)} ` +
     `(model loaded in ${ms(state.model.loadMs)}). ${p.reference.report}.` +
@@ -535,8 +545,8 @@ function renderScreen(s) {
     s.warnings.map((w) => ` Note: ${w}.`).join('');
   renderFamiliarity($('screen-familiarity'), s.familiarity, s.reference.name);
   $('screen-effect').textContent =
-    s.mode === 'counterfactual'
-      ? `effect size (RMS predicted ${s.foldChangeUnits})`
+    anchored(s.mode)
+      ? `effect size (RMS predicted ${s.foldChangeUnits}, ${s.mode})`
       : `effect size (RMS ${s.foldChangeUnits} vs ${s.baseline === 'control' ? 'predicted control' : 'sample'}, decoded)`;
   const recorded = s.hits.some((h) => h.coverage.measured !== 'unknown');
   $('screen-measured').hidden = !recorded;

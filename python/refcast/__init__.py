@@ -130,7 +130,7 @@ class Model:
         orient: str | None = None,
         condition_on=("technical", "biological"),
         versus: str | None = None,
-        mode: str = "counterfactual",
+        mode: str = "denoised",
         num_samples: int | None = None,
         seed: int = 0,
         values: str = "auto",
@@ -154,7 +154,11 @@ class Model:
             10⁶, or an error asking), ``"counts"``, ``"log-cpm"`` (natural log of CPM + 1),
             ``"log2-cpm"``, ``"log10-cpm"``, ``"tpm"``, ``"fpkm"`` or ``"cpm"``. scanpy's
             ``normalize_total`` + ``log1p`` is not log-CPM: pass the raw counts.
-        mode: ``"counterfactual"`` (the sample moved by the predicted change) or ``"decoded"``.
+        mode: ``"denoised"`` (the default: the sample moved by the predicted change, its differences
+            from the model's reconstruction within each gene's noise threshold, at most 1 ln unit,
+            dropped as measurement noise), ``"counterfactual"`` (the sample as measured moved by
+            the predicted change, its noise kept) or ``"decoded"`` (the model's reconstruction
+            under the perturbation). In the first two the sample stands for the control.
         versus: fold changes against ``"reference"`` or ``"control"``; None: the library's
             default for the mode.
         num_samples, seed: draw samples of the latents instead of their means.
@@ -203,7 +207,7 @@ class Model:
         use_raw: bool = False,
         orient: str | None = None,
         context=None,
-        mode: str = "counterfactual",
+        mode: str = "denoised",
         versus: str | None = None,
         condition_on=("technical", "biological"),
         values: str = "auto",
@@ -219,6 +223,7 @@ class Model:
         report.
 
         data: one sample, as for ``predict`` (an AnnData with one observation, a Series, …).
+        mode, versus: as for ``predict`` (default ``"denoised"``).
         signature: ``{"up": [...], "down": [...]}``, a list of genes (up in the state to
             reverse), or weights per gene (a dict or a Series; > 0 up in the state to reverse).
         """

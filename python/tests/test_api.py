@@ -39,8 +39,15 @@ def test_every_input_gives_the_files_prediction(model, kang):
     assert from_file.obs["control"].tolist() == [False, True]
     assert from_file.obs["pert_perturbation"].tolist() == ["IFN-beta", "none"]
     assert from_file.uns["refcast"]["familiarity"]["outside"].tolist() == ["false"]
-    # The control's counterfactual profile is the reference itself.
-    assert np.array_equal(from_file.X[1], np.where(from_file.layers["measured"][1], from_file.layers["reference"][1], from_file.X[1]))
+    assert from_file.obs["mode"].tolist() == ["denoised"] * 2 and from_file.obs["baseline"].tolist() == ["reference"] * 2
+    # The control's denoised profile (the default) is the reference with its deviations from the
+    # model's reconstruction shrunk by at most each gene's threshold (≤ 1 ln unit); its
+    # counterfactual profile is the reference itself.
+    measured = from_file.layers["measured"][1].astype(bool)
+    assert (np.abs(from_file.X[1] - from_file.layers["reference"][1])[measured] <= 1 + 1e-5).all()
+    cf = model.predict(KANG, ["none (control)"], mode="counterfactual")
+    assert cf.obs["mode"].tolist() == ["counterfactual"]
+    assert np.array_equal(cf.X[0], np.where(cf.layers["measured"][0], cf.layers["reference"][0], cf.X[0]))
 
 
 def test_groupby_sums_counts_per_group(model, kang, tmp_path):

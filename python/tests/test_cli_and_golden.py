@@ -84,7 +84,7 @@ def test_golden_vectors_match_pytorch(name, backend):
     """Each golden case through the Python API (the reference as a log-CPM Series over every
     model gene; prompt-only cases with data=None), on each backend, to tests/golden.rs's
     tolerances (the same for both backends there): latents and decoded log-CPM within
-    5e-5·(1 + |x|); counterfactual profiles within 5e-5·(2 + |decoded| + |control|); familiarity
+    5e-5·(1 + |x|); counterfactual and denoised profiles within 5e-5·(2 + |decoded| + |control|); familiarity
     R² within 1e-4, distance within 1e-3·(1 + d). The GPU backend runs on any adapter (lavapipe
     where there is no GPU); without one it fails under CI=true."""
     golden = json.loads((ROOT / "tests" / "golden" / name).read_text())
@@ -122,7 +122,7 @@ def test_golden_vectors_match_pytorch(name, backend):
         assert (np.abs(z - want_z) <= TOLERANCE * (1 + np.abs(want_z))).all(), f"{case['name']}: z"
         row = pred.X[draw]
         want = np.asarray(expected["log_cpm"], dtype=np.float32)
-        if (case.get("prediction") or "decoded") == "counterfactual":
+        if (case.get("prediction") or "decoded") in ("counterfactual", "denoised"):
             a, b = np.asarray(expected["decoded_log_cpm"]), np.asarray(expected["control_log_cpm"])
             bound = TOLERANCE * (2 + np.abs(a) + np.abs(b))
         else:

@@ -79,7 +79,7 @@ def test_a_cohort_of_200_samples_on_two_actors(cluster, model, cohort, tmp_path)
     got = in_order(pd.read_parquet(written), cohort["sample"])
     assert len(got) == SAMPLES * len(names) and got["sample"].nunique() == SAMPLES
     assert_same_screens(got, plain_screens(model, cohort, perturbations=names))
-    assert (got["mode"] == "counterfactual").all() and (got["baseline"] == "reference").all()
+    assert (got["mode"] == "denoised").all() and (got["baseline"] == "reference").all()
     assert (got["matched_genes"] == 10921).all() and set(got["outside"]) <= {"true", "false", "unknown"}
     # The same rows from screen_locally (one process, no Ray), for the first 10 samples.
     local = rr.screen_locally(cohort.iloc[:10], perturbations=names, model=model)

@@ -330,13 +330,14 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
-    fn counterfactual(&mut self, pred: &CpuTensor, reference: &CpuTensor, index: &[u32]) -> Result<CpuTensor> {
-        ops::output::check_counterfactual((pred.rows, pred.cols), (reference.rows, reference.cols), index)?;
+    fn counterfactual(&mut self, pred: &CpuTensor, reference: &CpuTensor, threshold: Option<&CpuTensor>, index: &[u32]) -> Result<CpuTensor> {
+        ops::output::check_counterfactual((pred.rows, pred.cols), (reference.rows, reference.cols), threshold.map(|t| (t.rows, t.cols)), index)?;
         let mut out = output(index.len() / 2, pred.cols);
         let c = pred.cols;
+        let threshold = threshold.map(|t| &t.data[..]);
         split_rows(out.rows, c, &mut out.data, |r, o| {
             let n = o.len() / c;
-            ops::output::counterfactual_cpu(&pred.data[r * c..r * c + o.len()], &pred.data, &reference.data, &index[2 * r..2 * (r + n)], o)
+            ops::output::counterfactual_cpu(&pred.data[r * c..r * c + o.len()], &pred.data, &reference.data, threshold, &index[2 * r..2 * (r + n)], o)
         });
         Ok(out)
     }
@@ -409,9 +410,13 @@ mod tests {
         assert_eq!(l.data, want);
         // Rows 0..rows−4 against controls among the last four rows.
         let pairs: Vec<u32> = (0..rows as u32 - 4).flat_map(|r| [r % 3, rows as u32 - 4 + r % 4]).collect();
-        let x = be.counterfactual(&y, &reference, &pairs).unwrap();
+        let x = be.counterfactual(&y, &reference, None, &pairs).unwrap();
         let mut want = vec![0.0; (rows - 4) * genes];
-        ops::output::counterfactual_cpu(&y.data[..(rows - 4) * genes], &y.data, &reference.data, &pairs, &mut want);
+        ops::output::counterfactual_cpu(&y.data[..(rows - 4) * genes], &y.data, &reference.data, None, &pairs, &mut want);
+        assert_eq!(x.data, want);
+        let threshold = be.tensor(&rand(genes, 5).iter().map(|v| v.abs()).collect::<Vec<_>>(), 1, genes).unwrap();
+        let x = be.counterfactual(&y, &reference, Some(&threshold), &pairs).unwrap();
+        ops::output::counterfactual_cpu(&y.data[..(rows - 4) * genes], &y.data, &reference.data, Some(&threshold.data), &pairs, &mut want);
         assert_eq!(x.data, want);
         let read = pollster::block_on(be.read(&[&y, &l])).unwrap();
         assert!(read[0] == y.data && read[1] == l.data && !y.data.iter().any(|v| v.is_nan()));

@@ -64,9 +64,9 @@ pub trait Backend {
     fn log_fold_change(&mut self, pred: &Self::Tensor, reference: &Self::Tensor, index: &[u32]) -> Result<Self::Tensor>;
     /// The counterfactual profile of the first `index.len() / 2` rows of `pred`:
     /// `max(0, reference[index[2r]] + (pred[r] − pred[index[2r + 1]]))` per row `r`, where row
-    /// `index[2r + 1]` of `pred` is the decoder's output for the control (see
-    /// `ops::output::counterfactual_cpu`).
-    fn counterfactual(&mut self, pred: &Self::Tensor, reference: &Self::Tensor, index: &[u32]) -> Result<Self::Tensor>;
+    /// `index[2r + 1]` of `pred` is the decoder's output for the control; with `threshold`
+    /// (`[1, genes]`) the denoised profile (see `ops::output::counterfactual_cpu`).
+    fn counterfactual(&mut self, pred: &Self::Tensor, reference: &Self::Tensor, threshold: Option<&Self::Tensor>, index: &[u32]) -> Result<Self::Tensor>;
     /// `expm1(pred) · library_size[index[r]] / 10⁶` per row.
     fn counts(&mut self, pred: &Self::Tensor, library_size: &[f32], index: &[u32]) -> Result<Self::Tensor>;
 

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::quant::DType;
 
 /// The newest format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Every format version this build reads (docs/FORMAT.md).
-pub const FORMAT_VERSIONS: [u32; 2] = [1, 2];
+pub const FORMAT_VERSIONS: [u32; 3] = [1, 2, 3];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelConfig {

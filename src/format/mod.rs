@@ -86,6 +86,9 @@ impl ModelFile {
                 return Err(Error::format(format!("tensor '{name}' holds {} bytes, {dtype} {shape:?} needs {size}", stored.data.len())));
             }
             check_finite(name, dtype, stored.data)?;
+            if name == DENOISE_THRESHOLD {
+                check_thresholds(dtype, stored.data)?;
+            }
             tensors.insert(name.to_string(), Matrix { rows: want.0, cols: want.1, dtype, bytes: stored.data.to_vec() });
         }
         if let Some(missing) = expected.keys().find(|k| !tensors.contains_key(*k)) {
@@ -330,6 +333,26 @@ fn logical(config: &ModelConfig, name: &str, dtype: Dtype, shape: &[usize]) -> R
     }
 }
 
+/// Format 3: per-gene thresholds of the denoised prediction mode (ln units).
+pub const DENOISE_THRESHOLD: &str = "denoise.threshold";
+
+/// The denoising thresholds are soft-threshold widths: a negative one would add noise, not drop it.
+fn check_thresholds(dtype: DType, data: &[u8]) -> Result<()> {
+    let value = |i: usize| match dtype {
+        DType::F32 => f32::from_le_bytes(data[4 * i..4 * i + 4].try_into().expect("4 bytes")),
+        DType::F16 => half::f16::from_le_bytes([data[2 * i], data[2 * i + 1]]).to_f32(),
+        _ => 0.0,
+    };
+    if dtype.is_quantized() {
+        return Err(Error::format(format!("tensor '{DENOISE_THRESHOLD}' is {dtype}; it must be f32 or f16")));
+    }
+    let n = data.len() / if dtype == DType::F32 { 4 } else { 2 };
+    match (0..n).find(|&i| value(i) < 0.0) {
+        Some(i) => Err(Error::format(format!("tensor '{DENOISE_THRESHOLD}': gene {i} has threshold {} (must be ≥ 0)", value(i)))),
+        None => Ok(()),
+    }
+}
+
 /// Rejects NaN and infinite weights (f32/f16 values, quantization scales): they would turn every
 /// prediction into NaN without an error.
 fn check_finite(name: &str, dtype: DType, data: &[u8]) -> Result<()> {
@@ -380,6 +403,9 @@ pub fn expected_tensors(c: &ModelConfig) -> BTreeMap<String, (usize, usize)> {
     if c.format_version >= 2 {
         linear(&mut t, "encoder.covariate", a.encoder.hidden, c.covariates.len());
         linear(&mut t, "decoder.perturbation", a.genes, a.latent.perturbation);
+    }
+    if c.format_version >= 3 {
+        t.insert(DENOISE_THRESHOLD.into(), (1, a.genes));
     }
     for g in Group::ALL {
         let net = format!("prior.{}", g.name());

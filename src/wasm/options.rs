@@ -72,7 +72,7 @@ pub(super) struct PredictOptions {
     /// A log-CPM sample's library size (as the CLI's `--library-size`); without a sample, the
     /// library size of the predicted counts.
     pub(super) library_size: Option<f64>,
-    /// `counterfactual` (default) or `decoded`.
+    /// `denoised` (default), `counterfactual` or `decoded` (see [`PredictionMode`]).
     pub(super) mode: Option<String>,
     /// `reference` or `control`; by default the library's choice for the mode
     /// ([`Baseline::default_for`]).
@@ -95,7 +95,7 @@ pub(super) struct ScreenOptionsJs {
     pub(super) context: Option<NameOrMetadata>,
     pub(super) perturbations: Option<Vec<NameOrMetadata>>,
     pub(super) signature: Option<SignatureJs>,
-    /// `counterfactual` (default) or `decoded`.
+    /// `denoised` (default), `counterfactual` or `decoded` (see [`PredictionMode`]).
     pub(super) mode: Option<String>,
     /// `reference` or `control`; by default the library's choice for the mode.
     pub(super) baseline: Option<String>,

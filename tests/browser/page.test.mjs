@@ -3,7 +3,7 @@
 // Screenshots: target/browser-artifacts/*.png.
 //
 // Tolerance against the native CLI and the PyTorch golden vectors: |web − native| ≤ 1e-4 · (1 + |x|)
-// on predicted log-CPM and log fold change (a counterfactual profile against PyTorch:
+// on predicted log-CPM and log fold change (a denoised or counterfactual profile against PyTorch:
 // 1e-4 · (2 + |decoded| + |control|), the errors of its two decoded rows). The CPU path runs the same Rust code as the CLI (only
 // the TSV's 5-decimal rounding differs); WebGPU sums in another order on another device, like the
 // native GPU backend, which tests/golden.rs holds to 5e-5; the page's TSV rounds to 5 decimals
@@ -19,6 +19,8 @@ import { join } from 'node:path';
 import { start, openPage, webgpuAdapter, requireWebgpu, waitReady, shot, parseTsv, modelDoc, perturbationNamed, root, artifacts } from './harness.mjs';
 
 const TOLERANCE = 1e-4;
+// The page's prediction modes ("Predicted profile"); denoised is the default.
+const MODES = ['denoised', 'counterfactual', 'decoded'];
 let env;
 // The bundled model's metadata (genes, perturbations, calibration) and its interferon entry, the
 // page's default selection and the perturbation of the golden case the page is compared with.
@@ -26,7 +28,8 @@ let doc;
 let IFN;
 // Per prediction mode (the page's "Predicted profile"): the CLI's prediction for the bundled
 // example (absent without a built CLI) and the PyTorch golden case for the same input (absent for
-// the counterfactual mode in golden files older than golden_format 2).
+// the counterfactual mode in golden files older than golden_format 2, for the denoised mode in those
+// older than golden_format 3).
 const native = {};
 /** The newest build of the native CLI, when there is one. */
 let cli;
@@ -37,19 +40,20 @@ before(async () => {
   doc = await modelDoc('models/refcast-q8_0.safetensors');
   IFN = perturbationNamed(doc, 'IFN-beta 6 h').name;
   const g = JSON.parse(await readFile(join(root, 'tests/golden/golden_q8_0.json'), 'utf8'));
-  for (const mode of ['decoded', 'counterfactual']) {
+  for (const mode of MODES) {
     golden[mode] = g.cases.find((c) => (c.prediction ?? 'decoded') === mode && c.name.startsWith('Kang CD14 Mono control (bundled example)'));
   }
   assert.ok(golden.decoded);
   assert.deepEqual(perturbationNamed(doc, 'IFN-beta 6 h').metadata, golden.decoded.perturbation, `'${IFN}' is not the golden case's perturbation`);
   assert.equal(golden.decoded.expected.log_cpm.length, doc.genes.length);
   assert.ok(golden.counterfactual || (g.golden_format ?? 1) < 2, 'golden_format 2 without the counterfactual Kang case');
+  assert.ok(golden.denoised || (g.golden_format ?? 1) < 3, 'golden_format 3 without the denoised Kang case');
   // the newest build of the CLI: a release binary left from before a source change must not win
   cli = ['target/release/refcast', 'target/debug/refcast'].map((p) => join(root, p)).filter(existsSync)
     .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   if (cli) {
     const dir = await mkdtemp(join(tmpdir(), 'refcast-'));
-    for (const mode of ['decoded', 'counterfactual']) {
+    for (const mode of MODES) {
       const out = join(dir, `cli-${mode}.tsv`);
       execFileSync(cli, ['predict', '--backend', 'cpu', '--perturbation', IFN, '--mode', mode, '-o', out], { cwd: root, stdio: 'pipe' });
       native[mode] = parseTsv(await readFile(out, 'utf8'));
@@ -110,12 +114,12 @@ function checkNumbers(name, all, mode) {
   const predicted = tsv.predicted.map(Number);
   const lfc = tsv.log_fold_change.map(Number);
   // Decoded profiles are measured against the predicted control by default (the CLI's numbers
-  // below check them); counterfactual ones against the sample, which stands for the control.
-  if (mode === 'counterfactual') compare(`${name}: log_fold_change = predicted − reference`, lfc, predicted.map((p, g) => p - Number(tsv.reference[g])));
+  // below check them); denoised and counterfactual ones against the sample, which stands for the control.
+  if (mode !== 'decoded') compare(`${name}: log_fold_change = predicted − reference`, lfc, predicted.map((p, g) => p - Number(tsv.reference[g])));
   const found = [];
   const g = golden[mode];
   if (g) {
-    // A counterfactual profile carries the errors of its two decoded rows.
+    // A denoised or counterfactual profile carries the errors of its two decoded rows.
     const e = g.expected;
     const scale = mode === 'decoded' ? undefined : e.log_cpm.map((_, i) => 2 + Math.abs(e.decoded_log_cpm[i]) + Math.abs(e.control_log_cpm[i]));
     found.push(`vs PyTorch ${compare(`${name} vs PyTorch: log-CPM`, predicted, e.log_cpm, scale).toExponential(1)}`);
@@ -144,7 +148,7 @@ async function checkFamiliarity(page) {
     assert.match(text, /the model reconstructs \d+ % of its profile \(R²\); the model has no familiarity calibration/);
     return;
   }
-  const want = golden.counterfactual?.expected.familiarity ?? golden.decoded.expected.familiarity;
+  const want = golden.denoised?.expected.familiarity ?? golden.counterfactual?.expected.familiarity ?? golden.decoded.expected.familiarity;
   if (want) assert.equal(verdict, want.outside ? 'outside' : 'inside', text);
   if (verdict === 'outside') assert.match(text, /^Caution: Sample “.+” looks unlike anything the model was trained on: .+; predictions for it are extrapolations\.$/);
   else {
@@ -153,18 +157,24 @@ async function checkFamiliarity(page) {
   }
 }
 
-/** After the default (counterfactual) runs: the page's decoded mode, run and checked. */
-async function checkDecoded(page, name, runs) {
-  assert.equal(await page.isChecked('#mode-counterfactual'), true, 'the counterfactual mode is the default');
-  assert.equal(await page.isHidden('#baseline-select'), true, 'counterfactual: the sample is the control');
-  await page.check('#mode-decoded');
-  await page.click('#run');
-  await page.waitForFunction((n) => document.body.dataset.runs === String(n), runs, { timeout: 180_000 });
-  assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
-  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'decoded');
-  assert.equal(await page.isVisible('#baseline-select'), true, 'decoded: relative to the control or the sample');
-  checkNumbers(name, await download(page), 'decoded');
-  await page.check('#mode-counterfactual');
+/**
+ * After the default (denoised) runs: the page's decoded and counterfactual modes, each run (the
+ * page's `runs`-th and next run) and checked; the default is selected again after.
+ */
+async function checkOtherModes(page, name, runs) {
+  assert.equal(await page.isChecked('#mode-denoised'), true, 'the denoised mode is the default');
+  assert.equal(await page.isHidden('#baseline-select'), true, 'denoised: the sample is the control');
+  for (const [i, mode] of ['decoded', 'counterfactual'].entries()) {
+    await page.check(`#mode-${mode}`);
+    await page.click('#run');
+    await page.waitForFunction((n) => document.body.dataset.runs === String(n), runs + i, { timeout: 180_000 });
+    assert.equal(await page.isHidden('#run-error'), true, await page.textContent('#run-error'));
+    assert.equal(await page.evaluate(() => document.body.dataset.mode), mode);
+    if (mode === 'decoded') assert.equal(await page.isVisible('#baseline-select'), true, 'decoded: relative to the control or the sample');
+    else assert.equal(await page.isHidden('#baseline-select'), true, `${mode}: the sample is the control`);
+    checkNumbers(name, await download(page), mode);
+  }
+  await page.check('#mode-denoised');
 }
 
 test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; screenshots', async (t) => {
@@ -179,11 +189,11 @@ test('WebGPU: the bundled example matches the native CLI and PyTorch; screen; sc
   await runExample(page);
   console.log(`# ${await page.textContent('#timings')}`);
   await shot(page, 'webgpu-prediction');
-  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'counterfactual');
+  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'denoised');
   await checkFamiliarity(page);
-  checkNumbers('WebGPU', await download(page), 'counterfactual');
+  checkNumbers('WebGPU', await download(page), 'denoised');
   await coldStart(page, 'WebGPU');
-  await checkDecoded(page, 'WebGPU', 3);
+  await checkOtherModes(page, 'WebGPU', 3);
 
   await page.click('#screen');
   await page.waitForFunction(() => document.body.dataset.screen === 'done' || !document.getElementById('run-error').hidden, null, { timeout: 180_000 });
@@ -205,11 +215,11 @@ test('WebGPU turned off: auto falls back to the wasm CPU backend, same numbers',
   assert.match(await page.textContent('#model-status'), /on the CPU.*Not on the GPU: no usable GPU \(navigator\.gpu is missing/);
   await runExample(page);
   await shot(page, 'cpu-prediction');
-  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'counterfactual');
+  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'denoised');
   await checkFamiliarity(page);
-  checkNumbers('CPU', await download(page), 'counterfactual');
+  checkNumbers('CPU', await download(page), 'denoised');
   await coldStart(page, 'CPU');
-  await checkDecoded(page, 'CPU', 3);
+  await checkOtherModes(page, 'CPU', 3);
   assert.deepEqual(log.errors, []);
   await context.close();
 });

@@ -1,13 +1,13 @@
 // The golden files (tests/golden, written by training/export.py) as the Node tests read them: which
-// cases are decoded and which counterfactual, and the counterfactual tolerance. Mirrors
-// tests/golden.rs: `golden_format` 1 (no field) holds decoded cases only; from 2 every case names
-// its `prediction` mode and counterfactual cases must be there. Also: which bundled example a
-// golden case's reference is, and the model's perturbations by name.
+// cases are decoded, which counterfactual and which denoised, and the tolerance of the latter two.
+// Mirrors tests/golden.rs: `golden_format` 1 (no field) holds decoded cases only; from 2 every case
+// names its `prediction` mode and counterfactual cases must be there; from 3 denoised cases too.
+// Also: which bundled example a golden case's reference is, and the model's perturbations by name.
 
 import assert from 'node:assert/strict';
 
 /** The newest golden_format these tests know (training/export.py's GOLDEN_FORMAT). */
-export const GOLDEN_FORMAT = 2;
+export const GOLDEN_FORMAT = 3;
 
 /** The same tolerance as tests/golden.rs: 5e-5 · (1 + |x|) per decoded value. */
 export const TOLERANCE = 5e-5;
@@ -18,22 +18,31 @@ export function decodedCases(golden) {
   return golden.cases.filter((c) => prediction(c) === 'decoded');
 }
 
-/** The counterfactual cases; from golden_format 2 there must be some, mean and sampled. */
-export function counterfactualCases(golden, what) {
+/** The golden_format from which a file holds cases of each mode anchored to the sample. */
+const SINCE = { counterfactual: 2, denoised: 3 };
+
+/** The cases of `mode` (counterfactual or denoised); from its golden_format on there must be some, mean and sampled. */
+function anchoredCases(golden, what, mode) {
   const format = golden.golden_format ?? 1;
   assert.ok(format >= 1 && format <= GOLDEN_FORMAT, `${what}: golden_format ${format} is not one these tests know`);
-  const cases = golden.cases.filter((c) => prediction(c) === 'counterfactual');
-  if (format >= 2) {
-    for (const mode of ['mean', 'sample']) assert.ok(cases.some((c) => c.mode === mode), `${what}: golden_format ${format} but no ${mode} counterfactual case`);
+  const cases = golden.cases.filter((c) => prediction(c) === mode);
+  if (format >= SINCE[mode]) {
+    for (const m of ['mean', 'sample']) assert.ok(cases.some((c) => c.mode === m), `${what}: golden_format ${format} but no ${m} ${mode} case`);
   } else {
-    assert.equal(cases.length, 0, `${what}: counterfactual cases in a format-1 file`);
+    assert.equal(cases.length, 0, `${what}: ${mode} cases in a format-${format} file`);
   }
   return cases;
 }
 
+/** The counterfactual cases; from golden_format 2 there must be some, mean and sampled. */
+export const counterfactualCases = (golden, what) => anchoredCases(golden, what, 'counterfactual');
+
+/** The denoised cases; from golden_format 3 there must be some, mean and sampled. */
+export const denoisedCases = (golden, what) => anchoredCases(golden, what, 'denoised');
+
 /**
- * Asserts |got − want| ≤ scale · TOLERANCE · (2 + |a| + |b|): a counterfactual profile carries the
- * errors of both decoded rows `a` (the perturbation) and `b` (the control). Returns the worst
+ * Asserts |got − want| ≤ scale · TOLERANCE · (2 + |a| + |b|): a counterfactual or denoised profile
+ * carries the errors of both decoded rows `a` (the perturbation) and `b` (the control). Returns the worst
  * ratio of error to bound.
  */
 export function assertCloseSum(what, got, want, a, b, scale = 1) {

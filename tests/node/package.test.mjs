@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { Refcast, RefcastError, predictionToTsv } from '../../js/index.js';
-import { assertCloseSum, controlName, counterfactualCases, decodedCases, exampleOf, perturbationNamed } from './golden.mjs';
+import { assertCloseSum, controlName, counterfactualCases, decodedCases, denoisedCases, exampleOf, perturbationNamed } from './golden.mjs';
 
 const root = new URL('../../', import.meta.url);
 const read = (p) => readFile(new URL(p, root));
@@ -92,10 +92,38 @@ test('predict on the bundled example matches PyTorch (golden vectors)', async ()
   assert.ok(p.reference.matched > 5000);
 });
 
-test('the default mode is counterfactual: the sample moved by the decoded change from the control', async () => {
+test('the default mode is denoised: the sample moved by the decoded change, its deviations from the reconstruction shrunk by at most 1', async () => {
   const c = kangCase;
   const p = await model.predict({ sample: kang, perturbations: [c.perturbation] });
+  assert.equal(p.mode, 'denoised');
+  assert.equal(p.baseline, 'reference', 'the sample stands for the control');
+  assert.deepEqual(await model.predict({ sample: kang, perturbations: [c.perturbation], mode: 'denoised' }).then((q) => q.logCpm), p.logCpm);
+  const d = await model.predict({ sample: kang, perturbations: [c.perturbation, CONTROL], mode: 'decoded' });
+  const G = p.genes;
+  const [a, b] = [d.logCpm.subarray(0, G), d.logCpm.subarray(G, 2 * G)];
+  const ref = p.reference.logCpm;
+  // max(0, a + soft(ref − b, τ)), 0 ≤ τ ≤ 1 per gene: the sample's deviation from its
+  // reconstruction, ref − b, shrunk towards 0 by at most τ. So each value lies between the decoded
+  // profile (a: all of it dropped) and the counterfactual one (a + ref − b: all of it kept), and
+  // within 1 of the latter (equal to it for a model without thresholds). The same CPU code as the
+  // decoded rows: one fifth of the PyTorch tolerance.
+  for (let g = 0; g < G; g++) {
+    const [kept, v] = [a[g] + (ref[g] - b[g]), p.logCpm[g]];
+    const tol = 0.2 * TOLERANCE * (2 + Math.abs(a[g]) + Math.abs(b[g]));
+    const [lo, hi] = [Math.max(0, Math.min(a[g], kept)), Math.max(0, Math.max(a[g], kept))];
+    assert.ok(v >= lo - tol && v <= hi + tol, `gene ${g}: ${v} outside [${lo}, ${hi}] (decoded ${a[g]}, control ${b[g]}, sample ${ref[g]})`);
+    assert.ok(Math.abs(v - Math.max(0, kept)) <= 1 + tol, `gene ${g}: ${v}, more than 1 from the counterfactual ${Math.max(0, kept)}`);
+    assert.equal(p.logFoldChange[g], Math.fround(v - ref[g]), `fold change of gene ${g}`);
+  }
+  assert.ok(p.logCpm.every((v) => v >= 0));
+  assertClose('z: the perturbation row', p.latents, c.expected.z);
+});
+
+test('the counterfactual mode: the sample moved by the decoded change from the control', async () => {
+  const c = kangCase;
+  const p = await model.predict({ sample: kang, perturbations: [c.perturbation], mode: 'counterfactual' });
   assert.equal(p.mode, 'counterfactual');
+  assert.equal(p.baseline, 'reference', 'the sample stands for the control');
   const d = await model.predict({ sample: kang, perturbations: [c.perturbation, CONTROL], mode: 'decoded' });
   const G = p.genes;
   const [a, b] = [d.logCpm.subarray(0, G), d.logCpm.subarray(G, 2 * G)];
@@ -110,7 +138,7 @@ test('the default mode is counterfactual: the sample moved by the decoded change
   }
   assert.ok(p.logCpm.every((v) => v >= 0));
   assertClose('z: the perturbation row', p.latents, c.expected.z);
-  assert.deepEqual(await model.predict({ sample: kang, perturbations: [c.perturbation], mode: 'counterfactual' }).then((q) => q.logCpm), p.logCpm);
+  assert.deepEqual(await model.predict({ sample: kang, perturbations: [c.perturbation], mode: 'COUNTERFACTUAL' }).then((q) => q.logCpm), p.logCpm, 'modes are read case-insensitively');
   // Familiarity: the R² of the decoded control profile against the sample over its measured
   // genes. A model without a calibration (format 1) gives no nearest context and no verdict; a
   // calibrated one (format 2) gives the nearest centroid and distance of the golden vectors
@@ -166,7 +194,17 @@ function squaredPearson(x, y, keep) {
 test('counterfactual golden cases (when the golden file has them) match PyTorch', async () => {
   const bundled = counterfactualCases(golden, 'golden_q8_0.json').filter((c) => c.name.includes('(bundled example)'));
   for (const c of bundled) {
+    const p = await model.predict({ sample: await read(exampleOf(c)), perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'counterfactual' });
+    assertClose(`${c.name}: z`, p.latents, c.expected.z);
+    assertCloseSum(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm, c.expected.decoded_log_cpm, c.expected.control_log_cpm);
+  }
+});
+
+test('denoised golden cases (when the golden file has them) match PyTorch in the default mode', async () => {
+  const bundled = denoisedCases(golden, 'golden_q8_0.json').filter((c) => c.name.includes('(bundled example)'));
+  for (const c of bundled) {
     const p = await model.predict({ sample: await read(exampleOf(c)), perturbations: [c.perturbation], conditionOn: c.condition_on });
+    assert.equal(p.mode, 'denoised');
     assertClose(`${c.name}: z`, p.latents, c.expected.z);
     assertCloseSum(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm, c.expected.decoded_log_cpm, c.expected.control_log_cpm);
   }
@@ -259,7 +297,7 @@ test('screen ranks every perturbation', async () => {
   assert.ok(at168.warnings.some((w) => /time_hours=168 is a combination the model was never trained on/.test(w)), at168.warnings.join('\n'));
   assert.match(s.legend.find((c) => c.column === 'effect_size').meaning, /ln fold change/);
   assert.ok(s.hits[0].topUp.length > 0 && typeof s.hits[0].topUp[0].gene === 'string');
-  assert.deepEqual([s.mode, s.baseline, s.signatureUnknown], ['counterfactual', 'reference', []]);
+  assert.deepEqual([s.mode, s.baseline, s.signatureUnknown], ['denoised', 'reference', []]);
   const sig = await model.screen({ sample: kang, signature: { ISG15: -1, IFI6: -1, MX1: -1, CD14: 1, LYZ: 1 } });
   assert.ok(sig.hits.every((h) => typeof h.reversal === 'number'));
   // The three signature forms: weights, up/down sets, a list (an up set); unknown genes are listed.
@@ -270,15 +308,20 @@ test('screen ranks every perturbation', async () => {
   const list = await model.screen({ sample: kang, signature: ['ISG15', 'IFI6', 'MX1'] });
   const upSet = await model.screen({ sample: kang, signature: { up: ['ISG15', 'IFI6', 'MX1'] } });
   assert.deepEqual(list.hits.map((h) => [h.name, h.reversal]), upSet.hits.map((h) => [h.name, h.reversal]));
-  // In the counterfactual mode (the default) the control changes nothing. Decoded, effects are
-  // measured against the predicted control by default (the control again changes nothing);
-  // against the sample, the control carries the model's reconstruction error of the sample.
+  // In the counterfactual mode the control changes nothing. Decoded, effects are measured against
+  // the predicted control by default (the control again changes nothing); against the sample, the
+  // control carries the model's reconstruction error of the sample. In the denoised mode (the
+  // default) the control's effect is the noise dropped from the sample: per gene its deviation
+  // from the reconstruction, clamped to the gene's threshold (≤ 1), so no more than either.
   const control = (r) => r.hits.find((h) => h.name === CONTROL).effectSize;
+  const counterfactual = await model.screen({ sample: kang, mode: 'counterfactual' });
+  assert.equal(counterfactual.baseline, 'reference');
   const decoded = await model.screen({ sample: kang, mode: 'decoded' });
   assert.equal(decoded.baseline, 'control');
   const versusSample = await model.screen({ sample: kang, mode: 'decoded', baseline: 'reference' });
-  assert.ok(control(s) < 1e-4 && control(decoded) < 1e-4 && control(versusSample) > 1e-2, `control: ${control(s)}, ${control(decoded)}, ${control(versusSample)}`);
-  assert.deepEqual((await model.screen({ sample: kang, mode: 'counterfactual' })).hits.map((h) => [h.name, h.effectSize]), s.hits.map((h) => [h.name, h.effectSize]));
+  assert.ok(control(counterfactual) < 1e-4 && control(decoded) < 1e-4 && control(versusSample) > 1e-2, `control: ${control(counterfactual)}, ${control(decoded)}, ${control(versusSample)}`);
+  assert.ok(control(s) <= Math.min(1, control(versusSample)) + 1e-4, `denoised control: ${control(s)}, decoded against the sample ${control(versusSample)}`);
+  assert.deepEqual((await model.screen({ sample: kang, mode: 'denoised' })).hits.map((h) => [h.name, h.effectSize]), s.hits.map((h) => [h.name, h.effectSize]));
   // Progress comes after each chunk, ending at the total.
   const seen = [];
   await model.screen({ sample: kang, onProgress: (done, total) => seen.push([done, total]) });
@@ -364,7 +407,7 @@ test('metadata and usage errors are clear', async () => {
   await assert.rejects(model.predict({ sample: kang, perturbation: 'none', conditon: [] }), { kind: 'usage', message: /unknown option.*conditon/ });
   await assert.rejects(model.predict({ perturbation: 'none', conditionOn: ['technical'] }), { kind: 'request', message: /needs a reference sample/ });
   await assert.rejects(model.predict({ sample: kang, perturbation: 'none', numSamples: 2, seed: -1 }), { kind: 'usage', message: /seed/ });
-  await assert.rejects(model.predict({ sample: kang, perturbation: 'none', mode: 'raw' }), { kind: 'usage', message: /unknown prediction mode 'raw'.*counterfactual or decoded/ });
+  await assert.rejects(model.predict({ sample: kang, perturbation: 'none', mode: 'raw' }), { kind: 'usage', message: /unknown prediction mode 'raw'.*denoised, counterfactual or decoded/ });
   await assert.rejects(model.screen({ sample: kang, mode: 'anchored' }), { kind: 'usage', message: /unknown prediction mode 'anchored'/ });
 });
 

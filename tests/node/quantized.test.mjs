@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { Refcast } from '../../js/index.js';
-import { assertCloseSum, counterfactualCases, decodedCases, exampleOf } from './golden.mjs';
+import { assertCloseSum, counterfactualCases, decodedCases, denoisedCases, exampleOf } from './golden.mjs';
 
 const root = new URL('../../', import.meta.url);
 const read = (p) => readFile(new URL(p, root));
@@ -38,14 +38,17 @@ for (const encoding of ['q8_0', 'q4_0']) {
     }
   });
 
-  test(`${encoding}: counterfactual golden cases (when the file has them) match PyTorch`, async () => {
-    for (const c of counterfactualCases(golden, `golden_${encoding}.json`).filter((c) => c.name.includes('(bundled example)'))) {
-      const sample = await read(exampleOf(c));
-      const p = await model.predict({ sample, perturbations: [c.perturbation], conditionOn: c.condition_on, mode: 'counterfactual' });
-      assertClose(`${c.name}: z`, p.latents, c.expected.z);
-      assertCloseSum(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm, c.expected.decoded_log_cpm, c.expected.control_log_cpm);
-    }
-  });
+  for (const [mode, cases] of [['counterfactual', counterfactualCases], ['denoised', denoisedCases]]) {
+    test(`${encoding}: ${mode} golden cases (when the file has them) match PyTorch`, async () => {
+      for (const c of cases(golden, `golden_${encoding}.json`).filter((c) => c.name.includes('(bundled example)'))) {
+        const sample = await read(exampleOf(c));
+        const p = await model.predict({ sample, perturbations: [c.perturbation], conditionOn: c.condition_on, mode });
+        assert.equal(p.mode, mode);
+        assertClose(`${c.name}: z`, p.latents, c.expected.z);
+        assertCloseSum(`${c.name}: log-CPM`, p.logCpm, c.expected.log_cpm, c.expected.decoded_log_cpm, c.expected.control_log_cpm);
+      }
+    });
+  }
 
   test(`${encoding}: prompt-only generation matches PyTorch`, async () => {
     const c = golden.cases.find((c) => c.name.startsWith('prompt-only'));

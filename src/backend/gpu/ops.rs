@@ -164,18 +164,21 @@ impl Backend for GpuBackend {
         let idx = self.upload(bytemuck::cast_slice(index))?;
         let out = self.output(pred.rows, pred.cols)?;
         let k = ops::output::OutputKernel { transform: ops::output::Transform::LogFoldChange, rows: pred.rows, genes: pred.cols };
-        let inputs = [pred.bound(), reference.bound(), Bound::pooled(&idx, index.len() as u64 * 4)];
+        // The thresholds' binding is unread: `pred` stands in.
+        let inputs = [pred.bound(), reference.bound(), Bound::pooled(&idx, index.len() as u64 * 4), pred.bound()];
         self.dispatch(&k, &inputs, out.bound())?;
         Ok(out)
     }
 
-    fn counterfactual(&mut self, pred: &GpuTensor, reference: &GpuTensor, index: &[u32]) -> Result<GpuTensor> {
-        ops::output::check_counterfactual((pred.rows, pred.cols), (reference.rows, reference.cols), index)?;
+    fn counterfactual(&mut self, pred: &GpuTensor, reference: &GpuTensor, threshold: Option<&GpuTensor>, index: &[u32]) -> Result<GpuTensor> {
+        ops::output::check_counterfactual((pred.rows, pred.cols), (reference.rows, reference.cols), threshold.map(|t| (t.rows, t.cols)), index)?;
         let rows = index.len() / 2;
         let idx = self.upload(bytemuck::cast_slice(index))?;
         let out = self.output(rows, pred.cols)?;
-        let k = ops::output::OutputKernel { transform: ops::output::Transform::Counterfactual, rows, genes: pred.cols };
-        let inputs = [pred.bound(), reference.bound(), Bound::pooled(&idx, index.len() as u64 * 4)];
+        let transform = if threshold.is_some() { ops::output::Transform::Denoised } else { ops::output::Transform::Counterfactual };
+        let k = ops::output::OutputKernel { transform, rows, genes: pred.cols };
+        // Without thresholds the binding is unread: `pred` stands in.
+        let inputs = [pred.bound(), reference.bound(), Bound::pooled(&idx, index.len() as u64 * 4), threshold.unwrap_or(pred).bound()];
         self.dispatch(&k, &inputs, out.bound())?;
         Ok(out)
     }
@@ -190,6 +193,7 @@ impl Backend for GpuBackend {
             pred.bound(),
             Bound::pooled(&lib, library_size.len() as u64 * 4),
             Bound::pooled(&idx, index.len() as u64 * 4),
+            pred.bound(),
         ];
         self.dispatch(&k, &inputs, out.bound())?;
         Ok(out)
