@@ -169,7 +169,7 @@ def main():
         "the runtime scored the quantized files": report["runtime_scored"] and any(
             r["method"] == "refcast Q4_0" for r in report["rows"]),
         "perturbation identity was scored": len(report["identity"]) == 4,
-        "scGen's protocol was scored": len(report["scgen_protocol"]) == len(TYPES) * 4,
+        "scGen's protocol was scored": len(report["scgen_protocol"]) == len(TYPES) * 5,
         "the calibration datasets were scored": any(r["model"] == "final" and r["dataset"] == "external"
                                                     for r in report["familiarity"]),
         "familiarity thresholds were computed": "latent_distance_max" in report["familiarity_thresholds"],
