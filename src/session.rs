@@ -352,7 +352,7 @@ impl<B: Backend> Session<B> {
             let with_controls = appended.is_some() && (control.is_some() || groups.clone().any(|g| reconstructions[g % b_n].is_empty()));
             let mut pairs = Vec::new();
             if with_controls {
-                for group in groups {
+                for group in groups.clone() {
                     let (s, row) = (group / b_n, group as u32);
                     index.extend([row, row, (s * pz_n + p_n) as u32]);
                 }
@@ -369,7 +369,7 @@ impl<B: Backend> Session<B> {
             for (b, done) in reconstructions.iter().enumerate().filter(|(_, r)| r.is_empty()) {
                 let row = match reused_control {
                     // Sample 0 of reference b is group b.
-                    Some(ControlRow::Appended) if with_controls => (first..=(end - 1) / p_n).contains(&b).then(|| n + b - first),
+                    Some(ControlRow::Appended) if with_controls => groups.contains(&b).then(|| n + b - first),
                     Some(ControlRow::Appended) => None,
                     Some(ControlRow::Among(c)) => (start..end).contains(&(b * p_n + c)).then(|| b * p_n + c - start),
                     None => None,

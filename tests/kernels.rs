@@ -225,7 +225,7 @@ fn draw_tolerance(z: f32, sigma: f32, r: f32) -> f32 {
 
 /// The standard normal ε for element `j` and the radius r of its Box–Muller pair.
 fn normal_and_radius(p: &Philox, streams: Streams, j: usize, row: u32, sample: u32) -> (f32, f32) {
-    let (stream, idx) = if j < streams.split { (streams.lo, j as u32) } else { (streams.hi, (j - streams.split) as u32) };
+    let (stream, idx) = streams.of(j);
     let eps = p.normal(stream, idx, row, sample);
     let partner = p.normal(stream, idx ^ 1, row, sample);
     (eps, eps.hypot(partner))
@@ -398,4 +398,3 @@ fn a_warm_pass_reuses_buffers() {
     }
     assert_eq!(g.pool_bytes(), bytes, "warm passes allocate nothing new");
 }
-

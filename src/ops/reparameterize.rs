@@ -33,7 +33,8 @@ impl Streams {
         Streams { latent, split: latent, lo: stream, hi: stream }
     }
 
-    fn of(&self, j: usize) -> (u32, u32) {
+    /// The `(stream, element)` Philox counter of latent column `j`.
+    pub fn of(&self, j: usize) -> (u32, u32) {
         if j < self.split { (self.lo, j as u32) } else { (self.hi, (j - self.split) as u32) }
     }
 }
