@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 out=pkg
 wasm="$out/refcast_bg.wasm"
 if [ "${1:-}" = "--if-needed" ] && [ -f "$wasm" ] && [ -f "$out/refcast.js" ]; then
-  newer=$(find src shaders Cargo.toml Cargo.lock -newer "$wasm" -type f -print -quit)
+  newer=$(find src shaders build.rs Cargo.toml Cargo.lock -newer "$wasm" -type f -print -quit)
   if [ -z "$newer" ]; then
     echo "build-wasm: $wasm is up to date"
     exit 0

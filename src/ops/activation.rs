@@ -28,9 +28,9 @@ pub fn cpu(act: Activation, x: &[f32], out: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/activation.wgsl)
 
-use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, shader, u, uniform};
 
-pub const SHADER: Shader = Shader { name: "activation", source: include_str!("../../shaders/activation.wgsl") };
+pub const SHADER: Shader = shader!("activation");
 
 uniform! {
     /// `Params` of shaders/activation.wgsl.

@@ -19,9 +19,9 @@ pub fn cpu(a: &[f32], b: &[f32], out: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/add.wgsl)
 
-use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, shader, u, uniform};
 
-pub const SHADER: Shader = Shader { name: "add", source: include_str!("../../shaders/add.wgsl") };
+pub const SHADER: Shader = shader!("add");
 
 uniform! {
     /// `Params` of shaders/add.wgsl.

@@ -52,9 +52,9 @@ pub fn cpu(parts: [Part<'_>; 3], index: &[u32], out: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/assemble.wgsl)
 
-use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, shader, u, uniform};
 
-pub const SHADER: Shader = Shader { name: "assemble", source: include_str!("../../shaders/assemble.wgsl") };
+pub const SHADER: Shader = shader!("assemble");
 
 uniform! {
     /// `Params` of shaders/assemble.wgsl.

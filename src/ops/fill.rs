@@ -9,9 +9,9 @@ pub fn cpu(value: u32, out: &mut [u32]) {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/fill.wgsl)
 
-use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, shader, u, uniform};
 
-pub const SHADER: Shader = Shader { name: "fill", source: include_str!("../../shaders/fill.wgsl") };
+pub const SHADER: Shader = shader!("fill");
 
 uniform! {
     /// `Params` of shaders/fill.wgsl.

@@ -42,12 +42,23 @@ pub fn is_software_adapter(cpu_device: bool, names: &[&str]) -> bool {
         })
 }
 
-/// A WGSL source file from `shaders/`.
+/// A WGSL source file from `shaders/`, as `build.rs` ships it (without comments).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
 }
+
+/// The [`Shader`] built from `shaders/<name>.wgsl`.
+macro_rules! shader {
+    ($name:literal) => {
+        $crate::ops::kernel::Shader {
+            name: $name,
+            source: include_str!(concat!(env!("OUT_DIR"), "/shaders/", $name, ".wgsl")),
+        }
+    };
+}
+pub(crate) use shader;
 
 /// What identifies a compiled pipeline: shader, entry point and the (sorted) defines.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -26,9 +26,9 @@ pub fn cpu(x: &[f32], cols: usize, weight: &[f32], bias: &[f32], eps: f32, out: 
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/layer_norm.wgsl)
 
-use super::kernel::{Kernel, KernelStyle, Shader, TypedKernel, Uniform, grid, u, uniform};
+use super::kernel::{Kernel, KernelStyle, Shader, TypedKernel, Uniform, grid, shader, u, uniform};
 
-pub const SHADER: Shader = Shader { name: "layer_norm", source: include_str!("../../shaders/layer_norm.wgsl") };
+pub const SHADER: Shader = shader!("layer_norm");
 
 uniform! {
     /// `Params` of shaders/layer_norm.wgsl.

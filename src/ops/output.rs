@@ -96,9 +96,9 @@ pub fn check_counterfactual(pred: (usize, usize), reference: (usize, usize), thr
 // ---------------------------------------------------------------------------------------------
 // GPU kernels (shaders/output.wgsl)
 
-use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, shader, u, uniform};
 
-pub const SHADER: Shader = Shader { name: "output", source: include_str!("../../shaders/output.wgsl") };
+pub const SHADER: Shader = shader!("output");
 
 /// Which output transform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -61,9 +61,9 @@ pub fn cpu(
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/prior_embed.wgsl)
 
-use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, shader, u, uniform};
 
-pub const SHADER: Shader = Shader { name: "prior_embed", source: include_str!("../../shaders/prior_embed.wgsl") };
+pub const SHADER: Shader = shader!("prior_embed");
 
 uniform! {
     /// `Params` of shaders/prior_embed.wgsl.

@@ -128,9 +128,9 @@ pub fn cpu(head: &[f32], streams: Streams, noise: Option<Noise>, out: &mut [f32]
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/reparameterize.wgsl)
 
-use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, u, uniform};
+use super::kernel::{Kernel, Shader, TypedKernel, Uniform, grid_for, shader, u, uniform};
 
-pub const SHADER: Shader = Shader { name: "reparameterize", source: include_str!("../../shaders/reparameterize.wgsl") };
+pub const SHADER: Shader = shader!("reparameterize");
 
 /// What a [`ReparameterizeKernel`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -228,8 +228,8 @@ fn decode_range(simd: Simd, w: &Matrix, r: usize, c0: usize, out: &mut [f32]) {
 // ---------------------------------------------------------------------------------------------
 // GPU kernel (shaders/linear.wgsl)
 
-use super::kernel::{Kernel, KernelStyle, Shader, TypedKernel, Uniform, u, uniform};
-pub const SHADER: Shader = Shader { name: "linear", source: include_str!("../../../shaders/linear.wgsl") };
+use super::kernel::{Kernel, KernelStyle, Shader, TypedKernel, Uniform, shader, u, uniform};
+pub const SHADER: Shader = shader!("linear");
 
 /// Input rows up to which the matrix–vector entry point is used (it reads the weights once per
 /// input row; the tiled one once per 64 rows).
