@@ -584,9 +584,6 @@ def main():
         refs_f = filled(model, X, masks, datasets, meta, ref_idx)
         ref_lib = libraries(meta, ref_idx)
         perts = [pert_row(meta, it["tgt"]) for it in items]
-        # the default counterfactual mode: max(0, reference + decode(z_ref, perturbation) −
-        # decode(z_ref, control)), so the decoder's reconstruction error of this reference cancels;
-        # and the decoder's own profile
         # the fold model's denoising thresholds, fit on its training pairs as export fits the
         # shipped model's
         pairs = training_pairs(model, X, masks, datasets, meta, train, kang)
