@@ -474,7 +474,8 @@ export class Refcast {
   info(): ModelInfo;
   /** The model described for people: the same card as `refcast info --json`. */
   card(): ModelCard;
-  /** Parses and matches a sample without predicting (to show file errors early). */
+  /** Parses and matches a sample without predicting (to show file errors early). The model
+   * keeps the last sample it read: later calls on the same bytes, read the same way, skip it. */
   inspectSample(sample: SampleInput, options?: SampleOptions): Promise<ReferenceInfo>;
   predict(request: PredictRequest): Promise<Prediction>;
   screen(request: ScreenRequest): Promise<ScreenResult>;

@@ -27,10 +27,12 @@ use crate::screen::{ScreenEnrichment, ScreenOptions};
 use crate::signature::Signature;
 
 mod js;
+mod memo;
 mod options;
 mod results;
 
 use js::{from_js, refcast_error, set, to_js, usage};
+use memo::{ReadOptions, SampleMemo};
 use options::*;
 use results::*;
 
@@ -54,6 +56,8 @@ pub struct RefcastModel {
     backend_reason: String,
     /// The gene sets `loadGeneSets` read for this model.
     gene_sets: RefCell<Option<Arc<GeneSets>>>,
+    /// The last sample read, for calls on the same one.
+    samples: Rc<RefCell<SampleMemo>>,
 }
 
 #[wasm_bindgen]
@@ -87,7 +91,7 @@ impl RefcastModel {
         let config = Rc::new(engine.config().clone());
         let backend_reason = engine.choice().reason.clone();
         let state = Rc::new(RefCell::new(State { engine: Some(engine), disposed: false }));
-        Ok(RefcastModel { state, config, card, backend, adapter, backend_reason, gene_sets: RefCell::new(None) })
+        Ok(RefcastModel { state, config, card, backend, adapter, backend_reason, gene_sets: RefCell::new(None), samples: Rc::default() })
     }
 
     /// Why this backend: "requested", "a GPU adapter was found", or why `auto` fell back to the
@@ -177,11 +181,12 @@ impl RefcastModel {
     #[wasm_bindgen(js_name = inspectSample)]
     pub fn inspect_sample(&self, sample: &[u8], options: JsValue) -> Result<JsValue, JsValue> {
         let o: SampleOptions = if options.is_undefined() { SampleOptions::default() } else { from_js(options, "sample options")? };
-        let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip, o.tenx.as_ref())?;
-        let s = column(&file.table, o.column.as_ref())?;
         let guard = self.state.borrow();
         let engine = guard.engine.as_ref().ok_or_else(|| self.gone())?;
-        let r = engine.reference(&file.table, s).map_err(refcast_error)?;
+        let mut memo = self.samples.borrow_mut();
+        let file = memo.file(sample.to_vec(), &read_options(&o.values, &o.file_name, o.gzip, &o.tenx))?;
+        let s = column(&file.table, o.column.as_ref())?;
+        let r = memo.reference(engine, &file, s)?;
         Ok(reference_js(&r, &file).into())
     }
 
@@ -189,11 +194,11 @@ impl RefcastModel {
     /// perturbation. Resolves to an object mirroring the Rust `Prediction`.
     pub fn predict(&self, sample: Option<Vec<u8>>, options: JsValue) -> Result<js_sys::Promise, JsValue> {
         let o: PredictOptions = from_js(options, "predict options")?;
-        let cfg = self.config.clone();
+        let (cfg, memo) = (self.config.clone(), self.samples.clone());
         let mut engine = self.take()?;
         let slot = self.state.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let result = predict(&mut engine, &cfg, sample, o).await;
+            let result = predict(&mut engine, &cfg, &memo, sample, o).await;
             put_back(&slot, engine);
             result
         }))
@@ -206,11 +211,11 @@ impl RefcastModel {
     pub fn screen(&self, sample: Vec<u8>, options: JsValue, on_progress: Option<js_sys::Function>) -> Result<js_sys::Promise, JsValue> {
         let o: ScreenOptionsJs = if options.is_undefined() { ScreenOptionsJs::default() } else { from_js(options, "screen options")? };
         let cfg = self.config.clone();
-        let sets = self.gene_sets.borrow().clone();
+        let (sets, memo) = (self.gene_sets.borrow().clone(), self.samples.clone());
         let mut engine = self.take()?;
         let slot = self.state.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let result = screen(&mut engine, &cfg, sets, &sample, o, on_progress).await;
+            let result = screen(&mut engine, &cfg, sets, &memo, sample, o, on_progress).await;
             put_back(&slot, engine);
             result
         }))
@@ -254,7 +259,7 @@ fn put_back(slot: &Rc<RefCell<State>>, engine: Engine) {
     }
 }
 
-async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>, o: PredictOptions) -> Result<JsValue, JsValue> {
+async fn predict(engine: &mut Engine, cfg: &ModelConfig, memo: &RefCell<SampleMemo>, sample: Option<Vec<u8>>, o: PredictOptions) -> Result<JsValue, JsValue> {
     if o.perturbations.is_empty() {
         return Err(usage("no perturbation given: pass perturbations: ['IFN-beta 6 h'] (see info().perturbations)"));
     }
@@ -263,15 +268,15 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     for c in o.context.into_iter().chain(o.contexts) {
         contexts.push(context(cfg, c)?);
     }
-    let (references, table) = match &sample {
+    let (references, table) = match sample {
         Some(bytes) => {
-            let file = read_sample(bytes, o.values.as_deref(), o.file_name.as_deref(), o.gzip, o.tenx.as_ref())?;
+            let mut memo = memo.borrow_mut();
+            let file = memo.file(bytes, &read_options(&o.values, &o.file_name, o.gzip, &o.tenx))?;
             let cols = columns(&file.table, o.column.as_ref(), o.columns.as_ref())?;
             let refs = cols
                 .into_iter()
-                .map(|s| with_library_size(engine.reference(&file.table, s)?, o.library_size))
-                .collect::<crate::Result<Vec<_>>>()
-                .map_err(refcast_error)?;
+                .map(|s| with_library_size(memo.reference(engine, &file, s)?, o.library_size).map_err(refcast_error))
+                .collect::<Result<Vec<_>, JsValue>>()?;
             (refs, Some(file))
         }
         None if o.column.is_some() || o.columns.is_some() => return Err(usage("column(s) given without a sample")),
@@ -371,6 +376,11 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, sample: Option<Vec<u8>>
     Ok(out.into())
 }
 
+/// The options that say how a sample's bytes are read.
+fn read_options<'a>(values: &'a Option<String>, file_name: &'a Option<String>, gzip: Option<bool>, tenx: &'a Option<TenxJs>) -> ReadOptions<'a> {
+    ReadOptions { values: values.as_deref(), file_name: file_name.as_deref(), gzip, tenx: tenx.as_ref() }
+}
+
 /// A reference with the library size given for it, if any (see [`Reference::with_library_size`]).
 fn with_library_size(r: Reference, library_size: Option<f64>) -> crate::Result<Reference> {
     match library_size {
@@ -384,7 +394,8 @@ async fn screen(
     engine: &mut Engine,
     cfg: &ModelConfig,
     gene_sets: Option<Arc<GeneSets>>,
-    sample: &[u8],
+    memo: &RefCell<SampleMemo>,
+    sample: Vec<u8>,
     o: ScreenOptionsJs,
     on_progress: Option<js_sys::Function>,
 ) -> Result<JsValue, JsValue> {
@@ -399,9 +410,13 @@ async fn screen(
             Some(ScreenEnrichment { gene_sets, rank_by, all_sets: o.all_sets.unwrap_or(false) })
         }
     };
-    let file = read_sample(sample, o.values.as_deref(), o.file_name.as_deref(), o.gzip, o.tenx.as_ref())?;
-    let s = column(&file.table, o.column.as_ref())?;
-    let reference = with_library_size(engine.reference(&file.table, s).map_err(refcast_error)?, o.library_size).map_err(refcast_error)?;
+    let (file, reference) = {
+        let mut memo = memo.borrow_mut();
+        let file = memo.file(sample, &read_options(&o.values, &o.file_name, o.gzip, &o.tenx))?;
+        let s = column(&file.table, o.column.as_ref())?;
+        let reference = memo.reference(engine, &file, s)?;
+        (file, with_library_size(reference, o.library_size).map_err(refcast_error)?)
+    };
     let ctx = match o.context {
         Some(c) => context(cfg, c)?,
         None => Metadata::new(),

@@ -270,6 +270,41 @@ test('a matrix of samples predicts in one batch (columns), row for row like one 
   await assert.rejects(model.predict({ columns: 'all', perturbation: 'none' }), { kind: 'usage', message: /without a sample/ });
 });
 
+test('the last sample read is kept: a buffer changed in place, other options or another sample are read anew', async () => {
+  const bytes = new Uint8Array(kang);
+  const before = await model.predict({ sample: bytes, perturbations: [IFN] });
+  const again = await model.predict({ sample: bytes, perturbations: [IFN] });
+  assert.deepEqual(again.logCpm, before.logCpm);
+  assert.deepEqual(again.reference.logCpm, before.reference.logCpm);
+  // Double one gene's count in the same buffer: the prediction must see it.
+  const text = new TextDecoder().decode(bytes);
+  const line = text.indexOf('\nISG15\t') + 1;
+  const count = Number(text.slice(line + 6, text.indexOf('\n', line)));
+  const edited = `${text.slice(0, line)}ISG15\t${String(2 * count).padStart(String(count).length, '0')}${text.slice(text.indexOf('\n', line))}`;
+  assert.equal(edited.length, text.length, 'an edit of the same length, so the buffer can take it');
+  bytes.set(new TextEncoder().encode(edited));
+  const changed = await model.predict({ sample: bytes, perturbations: [IFN] });
+  const isg15 = model.genes.indexOf('ISG15');
+  assert.ok(changed.reference.logCpm[isg15] > before.reference.logCpm[isg15] + 0.5, `ISG15 ${before.reference.logCpm[isg15]} → ${changed.reference.logCpm[isg15]}`);
+  // As read afresh: after another sample, the edited bytes give the same prediction.
+  await model.predict({ sample: kang, perturbations: [IFN] });
+  const fresh = await model.predict({ sample: edited, perturbations: [IFN] });
+  assert.deepEqual(fresh.logCpm, changed.logCpm);
+  // Other read options read the same bytes anew; a library size applies to the kept sample
+  // without changing it.
+  const counts = `gene\tcount\n${model.genes.slice(0, 3000).map((g, i) => `${g}\t${i % 7}`).join('\n')}\n`;
+  assert.equal((await model.inspectSample(counts, { fileName: 'tumour_02.tsv' })).name, 'tumour_02');
+  assert.equal((await model.inspectSample(counts)).name, 'count');
+  const logCpm = `gene\tlog_cpm\n${model.genes.slice(0, 3000).map((g, i) => `${g}\t${(i % 5) / 2}`).join('\n')}\n`;
+  const deep = await model.predict({ sample: logCpm, perturbations: [IFN], librarySize: 3e7 });
+  const plain = await model.predict({ sample: logCpm, perturbations: [IFN] });
+  assert.equal(deep.reference.librarySize, 3e7);
+  assert.notEqual(plain.reference.librarySize, 3e7);
+  // A sample that fails to read leaves no stale sample behind.
+  await assert.rejects(model.predict({ sample: 'gene\tcount\nISG15\t-3\n', perturbations: [IFN] }), { kind: 'sample' });
+  assert.deepEqual((await model.predict({ sample: bytes, perturbations: [IFN] })).logCpm, changed.logCpm);
+});
+
 test('screen ranks every perturbation', async () => {
   const s = await model.screen({ sample: kang });
   assert.equal(s.hits.length, model.info().perturbations.length);
