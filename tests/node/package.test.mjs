@@ -292,10 +292,10 @@ test('the last sample read is kept: a buffer changed in place, other options or 
   assert.deepEqual(fresh.logCpm, changed.logCpm);
   // Other read options read the same bytes anew; a library size applies to the kept sample
   // without changing it.
-  const counts = `gene\tcount\n${model.genes.slice(0, 3000).map((g, i) => `${g}\t${i % 7}`).join('\n')}\n`;
+  const counts = `gene\tcount\n${model.genes.slice(0, 4000).map((g, i) => `${g}\t${i % 7}`).join('\n')}\n`;
   assert.equal((await model.inspectSample(counts, { fileName: 'tumour_02.tsv' })).name, 'tumour_02');
   assert.equal((await model.inspectSample(counts)).name, 'count');
-  const logCpm = `gene\tlog_cpm\n${model.genes.slice(0, 3000).map((g, i) => `${g}\t${(i % 5) / 2}`).join('\n')}\n`;
+  const logCpm = `gene\tlog_cpm\n${model.genes.slice(0, 4000).map((g, i) => `${g}\t${(i % 5) / 2}`).join('\n')}\n`;
   const deep = await model.predict({ sample: logCpm, perturbations: [IFN], librarySize: 3e7 });
   const plain = await model.predict({ sample: logCpm, perturbations: [IFN] });
   assert.equal(deep.reference.librarySize, 3e7);
