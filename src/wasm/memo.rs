@@ -17,33 +17,20 @@ use crate::sample::{Reference, SampleFile};
 const MAX_KEPT_BYTES: usize = 16 << 20;
 
 /// How a sample's bytes are read: the options that change what a read gives.
-#[derive(Clone, PartialEq)]
-pub(super) struct ReadOptions<'a> {
-    pub(super) values: Option<&'a str>,
-    pub(super) file_name: Option<&'a str>,
+#[derive(PartialEq)]
+pub(super) struct ReadOptions {
+    pub(super) values: Option<String>,
+    pub(super) file_name: Option<String>,
     pub(super) gzip: Option<bool>,
-    pub(super) tenx: Option<&'a TenxJs>,
+    pub(super) tenx: Option<TenxJs>,
 }
 
 struct Kept {
     bytes: Vec<u8>,
-    values: Option<String>,
-    file_name: Option<String>,
-    gzip: Option<bool>,
-    tenx: Option<TenxJs>,
+    how: ReadOptions,
     file: Rc<SampleFile>,
     /// Each column's reference, as columns are asked for.
     references: Vec<Option<Reference>>,
-}
-
-impl Kept {
-    fn holds(&self, bytes: &[u8], how: &ReadOptions) -> bool {
-        self.bytes == bytes
-            && self.values.as_deref() == how.values
-            && self.file_name.as_deref() == how.file_name
-            && self.gzip == how.gzip
-            && self.tenx.as_ref() == how.tenx
-    }
 }
 
 /// The last sample read, and the references of its columns.
@@ -53,24 +40,16 @@ pub(super) struct SampleMemo(Option<Kept>);
 impl SampleMemo {
     /// The sample file for `bytes` read `how`: the kept one when it is the same, else read now
     /// (and kept, when not too large).
-    pub(super) fn file(&mut self, bytes: Vec<u8>, how: &ReadOptions) -> Result<Rc<SampleFile>, JsValue> {
-        if let Some(kept) = self.0.as_ref().filter(|k| k.holds(&bytes, how)) {
+    pub(super) fn file(&mut self, bytes: Vec<u8>, how: ReadOptions) -> Result<Rc<SampleFile>, JsValue> {
+        if let Some(kept) = self.0.as_ref().filter(|k| k.bytes == bytes && k.how == how) {
             return Ok(kept.file.clone());
         }
         // A failed read forgets the previous sample: the next call reads afresh either way.
         self.0 = None;
-        let file = Rc::new(read_sample(&bytes, how.values, how.file_name, how.gzip, how.tenx)?);
+        let file = Rc::new(read_sample(&bytes, how.values.as_deref(), how.file_name.as_deref(), how.gzip, how.tenx.as_ref())?);
         if bytes.len() <= MAX_KEPT_BYTES {
             let references = vec![None; file.table.samples.len()];
-            self.0 = Some(Kept {
-                bytes,
-                values: how.values.map(str::to_owned),
-                file_name: how.file_name.map(str::to_owned),
-                gzip: how.gzip,
-                tenx: how.tenx.cloned(),
-                file: file.clone(),
-                references,
-            });
+            self.0 = Some(Kept { bytes, how, file: file.clone(), references });
         }
         Ok(file)
     }

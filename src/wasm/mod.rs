@@ -179,12 +179,13 @@ impl RefcastModel {
 
     /// Parses a sample file and matches one column to the model's genes, without predicting.
     #[wasm_bindgen(js_name = inspectSample)]
-    pub fn inspect_sample(&self, sample: &[u8], options: JsValue) -> Result<JsValue, JsValue> {
+    pub fn inspect_sample(&self, sample: Vec<u8>, options: JsValue) -> Result<JsValue, JsValue> {
         let o: SampleOptions = if options.is_undefined() { SampleOptions::default() } else { from_js(options, "sample options")? };
         let guard = self.state.borrow();
         let engine = guard.engine.as_ref().ok_or_else(|| self.gone())?;
         let mut memo = self.samples.borrow_mut();
-        let file = memo.file(sample.to_vec(), &read_options(&o.values, &o.file_name, o.gzip, &o.tenx))?;
+        let how = ReadOptions { values: o.values, file_name: o.file_name, gzip: o.gzip, tenx: o.tenx };
+        let file = memo.file(sample, how)?;
         let s = column(&file.table, o.column.as_ref())?;
         let r = memo.reference(engine, &file, s)?;
         Ok(reference_js(&r, &file).into())
@@ -271,7 +272,8 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, memo: &RefCell<SampleMe
     let (references, table) = match sample {
         Some(bytes) => {
             let mut memo = memo.borrow_mut();
-            let file = memo.file(bytes, &read_options(&o.values, &o.file_name, o.gzip, &o.tenx))?;
+            let how = ReadOptions { values: o.values, file_name: o.file_name, gzip: o.gzip, tenx: o.tenx };
+            let file = memo.file(bytes, how)?;
             let cols = columns(&file.table, o.column.as_ref(), o.columns.as_ref())?;
             let refs = cols
                 .into_iter()
@@ -376,11 +378,6 @@ async fn predict(engine: &mut Engine, cfg: &ModelConfig, memo: &RefCell<SampleMe
     Ok(out.into())
 }
 
-/// The options that say how a sample's bytes are read.
-fn read_options<'a>(values: &'a Option<String>, file_name: &'a Option<String>, gzip: Option<bool>, tenx: &'a Option<TenxJs>) -> ReadOptions<'a> {
-    ReadOptions { values: values.as_deref(), file_name: file_name.as_deref(), gzip, tenx: tenx.as_ref() }
-}
-
 /// A reference with the library size given for it, if any (see [`Reference::with_library_size`]).
 fn with_library_size(r: Reference, library_size: Option<f64>) -> crate::Result<Reference> {
     match library_size {
@@ -412,7 +409,8 @@ async fn screen(
     };
     let (file, reference) = {
         let mut memo = memo.borrow_mut();
-        let file = memo.file(sample, &read_options(&o.values, &o.file_name, o.gzip, &o.tenx))?;
+        let how = ReadOptions { values: o.values, file_name: o.file_name, gzip: o.gzip, tenx: o.tenx };
+        let file = memo.file(sample, how)?;
         let s = column(&file.table, o.column.as_ref())?;
         let reference = memo.reference(engine, &file, s)?;
         (file, with_library_size(reference, o.library_size).map_err(refcast_error)?)

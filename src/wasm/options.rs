@@ -112,7 +112,7 @@ pub(super) struct ScreenOptionsJs {
 /// The text files beside a 10x Genomics `matrix.mtx` (decompressed by the JS layer), for
 /// [`sample::tenx::pseudobulk`]: every cell summed into one sample called `name`, or one sample
 /// per group of a barcode → group table.
-#[derive(Deserialize, Clone, PartialEq)]
+#[derive(Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TenxJs {
     features: String,
