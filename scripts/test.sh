@@ -7,9 +7,10 @@ cargo test --locked --all-targets
 # (That includes tests/bad_input.rs: the bad-input table, checksums, atomic output, the fuzz smoke
 # test; and tests/long_run.rs: 2,000-prediction runs, device faults, threads. The 10,000-run
 # variants and cargo-fuzz are run by hand, see SECURITY.md.)
-# The training pipeline: the Rust CLI against PyTorch on exported Q8_0/Q4_0 files, then the whole
-# train -> evaluate path on tiny synthetic data (training/smoke.py), both with the CLI that cargo
-# test just built.
+# The training pipeline: the exporter's Q4_0 quantizer against GGML's rounding, the Rust CLI
+# against PyTorch on exported Q8_0/Q4_0 files, then the whole train -> evaluate path on tiny
+# synthetic data (training/smoke.py), both with the CLI that cargo test just built.
+python3 -m training.test_quantize
 REFCAST_BIN="$PWD/target/debug/refcast" python3 -m training.test_runtime
 REFCAST_BIN="$PWD/target/debug/refcast" python3 -m training smoke
 # The Python package (python/): a release wheel (the tests' screens of every perturbation and

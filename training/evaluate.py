@@ -356,6 +356,20 @@ def gene_gain(pairs, genes):
 THRESHOLDS = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0], dtype=np.float32)
 
 
+def calibrate_quantization(model, X, masks, datasets, meta, train, per_dataset=40):
+    """infer.calibrate_quantization on up to `per_dataset` training units of each dataset (fixed
+    draw), each under its own perturbation: the same recipe for fold models and the shipped one."""
+    rng = np.random.default_rng(C.SEED)
+    idx = []
+    for d in range(len(datasets)):
+        units = np.where(train & (meta.dataset_idx == d).values)[0]
+        if len(units):
+            idx.append(rng.choice(units, min(per_dataset, len(units)), replace=False))
+    idx = np.sort(np.concatenate(idx))
+    return infer.calibrate_quantization(model, filled(model, X, masks, datasets, meta, idx),
+                                        [pert_row(meta, i) for i in idx], libraries(meta, idx))
+
+
 def noise_thresholds(pairs, genes):
     """Per gene, the threshold τ of the denoised mode, decoded + soft(reference − control, τ), that
     best predicts the perturbed sample over the training pairs (least squares over THRESHOLDS; 0,
@@ -589,6 +603,7 @@ def main():
         pairs = training_pairs(model, X, masks, datasets, meta, train, kang)
         threshold = noise_thresholds(pairs, X.shape[1])
         model.set_denoise_threshold(threshold)
+        calibrate_quantization(model, X, masks, datasets, meta, train)
         decoded = infer.predict_mean(model, refs_f, perts, library_sizes=ref_lib)
         control = infer.predict_mean(model, refs_f, controls(len(perts)), library_sizes=ref_lib)
         # the default, denoised mode; the counterfactual mode, max(0, reference + decode(z_ref,

@@ -422,10 +422,11 @@ def main():
     X, masks, datasets, meta, genes, kang = T.load()
     model = infer.folded(T.load_model(C.RUNS / "final.pt"))
     # the denoised mode's thresholds, fit on every training pair (the fold models' on theirs)
-    from .evaluate import noise_thresholds, training_pairs
+    from .evaluate import calibrate_quantization, noise_thresholds, training_pairs
     everything = np.ones(len(meta), dtype=bool)
     model.set_denoise_threshold(noise_thresholds(training_pairs(model, X, masks, datasets, meta, everything, kang),
                                                  X.shape[1]))
+    calibrate_quantization(model, X, masks, datasets, meta, everything)
     centroid_contexts, calibration = familiarity(model, X, masks, datasets, meta)
     C.MODELS.mkdir(exist_ok=True)
     C.EXAMPLES.mkdir(exist_ok=True)

@@ -4,7 +4,9 @@ import numpy as np
 BLOCK = 32
 
 
-def q8_0(w):
+def q8_0(w, importance=None):
+    """Q8_0 blocks of `w` [rows, cols], the GGML way (d = max|x| / 127): its rounding error is already
+    far inside the error budget, so `importance` is accepted for a common signature and unused."""
     w = np.asarray(w, dtype=np.float32)
     rows, cols = w.shape
     assert cols % BLOCK == 0
@@ -28,15 +30,35 @@ def dq8_0(buf, shape):
     return (q * d).reshape(rows, cols)
 
 
-def q4_0(w):
+def q4_0(w, importance=None):
+    """Q4_0 blocks of `w` [rows, cols]. Each block's scale is the least-squares one for its own
+    rounding, searched over 19 candidates around the GGML scale m / −8 (m: the value of largest
+    magnitude), as llama.cpp's make_qx_quants does. `importance` [cols] weights each column's
+    squared error, e.g. the mean square of the layer's input there: within a block the scale then
+    fits the columns whose errors reach the output, and leaves the error on the others."""
     w = np.asarray(w, dtype=np.float32)
     rows, cols = w.shape
     assert cols % BLOCK == 0
     b = w.reshape(rows, cols // BLOCK, BLOCK)
+    weight = np.ones((1, cols // BLOCK, BLOCK), np.float32) if importance is None else \
+        np.asarray(importance, np.float32).reshape(1, cols // BLOCK, BLOCK)
     idx = np.abs(b).argmax(-1)[..., None]
     m = np.take_along_axis(b, idx, -1)                                   # signed max-magnitude value
-    d = (m / -8.0).astype(np.float32)
-    d16 = d.astype(np.float16)
+    nonzero = np.where(m == 0, 1.0, m)
+    best_d = m / -8.0
+    best_fit = np.full(m.shape, -np.inf, np.float32)
+    for step in range(-9, 10):
+        q = np.clip(np.round(b * (-(8.0 + 0.1 * step) / nonzero)), -8, 7)
+        sum_xq = (weight * b * q).sum(-1, keepdims=True)
+        sum_qq = (weight * q * q).sum(-1, keepdims=True)
+        ok = sum_qq > 0
+        # with the best scale d = Σwxq / Σwqq, the weighted error is Σwx² − (Σwxq)² / Σwqq
+        fit = np.where(ok, sum_xq ** 2 / np.where(ok, sum_qq, 1.0), -np.inf)
+        better = fit > best_fit
+        best_fit = np.where(better, fit, best_fit)
+        best_d = np.where(better, sum_xq / np.where(ok, sum_qq, 1.0), best_d)
+    d16 = np.where(m == 0, 0.0, best_d).astype(np.float16)
+    d = d16.astype(np.float32)                                           # round with the scale stored
     inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
     q = np.clip(np.round(b * inv) + 8, 0, 15).astype(np.uint8)
     out = np.empty((rows, cols // BLOCK, 18), dtype=np.uint8)
@@ -58,9 +80,9 @@ def dq4_0(buf, shape):
 QUANT = {"q8_0": (q8_0, dq8_0), "q4_0": (q4_0, dq4_0)}
 
 
-def roundtrip(w, kind):
+def roundtrip(w, kind, importance=None):
     qf, dqf = QUANT[kind]
-    return dqf(qf(w), w.shape)
+    return dqf(qf(w, importance), w.shape)
 
 
 if __name__ == "__main__":
