@@ -483,28 +483,74 @@ def canonical_times(X, meta, train, masks, datasets):
     return out
 
 
+def identity_row(resp, p, sigs, union):
+    """Score one response (predicted or measured) as perturbation `p`: its correlation with each
+    perturbation's signature over the union of their top genes that the signature's dataset
+    measures; identified when `p`'s own signature is the closest."""
+    corr = {}
+    for q in sorted(sigs):
+        g = union[sigs[q]["measured"][union]]
+        corr[q] = pearson(sigs[q]["signature"][g], resp[g])
+    others = max(v for q, v in corr.items() if q != p)
+    closest = max(corr, key=corr.get)
+    return dict(perturbation=p, perturbation_dataset=sigs[p]["dataset"], r_own=corr[p], margin=corr[p] - others,
+                identified=bool(closest == p), closest=closest, r_all=corr)
+
+
+def signature_genes(sigs):
+    return np.unique(np.concatenate([sigs[p]["degs"] for p in sorted(sigs)]))
+
+
 def transfer_rows(model, fold, refs_f, ref_meta, sigs, ref_lib=None):
     """Apply every perturbation to every held-out reference; score its identity."""
-    names = sorted(sigs)
-    union = np.unique(np.concatenate([sigs[p]["degs"] for p in names]))
+    union = signature_genes(sigs)
     n = len(refs_f)
     base = infer.predict_mean(model, refs_f, controls(n), library_sizes=ref_lib)
     rows = []
-    for p in names:
+    for p in sorted(sigs):
         pred = infer.predict_mean(model, refs_f, [sigs[p]["row"]] * n, library_sizes=ref_lib)
         resp = pred - base       # the perturbation's own effect: reconstruction error cancels
         for k in range(n):
-            corr = {}
-            for q in names:
-                g = union[sigs[q]["measured"][union]]
-                corr[q] = pearson(sigs[q]["signature"][g], resp[k][g])
-            others = max(v for q, v in corr.items() if q != p)
-            rows.append(dict(fold=str(fold), perturbation=p, perturbation_dataset=sigs[p]["dataset"],
+            rows.append(dict(identity_row(resp[k], p, sigs, union), fold=str(fold),
                              reference_dataset=ref_meta[k]["dataset"], reference=ref_meta[k]["label"],
-                             measured_here=sigs[p]["dataset"] == ref_meta[k]["dataset"],
-                             r_own=corr[p], margin=corr[p] - others,
-                             identified=bool(max(corr, key=corr.get) == p),
-                             closest=max(corr, key=corr.get), r_all=corr))
+                             measured_here=sigs[p]["dataset"] == ref_meta[k]["dataset"]))
+    return rows
+
+
+def training_fit_rows(model, X, masks, datasets, meta, train, sigs, fold, n_refs=10):
+    """How well the model fits each perturbation's response where it was trained: its predicted
+    response on up to `n_refs` training references of the signature's dataset, averaged, against
+    the signature (the mean measured change of those training contexts) over the signature's top
+    genes: slope (1 = full size) and r. Training data only: it tells an underfit response from one
+    that does not carry over to new contexts."""
+    rows = []
+    for p in sorted(sigs):
+        ds = sigs[p]["dataset"]
+        idx = np.where(train & (meta.dataset == ds).values & (meta.perturbation == "none").values)[0][:n_refs]
+        if len(idx) == 0:
+            continue
+        refs = filled(model, X, masks, datasets, meta, idx)
+        lib = libraries(meta, idx)
+        resp = (infer.predict_mean(model, refs, [sigs[p]["row"]] * len(idx), library_sizes=lib)
+                - infer.predict_mean(model, refs, controls(len(idx)), library_sizes=lib)).mean(0)
+        g, sig = sigs[p]["degs"], sigs[p]["signature"]
+        rows.append(dict(fold=str(fold), perturbation=p, dataset=ds, references=int(len(idx)),
+                         slope=float((sig[g] * resp[g]).sum() / max((sig[g] ** 2).sum(), 1e-12)),
+                         r=pearson(sig[g], resp[g])))
+    return rows
+
+
+def measured_identity_rows(X, meta, items, sigs, fold):
+    """The same score for the measured responses (target − reference) of the fold's held-out pairs
+    at each perturbation's signature time: how identifiable the perturbation is in its own
+    held-out contexts from data alone, the ceiling of the predicted responses' score."""
+    union = signature_genes(sigs)
+    rows = []
+    for it in items:
+        p, h = meta.perturbation[it["tgt"]], float(meta.time_hours[it["tgt"]])
+        if p in sigs and sigs[p]["dataset"] == it["ds"] and h == sigs[p]["hours"]:
+            rows.append(dict(identity_row(X[it["tgt"]] - X[it["ref"]], p, sigs, union), fold=str(fold),
+                             reference_dataset=it["ds"], reference=meta.context[it["ref"]]))
     return rows
 
 
@@ -581,7 +627,7 @@ def main():
     X, masks, datasets, meta, genes, kang = T.load()
     _GIDX.update({g["symbol"]: i for i, g in enumerate(genes)})
     cellmeans = np.load(C.PREPARED / "kang_cellmeans.npz")
-    rows, transfer, scgen, fam = [], [], [], []
+    rows, transfer, transfer_measured, training_fit, scgen, fam = [], [], [], [], [], []
     folds = T.all_folds(meta)
     only = os.environ.get("REFCAST_FOLDS")       # e.g. "0,1" for a quick look; the report needs all
     if only:
@@ -674,6 +720,8 @@ def main():
         sigs = canonical_times(X, meta, train, masks, datasets)
         transfer += transfer_rows(model, fold, filled(model, X, masks, datasets, meta, np.array(uniq)), ref_meta, sigs,
                                   libraries(meta, uniq))
+        transfer_measured += measured_identity_rows(X, meta, items, sigs, fold)
+        training_fit += training_fit_rows(model, X, masks, datasets, meta, train, sigs, fold)
         for i, f in zip(uniq, familiarity(model, X, masks, datasets, meta, train, uniq)):
             # a held-out reference of a tissue the fold never saw (a whole-tissue study fold) is not
             # in distribution: it calibrates nothing, it tests the thresholds
@@ -696,6 +744,6 @@ def main():
     vocab = json.load(open(C.PREPARED / "vocabulary.json")) if (C.PREPARED / "vocabulary.json").exists() else {}
     pert = meta[meta.perturbation != "none"]
     shared = {p: sorted(set(g)) for p, g in pert.groupby("perturbation").dataset if g.nunique() > 1}
-    report(dict(rows=rows, transfer=transfer, shared_perturbations=shared, scgen=scgen, familiarity=fam, external=external, kang=kang,
+    report(dict(rows=rows, transfer=transfer, transfer_measured=transfer_measured, training_fit=training_fit, shared_perturbations=shared, scgen=scgen, familiarity=fam, external=external, kang=kang,
                 timings=timings, vocabulary=vocab, eval_seconds=time.time() - t0, threads=threads,
                 runtime=use_runtime, folds=[str(f) for f in folds]), np.random.default_rng(C.SEED))

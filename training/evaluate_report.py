@@ -141,6 +141,12 @@ def report(res, rng):
                 "accuracy": float(g.identified.mean()), "margin": bootstrap(g.margin.values, rng),
                 "r_own": bootstrap(g.r_own.values, rng), "n": int(len(g)),
                 "closest_instead": g[~g.identified].closest.value_counts().to_dict()}
+    tm = pd.DataFrame(res.get("transfer_measured") or [])
+    if not tm.empty:
+        for p, g in tm.groupby("perturbation"):
+            identity.setdefault(p, {}).setdefault("in its own contexts", {})["measured"] = {
+                "accuracy": float(g.identified.mean()), "n": int(len(g)), "r_own": bootstrap(g.r_own.values, rng),
+                "closest_instead": g[~g.identified].closest.value_counts().to_dict()}
     scg = pd.DataFrame(res["scgen"])
     fam = pd.DataFrame(res["familiarity"])
     ext = pd.DataFrame(res["external"])
@@ -170,7 +176,11 @@ def report(res, rng):
             thresholds["unseen_tissue_flagged"] = float(outside.mean())
             thresholds["unseen_tissue_n"] = int(len(u))
 
+    fit = pd.DataFrame(res.get("training_fit") or [])
+    training_fit = {} if fit.empty else {p: {"slope": float(g.slope.mean()), "r": float(g.r.mean()), "folds": int(len(g))}
+                                         for p, g in fit.groupby("perturbation")}
     out = {"summary": summary, "refcast_minus": diffs, "flu_by_symptoms": flu_groups, "identity": identity,
+           "training_fit": training_fit,
            "familiarity_thresholds": thresholds, "scgen_protocol": res["scgen"], "external": res["external"],
            "familiarity": res["familiarity"], "transfer": [{k: v for k, v in r.items()} for r in res["transfer"]],
            "rows": res["rows"], "kang_labels": res["kang"]["label_counts"], "kang_eval_types": res["kang"]["eval_types"],
@@ -307,6 +317,12 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
                              f"{o['accuracy']:.0%} of {o['n']} cases (mean margin {_ci(o['margin'])})"
                              + (f"; otherwise it looks most like: {inst}." if inst else "."))
             L.append(f"- {findings_line}")
+        own = v.get("in its own contexts", {})
+        ms = own.get("measured")
+        if ms and "accuracy" in own and own["accuracy"] < ms["accuracy"]:
+            L.append(f"- **{p}**: the measured changes of its held-out contexts are recognised as itself in "
+                     f"{ms['accuracy']:.0%} of {ms['n']} cases, refcast's predicted ones in {own['accuracy']:.0%} of "
+                     f"{own['n']}: the signatures tell it apart, the model's response does not.")
     for other, what in (("refcast counterfactual", "the counterfactual mode (reference + decode(perturbation) − "
                                                    "decode(control))"),
                         ("refcast decoded", "plain decoding")):
@@ -534,13 +550,32 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
              "cancels. It is correlated with each perturbation's measured response (mean LFC over the fold's "
              "training contexts at the time point of largest response), over the union of their top-100 "
              "genes that the signature's dataset measures. *Identified* = its own response is the closest; "
-             "*margin* = r with its own response minus the best other.\n")
-    L.append("| perturbation | where applied | identified | cases | margin | r with its own response |")
-    L.append("|---|---|---|---|---|---|")
+             "*margin* = r with its own response minus the best other. *Measured* scores the held-out "
+             "pairs' own measured change (target − reference, at the signature's time point) the same way: "
+             "how identifiable the perturbation is from data alone, a ceiling for the predictions.\n")
+    L.append("| perturbation | where applied | identified | cases | margin | r with its own response | measured: identified (cases) | measured: r with its own response |")
+    L.append("|---|---|---|---|---|---|---|---|")
     for p, v in sorted(identity.items()):
         for where, o in sorted(v.items()):
-            L.append(f"| {p} | {where} | {o['accuracy']:.0%} | {o['n']} | {_ci(o['margin'])} | {_ci(o['r_own'])} |")
+            if "accuracy" not in o or "margin" not in o:
+                continue
+            ms = o.get("measured")
+            mcol = f"{ms['accuracy']:.0%} ({ms['n']}) | {_ci(ms['r_own'])}" if ms else "– | –"
+            L.append(f"| {p} | {where} | {o['accuracy']:.0%} | {o['n']} | {_ci(o['margin'])} | {_ci(o['r_own'])} | {mcol} |")
     L.append("")
+    fit = pd.DataFrame(res.get("training_fit") or [])
+    if not fit.empty:
+        L.append("**Fit where trained.** The same predicted response on up to 10 *training* references of the "
+                 "perturbation's own dataset, averaged, against its signature (the mean measured change of those "
+                 "training contexts) over the signature's top-100 genes, per fold model: *slope* 1 = the "
+                 "response at full size, 0 = none. A response already small here is underfit, not lost in "
+                 "transfer.\n")
+        L.append("| perturbation | dataset | slope (mean over folds, range) | r (mean over folds, range) |")
+        L.append("|---|---|---|---|")
+        for p, g in fit.groupby("perturbation"):
+            L.append(f"| {p} | {g.dataset.iloc[0]} | {g.slope.mean():.2f} ({g.slope.min():.2f}–{g.slope.max():.2f}) | "
+                     f"{g.r.mean():.3f} ({g.r.min():.3f}–{g.r.max():.3f}) |")
+        L.append("")
     L.append("![transfer matrix](eval_transfer_matrix.png)\n")
     shared = res.get("shared_perturbations") or {}
     if res["transfer"]:
