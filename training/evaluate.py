@@ -649,7 +649,6 @@ def main():
         pairs = training_pairs(model, X, masks, datasets, meta, train, kang)
         threshold = noise_thresholds(pairs, X.shape[1])
         model.set_denoise_threshold(threshold)
-        calibrate_quantization(model, X, masks, datasets, meta, train)
         decoded = infer.predict_mean(model, refs_f, perts, library_sizes=ref_lib)
         control = infer.predict_mean(model, refs_f, controls(len(perts)), library_sizes=ref_lib)
         # the default, denoised mode; the counterfactual mode, max(0, reference + decode(z_ref,
@@ -663,6 +662,7 @@ def main():
         preds["refcast per-gene gain"] = np.maximum(0.0, X[ref_idx] + gain * (decoded - control))
         via_runtime = {}
         if use_runtime:
+            calibrate_quantization(model, X, masks, datasets, meta, train)   # the quantized variants only
             for k, (p, ok) in runtime_variants(model, name, genes, meta, refs_f, perts, ref_lib, X[ref_idx]).items():
                 preds[k], via_runtime[k] = p, ok
         sigma = np.exp(0.5 * model.decoder_logvar.detach().numpy())

@@ -141,12 +141,12 @@ def report(res, rng):
                 "accuracy": float(g.identified.mean()), "margin": bootstrap(g.margin.values, rng),
                 "r_own": bootstrap(g.r_own.values, rng), "n": int(len(g)),
                 "closest_instead": g[~g.identified].closest.value_counts().to_dict()}
+    # the held-out pairs' measured changes, scored like the predictions in their own contexts
     tm = pd.DataFrame(res.get("transfer_measured") or [])
-    if not tm.empty:
-        for p, g in tm.groupby("perturbation"):
-            identity.setdefault(p, {}).setdefault("in its own contexts", {})["measured"] = {
-                "accuracy": float(g.identified.mean()), "n": int(len(g)), "r_own": bootstrap(g.r_own.values, rng),
-                "closest_instead": g[~g.identified].closest.value_counts().to_dict()}
+    identity_measured = {} if tm.empty else {
+        p: {"accuracy": float(g.identified.mean()), "n": int(len(g)), "r_own": bootstrap(g.r_own.values, rng),
+            "closest_instead": g[~g.identified].closest.value_counts().to_dict()}
+        for p, g in tm.groupby("perturbation")}
     scg = pd.DataFrame(res["scgen"])
     fam = pd.DataFrame(res["familiarity"])
     ext = pd.DataFrame(res["external"])
@@ -177,10 +177,12 @@ def report(res, rng):
             thresholds["unseen_tissue_n"] = int(len(u))
 
     fit = pd.DataFrame(res.get("training_fit") or [])
-    training_fit = {} if fit.empty else {p: {"slope": float(g.slope.mean()), "r": float(g.r.mean()), "folds": int(len(g))}
-                                         for p, g in fit.groupby("perturbation")}
+    training_fit = {} if fit.empty else {
+        p: {"dataset": g.dataset.iloc[0], "folds": int(len(g)),
+            **{f"{k}_{f}": float(getattr(g[k], f)()) for k in ("slope", "r") for f in ("mean", "min", "max")}}
+        for p, g in fit.groupby("perturbation")}
     out = {"summary": summary, "refcast_minus": diffs, "flu_by_symptoms": flu_groups, "identity": identity,
-           "training_fit": training_fit,
+           "identity_measured": identity_measured, "training_fit": training_fit,
            "familiarity_thresholds": thresholds, "scgen_protocol": res["scgen"], "external": res["external"],
            "familiarity": res["familiarity"], "transfer": [{k: v for k, v in r.items()} for r in res["transfer"]],
            "rows": res["rows"], "kang_labels": res["kang"]["label_counts"], "kang_eval_types": res["kang"]["eval_types"],
@@ -190,7 +192,8 @@ def report(res, rng):
     json.dump(_clean(out), open(C.MODELS / "evaluation.json", "w"), indent=1, sort_keys=True)
 
     plots(ctx, diffs, tr, present, plt)
-    text = markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, thresholds, present, protocols, rng)
+    text = markdown(res, df, ctx, summary, diffs, flu_groups, identity, identity_measured, training_fit, scg, fam, ext,
+                    thresholds, present, protocols, rng)
     open(C.MODELS / "EVALUATION.md", "w").write(text)
     print("evaluate: wrote models/EVALUATION.md and models/evaluation.json", flush=True)
 
@@ -246,7 +249,8 @@ def plots(ctx, diffs, tr, present, plt):
     plt.close(fig)
 
 
-def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, thresholds, present, protocols, rng):
+def markdown(res, df, ctx, summary, diffs, flu_groups, identity, identity_measured, training_fit, scg, fam, ext,
+             thresholds, present, protocols, rng):
     L = []
     n_ctx = {ds: ctx[(ctx.dataset == ds) & (ctx.protocol == "context") & (ctx.method == "refcast f32")].shape[0]
              for ds in present}
@@ -317,9 +321,8 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
                              f"{o['accuracy']:.0%} of {o['n']} cases (mean margin {_ci(o['margin'])})"
                              + (f"; otherwise it looks most like: {inst}." if inst else "."))
             L.append(f"- {findings_line}")
-        own = v.get("in its own contexts", {})
-        ms = own.get("measured")
-        if ms and "accuracy" in own and own["accuracy"] < ms["accuracy"]:
+        own, ms = v.get("in its own contexts"), identity_measured.get(p)
+        if own and ms and own["accuracy"] < ms["accuracy"]:
             L.append(f"- **{p}**: the measured changes of its held-out contexts are recognised as itself in "
                      f"{ms['accuracy']:.0%} of {ms['n']} cases, refcast's predicted ones in {own['accuracy']:.0%} of "
                      f"{own['n']}: the signatures tell it apart, the model's response does not.")
@@ -557,14 +560,11 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
     L.append("|---|---|---|---|---|---|---|---|")
     for p, v in sorted(identity.items()):
         for where, o in sorted(v.items()):
-            if "accuracy" not in o or "margin" not in o:
-                continue
-            ms = o.get("measured")
+            ms = identity_measured.get(p) if where == "in its own contexts" else None
             mcol = f"{ms['accuracy']:.0%} ({ms['n']}) | {_ci(ms['r_own'])}" if ms else "– | –"
             L.append(f"| {p} | {where} | {o['accuracy']:.0%} | {o['n']} | {_ci(o['margin'])} | {_ci(o['r_own'])} | {mcol} |")
     L.append("")
-    fit = pd.DataFrame(res.get("training_fit") or [])
-    if not fit.empty:
+    if training_fit:
         L.append("**Fit where trained.** The same predicted response on up to 10 *training* references of the "
                  "perturbation's own dataset, averaged, against its signature (the mean measured change of those "
                  "training contexts) over the signature's top-100 genes, per fold model: *slope* 1 = the "
@@ -572,9 +572,9 @@ def markdown(res, df, ctx, summary, diffs, flu_groups, identity, scg, fam, ext, 
                  "transfer.\n")
         L.append("| perturbation | dataset | slope (mean over folds, range) | r (mean over folds, range) |")
         L.append("|---|---|---|---|")
-        for p, g in fit.groupby("perturbation"):
-            L.append(f"| {p} | {g.dataset.iloc[0]} | {g.slope.mean():.2f} ({g.slope.min():.2f}–{g.slope.max():.2f}) | "
-                     f"{g.r.mean():.3f} ({g.r.min():.3f}–{g.r.max():.3f}) |")
+        for p, f in sorted(training_fit.items()):
+            L.append(f"| {p} | {f['dataset']} | {f['slope_mean']:.2f} ({f['slope_min']:.2f}–{f['slope_max']:.2f}) | "
+                     f"{f['r_mean']:.3f} ({f['r_min']:.3f}–{f['r_max']:.3f}) |")
         L.append("")
     L.append("![transfer matrix](eval_transfer_matrix.png)\n")
     shared = res.get("shared_perturbations") or {}

@@ -56,7 +56,9 @@ def calibrate_quantization(model_f, refs_filled, pert_rows, library_sizes=None):
     sums, counts = {}, {}
     hooks = []
     for mod_name, mod in model_f.named_modules():
-        if isinstance(mod, torch.nn.Linear) and quantizable(f"{mod_name}.weight", mod.weight):
+        # every quantizable layer but the encoder's input, weighted below without data
+        if isinstance(mod, torch.nn.Linear) and quantizable(f"{mod_name}.weight", mod.weight) and \
+                mod_name != "encoder.input":
             def hook(_m, inputs, key=f"{mod_name}.weight"):
                 x = inputs[0].reshape(-1, inputs[0].shape[-1]).double()
                 sums[key] = sums.get(key, 0) + (x * x).sum(0)
