@@ -1,11 +1,15 @@
 """The model as the peers run it: one PyTorch module over the training code's network
 (training/model.py), with the weights of a refcast file dequantized to f32, and its ONNX export.
 
-The module computes what `Session::predict` computes for reference-conditioned requests:
+The module computes what `Session::predict` computes for reference-conditioned requests in its
+default mode (denoised): every perturbation row and the control row are decoded, and the
+prediction is decode(z_ref, perturbation) + soft(reference − decode(z_ref, control), τ), clamped
+at 0 — the same decoder work as refcast, whose control row also gives each reference's
+familiarity (its reconstruction):
 
-    inputs   x [B, G] reference log-CPM, lib [B] library sizes, pert [P, dP] perturbation-prior
-             input (one-hot ‖ transformed numeric), eps_tb [S, B, Dt+Db], eps_p [S, P, Dp]
-             (zeros for mean estimation)
+    inputs   x [B, G] reference log-CPM, lib [B] library sizes, pert [P + 1, dP] perturbation-prior
+             input (one-hot ‖ transformed numeric) of the request's perturbations and then the
+             control, eps_tb [S, B, Dt+Db], eps_p [S, P + 1, Dp] (zeros for mean estimation)
     outputs  log_cpm, counts, lfc [S·B·P, G] and z [S·B·P, Dt+Db+Dp], rows nested
              (sample, reference, perturbation) like refcast's
 
@@ -64,15 +68,17 @@ class Graph(nn.Module):
         z_tb = mu[None] + torch.exp(0.5 * lv)[None] * eps_tb        # [S, B, Dtb]
         mp, lp = self.vae.prior_params("perturbation", pert)        # [P, Dp]
         z_p = mp[None] + torch.exp(0.5 * lp)[None] * eps_p          # [S, P, Dp]
-        s, b, p = eps_tb.shape[0], x.shape[0], pert.shape[0]
+        s, b, p = eps_tb.shape[0], x.shape[0], pert.shape[0]     # p = P + 1 (the control last)
         z = torch.cat([z_tb[:, :, None, :].expand(s, b, p, self.dtb),
-                       z_p[:, None, :, :].expand(s, b, p, self.dp)], -1).reshape(-1, self.dtb + self.dp)
-        y = self.vae.decode(z)                                      # [S·B·P, G]
-        g = y.shape[1]
-        y4 = y.reshape(s, b, p, g)
+                       z_p[:, None, :, :].expand(s, b, p, self.dp)], -1)
+        g = x.shape[1]
+        y4 = self.vae.decode(z.reshape(-1, self.dtb + self.dp)).reshape(s, b, p, g)
+        decoded, control = y4[:, :, :-1], y4[:, :, -1:]
+        y4 = self.vae.denoised(x[None, :, None, :], decoded, control)   # [S, B, P, G]
+        y = y4.reshape(-1, g)
         lfc = (y4 - x[None, :, None, :]).reshape(-1, g)
         counts = ((torch.exp(y4) - 1.0) * (lib[None, :, None, None] / 1e6)).reshape(-1, g)
-        return y, counts, lfc, z  # exp − 1: ONNX has no expm1
+        return y, counts, lfc, z[:, :, :-1].reshape(-1, self.dtb + self.dp)  # exp − 1: ONNX has no expm1
 
 
 def load_graph(model_path):

@@ -66,6 +66,22 @@ def encode_prior(spec, rows):
     return out
 
 
+def control_metadata(doc):
+    """The model's control perturbation as refcast picks it (`ModelConfig::control`: its first
+    known perturbation with a text value "none")."""
+    return next(p["metadata"] for p in doc["perturbations"]
+                if any(isinstance(v, str) and v.lower() == "none" for v in p["metadata"].values()))
+
+
+def workload_inputs(doc, w):
+    """A workload's perturbation-prior input and ε as bench/graph.py takes them: the request's
+    perturbations, then the control (decoded like refcast's, whose row P draws the stream of an
+    extra perturbation)."""
+    b_n = 1 if w["api"] == "screen" else w["references"]
+    rows = list(w["perturbations"]) + [control_metadata(doc)]
+    return (encode_prior(doc["priors"]["perturbation"], rows),) + noise(doc, w, b_n, len(rows))
+
+
 def noise(doc, w, b_n, p_n):
     """ε of refcast's Philox streams (training/philox.py), or zeros for mean estimation."""
     lat = doc["architecture"]["latent"]
@@ -144,7 +160,6 @@ def main(argv):
 
     doc = model_doc(spec["model"])
     genes = doc["architecture"]["genes"]
-    pspec = doc["priors"]["perturbation"]
     refs = np.fromfile(spec["references"], dtype="<f4").reshape(-1, genes)
     prepared = {}
 
@@ -152,10 +167,9 @@ def main(argv):
         b_n = 1 if w["api"] == "screen" else w["references"]
         x = refs[:b_n]
         lib = np.full(b_n, spec["library_size"], np.float32)
-        pert = encode_prior(pspec, w["perturbations"])
         if w["name"] not in prepared:  # ε is an input here; refcast draws it inside predict
-            prepared[w["name"]] = noise(doc, w, b_n, len(w["perturbations"]))
-        eps_tb, eps_p = prepared[w["name"]]
+            prepared[w["name"]] = workload_inputs(doc, w)
+        pert, eps_tb, eps_p = prepared[w["name"]]
         out = forward(x, lib, pert, eps_tb, eps_p)
         if w["api"] == "screen":
             rank(out[2])

@@ -102,15 +102,15 @@ fn prepare(refs: &[Reference], w: &Workload) -> Prepared {
     match w.api.as_str() {
         "screen" => Prepared::Screen(ScreenOptions {
             perturbations: Some(w.perturbations.iter().enumerate().map(|(i, m)| Named::new(format!("p{i}"), m.clone())).collect()),
-            // Decoded, against the measured reference: the decoder's output, as the peers compute.
-            mode: PredictionMode::Decoded,
+            // The default (denoised) mode against the measured reference, as the peers compute
+            // (bench/graph.py): the perturbations' rows and the control's are decoded.
+            mode: PredictionMode::default(),
             baseline: Some(Baseline::Reference),
             ..Default::default()
         }),
         _ => {
+            // The default (denoised) mode, as the peers compute it (bench/graph.py).
             let mut req = Request::conditioned(refs[..w.references].to_vec(), w.perturbations.clone());
-            // The peers compute the decoder's output: the decoded mode is the same work.
-            req.mode = PredictionMode::Decoded;
             if let Some(n) = w.samples {
                 req.sampling = Sampling::Samples { num_samples: n, seed: w.seed };
             }

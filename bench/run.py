@@ -59,9 +59,14 @@ def report_path(args, out_dir):
     return Path(args.out) if args.out else (out_dir / "BENCHMARKS.md" if args.smoke else REPO / "BENCHMARKS.md")
 
 
+# bench/graph.py's version: a cached export of an older graph is not reused (2: the control row
+# and the denoised prediction).
+GRAPH_VERSION = "g2"
+
+
 def export_dir(digest):
     """Where the ONNX export and PyTorch weights of a model file are cached (by content hash)."""
-    return OUT / "models" / f"q8_0-{digest[:12]}"
+    return OUT / "models" / f"q8_0-{digest[:12]}-{GRAPH_VERSION}"
 
 
 def snapshot_models(run):

@@ -82,8 +82,9 @@ async function refcastRunner(spec, backend, refs) {
   }
   const call = async (w) => {
     if (w.api === 'screen') {
-      // The peers compute the decoder's output: the decoded mode is the same work.
-      const r = await model.screen({ sample: tables.get(1), values: 'log-cpm', perturbations: w.perturbations, mode: 'decoded' });
+      // The default (denoised) mode: the perturbations' rows and the control's are decoded, as
+      // the peers compute (bench/graph.py).
+      const r = await model.screen({ sample: tables.get(1), values: 'log-cpm', perturbations: w.perturbations });
       return { rows: r.hits.length };
     }
     const p = await model.predict({
@@ -91,7 +92,6 @@ async function refcastRunner(spec, backend, refs) {
       columns: 'all',
       values: 'log-cpm',
       perturbations: w.perturbations,
-      mode: 'decoded',
       ...(w.samples ? { numSamples: w.samples, seed: w.seed } : {}),
     });
     return { rows: p.rows.length, first: p.logCpm.subarray(0, p.genes) };

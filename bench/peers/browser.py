@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.context import REPO, log
-from bench.peer import encode_prior, noise
+from bench.peer import workload_inputs
 from bench.peers import max_difference
 
 BROWSER_ORDER = ["refcast-webgpu", "refcast-wasm", "ort-web-wasm", "ort-web-wasm-1t", "ort-web-webgpu"]
@@ -33,7 +33,6 @@ def browser_spec(run, onnx):
     smoke, doc = run.smoke, run.doc
     bdir = run.out_dir / "browser"
     bdir.mkdir(parents=True, exist_ok=True)
-    pspec = doc["priors"]["perturbation"]
     rel = lambda p: str(Path(p).resolve().relative_to(REPO))  # noqa: E731
     # Run caps (min runs, floor) where a call takes seconds: on the software adapter (SwiftShader
     # runs both runtimes' WebGPU kernels on these 2 CPU cores; onnxruntime-web ≈ 1 s for batch 1,
@@ -47,9 +46,7 @@ def browser_spec(run, onnx):
     for w in run.workloads:
         if w["name"] not in BROWSER_WORKLOADS[smoke]:
             continue
-        b_n = 1 if w["api"] == "screen" else w["references"]
-        pert = encode_prior(pspec, w["perturbations"])
-        eps_tb, eps_p = noise(doc, w, b_n, len(w["perturbations"]))
+        pert, eps_tb, eps_p = workload_inputs(doc, w)
         path = bdir / f"inputs-{w['name']}.f32"
         np.concatenate([pert.ravel(), eps_tb.ravel(), eps_p.ravel()]).astype("<f4").tofile(path)
         runs = {} if smoke else caps.get(w["name"], {})
