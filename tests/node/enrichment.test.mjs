@@ -7,8 +7,9 @@
 // t-value) is written with 4 decimals (±5e-5) and the wasm build's fold changes differ from the
 // native build's in the last float bits (other SIMD sums), so |Δt| ≤ 1e-4 · (1 + |t|) (measured:
 // 4.9e-5); p-values and FDRs are written with 3 significant digits (±5e-4 relative), so ≤ 1e-3
-// relative (measured: 4.9e-4); leading genes are the same genes in the same order, their fold
-// changes written with 2 decimals, so within 0.006.
+// relative (measured: 4.9e-4); leading genes are the same genes in the same order up to ties
+// (PRNP and SDF4 of GO:0043954 both at −0.80 traded places between the builds), their fold
+// changes written with 2 decimals, so within 0.006 position by position.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -84,8 +85,11 @@ test('a prediction scored as the CLI scores it (every set), IFN-beta → JAK-STA
     }
     worst.t = Math.max(worst.t, dt);
     const cliLeading = f[7] ? f[7].split(',').map((x) => x.split(':')) : [];
-    assert.deepEqual(s.leading.map((g) => g.gene), cliLeading.map(([g]) => g), `${s.id}: leading genes`);
-    s.leading.forEach((g, i) => assert.ok(Math.abs(g.logFoldChange - Number(cliLeading[i][1])) <= 0.006, `${s.id}: ${g.gene}`));
+    // The same genes, in the same order up to ties: position by position the fold changes agree
+    // within the written precision, so two genes whose changes differ in the last float bits
+    // between the builds may trade places.
+    assert.deepEqual(s.leading.map((g) => g.gene).sort(), cliLeading.map(([g]) => g).sort(), `${s.id}: leading genes`);
+    s.leading.forEach((g, i) => assert.ok(Math.abs(g.logFoldChange - Number(cliLeading[i][1])) <= 0.006, `${s.id}: leading gene ${i + 1}, ${g.gene} ${g.logFoldChange} against the CLI's ${cliLeading[i].join(' ')}`));
   }
   console.log(`# ${all.length} sets; worst |Δt|/(1+|t|) ${worst.t.toExponential(2)}, p ${worst.p.toExponential(2)}, FDR ${worst.q.toExponential(2)} (relative)`);
   // Each collection highest score first; the interferon programme on top.
