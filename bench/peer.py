@@ -73,13 +73,17 @@ def control_metadata(doc):
                 if any(isinstance(v, str) and v.lower() == "none" for v in p["metadata"].values()))
 
 
+def reference_rows(w):
+    """How many references a workload's call takes (a screen: one)."""
+    return 1 if w["api"] == "screen" else w["references"]
+
+
 def workload_inputs(doc, w):
     """A workload's perturbation-prior input and ε as bench/graph.py takes them: the request's
     perturbations, then the control (decoded like refcast's, whose row P draws the stream of an
     extra perturbation)."""
-    b_n = 1 if w["api"] == "screen" else w["references"]
     rows = list(w["perturbations"]) + [control_metadata(doc)]
-    return (encode_prior(doc["priors"]["perturbation"], rows),) + noise(doc, w, b_n, len(rows))
+    return (encode_prior(doc["priors"]["perturbation"], rows),) + noise(doc, w, reference_rows(w), len(rows))
 
 
 def noise(doc, w, b_n, p_n):
@@ -164,7 +168,7 @@ def main(argv):
     prepared = {}
 
     def call(w):
-        b_n = 1 if w["api"] == "screen" else w["references"]
+        b_n = reference_rows(w)
         x = refs[:b_n]
         lib = np.full(b_n, spec["library_size"], np.float32)
         if w["name"] not in prepared:  # ε is an input here; refcast draws it inside predict

@@ -241,12 +241,14 @@ export class Refcast {
   /**
    * Loads a model from its bytes or a URL. `options.backend`: `'auto'` (default: WebGPU when
    * `navigator.gpu` gives a hardware adapter, else the CPU, with the reason in `backendReason`),
-   * `'webgpu'` or `'cpu'`. `options.sha256`:
-   * the expected checksum (hex); a mismatch rejects with a `checksum` error.
+   * `'webgpu'` or `'cpu'`. `options.cpuKernels`: how the CPU backend multiplies quantized
+   * weights: `'f32'` (default) or `'integer'` (the integer path: faster, predicted log-CPM within
+   * 0.02 of `'f32'`). `options.sha256`: the expected checksum (hex); a mismatch rejects with a
+   * `checksum` error.
    */
   static async load(source, options = {}) {
     const t0 = performance.now();
-    const { backend = 'auto', sha256, onProgress } = options;
+    const { backend = 'auto', cpuKernels = 'f32', sha256, onProgress } = options;
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
       throw new RefcastError('usage', `unknown backend '${backend}' (expected 'auto', 'webgpu' or 'cpu')`);
     }
@@ -261,7 +263,7 @@ export class Refcast {
     await wasm;
     try {
       // The backend policy (auto, software adapters, fallback) is the library's: Engine::open.
-      return new Refcast(await RefcastModel.load(bytes, backend), performance.now() - t0);
+      return new Refcast(await RefcastModel.load(bytes, backend, cpuKernels), performance.now() - t0);
     } catch (e) {
       throw wrap(e);
     }

@@ -287,7 +287,7 @@ fn weights(file: &ModelFile) -> Vec<Weights> {
         .into_values()
         .map(|(d, parameters)| Weights { encoding: dtype_words(d).to_string(), dtype: dtype_name(d).to_string(), parameters })
         .collect();
-    list.sort_by(|a, b| b.parameters.cmp(&a.parameters).then(a.encoding.cmp(&b.encoding)));
+    crate::sort::sort_by(&mut list, |a, b| b.parameters.cmp(&a.parameters).then(a.encoding.cmp(&b.encoding)));
     list
 }
 
@@ -424,7 +424,8 @@ fn perturbations(c: &ModelConfig, measured: BTreeMap<String, Vec<String>>) -> Ve
         }
     }
     // Controls first, then the classes with the most entries.
-    classes.sort_by_key(|(class, agents)| (class != "control", std::cmp::Reverse(agents.iter().map(|(_, l)| l.len()).sum::<usize>())));
+    let key = |(class, agents): &(String, Vec<(String, Vec<&Named>)>)| (class != "control", std::cmp::Reverse(agents.iter().map(|(_, l)| l.len()).sum::<usize>()));
+    crate::sort::sort_by(&mut classes, |a, b| key(a).cmp(&key(b)));
     classes
         .into_iter()
         .map(|(class, agents)| PerturbationClass {
@@ -453,7 +454,7 @@ pub(crate) fn settings(c: &ModelConfig, list: &[&Named]) -> String {
             Some(Value::Number(v)) => Some(*v),
             _ => None,
         }).collect();
-        values.sort_by(f64::total_cmp);
+        crate::sort::sort_by(&mut values, f64::total_cmp);
         values.dedup();
         if values.is_empty() || values.iter().all(|v| *v == 0.0) {
             continue;

@@ -34,6 +34,7 @@ pub mod sample;
 pub mod screen;
 pub mod session;
 pub mod signature;
+pub mod sort;
 pub mod synthetic;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -67,7 +67,7 @@ pub fn linear_dtypes(file: &ModelFile) -> Vec<DType> {
             out.push(m.dtype);
         }
     }
-    out.sort_by_key(|d| *d as u8);
+    crate::sort::sort_by(&mut out, |a, b| (*a as u8).cmp(&(*b as u8)));
     out
 }
 

@@ -253,7 +253,7 @@ fn extremes(row: &[f32], genes: &[usize], n: usize, cmp: impl Fn(usize, usize) -
         order.select_nth_unstable_by(n, |&a, &b| cmp(a, b));
         order.truncate(n);
     }
-    order.sort_by(|&a, &b| cmp(a, b));
+    crate::sort::sort_by(&mut order, |&a, &b| cmp(a, b));
     order.into_iter().map(|g| (g, row[g])).collect()
 }
 

@@ -195,7 +195,7 @@ impl ScreenRun {
 
     /// The ranking, best [`ScreenHit::score`] first (ties keep the order screened).
     pub fn finish(mut self) -> Screen {
-        self.hits.sort_by(|a, b| b.score().total_cmp(&a.score()));
+        crate::sort::sort_by(&mut self.hits, |a, b| b.score().total_cmp(&a.score()));
         Screen {
             hits: self.hits,
             familiarity: self.familiarity.unwrap_or_default(),
@@ -224,7 +224,7 @@ impl ScreenRun {
                 sets.score_sets(lfc, universe, (0..sets.sets().len()).filter(|&s| sets.sets()[s].collection == PATHWAYS))?
             };
             let (mut pathways, mut others): (Vec<_>, Vec<_>) = scored.scores.into_iter().partition(|s| sets.sets()[s.set].collection == PATHWAYS);
-            others.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()).then(a.set.cmp(&b.set)));
+            crate::sort::sort_by(&mut others, |a, b| b.score.abs().total_cmp(&a.score.abs()).then(a.set.cmp(&b.set)));
             others.truncate(SCREEN_GO_TERMS);
             pathways.extend(others);
             enrichment = sets.results(&pathways, lfc, universe);

@@ -10,6 +10,7 @@ const ORT_DIST = '/node_modules/onnxruntime-web/dist/';
 const RUNTIMES = {
   'refcast-webgpu': { kind: 'refcast', backend: 'webgpu' },
   'refcast-wasm': { kind: 'refcast', backend: 'cpu' },
+  'refcast-wasm-int': { kind: 'refcast', backend: 'cpu', cpuKernels: 'integer' },
   'ort-web-wasm': { kind: 'ort', ep: 'wasm', threads: 0 },
   'ort-web-wasm-1t': { kind: 'ort', ep: 'wasm', threads: 1 },
   'ort-web-webgpu': { kind: 'ort', ep: 'webgpu', threads: 0 },
@@ -53,7 +54,7 @@ async function adapterInfo() {
 /** refcast through its npm API. The references are one TSV (gene symbol, then one log-CPM column
  * per reference), built before timing: the API takes a table, as a page gets it from a user's file,
  * and predicts all its columns in one batch (`columns: 'all'`). */
-async function refcastRunner(spec, backend, refs) {
+async function refcastRunner(spec, backend, cpuKernels, refs) {
   const { Refcast, init } = await import('/js/index.js');
   const bytes = await fetchBytes(spec.model);
   const cold = {};
@@ -61,7 +62,7 @@ async function refcastRunner(spec, backend, refs) {
   await init();
   cold.init_s = now() - t;
   t = now();
-  const model = await Refcast.load(bytes, { backend });
+  const model = await Refcast.load(bytes, { backend, cpuKernels });
   cold.load_s = now() - t;
   const g = spec.genes;
   const enc = new TextEncoder();
@@ -207,7 +208,7 @@ async function run(runtime, spec) {
   const refs = await fetchF32(spec.references);
   const workloads = spec.workloads.filter((w) => !(w.skip ?? []).includes(runtime));
   const t0 = now();
-  const r = how.kind === 'refcast' ? await refcastRunner(spec, how.backend, refs) : await ortRunner(spec, how.ep, how.threads, refs);
+  const r = how.kind === 'refcast' ? await refcastRunner(spec, how.backend, how.cpuKernels ?? 'f32', refs) : await ortRunner(spec, how.ep, how.threads, refs);
   let t = now();
   const first = await r.call(workloads[0]);
   r.cold.first_s = now() - t;

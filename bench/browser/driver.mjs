@@ -32,7 +32,7 @@ const HEADERS = {
   'Cache-Control': 'no-store',
 };
 
-const RUNTIMES = ['refcast-webgpu', 'refcast-wasm', 'ort-web-wasm', 'ort-web-wasm-1t', 'ort-web-webgpu'];
+const RUNTIMES = ['refcast-webgpu', 'refcast-wasm', 'refcast-wasm-int', 'ort-web-wasm', 'ort-web-wasm-1t', 'ort-web-webgpu'];
 
 /** Static server over SERVED; `onRequest(path, bytes)` sees every file sent. */
 function serve(onRequest) {

@@ -15,10 +15,11 @@ from bench.context import REPO, log
 from bench.peer import workload_inputs
 from bench.peers import max_difference
 
-BROWSER_ORDER = ["refcast-webgpu", "refcast-wasm", "ort-web-wasm", "ort-web-wasm-1t", "ort-web-webgpu"]
+BROWSER_ORDER = ["refcast-webgpu", "refcast-wasm", "refcast-wasm-int", "ort-web-wasm", "ort-web-wasm-1t", "ort-web-webgpu"]
 BROWSER_LABEL = {
     "refcast-webgpu": "refcast WebGPU",
     "refcast-wasm": "refcast wasm CPU",
+    "refcast-wasm-int": "refcast wasm CPU, integer kernels",
     "ort-web-wasm": "onnxruntime-web wasm",
     "ort-web-wasm-1t": "onnxruntime-web wasm, 1 thread",
     "ort-web-webgpu": "onnxruntime-web WebGPU",
@@ -40,7 +41,7 @@ def browser_spec(run, onnx):
     caps = {"samples10": {"refcast-webgpu": [10, 3], "ort-web-webgpu": [10, 3]},
             "refs64": {"refcast-webgpu": [10, 3], "ort-web-webgpu": [10, 3]},
             "screen_known": {"refcast-webgpu": [10, 3], "ort-web-webgpu": [10, 3]},
-            "screen_1024": {"refcast-webgpu": [3, 1], "ort-web-webgpu": [2, 1], "refcast-wasm": [10, 5],
+            "screen_1024": {"refcast-webgpu": [3, 1], "ort-web-webgpu": [2, 1], "refcast-wasm": [10, 5], "refcast-wasm-int": [10, 5],
                             "ort-web-wasm": [10, 5], "ort-web-wasm-1t": [10, 5]}}
     out = []
     for w in run.workloads:
@@ -138,7 +139,8 @@ def run_browser(run, onnx):
 
 def check_smoke(run, b):
     """Smoke mode: the refcast runtimes ran and agree with refcast CPU."""
-    for rt, worst in [("refcast-wasm", 1e-4), ("refcast-webgpu", 1e-3)]:
+    # The integer kernels: within their error budget (CpuKernels::INTEGER_ERROR_BOUND).
+    for rt, worst in [("refcast-wasm", 1e-4), ("refcast-wasm-int", 0.02), ("refcast-webgpu", 1e-3)]:
         if rt not in b["results"]:
             if rt == "refcast-webgpu" and not b.get("adapter") and not run.ci:
                 run.note("Browser: no WebGPU adapter in this Chromium; refcast WebGPU not run.")

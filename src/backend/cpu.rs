@@ -243,15 +243,15 @@ impl Backend for CpuBackend {
     fn linear_layer(&mut self, name: &str, weight: &Matrix, bias: &[f32]) -> Result<CpuLinear> {
         let mut layer = self.linear_weights(weight, bias)?;
         layer.integer = (self.integer)(name).filter(|_| ops::linear::int8::takes(weight.dtype));
+        if layer.integer.is_some() {
+            layer.weight = layer.weight.with_block_scales();
+        }
         Ok(layer)
     }
 
     fn linear(&mut self, x: &CpuTensor, w: &CpuLinear) -> Result<CpuTensor> {
         ops::linear::check((x.rows, x.cols), (w.weight.rows, w.weight.cols))?;
         let mut out = output(x.rows, w.weight.rows);
-        // The integer path has SIMD kernels for x86-64 only; the wasm build (whose front ends
-        // never choose it) leaves it out, which keeps the module inside its size budget.
-        #[cfg(not(target_arch = "wasm32"))]
         if let Some(bits) = w.integer {
             ops::linear::int8::cpu(&x.data, x.rows, &w.weight, bits, Some(&w.bias), &mut out.data);
             return Ok(out);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use js_sys::{Array, Float32Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, CpuKernels};
 use crate::card::ModelCard;
 use crate::coverage::Coverage;
 use crate::engine::{Engine, adapter_name};
@@ -63,16 +63,18 @@ pub struct RefcastModel {
 #[wasm_bindgen]
 impl RefcastModel {
     /// Parses and validates a model file and uploads it to the backend the library's policy picks
-    /// for `backend` (`auto`, `webgpu` or `cpu`; see [`Engine::open`]). `bytes` stays a JS array
-    /// until the device is open and the first pipelines are compiling: copying a model into wasm
-    /// memory takes milliseconds.
-    pub async fn load(bytes: Uint8Array, backend: String) -> Result<RefcastModel, JsValue> {
+    /// for `backend` (`auto`, `webgpu` or `cpu`; see [`Engine::open`]), with `cpu_kernels`
+    /// (`f32`, the default, or `integer`: [`CpuKernels`]) wherever the CPU backend runs it.
+    /// `bytes` stays a JS array until the device is open and the first pipelines are compiling:
+    /// copying a model into wasm memory takes milliseconds.
+    pub async fn load(bytes: Uint8Array, backend: String, cpu_kernels: Option<String>) -> Result<RefcastModel, JsValue> {
         let kind: BackendKind = match backend.as_str() {
             "auto" | "webgpu" | "cpu" => backend.parse().map_err(|e: String| usage(e))?,
             other => return Err(usage(format!("unknown backend '{other}' (expected 'auto', 'webgpu' or 'cpu')"))),
         };
+        let kernels: CpuKernels = cpu_kernels.as_deref().unwrap_or("f32").parse().map_err(|e: String| usage(e))?;
         let mut card = None;
-        let engine = Engine::open(kind, || {
+        let engine = Engine::open_with(kind, kernels, || {
             let file = ModelFile::from_bytes(&bytes.to_vec())?;
             card = Some(ModelCard::new(&file));
             Ok(file)
@@ -86,6 +88,7 @@ impl RefcastModel {
                 let adapter = if info.name.trim().is_empty() { "WebGPU".to_string() } else { format!("WebGPU: {}", adapter_name(info)) };
                 ("webgpu".to_string(), adapter)
             }
+            None if kernels == CpuKernels::Integer => ("cpu".to_string(), "CPU (WebAssembly, integer kernels)".to_string()),
             None => ("cpu".to_string(), "CPU (WebAssembly)".to_string()),
         };
         let config = Rc::new(engine.config().clone());
@@ -101,7 +104,7 @@ impl RefcastModel {
         self.backend_reason.clone()
     }
 
-    /// `webgpu` or `cpu`.    /// `webgpu` or `cpu`.
+    /// `webgpu` or `cpu`.
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.backend.clone()

@@ -1,6 +1,7 @@
 // Both shipped encodings (Q8_0, Q4_0) on the wasm CPU backend against the PyTorch golden vectors,
 // one reference at a time (the direct quantized dot products) and four in one batch (the decoded
-// panels and register tiles). Needs pkg/ (scripts/build-wasm.sh).
+// panels and register tiles); the integer kernels (`cpuKernels: 'integer'`) against the f32 ones
+// within their error budget. Needs pkg/ (scripts/build-wasm.sh).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -67,3 +68,52 @@ for (const encoding of ['q8_0', 'q4_0']) {
     for (let r = 0; r < 4; r++) assertClose(`reference ${r}: log-CPM`, p.logCpm.subarray(r * G, (r + 1) * G), c.expected.log_cpm);
   });
 }
+
+// The integer path's budget (CpuKernels::INTEGER_ERROR_BOUND, asserted natively by tests/int8.rs):
+// max |Δ| predicted log-CPM against the f32 kernels ≤ 0.02 (ln units). 16-bit input blocks cost a
+// few 1e-4 on the shipped models; a wrong index or scale would cost ≥ 0.1.
+const INTEGER_ERROR_BOUND = 0.02;
+
+for (const encoding of ['q8_0', 'q4_0']) {
+  test(`${encoding}: the integer kernels stay within their error budget of the f32 kernels`, async () => {
+    const bytes = await read(`models/refcast-${encoding}.safetensors`);
+    const f32 = await Refcast.load(bytes, { backend: 'cpu' });
+    const integer = await Refcast.load(bytes, { backend: 'cpu', cpuKernels: 'integer' });
+    assert.equal(integer.adapter, 'CPU (WebAssembly, integer kernels)');
+    assert.equal(f32.adapter, 'CPU (WebAssembly)');
+    // One reference (the four-weight-row kernel) and five in a batch (one weight row against
+    // up to four input rows, and a tail of one), in the default and decoded modes, against a few
+    // perturbations.
+    const sample = await read('examples/kang_cd14_mono_ctrl.tsv');
+    const lines = new TextDecoder().decode(sample).trim().split('\n').slice(1).map((l) => l.split('\t'));
+    // Counts moved by up to ±30 %, rounded: five samples that differ.
+    const noisy = (v, i, r) => Math.round(Number(v) * (1 + 0.3 * Math.sin(i * (r + 1))));
+    const five = ['gene\tA\tB\tC\tD\tE', ...lines.map(([g, v], i) => [g, ...[0, 1, 2, 3, 4].map((r) => noisy(v, i, r))].join('\t'))].join('\n');
+    const perturbations = f32.info().perturbations.filter((_, i) => i % 400 === 1).map((p) => p.metadata);
+    let worst = 0;
+    let moved = 0;
+    for (const [what, request] of [['one reference', { sample }], ['five references', { sample: five, columns: 'all' }]]) {
+      for (const mode of ['denoised', 'decoded']) {
+        const a = await f32.predict({ ...request, perturbations, mode });
+        const b = await integer.predict({ ...request, perturbations, mode });
+        assert.equal(a.logCpm.length, b.logCpm.length, `${what}, ${mode}`);
+        for (let i = 0; i < a.logCpm.length; i++) {
+          const d = Math.abs(a.logCpm[i] - b.logCpm[i]);
+          assert.ok(Number.isFinite(b.logCpm[i]), `${what}, ${mode}: value ${i} is ${b.logCpm[i]}`);
+          worst = Math.max(worst, d);
+          moved += d > 0;
+        }
+      }
+    }
+    assert.ok(worst <= INTEGER_ERROR_BOUND, `integer kernels off the f32 ones by ${worst}`);
+    // The integer path really ran: its rounding moves many values a little.
+    assert.ok(moved > 1000, `only ${moved} values differ from the f32 kernels'`);
+  });
+}
+
+test('an unknown cpuKernels is refused with the choices', async () => {
+  await assert.rejects(
+    Refcast.load(await read('models/refcast-q8_0.safetensors'), { backend: 'cpu', cpuKernels: 'int4' }),
+    (e) => e.kind === 'usage' && e.message.includes("unknown CPU kernels 'int4' (expected f32 or integer)"),
+  );
+});

@@ -64,8 +64,8 @@ pub struct QRows {
 }
 
 impl QRows {
-    /// Bytes of row `i`'s quants and its block scales (the SIMD kernels' view; wasm has none yet).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// Bytes of row `i`'s quants and its block scales (the SIMD kernels' view).
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "wasm32")), allow(dead_code))]
     fn row(&self, i: usize) -> (&[u8], &[f32]) {
         let (b, w) = (self.k / BLOCK, self.width());
         (&self.bytes[i * self.k * w..(i + 1) * self.k * w], &self.d[i * b..(i + 1) * b])
@@ -193,6 +193,9 @@ pub(super) enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// Chosen at compile time: the wasm build enables simd128.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
 }
 
 impl Kernel {
@@ -201,6 +204,9 @@ impl Kernel {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             return Kernel::Avx2;
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return Kernel::Simd128;
+        #[allow(unreachable_code)]
         Kernel::Portable
     }
 }
@@ -213,6 +219,8 @@ pub(super) fn run(kernel: Kernel, x: &[f32], m: usize, w: &Weights, bits: Bits, 
     if let Some(b) = bias {
         assert_eq!(b.len(), n, "linear bias");
     }
+    // The SIMD kernels read the widened block scales (`Weights::with_block_scales`).
+    let kernel = if w.scales.is_empty() { Kernel::Portable } else { kernel };
     let xq = quantize_rows(x, m, k, bits);
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -284,6 +292,13 @@ fn block(kernel: Kernel, xq: &QRows, i0: usize, i1: usize, w: &Weights, bias: Op
                                 // SAFETY: AVX2 and FMA detected; each row holds `nb` blocks, `xs` 32·nb quants.
                                 unsafe { avx2::dot4(w.dtype, rows, scales, xs, xd, xq.bits) }
                             }
+                            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                            Kernel::Simd128 => {
+                                let (xs, xd) = xq.row(i);
+                                let (xs, xd) = (&xs[kc * xq.width()..(kc + kl) * xq.width()], &xd[b0..b0 + nb]);
+                                let scales = std::array::from_fn(|r| &w.row_scales(j + r)[b0..b0 + nb]);
+                                super::int8_simd128::dot4(w.dtype == DType::Q8_0, rows, scales, xs, xd, xq.bits == Bits::Sixteen)
+                            }
                             Kernel::Portable => rows.map(|row| portable_dot(w.dtype, row, xq, i, kc)),
                         };
                         for (r, s) in sums.iter().enumerate() {
@@ -316,6 +331,15 @@ fn block(kernel: Kernel, xq: &QRows, i0: usize, i1: usize, w: &Weights, bias: Op
                                 };
                             }
                             rows!(1 2 3 4);
+                        }
+                        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                        Kernel::Simd128 => {
+                            let scales = &w.row_scales(jj)[b0..b0 + nb];
+                            let xs: [(&[u8], &[f32]); MR] = std::array::from_fn(|a| {
+                                let (q, d) = xq.row((i + a).min(i1 - 1));
+                                (&q[kc * xq.width()..(kc + kl) * xq.width()], &d[b0..b0 + nb])
+                            });
+                            super::int8_simd128::dot_inputs(w.dtype == DType::Q8_0, row, scales, &xs[..mr], xq.bits == Bits::Sixteen, &mut sums);
                         }
                         Kernel::Portable => {
                             for (a, s) in sums.iter_mut().enumerate().take(mr) {

@@ -26,6 +26,8 @@ mod gpu_pack;
 pub mod int8;
 mod simd;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod int8_simd128;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 #[cfg(not(target_arch = "wasm32"))]
 mod threads;
@@ -51,24 +53,32 @@ const KC: usize = 512;
 #[derive(Clone, Debug)]
 pub struct Weights {
     pub matrix: Matrix,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     scales: Vec<f32>,
 }
 
 impl Weights {
     pub fn new(matrix: Matrix) -> Weights {
-        // Only the x86-64 kernels read them (the wasm ones measured no faster with them).
-        let scales = match matrix.dtype {
-            _ if !cfg!(target_arch = "x86_64") => Vec::new(),
-            DType::Q8_0 => matrix.bytes.chunks_exact(Q8_0_BLOCK_BYTES).map(crate::quant::scale_of).collect(),
-            DType::Q4_0 => matrix.bytes.chunks_exact(Q4_0_BLOCK_BYTES).map(crate::quant::scale_of).collect(),
-            DType::F32 | DType::F16 => Vec::new(),
-        };
-        Weights { matrix, scales }
+        // The x86-64 kernels read them; the wasm f32 ones measured no faster with them, so the
+        // wasm build widens them only for the integer path (`with_block_scales`).
+        let w = Weights { matrix, scales: Vec::new() };
+        if cfg!(target_arch = "x86_64") { w.with_block_scales() } else { w }
     }
 
-    /// The f32 block scales of row `j`.
-    #[cfg(target_arch = "x86_64")]
+    /// The same weights with their block scales widened to f32 (the integer path's kernels read
+    /// them).
+    pub fn with_block_scales(mut self) -> Weights {
+        if self.scales.is_empty() {
+            self.scales = match self.matrix.dtype {
+                DType::Q8_0 => self.matrix.bytes.chunks_exact(Q8_0_BLOCK_BYTES).map(crate::quant::scale_of).collect(),
+                DType::Q4_0 => self.matrix.bytes.chunks_exact(Q4_0_BLOCK_BYTES).map(crate::quant::scale_of).collect(),
+                DType::F32 | DType::F16 => Vec::new(),
+            };
+        }
+        self
+    }
+
+    /// The f32 block scales of row `j` (`with_block_scales`).
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "wasm32")), allow(dead_code))]
     fn row_scales(&self, j: usize) -> &[f32] {
         let per_row = self.matrix.cols / BLOCK;
         &self.scales[j * per_row..(j + 1) * per_row]

@@ -1,15 +1,18 @@
-//! The wasm SIMD kernels (src/ops/linear/simd128.rs, the simd128 module of src/ops/math.rs)
-//! checked on wasm32 itself, where `cargo test` cannot run them: the kernel files are compiled
-//! into this small module, and tests/wasm-simd/run.mjs calls its checks in Node. The checks
-//! mirror the unit tests: each kernel against an f64 loop on odd sizes, the decodes bit for bit
-//! against the portable ones, expm1 and GELU in ulp of the f64 functions (Node's Math.expm1 and
-//! Math.exp). Run: bash scripts/test-wasm-simd.sh.
+//! The wasm SIMD kernels (src/ops/linear/simd128.rs, src/ops/linear/int8_simd128.rs, the simd128
+//! module of src/ops/math.rs) checked on wasm32 itself, where `cargo test` cannot run them: the
+//! kernel files are compiled into this small module, and tests/wasm-simd/run.mjs calls its
+//! checks in Node. The checks mirror the unit tests: each f32 kernel against an f64 loop on odd
+//! sizes, the decodes bit for bit against the portable ones, the integer kernels bit for bit
+//! against the plain integer loop, expm1 and GELU in ulp of the f64 functions (Node's Math.expm1
+//! and Math.exp). Run: bash scripts/test-wasm-simd.sh.
 #![allow(dead_code)]
 
 #[path = "../../../src/quant.rs"]
 mod quant;
 #[path = "../../../src/ops/linear/simd128.rs"]
 mod simd128;
+#[path = "../../../src/ops/linear/int8_simd128.rs"]
+mod int8_simd128;
 #[path = "../../../src/ops/math.rs"]
 mod math;
 
@@ -89,6 +92,74 @@ pub extern "C" fn check_linear() -> f64 {
         }
     }
     worst
+}
+
+/// The plain loop of the integer path (src/ops/linear/int8.rs, `portable_dot`): Σ over blocks of
+/// `(d_w · d_x) · Σ w·x` in block order, the block sums exact in i32.
+fn integer_dot(dtype: DType, row: &[u8], x: &[i32], xd: &[f32]) -> f32 {
+    let bb = if dtype == DType::Q8_0 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+    let mut acc = 0.0f32;
+    for (blk, b) in row.chunks_exact(bb).enumerate() {
+        let w = |t: usize| -> i32 {
+            if dtype == DType::Q8_0 { b[2 + t] as i8 as i32 } else if t < 16 { (b[2 + t] & 0x0f) as i32 - 8 } else { (b[2 + t - 16] >> 4) as i32 - 8 }
+        };
+        let dot: i32 = (0..32).map(|t| w(t) * x[blk * 32 + t]).sum();
+        acc += scale_of(b) * xd[blk] * dot as f32;
+    }
+    acc
+}
+
+/// Number of integer-kernel results (`dot4`, `dot_inputs` with 1–4 inputs) that differ from the
+/// plain loop's bits, over Q8_0 / Q4_0 weights and 8- / 16-bit inputs at odd block counts, the
+/// extreme quants included (weights −128 / 127 and nibbles 0 / 15, inputs ±127 / ±32,767).
+#[unsafe(no_mangle)]
+pub extern "C" fn check_integer() -> u32 {
+    let mut r = Rng(11);
+    let mut bad = 0;
+    for blocks in [1usize, 3, 5, 16, 33] {
+        let k = blocks * 32;
+        for dtype in [DType::Q8_0, DType::Q4_0] {
+            let bb = if dtype == DType::Q8_0 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+            let vals: Vec<f32> = (0..4 * k).map(|_| 0.3 * r.f()).collect();
+            let mut m = Matrix::encode(4, k, &vals, dtype);
+            // Row 3: the extreme quants.
+            for b in m.bytes[3 * blocks * bb..].chunks_exact_mut(bb) {
+                for (t, q) in b[2..].iter_mut().enumerate() {
+                    *q = if dtype == DType::Q8_0 { [0x80u8, 0x7f][t % 2] } else { [0x0fu8, 0xf0, 0x00, 0xff][t % 4] };
+                }
+            }
+            let rows: Vec<&[u8]> = m.bytes.chunks_exact(blocks * bb).collect();
+            let scales: Vec<Vec<f32>> = rows.iter().map(|row| row.chunks_exact(bb).map(scale_of).collect()).collect();
+            for wide in [false, true] {
+                let top = if wide { 32767.0 } else { 127.0 };
+                // Four input rows; the last at ± the largest quant.
+                let xs: Vec<(Vec<i32>, Vec<u8>, Vec<f32>)> = (0..4)
+                    .map(|i| {
+                        let q: Vec<i32> = (0..k).map(|t| if i == 3 { [1, -1][t / 3 % 2] * top as i32 } else { (r.f() * top).round() as i32 }).collect();
+                        let bytes = if wide { q.iter().flat_map(|v| (*v as i16).to_le_bytes()).collect() } else { q.iter().map(|v| *v as i8 as u8).collect() };
+                        (q, bytes, (0..blocks).map(|_| 0.01 + r.f().abs()).collect())
+                    })
+                    .collect();
+                for (q, bytes, xd) in &xs {
+                    let got = int8_simd128::dot4(dtype == DType::Q8_0, [rows[0], rows[1], rows[2], rows[3]], [&scales[0], &scales[1], &scales[2], &scales[3]], bytes, xd, wide);
+                    for j in 0..4 {
+                        bad += (got[j].to_bits() != integer_dot(dtype, rows[j], q, xd).to_bits()) as u32;
+                    }
+                }
+                for (j, row) in rows.iter().enumerate() {
+                    for n in 1..=4 {
+                        let inputs: Vec<(&[u8], &[f32])> = xs[..n].iter().map(|(_, b, d)| (b.as_slice(), d.as_slice())).collect();
+                        let mut got = [f32::NAN; 4];
+                        int8_simd128::dot_inputs(dtype == DType::Q8_0, row, &scales[j], &inputs, wide, &mut got);
+                        for (i, (q, _, xd)) in xs[..n].iter().enumerate() {
+                            bad += (got[i].to_bits() != integer_dot(dtype, row, q, xd).to_bits()) as u32;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bad
 }
 
 fn ulp(v: f64) -> f64 { 2f64.powf(v.abs().max(f32::MIN_POSITIVE as f64).log2().floor() - 23.0) }
