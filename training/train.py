@@ -44,7 +44,11 @@ DATASET_WEIGHTS = {"kang": 0.2, "flu": 0.12, "vaccine": 0.08, "airway": 0.08, "t
 HP = dict(batch=64, lr=1e-3, weight_decay=1e-4, beta=float(os.environ.get("REFCAST_BETA", 1.0)), beta_pert=0.1, warmup=0.2,
           interaction=0.1,
           steps_final=int(os.environ.get("REFCAST_STEPS_FINAL", 3000)),
-          steps_fold=int(os.environ.get("REFCAST_STEPS_FOLD", 1500)))
+          # the held-out fold models train as long as the shipped one, so that the evaluation scores
+          # the recipe that is shipped (at 1,500 steps the fold models fit the influenza responses
+          # on their own training references at 0.41 / 0.67 of full size, the 3,000-step model at
+          # 0.69 / 0.92: EVALUATION.md, "Fit where trained")
+          steps_fold=int(os.environ.get("REFCAST_STEPS_FOLD", 3000)))
 
 
 # ------------------------------------------------------------------ data

@@ -15,7 +15,8 @@
 //! x86-64 with AVX2 (run-time detection): 8-bit inputs take 32 products per block in one
 //! `vpmaddubsw` on `|w|` and `sign(x, w)` (exact: |w| ≤ 128 and |x| ≤ 127 keep each pair of
 //! products within i16), widened to i32 by `vpmaddwd`; 16-bit inputs take two `vpmaddwd` on the
-//! weights widened to i16 (|w · x| ≤ 2^22). Elsewhere the plain loops. Large calls split over the
+//! weights widened to i16 (|w · x| ≤ 2^22). wasm32 (simd128): `i32x4.dot_i16x8_s` on both widened
+//! to i16 (`super::int8_simd128`). Elsewhere the plain loops. Large calls split over the
 //! worker threads like the f32 path, and large inputs are swept in slices of the input width so
 //! that a panel of weight rows stays in cache while every input row passes over it.
 
