@@ -444,7 +444,8 @@ export interface LoadOptions {
   /**
    * How the CPU backend (chosen, or the fallback of `auto`) multiplies quantized weights: `f32`
    * (default: the weights decoded to f32) or `integer` (inputs quantized to 16-bit blocks and
-   * multiplied in integer arithmetic: faster; predicted log-CPM within 0.02 of `f32`).
+   * multiplied in integer arithmetic; predicted log-CPM within 0.02 of `f32`, at about the same
+   * speed in the wasm build).
    */
   cpuKernels?: 'f32' | 'integer';
   /** Expected SHA-256 of the model file (hex); checked with `crypto.subtle`. */

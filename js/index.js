@@ -242,8 +242,8 @@ export class Refcast {
    * Loads a model from its bytes or a URL. `options.backend`: `'auto'` (default: WebGPU when
    * `navigator.gpu` gives a hardware adapter, else the CPU, with the reason in `backendReason`),
    * `'webgpu'` or `'cpu'`. `options.cpuKernels`: how the CPU backend multiplies quantized
-   * weights: `'f32'` (default) or `'integer'` (the integer path: faster, predicted log-CPM within
-   * 0.02 of `'f32'`). `options.sha256`: the expected checksum (hex); a mismatch rejects with a
+   * weights: `'f32'` (default) or `'integer'` (the integer path: predicted log-CPM within 0.02 of
+   * `'f32'`, at about the same speed in the wasm build). `options.sha256`: the expected checksum (hex); a mismatch rejects with a
    * `checksum` error.
    */
   static async load(source, options = {}) {

@@ -14,6 +14,8 @@ const lin = e.check_linear();
 check('linear kernels, worst error / Σ|products|', lin, lin <= 2e-6);
 const int = e.check_integer();
 check('integer kernels, results off the plain loop\'s bits', int, int === 0);
+const layer = e.check_integer_layer();
+check('integer layer at odd sizes, results off the plain loops\' bits or the f64 sum', layer, layer === 0);
 for (const s of [1, 1e-6, 5.85]) {
   const w = e.check_expm1(s);
   check(`expm1 · ${s}, worst ulp`, w, w <= (s === 1 ? 2 : 2.5));

@@ -1,18 +1,34 @@
-//! The wasm SIMD kernels (src/ops/linear/simd128.rs, src/ops/linear/int8_simd128.rs, the simd128
-//! module of src/ops/math.rs) checked on wasm32 itself, where `cargo test` cannot run them: the
-//! kernel files are compiled into this small module, and tests/wasm-simd/run.mjs calls its
-//! checks in Node. The checks mirror the unit tests: each f32 kernel against an f64 loop on odd
-//! sizes, the decodes bit for bit against the portable ones, the integer kernels bit for bit
-//! against the plain integer loop, expm1 and GELU in ulp of the f64 functions (Node's Math.expm1
-//! and Math.exp). Run: bash scripts/test-wasm-simd.sh.
+//! The wasm SIMD kernels (src/ops/linear/simd128.rs, src/ops/linear/int8_simd128.rs with the
+//! integer layer of src/ops/linear/int8.rs around it, the simd128 module of src/ops/math.rs)
+//! checked on wasm32 itself, where `cargo test` cannot run them: the kernel files are compiled
+//! into this small module, and tests/wasm-simd/run.mjs calls its checks in Node. The checks mirror
+//! the unit tests: each f32 kernel against an f64 loop on odd sizes, the decodes bit for bit
+//! against the portable ones, the integer kernels bit for bit against the plain integer loop,
+//! alone and inside the whole layer at odd sizes, expm1 and GELU in ulp of the f64 functions
+//! (Node's Math.expm1 and Math.exp). Run: bash scripts/test-wasm-simd.sh.
 #![allow(dead_code)]
 
 #[path = "../../../src/quant.rs"]
 mod quant;
 #[path = "../../../src/ops/linear/simd128.rs"]
 mod simd128;
-#[path = "../../../src/ops/linear/int8_simd128.rs"]
-mod int8_simd128;
+/// The integer path with the siblings it uses, as in src/ops/linear.
+#[path = "../../../src/ops/linear"]
+mod linear {
+    pub mod int8;
+    pub mod int8_simd128;
+    mod weights;
+    pub use weights::Weights;
+
+    /// `int8::run` with the simd128 kernel (what `int8::cpu` picks in the wasm build) and with
+    /// the plain loops.
+    pub fn run_both(x: &[f32], m: usize, w: &Weights, bits: int8::Bits, bias: &[f32], simd: &mut [f32], plain: &mut [f32]) {
+        assert_eq!(int8::Kernel::detect(), int8::Kernel::Simd128);
+        int8::run(int8::Kernel::Simd128, x, m, w, bits, Some(bias), simd);
+        int8::run(int8::Kernel::Portable, x, m, w, bits, Some(bias), plain);
+    }
+}
+use linear::int8_simd128;
 #[path = "../../../src/ops/math.rs"]
 mod math;
 
@@ -154,6 +170,49 @@ pub extern "C" fn check_integer() -> u32 {
                         for (i, (q, _, xd)) in xs[..n].iter().enumerate() {
                             bad += (got[i].to_bits() != integer_dot(dtype, row, q, xd).to_bits()) as u32;
                         }
+                    }
+                }
+            }
+        }
+    }
+    bad
+}
+
+/// The whole integer layer (`int8::run`: quantized inputs, panels, slices of the width, four
+/// weight rows per pass and 1–4 input rows per pass with their tails) at sizes that leave a tail in
+/// every loop, into poisoned outputs: the number of results that differ from the plain loops'
+/// bits, plus those off an f64 sum of the same integer block dots by more than the native unit
+/// test's 2e-6 of Σ|terms| (src/ops/linear/int8.rs, `kernel_matches_the_integer_reference_at_odd_sizes`).
+#[unsafe(no_mangle)]
+pub extern "C" fn check_integer_layer() -> u32 {
+    use linear::int8::{Bits, block_dots, quantize_rows};
+    let mut r = Rng(13);
+    let mut bad = 0;
+    let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (5, 70, 2080), (7, 19, 4128), (1, 1100, 1024), (13, 35, 320), (1, 3, 32), (6, 41, 1056), (9, 40, 160)];
+    for (m, n, k) in shapes {
+        for dtype in [DType::Q8_0, DType::Q4_0] {
+            for bits in [Bits::Eight, Bits::Sixteen] {
+                let vals: Vec<f32> = (0..n * k).map(|_| 0.1 * r.f()).collect();
+                let mat = Matrix::encode(n, k, &vals, dtype);
+                let w = linear::Weights::new(mat.clone()).with_block_scales();
+                let x: Vec<f32> = (0..m * k).map(|_| 2.0 * r.f()).collect();
+                let bias: Vec<f32> = (0..n).map(|_| r.f()).collect();
+                let (mut simd, mut plain) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                linear::run_both(&x, m, &w, bits, &bias, &mut simd, &mut plain);
+                let xq = quantize_rows(&x, m, k, bits);
+                let (rb, bb) = (mat.row_bytes(), if dtype == DType::Q8_0 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES });
+                for i in 0..m {
+                    for j in 0..n {
+                        let row = &mat.bytes[j * rb..(j + 1) * rb];
+                        let (mut want, mut mag) = (bias[j] as f64, bias[j].abs() as f64);
+                        for (blk, s) in block_dots(dtype, row, &xq, i, false).iter().enumerate() {
+                            let t = scale_of(&row[blk * bb..]) as f64 * xq.d[i * k / 32 + blk] as f64 * *s as f64;
+                            want += t;
+                            mag += t.abs();
+                        }
+                        let (g, p) = (simd[i * n + j], plain[i * n + j]);
+                        bad += (g.to_bits() != p.to_bits()) as u32;
+                        bad += !((g as f64 - want).abs() <= 2e-6 * mag + 1e-6) as u32;
                     }
                 }
             }
