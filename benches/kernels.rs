@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use refcast::backend::{Backend, CpuBackend, GpuBackend};
-use refcast::ops::linear::int8::Bits;
+use refcast::ops::linear::Weights;
+use refcast::ops::linear::int8::{self, Bits, Kernel};
 use refcast::ops::{Activation, Noise, reparameterize::Streams};
 use refcast::quant::{DType, Matrix};
 
@@ -80,6 +81,27 @@ fn measure<B: Backend>(b: &mut B, budget: Duration, op: &mut dyn FnMut(&mut B) -
     let iters = ((per_batch / second) as usize).clamp(1, 2000);
     let _ = first;
     let mut times: Vec<f64> = (0..5).map(|_| batch(b, iters)).collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[2]
+}
+
+/// `measure` for a plain function on the CPU.
+fn measure_cpu(budget: Duration, op: &mut dyn FnMut()) -> f64 {
+    let mut batch = |iters: usize| {
+        let t0 = Instant::now();
+        for _ in 0..iters {
+            op();
+        }
+        t0.elapsed().as_secs_f64() / iters as f64
+    };
+    batch(1); // warm-up
+    let second = batch(1);
+    let per_batch = budget.as_secs_f64() / 5.0;
+    if second > per_batch {
+        return second;
+    }
+    let iters = ((per_batch / second) as usize).clamp(1, 2000);
+    let mut times: Vec<f64> = (0..5).map(|_| batch(iters)).collect();
     times.sort_by(|a, b| a.total_cmp(b));
     times[2]
 }
@@ -146,28 +168,46 @@ fn run<B: Backend>(b: &mut B, name: &str, a: &Args) {
 }
 
 /// The CPU backend's integer path (`CpuKernels::Integer` takes 16-bit inputs; 8-bit ones are
-/// GGML's Q8_0) on the linear shapes of `run`, beside the f32 twins' lines printed there.
+/// GGML's Q8_0) on the linear shapes of `run`, beside the f32 twins' lines printed there: once
+/// with each instruction set this CPU has (`Kernel::detect` picks the last), side by side.
 fn integer(a: &Args) {
     println!("# cpu: integer path (inputs quantized per block of 32, integer dot products)");
+    let kernels: Vec<Kernel> = all_kernels().into_iter().filter(|k| k.available()).collect();
     let mut rng = StdRng::seed_from_u64(7);
     for (n, k) in [(6144, 512), (512, 6144)] {
         let values = random(&mut rng, n * k, 0.05);
         let bias = random(&mut rng, n, 0.1);
         for dtype in [DType::Q8_0, DType::Q4_0] {
-            let w = Matrix::encode(n, k, &values, dtype);
+            let w = Weights::new(Matrix::encode(n, k, &values, dtype)).with_block_scales();
             for bits in [Bits::Eight, Bits::Sixteen] {
-                let mut b = CpuBackend::with_integer_layers(move |_| Some(bits));
-                let lin = b.linear_layer("bench", &w, &bias).expect("weights");
                 for &m in &a.ms {
-                    let x = b.tensor(&random(&mut rng, m * k, 1.0), m, k).expect("input");
-                    let secs = measure(&mut b, a.budget, &mut |b| b.linear(&x, &lin).expect("linear"));
-                    let bytes = w.bytes.len() as f64 + 4.0 * (m * k + m * n + n) as f64;
-                    let bits = if bits == Bits::Eight { 8 } else { 16 };
-                    report("cpu", &format!("linear {dtype} int·i{bits}"), &format!("{m}×{k} · {n}×{k}ᵀ"), secs, bytes, 2.0 * (m * n * k) as f64);
+                    let x = random(&mut rng, m * k, 1.0);
+                    let mut out = vec![0.0; m * n];
+                    for &kernel in &kernels {
+                        let secs = measure_cpu(a.budget, &mut || int8::run(kernel, &x, m, &w, bits, Some(&bias), &mut out));
+                        let bytes = w.bytes.len() as f64 + 4.0 * (m * k + m * n + n) as f64;
+                        let bits = if bits == Bits::Eight { 8 } else { 16 };
+                        report("cpu", &format!("linear {dtype} int·i{bits} {kernel:?}"), &format!("{m}×{k} · {n}×{k}ᵀ"), secs, bytes, 2.0 * (m * n * k) as f64);
+                    }
                 }
             }
         }
     }
+}
+
+/// The inner loops worth timing here (the plain ones only where there are no others).
+fn all_kernels() -> Vec<Kernel> {
+    if cfg!(target_arch = "x86_64") { x86_kernels() } else { vec![Kernel::Portable] }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x86_kernels() -> Vec<Kernel> {
+    vec![Kernel::Avx2, Kernel::AvxVnni]
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn x86_kernels() -> Vec<Kernel> {
+    Vec::new()
 }
 
 fn main() {

@@ -15,7 +15,9 @@
 //! x86-64 with AVX2 (run-time detection): 8-bit inputs take 32 products per block in one
 //! `vpmaddubsw` on `|w|` and `sign(x, w)` (exact: |w| ≤ 128 and |x| ≤ 127 keep each pair of
 //! products within i16), widened to i32 by `vpmaddwd`; 16-bit inputs take two `vpmaddwd` on the
-//! weights widened to i16 (|w · x| ≤ 2^22). wasm32 (simd128): `i32x4.dot_i16x8_s` on both widened
+//! weights widened to i16 (|w · x| ≤ 2^22). Where the CPU has AVX-VNNI (also detected at run
+//! time), the same sums come from `vpdpbusd` (8-bit) and two chained `vpdpwssd` (16-bit), which
+//! multiply and add into i32 in one instruction: the same integers, so the same bits. wasm32 (simd128): `i32x4.dot_i16x8_s` on both widened
 //! to i16 (`super::int8_simd128`). Elsewhere the plain loops. Large calls split over the
 //! worker threads like the f32 path, and large inputs are swept in slices of the input width so
 //! that a panel of weight rows stays in cache while every input row passes over it.
@@ -155,16 +157,18 @@ pub fn block_dot(dtype: DType, block: &[u8], x: impl Fn(usize) -> i32) -> i32 {
 }
 
 /// The integer dot products of every block of a weight row (stored bytes) with row `i` of `x`,
-/// in i32: what the AVX2 kernels sum (`avx2: true`) or the plain loop, for the exactness tests.
-pub fn block_dots(dtype: DType, row: &[u8], x: &QRows, i: usize, avx2: bool) -> Vec<i32> {
+/// in i32: what the x86-64 kernels sum (`Kernel::Avx2`, `Kernel::AvxVnni`; the CPU must have
+/// them) or the plain loop (any other), for the exactness tests.
+pub fn block_dots(dtype: DType, row: &[u8], x: &QRows, i: usize, kernel: Kernel) -> Vec<i32> {
     let bb = block_bytes(dtype);
     assert_eq!(row.len() / bb * BLOCK, x.k, "block_dots widths");
     #[cfg(target_arch = "x86_64")]
-    if avx2 && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 detected; whole blocks on both sides (checked above).
-        return unsafe { avx2::block_dots(dtype, row, x.row(i).0, x.bits) };
+    if matches!(kernel, Kernel::Avx2 | Kernel::AvxVnni) {
+        assert!(kernel.available(), "{kernel:?} kernels on this CPU");
+        // SAFETY: the kernel's features (asserted above); whole blocks on both sides (checked above).
+        return unsafe { avx2::block_dots(dtype, row, x.row(i).0, x.bits, kernel == Kernel::AvxVnni) };
     }
-    let _ = avx2;
+    let _ = kernel;
     row.chunks_exact(bb).enumerate().map(|(blk, b)| block_dot(dtype, b, |t| x.quant(i, blk * BLOCK + t))).collect()
 }
 
@@ -190,29 +194,48 @@ pub fn cpu(x: &[f32], m: usize, w: &Weights, bits: Bits, bias: Option<&[f32]>, o
 
 /// Which inner loops run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kernel {
+pub enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX2 with AVX-VNNI's multiply–add into i32 (VEX-encoded, 256-bit; CPUs with AVX-512 VNNI
+    /// have it too).
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
     /// Chosen at compile time: the wasm build enables simd128.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     Simd128,
 }
 
 impl Kernel {
-    pub(super) fn detect() -> Kernel {
+    pub fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Kernel::Avx2;
+            return if std::arch::is_x86_feature_detected!("avxvnni") { Kernel::AvxVnni } else { Kernel::Avx2 };
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         return Kernel::Simd128;
         #[allow(unreachable_code)]
         Kernel::Portable
     }
+
+    /// Whether this CPU runs these loops.
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => Kernel::Avx2.available() && std::arch::is_x86_feature_detected!("avxvnni"),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => true,
+        }
+    }
 }
 
-pub(super) fn run(kernel: Kernel, x: &[f32], m: usize, w: &Weights, bits: Bits, bias: Option<&[f32]>, out: &mut [f32]) {
+/// `cpu` with the inner loops of `kernel` (tests and benchmarks compare them; the CPU must run
+/// them).
+pub fn run(kernel: Kernel, x: &[f32], m: usize, w: &Weights, bits: Bits, bias: Option<&[f32]>, out: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
     assert!(takes(w.dtype), "integer path of {} weights", w.dtype);
     assert_eq!(x.len(), m * k, "linear input");
@@ -220,6 +243,8 @@ pub(super) fn run(kernel: Kernel, x: &[f32], m: usize, w: &Weights, bits: Bits, 
     if let Some(b) = bias {
         assert_eq!(b.len(), n, "linear bias");
     }
+    // The unsafe SIMD calls below rely on this.
+    assert!(kernel.available(), "{kernel:?} kernels on this CPU");
     // The SIMD kernels read the widened block scales (`Weights::with_block_scales`).
     let kernel = if w.scales.is_empty() { Kernel::Portable } else { kernel };
     let xq = quantize_rows(x, m, k, bits);
@@ -286,12 +311,13 @@ fn block(kernel: Kernel, xq: &QRows, i0: usize, i1: usize, w: &Weights, bias: Op
                         let rows: [&[u8]; 4] = std::array::from_fn(|r| &w.bytes[(j + r) * rb + b0 * bb..(j + r) * rb + (b0 + nb) * bb]);
                         let sums = match kernel {
                             #[cfg(target_arch = "x86_64")]
-                            Kernel::Avx2 => {
+                            Kernel::Avx2 | Kernel::AvxVnni => {
                                 let (xs, xd) = xq.row(i);
                                 let (xs, xd) = (&xs[kc * xq.width()..(kc + kl) * xq.width()], &xd[b0..b0 + nb]);
                                 let scales = std::array::from_fn(|r| &w.row_scales(j + r)[b0..b0 + nb]);
-                                // SAFETY: AVX2 and FMA detected; each row holds `nb` blocks, `xs` 32·nb quants.
-                                unsafe { avx2::dot4(w.dtype, rows, scales, xs, xd, xq.bits) }
+                                // SAFETY: the kernel's features detected (`run`'s caller); each row holds `nb`
+                                // blocks, `xs` 32·nb quants.
+                                unsafe { avx2::dot4(w.dtype, rows, scales, xs, xd, xq.bits, kernel == Kernel::AvxVnni) }
                             }
                             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                             Kernel::Simd128 => {
@@ -313,8 +339,9 @@ fn block(kernel: Kernel, xq: &QRows, i0: usize, i1: usize, w: &Weights, bias: Op
                     let mut sums = [0.0f32; MR];
                     match kernel {
                         #[cfg(target_arch = "x86_64")]
-                        Kernel::Avx2 => {
+                        Kernel::Avx2 | Kernel::AvxVnni => {
                             let scales = &w.row_scales(jj)[b0..b0 + nb];
+                            let vnni = kernel == Kernel::AvxVnni;
                             macro_rules! rows {
                                 ($($m:literal)*) => {
                                     match mr {
@@ -323,8 +350,9 @@ fn block(kernel: Kernel, xq: &QRows, i0: usize, i1: usize, w: &Weights, bias: Op
                                                 let (q, d) = xq.row(i + a);
                                                 (&q[kc * xq.width()..(kc + kl) * xq.width()], &d[b0..b0 + nb])
                                             });
-                                            // SAFETY: AVX2 and FMA detected; `row` holds `nb` blocks, each input 32·nb quants and nb scales.
-                                            let r = unsafe { avx2::dot_rows::<$m>(w.dtype, row, scales, xs, xq.bits) };
+                                            // SAFETY: the kernel's features detected; `row` holds `nb` blocks, each input
+                                            // 32·nb quants and nb scales.
+                                            let r = unsafe { avx2::dot_rows::<$m>(w.dtype, row, scales, xs, xq.bits, vnni) };
                                             sums[..$m].copy_from_slice(&r);
                                         })*
                                         _ => unreachable!("int8 rows"),
@@ -428,6 +456,28 @@ mod avx2 {
         }
     }
 
+    /// `mul_sum` with AVX-VNNI: 8-bit inputs in one `vpdpbusd(|w|, sign(x, w))` (u8 × i8 products
+    /// summed four to a lane in i32, exact without the i16 step), 16-bit inputs in two chained
+    /// `vpdpwssd`. The same lane sums as `mul_sum`.
+    ///
+    /// # Safety
+    /// AVX2 and AVX-VNNI; 32 quants at `x` (32 or 64 bytes).
+    #[target_feature(enable = "avx2,avxvnni")]
+    #[inline]
+    unsafe fn mul_sum_vnni<const WIDE: bool>(aw: __m256i, w: __m256i, x: *const u8) -> __m256i {
+        // SAFETY: as the caller's.
+        unsafe {
+            if WIDE {
+                let lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
+                let hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
+                let a = _mm256_dpwssd_avx_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256(x as *const __m256i));
+                _mm256_dpwssd_avx_epi32(a, hi, _mm256_loadu_si256(x.add(32) as *const __m256i))
+            } else {
+                _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(_mm256_loadu_si256(x as *const __m256i), w))
+            }
+        }
+    }
+
     /// # Safety
     /// AVX2; 32 values in `x`, room for 32 quants in `q`.
     #[target_feature(enable = "avx2")]
@@ -471,9 +521,10 @@ mod avx2 {
     }
 
     /// # Safety
-    /// AVX2; `row` holds whole blocks of `dtype` for every 32 quants of `x`.
+    /// AVX2, and AVX-VNNI if `vnni`; `row` holds whole blocks of `dtype` for every 32 quants of
+    /// `x`.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn block_dots(dtype: DType, row: &[u8], x: &[u8], bits: Bits) -> Vec<i32> {
+    pub unsafe fn block_dots(dtype: DType, row: &[u8], x: &[u8], bits: Bits, vnni: bool) -> Vec<i32> {
         let q8 = dtype == DType::Q8_0;
         let bb = if q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
         let xb = if bits == Bits::Sixteen { 2 * BLOCK } else { BLOCK };
@@ -485,7 +536,12 @@ mod avx2 {
                     let w = if q8 { weights::<true>(q) } else { weights::<false>(q) };
                     let xp = x.as_ptr().add(blk * xb);
                     let aw = _mm256_sign_epi8(w, w);
-                    let s = if bits == Bits::Sixteen { mul_sum::<true>(aw, w, xp) } else { mul_sum::<false>(aw, w, xp) };
+                    let s = match (bits == Bits::Sixteen, vnni) {
+                        (true, false) => mul_sum::<true>(aw, w, xp),
+                        (false, false) => mul_sum::<false>(aw, w, xp),
+                        (true, true) => mul_sum_vnni::<true>(aw, w, xp),
+                        (false, true) => mul_sum_vnni::<false>(aw, w, xp),
+                    };
                     let mut lanes = [0i32; 8];
                     _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, s);
                     lanes.iter().sum()
@@ -498,85 +554,103 @@ mod avx2 {
     /// input row.
     ///
     /// # Safety
-    /// AVX2 and FMA; each row holds `xd.len()` blocks of `dtype`, each `scales` entry as many
-    /// values.
+    /// AVX2 and FMA, and AVX-VNNI if `vnni`; each row holds `xd.len()` blocks of `dtype`, each
+    /// `scales` entry as many values.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4(dtype: DType, rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[u8], xd: &[f32], bits: Bits) -> [f32; 4] {
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn dot4(dtype: DType, rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[u8], xd: &[f32], bits: Bits, vnni: bool) -> [f32; 4] {
         let xb = if bits == Bits::Sixteen { 2 * BLOCK } else { BLOCK };
         assert!(x.len() >= xd.len() * xb && scales.iter().all(|s| s.len() >= xd.len()), "dot4 widths");
         // SAFETY: as the caller's.
         unsafe {
-            match (dtype == DType::Q8_0, bits == Bits::Sixteen) {
-                (true, false) => dot4_of::<true, false>(rows, scales, x, xd),
-                (true, true) => dot4_of::<true, true>(rows, scales, x, xd),
-                (false, false) => dot4_of::<false, false>(rows, scales, x, xd),
-                (false, true) => dot4_of::<false, true>(rows, scales, x, xd),
+            match (dtype == DType::Q8_0, bits == Bits::Sixteen, vnni) {
+                (true, false, false) => dot4_of::<true, false>(rows, scales, x, xd),
+                (true, true, false) => dot4_of::<true, true>(rows, scales, x, xd),
+                (false, false, false) => dot4_of::<false, false>(rows, scales, x, xd),
+                (false, true, false) => dot4_of::<false, true>(rows, scales, x, xd),
+                (true, false, true) => dot4_vnni::<true, false>(rows, scales, x, xd),
+                (true, true, true) => dot4_vnni::<true, true>(rows, scales, x, xd),
+                (false, false, true) => dot4_vnni::<false, false>(rows, scales, x, xd),
+                (false, true, true) => dot4_vnni::<false, true>(rows, scales, x, xd),
             }
         }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot4_of<const Q8: bool, const WIDE: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[u8], xd: &[f32]) -> [f32; 4] {
-        let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
-        let xb = if WIDE { 2 * BLOCK } else { BLOCK };
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for (blk, d) in xd.iter().enumerate() {
-            // SAFETY: block `blk` of every row, its scale, and 32 quants of `x` (caller).
-            unsafe {
-                let xp = x.as_ptr().add(blk * xb);
-                let dx = _mm256_broadcast_ss(d);
-                for ((a, row), s) in acc.iter_mut().zip(rows).zip(scales) {
-                    let w = weights::<Q8>(row.as_ptr().add(blk * bb + 2));
-                    let aw = if WIDE { w } else { _mm256_sign_epi8(w, w) };
-                    let i = mul_sum::<WIDE>(aw, w, xp);
-                    let scale = _mm256_mul_ps(_mm256_broadcast_ss(s.get_unchecked(blk)), dx);
-                    *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *a);
-                }
-            }
-        }
-        acc.map(|a| hsum(a))
     }
 
     /// One weight row (`scales.len()` blocks) against `M` quantized input rows (each 32 quants
     /// and one scale per block): each weight block is loaded and prepared once for all.
     ///
     /// # Safety
-    /// AVX2 and FMA; `row` holds `scales.len()` blocks of `dtype`.
+    /// AVX2 and FMA, and AVX-VNNI if `vnni`; `row` holds `scales.len()` blocks of `dtype`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_rows<const M: usize>(dtype: DType, row: &[u8], scales: &[f32], xs: [(&[u8], &[f32]); M], bits: Bits) -> [f32; M] {
+    pub unsafe fn dot_rows<const M: usize>(dtype: DType, row: &[u8], scales: &[f32], xs: [(&[u8], &[f32]); M], bits: Bits, vnni: bool) -> [f32; M] {
         let xb = if bits == Bits::Sixteen { 2 * BLOCK } else { BLOCK };
         assert!(xs.iter().all(|(q, d)| q.len() >= scales.len() * xb && d.len() >= scales.len()), "dot_rows widths");
         // SAFETY: as the caller's.
         unsafe {
-            match (dtype == DType::Q8_0, bits == Bits::Sixteen) {
-                (true, false) => dot_rows_of::<M, true, false>(row, scales, xs),
-                (true, true) => dot_rows_of::<M, true, true>(row, scales, xs),
-                (false, false) => dot_rows_of::<M, false, false>(row, scales, xs),
-                (false, true) => dot_rows_of::<M, false, true>(row, scales, xs),
+            match (dtype == DType::Q8_0, bits == Bits::Sixteen, vnni) {
+                (true, false, false) => dot_rows_of::<M, true, false>(row, scales, xs),
+                (true, true, false) => dot_rows_of::<M, true, true>(row, scales, xs),
+                (false, false, false) => dot_rows_of::<M, false, false>(row, scales, xs),
+                (false, true, false) => dot_rows_of::<M, false, true>(row, scales, xs),
+                (true, false, true) => dot_rows_vnni::<M, true, false>(row, scales, xs),
+                (true, true, true) => dot_rows_vnni::<M, true, true>(row, scales, xs),
+                (false, false, true) => dot_rows_vnni::<M, false, false>(row, scales, xs),
+                (false, true, true) => dot_rows_vnni::<M, false, true>(row, scales, xs),
             }
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_rows_of<const M: usize, const Q8: bool, const WIDE: bool>(row: &[u8], scales: &[f32], xs: [(&[u8], &[f32]); M]) -> [f32; M] {
-        let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
-        let xb = if WIDE { 2 * BLOCK } else { BLOCK };
-        let mut acc = [_mm256_setzero_ps(); M];
-        for (blk, dw) in scales.iter().enumerate() {
-            // SAFETY: block `blk` of `row`, 32 quants and one scale of every input (caller).
-            unsafe {
-                let w = weights::<Q8>(row.as_ptr().add(blk * bb + 2));
-                let aw = if WIDE { w } else { _mm256_sign_epi8(w, w) };
-                let dw = _mm256_broadcast_ss(dw);
-                for (a, (q, d)) in acc.iter_mut().zip(&xs) {
-                    let i = mul_sum::<WIDE>(aw, w, q.as_ptr().add(blk * xb));
-                    let scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(d.get_unchecked(blk)));
-                    *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *a);
+    /// The loops of `dot4` and `dot_rows`, once with AVX2's `mul_sum` and once with AVX-VNNI's:
+    /// a function's target features cover what is inlined into it, so each instruction set
+    /// needs its own copy.
+    macro_rules! loops {
+        ($dot4:ident, $dot_rows:ident, $features:literal, $mul_sum:ident) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $dot4<const Q8: bool, const WIDE: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[u8], xd: &[f32]) -> [f32; 4] {
+                let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+                let xb = if WIDE { 2 * BLOCK } else { BLOCK };
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (blk, d) in xd.iter().enumerate() {
+                    // SAFETY: block `blk` of every row, its scale, and 32 quants of `x` (caller).
+                    unsafe {
+                        let xp = x.as_ptr().add(blk * xb);
+                        let dx = _mm256_broadcast_ss(d);
+                        for ((a, row), s) in acc.iter_mut().zip(rows).zip(scales) {
+                            let w = weights::<Q8>(row.as_ptr().add(blk * bb + 2));
+                            let aw = if WIDE { w } else { _mm256_sign_epi8(w, w) };
+                            let i = $mul_sum::<WIDE>(aw, w, xp);
+                            let scale = _mm256_mul_ps(_mm256_broadcast_ss(s.get_unchecked(blk)), dx);
+                            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *a);
+                        }
+                    }
                 }
+                acc.map(|a| hsum(a))
             }
-        }
-        acc.map(|a| hsum(a))
+
+            #[target_feature(enable = $features)]
+            unsafe fn $dot_rows<const M: usize, const Q8: bool, const WIDE: bool>(row: &[u8], scales: &[f32], xs: [(&[u8], &[f32]); M]) -> [f32; M] {
+                let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
+                let xb = if WIDE { 2 * BLOCK } else { BLOCK };
+                let mut acc = [_mm256_setzero_ps(); M];
+                for (blk, dw) in scales.iter().enumerate() {
+                    // SAFETY: block `blk` of `row`, 32 quants and one scale of every input (caller).
+                    unsafe {
+                        let w = weights::<Q8>(row.as_ptr().add(blk * bb + 2));
+                        let aw = if WIDE { w } else { _mm256_sign_epi8(w, w) };
+                        let dw = _mm256_broadcast_ss(dw);
+                        for (a, (q, d)) in acc.iter_mut().zip(&xs) {
+                            let i = $mul_sum::<WIDE>(aw, w, q.as_ptr().add(blk * xb));
+                            let scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(d.get_unchecked(blk)));
+                            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *a);
+                        }
+                    }
+                }
+                acc.map(|a| hsum(a))
+            }
+        };
     }
+    loops!(dot4_of, dot_rows_of, "avx2,fma", mul_sum);
+    loops!(dot4_vnni, dot_rows_vnni, "avx2,fma,avxvnni", mul_sum_vnni);
 }
 
 #[cfg(test)]
@@ -590,6 +664,17 @@ mod tests {
     fn random(n: usize, stream: u32, scale: f32) -> Vec<f32> {
         let philox = Philox::new(17);
         (0..n).map(|j| scale * philox.normal(0, j as u32, stream, 0)).collect()
+    }
+
+    /// The SIMD kernels this CPU runs (AVX2 on every x86-64 CPU these tests run on; AVX-VNNI
+    /// where it has it), named on stderr so that a run shows what it covered.
+    fn simd_kernels() -> Vec<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        let k: Vec<Kernel> = [Kernel::Avx2, Kernel::AvxVnni].into_iter().filter(|k| k.available()).collect();
+        #[cfg(not(target_arch = "x86_64"))]
+        let k: Vec<Kernel> = Vec::new();
+        eprintln!("integer SIMD kernels tested on this CPU: {k:?}");
+        k
     }
 
     /// The SIMD quantizer gives the plain loop's bits, ties, zero and tiny blocks included.
@@ -621,6 +706,7 @@ mod tests {
     /// equals the products of the decoded values.
     #[test]
     fn integer_block_dots_are_exact() {
+        let kernels = simd_kernels();
         let k = 32 * 23;
         for (dtype, bits) in [DType::Q8_0, DType::Q4_0].into_iter().flat_map(|d| BITS.map(|b| (d, b))) {
             let mut w = Matrix::encode(3, k, &random(3 * k, 2, 1.0), dtype);
@@ -639,8 +725,10 @@ mod tests {
             let rb = w.row_bytes();
             for r in 0..3 {
                 let row = &w.bytes[r * rb..(r + 1) * rb];
-                let want = block_dots(dtype, row, &x, r, false);
-                assert_eq!(block_dots(dtype, row, &x, r, true), want, "{dtype} {bits:?} row {r}");
+                let want = block_dots(dtype, row, &x, r, Kernel::Portable);
+                for &kernel in &kernels {
+                    assert_eq!(block_dots(dtype, row, &x, r, kernel), want, "{kernel:?} {dtype} {bits:?} row {r}");
+                }
                 let mut dec = vec![0.0f32; k];
                 w.decode_row(r, &mut dec);
                 for (blk, s) in want.iter().enumerate() {
@@ -657,6 +745,7 @@ mod tests {
     /// outputs, against an f64 sum of the same integer block dots.
     #[test]
     fn kernel_matches_the_integer_reference_at_odd_sizes() {
+        let kernels = simd_kernels();
         let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (5, 70, 2080), (7, 19, 4128), (1, 1100, 1024), (13, 35, 320), (67, 41, 1056), (1, 3, 32), (261, 40, 160), (64, 300, 512)];
         for (m, n, k) in shapes {
             for (dtype, bits) in [DType::Q8_0, DType::Q4_0].into_iter().flat_map(|d| BITS.map(|b| (d, b))) {
@@ -666,14 +755,14 @@ mod tests {
                 let weights = Weights::new(w.clone());
                 let xq = quantize_rows(&x, m, k, bits);
                 let (rb, bb) = (w.row_bytes(), block_bytes(dtype));
-                for kernel in [Kernel::detect(), Kernel::Portable] {
+                for &kernel in kernels.iter().chain(&[Kernel::Portable]) {
                     let mut got = vec![f32::NAN; m * n];
                     run(kernel, &x, m, &weights, bits, Some(&bias), &mut got);
                     for i in 0..m {
                         for j in 0..n {
                             let row = &w.bytes[j * rb..(j + 1) * rb];
                             let (mut want, mut mag) = (bias[j] as f64, bias[j].abs() as f64);
-                            for (blk, s) in block_dots(dtype, row, &xq, i, false).iter().enumerate() {
+                            for (blk, s) in block_dots(dtype, row, &xq, i, Kernel::Portable).iter().enumerate() {
                                 let t = crate::quant::scale_of(&row[blk * bb..]) as f64 * xq.d[i * k / 32 + blk] as f64 * *s as f64;
                                 want += t;
                                 mag += t.abs();

@@ -205,7 +205,7 @@ pub extern "C" fn check_integer_layer() -> u32 {
                     for j in 0..n {
                         let row = &mat.bytes[j * rb..(j + 1) * rb];
                         let (mut want, mut mag) = (bias[j] as f64, bias[j].abs() as f64);
-                        for (blk, s) in block_dots(dtype, row, &xq, i, false).iter().enumerate() {
+                        for (blk, s) in block_dots(dtype, row, &xq, i, linear::int8::Kernel::Portable).iter().enumerate() {
                             let t = scale_of(&row[blk * bb..]) as f64 * xq.d[i * k / 32 + blk] as f64 * *s as f64;
                             want += t;
                             mag += t.abs();
