@@ -16,8 +16,8 @@
 //! `vpmaddubsw` on `|w|` and `sign(x, w)` (exact: |w| ≤ 128 and |x| ≤ 127 keep each pair of
 //! products within i16), widened to i32 by `vpmaddwd`; 16-bit inputs take two `vpmaddwd` on the
 //! weights widened to i16 (|w · x| ≤ 2^22). Where the CPU has AVX-VNNI (also detected at run
-//! time), the same sums come from `vpdpbusd` (8-bit) and two chained `vpdpwssd` (16-bit), which
-//! multiply and add into i32 in one instruction: the same integers, so the same bits. wasm32 (simd128): `i32x4.dot_i16x8_s` on both widened
+//! time), 8-bit inputs take `vpdpbusd`, which multiplies and adds into i32 in one instruction: the
+//! same integers, so the same bits. wasm32 (simd128): `i32x4.dot_i16x8_s` on both widened
 //! to i16 (`super::int8_simd128`). Elsewhere the plain loops. Large calls split over the
 //! worker threads like the f32 path, and large inputs are swept in slices of the input width so
 //! that a panel of weight rows stays in cache while every input row passes over it.
@@ -251,7 +251,8 @@ pub fn run(kernel: Kernel, x: &[f32], m: usize, w: &Weights, bits: Bits, bias: O
     #[cfg(not(target_arch = "wasm32"))]
     {
         let threads = crate::ops::workers::threads();
-        if threads > 1 && m * n * k >= 1 << 18 {
+        // The f32 path's threshold: waking a worker costs more than small layers take.
+        if threads > 1 && m * n * k >= super::threads::PARALLEL_MIN_MACS {
             // Whole rows per thread when each gets a few tiles of rows, else ranges of columns.
             if m >= 4 * MR * threads {
                 let step = m.div_ceil(threads).next_multiple_of(MR);
@@ -305,31 +306,46 @@ fn block(kernel: Kernel, xq: &QRows, i0: usize, i1: usize, w: &Weights, bias: Op
             while i < i1 {
                 let mr = MR.min(i1 - i);
                 let mut j = jc;
-                // One input row: four weight rows per pass (each input block loaded once).
-                if mr == 1 {
+                // One input row (two on x86-64): four weight rows per pass, each input block
+                // loaded once for them and each weight block once for the inputs.
+                #[cfg(target_arch = "x86_64")]
+                let pass_rows = if matches!(kernel, Kernel::Avx2 | Kernel::AvxVnni) { 2 } else { 1 };
+                #[cfg(not(target_arch = "x86_64"))]
+                let pass_rows = 1;
+                if mr <= pass_rows {
                     while j + 4 <= jc + jn {
                         let rows: [&[u8]; 4] = std::array::from_fn(|r| &w.bytes[(j + r) * rb + b0 * bb..(j + r) * rb + (b0 + nb) * bb]);
-                        let sums = match kernel {
+                        let input = |a: usize| {
+                            let (xs, xd) = xq.row(i + a);
+                            (&xs[kc * xq.width()..(kc + kl) * xq.width()], &xd[b0..b0 + nb])
+                        };
+                        let sums: [[f32; 4]; 2] = match kernel {
                             #[cfg(target_arch = "x86_64")]
                             Kernel::Avx2 | Kernel::AvxVnni => {
-                                let (xs, xd) = xq.row(i);
-                                let (xs, xd) = (&xs[kc * xq.width()..(kc + kl) * xq.width()], &xd[b0..b0 + nb]);
                                 let scales = std::array::from_fn(|r| &w.row_scales(j + r)[b0..b0 + nb]);
+                                let vnni = kernel == Kernel::AvxVnni;
                                 // SAFETY: the kernel's features detected (`run`'s caller); each row holds `nb`
-                                // blocks, `xs` 32·nb quants.
-                                unsafe { avx2::dot4(w.dtype, rows, scales, xs, xd, xq.bits, kernel == Kernel::AvxVnni) }
+                                // blocks, each input 32·nb quants and nb scales.
+                                unsafe {
+                                    if mr == 1 {
+                                        [avx2::dot4(w.dtype, rows, scales, [input(0)], xq.bits, vnni)[0], [0.0; 4]]
+                                    } else {
+                                        avx2::dot4(w.dtype, rows, scales, [input(0), input(1)], xq.bits, vnni)
+                                    }
+                                }
                             }
                             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                             Kernel::Simd128 => {
-                                let (xs, xd) = xq.row(i);
-                                let (xs, xd) = (&xs[kc * xq.width()..(kc + kl) * xq.width()], &xd[b0..b0 + nb]);
+                                let (xs, xd) = input(0);
                                 let scales = std::array::from_fn(|r| &w.row_scales(j + r)[b0..b0 + nb]);
-                                super::int8_simd128::dot4(w.dtype == DType::Q8_0, rows, scales, xs, xd, xq.bits == Bits::Sixteen)
+                                [super::int8_simd128::dot4(w.dtype == DType::Q8_0, rows, scales, xs, xd, xq.bits == Bits::Sixteen), [0.0; 4]]
                             }
-                            Kernel::Portable => rows.map(|row| portable_dot(w.dtype, row, xq, i, kc)),
+                            Kernel::Portable => [rows.map(|row| portable_dot(w.dtype, row, xq, i, kc)), [0.0; 4]],
                         };
-                        for (r, s) in sums.iter().enumerate() {
-                            out[(i - i0) * ld + j + r - j0] += s;
+                        for (a, row_sums) in sums.iter().enumerate().take(mr) {
+                            for (r, s) in row_sums.iter().enumerate() {
+                                out[(i + a - i0) * ld + j + r - j0] += s;
+                            }
                         }
                         j += 4;
                     }
@@ -457,8 +473,10 @@ mod avx2 {
     }
 
     /// `mul_sum` with AVX-VNNI: 8-bit inputs in one `vpdpbusd(|w|, sign(x, w))` (u8 × i8 products
-    /// summed four to a lane in i32, exact without the i16 step), 16-bit inputs in two chained
-    /// `vpdpwssd`. The same lane sums as `mul_sum`.
+    /// summed four to a lane in i32, exact without the i16 step). 16-bit inputs keep `mul_sum`'s
+    /// two `vpmaddwd`: two chained `vpdpwssd` (which save only the add) measured no faster at
+    /// two input rows and slower at one (`cargo bench --bench kernels -- --cpu --m 1,2`, Zen 4).
+    /// The same lane sums as `mul_sum`.
     ///
     /// # Safety
     /// AVX2 and AVX-VNNI; 32 quants at `x` (32 or 64 bytes).
@@ -468,10 +486,7 @@ mod avx2 {
         // SAFETY: as the caller's.
         unsafe {
             if WIDE {
-                let lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
-                let hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
-                let a = _mm256_dpwssd_avx_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256(x as *const __m256i));
-                _mm256_dpwssd_avx_epi32(a, hi, _mm256_loadu_si256(x.add(32) as *const __m256i))
+                mul_sum::<true>(aw, w, x)
             } else {
                 _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(_mm256_loadu_si256(x as *const __m256i), w))
             }
@@ -550,28 +565,29 @@ mod avx2 {
             .collect()
     }
 
-    /// Four weight rows (`xd.len()` blocks each, with their f32 scales) against one quantized
-    /// input row.
+    /// Four weight rows (`nb` blocks each, with their f32 scales) against `M` quantized input
+    /// rows (`nb` blocks of quants and scales each; `M` is 1 or 2, so that the sums stay in
+    /// registers).
     ///
     /// # Safety
-    /// AVX2 and FMA, and AVX-VNNI if `vnni`; each row holds `xd.len()` blocks of `dtype`, each
-    /// `scales` entry as many values.
+    /// AVX2 and FMA, and AVX-VNNI if `vnni`; each row holds `nb` blocks of `dtype`, each `scales`
+    /// entry as many values.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn dot4(dtype: DType, rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[u8], xd: &[f32], bits: Bits, vnni: bool) -> [f32; 4] {
+    pub unsafe fn dot4<const M: usize>(dtype: DType, rows: [&[u8]; 4], scales: [&[f32]; 4], xs: [(&[u8], &[f32]); M], bits: Bits, vnni: bool) -> [[f32; 4]; M] {
         let xb = if bits == Bits::Sixteen { 2 * BLOCK } else { BLOCK };
-        assert!(x.len() >= xd.len() * xb && scales.iter().all(|s| s.len() >= xd.len()), "dot4 widths");
+        let nb = xs[0].1.len();
+        assert!(M <= 2 && xs.iter().all(|(q, d)| d.len() == nb && q.len() >= nb * xb) && scales.iter().all(|s| s.len() >= nb), "dot4 widths");
         // SAFETY: as the caller's.
         unsafe {
             match (dtype == DType::Q8_0, bits == Bits::Sixteen, vnni) {
-                (true, false, false) => dot4_of::<true, false>(rows, scales, x, xd),
-                (true, true, false) => dot4_of::<true, true>(rows, scales, x, xd),
-                (false, false, false) => dot4_of::<false, false>(rows, scales, x, xd),
-                (false, true, false) => dot4_of::<false, true>(rows, scales, x, xd),
-                (true, false, true) => dot4_vnni::<true, false>(rows, scales, x, xd),
-                (true, true, true) => dot4_vnni::<true, true>(rows, scales, x, xd),
-                (false, false, true) => dot4_vnni::<false, false>(rows, scales, x, xd),
-                (false, true, true) => dot4_vnni::<false, true>(rows, scales, x, xd),
+                (true, false, false) => dot4_of::<M, true, false>(rows, scales, xs),
+                (true, true, false) => dot4_of::<M, true, true>(rows, scales, xs),
+                (false, false, false) => dot4_of::<M, false, false>(rows, scales, xs),
+                (false, true, false) => dot4_of::<M, false, true>(rows, scales, xs),
+                (true, false, true) => dot4_vnni::<M, true, false>(rows, scales, xs),
+                (true, true, true) => dot4_vnni::<M, true, true>(rows, scales, xs),
+                (false, false, true) => dot4_vnni::<M, false, false>(rows, scales, xs),
+                (false, true, true) => dot4_vnni::<M, false, true>(rows, scales, xs),
             }
         }
     }
@@ -606,25 +622,27 @@ mod avx2 {
     macro_rules! loops {
         ($dot4:ident, $dot_rows:ident, $features:literal, $mul_sum:ident) => {
             #[target_feature(enable = $features)]
-            unsafe fn $dot4<const Q8: bool, const WIDE: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], x: &[u8], xd: &[f32]) -> [f32; 4] {
+            unsafe fn $dot4<const M: usize, const Q8: bool, const WIDE: bool>(rows: [&[u8]; 4], scales: [&[f32]; 4], xs: [(&[u8], &[f32]); M]) -> [[f32; 4]; M] {
                 let bb = if Q8 { Q8_0_BLOCK_BYTES } else { Q4_0_BLOCK_BYTES };
                 let xb = if WIDE { 2 * BLOCK } else { BLOCK };
-                let mut acc = [_mm256_setzero_ps(); 4];
-                for (blk, d) in xd.iter().enumerate() {
-                    // SAFETY: block `blk` of every row, its scale, and 32 quants of `x` (caller).
+                let mut acc = [[_mm256_setzero_ps(); 4]; M];
+                for blk in 0..xs[0].1.len() {
+                    // SAFETY: block `blk` of every row, its scale, and 32 quants and a scale of
+                    // every input (caller).
                     unsafe {
-                        let xp = x.as_ptr().add(blk * xb);
-                        let dx = _mm256_broadcast_ss(d);
-                        for ((a, row), s) in acc.iter_mut().zip(rows).zip(scales) {
+                        for (r, (row, s)) in rows.iter().zip(scales).enumerate() {
                             let w = weights::<Q8>(row.as_ptr().add(blk * bb + 2));
                             let aw = if WIDE { w } else { _mm256_sign_epi8(w, w) };
-                            let i = $mul_sum::<WIDE>(aw, w, xp);
-                            let scale = _mm256_mul_ps(_mm256_broadcast_ss(s.get_unchecked(blk)), dx);
-                            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *a);
+                            let dw = _mm256_broadcast_ss(s.get_unchecked(blk));
+                            for (a, (q, d)) in acc.iter_mut().zip(&xs) {
+                                let i = $mul_sum::<WIDE>(aw, w, q.as_ptr().add(blk * xb));
+                                let scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(d.get_unchecked(blk)));
+                                a[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, a[r]);
+                            }
                         }
                     }
                 }
-                acc.map(|a| hsum(a))
+                acc.map(|a| a.map(|v| hsum(v)))
             }
 
             #[target_feature(enable = $features)]
@@ -746,7 +764,7 @@ mod tests {
     #[test]
     fn kernel_matches_the_integer_reference_at_odd_sizes() {
         let kernels = simd_kernels();
-        let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (5, 70, 2080), (7, 19, 4128), (1, 1100, 1024), (13, 35, 320), (67, 41, 1056), (1, 3, 32), (261, 40, 160), (64, 300, 512)];
+        let shapes = [(1, 37, 64), (2, 45, 96), (3, 33, 32), (5, 70, 2080), (6, 41, 1056), (7, 19, 4128), (1, 1100, 1024), (13, 35, 320), (67, 41, 1056), (1, 3, 32), (261, 40, 160), (64, 300, 512), (2, 900, 2080)];
         for (m, n, k) in shapes {
             for (dtype, bits) in [DType::Q8_0, DType::Q4_0].into_iter().flat_map(|d| BITS.map(|b| (d, b))) {
                 let w = Matrix::encode(n, k, &random(n * k, 4, 0.1), dtype);

@@ -8,7 +8,7 @@ use crate::ops::workers;
 /// Multiply–adds from which a call is split across threads. The 448 × 896 trunk layers at one or
 /// two rows are not: waking a worker cost more than half their time (2 cores, batch 1: 59–94 µs
 /// on one thread, 111–130 µs on two).
-const PARALLEL_MIN_MACS: usize = 1 << 20;
+pub(super) const PARALLEL_MIN_MACS: usize = 1 << 20;
 /// Input rows per thread from which threads split the rows rather than the columns (each
 /// decodes and packs every weight block, which many rows amortise; 64 references measured faster
 /// split by columns, 256 the same either way).
