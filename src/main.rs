@@ -132,9 +132,9 @@ struct Common {
     backend: BackendKind,
     /// How the CPU backend multiplies the model's quantized weights. f32: inputs stay f32, the
     /// same numbers as the GPU backend (the reference). integer: inputs quantized per block of
-    /// 32 to 16 bits and multiplied in integer arithmetic; it trades up to 0.02 of predicted
-    /// log-CPM (2 % in CPM; tested against f32 on the shipped models, measured 4e-4) for
-    /// 1.2–1.6× faster layers at batch 1 (BENCHMARKS.md).
+    /// 32 to 16 bits and multiplied in integer arithmetic, within 0.02 of predicted log-CPM
+    /// (2 % in CPM; tested against f32 on the shipped models, measured 4e-4); about as fast as
+    /// f32 for one sample, slower for many (BENCHMARKS.md).
     #[arg(long, default_value = "f32", value_name = "f32|integer")]
     cpu_kernels: CpuKernels,
     /// denoised: your measured sample moved by the predicted change, decode(perturbation) +
