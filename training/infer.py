@@ -1,13 +1,20 @@
 """Inference exactly as refcast runs a model file: folded input normalisation, optional
 dequantized weights, reference conditioning / prompt-only, mean or sampled latents."""
 import copy
+import os
 
 import numpy as np
 import torch
 
 from . import philox
 from .model import GROUPS
-from .quantize import QUANT
+from .quantize import QUANT, q4_0_compensated
+
+# How Q4_0 rounds the encoder's input layer: "importance" (each block on its own, columns weighted)
+# or "compensated" (quantize.q4_0_compensated over the calibration references' centred inputs).
+# See training/README.md, "Q4_0 and the encoder's input layer".
+Q4_ROUNDING = os.environ.get("REFCAST_Q4_ROUNDING", "importance")
+assert Q4_ROUNDING in ("importance", "compensated"), f"REFCAST_Q4_ROUNDING={Q4_ROUNDING}"
 
 
 def folded(model):
@@ -74,14 +81,33 @@ def calibrate_quantization(model_f, refs_filled, pert_rows, library_sizes=None):
     imp = {k: (sums[k] / counts[k]).float().numpy() + 1e-6 for k in sums}
     imp["encoder.input.weight"] = model_f.fold_std.numpy().astype(np.float32) ** 4
     model_f.quant_importance = imp
+    model_f.__dict__.pop("quant_compensated", None)
+    if Q4_ROUNDING == "compensated":
+        # the input layer's bias is exact at the training mean, so its error is W_err · (x − mean)
+        xc = np.asarray(refs_filled, np.float64) - model_f.fold_mean.numpy()[None, :]
+        model_f.quant_gram = {"encoder.input.weight": xc.T @ xc}
     return imp
+
+
+def quantized(model_f, name, a, kind):
+    """The stored bytes of weight `name` (array `a`) in `kind`, rounded as calibrate_quantization
+    prepared."""
+    importance = getattr(model_f, "quant_importance", {}).get(name)
+    gram = getattr(model_f, "quant_gram", {}).get(name)
+    if kind == "q4_0" and gram is not None:
+        # minutes for the 15,360-input layer: once per model (the file and the dequantized model
+        # share it)
+        cache = model_f.__dict__.setdefault("quant_compensated", {})
+        if name not in cache:
+            cache[name] = q4_0_compensated(a, gram, importance)
+        return cache[name]
+    return QUANT[kind][0](a, importance)
 
 
 def file_tensors(model_f, kind):
     """FORMAT.md tensors of a folded model: name -> (logical dtype, shape, numpy array or bytes).
     Quantized weights are weighted by the model's `quant_importance` where calibrate_quantization
     has measured it."""
-    importance = getattr(model_f, "quant_importance", {})
     out = {}
     for name, t in model_f.state_dict().items():
         a = t.detach().cpu().numpy().astype(np.float32)
@@ -104,7 +130,7 @@ def file_tensors(model_f, kind):
                 out[f"prior.{g}.input.bias"] = ("f32", list(a.shape), a)
             continue
         if kind != "f32" and quantizable(name, t):
-            out[name] = (kind, list(a.shape), QUANT[kind][0](a, importance.get(name)))
+            out[name] = (kind, list(a.shape), quantized(model_f, name, a, kind))
         else:
             out[name] = ("f32", list(a.shape), a)
     if kind != "f32":
@@ -119,14 +145,18 @@ def dequantized(model_f, kind):
     """The folded model with every quantized weight replaced by its dequantized value."""
     if kind == "f32":
         return model_f
-    importance = getattr(model_f, "quant_importance", {})
-    m = copy.deepcopy(model_f)
+    # the gram matrices (GBs) stay out of the copy
+    grams = model_f.__dict__.pop("quant_gram", None)
+    try:
+        m = copy.deepcopy(model_f)
+    finally:
+        if grams is not None:
+            model_f.quant_gram = grams
     sd = m.state_dict()
     with torch.no_grad():
         for name, t in sd.items():
             if quantizable(name, t):
-                q, dq = QUANT[kind]
-                t.copy_(torch.from_numpy(dq(q(t.numpy(), importance.get(name)), tuple(t.shape))))
+                t.copy_(torch.from_numpy(QUANT[kind][1](quantized(model_f, name, t.numpy(), kind), tuple(t.shape))))
         m.encoder.input.bias.copy_(corrected_input_bias(model_f, m.encoder.input.weight))
     return m
 
