@@ -10,8 +10,8 @@ from . import philox
 from .model import GROUPS
 from .quantize import QUANT, q4_0_compensated
 
-# How Q4_0 rounds the encoder's input layer: "importance" (each block on its own, columns weighted)
-# or "compensated" (quantize.q4_0_compensated over the calibration references' centred inputs).
+# How Q4_0 rounds: "importance" (each block on its own, columns weighted) or "compensated"
+# (quantize.q4_0_compensated over each layer's calibration inputs; the encoder's, centred).
 # See training/README.md, "Q4_0 and the encoder's input layer".
 Q4_ROUNDING = os.environ.get("REFCAST_Q4_ROUNDING", "importance")
 assert Q4_ROUNDING in ("importance", "compensated"), f"REFCAST_Q4_ROUNDING={Q4_ROUNDING}"
@@ -60,7 +60,8 @@ def calibrate_quantization(model_f, refs_filled, pert_rows, library_sizes=None):
     are weighted by the training standard deviation to the fourth power (on training references
     this left 0.6× the decode error of the variance itself on microarray references, whose
     platform offsets move many genes together)."""
-    sums, counts = {}, {}
+    sums, counts, grams = {}, {}, {}
+    compensated = Q4_ROUNDING == "compensated"
     hooks = []
     for mod_name, mod in model_f.named_modules():
         # every quantizable layer but the encoder's input, weighted below without data
@@ -70,6 +71,8 @@ def calibrate_quantization(model_f, refs_filled, pert_rows, library_sizes=None):
                 x = inputs[0].reshape(-1, inputs[0].shape[-1]).double()
                 sums[key] = sums.get(key, 0) + (x * x).sum(0)
                 counts[key] = counts.get(key, 0) + x.shape[0]
+                if compensated:
+                    grams[key] = grams.get(key, 0) + (x.T @ x).numpy()
             hooks.append(mod.register_forward_pre_hook(hook))
     from .train import CONTROL
     try:
@@ -82,10 +85,11 @@ def calibrate_quantization(model_f, refs_filled, pert_rows, library_sizes=None):
     imp["encoder.input.weight"] = model_f.fold_std.numpy().astype(np.float32) ** 4
     model_f.quant_importance = imp
     model_f.__dict__.pop("quant_compensated", None)
-    if Q4_ROUNDING == "compensated":
+    if compensated:
         # the input layer's bias is exact at the training mean, so its error is W_err · (x − mean)
         xc = np.asarray(refs_filled, np.float64) - model_f.fold_mean.numpy()[None, :]
-        model_f.quant_gram = {"encoder.input.weight": xc.T @ xc}
+        grams["encoder.input.weight"] = xc.T @ xc
+        model_f.quant_gram = grams
     return imp
 
 
@@ -97,7 +101,7 @@ def quantized(model_f, name, a, kind):
     if kind == "q4_0" and gram is not None:
         # minutes for the 15,360-input layer: once per model (the file and the dequantized model
         # share it)
-        cache = model_f.__dict__.setdefault("quant_compensated", {})
+        cache = model_f.__dict__.setdefault("quant_compensated", {})   # bytes per layer
         if name not in cache:
             cache[name] = q4_0_compensated(a, gram, importance)
         return cache[name]

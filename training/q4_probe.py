@@ -1,6 +1,6 @@
 """`python -m training.q4_probe`: which layers' Q4_0 rounding moves the predicted responses, and
-what the error-compensating rounding of the encoder's input layer changes (training/README.md,
-"Q4_0 and the encoder's input layer").
+what the error-compensating rounding changes (training/README.md, "Q4_0 and the encoder's input
+layer"): on the encoder's input layer alone, and on every layer (`REFCAST_Q4_ROUNDING=compensated`).
 
 The shipped model's Q8_0 file, dequantized, stands for f32 (its own rounding is far smaller). It
 is calibrated as the exporter calibrates (infer.calibrate_quantization) on up to 40 units per
@@ -92,6 +92,14 @@ def main():
                             t.copy_(torch.from_numpy(roundtrip(t.numpy(), "q4_0", ref.quant_importance.get(name))))
                     m.encoder.input.bias.copy_(infer.corrected_input_bias(ref, m.encoder.input.weight))
                 row(f"only {label}", responses(m, ref), lfc0)
+        if rounding == "compensated":
+            # the encoder's input layer compensated, the others as `importance` rounds them
+            m = copy.deepcopy(infer.dequantized(ref, "q4_0"))
+            with torch.no_grad():
+                for name, t in m.state_dict().items():
+                    if infer.quantizable(name, t) and name != "encoder.input.weight":
+                        t.copy_(torch.from_numpy(roundtrip(ref.state_dict()[name].numpy(), "q4_0", ref.quant_importance.get(name))))
+            row("all, encoder.input comp.", responses(m, ref), lfc0)
         row(f"all layers, {rounding}", responses(infer.dequantized(ref, "q4_0"), ref), lfc0)
 
 
