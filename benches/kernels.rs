@@ -63,7 +63,7 @@ fn args() -> Args {
 
 /// Seconds per call of `op` (median over batches), each batch ending in a read of the last output.
 fn measure<B: Backend>(b: &mut B, budget: Duration, op: &mut dyn FnMut(&mut B) -> B::Tensor) -> f64 {
-    let mut batch = |b: &mut B, iters: usize| {
+    median_batch(budget, &mut |iters| {
         let t0 = Instant::now();
         let mut last = op(b);
         for _ in 1..iters {
@@ -71,30 +71,24 @@ fn measure<B: Backend>(b: &mut B, budget: Duration, op: &mut dyn FnMut(&mut B) -
         }
         pollster::block_on(b.read(&[&last])).expect("read");
         t0.elapsed().as_secs_f64() / iters as f64
-    };
-    let first = batch(b, 1); // warm-up: pipelines, buffers
-    let second = batch(b, 1);
-    let per_batch = budget.as_secs_f64() / 5.0;
-    if second > per_batch {
-        return second;
-    }
-    let iters = ((per_batch / second) as usize).clamp(1, 2000);
-    let _ = first;
-    let mut times: Vec<f64> = (0..5).map(|_| batch(b, iters)).collect();
-    times.sort_by(|a, b| a.total_cmp(b));
-    times[2]
+    })
 }
 
 /// `measure` for a plain function on the CPU.
 fn measure_cpu(budget: Duration, op: &mut dyn FnMut()) -> f64 {
-    let mut batch = |iters: usize| {
+    median_batch(budget, &mut |iters| {
         let t0 = Instant::now();
         for _ in 0..iters {
             op();
         }
         t0.elapsed().as_secs_f64() / iters as f64
-    };
-    batch(1); // warm-up
+    })
+}
+
+/// The median time per call of five batches filling `budget`, after a warm-up call (pipelines,
+/// buffers); `batch(n)` times n calls and returns seconds per call.
+fn median_batch(budget: Duration, batch: &mut dyn FnMut(usize) -> f64) -> f64 {
+    batch(1);
     let second = batch(1);
     let per_batch = budget.as_secs_f64() / 5.0;
     if second > per_batch {
@@ -172,7 +166,8 @@ fn run<B: Backend>(b: &mut B, name: &str, a: &Args) {
 /// with each instruction set this CPU has (`Kernel::detect` picks the last), side by side.
 fn integer(a: &Args) {
     println!("# cpu: integer path (inputs quantized per block of 32, integer dot products)");
-    let kernels: Vec<Kernel> = all_kernels().into_iter().filter(|k| k.available()).collect();
+    // each SIMD instruction set this CPU has (the plain loops only where there is none)
+    let kernels = Some(Kernel::simd()).filter(|k| !k.is_empty()).unwrap_or(vec![Kernel::Portable]);
     let mut rng = StdRng::seed_from_u64(7);
     for (n, k) in [(6144, 512), (512, 6144)] {
         let values = random(&mut rng, n * k, 0.05);
@@ -193,21 +188,6 @@ fn integer(a: &Args) {
             }
         }
     }
-}
-
-/// The inner loops worth timing here (the plain ones only where there are no others).
-fn all_kernels() -> Vec<Kernel> {
-    if cfg!(target_arch = "x86_64") { x86_kernels() } else { vec![Kernel::Portable] }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn x86_kernels() -> Vec<Kernel> {
-    vec![Kernel::Avx2, Kernel::AvxVnni]
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn x86_kernels() -> Vec<Kernel> {
-    Vec::new()
 }
 
 fn main() {

@@ -219,6 +219,18 @@ impl Kernel {
         Kernel::Portable
     }
 
+    /// The SIMD loops compiled for this target that this CPU runs (tests and benchmarks compare
+    /// each with the plain loops; `detect` picks the last).
+    pub fn simd() -> Vec<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        let all = vec![Kernel::Avx2, Kernel::AvxVnni];
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        let all = vec![Kernel::Simd128];
+        #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+        let all = Vec::new();
+        all.into_iter().filter(|k| k.available()).collect()
+    }
+
     /// Whether this CPU runs these loops.
     pub fn available(self) -> bool {
         match self {
@@ -472,25 +484,20 @@ mod avx2 {
         }
     }
 
-    /// `mul_sum` with AVX-VNNI: 8-bit inputs in one `vpdpbusd(|w|, sign(x, w))` (u8 × i8 products
-    /// summed four to a lane in i32, exact without the i16 step). 16-bit inputs keep `mul_sum`'s
-    /// two `vpmaddwd`: two chained `vpdpwssd` (which save only the add) measured no faster at
-    /// two input rows and slower at one (`cargo bench --bench kernels -- --cpu --m 1,2`, Zen 4).
-    /// The same lane sums as `mul_sum`.
+    /// `mul_sum` with AVX-VNNI for 8-bit inputs: one `vpdpbusd(|w|, sign(x, w))` (u8 × i8 products
+    /// summed four to a lane in i32, exact without the i16 step), the same lane sums. 16-bit inputs
+    /// keep `mul_sum`'s two `vpmaddwd` (`dispatch!` sends them to the AVX2 loops): two chained
+    /// `vpdpwssd`, which save only the add, measured no faster at two input rows and slower at one
+    /// (`cargo bench --bench kernels -- --cpu --m 1,2` at 76d2209, Zen 4).
     ///
     /// # Safety
-    /// AVX2 and AVX-VNNI; 32 quants at `x` (32 or 64 bytes).
+    /// AVX2 and AVX-VNNI; 32 quants at `x`.
     #[target_feature(enable = "avx2,avxvnni")]
     #[inline]
     unsafe fn mul_sum_vnni<const WIDE: bool>(aw: __m256i, w: __m256i, x: *const u8) -> __m256i {
+        debug_assert!(!WIDE, "16-bit inputs take the AVX2 loops");
         // SAFETY: as the caller's.
-        unsafe {
-            if WIDE {
-                mul_sum::<true>(aw, w, x)
-            } else {
-                _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(_mm256_loadu_si256(x as *const __m256i), w))
-            }
-        }
+        unsafe { _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(_mm256_loadu_si256(x as *const __m256i), w)) }
     }
 
     /// # Safety
@@ -552,9 +559,8 @@ mod avx2 {
                     let xp = x.as_ptr().add(blk * xb);
                     let aw = _mm256_sign_epi8(w, w);
                     let s = match (bits == Bits::Sixteen, vnni) {
-                        (true, false) => mul_sum::<true>(aw, w, xp),
+                        (true, _) => mul_sum::<true>(aw, w, xp),
                         (false, false) => mul_sum::<false>(aw, w, xp),
-                        (true, true) => mul_sum_vnni::<true>(aw, w, xp),
                         (false, true) => mul_sum_vnni::<false>(aw, w, xp),
                     };
                     let mut lanes = [0i32; 8];
@@ -563,6 +569,21 @@ mod avx2 {
                 }
             })
             .collect()
+    }
+
+    /// The monomorphised loops for Q8_0 / Q4_0 weights and 8- / 16-bit inputs: the AVX-VNNI copy
+    /// (`$vnni`) for 8-bit inputs where `vnni`, else the AVX2 one (`$avx2`). `M` is the caller's.
+    macro_rules! dispatch {
+        ($dtype:expr, $bits:expr, $use_vnni:expr, $avx2:ident, $vnni:ident, ($($arg:expr),*)) => {
+            match ($dtype == DType::Q8_0, $bits == Bits::Sixteen, $use_vnni) {
+                (true, true, _) => $avx2::<M, true, true>($($arg),*),
+                (false, true, _) => $avx2::<M, false, true>($($arg),*),
+                (true, false, false) => $avx2::<M, true, false>($($arg),*),
+                (false, false, false) => $avx2::<M, false, false>($($arg),*),
+                (true, false, true) => $vnni::<M, true, false>($($arg),*),
+                (false, false, true) => $vnni::<M, false, false>($($arg),*),
+            }
+        };
     }
 
     /// Four weight rows (`nb` blocks each, with their f32 scales) against `M` quantized input
@@ -578,18 +599,7 @@ mod avx2 {
         let nb = xs[0].1.len();
         assert!(M <= 2 && xs.iter().all(|(q, d)| d.len() == nb && q.len() >= nb * xb) && scales.iter().all(|s| s.len() >= nb), "dot4 widths");
         // SAFETY: as the caller's.
-        unsafe {
-            match (dtype == DType::Q8_0, bits == Bits::Sixteen, vnni) {
-                (true, false, false) => dot4_of::<M, true, false>(rows, scales, xs),
-                (true, true, false) => dot4_of::<M, true, true>(rows, scales, xs),
-                (false, false, false) => dot4_of::<M, false, false>(rows, scales, xs),
-                (false, true, false) => dot4_of::<M, false, true>(rows, scales, xs),
-                (true, false, true) => dot4_vnni::<M, true, false>(rows, scales, xs),
-                (true, true, true) => dot4_vnni::<M, true, true>(rows, scales, xs),
-                (false, false, true) => dot4_vnni::<M, false, false>(rows, scales, xs),
-                (false, true, true) => dot4_vnni::<M, false, true>(rows, scales, xs),
-            }
-        }
+        unsafe { dispatch!(dtype, bits, vnni, dot4_of, dot4_vnni, (rows, scales, xs)) }
     }
 
     /// One weight row (`scales.len()` blocks) against `M` quantized input rows (each 32 quants
@@ -602,18 +612,7 @@ mod avx2 {
         let xb = if bits == Bits::Sixteen { 2 * BLOCK } else { BLOCK };
         assert!(xs.iter().all(|(q, d)| q.len() >= scales.len() * xb && d.len() >= scales.len()), "dot_rows widths");
         // SAFETY: as the caller's.
-        unsafe {
-            match (dtype == DType::Q8_0, bits == Bits::Sixteen, vnni) {
-                (true, false, false) => dot_rows_of::<M, true, false>(row, scales, xs),
-                (true, true, false) => dot_rows_of::<M, true, true>(row, scales, xs),
-                (false, false, false) => dot_rows_of::<M, false, false>(row, scales, xs),
-                (false, true, false) => dot_rows_of::<M, false, true>(row, scales, xs),
-                (true, false, true) => dot_rows_vnni::<M, true, false>(row, scales, xs),
-                (true, true, true) => dot_rows_vnni::<M, true, true>(row, scales, xs),
-                (false, false, true) => dot_rows_vnni::<M, false, false>(row, scales, xs),
-                (false, true, true) => dot_rows_vnni::<M, false, true>(row, scales, xs),
-            }
-        }
+        unsafe { dispatch!(dtype, bits, vnni, dot_rows_of, dot_rows_vnni, (row, scales, xs)) }
     }
 
     /// The loops of `dot4` and `dot_rows`, once with AVX2's `mul_sum` and once with AVX-VNNI's:
@@ -684,13 +683,9 @@ mod tests {
         (0..n).map(|j| scale * philox.normal(0, j as u32, stream, 0)).collect()
     }
 
-    /// The SIMD kernels this CPU runs (AVX2 on every x86-64 CPU these tests run on; AVX-VNNI
-    /// where it has it), named on stderr so that a run shows what it covered.
+    /// `Kernel::simd`, named on stderr so that a run shows what it covered.
     fn simd_kernels() -> Vec<Kernel> {
-        #[cfg(target_arch = "x86_64")]
-        let k: Vec<Kernel> = [Kernel::Avx2, Kernel::AvxVnni].into_iter().filter(|k| k.available()).collect();
-        #[cfg(not(target_arch = "x86_64"))]
-        let k: Vec<Kernel> = Vec::new();
+        let k = Kernel::simd();
         eprintln!("integer SIMD kernels tested on this CPU: {k:?}");
         k
     }
