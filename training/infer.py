@@ -99,8 +99,8 @@ def quantized(model_f, name, a, kind):
     importance = getattr(model_f, "quant_importance", {}).get(name)
     gram = getattr(model_f, "quant_gram", {}).get(name)
     if kind == "q4_0" and gram is not None:
-        # minutes for the 15,360-input layer: once per model (the file and the dequantized model
-        # share it)
+        # a factorisation of the 15,360-input layer's gram: once per model (the file and the
+        # dequantized model share it)
         cache = model_f.__dict__.setdefault("quant_compensated", {})   # bytes per layer
         if name not in cache:
             cache[name] = q4_0_compensated(a, gram, importance)

@@ -40,8 +40,16 @@ def q4_0(w, importance=None):
     rows, cols = w.shape
     assert cols % BLOCK == 0
     b = w.reshape(rows, cols // BLOCK, BLOCK)
-    weight = np.ones((1, cols // BLOCK, BLOCK), np.float32) if importance is None else \
-        np.asarray(importance, np.float32).reshape(1, cols // BLOCK, BLOCK)
+    d16 = q4_0_scales(b, importance)
+    d = d16.astype(np.float32)                                           # round with the scale stored
+    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
+    return pack_q4_0(d16, np.clip(np.round(b * inv) + 8, 0, 15).astype(np.uint8))
+
+
+def q4_0_scales(b, importance=None):
+    """The f16 scales [rows, blocks, 1] of `q4_0` for blocks `b` [rows, blocks, 32]."""
+    weight = np.ones((1,) + b.shape[1:], np.float32) if importance is None else \
+        np.asarray(importance, np.float32).reshape((1,) + b.shape[1:])
     idx = np.abs(b).argmax(-1)[..., None]
     m = np.take_along_axis(b, idx, -1)                                   # signed max-magnitude value
     nonzero = np.where(m == 0, 1.0, m)
@@ -57,12 +65,14 @@ def q4_0(w, importance=None):
         better = fit > best_fit
         best_fit = np.where(better, fit, best_fit)
         best_d = np.where(better, sum_xq / np.where(ok, sum_qq, 1.0), best_d)
-    d16 = np.where(m == 0, 0.0, best_d).astype(np.float16)
-    d = d16.astype(np.float32)                                           # round with the scale stored
-    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
-    q = np.clip(np.round(b * inv) + 8, 0, 15).astype(np.uint8)
-    out = np.empty((rows, cols // BLOCK, 18), dtype=np.uint8)
-    out[..., :2] = d16.view(np.uint8).reshape(rows, cols // BLOCK, 2)
+    return np.where(m == 0, 0.0, best_d).astype(np.float16)
+
+
+def pack_q4_0(d16, q):
+    """The Q4_0 bytes of scales `d16` [rows, blocks, 1] and quants `q` + 8 [rows, blocks, 32]."""
+    rows, blocks = q.shape[:2]
+    out = np.empty((rows, blocks, 18), dtype=np.uint8)
+    out[..., :2] = d16.view(np.uint8).reshape(rows, blocks, 2)
     out[..., 2:] = q[..., :16] | (q[..., 16:] << 4)
     return out.reshape(-1)
 
@@ -76,6 +86,7 @@ def q4_0_compensated(w, gram, importance=None, damp=0.01):
     per block. A block's scale is q4_0's search on the block as updated when it is reached.
     `damp` (a fraction of the mean diagonal) keeps a low-rank gram invertible. With a diagonal
     gram nothing is spread, and the bytes are q4_0's."""
+    from scipy.linalg.lapack import dtrtri
     w = np.asarray(w, dtype=np.float32)
     rows, cols = w.shape
     assert cols % BLOCK == 0 and gram.shape == (cols, cols)
@@ -85,35 +96,30 @@ def q4_0_compensated(w, gram, importance=None, damp=0.01):
     unseen = diag == 0                                   # inputs always zero: nothing to compensate
     H[unseen, unseen] = 1.0
     H[np.diag_indices(cols)] += damp * (diag.mean() if diag.mean() > 0 else 1.0)
-    # the upper Cholesky factor of gram⁻¹, intermediates freed as it goes (a 15,360-input layer
-    # holds 1.9 GB per matrix)
-    Linv = np.linalg.inv(np.linalg.cholesky(H))
+    # U, upper triangular with Uᵀ U = gram⁻¹: with J the reversal and J H J = L Lᵀ, U = J L⁻¹ J
+    # (one Cholesky and one triangular inverse of the 15,360-input layer's 1.9 GB matrices)
+    L = np.linalg.cholesky(H[::-1, ::-1])
     del H
-    Hinv = Linv.T @ Linv
-    del Linv
-    U = np.linalg.cholesky(Hinv).T
-    del Hinv
-    q = np.zeros((rows, cols), np.uint8)
-    d16 = np.zeros((rows, cols // BLOCK), np.float16)
-    for b0 in range(0, cols, BLOCK):
+    Linv, info = dtrtri(L, lower=1)
+    assert info == 0, f"gram factor: dtrtri info {info}"
+    del L
+    U = Linv[::-1, ::-1]
+    q = np.zeros((rows, cols // BLOCK, BLOCK), np.uint8)
+    d16 = np.zeros((rows, cols // BLOCK, 1), np.float16)
+    for blk, b0 in enumerate(range(0, cols, BLOCK)):
         b1 = b0 + BLOCK
-        head = q4_0(W[:, b0:b1].astype(np.float32), None if importance is None else importance[b0:b1])
-        d16[:, b0 // BLOCK] = head.reshape(rows, 18)[:, :2].copy().view(np.float16)[:, 0]
-        d = d16[:, b0 // BLOCK].astype(np.float64)
+        d16[:, blk] = q4_0_scales(W[:, None, b0:b1].astype(np.float32), None if importance is None else importance[b0:b1])[:, 0]
+        d = d16[:, blk, 0].astype(np.float64)
         inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
         err = np.zeros((rows, BLOCK))
         for j in range(BLOCK):
             c = b0 + j
             qc = np.clip(np.round(W[:, c] * inv), -8, 7)
-            q[:, c] = (qc + 8).astype(np.uint8)
+            q[:, blk, j] = (qc + 8).astype(np.uint8)
             err[:, j] = (W[:, c] - qc * d) / U[c, c]
             W[:, c + 1:b1] -= np.outer(err[:, j], U[c, c + 1:b1])
         W[:, b1:] -= err @ U[b0:b1, b1:]
-    qb = q.reshape(rows, cols // BLOCK, BLOCK)
-    out = np.empty((rows, cols // BLOCK, 18), dtype=np.uint8)
-    out[..., :2] = d16.view(np.uint8).reshape(rows, cols // BLOCK, 2)
-    out[..., 2:] = qb[..., :16] | (qb[..., 16:] << 4)
-    return out.reshape(-1)
+    return pack_q4_0(d16, q)
 
 
 def dq4_0(buf, shape):
